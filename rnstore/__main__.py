@@ -1,0 +1,3 @@
+from rnstore.cli import main
+
+main()

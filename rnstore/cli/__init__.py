@@ -1,0 +1,68 @@
+"""The command-line interface: a thin typer layer over the library.
+
+`main` answers `--version` before importing typer, maps every error to one
+`error:` line and an exit code (see _errors.py), and never shows a traceback
+unless RNSTORE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .._version import __version__
+from ._errors import EXIT_INTERRUPTED, EXIT_PIPE, EXIT_USAGE, report
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args in (["--version"], ["-V"]):
+        sys.stdout.write(f"rnstore {__version__}\n")
+        sys.exit(0)
+    sys.exit(run(args))
+
+
+def run(args: list[str]) -> int:
+    try:
+        from .app import build_command
+        result = build_command().main(args=args, prog_name="rnstore", standalone_mode=False)
+        _flush_stdout()
+        return result if isinstance(result, int) else 0
+    except BaseException as exc:  # noqa: BLE001 - this is the one place that handles all
+        return _handle(exc)
+
+
+def _flush_stdout() -> None:
+    sys.stdout.flush()
+
+
+def _handle(exc: BaseException) -> int:
+    if isinstance(exc, BrokenPipeError) or (
+            isinstance(exc, OSError) and getattr(exc, "errno", None) == 32):
+        _silence_stdout()
+        return EXIT_PIPE
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    # click's exceptions, whether typer vendors click or not
+    if "Exit" in names and hasattr(exc, "exit_code"):
+        return exc.exit_code
+    if "Abort" in names:
+        sys.stderr.write("error: interrupted\n")
+        return EXIT_INTERRUPTED
+    if "ClickException" in names:
+        message = exc.format_message()
+        sys.stderr.write(f"error: {message}\n")
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            sys.stderr.write(f"hint: see `{ctx.command_path} --help`\n")
+        return EXIT_USAGE if "UsageError" in names else exc.exit_code
+    return report(exc)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass

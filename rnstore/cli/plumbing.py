@@ -1,0 +1,245 @@
+"""Plumbing commands: each parses, calls one library function, renders."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, List, Optional
+
+import typer
+
+from .. import plumbing
+from ..errors import InvalidValueError
+from ..objects import KINDS
+from .app import app, open_repo
+from ._output import out
+
+PLUMBING = "Plumbing"
+
+
+@app.command("hash-object", rich_help_panel=PLUMBING)
+def hash_object(
+    files: Annotated[Optional[List[str]], typer.Argument(help="Files to hash.")] = None,
+    write: Annotated[bool, typer.Option("-w", help="Also store the blob.")] = False,
+    stdin: Annotated[bool, typer.Option("--stdin", help="Hash standard input.")] = False,
+) -> None:
+    """Print the blob id (SHA-256) of each file; `sha256sum` agrees.
+
+    Example: rnstore hash-object -w train.py
+    """
+    if not files and not stdin:
+        raise InvalidValueError("give FILE arguments or --stdin")
+    repo = open_repo() if write else None
+    if stdin:
+        out.line(plumbing.hash_object(repo, None, write=write, stdin=sys.stdin.buffer))
+    for name in files or []:
+        out.line(plumbing.hash_object(repo, name, write=write))
+
+
+@app.command("cat-file", rich_help_panel=PLUMBING)
+def cat_file(
+    first: Annotated[str, typer.Argument(metavar="[KIND] OBJ", help="blob|tree|snapshot, then the object.")],
+    second: Annotated[Optional[str], typer.Argument(hidden=True)] = None,
+    type_: Annotated[bool, typer.Option("-t", help="Print the object's kind.")] = False,
+    size: Annotated[bool, typer.Option("-s", help="Print the object's size.")] = False,
+    pretty: Annotated[bool, typer.Option("-p", help="Print the content readably.")] = False,
+    exists: Annotated[bool, typer.Option("-e", help="Exit 0 if it exists, 1 if not; print nothing.")] = False,
+) -> int:
+    """Print an object's kind, size or content.
+
+    Example: rnstore cat-file -p HEAD:train.py
+    """
+    chosen = [flag for flag, on in (("-t", type_), ("-s", size), ("-p", pretty), ("-e", exists)) if on]
+    if second is not None:
+        if chosen or first not in KINDS:
+            raise InvalidValueError("usage: cat-file (-t|-s|-p|-e) OBJ  or  cat-file (blob|tree|snapshot) OBJ")
+        for chunk in plumbing.cat_file(open_repo(), second, expected_kind=first):
+            out.bytes(chunk)
+        return 0
+    if len(chosen) != 1:
+        raise InvalidValueError("give exactly one of -t, -s, -p, -e (or a KIND)")
+    repo = open_repo()
+    if exists:
+        return 0 if plumbing.object_exists(repo, first) else 1
+    info = plumbing.object_info(repo, first)
+    if type_:
+        out.line(info.kind)
+    elif size:
+        out.line(str(info.size))
+    elif info.kind == "tree":
+        _print_tree(plumbing.ls_tree(repo, info.id), long=False, name_only=False)
+    elif info.kind == "snapshot":
+        snapshot = repo.store.get_snapshot(info.id)
+        out.json({"tree": snapshot.tree, "parents": list(snapshot.parents), "time": snapshot.time,
+                  "message": snapshot.message, "meta": snapshot.meta})
+    else:
+        for chunk in plumbing.cat_file(repo, info.id):
+            out.bytes(chunk)
+    return 0
+
+
+def _print_tree(entries, *, long: bool, name_only: bool) -> None:
+    lines = []
+    for e in entries:
+        if name_only:
+            lines.append(e.path + b"\n")
+        elif long:
+            size = b"-" if e.kind == "tree" else b"%d" % e.size
+            lines.append(b"%s %s %s %7s\t%s\n" % (e.mode.encode(), e.kind.encode(), e.id.encode(), size, e.path))
+        else:
+            lines.append(b"%s %s %s\t%s\n" % (e.mode.encode(), e.kind.encode(), e.id.encode(), e.path))
+    out.bytes(b"".join(lines))
+
+
+@app.command("ls-tree", rich_help_panel=PLUMBING)
+def ls_tree(
+    treeish: Annotated[str, typer.Argument(metavar="TREE-ISH")],
+    path: Annotated[Optional[str], typer.Argument(metavar="[PATH]")] = None,
+    recursive: Annotated[bool, typer.Option("-r", help="Recurse into folders.")] = False,
+    long: Annotated[bool, typer.Option("-l", help="Show sizes.")] = False,
+    name_only: Annotated[bool, typer.Option("--name-only", help="Paths only.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+) -> None:
+    """List a tree: lines `MODE TYPE ID<TAB>PATH`.
+
+    Example: rnstore ls-tree -r HEAD
+    """
+    entries = plumbing.ls_tree(open_repo(), treeish, path, recursive=recursive)
+    if json_:
+        out.json([{"mode": e.mode, "type": e.kind, "id": e.id, "path": os.fsdecode(e.path),
+                   "size": e.size} for e in entries])
+    else:
+        _print_tree(entries, long=long, name_only=name_only)
+
+
+@app.command("ls-files", rich_help_panel=PLUMBING)
+def ls_files(
+    stage: Annotated[bool, typer.Option("-s", help="Show mode and id too.")] = False,
+) -> None:
+    """List the paths in the index.
+
+    Example: rnstore ls-files -s
+    """
+    lines = []
+    for e in plumbing.ls_files(open_repo()):
+        if stage:
+            lines.append(b"%s %s 0\t%s\n" % (e.mode.encode(), e.id.encode(), e.path))
+        else:
+            lines.append(e.path + b"\n")
+    out.bytes(b"".join(lines))
+
+
+@app.command("write-tree", rich_help_panel=PLUMBING)
+def write_tree() -> None:
+    """Store the index as trees; print the root tree id.
+
+    Example: rnstore write-tree
+    """
+    out.line(plumbing.write_tree(open_repo()))
+
+
+@app.command("read-tree", rich_help_panel=PLUMBING)
+def read_tree(treeish: Annotated[str, typer.Argument(metavar="TREE-ISH")]) -> None:
+    """Replace the index with a tree's content (the workspace is untouched).
+
+    Example: rnstore read-tree HEAD
+    """
+    plumbing.read_tree(open_repo(), treeish)
+
+
+@app.command("mktree", rich_help_panel=PLUMBING)
+def mktree() -> None:
+    """Read `ls-tree` lines on stdin, validate them, store one tree; print its id.
+
+    Example: rnstore ls-tree HEAD | rnstore mktree
+    """
+    lines = (line.decode("utf-8", "surrogateescape") for line in sys.stdin.buffer)
+    out.line(plumbing.mktree(open_repo(), lines))
+
+
+@app.command("commit-tree", rich_help_panel=PLUMBING)
+def commit_tree(
+    tree: Annotated[str, typer.Argument(metavar="TREE")],
+    message: Annotated[str, typer.Option("-m", help="The snapshot's message.")],
+    parents: Annotated[Optional[List[str]], typer.Option("-p", help="A parent snapshot (repeatable).")] = None,
+    meta: Annotated[Optional[List[str]], typer.Option("--meta", metavar="K=V", help="Extra metadata (repeatable).")] = None,
+) -> None:
+    """Make a snapshot of TREE (it stays live until forgotten); print its id.
+
+    Example: rnstore commit-tree $(rnstore write-tree) -p HEAD -m "run 42"
+    """
+    out.line(plumbing.commit_tree(open_repo(), tree, parents or [], message, meta or []))
+
+
+@app.command("update-ref", rich_help_panel=PLUMBING)
+def update_ref(
+    ref: Annotated[str, typer.Argument(metavar="REF")],
+    new: Annotated[Optional[str], typer.Argument(metavar="ID")] = None,
+    old: Annotated[Optional[str], typer.Argument(metavar="[OLD]", help="Only if REF is at OLD now (compare-and-swap).")] = None,
+    delete: Annotated[bool, typer.Option("-d", help="Delete REF.")] = False,
+) -> None:
+    """Point REF at a snapshot, or delete it; with OLD, only if it is there now.
+
+    Example: rnstore update-ref refs/heads/main $NEW $OLD
+    """
+    repo = open_repo()
+    if delete:
+        if old is not None:
+            raise InvalidValueError("usage: update-ref -d REF [OLD]")
+        plumbing.delete_ref(repo, ref, new)
+        return
+    if new is None:
+        raise InvalidValueError("usage: update-ref REF ID [OLD]")
+    plumbing.update_ref(repo, ref, new, old, require_old=old is not None)
+
+
+@app.command("symbolic-ref", rich_help_panel=PLUMBING)
+def symbolic_ref(
+    name: Annotated[str, typer.Argument(metavar="HEAD")],
+    ref: Annotated[Optional[str], typer.Argument(metavar="[REF]")] = None,
+) -> int:
+    """Print the branch HEAD is attached to, or attach it to REF.
+
+    Example: rnstore symbolic-ref HEAD refs/heads/main
+    """
+    if name != "HEAD":
+        raise InvalidValueError("only HEAD is a symbolic ref")
+    result = plumbing.symbolic_ref(open_repo(), ref)
+    if ref is None:
+        if result is None:
+            sys.stderr.write("error: HEAD is detached\n")
+            return 1
+        out.line(result)
+    return 0
+
+
+@app.command("rev-parse", rich_help_panel=PLUMBING)
+def rev_parse(revs: Annotated[List[str], typer.Argument(metavar="REV...")]) -> None:
+    """Print the full object id each revision names.
+
+    Example: rnstore rev-parse HEAD~1:train.py
+    """
+    repo = open_repo()
+    for rev in revs:
+        out.line(plumbing.rev_parse(repo, rev))
+
+
+@app.command("show-ref", rich_help_panel=PLUMBING)
+def show_ref() -> int:
+    """List refs with their ids: `ID REF`.
+
+    Example: rnstore show-ref
+    """
+    refs = plumbing.show_ref(open_repo())
+    for ref, oid in refs.items():
+        out.line(f"{oid} {ref}")
+    return 0 if refs else 1
+
+
+@app.command("manifest", rich_help_panel=PLUMBING)
+def manifest(rev: Annotated[str, typer.Argument(metavar="REV")]) -> None:
+    """Print a snapshot's files as one flat JSON document.
+
+    Example: rnstore manifest HEAD > manifest.json
+    """
+    out.json(plumbing.manifest(open_repo(), rev))

@@ -1,0 +1,128 @@
+"""Workspace settings: one JSON file, known keys with defaults and parsers."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import CorruptStoreError, InvalidValueError
+from .fsutil import atomic_write
+from .units import parse_duration, parse_size
+
+
+def _level(text: str) -> int:
+    try:
+        level = int(text)
+    except ValueError:
+        level = 0
+    if not 1 <= level <= 22:
+        raise InvalidValueError(f"compression.level must be a whole number from 1 to 22, not '{text}'")
+    return level
+
+
+def _count(text: str) -> int:
+    if not str(text).isdigit():
+        raise InvalidValueError(f"'{text}' is not a whole number")
+    return int(text)
+
+
+def _bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise InvalidValueError(f"'{text}' is not true or false")
+
+
+def _name(text: str) -> str:
+    if not str(text).strip():
+        raise InvalidValueError("user.name must not be empty")
+    return str(text)
+
+
+@dataclass(frozen=True)
+class Setting:
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+SETTINGS: dict[str, Setting] = {
+    "compression.level": Setting("3", _level, "zstd level for new objects (1-22)"),
+    "limits.max_bytes": Setting("500MB", parse_size, "largest snapshot add/commit -a accepts"),
+    "limits.max_files": Setting("200000", _count, "most files add/commit -a accepts"),
+    "gc.prune": Setting("1h", parse_duration, "grace period: gc spares younger objects"),
+    "gc.interval": Setting("7d", parse_duration, "gc --auto runs when the last gc is older"),
+    "core.fsync": Setting("true", _bool, "make objects and refs durable before reporting"),
+    "core.lock_wait": Setting("10m", parse_duration, "how long to wait for a held lock"),
+    "user.name": Setting("", _name, "recorded in every snapshot (default: login name)"),
+}
+
+
+def default_user() -> str:
+    for variable in ("RNSTORE_USER", "USER", "LOGNAME"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    try:
+        import pwd
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return "unknown"
+
+
+#: Set by `init --objects`, read by every command, never by `config`.
+OBJECTS_KEY = "core.objects"
+
+
+class Config:
+    """Raw values as strings in `<dotdir>/config`; typed on read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.values: dict[str, str] = self._load()
+
+    def _load(self) -> dict[str, str]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        try:
+            values = json.loads(text)
+            if not isinstance(values, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            raise CorruptStoreError(f"config file {self.path} is unreadable: {exc}") from None
+        return {str(k): str(v) for k, v in values.items()}
+
+    def raw(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def get(self, key: str) -> Any:
+        setting = _setting(key)
+        value = self.values.get(key)
+        if value is None:
+            if key == "user.name":
+                return default_user()
+            value = setting.default
+        return setting.parse(value)
+
+    def set(self, key: str, value: str, *, durable: bool = True) -> None:
+        _setting(key).parse(value)
+        self.values[key] = str(value)
+        self.save(durable=durable)
+
+    def save(self, *, durable: bool = True) -> None:
+        data = json.dumps(self.values, indent=2, sort_keys=True) + "\n"
+        atomic_write(self.path, data.encode(), durable=durable)
+
+
+def _setting(key: str) -> Setting:
+    try:
+        return SETTINGS[key]
+    except KeyError:
+        raise InvalidValueError(
+            f"unknown config key '{key}'", hints=["keys: " + ", ".join(SETTINGS)]) from None

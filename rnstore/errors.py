@@ -1,0 +1,98 @@
+"""The exception tree. Every error a user can meet is an RnstoreError subclass
+whose str() is the one-line message; `hints` are optional ways out.
+
+The CLI maps these classes to exit codes in one table (rnstore/cli/_errors.py);
+the library never decides how an error is shown.
+"""
+
+from __future__ import annotations
+
+
+class RnstoreError(Exception):
+    """Base class: str(err) is the user-facing message."""
+
+    def __init__(self, message: str, *, hints: list[str] | tuple[str, ...] = ()):
+        super().__init__(message)
+        self.hints = list(hints)
+
+
+# --- bad usage or bad input (exit 2) -------------------------------------------------
+
+
+class BadInputError(RnstoreError):
+    """The user asked for something malformed or that does not exist."""
+
+
+class NotAWorkspaceError(BadInputError):
+    pass
+
+
+class UnknownRevisionError(BadInputError):
+    pass
+
+
+class AmbiguousRevisionError(BadInputError):
+    def __init__(self, prefix: str, candidates: list[str]):
+        listing = ", ".join(candidates[:10]) + (" ..." if len(candidates) > 10 else "")
+        super().__init__(
+            f"ambiguous revision '{prefix}': {len(candidates)} objects match",
+            hints=[f"candidates: {listing}", "give more hex digits"],
+        )
+        self.candidates = candidates
+
+
+class InvalidValueError(BadInputError):
+    """A malformed value: a ref name, a config value, a mode, a tree line."""
+
+
+# --- the command ran but the user must act (exit 1) ----------------------------------
+
+
+class ObjectError(RnstoreError):
+    def __init__(self, message: str, object_id: str | None = None, **kw):
+        super().__init__(message, **kw)
+        self.object_id = object_id
+
+
+class MissingObjectError(ObjectError):
+    pass
+
+
+class CorruptObjectError(ObjectError):
+    pass
+
+
+class RefConflictError(RnstoreError):
+    """A compare-and-swap update found another value than expected."""
+
+
+class LockTimeoutError(RnstoreError):
+    pass
+
+
+class NothingToCommitError(RnstoreError):
+    pass
+
+
+class LimitExceededError(RnstoreError):
+    pass
+
+
+class ConflictError(RnstoreError):
+    """A checkout would overwrite or delete uncommitted work."""
+
+    def __init__(self, message: str, paths: list[str], **kw):
+        super().__init__(message, **kw)
+        self.paths = paths
+
+
+class UnreadableFileError(RnstoreError):
+    pass
+
+
+class CorruptStoreError(RnstoreError):
+    """A root (index, ref, journal, snapshot) cannot be read."""
+
+
+class OperationInterrupted(RnstoreError):
+    """Ctrl-C: the store was left consistent."""

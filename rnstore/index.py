@@ -1,0 +1,156 @@
+"""The staging area and its stat cache.
+
+Each entry maps a path to (mode, id, size) and the stat fields seen when the
+file was hashed: size, mtime_ns, ctime_ns and inode. A file whose stat still
+matches is not read again.
+
+The racy-git rule: a file modified within RACY_NS of the moment it was hashed
+could change again within the same timestamp tick without its stat changing,
+so such an entry is recorded without stat fields ("smudged") and is re-hashed
+the next time it is looked at.
+
+File format (`<dotdir>/index`)::
+
+    b"rnindex 1\\n" + record* + SHA256-HEX-OF-ALL-BEFORE + b"\\n"
+    record = MODE SP ID SP SIZE SP MTIME SP CTIME SP INODE SP PATH NUL
+
+records sorted by path; MTIME, CTIME and INODE are "-" when smudged. The
+file is replaced atomically under the workspace lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .errors import CorruptStoreError
+from .fsutil import atomic_write
+from .objects import MODES, is_object_id
+from .trees import FlatEntry
+
+HEADER = b"rnindex 1\n"
+RACY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class StatKey:
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "StatKey":
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    path: bytes
+    mode: str
+    id: str
+    size: int
+    stat: StatKey | None = None
+
+    @property
+    def flat(self) -> FlatEntry:
+        return FlatEntry(self.path, self.mode, self.id, self.size)
+
+
+def stat_key_if_settled(st: os.stat_result, hashed_at_ns: int | None = None) -> StatKey | None:
+    """The stat key to cache for a file hashed at `hashed_at_ns`, or None when
+    the file changed too recently to trust its timestamps (racy git)."""
+    now = time.time_ns() if hashed_at_ns is None else hashed_at_ns
+    if max(st.st_mtime_ns, st.st_ctime_ns) >= now - RACY_NS:
+        return None
+    return StatKey.of(st)
+
+
+class Index:
+    def __init__(self, entries: Iterable[IndexEntry] = ()):
+        self.entries: dict[bytes, IndexEntry] = {e.path: e for e in entries}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[IndexEntry]:
+        for path in sorted(self.entries):
+            yield self.entries[path]
+
+    def get(self, path: bytes) -> IndexEntry | None:
+        return self.entries.get(path)
+
+    def set(self, entry: IndexEntry) -> None:
+        self.entries[entry.path] = entry
+
+    def remove(self, path: bytes) -> None:
+        self.entries.pop(path, None)
+
+    def lookup_fresh(self, path: bytes, st: os.stat_result) -> IndexEntry | None:
+        """The entry if the stat cache says the file is unchanged."""
+        entry = self.entries.get(path)
+        if entry is not None and entry.stat is not None and entry.stat == StatKey.of(st):
+            return entry
+        return None
+
+    def flat_entries(self) -> list[FlatEntry]:
+        return [e.flat for e in self]
+
+    # -- file format ----------------------------------------------------------------
+
+    def encode(self) -> bytes:
+        parts = [HEADER]
+        for e in self:
+            if e.stat is None:
+                stat = b"- - -"
+            else:
+                stat = b"%d %d %d" % (e.stat.mtime_ns, e.stat.ctime_ns, e.stat.ino)
+            parts.append(b"%s %s %d %s %s\0" % (e.mode.encode(), e.id.encode(), e.size, stat, e.path))
+        body = b"".join(parts)
+        return body + hashlib.sha256(body).hexdigest().encode() + b"\n"
+
+    @classmethod
+    def decode(cls, data: bytes, where: str = "index") -> "Index":
+        def corrupt(why: str) -> CorruptStoreError:
+            return CorruptStoreError(
+                f"the index ({where}) is corrupt: {why}",
+                hints=["`rnstore read-tree HEAD` rebuilds it from the last snapshot"])
+
+        if not data.startswith(HEADER):
+            raise corrupt("bad header")
+        body, footer = data[:-65], data[-65:]
+        if len(data) < len(HEADER) + 65 or footer[-1:] != b"\n" or \
+                hashlib.sha256(body).hexdigest().encode() != footer[:-1]:
+            raise corrupt("checksum mismatch")
+        entries = []
+        records = body[len(HEADER):].split(b"\0")
+        if records[-1] != b"":
+            raise corrupt("truncated record")
+        try:
+            for record in records[:-1]:
+                mode, oid, size, mtime, ctime, ino, path = record.split(b" ", 6)
+                mode_s, oid_s = mode.decode(), oid.decode()
+                if mode_s not in MODES or not is_object_id(oid_s) or not path:
+                    raise ValueError(record[:80])
+                stat = None
+                if mtime != b"-":
+                    stat = StatKey(int(size), int(mtime), int(ctime), int(ino))
+                entries.append(IndexEntry(path, mode_s, oid_s, int(size), stat))
+        except ValueError as exc:
+            raise corrupt(f"bad record {exc}") from None
+        return cls(entries)
+
+    @classmethod
+    def load(cls, path: Path) -> "Index":
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return cls()
+        return cls.decode(data, str(path))
+
+    def write(self, path: Path, *, durable: bool = True) -> None:
+        atomic_write(path, self.encode(), durable=durable)

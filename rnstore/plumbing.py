@@ -1,0 +1,318 @@
+"""The plumbing: one library function per plumbing command. Porcelain is
+built from these. None of them prints; they return values or stream bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+from ._version import __version__
+from .errors import InvalidValueError, MissingObjectError, UnknownRevisionError
+from .index import Index, IndexEntry
+from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, TreeEntry, kind_of_mode, parse_mode
+from .refs import ANY, HEAD, HEADS, check_ref_name
+from .revparse import resolve_entry, resolve_snapshot, resolve_tree, rev_parse
+from .trees import FlatEntry, build_tree, iter_tree
+
+HASH_CHUNK = 1 << 20
+#: Metadata keys rnstore records itself; --meta may not override them.
+RESERVED_META = ("user", "host", "rnstore_version", "git_commit", "files", "bytes")
+
+
+# -- hash-object ------------------------------------------------------------------------
+
+def hash_stream(source: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: source.read(HASH_CHUNK), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_object(repo, path: str | None, *, write: bool, stdin: BinaryIO | None = None) -> str:
+    """The blob id of a file (or of stdin); with `write`, store the blob.
+    Without `write` no workspace is needed (pass repo=None)."""
+    if not write:
+        if path is None:
+            return hash_stream(stdin)
+        with open(path, "rb") as fh:
+            return hash_stream(fh)
+    with repo.store_lock(shared=True), repo.store.batch():
+        if path is not None:
+            return repo.store.put_file(Path(path))[0]
+        return _put_unsized(repo.store, stdin)
+
+
+def _put_unsized(store, source: BinaryIO) -> str:
+    """Stdin has no size up front: spool it to a temporary file first."""
+    import tempfile
+    with tempfile.TemporaryFile() as spool:
+        for chunk in iter(lambda: source.read(HASH_CHUNK), b""):
+            spool.write(chunk)
+        size = spool.tell()
+        spool.seek(0)
+        return store.put_stream(spool, size)
+
+
+# -- cat-file ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    id: str
+    kind: str
+    size: int
+
+
+def object_info(repo, rev: str) -> ObjectInfo:
+    oid = rev_parse(repo, rev)
+    kind, size = repo.store.header(oid)
+    return ObjectInfo(oid, kind, size)
+
+
+def object_exists(repo, rev: str) -> bool:
+    try:
+        rev_parse(repo, rev)
+        return True
+    except (UnknownRevisionError, MissingObjectError):
+        return False
+
+
+def cat_file(repo, rev: str, expected_kind: str | None = None) -> Iterator[bytes]:
+    """An object's payload, exactly, in verified chunks."""
+    info = object_info(repo, rev)
+    if expected_kind is not None and info.kind != expected_kind:
+        raise InvalidValueError(f"'{rev}' is a {info.kind}, not a {expected_kind}")
+    if info.kind == BLOB:
+        return repo.store.iter_blob(info.id)
+    return iter([repo.store.get(info.id, info.kind)[1]])
+
+
+def read_snapshot(repo, rev: str) -> tuple[str, Snapshot]:
+    oid = resolve_snapshot(repo, rev)
+    return oid, repo.store.get_snapshot(oid)
+
+
+# -- ls-tree / ls-files / manifest --------------------------------------------------------
+
+@dataclass(frozen=True)
+class Listed:
+    mode: str
+    kind: str
+    id: str
+    path: bytes
+    size: int
+
+
+def ls_tree(repo, treeish: str, path: str | None = None, *, recursive: bool = False) -> list[Listed]:
+    """Entries of a tree; with `path`, that entry, or a folder's entries."""
+    if path and ":" in treeish:
+        raise InvalidValueError("give either TREE-ISH:PATH or TREE-ISH PATH, not both")
+    tree_id = resolve_tree(repo, treeish)
+    prefix = b""
+    if path:
+        entry = resolve_entry(repo, f"{treeish}:{path}")
+        clean = os.fsencode(path).strip(b"/")
+        if entry.mode != MODE_TREE:
+            return [Listed(entry.mode, entry.kind, entry.id, clean, entry.size)]
+        tree_id, prefix = entry.id, clean + b"/"
+    # Recursive listings show leaves: files, links and empty folders.
+    return [Listed(e.mode, kind_of_mode(e.mode), e.id, e.path, e.size)
+            for e in iter_tree(repo.store, tree_id, prefix, recursive=recursive)]
+
+
+def ls_files(repo) -> list[IndexEntry]:
+    return list(repo.read_index())
+
+
+def manifest(repo, rev: str) -> dict:
+    """Every file and link of a snapshot, flat (empty folders left out)."""
+    snapshot_id, snapshot = read_snapshot(repo, rev)
+    files = [
+        {"path": os.fsdecode(e.path), "sha256": e.id, "size": e.size, "mode": e.mode}
+        for e in iter_tree(repo.store, snapshot.tree)
+        if e.mode != MODE_TREE
+    ]
+    return {"snapshot": snapshot_id, "files": files}
+
+
+# -- write-tree / read-tree / mktree ---------------------------------------------------
+
+def write_tree(repo) -> str:
+    """Store the trees for the index; the root tree id."""
+    index = repo.read_index()
+    with repo.store_lock(shared=True), repo.store.batch():
+        for entry in index:
+            if entry.mode != MODE_TREE and not repo.store.freshen(entry.id):
+                raise MissingObjectError(
+                    f"object {entry.id} for '{os.fsdecode(entry.path)}' is missing", entry.id,
+                    hints=["`rnstore add` the file again"])
+        return build_tree(repo.store, index.flat_entries())
+
+
+def read_tree(repo, treeish: str) -> int:
+    """Replace the index with a tree's entries (stat cache cold); the count."""
+    tree_id = resolve_tree(repo, treeish)
+    entries = [IndexEntry(e.path, e.mode, e.id, e.size) for e in iter_tree(repo.store, tree_id)]
+    with repo.lock():
+        repo.write_index(Index(entries))
+    return len(entries)
+
+
+def mktree(repo, lines: Iterable[str]) -> str:
+    """One tree from `ls-tree` lines (`MODE TYPE ID<TAB>NAME`, optionally with
+    a size column as `ls-tree -l` prints). Every object must exist."""
+    entries = []
+    for number, line in enumerate(lines, 1):
+        line = line.rstrip("\n")
+        if not line:
+            continue
+        meta, tab, name = line.partition("\t")
+        fields = meta.split()
+        if not tab or len(fields) not in (3, 4):
+            raise InvalidValueError(f"line {number}: expected 'MODE TYPE ID<TAB>NAME'")
+        mode = parse_mode(fields[0])
+        if fields[1] != kind_of_mode(mode):
+            raise InvalidValueError(f"line {number}: mode {mode} is a {kind_of_mode(mode)}, not a {fields[1]}")
+        oid = fields[2]
+        if not repo.store.has(oid):
+            raise MissingObjectError(f"line {number}: object {oid} is missing", oid)
+        kind, size = repo.store.header(oid)
+        if kind != fields[1]:
+            raise InvalidValueError(f"line {number}: object {oid} is a {kind}, not a {fields[1]}")
+        if kind == TREE:
+            size = repo.store.get_tree(oid).total_size
+        entries.append(TreeEntry(os.fsencode(name), mode, oid, size))
+    from .errors import CorruptObjectError
+    from .objects import Tree
+    try:
+        tree = Tree.from_entries(entries)
+    except CorruptObjectError as exc:
+        raise InvalidValueError(str(exc).replace(" in tree", "")) from None
+    with repo.store_lock(shared=True), repo.store.batch():
+        return repo.store.put_tree(tree)
+
+
+# -- commit-tree ----------------------------------------------------------------------
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_meta(pairs: Iterable[str]) -> dict[str, str]:
+    meta = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise InvalidValueError(f"--meta takes KEY=VALUE, not '{pair}'")
+        if key in RESERVED_META:
+            raise InvalidValueError(f"--meta key '{key}' is recorded by rnstore itself")
+        meta[key] = value
+    return meta
+
+
+def git_commit_of(folder: Path) -> str | None:
+    """The git commit checked out at `folder`, if it lies in a git repository."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".git").exists():
+            break
+    else:
+        return None
+    try:
+        result = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = result.stdout.strip()
+    return commit if result.returncode == 0 and commit else None
+
+
+def count_files(store, tree_id: str) -> int:
+    return sum(1 for e in iter_tree(store, tree_id) if e.mode != MODE_TREE)
+
+
+def snapshot_meta(repo, tree_id: str, extra: dict[str, str], *, files: int | None = None) -> dict[str, str]:
+    meta = {
+        "user": repo.config.get("user.name"),
+        "host": socket.gethostname(),
+        "rnstore_version": __version__,
+        "files": str(count_files(repo.store, tree_id) if files is None else files),
+        "bytes": str(repo.store.get_tree(tree_id).total_size),
+    }
+    commit = git_commit_of(repo.root)
+    if commit:
+        meta["git_commit"] = commit
+    meta.update(extra)
+    return meta
+
+
+def commit_tree(repo, tree: str, parents: Iterable[str], message: str,
+                meta_pairs: Iterable[str] = (), *, files: int | None = None) -> str:
+    """Make a snapshot of a tree and add it to the live set; moves no ref."""
+    tree_id = resolve_tree(repo, tree)
+    parent_ids = tuple(resolve_snapshot(repo, p) for p in parents)
+    snapshot = Snapshot(tree_id, parent_ids, utc_now(), message,
+                        snapshot_meta(repo, tree_id, parse_meta(meta_pairs), files=files))
+    return store_snapshot(repo, snapshot)
+
+
+def store_snapshot(repo, snapshot: Snapshot) -> str:
+    """Write a snapshot durably, then journal it: it is live from here on."""
+    with repo.store_lock(shared=True):
+        with repo.store.batch():
+            repo.store.freshen(snapshot.tree)
+            snapshot_id = repo.store.put_snapshot(snapshot)
+        repo.journal.add(snapshot_id)
+    return snapshot_id
+
+
+# -- refs -------------------------------------------------------------------------------
+
+def full_ref_name(name: str) -> str:
+    """`update-ref` names: HEAD, refs/..., or a bare name meaning a branch."""
+    if name == HEAD or name.startswith("refs/"):
+        if name != HEAD:
+            check_ref_name(name)
+        return name
+    name = HEADS + name
+    check_ref_name(name)
+    return name
+
+
+def update_ref(repo, ref: str, new: str, old: str | None = None, *, require_old: bool = False) -> str:
+    """Point a ref at a snapshot; with `old` (or `require_old` and old None,
+    meaning 'must not exist'), only if it is there now."""
+    target = resolve_snapshot(repo, new)
+    expected = ANY
+    if require_old:
+        expected = None if old in (None, "", "0" * 64) else rev_parse(repo, old)
+    repo.refs.update(full_ref_name(ref), target, expected)
+    return target
+
+
+def delete_ref(repo, ref: str, old: str | None = None) -> None:
+    expected = ANY if old is None else rev_parse(repo, old)
+    repo.refs.delete(full_ref_name(ref), expected)
+
+
+def symbolic_ref(repo, ref: str | None = None) -> str | None:
+    """Read HEAD's branch ref (None when detached), or attach HEAD to `ref`."""
+    if ref is None:
+        return repo.refs.symbolic_head()
+    repo.refs.set_head_symbolic(full_ref_name(ref))
+    return ref
+
+
+def show_ref(repo) -> dict[str, str]:
+    return repo.refs.list()
+
+
+__all__ = [
+    "hash_object", "object_info", "object_exists", "cat_file", "ls_tree", "ls_files",
+    "manifest", "write_tree", "read_tree", "mktree", "commit_tree", "update_ref",
+    "delete_ref", "symbolic_ref", "show_ref", "rev_parse", "SNAPSHOT", "FlatEntry",
+]

@@ -1,0 +1,220 @@
+"""A workspace: its layout on disk, its config, and the pieces built on it.
+
+    WORKSPACE/
+      .rnstore/
+        config        JSON settings (see config.py)
+        HEAD          "ref: refs/heads/main" or a snapshot id
+        refs/heads/   branches, one file per name holding an id
+        refs/tags/    tags, likewise
+        snapshots/    the journal of live snapshots: an empty file per id
+        index         the staging area (see index.py)
+        lock          the workspace lock (refs, index and journal writers)
+        objects/      the object store, unless the workspace uses a shared one
+        store.lock    the store lock (writers shared, gc exclusive)
+
+A shared object store (`init --objects PATH`) holds `objects/`, `store.lock`
+and `workspaces/`, where every workspace using it registers its `.rnstore`
+folder so that gc from any of them protects the roots of all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+from .config import OBJECTS_KEY, Config
+from .errors import InvalidValueError, NotAWorkspaceError
+from .fsutil import FileLock, atomic_write
+from .index import Index
+from .refs import HEADS, Journal, RefStore, branch_ref
+
+DOTDIR = ".rnstore"
+STORE_MARKER = "rnstore-store"
+STORE_FORMAT = "rnstore object store, format 1\n"
+
+DEFAULT_IGNORE = """\
+# rnstore ignore rules (gitignore syntax). Edit freely; --no-ignore bypasses them.
+# Python caches and virtual environments
+__pycache__/
+*.py[cod]
+.venv/
+venv/
+env/
+.tox/
+.nox/
+.mypy_cache/
+.pytest_cache/
+.ruff_cache/
+.ipynb_checkpoints/
+# data, datasets and model checkpoints
+data/
+datasets/
+checkpoints/
+*.pth
+*.pt
+*.ckpt
+*.h5
+*.safetensors
+# build products
+dist/
+build/
+*.egg-info/
+# logs and run outputs
+logs/
+outputs/
+wandb/
+mlruns/
+*.log
+# editors and operating systems
+.idea/
+.vscode/
+*.swp
+.DS_Store
+# version control
+.git/
+"""
+
+
+class Repository:
+    """An open workspace. Library code reports through `notify` (a callable
+    taking one line) and never prints."""
+
+    def __init__(self, root: Path, dotdir: Path, *, notify: Callable[[str], None] | None = None):
+        self.root = root
+        self.dotdir = dotdir
+        self.notify = notify or (lambda line: None)
+        self.config = Config(dotdir / "config")
+        shared = self.config.raw(OBJECTS_KEY)
+        self.store_root = Path(shared) if shared else dotdir
+        self.shared_store = bool(shared)
+
+    # -- opening -------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, **kw) -> "Repository":
+        """The workspace containing `path` (default: the current folder),
+        found by walking up; RNSTORE_DIR names the .rnstore folder directly."""
+        explicit = os.environ.get("RNSTORE_DIR")
+        if explicit:
+            dotdir = Path(explicit).absolute()
+            if not (dotdir / "HEAD").is_file():
+                raise NotAWorkspaceError(f"RNSTORE_DIR={explicit} is not an rnstore folder")
+            return cls(dotdir.parent, dotdir, **kw)
+        start = Path(path or ".").absolute()
+        for folder in (start, *start.parents):
+            dotdir = folder / DOTDIR
+            if (dotdir / "HEAD").is_file():
+                return cls(folder, dotdir, **kw)
+        raise NotAWorkspaceError(
+            f"not an rnstore workspace (or any parent up to /): {start}",
+            hints=["run `rnstore init` to make one here"])
+
+    @classmethod
+    def init(cls, path: str | os.PathLike = ".", *, objects: str | os.PathLike | None = None,
+             branch: str = "main", default_ignore: bool = True, **kw) -> "Repository":
+        """Make a workspace at `path`; on an existing workspace, change nothing."""
+        root = Path(path).absolute()
+        dotdir = root / DOTDIR
+        if (dotdir / "HEAD").is_file():
+            return cls(root, dotdir, **kw)
+        head_ref = branch_ref(branch)
+        objects = objects or os.environ.get("RNSTORE_OBJECTS")
+        root.mkdir(parents=True, exist_ok=True)
+        dotdir.mkdir(exist_ok=True)
+        for sub in ("refs/heads", "refs/tags", "snapshots"):
+            (dotdir / sub).mkdir(parents=True, exist_ok=True)
+        config = Config(dotdir / "config")
+        if objects:
+            store_root = Path(objects).absolute()
+            prepare_store(store_root)
+            config.values[OBJECTS_KEY] = str(store_root)
+        else:
+            prepare_store(dotdir, fresh_ok=False)
+        config.save()
+        if default_ignore and not (root / ".rnignore").exists():
+            atomic_write(root / ".rnignore", DEFAULT_IGNORE.encode())
+        # HEAD last: its presence is what makes the folder a workspace.
+        atomic_write(dotdir / "HEAD", f"ref: {head_ref}\n".encode())
+        repo = cls(root, dotdir, **kw)
+        if repo.shared_store:
+            repo.register()
+        return repo
+
+    # -- parts -----------------------------------------------------------------------
+
+    @cached_property
+    def durable(self) -> bool:
+        return self.config.get("core.fsync")
+
+    @cached_property
+    def lock_wait(self) -> float:
+        return self.config.get("core.lock_wait")
+
+    @cached_property
+    def store(self):
+        from .store import DiskStore  # zstandard loads only when objects are touched
+        return DiskStore(self.store_root / "objects",
+                         level=self.config.get("compression.level"), fsync=self.durable)
+
+    @cached_property
+    def refs(self) -> RefStore:
+        return RefStore(self.dotdir, self.lock, durable=self.durable)
+
+    @cached_property
+    def journal(self) -> Journal:
+        return Journal(self.dotdir / "snapshots", durable=self.durable)
+
+    @property
+    def index_path(self) -> Path:
+        return self.dotdir / "index"
+
+    def lock(self) -> FileLock:
+        """The workspace lock: refs, index and journal change under it."""
+        return FileLock(self.dotdir / "lock", wait=self.lock_wait, on_wait=self.notify,
+                        what="workspace lock")
+
+    def store_lock(self, *, shared: bool) -> FileLock:
+        """Writers hold it shared while they add objects and publish them;
+        gc holds it exclusively while it marks and deletes."""
+        return FileLock(self.store_root / "store.lock", shared=shared, wait=self.lock_wait,
+                        on_wait=self.notify, what="store lock")
+
+    def read_index(self) -> Index:
+        return Index.load(self.index_path)
+
+    def write_index(self, index: Index) -> None:
+        index.write(self.index_path, durable=self.durable)
+
+    def current_branch(self) -> str | None:
+        ref = self.refs.symbolic_head()
+        return ref[len(HEADS):] if ref and ref.startswith(HEADS) else ref
+
+    # -- shared stores ---------------------------------------------------------------
+
+    def registration_path(self) -> Path:
+        key = hashlib.sha256(os.fsencode(self.dotdir.absolute())).hexdigest()[:32]
+        return self.store_root / "workspaces" / key
+
+    def register(self) -> None:
+        path = self.registration_path()
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, os.fsencode(self.dotdir.absolute()) + b"\n", durable=self.durable)
+
+
+def prepare_store(store_root: Path, *, fresh_ok: bool = True) -> None:
+    """Create (or check) an object store's folder. A shared store must be a
+    new or empty folder or an existing store (`fresh_ok`), so that
+    `init --objects ~/src` by mistake never claims a folder of user files."""
+    if store_root.exists() and not store_root.is_dir():
+        raise InvalidValueError(f"{store_root} exists and is not a folder")
+    marker = store_root / STORE_MARKER
+    if fresh_ok and store_root.is_dir() and not marker.exists() and any(store_root.iterdir()):
+        raise InvalidValueError(
+            f"{store_root} is not empty and is not an rnstore object store",
+            hints=["give an empty or new folder, or an existing shared store"])
+    (store_root / "objects").mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        atomic_write(marker, STORE_FORMAT.encode())

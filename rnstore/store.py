@@ -1,0 +1,420 @@
+"""Object stores: has / get / put / iterate / delete, streaming both ways.
+
+Two implementations share every rule about encoding and verification and
+differ only in where frames live: DiskStore (objects/<2 hex>/<62 hex>, the
+real one) and MemoryStore (a dict, for tests and throwaway use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import threading
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from . import codec
+from .errors import CorruptObjectError, InvalidValueError, MissingObjectError
+from .fsutil import TMP_PREFIX, fsync_dir, remove_quietly, sync_filesystem, temp_name_for
+from .objects import BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree
+
+#: Files up to this size are read, hashed and compressed in memory.
+SMALL_FILE = 4 << 20
+#: Blobs up to this size are verified in memory before cat-file/show hands
+#: them out; larger ones are verified in a first pass, then streamed.
+BUFFERED_BLOB = 16 << 20
+#: More pending objects than this are made durable with one syncfs(2).
+SYNCFS_THRESHOLD = 64
+
+
+class SizeChangedError(Exception):
+    """The source gave more or fewer bytes than announced (it changed while
+    being read); the caller reads it again."""
+
+
+class ObjectStore:
+    """The shared logic. Subclasses provide the frame primitives below."""
+
+    def __init__(self, *, level: int = 3):
+        self.level = level
+
+    # -- frame primitives (per implementation) ---------------------------------------
+
+    def has(self, oid: str) -> bool:
+        raise NotImplementedError
+
+    def freshen(self, oid: str) -> bool:
+        """Mark an existing object as recently used; False if it is absent."""
+        raise NotImplementedError
+
+    def _open_frame(self, oid: str) -> BinaryIO:
+        """A seekable binary file of the stored frame; MissingObjectError if absent."""
+        raise NotImplementedError
+
+    def _new_temp(self) -> tuple[BinaryIO, object]:
+        raise NotImplementedError
+
+    def _publish(self, temp_token: object, oid: str) -> None:
+        """Make the finished temp frame the object `oid` (atomically)."""
+        raise NotImplementedError
+
+    def _discard(self, temp_token: object) -> None:
+        raise NotImplementedError
+
+    def delete(self, oid: str) -> None:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[str]:
+        raise NotImplementedError
+
+    def stored_size(self, oid: str) -> int:
+        raise NotImplementedError
+
+    # -- shared logic ---------------------------------------------------------------
+
+    def ids_with_prefix(self, prefix: str) -> list[str]:
+        return sorted(oid for oid in self if oid.startswith(prefix))
+
+    @staticmethod
+    def _check_id(oid: str) -> None:
+        if len(oid) != 64 or not all(c in "0123456789abcdef" for c in oid):
+            raise InvalidValueError(f"'{oid}' is not an object id")
+
+    def put(self, kind: str, payload: bytes) -> str:
+        oid = hashlib.sha256(payload).hexdigest()
+        if self.freshen(oid):
+            return oid
+        frame = codec.compress(kind, payload, self.level)
+        out, token = self._new_temp()
+        try:
+            out.write(frame)
+            out.close()
+            self._publish(token, oid)
+        except BaseException:
+            self._discard(token)
+            raise
+        return oid
+
+    def put_tree(self, tree: Tree) -> str:
+        return self.put(TREE, tree.encode())
+
+    def put_snapshot(self, snapshot: Snapshot) -> str:
+        return self.put(SNAPSHOT, snapshot.encode())
+
+    def put_stream(self, source: BinaryIO, size: int, kind: str = BLOB) -> str:
+        """Store exactly `size` bytes read from `source`, hashing and
+        compressing in one pass over fixed-size chunks (memory stays bounded).
+        Raises SizeChangedError if the source has more or fewer bytes."""
+        if size <= SMALL_FILE:
+            data = source.read(size + 1)
+            if len(data) != size:
+                raise SizeChangedError()
+            return self.put(kind, data)
+        digest = hashlib.sha256()
+        out, token = self._new_temp()
+        try:
+            writer = codec.FrameWriter(out, kind, size, self.level)
+            remaining = size
+            while remaining > 0:
+                chunk = source.read(min(codec.CHUNK, remaining))
+                if not chunk:
+                    raise SizeChangedError()
+                digest.update(chunk)
+                writer.write(chunk)
+                remaining -= len(chunk)
+            if source.read(1):
+                raise SizeChangedError()
+            writer.close()
+            out.close()
+            oid = digest.hexdigest()
+            if self.freshen(oid):
+                self._discard(token)
+            else:
+                self._publish(token, oid)
+            return oid
+        except BaseException:
+            out.close()
+            self._discard(token)
+            raise
+
+    def put_file(self, path: Path) -> tuple[str, int]:
+        """Store a regular file's bytes; re-reads a file that changes while it
+        is read, so the stored bytes always match the id."""
+        for _ in range(10):
+            with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                try:
+                    return self.put_stream(fh, size), size
+                except SizeChangedError:
+                    continue
+        raise OSError(f"{path} keeps changing while it is read")
+
+    @contextlib.contextmanager
+    def open_object(self, oid: str, *, verify: bool = True) -> Iterator[codec.FrameReader]:
+        """Yields a reader whose .chunks() streams the payload; with `verify`,
+        the last chunk is followed by a hash check (CorruptObjectError)."""
+        fh = self._open_frame(oid)
+        try:
+            reader = codec.FrameReader(fh, oid)
+            if verify:
+                reader.chunks = _verified(reader.chunks, oid)  # type: ignore[method-assign]
+            yield reader
+        finally:
+            fh.close()
+
+    def header(self, oid: str) -> tuple[str, int]:
+        """(kind, size) from the header, without reading the body."""
+        with self.open_object(oid, verify=False) as reader:
+            return reader.kind, reader.size
+
+    def get(self, oid: str, kind: str | None = None, *, verify: bool = True,
+            limit: int = codec.MAX_METADATA_SIZE) -> tuple[str, bytes]:
+        """A whole object in memory (kind, payload); for trees, snapshots and
+        small blobs. CorruptObjectError if it is not of `kind`."""
+        with self.open_object(oid, verify=verify) as reader:
+            if kind is not None and reader.kind != kind:
+                raise CorruptObjectError(
+                    f"object {oid} is a {reader.kind}, expected a {kind}", oid)
+            return reader.kind, reader.read_all(limit)
+
+    def get_tree(self, oid: str) -> Tree:
+        try:
+            return decode_tree(self.get(oid, TREE)[1])
+        except CorruptObjectError as exc:
+            raise _named(exc, oid) from None
+
+    def get_snapshot(self, oid: str) -> Snapshot:
+        try:
+            return decode_snapshot(self.get(oid, SNAPSHOT)[1])
+        except CorruptObjectError as exc:
+            raise _named(exc, oid) from None
+
+    def iter_blob(self, oid: str) -> Iterator[bytes]:
+        """A blob's bytes in chunks, each handed out only once the whole blob
+        is known to hash to `oid` (small blobs are buffered, large ones
+        verified in a first pass), so a corrupt blob never leaks out as data."""
+        kind, size = self.header(oid)
+        if kind != BLOB:
+            raise CorruptObjectError(f"object {oid} is a {kind}, not a blob", oid)
+        if size <= BUFFERED_BLOB:
+            yield self.get(oid, BLOB, limit=BUFFERED_BLOB)[1]
+            return
+        self.verify(oid)
+        with self.open_object(oid, verify=True) as reader:
+            yield from reader.chunks()
+
+    def verify(self, oid: str) -> tuple[str, int]:
+        """Decompress and hash an object; (kind, size) or CorruptObjectError."""
+        with self.open_object(oid, verify=True) as reader:
+            for _ in reader.chunks():
+                pass
+            return reader.kind, reader.size
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Inside a batch, objects are made durable together when it ends
+        (one sync instead of one per object). Nothing may reference them
+        durably before then."""
+        yield
+
+
+def _verified(chunks, oid: str):
+    def generate():
+        digest = hashlib.sha256()
+        for chunk in chunks():
+            digest.update(chunk)
+            yield chunk
+        if digest.hexdigest() != oid:
+            raise CorruptObjectError(f"object {oid} is corrupt: hash mismatch", oid)
+    return generate
+
+
+def _named(exc: CorruptObjectError, oid: str) -> CorruptObjectError:
+    message = str(exc)
+    if oid not in message:
+        message = f"object {oid} is corrupt: {message}"
+    return CorruptObjectError(message, oid)
+
+
+class DiskStore(ObjectStore):
+    """Loose objects at <root>/<2 hex>/<62 hex>, each one zstd frame."""
+
+    def __init__(self, root: Path, *, level: int = 3, fsync: bool = True):
+        super().__init__(level=level)
+        self.root = Path(root)
+        self.fsync = fsync
+        self._batch_depth = 0
+        self._pending: list[Path] = []
+        self._pending_lock = threading.Lock()
+
+    def path_for(self, oid: str) -> Path:
+        self._check_id(oid)
+        return self.root / oid[:2] / oid[2:]
+
+    def has(self, oid: str) -> bool:
+        return os.path.exists(self.path_for(oid))
+
+    def freshen(self, oid: str) -> bool:
+        # Refreshing the mtime of an object we are about to reference is what
+        # keeps a concurrent gc (which spares young objects) from deleting it.
+        try:
+            os.utime(self.path_for(oid))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def _open_frame(self, oid: str) -> BinaryIO:
+        try:
+            return open(self.path_for(oid), "rb")
+        except FileNotFoundError:
+            raise MissingObjectError(f"object {oid} is missing", oid) from None
+
+    def _new_temp(self):
+        path = temp_name_for(self.root / "object")
+        return open(path, "xb"), path
+
+    def _publish(self, temp_token, oid: str) -> None:
+        temp: Path = temp_token
+        final = self.path_for(oid)
+        try:
+            os.replace(temp, final)
+        except FileNotFoundError:
+            final.parent.mkdir(exist_ok=True)
+            os.replace(temp, final)
+        if not self.fsync:
+            return
+        if self._batch_depth:
+            with self._pending_lock:
+                self._pending.append(final)
+        else:
+            _fsync_file(final)
+            fsync_dir(final.parent)
+            fsync_dir(self.root)
+
+    def _discard(self, temp_token) -> None:
+        remove_quietly(temp_token)
+
+    def delete(self, oid: str) -> None:
+        remove_quietly(self.path_for(oid))
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            fanouts = os.scandir(self.root)
+        except FileNotFoundError:
+            return
+        with fanouts:
+            for fanout in fanouts:
+                if len(fanout.name) != 2 or not fanout.is_dir(follow_symlinks=False):
+                    continue
+                with os.scandir(fanout.path) as entries:
+                    for entry in entries:
+                        if len(entry.name) == 62 and not entry.name.startswith(TMP_PREFIX):
+                            yield fanout.name + entry.name
+
+    def ids_with_prefix(self, prefix: str) -> list[str]:
+        if len(prefix) < 2:
+            return super().ids_with_prefix(prefix)
+        folder = self.root / prefix[:2]
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        rest = prefix[2:]
+        return sorted(prefix[:2] + n for n in names if len(n) == 62 and n.startswith(rest))
+
+    def stored_size(self, oid: str) -> int:
+        return os.stat(self.path_for(oid)).st_size
+
+    def temp_files(self) -> Iterator[Path]:
+        """Leftovers of writers that crashed (or are still running)."""
+        for folder in [self.root, *sorted(p for p in self.root.glob("??") if p.is_dir())]:
+            for path in folder.glob(TMP_PREFIX + "*"):
+                yield path
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+        if self._batch_depth == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        """Make every object published in the batch durable."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        if len(pending) > SYNCFS_THRESHOLD:
+            sync_filesystem(self.root)
+            return
+        for path in pending:
+            _fsync_file(path)
+        for folder in sorted({p.parent for p in pending}):
+            fsync_dir(folder)
+        fsync_dir(self.root)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class MemoryStore(ObjectStore):
+    """Frames in a dict: the same contract as DiskStore, nothing on disk."""
+
+    def __init__(self, *, level: int = 3):
+        super().__init__(level=level)
+        self.frames: dict[str, bytes] = {}
+
+    def has(self, oid: str) -> bool:
+        self._check_id(oid)
+        return oid in self.frames
+
+    def freshen(self, oid: str) -> bool:
+        return self.has(oid)
+
+    def _open_frame(self, oid: str) -> BinaryIO:
+        self._check_id(oid)
+        try:
+            return io.BytesIO(self.frames[oid])
+        except KeyError:
+            raise MissingObjectError(f"object {oid} is missing", oid) from None
+
+    def _new_temp(self):
+        buffer = _KeepOnClose()
+        return buffer, buffer
+
+    def _publish(self, temp_token, oid: str) -> None:
+        self.frames[oid] = temp_token.kept
+
+    def _discard(self, temp_token) -> None:
+        pass
+
+    def delete(self, oid: str) -> None:
+        self.frames.pop(oid, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.frames))
+
+    def stored_size(self, oid: str) -> int:
+        return len(self.frames[oid])
+
+
+class _KeepOnClose(io.BytesIO):
+    kept = b""
+
+    def close(self) -> None:
+        if not self.closed:
+            self.kept = self.getvalue()
+        super().close()
+
+
+__all__ = ["ObjectStore", "DiskStore", "MemoryStore", "SizeChangedError", "KINDS"]

@@ -1,0 +1,50 @@
+"""Parsing and printing sizes and durations as users write them."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidValueError
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*\Z", re.IGNORECASE)
+_SIZE_FACTORS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
+                 "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}
+
+_DURATION_PART = re.compile(r"(\d+)(s|m|h|d|w|y)")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def parse_size(text: str) -> int:
+    """'500MB', '1.5GiB', '1000' -> bytes (decimal units, binary with 'i')."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise InvalidValueError(f"'{text}' is not a size (examples: 500MB, 2GiB, 1000)")
+    unit = (match.group(2) or "").lower().rstrip("b")
+    return int(float(match.group(1)) * _SIZE_FACTORS[unit])
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1h', '7d', '2w', '1y', '1d12h', or 'now' -> seconds."""
+    text = str(text).strip()
+    if text == "now":
+        return 0.0
+    if text.isdigit():
+        return float(text)
+    position, total = 0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        raise InvalidValueError(
+            f"'{text}' is not a duration (examples: now, 90s, 10m, 1h, 7d, 2w, 1y, 1d12h)")
+    return float(total)
+
+
+def format_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
