@@ -264,7 +264,8 @@ def store_snapshot(repo, snapshot: Snapshot) -> str:
     """Write a snapshot durably, then journal it: it is live from here on."""
     with repo.store_lock(shared=True):
         with repo.store.batch():
-            repo.store.freshen(snapshot.tree)
+            if not repo.store.freshen(snapshot.tree):
+                raise MissingObjectError(f"tree {snapshot.tree} is missing", snapshot.tree)
             snapshot_id = repo.store.put_snapshot(snapshot)
         repo.journal.add(snapshot_id)
     return snapshot_id

@@ -218,3 +218,22 @@ def prepare_store(store_root: Path, *, fresh_ok: bool = True) -> None:
     (store_root / "objects").mkdir(parents=True, exist_ok=True)
     if not marker.exists():
         atomic_write(marker, STORE_FORMAT.encode())
+
+
+def _api(module: str, name: str):
+    """A Repository method that delegates to a library function, imported
+    when first called (so `import rnstore` stays cheap)."""
+    def method(self, *args, **kw):
+        import importlib
+        return getattr(importlib.import_module(f"rnstore.{module}"), name)(self, *args, **kw)
+    method.__name__ = name
+    method.__doc__ = f"See rnstore.{module}.{name}."
+    return method
+
+
+Repository.add = _api("staging", "add")
+Repository.status = _api("staging", "status")
+Repository.commit = _api("history", "commit")
+Repository.snapshot = _api("history", "snapshot")
+Repository.log = _api("history", "log")
+Repository.tag = _api("history", "tag")

@@ -60,3 +60,51 @@ class Output:
 
 
 out = Output()
+
+
+def progress():
+    """A Progress receiver for one command: a rich bar on a terminal, else
+    one that ignores everything."""
+    from ..progress import NO_PROGRESS
+    if not out.progress_enabled:
+        return NO_PROGRESS
+    return RichProgress()
+
+
+class RichProgress:
+    """Files, bytes, rate and ETA on stderr; imported rich only when used."""
+
+    def __init__(self) -> None:
+        self._bar = None
+        self._task = None
+
+    def start(self, description: str, total_files: int | None = None,
+              total_bytes: int | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress,
+                                   TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+        self.finish()
+        self._files_total = total_files
+        self._files_done = 0
+        console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
+        self._bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TextColumn("{task.fields[files]}"), TimeRemainingColumn(),
+            console=console, transient=False)
+        self._bar.start()
+        self._task = self._bar.add_task(description, total=total_bytes, files=self._files_text())
+
+    def _files_text(self) -> str:
+        total = f"/{self._files_total:,}" if self._files_total is not None else ""
+        return f"{self._files_done:,}{total} files"
+
+    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+        if self._bar is None:
+            return
+        self._files_done += files
+        self._bar.update(self._task, advance=nbytes, files=self._files_text())
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
-from .app import app
-from ._output import out
+from ..units import format_size
+from .app import app, open_repo
+from ._output import out, progress
 
 
 @app.command("init")
@@ -19,6 +21,7 @@ def init(
     branch: Annotated[str, typer.Option("--branch", "-b", help="Name of the first branch.")] = "main",
     no_default_ignore: Annotated[bool, typer.Option("--no-default-ignore",
         help="Do not write a default .rnignore.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing.")] = False,
 ) -> None:
     """Make a workspace (running it again changes nothing).
 
@@ -29,5 +32,320 @@ def init(
     existed = (target / DOTDIR / "HEAD").is_file()
     repo = Repository.init(target, objects=objects, branch=branch,
                            default_ignore=not no_default_ignore, notify=out.notice)
+    out.quiet = out.quiet or quiet
     verb = "Reinitialized existing" if existed else "Initialized empty"
     out.summary(f"{verb} rnstore workspace in {repo.dotdir}")
+
+
+def _common_progress(quiet: bool, no_progress: bool):
+    out.quiet = out.quiet or quiet
+    out.no_progress = out.no_progress or no_progress
+    return progress()
+
+
+def _warn_add(result) -> None:
+    for path, why in result.skipped:
+        out.warn(f"skipped {why} '{os.fsdecode(path)}'")
+    for path, why in result.unreadable:
+        out.warn(f"could not read '{os.fsdecode(path)}' ({why}); left as it was")
+
+
+Excludes = Annotated[Optional[List[str]], typer.Option(
+    "--exclude", metavar="PATTERN", help="Also ignore PATTERN (gitignore syntax, repeatable).")]
+NoIgnore = Annotated[bool, typer.Option("--no-ignore", help="Disable .rnignore files.")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+@app.command("add")
+def add(
+    paths: Annotated[List[str], typer.Argument(metavar="PATH...")],
+    all_: Annotated[bool, typer.Option("-A", "--all", help="Stage the whole workspace.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be staged.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Ignore the size limits.")] = False,
+    exclude: Excludes = None,
+    no_ignore: NoIgnore = False,
+    ignore_errors: Annotated[bool, typer.Option("--ignore-errors", help="Skip unreadable files with a warning.")] = False,
+    quiet: Quiet = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Stage additions, changes and deletions under PATH.
+
+    Example: rnstore add .
+    """
+    repo = open_repo()
+    bar = _common_progress(quiet, no_progress)
+    targets = [str(repo.root)] if all_ else paths
+    result = repo.add(targets, dry_run=dry_run, force=force, excludes=exclude or [],
+                      no_ignore=no_ignore, ignore_errors=ignore_errors, progress=bar)
+    _warn_add(result)
+    if dry_run:
+        lines = [b"add " + p for p in result.added] + [b"update " + p for p in result.modified] + \
+                [b"delete " + p for p in result.deleted]
+        out.bytes(b"".join(line + b"\n" for line in lines))
+        return
+    out.summary(f"staged {len(result.added)} added, {len(result.modified)} modified, "
+                f"{len(result.deleted)} deleted; the index holds {result.files:,} files, "
+                f"{format_size(result.bytes)}")
+
+
+@app.command("status")
+def status(
+    porcelain: Annotated[bool, typer.Option("--porcelain", help="git's `XY path` short format.")] = False,
+    json_: Json = False,
+    exclude: Excludes = None,
+    no_ignore: NoIgnore = False,
+) -> None:
+    """Show staged, changed and untracked paths.
+
+    Example: rnstore status --porcelain
+    """
+    result = open_repo().status(excludes=exclude or [], no_ignore=no_ignore)
+    if json_:
+        out.json({
+            "branch": result.branch, "head": result.head,
+            "staged": [{"path": os.fsdecode(c.path), "status": c.status} for c in result.staged],
+            "unstaged": [{"path": os.fsdecode(c.path), "status": c.status} for c in result.unstaged],
+            "untracked": [os.fsdecode(p) for p in result.untracked],
+        })
+        return
+    if porcelain:
+        codes: dict[bytes, list[str]] = {}
+        for change in result.staged:
+            codes.setdefault(change.path, [" ", " "])[0] = change.status
+        for change in result.unstaged:
+            codes.setdefault(change.path, [" ", " "])[1] = change.status
+        lines = [("".join(codes[p])).encode() + b" " + p for p in sorted(codes)]
+        lines += [b"?? " + p for p in result.untracked]
+        out.bytes(b"".join(line + b"\n" for line in lines))
+        return
+    where = f"On branch {result.branch}" if result.branch else f"HEAD detached at {result.head[:12]}"
+    lines = [where]
+    if result.head is None:
+        lines.append("No snapshots yet")
+    names = {"A": "new file", "M": "modified", "D": "deleted", "T": "typechange"}
+    for title, changes in (("Changes to be committed:", result.staged),
+                           ("Changes not staged for commit:", result.unstaged)):
+        if changes:
+            lines += ["", title] + [f"  {names[c.status] + ':':<12}{os.fsdecode(c.path)}" for c in changes]
+    if result.untracked:
+        lines += ["", "Untracked files:"] + [f"  {os.fsdecode(p)}" for p in result.untracked]
+    if result.clean:
+        lines += ["", "nothing to commit, workspace clean"]
+    out.line("\n".join(lines))
+
+
+@app.command("commit")
+def commit(
+    message: Annotated[str, typer.Option("-m", "--message", help="The snapshot's message.")],
+    all_: Annotated[bool, typer.Option("-a", "--all", help="Stage the whole workspace first.")] = False,
+    meta: Annotated[Optional[List[str]], typer.Option("--meta", metavar="K=V", help="Extra metadata (repeatable).")] = None,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Commit even if nothing changed.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="With -a: ignore the size limits.")] = False,
+    exclude: Excludes = None,
+    no_ignore: NoIgnore = False,
+    ignore_errors: Annotated[bool, typer.Option("--ignore-errors", help="With -a: skip unreadable files.")] = False,
+    quiet: Quiet = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Make a snapshot from the index and move the branch; print its id.
+
+    Example: SNAP=$(rnstore commit -a -m "run 42" --meta lr=0.1)
+    """
+    repo = open_repo()
+    bar = _common_progress(quiet, no_progress)
+    add_options = {"force": force, "excludes": exclude or [], "no_ignore": no_ignore,
+                   "ignore_errors": ignore_errors}
+    result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty,
+                         progress=bar, add_options=add_options)
+    if result.added is not None:
+        _warn_add(result.added)
+    out.line(result.id)
+    where = result.branch or "detached HEAD"
+    out.summary(f"[{where} {result.id[:12]}] {message.splitlines()[0] if message else ''} "
+                f"({result.files:,} files, {format_size(result.bytes)})")
+
+
+@app.command("log")
+def log(
+    rev: Annotated[Optional[str], typer.Argument(metavar="[REV]")] = None,
+    number: Annotated[Optional[int], typer.Option("-n", "--max-count", help="Show at most N snapshots.")] = None,
+    oneline: Annotated[bool, typer.Option("--oneline", help="One line per snapshot.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Every live snapshot, newest first.")] = False,
+    json_: Json = False,
+) -> None:
+    """Show history from REV (default HEAD).
+
+    Example: rnstore log --oneline -n 5
+    """
+    history = open_repo().log(rev, limit=number, all=all_)
+    if json_:
+        out.json([e.as_json() for e in history.entries])
+    elif oneline:
+        out.bytes("".join(f"{e.id[:12]}{_decorations(e)} {_first_line(e.snapshot.message)}\n"
+                          for e in history.entries).encode())
+    else:
+        blocks = []
+        for e in history.entries:
+            s = e.snapshot
+            lines = [f"snapshot {e.id}{_decorations(e)}",
+                     f"Date:   {s.time}",
+                     f"User:   {s.meta.get('user', '?')}@{s.meta.get('host', '?')}",
+                     f"Files:  {int(s.meta.get('files', 0)):,} ({format_size(int(s.meta.get('bytes', 0)))})"]
+            extra = {k: v for k, v in s.meta.items() if k not in _STANDARD_META}
+            lines += [f"Meta:   {k}={v}" for k, v in sorted(extra.items())]
+            lines += [""] + [f"    {line}" for line in (s.message.splitlines() or [""])]
+            blocks.append("\n".join(lines) + "\n")
+        out.bytes("\n".join(blocks).encode())
+    for parent in history.missing_parents:
+        out.warn(f"history ends at {parent[:12]}: that parent was forgotten and collected")
+
+
+_STANDARD_META = ("user", "host", "rnstore_version", "files", "bytes")
+
+
+def _first_line(message: str) -> str:
+    return message.splitlines()[0] if message else ""
+
+
+def _decorations(entry) -> str:
+    names = entry.branches + [f"tag: {t}" for t in entry.tags]
+    return f" ({', '.join(names)})" if names else ""
+
+
+@app.command("show")
+def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]")] = "HEAD") -> None:
+    """Show a snapshot's summary, or a file's bytes (REV:PATH) on stdout.
+
+    Example: rnstore show HEAD~3:train.py > old_train.py
+    """
+    from .. import plumbing
+    from ..history import names_by_id
+    repo = open_repo()
+    info = plumbing.object_info(repo, rev)
+    if info.kind == "blob":
+        for chunk in plumbing.cat_file(repo, info.id):
+            out.bytes(chunk)
+        return
+    if info.kind == "tree":
+        from .plumbing import _print_tree
+        _print_tree(plumbing.ls_tree(repo, info.id), long=True, name_only=False)
+        return
+    s = repo.store.get_snapshot(info.id)
+    tags, branches = names_by_id(repo)
+    lines = [f"snapshot  {info.id}", f"tree      {s.tree}"]
+    lines += [f"parent    {p}" for p in s.parents]
+    lines += [f"time      {s.time}"]
+    if tags.get(info.id):
+        lines.append(f"tags      {', '.join(tags[info.id])}")
+    lines += [f"meta      {k}={v}" for k, v in sorted(s.meta.items())]
+    lines += ["", *[f"    {line}" for line in (s.message.splitlines() or [''])]]
+    out.line("\n".join(lines))
+
+
+@app.command("diff")
+def diff(
+    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV [REV]]")] = None,
+    name_status: Annotated[bool, typer.Option("--name-status", help="Status letter and path only.")] = False,
+    stat: Annotated[bool, typer.Option("--stat", help="Lines added and removed per file.")] = False,
+    json_: Json = False,
+    exclude: Excludes = None,
+    no_ignore: NoIgnore = False,
+) -> None:
+    """Show what changed between two snapshots, or a snapshot (default HEAD) and the workspace.
+
+    Example: rnstore diff HEAD~1 HEAD --stat
+    """
+    from .. import diff as difflib_
+    revs = revs or []
+    if len(revs) > 2:
+        from ..errors import InvalidValueError
+        raise InvalidValueError("diff takes at most two revisions")
+    repo = open_repo()
+    result = difflib_.diff(repo, revs[0] if revs else None, revs[1] if len(revs) > 1 else None,
+                           excludes=exclude or [], no_ignore=no_ignore)
+    if json_:
+        out.json([e.as_json() for e in result.entries])
+        return
+    if name_status:
+        out.bytes(b"".join(e.status.encode() + b"\t" + e.path + b"\n" for e in result.entries))
+        return
+    chunks = []
+    stats = []
+    for entry in result.entries:
+        lines, added, removed = difflib_.unified(repo, result, entry)
+        path = os.fsdecode(entry.path)
+        if stat:
+            stats.append((path, added, removed, lines is None))
+        elif lines is None:
+            chunks.append(f"Binary files a/{path} and b/{path} differ\n")
+        else:
+            chunks.append(f"diff a/{path} b/{path} ({entry.status})\n")
+            chunks.extend(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                          for line in lines)
+    if stat:
+        width = max((len(p) for p, *_ in stats), default=0)
+        for path, added, removed, binary in stats:
+            change = "Bin" if binary else f"{added + removed:>5} {'+' * min(added, 40)}{'-' * min(removed, 40)}"
+            chunks.append(f" {path:<{width}} | {change}\n")
+        chunks.append(f" {len(stats)} files changed, {sum(s[1] for s in stats)} insertions(+), "
+                      f"{sum(s[2] for s in stats)} deletions(-)\n")
+    out.bytes("".join(chunks).encode("utf-8", "surrogateescape"))
+
+
+@app.command("tag")
+def tag(
+    name: Annotated[Optional[str], typer.Argument(metavar="[NAME]")] = None,
+    rev: Annotated[Optional[str], typer.Argument(metavar="[REV]")] = None,
+    delete: Annotated[Optional[str], typer.Option("-d", "--delete", metavar="NAME", help="Unbind NAME.")] = None,
+    force: Annotated[bool, typer.Option("-f", "--force", help="Move an existing tag.")] = False,
+) -> None:
+    """List tags, bind NAME to REV (default HEAD), move it (-f) or unbind it (-d).
+
+    Example: rnstore tag paper-v1 HEAD
+    """
+    from .. import history
+    repo = open_repo()
+    if delete:
+        old = history.delete_tag(repo, delete)
+        out.summary(f"Deleted tag {delete} (was {old[:12]})")
+    elif name is None:
+        for tag_name in history.list_tags(repo):
+            out.line(tag_name)
+    else:
+        target = history.tag(repo, name, rev or "HEAD", force=force)
+        out.summary(f"Tagged {target[:12]} as {name}")
+
+
+@app.command("config")
+def config(
+    key: Annotated[Optional[str], typer.Argument(metavar="[KEY]")] = None,
+    value: Annotated[Optional[str], typer.Argument(metavar="[VALUE]")] = None,
+) -> None:
+    """Read or set a setting; without KEY, list them all.
+
+    Example: rnstore config limits.max_bytes 2GB
+    """
+    from ..config import SETTINGS
+    repo = open_repo()
+    if key is None:
+        for name in SETTINGS:
+            out.line(f"{name}={_config_text(repo, name)}")
+    elif value is None:
+        out.line(_config_text(repo, key))
+    else:
+        repo.config.set(key, value, durable=repo.durable)
+
+
+def _config_text(repo, key: str) -> str:
+    raw = repo.config.raw(key)
+    if raw is not None:
+        repo.config.get(key)  # validates the key
+        return raw
+    return str(repo.config.get(key)) if key == "user.name" else _default(key)
+
+
+def _default(key: str) -> str:
+    from ..config import _setting
+    return _setting(key).default

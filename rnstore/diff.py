@@ -1,0 +1,124 @@
+"""diff: what changed between two snapshots, or a snapshot and the workspace."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+from .objects import MODE_LINK, MODE_TREE
+from .revparse import resolve_tree
+from .staging import compare, ignore_rules
+from .trees import iter_tree
+from .worktree import hash_entry, parallel_map, scan
+
+#: Blobs larger than this are not diffed line by line.
+TEXT_DIFF_LIMIT = 4 << 20
+
+
+@dataclass(frozen=True)
+class DiffEntry:
+    path: bytes
+    status: str          # A, M, D or T
+    old: str | None
+    new: str | None
+    old_mode: str | None
+    new_mode: str | None
+
+    def as_json(self) -> dict:
+        return {"path": os.fsdecode(self.path), "status": self.status,
+                "old": self.old, "new": self.new}
+
+
+@dataclass
+class Diff:
+    entries: list[DiffEntry]
+    #: where the new side lives: None for a snapshot, the root for the workspace
+    workspace: object = None
+
+
+def _tree_side(repo, rev: str) -> dict[bytes, tuple[str, str]]:
+    tree = resolve_tree(repo, rev)
+    return {e.path: (e.mode, e.id) for e in iter_tree(repo.store, tree)}
+
+
+def _workspace_side(repo, excludes: Iterable[str], no_ignore: bool) -> dict[bytes, tuple[str, str]]:
+    """The workspace as `commit -a` would see it: tracked and untracked."""
+    index = repo.read_index()
+    found = scan(repo.root, [b""], ignore_rules(repo, excludes, no_ignore))
+    side: dict[bytes, tuple[str, str]] = {}
+    to_hash = []
+    for f in found.found:
+        entry = index.get(f.path)
+        if entry is not None and entry.mode == f.mode and (
+                f.mode == MODE_TREE or index.lookup_fresh(f.path, f.st)):
+            side[f.path] = (entry.mode, entry.id)
+        else:
+            to_hash.append(f)
+    for f, stored, error in parallel_map(lambda f: hash_entry(repo.root, f), to_hash):
+        if error is None:
+            side[f.path] = (stored.mode, stored.id)
+    return side
+
+
+def diff(repo, old_rev: str | None = None, new_rev: str | None = None, *,
+         excludes: Iterable[str] = (), no_ignore: bool = False) -> Diff:
+    old = _tree_side(repo, old_rev or "HEAD")
+    if new_rev is None:
+        new = _workspace_side(repo, excludes, no_ignore)
+        workspace = repo.root
+    else:
+        new = _tree_side(repo, new_rev)
+        workspace = None
+    entries = []
+    for change in compare(old, new):
+        before, after = old.get(change.path), new.get(change.path)
+        entries.append(DiffEntry(change.path, change.status,
+                                 before[1] if before else None, after[1] if after else None,
+                                 before[0] if before else None, after[0] if after else None))
+    return Diff(entries, workspace)
+
+
+def _content(repo, entry_id: str | None, mode: str | None, path: bytes, workspace) -> bytes | None:
+    """The bytes of one side, or None when it is absent, a folder or too big."""
+    if entry_id is None or mode == MODE_TREE:
+        return b""
+    if workspace is not None and mode is not None:
+        full = os.path.join(os.fsencode(workspace), path)
+        if mode == MODE_LINK:
+            return os.readlink(full)
+        if os.path.getsize(full) > TEXT_DIFF_LIMIT:
+            return None
+        with open(full, "rb") as fh:
+            return fh.read()
+    kind, size = repo.store.header(entry_id)
+    if size > TEXT_DIFF_LIMIT:
+        return None
+    return repo.store.get(entry_id, kind)[1]
+
+
+def _as_lines(data: bytes | None) -> list[str] | None:
+    if data is None or b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return None
+
+
+def unified(repo, result: Diff, entry: DiffEntry) -> tuple[list[str] | None, int, int]:
+    """A unified diff of one entry as text lines (None: binary), and the
+    counts of added and removed lines."""
+    path = os.fsdecode(entry.path)
+    old = _as_lines(_content(repo, entry.old, entry.old_mode, entry.path, None))
+    new_workspace = result.workspace if entry.new is not None else None
+    new = _as_lines(_content(repo, entry.new, entry.new_mode, entry.path, new_workspace))
+    if old is None or new is None:
+        return None, 0, 0
+    lines = list(difflib.unified_diff(
+        old, new, fromfile=f"a/{path}" if entry.old else "/dev/null",
+        tofile=f"b/{path}" if entry.new else "/dev/null"))
+    added = sum(1 for line in lines if line.startswith("+") and not line.startswith("+++"))
+    removed = sum(1 for line in lines if line.startswith("-") and not line.startswith("---"))
+    return lines, added, removed

@@ -1,0 +1,177 @@
+"""commit, log and tag: making snapshots and naming them."""
+
+from __future__ import annotations
+
+import heapq
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from .errors import InvalidValueError, NothingToCommitError, UnknownRevisionError, MissingObjectError
+from .objects import MODE_TREE, Snapshot
+from .plumbing import parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
+from .progress import NO_PROGRESS, Progress
+from .refs import HEADS, TAGS, short_name, tag_ref
+from .revparse import resolve_snapshot
+from .staging import AddResult, add
+
+
+@dataclass
+class CommitResult:
+    id: str
+    tree: str
+    parent: str | None
+    branch: str | None
+    files: int
+    bytes: int
+    added: AddResult | None = None
+
+
+def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
+           allow_empty: bool = False, progress: Progress = NO_PROGRESS,
+           add_options: dict | None = None) -> CommitResult:
+    """Make a snapshot from the index (with `all`, stage the whole workspace
+    first) and move the current branch, or HEAD when detached."""
+    extra = parse_meta(meta)
+    # The store lock is held (shared) from the first object written to the
+    # ref update, so a concurrent gc cannot collect the new trees in between.
+    with repo.lock(), repo.store_lock(shared=True):
+        staged = None
+        if all:
+            staged = add(repo, [repo.root], progress=progress, cwd=repo.root, **(add_options or {}))
+        branch_ref, head = repo.refs.head()
+        index = repo.read_index()
+        tree_id = write_tree(repo)
+        if head is not None:
+            unchanged = repo.store.get_snapshot(head).tree == tree_id
+        else:
+            unchanged = len(index) == 0
+        if unchanged and not allow_empty:
+            raise NothingToCommitError(
+                "nothing to commit" + (", the workspace matches HEAD" if head else ", nothing is staged"),
+                hints=["`rnstore add PATH` stages changes; --allow-empty commits anyway"])
+        files = sum(1 for e in index if e.mode != MODE_TREE)
+        snapshot = Snapshot(tree_id, (head,) if head else (), utc_now(), message,
+                            snapshot_meta(repo, tree_id, extra, files=files))
+        snapshot_id = store_snapshot(repo, snapshot)
+        repo.refs.update("HEAD", snapshot_id, expected=head)
+        return CommitResult(snapshot_id, tree_id, head,
+                            branch_ref[len(HEADS):] if branch_ref else None,
+                            files, int(snapshot.meta["bytes"]), staged)
+
+
+def snapshot(repo, message: str, **kw) -> CommitResult:
+    """Stage everything and commit, in one call."""
+    return commit(repo, message, all=True, **kw)
+
+
+# -- log --------------------------------------------------------------------------------
+
+@dataclass
+class LogEntry:
+    id: str
+    snapshot: Snapshot
+    tags: list[str] = field(default_factory=list)
+    branches: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        s = self.snapshot
+        return {"id": self.id, "tree": s.tree, "parents": list(s.parents), "time": s.time,
+                "message": s.message, "meta": dict(s.meta), "tags": list(self.tags)}
+
+
+@dataclass
+class Log:
+    entries: list[LogEntry]
+    #: parents that are gone (forgotten and collected): history ends there
+    missing_parents: list[str] = field(default_factory=list)
+
+
+def names_by_id(repo) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    tags: dict[str, list[str]] = {}
+    branches: dict[str, list[str]] = {}
+    for ref, oid in repo.refs.list().items():
+        if ref.startswith(TAGS):
+            tags.setdefault(oid, []).append(short_name(ref))
+        elif ref.startswith(HEADS):
+            branches.setdefault(oid, []).append(short_name(ref))
+    return tags, branches
+
+
+def log(repo, rev: str | None = None, *, limit: int | None = None, all: bool = False) -> Log:
+    """History from `rev` (default HEAD), newest first; with `all`, every
+    live snapshot, newest first."""
+    tags, branches = names_by_id(repo)
+
+    def entry(oid: str, snap: Snapshot) -> LogEntry:
+        return LogEntry(oid, snap, tags.get(oid, []), branches.get(oid, []))
+
+    if all:
+        snapshots = [(oid, repo.store.get_snapshot(oid)) for oid in repo.journal]
+        snapshots.sort(key=lambda item: (item[1].time, item[0]), reverse=True)
+        entries = [entry(oid, snap) for oid, snap in snapshots]
+        return Log(entries[:limit] if limit is not None else entries)
+
+    if rev is None:
+        head = repo.refs.head()[1]
+        if head is None:
+            return Log([])
+        start = head
+    else:
+        start = resolve_snapshot(repo, rev)
+    result = Log([])
+    seen = {start}
+    queue: list = []
+
+    def push(oid: str) -> None:
+        try:
+            snap = repo.store.get_snapshot(oid)
+        except MissingObjectError:
+            result.missing_parents.append(oid)
+            return
+        # newest first: a max-heap on time
+        heapq.heappush(queue, (-_time_key(snap.time), oid, snap))
+
+    push(start)
+    while queue and (limit is None or len(result.entries) < limit):
+        _, oid, snap = heapq.heappop(queue)
+        result.entries.append(entry(oid, snap))
+        for parent in snap.parents:
+            if parent not in seen:
+                seen.add(parent)
+                push(parent)
+    return result
+
+
+def _time_key(time_text: str) -> int:
+    """'2026-11-24T03:59:37.123456Z' -> 20261124035937123456, sortable."""
+    return int("".join(c for c in time_text if c.isdigit()))
+
+
+# -- tag ----------------------------------------------------------------------------------
+
+def list_tags(repo) -> dict[str, str]:
+    return {short_name(ref): oid for ref, oid in repo.refs.list(TAGS).items()}
+
+
+def tag(repo, name: str, rev: str = "HEAD", *, force: bool = False) -> str:
+    """Bind `name` to a snapshot; with `force`, move it if it exists."""
+    ref = tag_ref(name)
+    target = resolve_snapshot(repo, rev)
+    current = repo.refs.resolve(ref)
+    if current is not None and not force:
+        raise InvalidValueError(
+            f"tag '{name}' already exists (at {current[:12]})",
+            hints=["pass -f to move it"])
+    repo.refs.update(ref, target, expected=current)
+    return target
+
+
+def delete_tag(repo, name: str) -> str:
+    ref = tag_ref(name)
+    current = repo.refs.resolve(ref)
+    if current is None:
+        raise UnknownRevisionError(f"tag '{name}' does not exist")
+    repo.refs.delete(ref, expected=current)
+    return current

@@ -1,0 +1,293 @@
+"""add and status: the workspace against the index and HEAD."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from .errors import LimitExceededError, UnreadableFileError
+from .ignore import IgnoreRules
+from .index import Index, IndexEntry
+from .objects import MODE_LINK, MODE_TREE
+from .progress import NO_PROGRESS, Progress
+from .trees import iter_tree
+from .units import format_size
+from .worktree import Found, Scan, hash_entry, parallel_map, relative_pathspecs, scan, store_entry, under
+
+
+@dataclass
+class AddResult:
+    added: list[bytes] = field(default_factory=list)
+    modified: list[bytes] = field(default_factory=list)
+    deleted: list[bytes] = field(default_factory=list)
+    unchanged: int = 0
+    #: (path, why) of entries never stored (sockets, FIFOs, devices)
+    skipped: list[tuple[bytes, str]] = field(default_factory=list)
+    #: (path, error) of what could not be read (only with ignore_errors)
+    unreadable: list[tuple[bytes, str]] = field(default_factory=list)
+    files: int = 0
+    bytes: int = 0
+    stored_bytes_read: int = 0
+    dry_run: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.modified or self.deleted)
+
+
+def ignore_rules(repo, excludes: Iterable[str] = (), no_ignore: bool = False) -> IgnoreRules:
+    return IgnoreRules(repo.root, extra=list(excludes), use_files=not no_ignore)
+
+
+def _check_limits(repo, entries: dict[bytes, tuple[str, int]]) -> None:
+    max_bytes = repo.config.get("limits.max_bytes")
+    max_files = repo.config.get("limits.max_files")
+    sizes = {p: size for p, (mode, size) in entries.items() if mode != MODE_TREE}
+    total = sum(sizes.values())
+    if total <= max_bytes and len(sizes) <= max_files:
+        return
+    if total > max_bytes:
+        message = (f"the snapshot would hold {format_size(total)} in {len(sizes):,} files, "
+                   f"over limits.max_bytes ({format_size(max_bytes)})")
+    else:
+        message = (f"the snapshot would hold {len(sizes):,} files, over limits.max_files "
+                   f"({max_files:,})")
+    folders: dict[bytes, int] = defaultdict(int)
+    counts: dict[bytes, int] = defaultdict(int)
+    for path, size in sizes.items():
+        if b"/" in path:
+            top = path.split(b"/", 1)[0] + b"/"
+            folders[top] += size
+            counts[top] += 1
+    hints = ["largest files:"]
+    for path, size in sorted(sizes.items(), key=lambda kv: -kv[1])[:10]:
+        hints.append(f"  {format_size(size):>10}  {os.fsdecode(path)}")
+    if folders:
+        hints.append("largest folders:")
+        for path, size in sorted(folders.items(), key=lambda kv: -kv[1])[:10]:
+            hints.append(f"  {format_size(size):>10}  {os.fsdecode(path)} ({counts[path]:,} files)")
+    hints.append("add what should not be stored to .rnignore, or pass --force to store it anyway")
+    raise LimitExceededError(message, hints=hints)
+
+
+def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = False,
+        force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
+        ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
+        cwd: Path | None = None) -> AddResult:
+    """Stage additions, changes and deletions under `paths`."""
+    prefixes = relative_pathspecs(repo.root, list(paths) or ["."], cwd)
+    rules = ignore_rules(repo, excludes, no_ignore)
+    with repo.lock():
+        index = repo.read_index()
+        found = scan(repo.root, prefixes, rules)
+        result = AddResult(skipped=found.skipped, dry_run=dry_run)
+        if found.unreadable and not ignore_errors:
+            raise _unreadable_error(found.unreadable)
+        result.unreadable.extend(found.unreadable)
+        protected = [p for p, _ in found.unreadable]
+
+        seen = {f.path: f for f in found.found}
+        to_store: list[Found] = []
+        planned: dict[bytes, tuple[str, int]] = {
+            e.path: (e.mode, e.size) for e in index
+            if not under(e.path, prefixes) or under(e.path, protected)}
+        for f in found.found:
+            entry = index.get(f.path)
+            if entry is not None and entry.mode == f.mode and (
+                    f.mode == MODE_TREE or index.lookup_fresh(f.path, f.st)):
+                result.unchanged += 1
+            else:
+                to_store.append(f)
+            planned[f.path] = (f.mode, f.size)
+        deleted = [e.path for e in index
+                   if under(e.path, prefixes) and not under(e.path, protected) and e.path not in seen]
+        if not force:
+            _check_limits(repo, planned)
+
+        if dry_run:
+            for f in to_store:
+                (result.modified if index.get(f.path) else result.added).append(f.path)
+            result.deleted = deleted
+            _totals(result, planned)
+            return result
+
+        _store_all(repo, index, to_store, result, ignore_errors, progress)
+        for path in deleted:
+            index.remove(path)
+        result.deleted = deleted
+        _drop_shadowed_folders(index)
+        _totals(result, {e.path: (e.mode, e.size) for e in index})
+        if result.changed or to_store:
+            repo.write_index(index)
+    return result
+
+
+def _totals(result: AddResult, entries: dict[bytes, tuple[str, int]]) -> None:
+    files = [size for mode, size in entries.values() if mode != MODE_TREE]
+    result.files, result.bytes = len(files), sum(files)
+
+
+def _store_all(repo, index: Index, to_store: list[Found], result: AddResult,
+               ignore_errors: bool, progress: Progress) -> None:
+    store = repo.store
+    progress.start("add", len(to_store), sum(f.size for f in to_store))
+    failures: list[tuple[bytes, str]] = []
+    try:
+        with repo.store_lock(shared=True), store.batch():
+            for found, stored, error in parallel_map(
+                    lambda f: store_entry(store, repo.root, f), to_store):
+                progress.advance(1, found.size)
+                if error is not None:
+                    if isinstance(error, FileNotFoundError):
+                        continue  # vanished since the scan: the next add sees it gone
+                    failures.append((found.path, error.strerror or str(error)))
+                    continue
+                before = index.get(found.path)
+                if before is None:
+                    result.added.append(found.path)
+                elif (before.mode, before.id) != (stored.mode, stored.id):
+                    result.modified.append(found.path)
+                else:
+                    result.unchanged += 1
+                index.set(IndexEntry(stored.path, stored.mode, stored.id, stored.size, stored.stat))
+            if failures and not ignore_errors:
+                raise _unreadable_error(failures)
+    finally:
+        progress.finish()
+    result.unreadable.extend(failures)
+
+
+def _drop_shadowed_folders(index: Index) -> None:
+    """An empty-folder entry goes once something is staged below it."""
+    folders = [e.path for e in index if e.mode == MODE_TREE]
+    if not folders:
+        return
+    paths = sorted(index.entries)
+    import bisect
+    for folder in folders:
+        position = bisect.bisect_right(paths, folder + b"/")
+        if position < len(paths) and paths[position].startswith(folder + b"/"):
+            index.remove(folder)
+
+
+def _unreadable_error(problems: list[tuple[bytes, str]]) -> UnreadableFileError:
+    first = ", ".join(f"{os.fsdecode(p)} ({why})" for p, why in problems[:5])
+    more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+    return UnreadableFileError(
+        f"cannot read {first}{more}",
+        hints=["fix the permissions, add the paths to .rnignore, or pass --ignore-errors to skip them"])
+
+
+# -- status ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Change:
+    path: bytes
+    status: str  # A, M, D or T
+
+
+@dataclass
+class Status:
+    branch: str | None
+    head: str | None
+    staged: list[Change] = field(default_factory=list)
+    unstaged: list[Change] = field(default_factory=list)
+    untracked: list[bytes] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.staged or self.unstaged or self.untracked)
+
+
+def _kind(mode: str) -> str:
+    return "link" if mode == MODE_LINK else "tree" if mode == MODE_TREE else "file"
+
+
+def compare(old: dict[bytes, tuple[str, str]], new: dict[bytes, tuple[str, str]]) -> list[Change]:
+    """Changes from `old` to `new`, both path -> (mode, id), sorted by path."""
+    changes = []
+    for path in sorted(old.keys() | new.keys()):
+        before, after = old.get(path), new.get(path)
+        if before == after:
+            continue
+        if before is None:
+            changes.append(Change(path, "A"))
+        elif after is None:
+            changes.append(Change(path, "D"))
+        elif _kind(before[0]) != _kind(after[0]):
+            changes.append(Change(path, "T"))
+        else:
+            changes.append(Change(path, "M"))
+    return changes
+
+
+def head_entries(repo, head: str | None) -> dict[bytes, tuple[str, str]]:
+    if head is None:
+        return {}
+    tree = repo.store.get_snapshot(head).tree
+    return {e.path: (e.mode, e.id) for e in iter_tree(repo.store, tree)}
+
+
+def workspace_entries(repo, index: Index, found: Scan) -> tuple[dict[bytes, tuple[str, str]], list[IndexEntry]]:
+    """The workspace as path -> (mode, id), trusting the stat cache where it
+    holds and hashing the rest; also the index entries whose stat can be
+    refreshed because only their timestamps changed."""
+    current: dict[bytes, tuple[str, str]] = {}
+    to_hash = []
+    for f in found.found:
+        entry = index.get(f.path)
+        if entry is not None and entry.mode == f.mode and (
+                f.mode == MODE_TREE or index.lookup_fresh(f.path, f.st)):
+            current[f.path] = (entry.mode, entry.id)
+        elif entry is None:
+            current[f.path] = (f.mode, "")  # untracked: its id does not matter
+        else:
+            to_hash.append(f)
+    refreshed = []
+    for f, stored, error in parallel_map(lambda f: hash_entry(repo.root, f), to_hash):
+        if error is not None:
+            current[f.path] = (f.mode, "unreadable")
+            continue
+        current[f.path] = (stored.mode, stored.id)
+        entry = index.get(f.path)
+        if (entry.mode, entry.id) == (stored.mode, stored.id) and stored.stat is not None:
+            refreshed.append(IndexEntry(entry.path, entry.mode, entry.id, entry.size, stored.stat))
+    return current, refreshed
+
+
+def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False) -> Status:
+    branch_ref, head = repo.refs.head()
+    branch = branch_ref[len("refs/heads/"):] if branch_ref else None
+    index = repo.read_index()
+    found = scan(repo.root, [b""], ignore_rules(repo, excludes, no_ignore))
+    current, refreshed = workspace_entries(repo, index, found)
+    indexed = {e.path: (e.mode, e.id) for e in index}
+    result = Status(branch, head)
+    result.staged = compare(head_entries(repo, head), indexed)
+    tracked_now = {p: v for p, v in current.items() if p in indexed}
+    result.unstaged = compare(indexed, tracked_now)
+    result.untracked = sorted(p for p in current if p not in indexed)
+    if refreshed:
+        _refresh_index(repo, refreshed)
+    return result
+
+
+def _refresh_index(repo, refreshed: list[IndexEntry]) -> None:
+    """Save stat information learned while hashing, so the next status is
+    fast. Skipped quietly when another process holds the workspace lock."""
+    from .errors import LockTimeoutError
+    lock = repo.lock()
+    lock.wait = 0
+    try:
+        with lock:
+            index = repo.read_index()
+            for entry in refreshed:
+                current = index.get(entry.path)
+                if current is not None and (current.mode, current.id) == (entry.mode, entry.id):
+                    index.set(entry)
+            repo.write_index(index)
+    except LockTimeoutError:
+        pass
