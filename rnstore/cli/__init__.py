@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
 def run(args: list[str]) -> int:
     try:
         from .app import build_command
-        result = build_command().main(args=args, prog_name="rnstore", standalone_mode=False)
+        result = build_command(args).main(args=args, prog_name="rnstore", standalone_mode=False)
         _flush_stdout()
         return result if isinstance(result, int) else 0
     except BaseException as exc:  # noqa: BLE001 - this is the one place that handles all
@@ -51,7 +51,8 @@ def _handle(exc: BaseException) -> int:
         sys.stderr.write("error: interrupted\n")
         return EXIT_INTERRUPTED
     if "ClickException" in names:
-        message = exc.format_message()
+        # NoArgsIsHelpError has shown the help already and has no message
+        message = exc.format_message().strip() or "missing command"
         sys.stderr.write(f"error: {message}\n")
         ctx = getattr(exc, "ctx", None)
         if ctx is not None:

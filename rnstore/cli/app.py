@@ -48,7 +48,33 @@ def open_repo():
     return Repository.open(notify=out.notice)
 
 
-def build_command():
+def build_command(args: list[str] | None = None):
+    """The click command for a run with `args`. Converting a typer command
+    costs about 4 ms, so only the command being invoked is converted (all of
+    them for top-level help and shell completion)."""
     from . import plumbing  # noqa: F401 - registers the plumbing commands
     from . import porcelain  # noqa: F401 - registers the porcelain commands
-    return typer.main.get_command(app)
+    name = _invoked_command(args or [])
+    selected = [c for c in app.registered_commands if c.name == name]
+    if not selected:
+        return typer.main.get_command(app)
+    slim = typer.Typer()
+    slim.info = app.info
+    slim.registered_callback = app.registered_callback
+    slim.registered_commands = selected
+    return typer.main.get_command(slim)
+
+
+def _invoked_command(args: list[str]) -> str | None:
+    position = 0
+    while position < len(args):
+        word = args[position]
+        if word == "-C":
+            position += 2
+        elif word.startswith("-C") and len(word) > 2:
+            position += 1
+        elif word.startswith("-"):
+            return None  # --help, --version or a mistake: the full app answers
+        else:
+            return word
+    return None
