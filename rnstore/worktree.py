@@ -14,10 +14,24 @@ from typing import Iterable
 from .errors import InvalidValueError
 from .index import stat_key_if_settled, StatKey
 from .objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE
-from .store import ObjectStore, SizeChangedError
+from .objects import BLOB
+from .store import SMALL_FILE, ObjectStore, SizeChangedError
 
 #: How often a file that keeps changing while it is read is tried.
 READ_ATTEMPTS = 5
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    """Read until EOF or `limit` bytes, whichever comes first."""
+    chunks = []
+    while limit > 0:
+        chunk = os.read(fd, limit)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        limit -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @dataclass(frozen=True)
@@ -191,22 +205,31 @@ def store_entry(store: ObjectStore, root: Path, found: Found) -> Stored:
         from .objects import EMPTY_TREE_ID
         return Stored(found.path, MODE_TREE, EMPTY_TREE_ID, 0, None)
     for _ in range(READ_ATTEMPTS):
-        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-        with os.fdopen(fd, "rb", buffering=0) as fh:
+        fd = os.open(full, _READ_FLAGS)
+        try:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
                 raise OSError(f"{os.fsdecode(found.path)} is no longer a regular file")
-            try:
-                oid = store.put_stream(fh, before.st_size)
-            except SizeChangedError:
-                continue
+            size = before.st_size
+            if size <= SMALL_FILE:
+                data = _read_up_to(fd, size + 1)
+                if len(data) != size:
+                    continue
+                oid = store.put(BLOB, data)
+            else:
+                with os.fdopen(fd, "rb", buffering=0, closefd=False) as fh:
+                    try:
+                        oid = store.put_stream(fh, size)
+                    except SizeChangedError:
+                        continue
             after = os.fstat(fd)
-            if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
-                    (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
-                continue
+        finally:
+            os.close(fd)
+        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
+                (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+            continue
         mode = MODE_EXEC if before.st_mode & stat.S_IXUSR else MODE_FILE
-        return Stored(found.path, mode, oid, before.st_size,
-                      stat_key_if_settled(before, time.time_ns()))
+        return Stored(found.path, mode, oid, size, stat_key_if_settled(before, time.time_ns()))
     raise OSError(f"{os.fsdecode(found.path)} kept changing while it was read")
 
 
@@ -221,7 +244,7 @@ def hash_entry(root: Path, found: Found) -> Stored:
     if found.mode == MODE_TREE:
         from .objects import EMPTY_TREE_ID
         return Stored(found.path, MODE_TREE, EMPTY_TREE_ID, 0, None)
-    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(full, _READ_FLAGS)
     with os.fdopen(fd, "rb") as fh:
         before = os.fstat(fd)
         oid = hash_stream(fh)
