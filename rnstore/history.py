@@ -14,7 +14,7 @@ from .plumbing import parse_meta, snapshot_meta, store_snapshot, utc_now, write_
 from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, TAGS, short_name, tag_ref
 from .revparse import resolve_snapshot
-from .staging import AddResult, add
+from .staging import AddResult, stage
 
 
 @dataclass
@@ -38,11 +38,14 @@ def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
     # ref update, so a concurrent gc cannot collect the new trees in between.
     with repo.lock(), repo.store_lock(shared=True):
         staged = None
-        if all:
-            staged = add(repo, [repo.root], progress=progress, cwd=repo.root, **(add_options or {}))
-        branch_ref, head = repo.refs.head()
         index = repo.read_index()
-        tree_id = write_tree(repo)
+        if all:
+            staged = stage(repo, index, [repo.root], progress=progress, cwd=repo.root,
+                           **(add_options or {}))
+            if staged.index_changed:
+                repo.write_index(index)
+        branch_ref, head = repo.refs.head()
+        tree_id = write_tree(repo, index)
         if head is not None:
             unchanged = repo.store.get_snapshot(head).tree == tree_id
         else:

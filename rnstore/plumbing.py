@@ -142,16 +142,16 @@ def manifest(repo, rev: str) -> dict:
 
 # -- write-tree / read-tree / mktree ---------------------------------------------------
 
-def write_tree(repo) -> str:
-    """Store the trees for the index; the root tree id."""
-    index = repo.read_index()
+def write_tree(repo, index: Index | None = None) -> str:
+    """Store the trees for the index (read from disk unless given); the
+    root tree id."""
+    index = repo.read_index() if index is None else index
+    # The index is a root, so gc spares its blobs: no need to refresh them.
+    # HEAD's tree is a root too: folders unchanged since it are not rewritten.
+    head = repo.refs.head()[1]
+    base = repo.store.get_snapshot(head).tree if head is not None else None
     with repo.store_lock(shared=True), repo.store.batch():
-        for entry in index:
-            if entry.mode != MODE_TREE and not repo.store.freshen(entry.id):
-                raise MissingObjectError(
-                    f"object {entry.id} for '{os.fsdecode(entry.path)}' is missing", entry.id,
-                    hints=["`rnstore add` the file again"])
-        return build_tree(repo.store, index.flat_entries())
+        return build_tree(repo.store, index.flat_entries(), base=base)
 
 
 def read_tree(repo, treeish: str) -> int:

@@ -30,8 +30,9 @@ class AddResult:
     unreadable: list[tuple[bytes, str]] = field(default_factory=list)
     files: int = 0
     bytes: int = 0
-    stored_bytes_read: int = 0
     dry_run: bool = False
+    #: whether the index needs writing (also when only stat data changed)
+    index_changed: bool = False
 
     @property
     def changed(self) -> bool:
@@ -78,50 +79,69 @@ def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = Fa
         ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
         cwd: Path | None = None) -> AddResult:
     """Stage additions, changes and deletions under `paths`."""
-    prefixes = relative_pathspecs(repo.root, list(paths) or ["."], cwd)
-    rules = ignore_rules(repo, excludes, no_ignore)
     with repo.lock():
         index = repo.read_index()
-        found = scan(repo.root, prefixes, rules)
-        result = AddResult(skipped=found.skipped, dry_run=dry_run)
-        if found.unreadable and not ignore_errors:
-            raise _unreadable_error(found.unreadable)
-        result.unreadable.extend(found.unreadable)
-        protected = [p for p, _ in found.unreadable]
-
-        seen = {f.path: f for f in found.found}
-        to_store: list[Found] = []
-        planned: dict[bytes, tuple[str, int]] = {
-            e.path: (e.mode, e.size) for e in index
-            if not under(e.path, prefixes) or under(e.path, protected)}
-        for f in found.found:
-            entry = index.get(f.path)
-            if entry is not None and entry.mode == f.mode and (
-                    f.mode == MODE_TREE or index.lookup_fresh(f.path, f.st)):
-                result.unchanged += 1
-            else:
-                to_store.append(f)
-            planned[f.path] = (f.mode, f.size)
-        deleted = [e.path for e in index
-                   if under(e.path, prefixes) and not under(e.path, protected) and e.path not in seen]
-        if not force:
-            _check_limits(repo, planned)
-
-        if dry_run:
-            for f in to_store:
-                (result.modified if index.get(f.path) else result.added).append(f.path)
-            result.deleted = deleted
-            _totals(result, planned)
-            return result
-
-        _store_all(repo, index, to_store, result, ignore_errors, progress)
-        for path in deleted:
-            index.remove(path)
-        result.deleted = deleted
-        _drop_shadowed_folders(index)
-        _totals(result, {e.path: (e.mode, e.size) for e in index})
-        if result.changed or to_store:
+        result = stage(repo, index, paths, dry_run=dry_run, force=force, excludes=excludes,
+                       no_ignore=no_ignore, ignore_errors=ignore_errors, progress=progress,
+                       cwd=cwd)
+        if result.index_changed:
             repo.write_index(index)
+    return result
+
+
+def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bool = False,
+          force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
+          ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
+          cwd: Path | None = None) -> AddResult:
+    """`add` on an index in memory (the caller holds the workspace lock and
+    writes the index when `index_changed`)."""
+    prefixes = relative_pathspecs(repo.root, list(paths) or ["."], cwd)
+    rules = ignore_rules(repo, excludes, no_ignore)
+    found = scan(repo.root, prefixes, rules)
+    result = AddResult(skipped=found.skipped, dry_run=dry_run)
+    if found.unreadable and not ignore_errors:
+        raise _unreadable_error(found.unreadable)
+    result.unreadable.extend(found.unreadable)
+    protected = [p for p, _ in found.unreadable]
+
+    seen = {f.path: f for f in found.found}
+    to_store: list[Found] = []
+    planned: dict[bytes, tuple[str, int]] = {
+        e.path: (e.mode, e.size) for e in index
+        if not under(e.path, prefixes) or under(e.path, protected)}
+    for f in found.found:
+        entry = index.get(f.path)
+        if entry is not None and entry.mode == f.mode and (
+                f.mode == MODE_TREE or index.lookup_fresh(f.path, f.st)):
+            result.unchanged += 1
+        else:
+            to_store.append(f)
+        planned[f.path] = (f.mode, f.size)
+    deleted = [e.path for e in index
+               if under(e.path, prefixes) and not under(e.path, protected) and e.path not in seen]
+    if not force:
+        _check_limits(repo, planned)
+
+    if dry_run:
+        # Hash (without storing) what the stat cache cannot vouch for,
+        # so only real changes are listed.
+        for f, seen_now, error in parallel_map(lambda f: hash_entry(repo.root, f), to_store):
+            before = index.get(f.path)
+            if before is None:
+                result.added.append(f.path)
+            elif error is not None or (before.mode, before.id) != (seen_now.mode, seen_now.id):
+                result.modified.append(f.path)
+        result.deleted = deleted
+        _totals(result, planned)
+        return result
+
+    _store_all(repo, index, to_store, result, ignore_errors, progress)
+    for path in deleted:
+        index.remove(path)
+    result.deleted = deleted
+    _drop_shadowed_folders(index)
+    _totals(result, {e.path: (e.mode, e.size) for e in index})
+    result.index_changed = bool(result.changed or to_store)
     return result
 
 

@@ -6,11 +6,13 @@ An empty folder is a flat entry of mode 040000 whose id is the empty tree.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
 
-from .errors import CorruptObjectError, InvalidValueError
-from .objects import MODE_TREE, Tree, TreeEntry, check_name
-from .store import ObjectStore
+from .errors import CorruptObjectError, InvalidValueError, MissingObjectError
+from .objects import EMPTY_TREE_ID, MODE_TREE, TREE, Tree, TreeEntry, check_name, hash_bytes
+
+if TYPE_CHECKING:  # store imports codec, hence zstandard: keep it off the import path
+    from .store import ObjectStore
 
 
 class FlatEntry(NamedTuple):
@@ -31,8 +33,12 @@ def split_path(path: bytes) -> list[bytes]:
     return parts
 
 
-def build_tree(store: ObjectStore, entries: Iterable[FlatEntry]) -> str:
-    """Store the trees for a flat listing; returns the root tree id."""
+def build_tree(store: ObjectStore, entries: Iterable[FlatEntry], *, base: str | None = None) -> str:
+    """Store the trees for a flat listing; returns the root tree id.
+
+    `base` is a tree that a root reaches (HEAD's): a folder identical to
+    its counterpart there is neither written nor refreshed, so a snapshot
+    that changes little writes little."""
     root: dict = {}
     for entry in entries:
         *folders, name = split_path(entry.path)
@@ -50,19 +56,45 @@ def build_tree(store: ObjectStore, entries: Iterable[FlatEntry]) -> str:
         if isinstance(node.get(name), dict):
             raise InvalidValueError(f"{entry.path!r} is both a file and a folder")
         node[name] = entry
-    return _store_node(store, root)[0]
+    built = _encode(root)
+    _store_changed(store, built, base)
+    return built.id
 
 
-def _store_node(store: ObjectStore, node: dict) -> tuple[str, int]:
-    entries = []
+class _Built(NamedTuple):
+    id: str
+    size: int
+    payload: bytes
+    subtrees: dict
+
+
+def _encode(node: dict) -> _Built:
+    """Encode a nested listing bottom-up, in memory."""
+    entries, subtrees = [], {}
     for name, child in node.items():
         if isinstance(child, dict):
-            child_id, size = _store_node(store, child)
-            entries.append(TreeEntry(name, MODE_TREE, child_id, size))
+            built = subtrees[name] = _encode(child)
+            entries.append(TreeEntry(name, MODE_TREE, built.id, built.size))
         else:
             entries.append(TreeEntry(name, child.mode, child.id, child.size))
     tree = Tree.from_entries(entries)
-    return store.put_tree(tree), tree.total_size
+    payload = tree.encode()
+    return _Built(hash_bytes(payload), tree.total_size, payload, subtrees)
+
+
+def _store_changed(store: ObjectStore, built: _Built, base_id: str | None) -> None:
+    if built.id == base_id:
+        return
+    base_subtrees: dict[bytes, str] = {}
+    if base_id is not None:
+        try:
+            base_subtrees = {e.name: e.id for e in store.get_tree(base_id).entries
+                             if e.mode == MODE_TREE}
+        except (MissingObjectError, CorruptObjectError):
+            base_subtrees = {}  # a damaged base only costs us the shortcut
+    for name, child in built.subtrees.items():
+        _store_changed(store, child, base_subtrees.get(name))
+    store.put(TREE, built.payload)
 
 
 def iter_tree(store: ObjectStore, tree_id: str, prefix: bytes = b"",
@@ -70,7 +102,13 @@ def iter_tree(store: ObjectStore, tree_id: str, prefix: bytes = b"",
     """Entries below a tree in path order. Recursively, only files, links
     and empty folders are listed; otherwise one level, folders included."""
     tree = store.get_tree(tree_id)
-    for entry in tree.entries:
+    entries = tree.entries
+    if recursive:
+        # Trees sort by entry name, but "a/x" comes after "a.txt" in path
+        # order ('/' > '.'): a non-empty folder sorts as if named "a/".
+        entries = sorted(entries, key=lambda e: e.name + b"/"
+                         if e.mode == MODE_TREE and e.id != EMPTY_TREE_ID else e.name)
+    for entry in entries:
         path = prefix + entry.name
         if entry.mode == MODE_TREE and recursive:
             before = 0
