@@ -1,0 +1,214 @@
+"""Space commands: forget, gc, du, fsck. Each parses, calls one library
+function, renders."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, List, Optional
+
+import typer
+
+from ..units import format_size
+from .app import app, open_repo
+from ._output import out, progress
+
+SPACE = "Space"
+
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", "-n", help="Change nothing; show what would happen.")]
+
+
+def _progress(quiet: bool, no_progress: bool):
+    out.quiet = out.quiet or quiet
+    out.no_progress = out.no_progress or no_progress
+    return progress()
+
+
+def _first_line(message: str | None) -> str:
+    return (message or "").splitlines()[0] if message else ""
+
+
+@app.command("forget", rich_help_panel=SPACE)
+def forget(
+    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV...]", help="Snapshots to forget.")] = None,
+    keep_last: Annotated[Optional[int], typer.Option(
+        "--keep-last", metavar="N", help="Keep the N newest live snapshots, forget the rest.")] = None,
+    keep_within: Annotated[Optional[str], typer.Option(
+        "--keep-within", metavar="DURATION",
+        help="Keep snapshots made within DURATION of the newest one (e.g. 30d), forget the rest.")] = None,
+    dry_run: DryRun = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary.")] = False,
+) -> None:
+    """Drop snapshots from the live set; `gc` then frees what nothing else holds.
+
+    A snapshot still named by a tag or branch stays reachable, and forget says so.
+    With REVs and keep rules, both the named snapshots and those no rule keeps go.
+
+    Example: rnstore forget --keep-last 10 --keep-within 30d
+    """
+    result = open_repo().forget(revs or [], keep_last=keep_last, keep_within=keep_within,
+                                dry_run=dry_run)
+    out.quiet = out.quiet or quiet
+    verb = "would forget" if dry_run else "forget"
+    lines = []
+    for item in result.removed:
+        note = ""
+        if item.still_named_by:
+            note = f"  (still kept by {', '.join(item.still_named_by)})"
+        lines.append(f"{verb:<12} {item.id[:12]}  {_time(item.time)}  "
+                     f"{_first_line(item.message)}{note}")
+    for item in result.kept:
+        lines.append(f"{'keep':<12} {item.id[:12]}  {_time(item.time)}  "
+                     f"{_first_line(item.message)}  ({', '.join(item.reasons)})")
+    if lines:
+        out.line("\n".join(lines))
+    for oid in result.not_live:
+        out.warn(f"snapshot {oid[:12]} is not a live snapshot of this workspace; nothing to forget")
+    for item in result.removed:
+        if item.still_named_by:
+            out.warn(f"snapshot {item.id[:12]} stays reachable: still kept by "
+                     f"{', '.join(item.still_named_by)}")
+    done = "would be forgotten" if dry_run else "forgotten"
+    kept = f", {len(result.kept)} kept by the rules" if keep_last is not None or keep_within else ""
+    out.summary(f"{len(result.removed)} snapshot{'s' if len(result.removed) != 1 else ''} {done}{kept}"
+                + ("" if dry_run or not result.removed else "; `rnstore gc` frees their space"))
+
+
+def _time(text: str | None) -> str:
+    """'2026-11-24T03:59:37.123456Z' -> '2026-11-24 03:59:37' (UTC)."""
+    return text[:19].replace("T", " ") if text else "?" + " " * 18
+
+
+@app.command("gc", rich_help_panel=SPACE)
+def gc(
+    dry_run: DryRun = False,
+    prune: Annotated[Optional[str], typer.Option(
+        "--prune", metavar="DURATION|now",
+        help="Grace period: spare unreachable objects younger than this (default: gc.prune, 1h).")] = None,
+    auto: Annotated[bool, typer.Option(
+        "--auto", help="Do nothing unless the last gc ran more than gc.interval ago.")] = False,
+    json_: Json = False,
+    quiet: Quiet = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Delete objects no root reaches that are older than the grace period.
+
+    Roots are the live snapshots, refs, HEAD and index of every workspace
+    using the store. If any root cannot be read, gc deletes nothing and exits 1.
+
+    Example: rnstore gc --auto -q
+    """
+    repo = open_repo()
+    bar = _progress(quiet, no_progress)
+    stats = repo.gc(dry_run=dry_run, prune=prune, auto=auto, progress=bar)
+    for note in stats.notes:
+        out.warn(note)
+    if json_:
+        out.json(stats.as_json())
+    if stats.skipped:
+        out.summary("gc: nothing to do, the last gc ran less than gc.interval ago")
+        return
+    verb = "would delete" if dry_run else "deleted"
+    temp = ""
+    if stats.deleted_temp_files:
+        temp = f" and {stats.deleted_temp_files} stale temporary file" + \
+               ("s" if stats.deleted_temp_files != 1 else "")
+    young = f" ({stats.young_objects:,} unreachable but within the grace period)" if stats.young_objects else ""
+    out.summary(f"gc: {verb} {stats.deleted_objects:,} objects ({format_size(stats.freed_bytes)}){temp}; "
+                f"kept {stats.kept_objects:,}{young}")
+
+
+@app.command("du", rich_help_panel=SPACE)
+def du(
+    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV...]", help="Only these snapshots.")] = None,
+    json_: Json = False,
+) -> None:
+    """Show store usage and what each live snapshot holds alone.
+
+    `exclusive` is what forgetting a snapshot (and dropping refs naming it)
+    would let gc free.
+
+    Example: rnstore du --json | jq .store.dedup_ratio
+    """
+    stats = open_repo().du(revs or [])
+    if json_:
+        out.json(stats.as_json())
+        return
+    _print_du(stats)
+
+
+def _print_du(stats) -> None:
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, no_color=bool(os.environ.get("NO_COLOR")),
+                      highlight=False, width=None if sys.stdout.isatty() else 120)
+    table = Table(title="Snapshots", title_justify="left")
+    for name, justify in (("snapshot", "left"), ("time", "left"), ("files", "right"),
+                          ("size", "right"), ("exclusive", "right"), ("tags", "left"),
+                          ("message", "left")):
+        table.add_column(name, justify=justify, overflow="fold" if name == "message" else "ellipsis")
+    for s in stats.snapshots:
+        table.add_row(s.id[:12] + ("" if s.live else " *"), s.time[:19].replace("T", " "),
+                      f"{s.files:,}", format_size(s.logical_bytes), format_size(s.exclusive_bytes),
+                      ", ".join(s.tags), _first_line(s.message))
+    store = stats.store
+    summary = Table(title="Store", title_justify="left", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value", justify="right")
+    summary.add_row("objects", f"{store.objects:,} ({store.blobs:,} blobs, {store.trees:,} trees, "
+                               f"{store.snapshots:,} snapshots)")
+    summary.add_row("stored on disk", format_size(store.stored_bytes))
+    summary.add_row("unique file bytes", format_size(store.logical_bytes))
+    summary.add_row("live snapshots hold", format_size(store.referenced_bytes))
+    summary.add_row("reclaimable by gc", format_size(store.reclaimable_bytes))
+    summary.add_row("dedup ratio", f"{store.dedup_ratio:.2f}x")
+    summary.add_row("compression ratio", f"{store.compression_ratio:.2f}x")
+    summary.add_row("space saving", f"{store.space_saving * 100:.1f} %")
+    if stats.snapshots:
+        console.print(table)
+        if not all(s.live for s in stats.snapshots):
+            console.print("* not live: forgotten, or kept only by a ref")
+    console.print(summary)
+
+
+@app.command("fsck", rich_help_panel=SPACE)
+def fsck(
+    quick: Annotated[bool, typer.Option("--quick", help="Skip content hashing (headers and trees are still read).")] = False,
+    json_: Json = False,
+    quiet: Quiet = False,
+    no_progress: NoProgress = False,
+) -> int:
+    """Verify every object and every reference; list each problem; exit 1 if any.
+
+    Problems are `missing`, `hash mismatch` and `corrupt`; `dangling` objects
+    (no root reaches them, gc will delete them) are listed but are no failure.
+
+    Example: rnstore fsck --json
+    """
+    repo = open_repo()
+    bar = _progress(quiet, no_progress)
+    result = repo.fsck(quick=quick, progress=bar)
+    if json_:
+        out.json(result.as_json())
+    else:
+        lines = []
+        for p in result.problems:
+            what = f"{p.kind} {p.type} {p.id}" if p.type else f"{p.kind} {p.id}"
+            lines.append(f"{what}: {p.detail}" if p.detail and p.kind != "dangling" else what)
+        if lines:
+            out.line("\n".join(lines))
+    fatal = [p for p in result.problems if p.fatal]
+    dangling = len(result.problems) - len(fatal)
+    tail = f", {dangling:,} dangling" if dangling else ""
+    if fatal:
+        import sys
+        sys.stderr.write(f"error: fsck found {len(fatal):,} problem{'s' if len(fatal) != 1 else ''} "
+                         f"in {result.checked_objects:,} objects{tail}\n")
+        return 1
+    out.summary(f"fsck: {result.checked_objects:,} objects checked, no problems{tail}")
+    return 0

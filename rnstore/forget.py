@@ -1,0 +1,158 @@
+"""forget: drop snapshots from the live set (the journal). Nothing is deleted
+here; `gc` later frees what no root reaches any more.
+
+Which snapshots go, as in restic:
+
+- `REV...`: those snapshots.
+- keep rules: every live snapshot of this workspace that no rule keeps.
+  `keep_last=N` keeps the N newest; `keep_within=D` keeps those made within
+  D of the newest snapshot's time (not of now: a workspace left alone for a
+  year keeps its last runs). Rules combine by union.
+- both: the named ones (even if a rule would keep them) and those no rule keeps.
+- neither: refused (InvalidValueError) - forgetting everything by accident
+  is worse than typing a rule.
+
+A forgotten snapshot still named by a branch, a tag or a detached HEAD stays
+reachable, so gc keeps its objects; the result says which refs keep it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable
+
+from .errors import CorruptStoreError, InvalidValueError, ObjectError
+from .objects import is_object_id
+from .refs import HEADS, TAGS, short_name
+
+
+@dataclass
+class ForgetItem:
+    id: str
+    time: str | None          # None when the snapshot object cannot be read
+    message: str | None
+    reasons: list[str] = field(default_factory=list)
+    #: refs that keep a forgotten snapshot reachable: "tag v1", "branch main", "HEAD"
+    still_named_by: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ForgetResult:
+    dry_run: bool
+    removed: list[ForgetItem] = field(default_factory=list)
+    kept: list[ForgetItem] = field(default_factory=list)
+    #: ids given as REV that were not live (already forgotten, or another workspace's)
+    not_live: list[str] = field(default_factory=list)
+
+
+def forget(repo, revs: Iterable[str] = (), *, keep_last: int | None = None,
+           keep_within: str | float | None = None, dry_run: bool = False) -> ForgetResult:
+    """Drop snapshots from the live set; see the module docstring."""
+    revs = list(revs)
+    if not revs and keep_last is None and keep_within is None:
+        raise InvalidValueError(
+            "forget needs snapshots to forget or a keep rule",
+            hints=["`rnstore forget REV...` forgets those; `--keep-last N` or "
+                   "`--keep-within DURATION` forgets what the rules do not keep"])
+    if keep_last is not None and keep_last < 1:
+        raise InvalidValueError(f"--keep-last takes a number of at least 1, not {keep_last}")
+    within = None
+    within_text = None
+    if keep_within is not None:
+        if isinstance(keep_within, (int, float)):
+            within, within_text = float(keep_within), f"{keep_within:g}s"
+        else:
+            from .units import parse_duration
+            within, within_text = parse_duration(keep_within), str(keep_within)
+
+    live = list(repo.journal)
+    live_set = set(live)
+    result = ForgetResult(dry_run)
+    named: dict[str, None] = {}
+    for rev in revs:
+        oid = _resolve(repo, rev, live_set)
+        if oid in live_set:
+            named[oid] = None
+        elif oid not in result.not_live:
+            result.not_live.append(oid)
+
+    items = {oid: _item(repo, oid) for oid in live}
+    doomed: dict[str, list[str]] = {oid: ["named"] for oid in named}
+    if keep_last is not None or within is not None:
+        unreadable = [i.id for i in items.values() if i.time is None]
+        if unreadable:
+            raise CorruptStoreError(
+                f"keep rules need every live snapshot's time, and snapshot {unreadable[0]} "
+                "cannot be read", hints=["forget it by its full id first; `rnstore fsck` lists the damage"])
+        ordered = sorted(items.values(), key=lambda i: (i.time or "", i.id), reverse=True)
+        newest = _timestamp(ordered[0].time) if ordered and ordered[0].time else None
+        for position, item in enumerate(ordered):
+            if keep_last is not None and position < keep_last:
+                item.reasons.append(f"keep-last {keep_last}")
+            if within is not None and newest is not None and item.time is not None \
+                    and _timestamp(item.time) >= newest - within:
+                item.reasons.append(f"keep-within {within_text}")
+            if not item.reasons:
+                doomed.setdefault(item.id, ["kept by no rule"])
+    names = _names(repo)
+    for oid in live:
+        item = items[oid]
+        if oid in doomed:
+            item.reasons = doomed[oid]
+            item.still_named_by = names.get(oid, [])
+            result.removed.append(item)
+        elif keep_last is not None or within is not None:
+            result.kept.append(item)
+    result.removed.sort(key=_newest_first, reverse=True)
+    result.kept.sort(key=_newest_first, reverse=True)
+    if not dry_run:
+        for item in result.removed:
+            repo.journal.discard(item.id)
+    return result
+
+
+def _newest_first(item: ForgetItem) -> tuple[str, str]:
+    """A sort key; with reverse=True, newest first."""
+    return item.time or "", item.id
+
+
+def _resolve(repo, rev: str, live: set[str]) -> str:
+    """A REV to a snapshot id. A full id in the journal is taken as it is, so
+    a live snapshot whose object is lost can still be forgotten."""
+    if is_object_id(rev.lower()) and rev.lower() in live:
+        return rev.lower()
+    from .revparse import resolve_snapshot
+    return resolve_snapshot(repo, rev)
+
+
+def _item(repo, oid: str) -> ForgetItem:
+    try:
+        snapshot = repo.store.get_snapshot(oid)
+    except ObjectError:
+        return ForgetItem(oid, None, None)
+    return ForgetItem(oid, snapshot.time, snapshot.message)
+
+
+def _timestamp(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def _names(repo) -> dict[str, list[str]]:
+    """snapshot id -> the refs naming it, as users say them."""
+    names: dict[str, list[str]] = {}
+    for ref, oid in repo.refs.list().items():
+        if ref.startswith(TAGS):
+            label = f"tag {short_name(ref)}"
+        elif ref.startswith(HEADS):
+            label = f"branch {short_name(ref)}"
+        else:
+            label = ref
+        names.setdefault(oid, []).append(label)
+    branch, head = repo.refs.head()
+    if branch is None and head is not None:
+        names.setdefault(head, []).append("HEAD")
+    return names
+
+
+__all__ = ["forget", "ForgetResult", "ForgetItem"]

@@ -1,0 +1,213 @@
+"""fsck: check every object and every reference, and name each problem with
+git's words.
+
+- `hash mismatch`: an object decompresses but its bytes do not hash to its id.
+- `corrupt`: an object that does not decode (bad zstd frame, bad header,
+  truncated, a tree or snapshot that is not in canonical form, a tree entry
+  whose recorded size disagrees with the object), or a root that cannot be
+  read (HEAD, a ref, the index, a workspace's config); for those `id` is the
+  name (e.g. `refs/tags/v1`, `HEAD`, `the index`), not an object id.
+- `missing`: an object that a root, or a tree or snapshot a root reaches,
+  names but that is not stored.
+- `dangling`: a stored object no root reaches: what `gc --prune now` would
+  delete. Listed, but not a failure (as in git), and missing references from
+  dangling objects are not reported: a gc interrupted half-way leaves exactly
+  such leftovers, and the next gc removes them.
+
+A snapshot's parents are history, not liveness: a missing parent is not a
+problem. Every problem but `dangling` makes `ok` false (the CLI exits 1).
+
+Order of work: the roots are read first, then the objects listed, so an
+object written by a concurrent commit can only show up as dangling, never as
+missing. The store lock is held shared, so no gc deletes anything meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .errors import ObjectError
+from .gc import ANY_ROOT, Marker, collect_roots, problem_kind, reason
+from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree, is_object_id
+from .progress import NO_PROGRESS, Progress
+
+MISSING, HASH_MISMATCH, CORRUPT, DANGLING = "missing", "hash mismatch", "corrupt", "dangling"
+_ORDER = {MISSING: 0, HASH_MISMATCH: 1, CORRUPT: 2, DANGLING: 3}
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str            # missing, hash mismatch, corrupt, dangling
+    id: str              # an object id, or the name of what is broken
+    detail: str = ""
+    type: str | None = None   # blob, tree or snapshot when known
+
+    @property
+    def fatal(self) -> bool:
+        return self.kind != DANGLING
+
+    def as_json(self) -> dict:
+        return {"kind": self.kind, "id": self.id, "detail": self.detail, "type": self.type}
+
+
+@dataclass
+class FsckResult:
+    checked_objects: int
+    problems: list[Problem] = field(default_factory=list)
+    quick: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.fatal for p in self.problems)
+
+    @property
+    def dangling(self) -> list[Problem]:
+        return [p for p in self.problems if p.kind == DANGLING]
+
+    def as_json(self) -> dict:
+        return {"checked_objects": self.checked_objects,
+                "problems": [p.as_json() for p in self.problems],
+                "ok": self.ok, "quick": self.quick}
+
+
+class _AlreadyReported(ObjectError):
+    pass
+
+
+def fsck(repo, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> FsckResult:
+    """Check every stored object (with `quick`, headers and the decoding of
+    trees and snapshots, without hashing blob contents) and every root."""
+    problems: list[Problem] = []
+    reported: set[str] = set()
+
+    def report(kind: str, oid: str, detail: str, type_: str | None = None) -> None:
+        if oid not in reported:
+            reported.add(oid)
+            problems.append(Problem(kind, oid, detail, type_))
+
+    with repo.store_lock(shared=True):
+        scan = collect_roots(repo, report, grace=float(repo.config.get("gc.prune")), now=time.time())
+        store = repo.store
+        listed: dict[str, int] = {}
+        for name in store:
+            if not is_object_id(name):
+                report(CORRUPT, name, f"{store.root / name[:2] / name[2:]} is not named by an object id")
+                continue
+            try:
+                listed[name] = store.stored_size(name)
+            except FileNotFoundError:
+                continue
+        checked = _check_objects(store, listed, quick, report, progress)
+        kinds, sizes, decoded, failed = checked
+
+        def load(oid: str, kind: str):
+            if oid not in listed:
+                raise _AlreadyReported("missing", oid)  # reported by whoever named it
+            if oid in failed:
+                raise _AlreadyReported("already reported", oid)
+            value = decoded.get(oid)
+            if kinds[oid] != kind:
+                # stored under another kind's header: the payload decides
+                value = (store.get_snapshot if kind == SNAPSHOT else store.get_tree)(oid)
+            if kind == SNAPSHOT:
+                if value.tree not in listed:
+                    report(MISSING, value.tree, f"the tree of snapshot {oid}", TREE)
+                return ((value.tree, TREE),)
+            below = []
+            for entry in value.entries:
+                child_kind = TREE if entry.mode == MODE_TREE else BLOB
+                below.append((entry.id, child_kind))
+                if entry.id not in listed:
+                    report(MISSING, entry.id, f"referenced by tree {oid} as "
+                           f"'{entry.name.decode('utf-8', 'replace')}'", child_kind)
+                elif entry.id not in failed:
+                    actual = _size_of(entry.id, child_kind, kinds, sizes, decoded)
+                    if actual is not None and actual != entry.size:
+                        report(CORRUPT, oid, f"entry '{entry.name.decode('utf-8', 'replace')}' records "
+                               f"{entry.size} bytes but {child_kind} {entry.id} holds {actual}", TREE)
+            return tuple(below)
+
+        def on_error(oid: str, kind: str, exc: ObjectError) -> None:
+            if not isinstance(exc, _AlreadyReported):
+                report(problem_kind(exc), oid, reason(exc, oid), kind)
+
+        marker = Marker(load)
+        progress.start("fsck: following references")
+        try:
+            for root in scan.roots:
+                if root.id in listed:
+                    progress.advance(marker.mark(ANY_ROOT, root.id, root.kind, on_error))
+                elif root.name != "last seen roots":
+                    report(MISSING, root.id, f"named by {root.label}", root.kind)
+        finally:
+            progress.finish()
+        for oid in listed:
+            if oid in marker:
+                continue
+            if oid in failed:
+                continue  # reported as corrupt already; gc would delete it
+            problems.append(Problem(DANGLING, oid, "no root reaches it", kinds.get(oid)))
+    problems.sort(key=lambda p: (_ORDER.get(p.kind, 9), p.id))
+    return FsckResult(len(listed), problems, quick)
+
+
+def _size_of(oid: str, kind: str, kinds, sizes, decoded) -> int | None:
+    """What a tree entry's size should be: a blob's byte size, a sub-tree's
+    total size (None when it cannot be told without reading more)."""
+    if kind == BLOB:
+        return sizes.get(oid)
+    value = decoded.get(oid)
+    if kinds.get(oid) == TREE and value is not None:
+        return value.total_size
+    return None
+
+
+def _check_objects(store, listed: dict[str, int], quick: bool, report, progress: Progress):
+    """Read every object (in parallel): kinds, payload sizes, decoded trees
+    and snapshots, and the ids that failed."""
+    from .worktree import parallel_map
+    kinds: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    decoded: dict = {}
+    failed: set[str] = set()
+
+    def check(oid: str):
+        try:
+            kind, size = store.header(oid)
+            value = None
+            if kind == BLOB:
+                if not quick:
+                    store.verify(oid)
+            else:
+                payload = store.get(oid, kind, verify=not quick)[1]
+                value = decode_tree(payload) if kind == TREE else decode_snapshot(payload)
+            return kind, size, value, None
+        except ObjectError as exc:
+            return None, None, None, exc
+
+    ids = sorted(listed)
+    progress.start("fsck: checking objects", len(ids), sum(listed.values()))
+    try:
+        for oid, result, error in parallel_map(check, ids):
+            progress.advance(1, listed[oid])
+            if error is not None:  # an OSError reading the file
+                failed.add(oid)
+                report(CORRUPT, oid, f"cannot be read: {error.strerror or error}")
+                continue
+            kind, size, value, exc = result
+            if exc is not None:
+                failed.add(oid)
+                if problem_kind(exc) == MISSING:  # deleted since it was listed
+                    continue
+                report(problem_kind(exc), oid, reason(exc, oid))
+                continue
+            kinds[oid], sizes[oid] = kind, size
+            if value is not None:
+                decoded[oid] = value
+    finally:
+        progress.finish()
+    return kinds, sizes, decoded, failed
+
+
+__all__ = ["fsck", "FsckResult", "Problem", "MISSING", "HASH_MISMATCH", "CORRUPT", "DANGLING"]
