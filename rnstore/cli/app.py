@@ -54,6 +54,7 @@ def build_command(args: list[str] | None = None):
     them for top-level help and shell completion)."""
     from . import plumbing  # noqa: F401 - registers the plumbing commands
     from . import porcelain  # noqa: F401 - registers the porcelain commands
+    from . import restore  # noqa: F401 - registers checkout and export
     from . import space  # noqa: F401 - registers forget, gc, du, fsck
     name = _invoked_command(args or [])
     selected = [c for c in app.registered_commands if c.name == name]

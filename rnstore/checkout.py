@@ -1,0 +1,841 @@
+"""checkout: make files on disk match a snapshot.
+
+Three forms share one materialiser:
+
+- ``checkout(repo, REV)``: the workspace's tracked files, the index and HEAD
+  (a branch name attaches HEAD to it; ``HEAD`` leaves it as it is; anything
+  else detaches it). Untracked and ignored files are left alone.
+- ``checkout(repo, REV, paths)``: only those paths (files or folders), in the
+  workspace and the index; HEAD stays. Tracked entries below the paths are
+  restored (local changes to them are discarded, as `git restore` does, and
+  tracked files absent from REV there are deleted).
+- ``checkout(repo, REV, target=DIR)``: REV (or its paths) into any folder;
+  the workspace, index and HEAD are untouched.
+
+It works in three steps, so that a refusal or a damaged object changes
+nothing:
+
+1. plan: compare what is on disk with the snapshot (and in the workspace with
+   the index and HEAD). Conflicts stop here: uncommitted changes, untracked
+   entries in the way, differing files in a target folder.
+2. stage: every file and link to write is fetched from the store into a
+   private staging folder (beside the index for the workspace, inside DIR for
+   a target), its content verified against its id on the way. A missing or
+   corrupt object stops here; the staging folder is removed.
+3. apply: remove what goes, remove the folders that this emptied, create
+   folders, then rename each staged file into place.
+
+Safety: nothing is written or removed through a path; every operation goes
+through directory descriptors opened one component at a time with
+O_NOFOLLOW, so a symlink in the folder (planted, or checked out from a
+snapshot such as ``link -> /etc``) is never followed. A symlink where the
+snapshot has a folder or a file is an entry in the way, replaced only with
+`force`. Entries named ``.rnstore`` are never written (they are never stored
+by `add`; a tree holding one was crafted), and are reported as excluded.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidValueError,
+                     MissingObjectError, ObjectError)
+from .fsutil import TMP_PREFIX, temp_name_for
+from .index import Index, IndexEntry, StatKey, stat_key_if_settled
+from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
+from .progress import NO_PROGRESS, Progress
+from .refs import HEAD, HEADS, check_ref_name
+from .trees import FlatEntry, iter_tree, lookup
+
+PROTECTED = b".rnstore"
+#: How many conflicting paths an error lists before "and N more".
+LISTED = 50
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+_O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+_O_READ = os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC
+_WRITE_CHUNK = 1 << 20
+
+
+@dataclass
+class CheckoutResult:
+    snapshot: str
+    #: the folder written into (the workspace root, or DIR)
+    root: Path
+    #: "switch" (checkout REV), "paths" (checkout REV -- PATH...) or "target"
+    form: str
+    #: files and links written
+    written: list[bytes] = field(default_factory=list)
+    #: empty folders of the snapshot created
+    folders: list[bytes] = field(default_factory=list)
+    #: tracked entries removed because REV does not have them
+    deleted: list[bytes] = field(default_factory=list)
+    #: entries already identical, left as they were
+    skipped: list[bytes] = field(default_factory=list)
+    #: untracked entries (or differing ones in a target) removed with `force`
+    replaced: list[bytes] = field(default_factory=list)
+    #: snapshot entries never written (named .rnstore)
+    excluded: list[bytes] = field(default_factory=list)
+    bytes_written: int = 0
+    #: after a switch: the branch ref HEAD is attached to, or None (detached)
+    branch: str | None = None
+    head_moved: bool = False
+
+    @property
+    def files_written(self) -> int:
+        return len(self.written)
+
+    @property
+    def files_deleted(self) -> int:
+        return len(self.deleted)
+
+    @property
+    def files_skipped(self) -> int:
+        return len(self.skipped)
+
+
+def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *,
+             target: str | os.PathLike | None = None, force: bool = False,
+             progress: Progress = NO_PROGRESS, cwd: Path | None = None) -> CheckoutResult:
+    """Make the workspace (or `target`) match snapshot `rev`; see the module
+    docstring for the three forms. `paths` are relative to `cwd` (default:
+    the current folder) and must lie in the workspace. Raises ConflictError
+    (nothing changed) unless `force`, BadInputError for a path REV does not
+    have, MissingObjectError/CorruptObjectError naming the affected paths."""
+    from .revparse import resolve_snapshot
+    from .worktree import relative_pathspecs
+
+    paths = list(paths or [])
+    prefixes = relative_pathspecs(repo.root, paths, cwd) if paths else None
+    if target is not None:
+        snapshot_id = resolve_snapshot(repo, rev)
+        return materialise(repo, snapshot_id, Path(target), prefixes, force=force,
+                           progress=progress)
+    with repo.lock():
+        _remove_stale_staging(repo.dotdir)
+        snapshot_id = resolve_snapshot(repo, rev)
+        if prefixes is not None:
+            return _restore_paths(repo, snapshot_id, prefixes, force, progress)
+        return _switch(repo, rev, snapshot_id, force, progress)
+
+
+def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | None = None, *,
+                force: bool = False, progress: Progress = NO_PROGRESS,
+                form: str = "target") -> CheckoutResult:
+    """A snapshot (or the entries below `prefixes`) into the folder `target`,
+    created if missing. Differing entries already there are a ConflictError
+    unless `force`; identical ones are skipped; nothing else is removed."""
+    tree = repo.store.get_snapshot(snapshot_id).tree
+    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id)
+    desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
+    root = Path(target).absolute()
+    if root.exists() and not root.is_dir():
+        raise InvalidValueError(f"{target} exists and is not a folder")
+    plan = _plan(repo, root, desired, {}, None, force=force, in_the_way="differs")
+    if plan.conflicts:
+        raise _conflict_error(plan.conflicts, target=True)
+    root.mkdir(parents=True, exist_ok=True)
+    result = CheckoutResult(snapshot_id, root, form, excluded=excluded)
+    _execute(repo, plan, root, root, result, force, progress)
+    return result
+
+
+STAGING_PREFIX = TMP_PREFIX + "checkout-"
+
+
+def _remove_stale_staging(dotdir: Path) -> None:
+    """Staging folders a killed workspace checkout left beside the index.
+    Workspace checkouts stage there only under the workspace lock, which we
+    hold: any such folder belongs to a process that is gone."""
+    try:
+        names = os.listdir(dotdir)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(STAGING_PREFIX):
+            shutil.rmtree(dotdir / name, ignore_errors=True)
+
+
+# -- the three forms -------------------------------------------------------------------
+
+
+def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress) -> CheckoutResult:
+    from .staging import head_entries
+
+    branch_ref, head = repo.refs.head()
+    attach = _branch_named(repo, rev)
+    tree = repo.store.get_snapshot(snapshot_id).tree
+    entries, excluded = _select(repo.store, tree, None, snapshot_id)
+    index = repo.read_index()
+    desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
+    for entry in index:
+        if entry.path not in desired and not _protected(entry.path):
+            desired[entry.path] = None
+    guard = None if force else head_entries(repo, head)
+    plan = _plan(repo, repo.root, desired, index.entries, guard, force=force)
+    if plan.conflicts:
+        raise _conflict_error(plan.conflicts)
+    result = CheckoutResult(snapshot_id, repo.root, "switch", excluded=excluded)
+    placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress)
+    repo.write_index(_new_index(Index(), desired, index.entries, plan, placed))
+    if attach is not None:
+        result.branch = attach
+        if attach != branch_ref:
+            repo.refs.set_head_symbolic(attach)
+            result.head_moved = True
+    elif rev == HEAD:
+        result.branch = branch_ref  # HEAD itself: stays as it is
+    else:
+        if branch_ref is not None or head != snapshot_id:
+            repo.refs.update(HEAD, snapshot_id, follow_head=False)
+            result.head_moved = True
+    return result
+
+
+def _restore_paths(repo, snapshot_id: str, prefixes: list[bytes], force: bool,
+                   progress: Progress) -> CheckoutResult:
+    from .worktree import under
+
+    tree = repo.store.get_snapshot(snapshot_id).tree
+    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id)
+    index = repo.read_index()
+    desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
+    for entry in index:
+        if entry.path not in desired and under(entry.path, prefixes) and not _protected(entry.path):
+            desired[entry.path] = None
+    plan = _plan(repo, repo.root, desired, index.entries, None, force=force)
+    if plan.conflicts:
+        raise _conflict_error(plan.conflicts)
+    result = CheckoutResult(snapshot_id, repo.root, "paths", excluded=excluded)
+    placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress)
+    kept = Index(e for e in index if e.path not in desired and e.path not in plan.untrack)
+    repo.write_index(_new_index(kept, desired, index.entries, plan, placed))
+    return result
+
+
+def _branch_named(repo, rev: str) -> str | None:
+    """The branch ref `rev` names, if it names one (checkout attaches HEAD)."""
+    if rev == HEAD:
+        return None
+    ref = rev if rev.startswith(HEADS) else HEADS + rev
+    try:
+        check_ref_name(ref)
+        return ref if repo.refs.resolve(ref) is not None else None
+    except InvalidValueError:
+        return None
+
+
+def _new_index(base: Index, desired: dict[bytes, FlatEntry | None],
+               tracked: dict[bytes, IndexEntry], plan: "_Plan",
+               placed: dict[bytes, os.stat_result]) -> Index:
+    """`base` plus the desired entries, with the stat cache warm wherever the
+    file on disk is known to hold exactly that content."""
+    for path, wanted in desired.items():
+        if wanted is None:
+            continue
+        if wanted.mode == MODE_TREE:
+            base.set(IndexEntry(path, MODE_TREE, wanted.id, 0))
+            continue
+        before = tracked.get(path)
+        if path in placed:
+            key = stat_key_if_settled(placed[path])
+        elif path in plan.known:
+            key = plan.known[path]  # hashed while planning: identical
+        elif before is not None and (before.mode, before.id) == (wanted.mode, wanted.id):
+            key = before.stat  # identical by the stat cache (or not compared: None)
+        else:
+            key = None
+        base.set(IndexEntry(path, wanted.mode, wanted.id, wanted.size, key))
+    _drop_shadowed_folders(base)
+    return base
+
+
+def _drop_shadowed_folders(index: Index) -> None:
+    folders = {e.path for e in index if e.mode == MODE_TREE}
+    if not folders:
+        return
+    for path in list(index.entries):
+        parts = path.split(b"/")
+        for depth in range(1, len(parts)):
+            ancestor = b"/".join(parts[:depth])
+            if ancestor in folders:
+                index.remove(ancestor)
+
+
+# -- selecting snapshot entries --------------------------------------------------------
+
+
+def _protected(path: bytes) -> bool:
+    return PROTECTED in path.split(b"/")
+
+
+def _select(store, tree: str, prefixes: list[bytes] | None,
+            snapshot_id: str) -> tuple[list[FlatEntry], list[bytes]]:
+    """The snapshot's leaves (files, links, empty folders) below `prefixes`
+    (None: all), and the paths excluded because a component is .rnstore."""
+    from .worktree import under
+
+    if prefixes is None or b"" in prefixes:
+        found = list(iter_tree(store, tree))
+    else:
+        found = []
+        roots = sorted(set(prefixes))
+        for prefix in roots:
+            if any(other != prefix and under(prefix, [other]) for other in roots):
+                continue  # covered by a shorter prefix
+            entry = lookup(store, tree, prefix)
+            if entry is None:
+                raise BadInputError(
+                    f"path '{os.fsdecode(prefix)}' is not in snapshot {snapshot_id[:12]}",
+                    hints=["`rnstore ls-tree -r REV` lists what it holds"])
+            if entry.mode != MODE_TREE:
+                found.append(FlatEntry(prefix, entry.mode, entry.id, entry.size))
+                continue
+            below = list(iter_tree(store, entry.id, prefix + b"/"))
+            found.extend(below or [FlatEntry(prefix, MODE_TREE, entry.id, 0)])
+    kept = [e for e in found if not _protected(e.path)]
+    excluded = [e.path for e in found if _protected(e.path)]
+    return kept, excluded
+
+
+# -- plan ------------------------------------------------------------------------------
+
+
+class _Disk:
+    """What is below a root, read with lstat and never through a symlink: a
+    path below something that is not a real folder is blocked by it."""
+
+    def __init__(self, root: Path):
+        self.root = os.fsencode(root)
+        self._folders: dict[bytes, os.stat_result | None] = {}
+
+    def lstat(self, path: bytes) -> os.stat_result | None:
+        try:
+            return os.lstat(os.path.join(self.root, path))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _folder(self, path: bytes) -> os.stat_result | None:
+        if path not in self._folders:
+            self._folders[path] = self.lstat(path)
+        return self._folders[path]
+
+    def probe(self, path: bytes) -> tuple[bytes | None, os.stat_result | None]:
+        """(blocker, stat): the first ancestor that exists and is not a real
+        folder, or None; the entry's own lstat, or None if absent or blocked."""
+        parts = path.split(b"/")
+        for depth in range(1, len(parts)):
+            ancestor = b"/".join(parts[:depth])
+            st = self._folder(ancestor)
+            if st is None:
+                return None, None
+            if not stat.S_ISDIR(st.st_mode):
+                return ancestor, None
+        return None, self.lstat(path)
+
+
+_UNKNOWN = "?"  # an id that matches nothing: sizes already tell it differs
+
+
+@dataclass
+class _Plan:
+    writes: list[FlatEntry] = field(default_factory=list)     # files and links
+    folders: list[bytes] = field(default_factory=list)        # empty folders to create
+    unlink: list[bytes] = field(default_factory=list)         # non-folders to remove first
+    clear: list[bytes] = field(default_factory=list)          # folders in the way of a file
+    rmdir: list[bytes] = field(default_factory=list)          # tracked empty folders that go
+    needed: set[bytes] = field(default_factory=set)           # folders that must exist after
+    deleted: list[bytes] = field(default_factory=list)
+    replaced: list[bytes] = field(default_factory=list)
+    skipped: list[bytes] = field(default_factory=list)
+    conflicts: list[tuple[bytes, str]] = field(default_factory=list)
+    #: settled stat keys of identical files hashed while planning (warm index)
+    known: dict[bytes, StatKey | None] = field(default_factory=dict)
+    #: tracked paths outside the scope removed as obstacles (dropped from the index)
+    untrack: set[bytes] = field(default_factory=set)
+
+
+def _plan(repo, root: Path, desired: dict[bytes, FlatEntry | None],
+          tracked: dict[bytes, IndexEntry], guard: dict[bytes, tuple[str, str]] | None, *,
+          force: bool, in_the_way: str = "untracked") -> _Plan:
+    """Decide every operation; touch nothing.
+
+    `desired` maps each path in scope to its snapshot entry, or None for a
+    tracked entry that goes. `tracked` is the index (empty for a target).
+    `guard` (HEAD's entries) turns on the uncommitted-changes check of a
+    switch; without it, tracked entries in scope are restored unconditionally.
+    """
+    disk = _Disk(root)
+    plan = _Plan()
+    blockers: set[bytes] = set()
+    have = _current(root, disk, desired, tracked, plan, blockers)
+
+    for path in sorted(desired):
+        wanted, before, current = desired[path], tracked.get(path), have[path]
+        if wanted is None:
+            _plan_removal(plan, path, before, current, guard)
+            continue
+        if guard is not None and before is not None:
+            staged = (before.mode, before.id)
+            if staged != guard.get(path) and staged != (wanted.mode, wanted.id):
+                plan.conflicts.append((path, "staged"))
+        kind = current[0]
+        if kind == wanted.mode and (kind == MODE_TREE or current[1] == wanted.id):
+            plan.skipped.append(path)
+            continue
+        if kind == MODE_TREE:
+            plan.clear.append(path)  # a folder where a file goes: its content decides
+        elif kind is not None:
+            if before is None:
+                plan.conflicts.append((path, "symlink" if kind == MODE_LINK else in_the_way))
+                plan.replaced.append(path)
+            elif guard is not None and current != (before.mode, before.id):
+                plan.conflicts.append((path, "modified"))
+            if wanted.mode == MODE_TREE:
+                plan.unlink.append(path)
+        if wanted.mode == MODE_TREE:
+            plan.folders.append(path)
+        else:
+            plan.writes.append(wanted)
+
+    removed = set(plan.unlink)
+    for blocker in sorted(blockers - removed):
+        st = disk.lstat(blocker)
+        if st is None:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            why = "symlink"
+        else:
+            why = "tracked outside the paths" if blocker in tracked else in_the_way
+        plan.conflicts.append((blocker, why))
+        plan.unlink.append(blocker)
+        plan.replaced.append(blocker)
+        if blocker in tracked:
+            plan.untrack.add(blocker)
+        removed.add(blocker)
+    for folder in plan.clear:
+        leftovers = _contents(disk.root, folder, removed)
+        plan.conflicts.extend((path, in_the_way) for path in leftovers)
+        if leftovers:
+            plan.replaced.append(folder)
+    for entry in plan.writes:
+        plan.needed.update(_ancestors(entry.path))
+    for path, wanted in desired.items():
+        if wanted is not None and wanted.mode == MODE_TREE:
+            plan.needed.update(_ancestors(path))
+            plan.needed.add(path)
+    if force:
+        plan.conflicts = []
+    return plan
+
+
+def _current(root: Path, disk: _Disk, desired: dict[bytes, FlatEntry | None],
+             tracked: dict[bytes, IndexEntry], plan: _Plan,
+             blockers: set[bytes]) -> dict[bytes, tuple[str | None, str]]:
+    """What each path holds now, as (mode, id): mode None when absent (or
+    below a non-folder, which is added to `blockers` when something must be
+    written below it), MODE_TREE for a folder, "other" for a special file.
+    Files are hashed only when the stat cache cannot answer and the size
+    matches what they are compared with; otherwise the id is _UNKNOWN."""
+    from .worktree import Found, hash_entry, mode_of, parallel_map
+
+    have: dict[bytes, tuple[str | None, str]] = {}
+    to_hash: list[Found] = []
+    for path, wanted in desired.items():
+        blocker, st = disk.probe(path)
+        if blocker is not None and wanted is not None:
+            blockers.add(blocker)
+        if st is None:
+            have[path] = (None, "")
+            continue
+        mode = mode_of(st) or "other"
+        have[path] = (mode, _UNKNOWN)
+        if mode in ("other", MODE_TREE):
+            continue
+        before = tracked.get(path)
+        if before is not None and before.mode == mode and before.stat is not None \
+                and before.stat == StatKey.of(st):
+            have[path] = (mode, before.id)  # the stat cache holds
+        elif st.st_size in {e.size for e in (wanted, before) if e is not None and e.mode == mode}:
+            to_hash.append(Found(path, mode, st))
+    for found, stored, error in parallel_map(lambda f: hash_entry(root, f), to_hash):
+        if error is None and stored.mode == found.mode:
+            have[found.path] = (found.mode, stored.id)
+            plan.known[found.path] = stored.stat
+        else:
+            have[found.path] = (found.mode, "unreadable")
+    return have
+
+
+def _plan_removal(plan: _Plan, path: bytes, before: IndexEntry, have: tuple[str | None, str],
+                  guard: dict[bytes, tuple[str, str]] | None) -> None:
+    """A tracked entry that REV does not have (in scope)."""
+    if have[0] is None:
+        return  # already gone
+    if have[0] == MODE_TREE:
+        if before.mode == MODE_TREE:
+            plan.rmdir.append(path)  # a tracked empty folder: goes if still empty
+        return  # a folder where a file was tracked holds untracked work: left alone
+    if guard is not None:
+        if have != (before.mode, before.id):
+            plan.conflicts.append((path, "modified"))
+        elif guard.get(path) != (before.mode, before.id):
+            plan.conflicts.append((path, "staged"))
+    plan.unlink.append(path)
+    plan.deleted.append(path)
+
+
+def _contents(root: bytes, folder: bytes, removed: set[bytes], limit: int = LISTED) -> list[bytes]:
+    """Non-folders below `folder` that are not about to be removed."""
+    found: list[bytes] = []
+    stack = [folder]
+    while stack and len(found) < limit:
+        current = stack.pop()
+        try:
+            with os.scandir(os.path.join(root, current)) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError:
+            found.append(current)
+            continue
+        for entry in entries:
+            path = current + b"/" + os.fsencode(entry.name)
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                stack.append(path)
+            elif path not in removed:
+                found.append(path)
+    return found
+
+
+def _ancestors(path: bytes) -> list[bytes]:
+    parts = path.split(b"/")
+    return [b"/".join(parts[:depth]) for depth in range(1, len(parts))]
+
+
+def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False) -> ConflictError:
+    seen: dict[bytes, str] = {}
+    for path, why in conflicts:
+        seen.setdefault(path, why)
+    paths = sorted(seen)
+    listed = [f"{seen[p]}: {os.fsdecode(p)}" for p in paths[:LISTED]]
+    if len(paths) > LISTED:
+        listed.append(f"... and {len(paths) - LISTED} more")
+    if target:
+        message = f"{len(paths)} path(s) in the target folder differ from the snapshot; nothing was written"
+        way_out = "remove them, choose another folder, or pass --force to overwrite them"
+    else:
+        message = (f"checkout would overwrite or delete {len(paths)} path(s) with uncommitted "
+                   f"changes or untracked content; nothing was changed")
+        way_out = "commit your changes (`rnstore commit -a`) or move them away, or pass --force to discard them"
+    return ConflictError(message, [os.fsdecode(p) for p in paths], hints=listed + [way_out])
+
+
+# -- stage and apply -------------------------------------------------------------------
+
+
+def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: CheckoutResult,
+             force: bool, progress: Progress) -> dict[bytes, os.stat_result]:
+    """Stage every write (verified), then apply the plan. Returns the lstat of
+    each path written, for the index."""
+    total = sum(e.size for e in plan.writes)
+    progress.start("checkout", len(plan.writes), total)
+    stage_path = None
+    stage_fd = root_fd = None
+    try:
+        if plan.writes:
+            stage_path = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=staging_parent)
+            stage_fd = os.open(stage_path, _O_DIR)
+            _stage_all(repo.store, plan.writes, stage_fd, progress)
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+        placed = _apply(plan, root_fd, stage_fd, force, result)
+    finally:
+        for fd in (stage_fd, root_fd):
+            if fd is not None:
+                os.close(fd)
+        if stage_path is not None:
+            shutil.rmtree(stage_path, ignore_errors=True)
+        progress.finish()
+    result.deleted = plan.deleted
+    result.skipped = plan.skipped
+    result.replaced = sorted(set(plan.replaced))
+    return placed
+
+
+def _stage_all(store, writes: list[FlatEntry], stage_fd: int, progress: Progress) -> None:
+    from .worktree import parallel_map
+
+    def fetch(item: tuple[int, FlatEntry]):
+        number, entry = item
+        try:
+            _fetch(store, entry, stage_fd, b"%d" % number)
+        except ObjectError as exc:
+            return exc
+        return None
+
+    damaged: list[tuple[bytes, ObjectError]] = []
+    failed: OSError | None = None
+    for (number, entry), problem, error in parallel_map(fetch, list(enumerate(writes)),
+                                                        workers=STAGE_WORKERS):
+        progress.advance(1, entry.size)
+        if problem is not None:
+            damaged.append((entry.path, problem))
+        elif error is not None and failed is None:
+            failed = error
+    if damaged:
+        raise _object_error(damaged)
+    if failed is not None:
+        raise failed
+
+
+#: Threads staging files: decompression, hashing and writing release the GIL.
+STAGE_WORKERS = min(4, os.cpu_count() or 1)
+
+
+def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes) -> None:
+    """Write one blob into the staging folder, verified against its id."""
+    if entry.mode == MODE_LINK:
+        target = b"".join(store.iter_blob(entry.id))
+        if not target or b"\0" in target:
+            raise CorruptObjectError(f"object {entry.id} is not a valid symlink target", entry.id)
+        os.symlink(target, name, dir_fd=stage_fd)
+        return
+    fd = os.open(name, _O_NEW, 0o755 if entry.mode == MODE_EXEC else 0o644, dir_fd=stage_fd)
+    try:
+        with store.open_object(entry.id, verify=True) as reader:
+            for chunk in reader.chunks():  # the hash check follows the last chunk
+                _write_all(fd, chunk)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
+    corrupt = any(isinstance(exc, CorruptObjectError) for _, exc in damaged)
+    shown = ", ".join(f"'{os.fsdecode(path)}' ({exc})" for path, exc in damaged[:5])
+    more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
+    cls = CorruptObjectError if corrupt else MissingObjectError
+    return cls(f"cannot check out {shown}{more}; nothing was changed",
+               damaged[0][1].object_id,
+               hints=["`rnstore fsck` lists damaged objects; `rnstore pull` or a backup can restore them"])
+
+
+def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
+           result: CheckoutResult) -> dict[bytes, os.stat_result]:
+    dirs = _Dirs(root_fd)
+    placed: dict[bytes, os.stat_result] = {}
+    try:
+        gone: list[bytes] = []
+        for path in plan.unlink:
+            parent, name = _split(path)
+            fd = dirs.open(parent)
+            if fd is None:
+                continue
+            try:
+                if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    continue  # became a folder since the plan: left alone
+                os.unlink(name, dir_fd=fd)
+                gone.append(path)
+            except FileNotFoundError:
+                pass
+        for path in plan.clear:
+            parent, name = _split(path)
+            fd = dirs.open(parent)
+            if fd is None:
+                continue
+            dirs.forget(path)
+            _remove_folder(fd, name, force)
+            gone.append(path)
+        for path in plan.rmdir:
+            if path in plan.needed:
+                continue
+            parent, name = _split(path)
+            fd = dirs.open(parent)
+            if fd is not None and _rmdir_quietly(dirs, fd, path, name):
+                gone.append(path)
+        _prune(dirs, gone, plan.needed)
+        for folder in sorted(plan.needed):
+            dirs.open(folder, create=True)
+        created = set(plan.folders)
+        for path in plan.folders:
+            dirs.open(path, create=True)
+        for number, entry in enumerate(plan.writes):
+            parent, name = _split(entry.path)
+            fd = dirs.open(parent, create=True)
+            _place(stage_fd, b"%d" % number, fd, name)
+            placed[entry.path] = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            result.bytes_written += entry.size
+        result.written = sorted(placed)
+        result.folders = sorted(created)
+    finally:
+        dirs.close()
+    return placed
+
+
+def _split(path: bytes) -> tuple[bytes, bytes]:
+    parent, _, name = path.rpartition(b"/")
+    return parent, name
+
+
+def _rmdir_quietly(dirs: "_Dirs", parent_fd: int, path: bytes, name: bytes) -> bool:
+    try:
+        os.rmdir(name, dir_fd=parent_fd)
+    except OSError:
+        return False  # not empty (untracked or ignored content), gone, or not a folder
+    dirs.forget(path)
+    return True
+
+
+def _prune(dirs: "_Dirs", gone: list[bytes], needed: set[bytes]) -> None:
+    """Remove the folders that removing `gone` emptied (never the root, never
+    one the snapshot needs), deepest first."""
+    candidates = {a for path in gone for a in _ancestors(path)} - needed
+    for folder in sorted(candidates, key=lambda p: (-p.count(b"/"), p)):
+        parent, name = _split(folder)
+        fd = dirs.open(parent)
+        if fd is not None:
+            _rmdir_quietly(dirs, fd, folder, name)
+
+
+def _remove_folder(parent_fd: int, name: bytes, force: bool) -> None:
+    """A folder in the way of a file. Without `force` the plan found nothing
+    in it but folders, so only empty folders are removed (anything that
+    appeared since makes this fail rather than delete it)."""
+    if force:
+        shutil.rmtree(os.fsdecode(name), dir_fd=parent_fd)
+        return
+    fd = os.open(name, _O_DIR, dir_fd=parent_fd)
+    try:
+        for child in os.listdir(fd):
+            _remove_folder(fd, os.fsencode(child), False)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent_fd)
+
+
+def _place(stage_fd: int, staged: bytes, parent_fd: int, name: bytes) -> None:
+    """Rename a staged file or link into place; it replaces a file or link
+    (never following it). Across file systems, copy to a temp name first."""
+    try:
+        os.rename(staged, name, src_dir_fd=stage_fd, dst_dir_fd=parent_fd)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    temp = os.fsencode(temp_name_for(Path(os.fsdecode(name[:100]))).name)
+    st = os.stat(staged, dir_fd=stage_fd, follow_symlinks=False)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(staged, dir_fd=stage_fd), temp, dir_fd=parent_fd)
+    else:
+        source = os.open(staged, _O_READ, dir_fd=stage_fd)
+        try:
+            out = os.open(temp, _O_NEW, stat.S_IMODE(st.st_mode), dir_fd=parent_fd)
+            try:
+                while True:
+                    chunk = os.read(source, _WRITE_CHUNK)
+                    if not chunk:
+                        break
+                    _write_all(out, chunk)
+            finally:
+                os.close(out)
+        finally:
+            os.close(source)
+    try:
+        os.rename(temp, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+    except BaseException:
+        try:
+            os.unlink(temp, dir_fd=parent_fd)
+        except OSError:
+            pass
+        raise
+
+
+class _Dirs:
+    """Descriptors of the folders below a root, opened one component at a
+    time with O_NOFOLLOW (a symlink or file on the way is refused, never
+    followed); the most recently used stay open."""
+
+    CAPACITY = 64
+
+    def __init__(self, root_fd: int):
+        self.root_fd = root_fd
+        self._open: OrderedDict[bytes, int] = OrderedDict()
+
+    def open(self, folder: bytes, create: bool = False) -> int | None:
+        """The folder's descriptor; None if it is absent (or not a real
+        folder) and not `create`. With `create`, missing folders are made and
+        anything else on the way is a ConflictError."""
+        if not folder:
+            return self.root_fd
+        fd = self._open.get(folder)
+        if fd is not None:
+            self._open.move_to_end(folder)
+            return fd
+        parent, name = _split(folder)
+        parent_fd = self.open(parent, create)
+        if parent_fd is None:
+            return None
+        try:
+            fd = os.open(name, _O_DIR, dir_fd=parent_fd)
+        except FileNotFoundError:
+            if not create:
+                return None
+            try:
+                os.mkdir(name, 0o777, dir_fd=parent_fd)
+            except FileExistsError:
+                pass
+            fd = self._open_checked(folder, name, parent_fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            if not create:
+                return None
+            raise _not_a_folder(folder) from None
+        self._open[folder] = fd
+        while len(self._open) > self.CAPACITY:
+            os.close(self._open.popitem(last=False)[1])
+        return fd
+
+    @staticmethod
+    def _open_checked(folder: bytes, name: bytes, parent_fd: int) -> int:
+        try:
+            return os.open(name, _O_DIR, dir_fd=parent_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise _not_a_folder(folder) from None
+            raise
+
+    def forget(self, folder: bytes) -> None:
+        """Drop the descriptors of a folder that is being removed, and below."""
+        for path in [p for p in self._open if p == folder or p.startswith(folder + b"/")]:
+            os.close(self._open.pop(path))
+
+    def close(self) -> None:
+        while self._open:
+            os.close(self._open.popitem()[1])
+
+
+def _not_a_folder(folder: bytes) -> ConflictError:
+    return ConflictError(
+        f"'{os.fsdecode(folder)}' is not a folder (a symlink or a file appeared there "
+        f"during the checkout); refusing to write through it", [os.fsdecode(folder)],
+        hints=["remove it and run the checkout again"])
+
+
+__all__ = ["CheckoutResult", "checkout", "materialise"]

@@ -1,0 +1,109 @@
+"""checkout and export: each parses, calls one library function, renders."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from ..errors import InvalidValueError
+from .app import app, open_repo
+from ._output import out, progress
+
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
+Paths = Annotated[Optional[List[str]], typer.Argument(
+    metavar="PATH", help="Only these files or folders of the snapshot (after `--`).")]
+
+
+def _progress(quiet: bool, no_progress: bool):
+    out.quiet = out.quiet or quiet
+    out.no_progress = out.no_progress or no_progress
+    return progress()
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}"
+
+
+@app.command("checkout")
+def checkout(
+    rev: Annotated[str, typer.Argument(metavar="REV", help="A snapshot, branch or tag.")],
+    paths: Paths = None,
+    target: Annotated[Optional[Path], typer.Option(
+        "--target", metavar="DIR", help="Write into DIR instead; the workspace, HEAD and index stay.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", "-f", help="Overwrite uncommitted changes and entries in the way.")] = False,
+    quiet: Quiet = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Make the workspace match REV (or restore PATHs, or fill DIR).
+
+    A branch name attaches HEAD to it; any other revision detaches HEAD.
+    Uncommitted changes or untracked files in the way stop it (exit 1)
+    unless --force.
+
+    Example: rnstore checkout run-42 -- train.py configs/
+    """
+    from ..checkout import checkout as run_checkout
+    repo = open_repo()
+    bar = _progress(quiet, no_progress)
+    result = run_checkout(repo, rev, paths or None, target=target, force=force, progress=bar)
+    for path in result.excluded:
+        out.warn(f"not written: '{os.fsdecode(path)}' (a .rnstore name in the snapshot)")
+    short = result.snapshot[:12]
+    counts = [_count(len(result.written), "written"), _count(len(result.deleted), "deleted")]
+    if result.skipped and result.form != "switch":
+        counts.append(_count(len(result.skipped), "identical skipped"))
+    if result.replaced:
+        counts.append(_count(len(result.replaced), "replaced"))
+    detail = ", ".join(counts)
+    if result.form == "target":
+        out.summary(f"Checked out {short} into {target} ({detail})")
+    elif result.form == "paths":
+        out.summary(f"Restored {len(paths or [])} path(s) from {short} ({detail}); HEAD unchanged")
+    elif result.branch is not None:
+        name = result.branch.removeprefix("refs/heads/")
+        verb = "Switched to" if result.head_moved else "On"
+        out.summary(f"{verb} branch '{name}' at {short} ({detail})")
+    else:
+        out.summary(f"HEAD is now detached at {short} ({detail})")
+
+
+@app.command("export")
+def export(
+    rev: Annotated[str, typer.Argument(metavar="REV", help="The snapshot to write.")],
+    paths: Paths = None,
+    output: Annotated[Optional[str], typer.Option(
+        "-o", "--output", metavar="OUT", help="The archive or folder to write; - for stdout (a tar).")] = None,
+    format_: Annotated[Optional[str], typer.Option(
+        "--format", metavar="FORMAT",
+        help="zip, tar, tar.gz, tar.zst or dir; by default from OUT's extension.")] = None,
+    quiet: Quiet = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Write a snapshot as a deterministic archive, or as a folder.
+
+    The same snapshot always gives the same bytes; exec bits and symlinks
+    are kept.
+
+    Example: rnstore export HEAD -o code.tar.zst
+    """
+    from ..export import export as run_export
+    if output is None:
+        raise InvalidValueError("give -o OUT (an archive name, a folder with --format dir, or - for stdout)")
+    stream = output == "-"
+    if stream and sys.stdout.isatty():
+        raise InvalidValueError("refusing to write an archive to a terminal",
+                                hints=["redirect stdout, or give -o FILE"])
+    repo = open_repo()
+    bar = _progress(quiet, no_progress)
+    result = run_export(repo, rev, sys.stdout.buffer if stream else output,
+                        format=format_, paths=paths or None, progress=bar)
+    where = "stdout" if stream else output
+    from ..units import format_size
+    out.summary(f"Exported {result.snapshot[:12]} to {where} ({result.format}, "
+                f"{result.files:,} files, {format_size(result.bytes)})")

@@ -1,0 +1,441 @@
+"""export: a snapshot as an archive (zip, tar, tar.gz, tar.zst) or a folder.
+
+Archives are deterministic: the same snapshot (and paths) gives the same
+bytes every time, on any machine with the same zlib and zstd versions:
+
+- entries in path order, each folder (with a trailing "/") before what it
+  holds, folders included, so `tar -tf` lists them sorted;
+- every entry's mtime is the snapshot's time; uid and gid 0, empty user and
+  group names; modes 0644/0755 for files, 0755 for folders, 0777 for links;
+- tar in GNU format (long names in GNU long-name records, names as raw
+  bytes, so names that are not UTF-8 round-trip); no pax headers;
+- gzip with mtime 0 and no file name in its header, level GZIP_LEVEL;
+- zstd as one frame with a checksum at level ZSTD_LEVEL, single-threaded;
+- zip: date from the snapshot's time (UTC), `create_system` 3 (Unix) with
+  the Unix mode in `external_attr`, symlinks as S_IFLNK entries holding the
+  target, names as raw bytes (the UTF-8 flag set when they are UTF-8).
+
+Memory stays bounded: blobs are streamed in chunks. Into a file, the archive
+is written under a temporary name and renamed at the end, so a missing or
+corrupt object leaves no output; each blob is verified as it streams. Into a
+stream (`-o -`), each blob is verified before any of its bytes are written,
+and a failure mid-way still raises.
+
+The `dir` format is `checkout --target` (rnstore.checkout.materialise).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator, NamedTuple
+
+from .errors import CorruptObjectError, InvalidValueError, ObjectError
+from .fsutil import remove_quietly, temp_name_for
+from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
+from .progress import NO_PROGRESS, Progress
+
+FORMATS = ("zip", "tar", "tar.gz", "tar.zst", "dir")
+_EXTENSIONS = ((".tar.gz", "tar.gz"), (".tgz", "tar.gz"), (".tar.zst", "tar.zst"),
+               (".tzst", "tar.zst"), (".tar", "tar"), (".zip", "zip"))
+GZIP_LEVEL = 6
+ZSTD_LEVEL = 3
+_COPY_BUFFER = 1 << 20
+
+
+@dataclass
+class ExportResult:
+    snapshot: str
+    format: str
+    #: the file or folder written, or "-" for a stream
+    output: str
+    #: files and links written
+    files: int
+    folders: int
+    bytes: int
+
+
+def format_for(output: str | os.PathLike | None, format: str | None, *, stream: bool = False) -> str:
+    """The format to write: `format` if given, else from OUT's extension;
+    a tar for a stream."""
+    if format is not None:
+        if format not in FORMATS:
+            raise InvalidValueError(f"unknown export format '{format}'",
+                                    hints=[f"formats: {', '.join(FORMATS)}"])
+        if stream and format == "dir":
+            raise InvalidValueError("the dir format needs -o DIR, not a stream")
+        return format
+    if stream:
+        return "tar"
+    name = os.fsdecode(output).lower()
+    for extension, fmt in _EXTENSIONS:
+        if name.endswith(extension):
+            return fmt
+    raise InvalidValueError(
+        f"cannot tell the archive format from '{os.fsdecode(output)}'",
+        hints=["name it .zip, .tar, .tar.gz, .tgz, .tar.zst or .tzst, or pass "
+               "--format zip|tar|tar.gz|tar.zst|dir"])
+
+
+def export(repo, rev: str, output: str | os.PathLike | BinaryIO, *, format: str | None = None,
+           paths: Iterable[str | os.PathLike] | None = None, progress: Progress = NO_PROGRESS,
+           cwd: Path | None = None) -> ExportResult:
+    """Write snapshot `rev` (or only `paths`, relative to `cwd`) to `output`:
+    a file name, a folder name for the dir format, or a writable binary
+    stream (a tar unless `format` says tar.gz, tar.zst or zip)."""
+    from .revparse import resolve_snapshot
+    from .worktree import relative_pathspecs
+
+    stream = output if hasattr(output, "write") else None
+    fmt = format_for(None if stream else output, format, stream=stream is not None)
+    snapshot_id = resolve_snapshot(repo, rev)
+    paths = list(paths or [])
+    prefixes = relative_pathspecs(repo.root, paths, cwd) if paths else None
+    if fmt == "dir":
+        from .checkout import materialise
+        done = materialise(repo, snapshot_id, Path(output), prefixes, progress=progress)
+        return ExportResult(snapshot_id, fmt, os.fsdecode(output),
+                            len(done.written) + len(done.skipped), 0, done.bytes_written)
+
+    snapshot = repo.store.get_snapshot(snapshot_id)
+    mtime = _epoch(snapshot.time)
+    _check_prefixes(repo.store, snapshot.tree, prefixes, snapshot_id)
+    final = None if stream is not None else _check_output(Path(output))
+
+    def entries() -> Iterator[_Entry]:
+        return _walk(repo.store, snapshot.tree, prefixes)
+
+    if progress is not NO_PROGRESS:
+        files = total = 0
+        for entry in entries():
+            if entry.mode != MODE_TREE:
+                files, total = files + 1, total + entry.size
+        progress.start("export", files, total)
+    result = ExportResult(snapshot_id, fmt, "-" if stream else os.fsdecode(output), 0, 0, 0)
+    try:
+        if stream is not None:
+            _write_archive(repo.store, fmt, stream, entries(), mtime, result, progress,
+                           verify_first=True)
+            stream.flush()
+            return result
+        temp = temp_name_for(final)
+        try:
+            with open(temp, "xb") as fh:
+                _write_archive(repo.store, fmt, fh, entries(), mtime, result, progress,
+                               verify_first=False)
+            os.replace(temp, final)
+        except BaseException:
+            remove_quietly(temp)
+            raise
+        return result
+    finally:
+        progress.finish()
+
+
+def _check_output(final: Path) -> Path:
+    if final.is_dir():
+        raise InvalidValueError(f"{final} is a folder",
+                                hints=["give an archive name, or pass --format dir"])
+    if not final.absolute().parent.is_dir():
+        raise InvalidValueError(f"the folder of {final} does not exist")
+    return final.absolute()
+
+
+# -- what goes in ---------------------------------------------------------------------
+
+
+class _Entry(NamedTuple):
+    path: bytes
+    mode: str
+    id: str
+    size: int
+
+
+def _sort_key(entry) -> bytes:
+    return entry.name + b"/" if entry.mode == MODE_TREE else entry.name
+
+
+def _walk_tree(store, tree_id: str, prefix: bytes) -> Iterator[_Entry]:
+    try:
+        tree = store.get_tree(tree_id)
+    except ObjectError as exc:
+        where = os.fsdecode(prefix) or "the root folder"
+        raise type(exc)(f"cannot export '{where}': {exc}", tree_id,
+                        hints=["`rnstore fsck` lists damaged objects"]) from None
+    for entry in sorted(tree.entries, key=_sort_key):
+        path = prefix + entry.name
+        yield _Entry(path, entry.mode, entry.id, entry.size)
+        if entry.mode == MODE_TREE:
+            yield from _walk_tree(store, entry.id, path + b"/")
+
+
+def _check_prefixes(store, tree: str, prefixes: list[bytes] | None, snapshot_id: str) -> None:
+    from .errors import BadInputError
+    from .trees import lookup
+    for prefix in prefixes or []:
+        if prefix and lookup(store, tree, prefix) is None:
+            raise BadInputError(
+                f"path '{os.fsdecode(prefix)}' is not in snapshot {snapshot_id[:12]}",
+                hints=["`rnstore ls-tree -r REV` lists what it holds"])
+
+
+def _walk(store, tree: str, prefixes: list[bytes] | None) -> Iterator[_Entry]:
+    """Every entry (folders included) in path order, or only those below
+    `prefixes` and the folders that lead to them."""
+    from .trees import lookup
+    from .worktree import under
+    if prefixes is None or b"" in prefixes:
+        yield from _walk_tree(store, tree, b"")
+        return
+    roots = sorted(set(prefixes), key=lambda p: p + b"/")
+    emitted: set[bytes] = set()
+    for prefix in roots:
+        if any(other != prefix and under(prefix, [other]) for other in roots):
+            continue  # covered by a shorter prefix
+        parts = prefix.split(b"/")
+        for depth in range(1, len(parts)):
+            folder = b"/".join(parts[:depth])
+            if folder not in emitted:
+                emitted.add(folder)
+                entry = lookup(store, tree, folder)
+                yield _Entry(folder, MODE_TREE, entry.id, entry.size)
+        entry = lookup(store, tree, prefix)
+        yield _Entry(prefix, entry.mode, entry.id, entry.size)
+        if entry.mode == MODE_TREE:
+            yield from _walk_tree(store, entry.id, prefix + b"/")
+
+
+def _epoch(time_text: str) -> int:
+    moment = datetime.strptime(time_text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return int(moment.timestamp())
+
+
+@contextlib.contextmanager
+def _blob(store, entry: _Entry, verify_first: bool) -> Iterator[tuple[int, Iterator[bytes]]]:
+    """(size, chunks) of a blob. The chunks are verified: with
+    `verify_first` before the first is handed out, otherwise by a hash check
+    after the last (so the caller must read them all)."""
+    try:
+        if verify_first:
+            size = store.header(entry.id)[1]
+            yield size, store.iter_blob(entry.id)
+        else:
+            with store.open_object(entry.id, verify=True) as reader:
+                yield reader.size, reader.chunks()
+    except ObjectError as exc:
+        raise type(exc)(f"cannot export '{os.fsdecode(entry.path)}': {exc}", entry.id,
+                        hints=["`rnstore fsck` lists damaged objects"]) from None
+
+
+def _link_target(store, entry: _Entry) -> bytes:
+    with _blob(store, entry, True) as (_, chunks):
+        return b"".join(chunks)
+
+
+class _ChunkReader:
+    """A read() over verified chunks, for tarfile.addfile."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = iter(chunks)
+        self._buffer = memoryview(next(self._chunks, b""))
+
+    def read(self, size: int = -1) -> bytes:
+        parts = []
+        while size != 0:
+            if not self._buffer:
+                try:
+                    self._buffer = memoryview(next(self._chunks))
+                except StopIteration:
+                    break
+            take = self._buffer if size < 0 else self._buffer[:size]
+            parts.append(take)
+            self._buffer = self._buffer[len(take):]
+            if size > 0:
+                size -= len(take)
+        return b"".join(parts)
+
+    def finish(self, oid: str) -> None:
+        """Read past the end, so that the hash check after the last chunk runs."""
+        if self._buffer or any(self._chunks):
+            raise CorruptObjectError(f"object {oid} is longer than its header says", oid)
+
+
+# -- archive writers --------------------------------------------------------------------
+
+
+def _write_archive(store, fmt: str, raw: BinaryIO, entries: Iterable[_Entry], mtime: int,
+                   result: ExportResult, progress: Progress, *, verify_first: bool) -> None:
+    if fmt == "zip":
+        _write_zip(store, raw, entries, mtime, result, progress, verify_first)
+        return
+    sink, finish, abandon = _compressed(raw, fmt)
+    try:
+        _write_tar(store, sink, entries, mtime, result, progress, verify_first)
+    except BaseException:
+        abandon()
+        raise
+    finish()
+
+
+def _compressed(raw: BinaryIO, fmt: str):
+    """A file object compressing into `raw`, the call that ends it (leaving
+    `raw` open), and the call that drops it after a failure, writing nothing
+    more (no trailer that would make a truncated archive look whole)."""
+    if fmt == "tar":
+        return raw, lambda: None, lambda: None
+    if fmt == "tar.gz":
+        import gzip
+        gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0)
+
+        def abandon() -> None:
+            gz.fileobj = None  # GzipFile.close() then writes nothing
+        return gz, gz.close, abandon
+    if fmt == "tar.zst":
+        import zstandard
+        writer = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).stream_writer(
+            raw, closefd=False)
+
+        def finish() -> None:
+            writer.flush(zstandard.FLUSH_FRAME)
+            writer.close()
+        return writer, finish, lambda: None
+    raise InvalidValueError(f"unknown archive format '{fmt}'")
+
+
+def _write_tar(store, sink: BinaryIO, entries: Iterable[_Entry], mtime: int,
+               result: ExportResult, progress: Progress, verify_first: bool) -> None:
+    import tarfile
+    archive = tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT,
+                           encoding="utf-8", errors="surrogateescape", copybufsize=_COPY_BUFFER)
+    try:
+        _add_tar_entries(store, archive, entries, mtime, result, progress, verify_first)
+    except BaseException:
+        # Drop the archive without its end-of-archive blocks (and without the
+        # write its stream would attempt when collected).
+        archive.closed = True
+        archive.fileobj.closed = True
+        raise
+    archive.close()
+
+
+def _add_tar_entries(store, archive, entries: Iterable[_Entry], mtime: int,
+                     result: ExportResult, progress: Progress, verify_first: bool) -> None:
+    import tarfile
+    for entry in entries:
+        info = tarfile.TarInfo(os.fsdecode(entry.path))
+        info.mtime = mtime
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        if entry.mode == MODE_TREE:
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            archive.addfile(info)
+            result.folders += 1
+            continue
+        if entry.mode == MODE_LINK:
+            info.type, info.mode = tarfile.SYMTYPE, 0o777
+            info.linkname = os.fsdecode(_link_target(store, entry))
+            archive.addfile(info)
+        else:
+            info.type = tarfile.REGTYPE
+            info.mode = 0o755 if entry.mode == MODE_EXEC else 0o644
+            with _blob(store, entry, verify_first) as (size, chunks):
+                info.size = size
+                reader = _ChunkReader(chunks)  # primed: with verify_first, verified before the header
+                archive.addfile(info, reader)
+                reader.finish(entry.id)
+            result.bytes += size
+        result.files += 1
+        progress.advance(1, entry.size)
+
+
+_raw_name_info = None
+
+
+def _zip_info(path: bytes, date_time: tuple):
+    """A zipfile.ZipInfo whose name is written as the raw bytes `path` (with
+    the UTF-8 flag when they are UTF-8 and not ASCII), made by a Unix host."""
+    global _raw_name_info
+    if _raw_name_info is None:
+        import zipfile
+
+        class RawNameInfo(zipfile.ZipInfo):
+            __slots__ = ("raw_name",)
+
+            def _encodeFilenameFlags(self):  # noqa: N802 - overrides zipfile's
+                try:
+                    self.raw_name.decode("ascii")
+                    return self.raw_name, self.flag_bits
+                except UnicodeDecodeError:
+                    pass
+                try:
+                    self.raw_name.decode("utf-8")
+                    return self.raw_name, self.flag_bits | 0x800
+                except UnicodeDecodeError:
+                    return self.raw_name, self.flag_bits
+
+        _raw_name_info = RawNameInfo
+    info = _raw_name_info(path.decode("utf-8", "surrogateescape"), date_time)
+    info.raw_name = path
+    info.create_system = 3
+    return info
+
+
+def _zip_date(mtime: int) -> tuple:
+    moment = datetime.fromtimestamp(mtime, timezone.utc)
+    year = min(max(moment.year, 1980), 2107)
+    if year != moment.year:
+        return (year, 1, 1, 0, 0, 0)
+    return (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+
+
+def _write_zip(store, raw: BinaryIO, entries: Iterable[_Entry], mtime: int,
+               result: ExportResult, progress: Progress, verify_first: bool) -> None:
+    import zipfile
+    date_time = _zip_date(mtime)
+    archive = zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+    try:
+        _add_zip_entries(store, archive, entries, date_time, result, progress, verify_first)
+    except BaseException:
+        archive.fp = None  # dropped without a central directory: no archive that looks whole
+        raise
+    archive.close()
+
+
+def _add_zip_entries(store, archive, entries: Iterable[_Entry], date_time: tuple,
+                     result: ExportResult, progress: Progress, verify_first: bool) -> None:
+    import zipfile
+    for entry in entries:
+        if entry.mode == MODE_TREE:
+            info = _zip_info(entry.path + b"/", date_time)
+            info.external_attr = ((stat.S_IFDIR | 0o755) << 16) | 0x10
+            info.compress_type = zipfile.ZIP_STORED
+            archive.writestr(info, b"")
+            result.folders += 1
+            continue
+        info = _zip_info(entry.path, date_time)
+        if entry.mode == MODE_LINK:
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            info.compress_type = zipfile.ZIP_STORED
+            archive.writestr(info, _link_target(store, entry))
+        else:
+            perm = 0o755 if entry.mode == MODE_EXEC else 0o644
+            info.external_attr = (stat.S_IFREG | perm) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with _blob(store, entry, verify_first) as (size, chunks):
+                info.file_size = size
+                chunks = iter(chunks)
+                first = next(chunks, b"")  # with verify_first, verified before the entry starts
+                with archive.open(info, "w", force_zip64=size >= zipfile.ZIP64_LIMIT) as out:
+                    out.write(first)
+                    for chunk in chunks:  # read to the end: the hash check follows
+                        out.write(chunk)
+            result.bytes += size
+        result.files += 1
+        progress.advance(1, entry.size)
+
+
+__all__ = ["ExportResult", "FORMATS", "export", "format_for"]
