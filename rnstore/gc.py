@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .errors import CorruptObjectError, CorruptStoreError, MissingObjectError, ObjectError
+from .errors import CorruptObjectError, CorruptStoreError, InvalidValueError, MissingObjectError, ObjectError
 from .fsutil import atomic_write, remove_quietly
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, is_object_id
 from .progress import NO_PROGRESS, Progress
@@ -108,6 +108,11 @@ class RootScan:
     keep_newer_than: float | None = None
 
 
+#: What reading a root raises when it is damaged: CorruptStoreError for bad
+#: content, InvalidValueError for a HEAD naming an invalid ref, ValueError
+#: (UnicodeDecodeError) for bytes that are not text, OSError for the rest.
+_UNREADABLE = (CorruptStoreError, InvalidValueError, ValueError, OSError)
+
 ProblemSink = Callable[[str, str, str], None]
 """on_problem(kind, id, detail): kind is 'missing', 'corrupt' or 'hash mismatch'."""
 
@@ -144,7 +149,7 @@ def workspace_roots(ws, on_problem: ProblemSink) -> list[Root]:
                     continue  # temporary files; nothing rnstore writes as a ref
                 try:
                     oid = ws.refs.resolve(ref)
-                except (CorruptStoreError, OSError) as exc:
+                except _UNREADABLE as exc:
                     failed(ref, exc)
                     continue
                 if oid is not None:
@@ -155,7 +160,7 @@ def workspace_roots(ws, on_problem: ProblemSink) -> list[Root]:
         branch, head = ws.refs.head()
         if branch is None and head is not None:
             roots.append(Root(head, SNAPSHOT, "HEAD", dotdir))
-    except (CorruptStoreError, OSError) as exc:
+    except _UNREADABLE as exc:
         failed("HEAD", exc)
     try:
         for entry in ws.read_index():
@@ -163,13 +168,12 @@ def workspace_roots(ws, on_problem: ProblemSink) -> list[Root]:
             # only when a tree is written: a marker, not a reference.
             if entry.mode != MODE_TREE:
                 roots.append(Root(entry.id, BLOB, "index", dotdir))
-    except (CorruptStoreError, OSError) as exc:
+    except _UNREADABLE as exc:
         failed("the index", exc)
     return roots
 
 
 def _valid_ref(ref: str) -> bool:
-    from .errors import InvalidValueError
     from .refs import check_ref_name
     try:
         check_ref_name(ref)
@@ -243,7 +247,7 @@ def collect_roots(repo, on_problem: ProblemSink, *, grace: float, now: float) ->
             continue
         try:
             other = Repository(dotdir.parent, dotdir)
-        except (CorruptStoreError, OSError) as exc:
+        except _UNREADABLE as exc:
             on_problem("corrupt", str(dotdir), f"cannot read the workspace {dotdir.parent}: {_why(exc)}")
             continue
         if not other.shared_store or not _same_folder(other.store_root, repo.store_root):

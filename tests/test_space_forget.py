@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_cli
 from rnstore import plumbing
 from rnstore.errors import InvalidValueError, UnknownRevisionError
 from rnstore.objects import Snapshot
 from rnstore.repo import Repository
-from test_space_gc import commit, make_repo
+from test_space_gc import commit, make_repo, run
+from test_space_gc import cli_runner  # noqa: F401 - an autouse fixture: run() needs it
 
 
 def snapshot_at(repo: Repository, time: str, message: str) -> str:
@@ -39,11 +39,11 @@ def test_forget_needs_revs_or_a_rule(dated):
     repo, ids = dated
     with pytest.raises(InvalidValueError):
         repo.forget()
-    result = run_cli(["forget"], cwd=repo.root)
+    result = run(["forget"], cwd=repo.root)
     assert result.returncode == 2 and result.stderr.startswith("error: forget needs")
     assert live(repo) == set(ids)
-    assert run_cli(["forget", "--keep-last", "0"], cwd=repo.root).returncode == 2
-    assert run_cli(["forget", "--keep-within", "soon"], cwd=repo.root).returncode == 2
+    assert run(["forget", "--keep-last", "0"], cwd=repo.root).returncode == 2
+    assert run(["forget", "--keep-within", "soon"], cwd=repo.root).returncode == 2
     with pytest.raises(UnknownRevisionError):
         repo.forget(["no-such-thing"])
 
@@ -63,7 +63,7 @@ def test_keep_within_counts_from_the_newest_snapshot(dated):
     result = repo.forget(keep_within="2d", dry_run=True)
     assert {i.id for i in result.kept} == set(ids[2:])
     assert live(repo) == set(ids)  # dry run
-    out = run_cli(["forget", "--keep-within", "36h"], cwd=repo.root)
+    out = run(["forget", "--keep-within", "36h"], cwd=repo.root)
     assert out.returncode == 0, out.stderr
     assert live(repo) == set(ids[3:])
     assert "keep-within 36h" in out.out
@@ -80,7 +80,7 @@ def test_rules_combine_and_named_snapshots_go_even_if_a_rule_keeps_them(dated):
 
 def test_dry_run_changes_nothing(dated):
     repo, ids = dated
-    result = run_cli(["forget", "--keep-last", "1", "--dry-run"], cwd=repo.root)
+    result = run(["forget", "--keep-last", "1", "--dry-run"], cwd=repo.root)
     assert result.returncode == 0, result.stderr
     assert result.out.count("would forget") == 4 and "would be forgotten" in result.stderr
     assert live(repo) == set(ids)
@@ -91,13 +91,13 @@ def test_explicit_revs_and_refs_that_still_name_them(tmp_path):
     s1 = commit(repo, {"a": "1\n"}, "one")
     s2 = commit(repo, {"a": "2\n"}, "two")
     repo.tag("v1", s1)
-    result = run_cli(["forget", "v1", "HEAD"], cwd=repo.root)
+    result = run(["forget", "v1", "HEAD"], cwd=repo.root)
     assert result.returncode == 0, result.stderr
     assert live(repo) == set()
     assert "still kept by tag v1" in result.stderr
     assert "still kept by branch main" in result.stderr
     # forgetting again: nothing live to drop, said so, still exit 0
-    again = run_cli(["forget", s2], cwd=repo.root)
+    again = run(["forget", s2], cwd=repo.root)
     assert again.returncode == 0 and "not a live snapshot" in again.stderr
     # nothing is collected: both are still named
     assert repo.gc(prune="now").deleted_objects == 0

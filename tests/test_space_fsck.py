@@ -8,17 +8,17 @@ import os
 
 import pytest
 
-from conftest import run_cli
 from rnstore import codec
 from rnstore.repo import Repository
-from test_space_gc import commit, make_repo, object_files
+from test_space_gc import commit, make_repo, object_files, run
+from test_space_gc import cli_runner  # noqa: F401 - an autouse fixture: run() needs it
 
 
 def fsck_json(repo, *args, cli: bool = True):
     """(exit code, the --json document), from a subprocess or (cli=False,
     faster) from the library, which the CLI prints as it is."""
     if cli:
-        result = run_cli(["fsck", "--json", *args], cwd=repo.root)
+        result = run(["fsck", "--json", *args], cwd=repo.root)
         code, document = result.returncode, json.loads(result.stdout)
     else:
         checked = Repository.open(repo.root).fsck(quick="--quick" in args)
@@ -52,7 +52,7 @@ def test_a_clean_store_has_no_problems(repo):
     code, document = fsck_json(repo)
     assert code == 0 and document["problems"] == []
     assert document["checked_objects"] == len(object_files(repo.store_root))
-    quick = run_cli(["fsck", "--quick"], cwd=repo.root)
+    quick = run(["fsck", "--quick"], cwd=repo.root)
     assert quick.returncode == 0 and quick.stdout == b"" and "no problems" in quick.stderr
 
 
@@ -67,7 +67,7 @@ def test_flipped_byte_is_a_hash_mismatch_or_corrupt(repo):
     assert code == 1
     found = {p["kind"] for p in document["problems"] if p["id"] == blob}
     assert found and found <= {"hash mismatch", "corrupt"}
-    text = run_cli(["fsck"], cwd=repo.root)
+    text = run(["fsck"], cwd=repo.root)
     assert text.returncode == 1 and blob in text.out and text.stderr.startswith("error: fsck found 1 problem")
 
 
@@ -110,10 +110,10 @@ def test_deleted_object_is_missing(repo):
 
 
 def test_unreferenced_object_is_dangling_and_not_a_failure(repo):
-    loose = run_cli(["hash-object", "-w", "--stdin"], cwd=repo.root, input=b"loose\n").out.strip()
+    loose = run(["hash-object", "-w", "--stdin"], cwd=repo.root, input=b"loose\n").out.strip()
     code, document = fsck_json(repo)
     assert code == 0 and kinds(document) == {("dangling", loose)}
-    text = run_cli(["fsck"], cwd=repo.root)
+    text = run(["fsck"], cwd=repo.root)
     assert text.returncode == 0 and f"dangling blob {loose}" in text.out
     assert "1 dangling" in text.stderr
     # gc --prune now removes exactly the dangling objects
@@ -143,6 +143,18 @@ def test_broken_roots_are_named(repo):
     assert ("corrupt", "refs/tags/broken") in found
     assert ("missing", gone) in found and ("missing", "cd" * 32) in found
     assert head not in {oid for _, oid in found}
+
+
+@pytest.mark.parametrize("head,ref", [
+    (b"ref: refs/heads/../../evil\n", b"\xff\xfe\n"),
+    (b"\xff\n", b""),
+])
+def test_unreadable_head_and_refs_are_corrupt_roots(repo, head, ref):
+    (repo.dotdir / "HEAD").write_bytes(head)
+    (repo.dotdir / "refs" / "tags" / "odd").write_bytes(ref)
+    code, document = fsck_json(repo)
+    assert code == 1
+    assert {("corrupt", "HEAD"), ("corrupt", "refs/tags/odd")} <= kinds(document)
 
 
 def test_corrupt_index_is_named(repo):

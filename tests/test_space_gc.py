@@ -14,12 +14,30 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
 from rnstore.errors import CorruptStoreError
 from rnstore.fsutil import TMP_PREFIX
 from rnstore.repo import Repository
 
 HOUR = 3600
+
+
+# -- the CLI runner ---------------------------------------------------------------------------
+
+_runner: list = []
+
+
+@pytest.fixture(autouse=True)
+def cli_runner(run_cli):
+    """conftest's `run_cli` fixture, for the helpers below. (Importing it by
+    module name would pick whichever conftest.py was loaded last.) Other
+    test_space_* modules import this fixture, which makes it theirs too."""
+    _runner[:] = [run_cli]
+    return run_cli
+
+
+def run(args, cwd, **kw):
+    """`rnstore ARGS` in a real subprocess (see conftest.run_cli)."""
+    return _runner[0](args, cwd=cwd, **kw)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -68,7 +86,7 @@ def age_objects(repo: Repository, seconds: float) -> None:
 
 
 def cli_json(args, cwd) -> dict:
-    result = run_cli([*args, "--json"], cwd=cwd)
+    result = run([*args, "--json"], cwd=cwd)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -136,7 +154,7 @@ def test_forget_then_gc_frees_exactly_the_exclusive_bytes_du_predicted(tmp_path)
     files = object_files(repo.store_root)
     assert exclusive == sum(len(files[oid]) for oid in only_s2) > 0
 
-    result = run_cli(["forget", s2[:10]], cwd=ws)
+    result = run(["forget", s2[:10]], cwd=ws)
     assert result.returncode == 0, result.stderr
     assert s2[:12] in result.out
     middle = cli_json(["du"], ws)
@@ -159,9 +177,9 @@ def test_forget_then_gc_frees_exactly_the_exclusive_bytes_du_predicted(tmp_path)
         for oid in reachable(repo, snapshot):
             repo.store.verify(oid)
     # log from HEAD ends at the collected parent, with a note, and fsck is clean
-    log = run_cli(["log", "--oneline"], cwd=ws)
+    log = run(["log", "--oneline"], cwd=ws)
     assert log.returncode == 0 and s2[:12] in log.stderr
-    assert run_cli(["fsck"], cwd=ws).returncode == 0
+    assert run(["fsck"], cwd=ws).returncode == 0
 
 
 def test_a_forgotten_snapshot_named_by_a_tag_or_detached_head_is_kept(tmp_path):
@@ -169,7 +187,7 @@ def test_a_forgotten_snapshot_named_by_a_tag_or_detached_head_is_kept(tmp_path):
     s1 = commit(repo, {"f": "one\n"})
     repo.tag("keep-me", s1)
     commit(repo, {"f": "two\n"})
-    result = run_cli(["forget", "keep-me"], cwd=repo.root)
+    result = run(["forget", "keep-me"], cwd=repo.root)
     assert result.returncode == 0, result.stderr
     assert "still kept by tag keep-me" in result.out + result.stderr
     assert s1 not in set(repo.journal)
@@ -245,7 +263,7 @@ def test_stale_temporary_files_go_and_young_ones_stay(tmp_path):
     for path in stale + young:
         path.write_bytes(b"x" * 10)
     age(stale, 2 * HOUR)
-    result = run_cli(["gc", "--json"], cwd=repo.root)
+    result = run(["gc", "--json"], cwd=repo.root)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["deleted_temp_files"] == 2 and document["freed_temp_bytes"] == 20
@@ -263,7 +281,7 @@ def test_auto_runs_only_when_the_interval_has_passed(tmp_path):
     assert (repo.store_root / "gc.last").exists()
     _garbage(repo)
     age_objects(repo, 2 * HOUR)
-    second = run_cli(["gc", "--auto", "--prune", "now"], cwd=repo.root)
+    second = run(["gc", "--auto", "--prune", "now"], cwd=repo.root)
     assert second.returncode == 0 and "nothing to do" in second.stderr
     assert repo.gc(auto=True, prune="now").skipped
     assert len(object_files(repo.store_root)) == 6  # 3 of the commit + 3 garbage
@@ -281,13 +299,13 @@ def test_gc_output_is_one_summary_line_and_quiet_prints_nothing(tmp_path):
     repo = make_repo(tmp_path / "ws")
     commit(repo, {"a": "a\n"})
     _garbage(repo)
-    result = run_cli(["gc", "--prune", "now"], cwd=repo.root)
+    result = run(["gc", "--prune", "now"], cwd=repo.root)
     assert result.returncode == 0
     assert result.stdout == b""
     assert result.stderr.count("\n") == 1 and "deleted 3 objects" in result.stderr
-    quiet = run_cli(["gc", "-q", "--no-progress"], cwd=repo.root)
+    quiet = run(["gc", "-q", "--no-progress"], cwd=repo.root)
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, b"", "")
-    bad = run_cli(["gc", "--prune", "soon"], cwd=repo.root)
+    bad = run(["gc", "--prune", "soon"], cwd=repo.root)
     assert bad.returncode == 2 and bad.stderr.startswith("error:")
 
 
@@ -329,13 +347,21 @@ def _corrupt_head(repo, snaps):
     (repo.dotdir / "HEAD").write_text("garbage\n")
 
 
+def _head_names_an_invalid_ref(repo, snaps):
+    (repo.dotdir / "HEAD").write_text("ref: refs/heads/../../evil\n")
+
+
+def _ref_not_text(repo, snaps):
+    (repo.dotdir / "refs" / "tags" / "v1").write_bytes(b"\xff\xfe\n")
+
+
 def _ref_to_missing_snapshot(repo, snaps):
     os.unlink(repo.store.path_for(snaps["tagged"]))
 
 
 @pytest.mark.parametrize("damage", [
     _corrupt_live_snapshot, _corrupt_tree, _missing_tree, _corrupt_index, _corrupt_ref,
-    _corrupt_head, _ref_to_missing_snapshot,
+    _corrupt_head, _head_names_an_invalid_ref, _ref_not_text, _ref_to_missing_snapshot,
 ], ids=lambda f: f.__name__.strip("_"))
 def test_gc_deletes_nothing_when_a_root_cannot_be_read(tmp_path, damage):
     repo = make_repo(tmp_path / "ws")
@@ -350,7 +376,7 @@ def test_gc_deletes_nothing_when_a_root_cannot_be_read(tmp_path, damage):
     damage(repo, {"tagged": tagged, "forgotten": forgotten, "live": live})
     before = object_files(repo.store_root)
 
-    result = run_cli(["gc", "--prune", "now"], cwd=repo.root)
+    result = run(["gc", "--prune", "now"], cwd=repo.root)
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("error: gc deleted nothing")
     assert object_files(repo.store_root) == before
@@ -380,7 +406,7 @@ def test_du_table_and_rev_selection(tmp_path):
     s1 = commit(repo, {"a": "x" * 1000}, "first run")
     repo.tag("paper", s1)
     s2 = commit(repo, {"a": "y" * 1000}, "second run")
-    table = run_cli(["du"], cwd=repo.root)
+    table = run(["du"], cwd=repo.root)
     assert table.returncode == 0, table.stderr
     text = table.out
     for word in ("first run", "second run", "paper", s1[:12], s2[:12], "dedup", "compression",
@@ -393,7 +419,7 @@ def test_du_table_and_rev_selection(tmp_path):
     # s1 is tagged and live: one unit; its blob, tree and snapshot are its own
     assert only["snapshots"][0]["exclusive_bytes"] == sum(
         len(object_files(repo.store_root)[oid]) for oid in reachable(repo, s1))
-    unknown = run_cli(["du", "nope"], cwd=repo.root)
+    unknown = run(["du", "nope"], cwd=repo.root)
     assert unknown.returncode == 2
 
 
@@ -401,5 +427,5 @@ def test_du_refuses_when_a_root_is_corrupt(tmp_path):
     repo = make_repo(tmp_path / "ws")
     snapshot = commit(repo, {"a": "a\n"})
     _flip(repo.store.path_for(repo.store.get_snapshot(snapshot).tree))
-    result = run_cli(["du", "--json"], cwd=repo.root)
+    result = run(["du", "--json"], cwd=repo.root)
     assert result.returncode == 1 and result.stderr.startswith("error:")

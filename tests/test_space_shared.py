@@ -11,9 +11,9 @@ import shutil
 import time
 from pathlib import Path
 
-from conftest import run_cli
 from rnstore.repo import Repository
-from test_space_gc import HOUR, age, commit, make_repo, object_files, reachable
+from test_space_gc import HOUR, age, commit, make_repo, object_files, reachable, run
+from test_space_gc import cli_runner  # noqa: F401 - an autouse fixture: run() needs it
 
 def shared_pair(tmp_path: Path) -> tuple[Path, Repository, Repository]:
     store = tmp_path / "store"
@@ -43,7 +43,7 @@ def test_shared_store_keeps_every_workspaces_roots(tmp_path):
     garbage = a.store.put("blob", b"nobody's\n")
     age_store(store, 2 * HOUR)
 
-    result = run_cli(["gc", "--prune", "now", "--json"], cwd=a.root)
+    result = run(["gc", "--prune", "now", "--json"], cwd=a.root)
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)
     assert stats["deleted_objects"] == 1
@@ -69,7 +69,7 @@ def test_a_gone_workspace_protects_until_the_grace_period_then_is_released(tmp_p
     shutil.rmtree(b.root)
     age_store(store, 2 * HOUR)  # b's objects are old: only b's registration protects them
 
-    first = run_cli(["gc"], cwd=a.root)  # default grace: 1h
+    first = run(["gc"], cwd=a.root)  # default grace: 1h
     assert first.returncode == 0, first.stderr
     assert str(b.root) in first.stderr and "gone" in first.stderr
     assert b_objects <= set(object_files(store))
@@ -81,7 +81,7 @@ def test_a_gone_workspace_protects_until_the_grace_period_then_is_released(tmp_p
     assert a.gc().deleted_objects == 0
     # gone for longer than the grace period: released, and gc says so
     gone_marker.write_text(f"{time.time() - 2 * HOUR}\n")
-    result = run_cli(["gc", "--json"], cwd=a.root)
+    result = run(["gc", "--json"], cwd=a.root)
     assert result.returncode == 0, result.stderr
     assert "registration removed" in result.stderr and str(b.root) in result.stderr
     stats = json.loads(result.stdout)
@@ -110,11 +110,11 @@ def test_prune_now_releases_a_gone_workspace_at_once(tmp_path):
     b1 = commit(b, {"b.txt": "only in b\n"})
     b_objects = reachable(b, b1)
     shutil.rmtree(b.root)
-    dry = run_cli(["gc", "--prune", "now", "--dry-run"], cwd=a.root)
+    dry = run(["gc", "--prune", "now", "--dry-run"], cwd=a.root)
     assert dry.returncode == 0 and "would be removed" in dry.stderr
     assert registration_of(b).exists() and b_objects <= set(object_files(store))
 
-    result = run_cli(["gc", "--prune", "now"], cwd=a.root)
+    result = run(["gc", "--prune", "now"], cwd=a.root)
     assert result.returncode == 0, result.stderr
     assert f"workspace {b.root} is gone" in result.stderr
     assert not b_objects & set(object_files(store))
@@ -126,14 +126,14 @@ def test_a_tag_in_one_workspace_keeps_anothers_snapshot_after_it_is_gone(tmp_pat
     commit(a, {"a.txt": "a\n"})
     b1 = commit(b, {"model.py": "handed on\n"}, "the one to keep")
     b2 = commit(b, {"model.py": "not kept\n"}, "dropped")
-    tagged = run_cli(["tag", "from-b", b1], cwd=a.root)
+    tagged = run(["tag", "from-b", b1], cwd=a.root)
     assert tagged.returncode == 0, tagged.stderr
     doomed = reachable(a, b2) - reachable(a, b1)
     shutil.rmtree(b.root)
     assert a.gc(prune="now").deleted_objects == len(doomed)
     files = set(object_files(store))
     assert reachable(a, b1) <= files and b2 not in files
-    assert run_cli(["fsck"], cwd=a.root).returncode == 0
+    assert run(["fsck"], cwd=a.root).returncode == 0
     du = a.du(["from-b"])
     assert du.snapshots[0].id == b1 and du.snapshots[0].tags == ["from-b"]
     assert not du.snapshots[0].live
@@ -146,7 +146,7 @@ def test_an_unreadable_registered_workspace_stops_gc(tmp_path):
     a.store.put("blob", b"garbage\n")
     (b.dotdir / "index").write_bytes(b"rnindex 1\nnot an index")
     before = object_files(store)
-    result = run_cli(["gc", "--prune", "now"], cwd=a.root)
+    result = run(["gc", "--prune", "now"], cwd=a.root)
     assert result.returncode == 1 and "index" in result.stderr and str(b.root) in result.stderr
     assert object_files(store) == before
 
