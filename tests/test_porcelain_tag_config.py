@@ -1,0 +1,114 @@
+"""`rnstore tag` and `rnstore config`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from _porcelain_helpers import (assert_error, commit, new_workspace, ok, run_parallel, store_state,
+                                write_files)
+
+KEYS = ["compression.level", "limits.max_bytes", "limits.max_files", "gc.prune", "gc.interval",
+        "core.fsync", "core.lock_wait", "user.name"]
+
+
+@pytest.fixture
+def two_snapshots(tmp_path, run_cli):
+    new_workspace(tmp_path)
+    write_files(tmp_path, {"a": "1"})
+    first = commit(run_cli, tmp_path, "first", "-a", "-q")
+    write_files(tmp_path, {"a": "2"})
+    second = commit(run_cli, tmp_path, "second", "-a", "-q")
+    return tmp_path, first, second
+
+
+def rev(run_cli, ws, *names):
+    return ok(run_cli(["rev-parse", *names], cwd=ws)).out.split()
+
+
+def test_tag_list_bind_move_delete(two_snapshots, run_cli):
+    ws, first, second = two_snapshots
+    assert ok(run_cli(["tag"], cwd=ws)).stdout == b""
+    ok(run_cli(["tag", "v1"], cwd=ws), stdout_empty=True)          # HEAD by default
+    ok(run_cli(["tag", "v0", "HEAD~1"], cwd=ws), stdout_empty=True)
+    ok(run_cli(["tag", "paper/final", first[:10]], cwd=ws))
+    listing, ids = run_parallel(run_cli, [(["tag"], ws), (["rev-parse", "v1", "v0"], ws)])
+    assert ok(listing).stdout == b"paper/final\nv0\nv1\n"
+    assert ok(ids).out.split() == [second, first]
+
+    ok(run_cli(["tag", "-f", "v1", "v0"], cwd=ws))                 # move
+    assert rev(run_cli, ws, "v1") == [first]
+    ok(run_cli(["tag", "-d", "v1"], cwd=ws), stdout_empty=True)   # unbind
+    listing, gone, again, log = run_parallel(run_cli, [
+        (["tag"], ws), (["rev-parse", "v1"], ws), (["tag", "-d", "v1"], ws), (["log", "--json"], ws)])
+    assert ok(listing).stdout == b"paper/final\nv0\n"
+    assert_error(gone, 2)
+    assert_error(again, 2, "v1")
+    # log shows the remaining tags on their snapshot
+    entries = json.loads(ok(log).stdout)
+    assert [sorted(e["tags"]) for e in entries] == [[], ["paper/final", "v0"]]
+
+
+def test_binding_an_existing_tag_without_force_fails(two_snapshots, run_cli):
+    """Observed exit code: 2 (InvalidValueError); the brief allows 1 or 2."""
+    ws, first, second = two_snapshots
+    ok(run_cli(["tag", "v1", "HEAD~1"], cwd=ws))
+    before = store_state(ws / ".rnstore")
+    result = run_cli(["tag", "v1", "HEAD"], cwd=ws)
+    assert_error(result, (1, 2), "v1", "-f")
+    assert result.returncode == 2
+    assert store_state(ws / ".rnstore") == before
+    assert rev(run_cli, ws, "v1") == [first]
+
+
+def test_tag_bad_input_exits_2(tmp_path, run_cli):
+    new_workspace(tmp_path, default_ignore=True)
+    assert_error(run_cli(["tag", "v1"], cwd=tmp_path), 2)      # no snapshot yet
+    write_files(tmp_path, {"a": "a"})
+    commit(run_cli, tmp_path, "m", "-a", "-q")
+    results = run_parallel(run_cli, [
+        (["tag", "bad name"], tmp_path), (["tag", "a..b"], tmp_path),
+        (["tag", "v1", "nosuchrev"], tmp_path), (["tag", "-d", "never"], tmp_path)])
+    for result in results:
+        assert_error(result, 2)
+    assert ok(run_cli(["tag"], cwd=tmp_path)).stdout == b""
+
+
+def test_config_read_set_list(tmp_path, run_cli):
+    new_workspace(tmp_path, default_ignore=True)
+    assert ok(run_cli(["config", "limits.max_bytes"], cwd=tmp_path)).out == "500MB\n"
+    ok(run_cli(["config", "limits.max_bytes", "2GB"], cwd=tmp_path), stdout_empty=True)
+    ok(run_cli(["config", "user.name", "Ada Lovelace"], cwd=tmp_path))
+    reads = run_parallel(run_cli, [(["config", "limits.max_bytes"], tmp_path),
+                                   (["config"], tmp_path)])
+    assert ok(reads[0]).out == "2GB\n"
+    listing = dict(line.split("=", 1) for line in ok(reads[1]).out.splitlines())
+    assert list(listing) == KEYS
+    assert listing["limits.max_bytes"] == "2GB" and listing["user.name"] == "Ada Lovelace"
+    assert listing["compression.level"] == "3" and listing["core.fsync"] == "true"
+    # the setting is used: user.name goes into new snapshots
+    write_files(tmp_path, {"a": "a"})
+    commit(run_cli, tmp_path, "m", "-a", "-q")
+    entry = json.loads(ok(run_cli(["log", "--json"], cwd=tmp_path)).stdout)[0]
+    assert entry["meta"]["user"] == "Ada Lovelace"
+
+
+def test_config_bad_value_or_unknown_key_exits_2(tmp_path, run_cli):
+    new_workspace(tmp_path, default_ignore=True)
+    config_before = (tmp_path / ".rnstore" / "config").read_bytes()
+    results = run_parallel(run_cli, [
+        (["config", "compression.level", "99"], tmp_path),
+        (["config", "limits.max_bytes", "lots"], tmp_path),
+        (["config", "limits.max_files", "-5"], tmp_path),
+        (["config", "core.fsync", "maybe"], tmp_path),
+        (["config", "gc.prune", "soon"], tmp_path),
+        (["config", "no.such.key", "1"], tmp_path),
+        (["config", "no.such.key"], tmp_path),
+        (["config", "core.objects", "/tmp/elsewhere"], tmp_path),
+    ])
+    for result in results:
+        assert_error(result, 2)
+        assert result.stdout == b""
+    assert "no.such.key" in results[-2].stderr
+    assert (tmp_path / ".rnstore" / "config").read_bytes() == config_before
