@@ -74,17 +74,20 @@ class FrameWriter:
         self._writer.write(header)
 
     def write(self, data: bytes) -> None:
-        self._writer.write(data)
+        """Raises ValueError past the declared size."""
+        try:
+            self._writer.write(data)
+        except zstandard.ZstdError as exc:
+            raise ValueError(str(exc)) from None
 
     def close(self) -> None:
         """Ends the frame; raises ValueError if fewer or more bytes than
         declared were written (zstd checks the pledged size)."""
         try:
             self._writer.flush(zstandard.FLUSH_FRAME)
+            self._writer.close()
         except zstandard.ZstdError as exc:
             raise ValueError(str(exc)) from None
-        finally:
-            self._writer.close()
 
 
 class FrameReader:

@@ -193,5 +193,12 @@ class FileLock:
         if held[1] > 0:
             return
         del FileLock._held[self._key]
+        if not self.shared:
+            # Forget who held it, so that a later waiter (behind shared
+            # holders, which write nothing) does not name this process.
+            try:
+                os.ftruncate(held[0], 0)
+            except OSError:
+                pass
         fcntl.flock(held[0], fcntl.LOCK_UN)
         os.close(held[0])

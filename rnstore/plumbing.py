@@ -17,7 +17,7 @@ from .errors import InvalidValueError, MissingObjectError, UnknownRevisionError
 from .index import Index, IndexEntry
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, TreeEntry, kind_of_mode, parse_mode
 from .refs import ANY, HEAD, HEADS, check_ref_name
-from .revparse import resolve_entry, resolve_snapshot, resolve_tree, rev_parse
+from .revparse import is_stored_tree, resolve_entry, resolve_snapshot, resolve_tree, rev_parse
 from .trees import FlatEntry, build_tree, iter_tree
 
 HASH_CHUNK = 1 << 20
@@ -182,6 +182,8 @@ def mktree(repo, lines: Iterable[str]) -> str:
         if not repo.store.has(oid):
             raise MissingObjectError(f"line {number}: object {oid} is missing", oid)
         kind, size = repo.store.header(oid)
+        if kind == BLOB and fields[1] == TREE and is_stored_tree(repo.store, oid):
+            kind = TREE  # a file whose bytes are this tree's encoding was stored first
         if kind != fields[1]:
             raise InvalidValueError(f"line {number}: object {oid} is a {kind}, not a {fields[1]}")
         if kind == TREE:

@@ -14,7 +14,7 @@ import os
 import re
 
 from .errors import AmbiguousRevisionError, CorruptObjectError, InvalidValueError, UnknownRevisionError
-from .objects import MODE_TREE, SNAPSHOT, TREE, TreeEntry, is_object_id
+from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, TREE_HEADER, TreeEntry, is_object_id
 from .refs import HEAD, HEADS, TAGS
 
 MIN_PREFIX = 4
@@ -114,9 +114,23 @@ def tree_of(repo, oid: str, rev: str) -> str:
     kind = repo.store.header(oid)[0]
     if kind == SNAPSHOT:
         return repo.store.get_snapshot(oid).tree
-    if kind == TREE:
+    if kind == TREE or (kind == BLOB and is_stored_tree(repo.store, oid)):
         return oid
     raise InvalidValueError(f"'{rev}' names a {kind}, not a snapshot or tree")
+
+
+def is_stored_tree(store, oid: str) -> bool:
+    """Whether an object stored as a blob is also a valid tree: ids hash the
+    payload only, so a file holding exactly a tree's encoding (say the empty
+    tree's, b"rntree 1\\n") has that tree's id, and was stored first."""
+    with store.open_object(oid, verify=False) as reader:
+        if not next(iter(reader.chunks()), b"").startswith(TREE_HEADER):
+            return False
+    try:
+        store.get_tree(oid)
+    except CorruptObjectError:
+        return False
+    return True
 
 
 def resolve_path(repo, oid: str, path: str, rev: str) -> TreeEntry:

@@ -1,0 +1,235 @@
+"""index.py: the staging area file, its checksum, and the racy-git rule."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from rnstore.errors import CorruptStoreError
+from rnstore.index import HEADER, RACY_NS, Index, IndexEntry, StatKey, stat_key_if_settled
+from rnstore.objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE
+from rnstore.trees import FlatEntry
+
+A, B = "a" * 64, "b" * 64
+
+
+def sample() -> Index:
+    return Index([
+        IndexEntry(b"z.txt", MODE_FILE, A, 3, StatKey(3, 1_700_000_000_123456789, 1_700_000_001_000000001, 42)),
+        IndexEntry(b"bin/run", MODE_EXEC, B, 10),
+        IndexEntry(b"caf\xe9 with space.txt", MODE_FILE, A, 0, StatKey(0, 0, 0, 0)),
+        IndexEntry(b"link", MODE_LINK, B, 7),
+        IndexEntry(b"empty/dir", MODE_TREE, EMPTY_TREE_ID, 0),
+    ])
+
+
+def test_round_trip():
+    index = sample()
+    data = index.encode()
+    decoded = Index.decode(data)
+    assert list(decoded) == list(index)
+    assert decoded.encode() == data
+
+
+def test_file_round_trip(tmp_path):
+    path = tmp_path / "index"
+    sample().write(path)
+    assert list(Index.load(path)) == list(sample())
+    assert [p.name for p in tmp_path.iterdir()] == ["index"]
+
+
+def test_missing_file_is_an_empty_index(tmp_path):
+    assert len(Index.load(tmp_path / "index")) == 0
+
+
+def test_exact_encoding():
+    index = Index([IndexEntry(b"b", MODE_FILE, A, 3, StatKey(3, 11, 22, 33)),
+                   IndexEntry(b"a", MODE_EXEC, B, 5)])
+    body = (b"rnindex 1\n"
+            + b"100755 " + B.encode() + b" 5 - - - a\0"
+            + b"100644 " + A.encode() + b" 3 11 22 33 b\0")
+    assert index.encode() == body + hashlib.sha256(body).hexdigest().encode() + b"\n"
+
+
+def test_entries_iterate_sorted_by_path_bytes():
+    index = sample()
+    paths = [e.path for e in index]
+    assert paths == sorted(paths)
+    assert index.flat_entries()[0] == FlatEntry(b"bin/run", MODE_EXEC, B, 10)
+
+
+def test_set_get_remove():
+    index = Index()
+    index.set(IndexEntry(b"a", MODE_FILE, A, 1))
+    index.set(IndexEntry(b"a", MODE_FILE, B, 2))
+    assert len(index) == 1 and index.get(b"a").id == B
+    index.remove(b"a")
+    index.remove(b"a")
+    assert index.get(b"a") is None and len(index) == 0
+
+
+def test_empty_index_encodes():
+    data = Index().encode()
+    assert data == HEADER + hashlib.sha256(HEADER).hexdigest().encode() + b"\n"
+    assert len(Index.decode(data)) == 0
+
+
+# -- damage --------------------------------------------------------------------------------
+
+def test_checksum_mismatch():
+    data = bytearray(sample().encode())
+    position = data.index(b"bin/run")
+    data[position] = ord("B")
+    with pytest.raises(CorruptStoreError, match="checksum"):
+        Index.decode(bytes(data))
+
+
+def test_every_truncation_is_detected():
+    data = sample().encode()
+    for length in range(len(data)):
+        with pytest.raises(CorruptStoreError):
+            Index.decode(data[:length])
+
+
+def test_every_single_byte_flip_is_detected():
+    data = sample().encode()
+    for position in range(len(data)):
+        damaged = bytearray(data)
+        damaged[position] ^= 0x01
+        with pytest.raises(CorruptStoreError):
+            Index.decode(bytes(damaged))
+
+
+def test_appended_bytes_are_detected():
+    with pytest.raises(CorruptStoreError):
+        Index.decode(sample().encode() + b"x")
+
+
+def with_checksum(body: bytes) -> bytes:
+    return body + hashlib.sha256(body).hexdigest().encode() + b"\n"
+
+
+@pytest.mark.parametrize("record", [
+    b"100600 " + A.encode() + b" 3 - - - a",          # unknown mode
+    b"100644 " + A[:-1].encode() + b" 3 - - - a",     # short id
+    b"100644 " + A.encode() + b" x - - - a",          # bad size
+    b"100644 " + A.encode() + b" 3 1 2 a",            # missing field
+    b"100644 " + A.encode() + b" 3 1 x 3 a",          # bad stat field
+    b"100644 " + A.encode() + b" 3 - - - ",           # empty path
+    b"100644 \xff" + A.encode()[1:] + b" 3 - - - a",  # not ASCII
+])
+def test_malformed_records_with_a_valid_checksum(record):
+    with pytest.raises(CorruptStoreError):
+        Index.decode(with_checksum(HEADER + record + b"\0"))
+
+
+def test_record_without_terminator():
+    with pytest.raises(CorruptStoreError):
+        Index.decode(with_checksum(HEADER + b"100644 " + A.encode() + b" 3 - - - a"))
+
+
+@pytest.mark.parametrize("data", [b"", b"rnindex 2\n", b"RNINDEX 1\n" + b"0" * 65])
+def test_bad_header(data):
+    with pytest.raises(CorruptStoreError):
+        Index.decode(data)
+
+
+def test_unknown_version_is_refused():
+    body = b"rnindex 2\n"
+    with pytest.raises(CorruptStoreError):
+        Index.decode(with_checksum(body))
+
+
+def test_load_names_the_file_and_hints(tmp_path):
+    path = tmp_path / "index"
+    path.write_bytes(b"garbage")
+    with pytest.raises(CorruptStoreError) as info:
+        Index.load(path)
+    assert str(path) in str(info.value)
+    assert any("read-tree" in h for h in info.value.hints)
+
+
+# -- the stat cache and the racy-git rule ----------------------------------------------
+
+def test_stat_key_of_a_file_modified_just_now_is_none(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"fresh")
+    assert stat_key_if_settled(path.stat()) is None
+
+
+def test_stat_key_depends_on_hashing_time(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    st = path.stat()
+    changed = max(st.st_mtime_ns, st.st_ctime_ns)
+    assert stat_key_if_settled(st, changed) is None
+    assert stat_key_if_settled(st, changed + RACY_NS) is None
+    key = stat_key_if_settled(st, changed + RACY_NS + 1)
+    assert key == StatKey(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def test_old_mtime_but_new_ctime_is_still_racy(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    os.utime(path, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    # utime itself changes ctime: the file changed just now after all
+    assert stat_key_if_settled(path.stat()) is None
+
+
+def settled_entry(path, oid=A) -> IndexEntry:
+    st = os.lstat(path)
+    key = stat_key_if_settled(st, time.time_ns() + 10 * RACY_NS)
+    assert key is not None
+    return IndexEntry(os.fsencode(path.name), MODE_FILE, oid, st.st_size, key)
+
+
+def test_lookup_fresh_matches_only_an_identical_stat(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    entry = settled_entry(path)
+    index = Index([entry])
+    st = os.lstat(path)
+    assert index.lookup_fresh(b"f", st) == entry
+    assert index.lookup_fresh(b"other", st) is None
+
+    def changed(**fields):
+        values = dict(st_size=st.st_size, st_mtime_ns=st.st_mtime_ns,
+                      st_ctime_ns=st.st_ctime_ns, st_ino=st.st_ino)
+        values.update(fields)
+        return type("Stat", (), values)()
+
+    assert index.lookup_fresh(b"f", changed()) == entry
+    for field, value in [("st_size", st.st_size + 1), ("st_mtime_ns", st.st_mtime_ns + 1),
+                         ("st_ctime_ns", st.st_ctime_ns - 1), ("st_ino", st.st_ino + 1)]:
+        assert index.lookup_fresh(b"f", changed(**{field: value})) is None, field
+
+
+def test_real_rewrite_invalidates_the_cache(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    index = Index([settled_entry(path)])
+    path.write_bytes(b"xyz")  # same size, same second
+    assert index.lookup_fresh(b"f", os.lstat(path)) is None
+
+
+def test_smudged_entry_never_matches(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    st = path.stat()
+    index = Index([IndexEntry(b"f", MODE_FILE, A, 3, stat_key_if_settled(st))])
+    assert index.get(b"f").stat is None
+    assert index.lookup_fresh(b"f", st) is None
+
+
+def test_stat_key_survives_the_file(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    entry = settled_entry(path)
+    index_path = tmp_path / "index"
+    Index([entry]).write(index_path)
+    loaded = Index.load(index_path)
+    assert loaded.get(b"f").stat == entry.stat
+    assert loaded.lookup_fresh(b"f", os.lstat(path)) == entry

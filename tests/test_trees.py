@@ -1,0 +1,116 @@
+"""trees.py: flat path listings to nested trees and back."""
+
+from __future__ import annotations
+
+import pytest
+
+from rnstore.errors import InvalidValueError
+from rnstore.objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, Tree, TreeEntry
+from rnstore.store import MemoryStore
+from rnstore.trees import FlatEntry, build_tree, iter_tree, lookup, split_path
+
+
+@pytest.fixture
+def store():
+    return MemoryStore()
+
+
+def blob(store, data: bytes) -> str:
+    return store.put("blob", data)
+
+
+def flat(store, path: bytes, data: bytes, mode: str = MODE_FILE) -> FlatEntry:
+    return FlatEntry(path, mode, blob(store, data), len(data))
+
+
+def test_build_nested(store):
+    entries = [flat(store, b"a/b/c.txt", b"ccc"), flat(store, b"a/d", b"dd", MODE_EXEC),
+               flat(store, b"top", b"t"), FlatEntry(b"empty", MODE_TREE, EMPTY_TREE_ID, 0)]
+    root = build_tree(store, entries)
+    tree = store.get_tree(root)
+    assert [(e.name, e.mode) for e in tree.entries] == [
+        (b"a", MODE_TREE), (b"empty", MODE_TREE), (b"top", MODE_FILE)]
+    assert tree.total_size == 6
+    a = store.get_tree(tree.get(b"a").id)
+    assert tree.get(b"a").size == 5
+    assert a.get(b"d").mode == MODE_EXEC
+    assert store.get_tree(a.get(b"b").id).get(b"c.txt").size == 3
+    assert tree.get(b"empty").id == EMPTY_TREE_ID
+
+
+def test_build_empty(store):
+    assert build_tree(store, []) == EMPTY_TREE_ID
+    assert store.get_tree(EMPTY_TREE_ID) == Tree()
+
+
+def test_build_is_order_independent(store):
+    entries = [flat(store, p, p) for p in (b"x/1", b"x/2", b"y", b"a.txt", b"a/z", b"x/y/z")]
+    ids = {build_tree(store, order) for order in (entries, entries[::-1], sorted(entries))}
+    assert len(ids) == 1
+
+
+@pytest.mark.parametrize("path", [b"", b"/abs", b"a//b", b"a/", b"../x", b"a/../../b",
+                                  b"a/./b", b".", b"..", b"a/..", b"nul\0byte"])
+def test_build_refuses_escaping_paths(store, path):
+    with pytest.raises(InvalidValueError):
+        build_tree(store, [FlatEntry(path, MODE_FILE, blob(store, b"x"), 1)])
+
+
+def test_build_refuses_file_and_folder_at_one_path(store):
+    x = blob(store, b"x")
+    for entries in ([FlatEntry(b"a", MODE_FILE, x, 1), FlatEntry(b"a/b", MODE_FILE, x, 1)],
+                    [FlatEntry(b"a/b", MODE_FILE, x, 1), FlatEntry(b"a", MODE_FILE, x, 1)],
+                    [FlatEntry(b"a", MODE_FILE, x, 1), FlatEntry(b"a", MODE_TREE, EMPTY_TREE_ID, 0)],
+                    [FlatEntry(b"a", MODE_TREE, EMPTY_TREE_ID, 0), FlatEntry(b"a", MODE_FILE, x, 1)]):
+        with pytest.raises(InvalidValueError):
+            build_tree(store, entries)
+
+
+def test_empty_folder_entry_with_children_is_just_a_folder(store):
+    x = blob(store, b"x")
+    with_marker = build_tree(store, [FlatEntry(b"d", MODE_TREE, EMPTY_TREE_ID, 0),
+                                     FlatEntry(b"d/f", MODE_FILE, x, 1)])
+    assert with_marker == build_tree(store, [FlatEntry(b"d/f", MODE_FILE, x, 1)])
+
+
+def test_split_path():
+    assert split_path(b"a/b/c") == [b"a", b"b", b"c"]
+    with pytest.raises(InvalidValueError):
+        split_path(b"a/../b")
+
+
+def test_iter_tree_recursive_lists_leaves_in_path_order(store):
+    """'a.txt' < 'a/x' as paths ('.' < '/'), though the tree 'a' sorts
+    before the name 'a.txt'; empty folders are leaves named without '/'."""
+    entries = [flat(store, b"a/x", b"1"), flat(store, b"a.txt", b"2"), flat(store, b"a-b", b"3"),
+               flat(store, b"b/c/d", b"4"), flat(store, b"b/c.d", b"5"),
+               FlatEntry(b"e", MODE_TREE, EMPTY_TREE_ID, 0), flat(store, b"e.txt", b"6"),
+               flat(store, b"f", b"7", MODE_LINK)]
+    root = build_tree(store, entries)
+    listed = list(iter_tree(store, root))
+    assert [e.path for e in listed] == sorted(e.path for e in entries)
+    assert sorted(listed) == sorted(entries)
+
+
+def test_iter_tree_one_level(store):
+    root = build_tree(store, [flat(store, b"a/x", b"1"), flat(store, b"a.txt", b"2")])
+    listed = list(iter_tree(store, root, recursive=False))
+    assert [(e.path, e.mode) for e in listed] == [(b"a", MODE_TREE), (b"a.txt", MODE_FILE)]
+    assert listed[0].size == 1
+
+
+def test_iter_tree_prefix(store):
+    root = build_tree(store, [flat(store, b"a/x", b"1")])
+    assert [e.path for e in iter_tree(store, root, b"top/")] == [b"top/a/x"]
+
+
+def test_lookup(store):
+    root = build_tree(store, [flat(store, b"a/b/c", b"ccc"), flat(store, b"f", b"ff")])
+    assert lookup(store, root, b"a/b/c").size == 3
+    assert lookup(store, root, b"a/b").mode == MODE_TREE
+    assert lookup(store, root, b"/a/b/") == lookup(store, root, b"a/b")
+    assert lookup(store, root, b"") == TreeEntry(b"", MODE_TREE, root, 5)
+    assert lookup(store, root, b"a/nope") is None
+    assert lookup(store, root, b"f/below-a-file") is None
+    with pytest.raises(InvalidValueError):
+        lookup(store, root, b"a/../f")
