@@ -192,6 +192,75 @@ class Repository:
         ref = self.refs.symbolic_head()
         return ref[len(HEADS):] if ref and ref.startswith(HEADS) else ref
 
+    # -- the Python API: each method is one library function, imported when
+    # first called so that `import rnstore` stays cheap ----------------------
+
+    def add(self, paths=(".",), **options):
+        """Stage additions, changes and deletions under `paths`; an AddResult.
+        Options: dry_run, force, excludes, no_ignore, ignore_errors, progress, cwd."""
+        from .staging import add
+        return add(self, paths, **options)
+
+    def status(self, **options):
+        """Staged, unstaged and untracked paths; a Status. Options: excludes, no_ignore."""
+        from .staging import status
+        return status(self, **options)
+
+    def commit(self, message: str, **options):
+        """Snapshot the index and move the branch; a CommitResult. Options:
+        all (stage everything first), meta (["K=V", ...]), allow_empty, progress."""
+        from .history import commit
+        return commit(self, message, **options)
+
+    def snapshot(self, message: str, **options):
+        """Stage everything and commit, in one call; a CommitResult."""
+        from .history import snapshot
+        return snapshot(self, message, **options)
+
+    def log(self, rev: str | None = None, **options):
+        """History from `rev` (default HEAD), newest first; a Log. Options: limit, all."""
+        from .history import log
+        return log(self, rev, **options)
+
+    def tag(self, name: str, rev: str = "HEAD", **options) -> str:
+        """Bind a tag to a snapshot (force=True moves it); the snapshot id."""
+        from .history import tag
+        return tag(self, name, rev, **options)
+
+    def checkout(self, rev: str, paths=None, **options):
+        """Make the workspace (or `target`, or only `paths`) match `rev`; a
+        CheckoutResult. Options: target, force, progress."""
+        from .checkout import checkout
+        return checkout(self, rev, paths, **options)
+
+    def export(self, rev: str, output, **options):
+        """Write a snapshot as zip, tar, tar.gz, tar.zst or a folder; an
+        ExportResult. Options: format, paths, progress."""
+        from .export import export
+        return export(self, rev, output, **options)
+
+    def forget(self, revs=(), **options):
+        """Drop snapshots from the live set; a ForgetResult. Options:
+        keep_last, keep_within, dry_run."""
+        from .forget import forget
+        return forget(self, revs, **options)
+
+    def gc(self, **options):
+        """Delete what no root reaches; GcStats. Options: dry_run, prune, auto, progress."""
+        from .gc import gc
+        return gc(self, **options)
+
+    def du(self, revs=(), **options):
+        """Space used by the store and each live snapshot; DuStats."""
+        from .du import du
+        return du(self, revs, **options)
+
+    def fsck(self, **options):
+        """Verify every object, ref, journal entry and the index; an FsckResult.
+        Options: quick, progress."""
+        from .fsck import fsck
+        return fsck(self, **options)
+
     # -- shared stores ---------------------------------------------------------------
 
     def registration_path(self) -> Path:
@@ -219,27 +288,3 @@ def prepare_store(store_root: Path, *, fresh_ok: bool = True) -> None:
     if not marker.exists():
         atomic_write(marker, STORE_FORMAT.encode())
 
-
-def _api(module: str, name: str):
-    """A Repository method that delegates to a library function, imported
-    when first called (so `import rnstore` stays cheap)."""
-    def method(self, *args, **kw):
-        import importlib
-        return getattr(importlib.import_module(f"rnstore.{module}"), name)(self, *args, **kw)
-    method.__name__ = name
-    method.__doc__ = f"See rnstore.{module}.{name}."
-    return method
-
-
-Repository.add = _api("staging", "add")
-Repository.status = _api("staging", "status")
-Repository.commit = _api("history", "commit")
-Repository.snapshot = _api("history", "snapshot")
-Repository.log = _api("history", "log")
-Repository.tag = _api("history", "tag")
-Repository.checkout = _api("checkout", "checkout")
-Repository.export = _api("export", "export")
-Repository.forget = _api("forget", "forget")
-Repository.gc = _api("gc", "gc")
-Repository.du = _api("du", "du")
-Repository.fsck = _api("fsck", "fsck")
