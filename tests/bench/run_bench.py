@@ -104,8 +104,14 @@ class Runner:
             try:
                 t0 = time.perf_counter()
                 p = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=out, stderr=err)
-                _, status, ru = os.wait4(p.pid, 0)
+                                     stdout=out, stderr=err, start_new_session=True)
+                try:
+                    _, status, ru = os.wait4(p.pid, 0)
+                except BaseException:  # interrupted: take the command (and its pipeline) down too
+                    os.killpg(p.pid, signal.SIGKILL)
+                    os.wait4(p.pid, 0)
+                    p.returncode = -9
+                    raise
                 wall = time.perf_counter() - t0
             finally:
                 if out is not err:
@@ -215,6 +221,61 @@ def manifest(root: Path) -> dict:
             else:
                 out[r] = ("o", stat.S_IFMT(st.st_mode))
     return out
+
+
+def tar_manifest(archive: Path, expected: dict) -> dict:
+    """manifest() of a .tar.zst, read as a stream (no extraction). Names are made relative to the
+    folder the archive holds the tree under (restic's dump keeps the absolute path)."""
+    import tarfile
+    raw: dict[str, tuple] = {}
+    dirs: set[str] = set()
+    proc = subprocess.Popen(["zstd", "-dcq", str(archive)], stdout=subprocess.PIPE)
+    try:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
+            for m in tf:
+                name = m.name
+                while name.startswith("./"):
+                    name = name[2:]
+                name = name.strip("/")
+                if not name or name == ".":
+                    continue
+                if m.isdir():
+                    dirs.add(name)
+                elif m.issym():
+                    raw[name] = ("l", m.linkname)
+                elif m.islnk():
+                    target = m.linkname
+                    while target.startswith("./"):
+                        target = target[2:]
+                    raw[name] = raw.get(target.strip("/"), ("o", "hardlink to missing " + target))
+                elif m.isfile():
+                    h = hashlib.sha256()
+                    f = tf.extractfile(m)
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+                    raw[name] = ("f", m.size, h.hexdigest(), bool(m.mode & stat.S_IXUSR))
+                else:
+                    raw[name] = ("o", m.type)
+    finally:
+        proc.stdout.close()
+        proc.wait()
+    prefix = ""
+    probe = next((k for k, v in sorted(expected.items()) if v[0] == "f"), None)
+    if probe is not None and probe not in raw:
+        hit = next((n for n in raw if n.endswith("/" + probe)), None)
+        if hit:
+            prefix = hit[: len(hit) - len(probe)]
+    out = {}
+    for n, e in raw.items():
+        out[n[len(prefix):] if prefix and n.startswith(prefix) else n] = e
+    rel_dirs = {d[len(prefix):] for d in dirs if not prefix or d.startswith(prefix)} - {""}
+    parents = set()
+    for n in list(out) + list(rel_dirs):
+        parts = n.split("/")
+        parents.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    for d in rel_dirs - parents:
+        out[d] = ("d",)
+    return {n: e for n, e in out.items() if n.split("/")[0] not in EXCLUDE_TOP}
 
 
 def compare(expected: dict, got: dict, *, empty_dirs_optional=False) -> list[str]:
@@ -408,9 +469,14 @@ class Git(Tool):
     def export(self, out):
         return f"git archive --format=tar HEAD | zstd -q -3 -f -o {shlex.quote(str(out))}", self.tree, (0,)
 
+    full_gc = False  # --git-gc
+
     def supports(self, op):
         if op == "forget":
-            return "git has no forget (history is kept); gc row is `git gc --prune=now` (a full repack)"
+            return "git has no forget (history is kept)"
+        if op == "gc" and not self.full_gc:
+            return ("`git gc --prune=now` is a full delta repack (minutes here, not comparable); "
+                    "--git-gc times it")
         return None
 
     def gc(self):
@@ -820,17 +886,13 @@ class Bench:
             res = self.timed(tree, "export", t, t.export(out), rep)
             if res["ok"]:
                 res["export_bytes"] = out.stat().st_size if out.exists() else None
-                x = t.work / "export-x"
-                rmtree(x)
-                x.mkdir()
-                rc, text = capture(["tar", "--zstd", "-xf", str(out), "-C", str(x)])
-                if rc != 0:
-                    self.invalidate(res, t, f"export of {tree}", [f"tar -x failed: {text[-500:]}"])
-                else:
-                    ok, probs, _ = verify(expected[t.name], x, empty_dirs_optional=not t.stores_empty_dirs)
-                    if not ok:
-                        self.invalidate(res, t, f"export of {tree}", probs)
-                rmtree(x)
+                try:
+                    got = tar_manifest(out, expected[t.name])
+                    probs = compare(expected[t.name], got, empty_dirs_optional=not t.stores_empty_dirs)
+                except Exception as exc:  # noqa: BLE001 - an unreadable archive is a failed export
+                    probs = [f"cannot read the archive: {exc!r}"]
+                if probs:
+                    self.invalidate(res, t, f"export of {tree}", probs)
             rmtree(out)
 
     def gc(self, tree, rep, alive) -> None:
@@ -1072,6 +1134,7 @@ def main(argv=None) -> int:
                     help="benchmark rnstore as committed at this git revision, or 'worktree' for a frozen "
                          "copy of the working tree (installed into its own venv under $PB), instead of "
                          "the installed rnstore")
+    ap.add_argument("--git-gc", action="store_true", help="also time `git gc --prune=now` (a full repack)")
     ap.add_argument("--keep-logs", action="store_true", help="keep $PB/work/logs (command outputs)")
     args = ap.parse_args(argv)
     quick = ("small", 1, "git") if args.quick else ("medium,big", 3, "git,restic,borg")
@@ -1115,6 +1178,7 @@ def main(argv=None) -> int:
                 rmtree(pb / "corpus" / t / d)
     runner = Runner(work / "logs")
     rn = Rnstore(work, env, exe)
+    Git.full_gc = args.git_gc
     cls = {"git": Git, "restic": Restic, "borg": Borg, "borg-zstd": BorgZstd}
     tools: list[Tool] = [rn] + [cls[p](work, env) for p in peers]
     info = machine_info({t.name: t for t in tools}, rn_python)
@@ -1126,35 +1190,44 @@ def main(argv=None) -> int:
 
     bench = Bench(args, pb, tools, runner)
     t0 = time.time()
+    startup = None
+
+    def emit(final: bool) -> str:
+        info["loadavg_end"] = os.getloadavg()
+        text = report(bench, info, startup, args)
+        doc = {"machine": info, "args": vars(args), "pb": str(pb), "elapsed_s": time.time() - t0,
+               "complete": final, "notes": list(dict.fromkeys(NOTES)), "results": bench.results,
+               "summaries": bench.summaries, "store_sizes": bench.sizes, "startup": startup,
+               "skipped": [{"tree": k[0], "op": k[1], "tool": k[2], "why": v}
+                           for k, v in bench.skipped.items()],
+               "markdown": text}
+        Path(args.json).write_text(json.dumps(doc, indent=1, default=str))
+        if args.markdown:
+            Path(args.markdown).write_text(text + "\n")
+        return text
+
     try:
-        for tree in trees:
-            # warm the page cache with the source tree
-            manifest(pb / "corpus" / tree)
-            for rep in range(args.runs):
-                bench.run_tree(tree, rep)
-        startup = None
-        if not args.no_startup:
+        if not args.no_startup:  # first: short, and a long run stopped later still has it
             try:
                 startup = bench.startup(rn, rn_python)
             except RuntimeError as exc:
                 loud(f"start-up timings failed: {exc}")
+        for tree in trees:
+            manifest(pb / "corpus" / tree)  # warm the page cache with the source tree
+            for rep in range(args.runs):
+                bench.run_tree(tree, rep)
+                emit(final=False)  # a long run stopped later still leaves its results
+    except KeyboardInterrupt:
+        loud("interrupted: reporting what was measured so far")
+        note("the run was interrupted: figures cover the repetitions done before (the last may be partial)")
     finally:
         for t in tools:
             if t.work.exists():
                 rmtree(t.work)
-    info["loadavg_end"] = os.getloadavg()
-    text = report(bench, info, startup, args)
+    text = emit(final=True)
     print()
     print(text)
-    doc = {"machine": info, "args": vars(args), "pb": str(pb), "elapsed_s": time.time() - t0,
-           "notes": list(dict.fromkeys(NOTES)), "results": bench.results, "summaries": bench.summaries,
-           "store_sizes": bench.sizes, "startup": startup,
-           "skipped": [{"tree": k[0], "op": k[1], "tool": k[2], "why": v} for k, v in bench.skipped.items()],
-           "markdown": text}
-    Path(args.json).write_text(json.dumps(doc, indent=1, default=str))
     log(f"\nraw results: {args.json}")
-    if args.markdown:
-        Path(args.markdown).write_text(text + "\n")
     if not args.keep_logs:
         rmtree(work)
     invalid = sum(s["invalid"] for ops in bench.summaries.values() for sm in ops.values()
