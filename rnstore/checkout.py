@@ -25,6 +25,10 @@ nothing:
 3. apply: remove what goes, remove the folders that this emptied, create
    folders, then rename each staged file into place.
 
+A checkout killed in step 2 or 3 leaves its staging folder
+(`.tmp-checkout-PID-*`); the next workspace checkout removes those beside the
+index, the next checkout into the same target those whose process is gone.
+
 Safety: nothing is written or removed through a path; every operation goes
 through directory descriptors opened one component at a time with
 O_NOFOLLOW, so a symlink in the folder (planted, or checked out from a
@@ -53,7 +57,7 @@ from .index import Index, IndexEntry, StatKey, stat_key_if_settled
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import HEAD, HEADS, check_ref_name
-from .trees import FlatEntry, iter_tree, lookup
+from .trees import FlatEntry, lookup
 
 PROTECTED = b".rnstore"
 #: How many conflicting paths an error lists before "and N more".
@@ -121,7 +125,7 @@ def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *
         return materialise(repo, snapshot_id, Path(target), prefixes, force=force,
                            progress=progress)
     with repo.lock():
-        _remove_stale_staging(repo.dotdir)
+        _remove_stale_staging(repo.dotdir, locked=True)
         snapshot_id = resolve_snapshot(repo, rev)
         if prefixes is not None:
             return _restore_paths(repo, snapshot_id, prefixes, force, progress)
@@ -144,25 +148,53 @@ def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | No
     if plan.conflicts:
         raise _conflict_error(plan.conflicts, target=True)
     root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(root, locked=False)
     result = CheckoutResult(snapshot_id, root, form, excluded=excluded)
     _execute(repo, plan, root, root, result, force, progress)
     return result
 
 
 STAGING_PREFIX = TMP_PREFIX + "checkout-"
+#: A leftover younger than this is never taken for a dead process's.
+LEFTOVER_AGE = 60.0
 
 
-def _remove_stale_staging(dotdir: Path) -> None:
-    """Staging folders a killed workspace checkout left beside the index.
-    Workspace checkouts stage there only under the workspace lock, which we
-    hold: any such folder belongs to a process that is gone."""
+def _remove_stale_staging(folder: Path, *, locked: bool) -> None:
+    """Staging folders (`.tmp-checkout-PID-...`) that a killed checkout left.
+    Beside the index (`locked`: workspace checkouts stage there only under
+    the workspace lock, which we hold) every one is stale; in a target
+    folder, only those of a process that is gone (see is_stale)."""
     try:
-        names = os.listdir(dotdir)
+        names = os.listdir(folder)
     except OSError:
         return
     for name in names:
-        if name.startswith(STAGING_PREFIX):
-            shutil.rmtree(dotdir / name, ignore_errors=True)
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        pid = name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if locked or is_stale(folder / name, pid):
+            shutil.rmtree(folder / name, ignore_errors=True)
+
+
+def is_stale(path: Path, pid: str) -> bool:
+    """Whether a temporary file or folder named with a process id was left by
+    a process that is gone: no such process here, and untouched for a while
+    (so that a live writer on another machine sharing the folder, whose pid
+    means nothing here, is spared)."""
+    import time
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+        return False  # alive
+    except ProcessLookupError:
+        pass
+    except OSError:
+        return False  # exists, owned by someone else
+    try:
+        return time.time() - os.lstat(path).st_mtime > LEFTOVER_AGE
+    except OSError:
+        return False
 
 
 # -- the three forms -------------------------------------------------------------------
@@ -285,7 +317,7 @@ def _select(store, tree: str, prefixes: list[bytes] | None,
     from .worktree import under
 
     if prefixes is None or b"" in prefixes:
-        found = list(iter_tree(store, tree))
+        found = _leaves(store, tree, b"")
     else:
         found = []
         roots = sorted(set(prefixes))
@@ -300,11 +332,35 @@ def _select(store, tree: str, prefixes: list[bytes] | None,
             if entry.mode != MODE_TREE:
                 found.append(FlatEntry(prefix, entry.mode, entry.id, entry.size))
                 continue
-            below = list(iter_tree(store, entry.id, prefix + b"/"))
+            below = _leaves(store, entry.id, prefix + b"/")
             found.extend(below or [FlatEntry(prefix, MODE_TREE, entry.id, 0)])
     kept = [e for e in found if not _protected(e.path)]
     excluded = [e.path for e in found if _protected(e.path)]
     return kept, excluded
+
+
+def _leaves(store, tree_id: str, prefix: bytes) -> list[FlatEntry]:
+    """Files, links and empty folders below a tree, like trees.iter_tree,
+    but without recursion: a crafted tree may nest deeper than Python's
+    stack (the paths then fail cleanly with "File name too long")."""
+    found: list[FlatEntry] = []
+    stack = [(tree_id, prefix)]
+    while stack:
+        current, base = stack.pop()
+        try:
+            entries = store.get_tree(current).entries
+        except ObjectError as exc:
+            where = os.fsdecode(base[:-1]) or "the root folder"
+            raise type(exc)(f"cannot check out '{where}': {exc}", current,
+                            hints=["`rnstore fsck` lists damaged objects"]) from None
+        if not entries and base != prefix:
+            found.append(FlatEntry(base[:-1], MODE_TREE, current, 0))
+        for entry in entries:
+            if entry.mode == MODE_TREE:
+                stack.append((entry.id, base + entry.name + b"/"))
+            else:
+                found.append(FlatEntry(base + entry.name, entry.mode, entry.id, entry.size))
+    return found
 
 
 # -- plan ------------------------------------------------------------------------------
@@ -555,7 +611,7 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
     stage_fd = root_fd = None
     try:
         if plan.writes:
-            stage_path = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=staging_parent)
+            stage_path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=staging_parent)
             stage_fd = os.open(stage_path, _O_DIR)
             _stage_all(repo.store, plan.writes, stage_fd, progress)
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
@@ -787,10 +843,26 @@ class _Dirs:
         if fd is not None:
             self._open.move_to_end(folder)
             return fd
-        parent, name = _split(folder)
-        parent_fd = self.open(parent, create)
-        if parent_fd is None:
-            return None
+        # from the deepest folder already open, one component at a time
+        parts = folder.split(b"/")
+        depth, fd = len(parts) - 1, None
+        while depth > 0:
+            ancestor = b"/".join(parts[:depth])
+            fd = self._open.get(ancestor)
+            if fd is not None:
+                self._open.move_to_end(ancestor)
+                break
+            depth -= 1
+        if fd is None:
+            fd = self.root_fd
+        for depth in range(depth + 1, len(parts) + 1):
+            path, name = b"/".join(parts[:depth]), parts[depth - 1]
+            fd = self._open_one(fd, path, name, create)
+            if fd is None:
+                return None
+        return fd
+
+    def _open_one(self, parent_fd: int, folder: bytes, name: bytes, create: bool) -> int | None:
         try:
             fd = os.open(name, _O_DIR, dir_fd=parent_fd)
         except FileNotFoundError:
@@ -809,6 +881,7 @@ class _Dirs:
             raise _not_a_folder(folder) from None
         self._open[folder] = fd
         while len(self._open) > self.CAPACITY:
+            # never the parent just used: it is at the end, with `fd`
             os.close(self._open.popitem(last=False)[1])
         return fd
 

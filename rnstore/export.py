@@ -122,6 +122,7 @@ def export(repo, rev: str, output: str | os.PathLike | BinaryIO, *, format: str 
                            verify_first=True)
             stream.flush()
             return result
+        _remove_stale_temps(final)
         temp = temp_name_for(final)
         try:
             with open(temp, "xb") as fh:
@@ -134,6 +135,22 @@ def export(repo, rev: str, output: str | os.PathLike | BinaryIO, *, format: str 
         return result
     finally:
         progress.finish()
+
+
+def _remove_stale_temps(final: Path) -> None:
+    """Temporary archives (`.tmp-NAME-PID-XXXXXXXX`) that a killed export to
+    the same name left beside it."""
+    import re
+    from .checkout import is_stale
+    pattern = re.compile(re.escape(temp_name_for(final).name.rsplit("-", 2)[0]) + r"-(\d+)-[0-9a-f]{8}\Z")
+    try:
+        names = os.listdir(final.parent)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.match(name)
+        if match and is_stale(final.parent / name, match.group(1)):
+            remove_quietly(final.parent / name)
 
 
 def _check_output(final: Path) -> Path:
@@ -160,17 +177,27 @@ def _sort_key(entry) -> bytes:
 
 
 def _walk_tree(store, tree_id: str, prefix: bytes) -> Iterator[_Entry]:
+    """Everything below a tree, depth first in path order, without recursion
+    (a crafted tree may nest deeper than Python's stack)."""
+    stack: list[Iterator] = [iter(_read_tree(store, tree_id, prefix))]
+    while stack:
+        for entry, path in stack[-1]:
+            yield _Entry(path, entry.mode, entry.id, entry.size)
+            if entry.mode == MODE_TREE:
+                stack.append(iter(_read_tree(store, entry.id, path + b"/")))
+                break
+        else:
+            stack.pop()
+
+
+def _read_tree(store, tree_id: str, prefix: bytes) -> list:
     try:
         tree = store.get_tree(tree_id)
     except ObjectError as exc:
         where = os.fsdecode(prefix) or "the root folder"
         raise type(exc)(f"cannot export '{where}': {exc}", tree_id,
                         hints=["`rnstore fsck` lists damaged objects"]) from None
-    for entry in sorted(tree.entries, key=_sort_key):
-        path = prefix + entry.name
-        yield _Entry(path, entry.mode, entry.id, entry.size)
-        if entry.mode == MODE_TREE:
-            yield from _walk_tree(store, entry.id, path + b"/")
+    return [(entry, prefix + entry.name) for entry in sorted(tree.entries, key=_sort_key)]
 
 
 def _check_prefixes(store, tree: str, prefixes: list[bytes] | None, snapshot_id: str) -> None:

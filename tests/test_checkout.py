@@ -119,8 +119,9 @@ BASE = {
 
 @pytest.fixture
 def ws(tmp_path) -> Repository:
-    repo = Repository.init(tmp_path / "ws", default_ignore=False)
-    return repo
+    """A workspace without fsync (durability is not what these tests check)."""
+    Repository.init(tmp_path / "ws", default_ignore=False).config.set("core.fsync", "false")
+    return Repository.open(tmp_path / "ws")
 
 
 # -- --target: round trip and safety ---------------------------------------------------
@@ -543,3 +544,40 @@ def test_a_killed_checkouts_staging_folder_is_removed_by_the_next(ws):
     (stale / "0").write_bytes(b"half a file")
     checkout(ws, snap)
     assert not stale.exists()
+
+
+def test_deep_folders_go_through_descriptors_without_recursion(ws, tmp_path):
+    """150 folders deep: more than the descriptors kept open, written and
+    compared again one component at a time."""
+    blob = ws.store.put("blob", b"deep\n")
+    tree = ws.store.put_tree(Tree.from_entries([TreeEntry(b"f", MODE_FILE, blob, 5)]))
+    for _ in range(150):
+        tree = ws.store.put_tree(Tree.from_entries([TreeEntry(b"d", MODE_TREE, tree, 5)]))
+    from rnstore.plumbing import store_snapshot, utc_now
+    snap = store_snapshot(ws, Snapshot(tree, (), utc_now(), "deep", {}))
+    out = tmp_path / "out"
+    result = checkout(ws, snap, target=out)
+    assert result.written == [b"d/" * 150 + b"f"]
+    assert (out / ("d/" * 150 + "f")).read_bytes() == b"deep\n"
+    assert checkout(ws, snap, target=out).skipped == [b"d/" * 150 + b"f"]
+
+
+def dead_pid() -> int:
+    import subprocess
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_target_checkouts_staging_folder_is_removed_when_its_process_is_gone(ws, tmp_path):
+    build(ws.root, {"a.txt": b"a\n"})
+    snap = snapshot_of(ws)
+    out = tmp_path / "out"
+    old = out / f".tmp-checkout-{dead_pid()}-abcd1234"
+    young = out / f".tmp-checkout-{dead_pid()}-young123"
+    alive = out / f".tmp-checkout-{os.getpid()}-alive123"
+    for folder in (old, young, alive):
+        folder.mkdir(parents=True)
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    checkout(ws, snap, target=out)
+    assert not old.exists() and young.exists() and alive.exists()

@@ -73,7 +73,8 @@ def failed(result, code: int, *needles: str) -> str:
 def snap(tmp_path_factory):
     """A workspace with one snapshot of everything a snapshot can hold."""
     root = tmp_path_factory.mktemp("export") / "ws"
-    repo = Repository.init(root, default_ignore=False)
+    Repository.init(root, default_ignore=False).config.set("core.fsync", "false")
+    repo = Repository.open(root)
     base = os.fsencode(root)
     files = {
         b"README.md": (b"# experiment\n", 0o644),
@@ -302,3 +303,18 @@ def test_repository_export_method(snap, tmp_path):
     entries = list(iter_tree(repo.store, repo.store.get_snapshot(snapshot_id).tree))
     assert result.files == 10 and result.folders == 8
     assert result.bytes == sum(e.size for e in entries if e.mode in ("100644", "100755"))
+
+
+def test_a_killed_exports_temporary_archive_is_removed_by_the_next(snap, tmp_path):
+    import subprocess
+    repo, snapshot_id = snap
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    old = tmp_path / f".tmp-code.tar-{proc.pid}-0123abcd"
+    alive = tmp_path / f".tmp-code.tar-{os.getpid()}-0123abcd"
+    other = tmp_path / f".tmp-other.tar-{proc.pid}-0123abcd"
+    for path in (old, alive, other):
+        path.write_bytes(b"half an archive")
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    export(repo, snapshot_id, tmp_path / "code.tar")
+    assert not old.exists() and alive.exists() and other.exists()
