@@ -53,7 +53,7 @@ from typing import Iterable
 from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidValueError,
                      MissingObjectError, ObjectError)
 from .fsutil import TMP_PREFIX, temp_name_for
-from .index import Index, IndexEntry, StatKey, stat_key_if_settled
+from .index import Index, IndexEntry, StatKey
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import HEAD, HEADS, check_ref_name
@@ -279,7 +279,7 @@ def _new_index(base: Index, desired: dict[bytes, FlatEntry | None],
             continue
         before = tracked.get(path)
         if path in placed:
-            key = stat_key_if_settled(placed[path])
+            key = StatKey.of(placed[path])  # we wrote it; the index write's time guards it
         elif path in plan.known:
             key = plan.known[path]  # hashed while planning: identical
         elif before is not None and (before.mode, before.id) == (wanted.mode, wanted.id):

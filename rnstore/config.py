@@ -90,6 +90,8 @@ class Config:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}
+        except UnicodeDecodeError:
+            raise CorruptStoreError(f"config file {self.path} is unreadable: not UTF-8") from None
         try:
             values = json.loads(text)
             if not isinstance(values, dict):

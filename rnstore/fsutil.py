@@ -40,18 +40,20 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True, mode: int = 0
     """Replace `path` with `data`: readers see the old or the new bytes, never
     a mix, and with `durable` the new bytes survive a crash once this returns."""
     tmp = temp_name_for(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+    fd = -1
+    try:  # from naming the temporary file on, so Ctrl-C anywhere removes it
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+        os.close(fd)
+        fd = -1
         os.replace(tmp, path)
     except BaseException:
+        if fd >= 0:
+            os.close(fd)
         remove_quietly(tmp)
         raise
     if durable:

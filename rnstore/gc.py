@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .errors import CorruptObjectError, CorruptStoreError, InvalidValueError, MissingObjectError, ObjectError
-from .fsutil import atomic_write, remove_quietly
+from .fsutil import TMP_PREFIX, atomic_write, remove_quietly
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, is_object_id
 from .progress import NO_PROGRESS, Progress
 
@@ -577,6 +577,41 @@ def _update_registrations(repo, scan: RootScan, now: float) -> None:
             atomic_write(gone_file, f"{now:.3f}\n".encode(), durable=False)
 
 
+def _workspace_temp_files(repo, scan: RootScan) -> list[Path]:
+    """Leftovers of atomic_write (index, HEAD, refs, config, registrations)
+    in every workspace the store serves; the objects folder is the store's."""
+    found = []
+    folders = {ws.dotdir for ws in scan.workspaces if ws.state in ("here", "alive")}
+    folders.add(repo.dotdir)
+    for dotdir in sorted(folders):
+        for folder, subfolders, files in os.walk(dotdir):
+            subfolders[:] = [d for d in subfolders if d != "objects"]
+            found.extend(Path(folder, f) for f in files if f.startswith(TMP_PREFIX))
+    registrations = repo.store_root / "workspaces"
+    if registrations.is_dir():
+        found.extend(p for p in registrations.iterdir() if p.name.startswith(TMP_PREFIX))
+    # These writers do not hold the store lock, so a temporary file whose
+    # writer still runs may be in use, whatever its age.
+    return [p for p in found if not _writer_alive(p.name)]
+
+
+def _writer_alive(name: str) -> bool:
+    """fsutil.temp_name_for puts the writer's pid second to last."""
+    parts = name.split("-")
+    if len(parts) < 3 or not parts[-2].isdigit():
+        return False
+    pid = int(parts[-2])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, *, grace: float, now: float,
            progress: Progress) -> None:
     store = repo.store
@@ -604,7 +639,7 @@ def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, *, grace: float
                 store.delete(obj.id)
                 folders.add(obj.id[:2])
             progress.advance(1, obj.size)
-        for path in list(store.temp_files()):
+        for path in [*store.temp_files(), *_workspace_temp_files(repo, scan)]:
             try:
                 st = os.stat(path)
             except FileNotFoundError:

@@ -45,7 +45,10 @@ def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
             if staged.index_changed:
                 repo.write_index(index)
         branch_ref, head = repo.refs.head()
-        tree_id = write_tree(repo, index)
+        # HEAD's tree is a root, and the store lock is held until the new
+        # snapshot is named: folders unchanged since HEAD need no rewriting.
+        base = repo.store.get_snapshot(head).tree if head is not None else None
+        tree_id = write_tree(repo, index, base=base)
         if head is not None:
             unchanged = repo.store.get_snapshot(head).tree == tree_id
         else:

@@ -4,10 +4,12 @@ Each entry maps a path to (mode, id, size) and the stat fields seen when the
 file was hashed: size, mtime_ns, ctime_ns and inode. A file whose stat still
 matches is not read again.
 
-The racy-git rule: a file modified within RACY_NS of the moment it was hashed
-could change again within the same timestamp tick without its stat changing,
-so such an entry is recorded without stat fields ("smudged") and is re-hashed
-the next time it is looked at.
+The racy-git rule, twice over: an entry is trusted only if the file was last
+changed strictly before the index file was written (a change in the same
+timestamp tick as the write could leave the stat as it was); and `add`
+records a file modified within RACY_NS of the moment it hashed it without
+stat fields ("smudged"), since it could change again within that tick after
+being read. Checkout, which writes the files itself, records their stat.
 
 File format (`<dotdir>/index`)::
 
@@ -32,7 +34,7 @@ from .objects import MODES, is_object_id
 from .trees import FlatEntry
 
 HEADER = b"rnindex 1\n"
-RACY_NS = 2_000_000_000
+RACY_NS = 100_000_000  # far above the coarse clock tick that stamps file times (<= 10 ms)
 
 
 class StatKey(NamedTuple):
@@ -69,8 +71,10 @@ def stat_key_if_settled(st: os.stat_result, hashed_at_ns: int | None = None) -> 
 
 
 class Index:
-    def __init__(self, entries: Iterable[IndexEntry] = ()):
+    def __init__(self, entries: Iterable[IndexEntry] = (), written_ns: int | None = None):
         self.entries: dict[bytes, IndexEntry] = {e.path: e for e in entries}
+        #: the mtime of the index file this was read from (None: never written)
+        self.written_ns = written_ns
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -89,9 +93,17 @@ class Index:
         self.entries.pop(path, None)
 
     def lookup_fresh(self, path: bytes, st: os.stat_result) -> IndexEntry | None:
-        """The entry if the stat cache says the file is unchanged."""
+        """The entry if the stat cache says the file is unchanged: its stat
+        matches, and it was last changed strictly before the index file was
+        written (git's racy rule: a change in the same timestamp tick as the
+        index write could leave the stat as it was)."""
         entry = self.entries.get(path)
-        if entry is not None and entry.stat is not None and entry.stat == StatKey.of(st):
+        if entry is None or entry.stat is None or self.written_ns is None:
+            return None
+        key = entry.stat
+        if key.mtime_ns >= self.written_ns or key.ctime_ns >= self.written_ns:
+            return None
+        if key == StatKey.of(st):
             return entry
         return None
 
@@ -145,10 +157,14 @@ class Index:
     @classmethod
     def load(cls, path: Path) -> "Index":
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                written_ns = os.fstat(fh.fileno()).st_mtime_ns
+                data = fh.read()
         except FileNotFoundError:
             return cls()
-        return cls.decode(data, str(path))
+        index = cls.decode(data, str(path))
+        index.written_ns = written_ns
+        return index
 
     def write(self, path: Path, *, durable: bool = True) -> None:
         atomic_write(path, self.encode(), durable=durable)

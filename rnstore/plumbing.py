@@ -142,23 +142,23 @@ def manifest(repo, rev: str) -> dict:
 
 # -- write-tree / read-tree / mktree ---------------------------------------------------
 
-def write_tree(repo, index: Index | None = None) -> str:
+def write_tree(repo, index: Index | None = None, *, base: str | None = None) -> str:
     """Store the trees for the index (read from disk unless given); the
-    root tree id."""
+    root tree id. `base` (see trees.build_tree) is only for a caller that
+    holds the store lock until a ref names the result, as commit does."""
     index = repo.read_index() if index is None else index
     # The index is a root, so gc spares its blobs: no need to refresh them.
-    # HEAD's tree is a root too: folders unchanged since it are not rewritten.
-    head = repo.refs.head()[1]
-    base = repo.store.get_snapshot(head).tree if head is not None else None
     with repo.store_lock(shared=True), repo.store.batch():
         return build_tree(repo.store, index.flat_entries(), base=base)
 
 
 def read_tree(repo, treeish: str) -> int:
     """Replace the index with a tree's entries (stat cache cold); the count."""
-    tree_id = resolve_tree(repo, treeish)
-    entries = [IndexEntry(e.path, e.mode, e.id, e.size) for e in iter_tree(repo.store, tree_id)]
-    with repo.lock():
+    # Under the store lock: the snapshot could be forgotten and collected
+    # between reading its tree and the index (a root) naming its blobs.
+    with repo.lock(), repo.store_lock(shared=True):
+        tree_id = resolve_tree(repo, treeish)
+        entries = [IndexEntry(e.path, e.mode, e.id, e.size) for e in iter_tree(repo.store, tree_id)]
         repo.write_index(Index(entries))
     return len(entries)
 

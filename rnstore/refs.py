@@ -78,7 +78,10 @@ class RefStore:
         return self.dotdir / ref
 
     def read_raw(self, ref: str) -> str | None:
-        text = read_text_or_none(self._path(ref))
+        try:
+            text = read_text_or_none(self._path(ref))
+        except UnicodeDecodeError:
+            raise CorruptStoreError(f"{ref} is corrupt: not text") from None
         return None if text is None else text.strip()
 
     def head(self) -> tuple[str | None, str | None]:
@@ -88,6 +91,10 @@ class RefStore:
             raise CorruptStoreError(f"HEAD is missing in {self.dotdir}")
         if raw.startswith("ref: "):
             ref = raw[5:]
+            try:
+                check_ref_name(ref)
+            except InvalidValueError:
+                raise CorruptStoreError(f"HEAD is corrupt: it names the invalid ref '{ref[:80]}'") from None
             return ref, self.resolve(ref)
         if not is_object_id(raw):
             raise CorruptStoreError(f"HEAD is corrupt: '{raw[:80]}'")
@@ -108,12 +115,18 @@ class RefStore:
         """Every ref below `prefix` with its id, sorted by name."""
         found: dict[str, str] = {}
         base = self.dotdir / "refs"
-        for folder, dirs, files in os.walk(base):
+
+        def unreadable(error: OSError) -> None:
+            raise CorruptStoreError(f"cannot read the refs folder: {error}")
+
+        for folder, dirs, files in os.walk(base, onerror=unreadable):
             dirs.sort()
             for name in files:
-                if name.startswith("."):
-                    continue
                 ref = Path(folder, name).relative_to(self.dotdir).as_posix()
+                try:
+                    check_ref_name(ref)
+                except InvalidValueError:
+                    continue  # a leftover (a .tmp- or .lock file), not a ref
                 if ref.startswith(prefix):
                     value = self.resolve(ref)
                     if value is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .errors import LimitExceededError, UnreadableFileError
+from .errors import InvalidValueError, LimitExceededError, UnreadableFileError
 from .ignore import IgnoreRules
 from .index import Index, IndexEntry
 from .objects import MODE_LINK, MODE_TREE
@@ -28,6 +28,8 @@ class AddResult:
     skipped: list[tuple[bytes, str]] = field(default_factory=list)
     #: (path, error) of what could not be read (only with ignore_errors)
     unreadable: list[tuple[bytes, str]] = field(default_factory=list)
+    #: paths named explicitly that the ignore rules exclude (not staged)
+    ignored: list[bytes] = field(default_factory=list)
     files: int = 0
     bytes: int = 0
     dry_run: bool = False
@@ -79,7 +81,9 @@ def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = Fa
         ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
         cwd: Path | None = None) -> AddResult:
     """Stage additions, changes and deletions under `paths`."""
-    with repo.lock():
+    # The store lock (shared) lasts until the index, a root, names the new
+    # blobs: a gc in between would find them unreferenced.
+    with repo.lock(), repo.store_lock(shared=True):
         index = repo.read_index()
         result = stage(repo, index, paths, dry_run=dry_run, force=force, excludes=excludes,
                        no_ignore=no_ignore, ignore_errors=ignore_errors, progress=progress,
@@ -98,7 +102,12 @@ def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bo
     prefixes = relative_pathspecs(repo.root, list(paths) or ["."], cwd)
     rules = ignore_rules(repo, excludes, no_ignore)
     found = scan(repo.root, prefixes, rules)
-    result = AddResult(skipped=found.skipped, dry_run=dry_run)
+    unmatched = [p for p in found.missing if not any(under(e, [p]) for e in index.entries)]
+    if unmatched:
+        raise InvalidValueError(
+            f"pathspec '{os.fsdecode(unmatched[0])}' did not match any files",
+            hints=["check the spelling; `rnstore status` lists what is there"])
+    result = AddResult(skipped=found.skipped, ignored=found.ignored, dry_run=dry_run)
     if found.unreadable and not ignore_errors:
         raise _unreadable_error(found.unreadable)
     result.unreadable.extend(found.unreadable)

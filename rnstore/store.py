@@ -115,8 +115,9 @@ class ObjectStore:
                 raise SizeChangedError()
             return self.put(kind, data)
         digest = hashlib.sha256()
-        out, token = self._new_temp()
+        out = token = None
         try:
+            out, token = self._new_temp()
             writer = codec.FrameWriter(out, kind, size, self.level)
             remaining = size
             while remaining > 0:
@@ -137,8 +138,10 @@ class ObjectStore:
                 self._publish(token, oid)
             return oid
         except BaseException:
-            out.close()
-            self._discard(token)
+            if out is not None:
+                out.close()
+            if token is not None:
+                self._discard(token)
             raise
 
     def put_file(self, path: Path) -> tuple[str, int]:
@@ -295,27 +298,33 @@ class DiskStore(ObjectStore):
         frame = codec.compress(kind, payload, self.level)
         folder = f"{self._root}/{oid[:2]}"
         temp = self._temp_name(folder)
-        try:
-            fd = os.open(temp, _CREATE_FLAGS, 0o644)
-        except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
-            fd = os.open(temp, _CREATE_FLAGS, 0o644)
-        try:
+        fd = -1
+        try:  # everything after naming the temporary file, so Ctrl-C anywhere removes it
             try:
-                view = memoryview(frame)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
+                fd = os.open(temp, _CREATE_FLAGS, 0o644)
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
+                fd = os.open(temp, _CREATE_FLAGS, 0o644)
+            view = memoryview(frame)
+            while view:
+                view = view[os.write(fd, view):]
+            os.close(fd)
+            fd = -1
             self._publish(temp, oid)
         except BaseException:
+            if fd >= 0:
+                os.close(fd)
             remove_quietly(temp)
             raise
         return oid
 
     def _new_temp(self):
         path = self._temp_name(self._root)
-        return open(path, "xb"), path
+        try:
+            return open(path, "xb"), path
+        except BaseException:  # Ctrl-C between creating and returning it
+            remove_quietly(path)
+            raise
 
     def _publish(self, temp_token, oid: str) -> None:
         final = self._path(oid)

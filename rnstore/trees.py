@@ -15,6 +15,11 @@ if TYPE_CHECKING:  # store imports codec, hence zstandard: keep it off the impor
     from .store import ObjectStore
 
 
+#: Longer paths cannot be written on POSIX (PATH_MAX); a tree that holds
+#: one was crafted, not snapshotted.
+MAX_PATH = 4096
+
+
 class FlatEntry(NamedTuple):
     path: bytes
     mode: str
@@ -101,23 +106,38 @@ def iter_tree(store: ObjectStore, tree_id: str, prefix: bytes = b"",
               recursive: bool = True) -> Iterator[FlatEntry]:
     """Entries below a tree in path order. Recursively, only files, links
     and empty folders are listed; otherwise one level, folders included."""
-    tree = store.get_tree(tree_id)
-    entries = tree.entries
-    if recursive:
-        # Trees sort by entry name, but "a/x" comes after "a.txt" in path
-        # order ('/' > '.'): a non-empty folder sorts as if named "a/".
-        entries = sorted(entries, key=lambda e: e.name + b"/"
-                         if e.mode == MODE_TREE and e.id != EMPTY_TREE_ID else e.name)
-    for entry in entries:
-        path = prefix + entry.name
-        if entry.mode == MODE_TREE and recursive:
-            before = 0
-            for before, item in enumerate(iter_tree(store, entry.id, path + b"/"), 1):
-                yield item
-            if before == 0:
-                yield FlatEntry(path, MODE_TREE, entry.id, 0)
+    if not recursive:
+        for entry in store.get_tree(tree_id).entries:
+            yield FlatEntry(prefix + entry.name, entry.mode, entry.id, entry.size)
+        return
+    # An explicit stack, not recursion: a stored tree may nest arbitrarily deep.
+    pending = [iter(_in_path_order(store.get_tree(tree_id).entries))]
+    prefixes = [prefix]
+    while pending:
+        entry = next(pending[-1], None)
+        if entry is None:
+            pending.pop()
+            prefixes.pop()
+            continue
+        path = prefixes[-1] + entry.name
+        if len(path) >= MAX_PATH:
+            raise CorruptObjectError(
+                f"tree {tree_id} holds a path of over {MAX_PATH} bytes, more than any "
+                f"file system allows: {path[:60]!r}...", tree_id)
+        if entry.mode == MODE_TREE and entry.id != EMPTY_TREE_ID:
+            pending.append(iter(_in_path_order(store.get_tree(entry.id).entries)))
+            prefixes.append(path + b"/")
+        elif entry.mode == MODE_TREE:
+            yield FlatEntry(path, MODE_TREE, entry.id, 0)
         else:
             yield FlatEntry(path, entry.mode, entry.id, entry.size)
+
+
+def _in_path_order(entries) -> list[TreeEntry]:
+    # Trees sort by entry name, but "a/x" comes after "a.txt" in path order
+    # ('/' > '.'): a non-empty folder sorts as if named "a/".
+    return sorted(entries, key=lambda e: e.name + b"/"
+                  if e.mode == MODE_TREE and e.id != EMPTY_TREE_ID else e.name)
 
 
 def lookup(store: ObjectStore, tree_id: str, path: bytes) -> TreeEntry | None:

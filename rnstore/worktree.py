@@ -53,6 +53,10 @@ class Scan:
     skipped: list[tuple[bytes, str]] = field(default_factory=list)
     #: (path, error) of files and folders that could not be read
     unreadable: list[tuple[bytes, str]] = field(default_factory=list)
+    #: paths asked for by name that the ignore rules exclude
+    ignored: list[bytes] = field(default_factory=list)
+    #: paths asked for by name that do not exist
+    missing: list[bytes] = field(default_factory=list)
 
 
 def mode_of(st: os.stat_result) -> str | None:
@@ -109,12 +113,14 @@ def scan(root: Path, prefixes: list[bytes], rules) -> Scan:
             continue  # covered by a shorter prefix
         if prefix:
             if _ignored_on_the_way(rules, prefix):
+                result.ignored.append(prefix)
                 continue
             full = os.path.join(root_b, prefix)
             try:
                 st = os.lstat(full)
             except FileNotFoundError:
-                continue  # gone: deletions are found by comparing with the index
+                result.missing.append(prefix)  # a deletion, if the index has it
+                continue
             except OSError as exc:
                 result.unreadable.append((prefix, exc.strerror or str(exc)))
                 continue

@@ -68,7 +68,6 @@ def complete(shell: str, line: str, cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.mark.xfail(strict=True, reason=COMPLETION_NOT_REGISTERED)
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_completion_variable_completes_commands(shell, tmp_path):
     proc = complete(shell, "rnstore che", tmp_path)
@@ -76,7 +75,6 @@ def test_completion_variable_completes_commands(shell, tmp_path):
     assert "checkout" in proc.stdout and "commit" not in proc.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=COMPLETION_NOT_REGISTERED)
 def test_completion_variable_completes_options(tmp_path):
     proc = complete("bash", "rnstore commit --me", tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -84,7 +82,6 @@ def test_completion_variable_completes_options(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
-@pytest.mark.xfail(strict=True, reason=COMPLETION_NOT_REGISTERED)
 def test_bash_script_completes_end_to_end(tmp_path):
     """Source the checked-in bash script and press TAB after `rnstore che`."""
     bin_dir = tmp_path / "bin"

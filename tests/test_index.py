@@ -190,8 +190,9 @@ def test_lookup_fresh_matches_only_an_identical_stat(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     entry = settled_entry(path)
-    index = Index([entry])
     st = os.lstat(path)
+    # as if the index had been written a second after the file last changed
+    index = Index([entry], written_ns=max(st.st_mtime_ns, st.st_ctime_ns) + 10**9)
     assert index.lookup_fresh(b"f", st) == entry
     assert index.lookup_fresh(b"other", st) is None
 
@@ -230,6 +231,11 @@ def test_stat_key_survives_the_file(tmp_path):
     entry = settled_entry(path)
     index_path = tmp_path / "index"
     Index([entry]).write(index_path)
-    loaded = Index.load(index_path)
-    assert loaded.get(b"f").stat == entry.stat
-    assert loaded.lookup_fresh(b"f", os.lstat(path)) == entry
+    written_now = Index.load(index_path)
+    assert written_now.get(b"f").stat == entry.stat
+    if written_now.written_ns <= max(entry.stat.mtime_ns, entry.stat.ctime_ns):
+        # written within the file's own timestamp tick: racy, not trusted
+        assert written_now.lookup_fresh(b"f", os.lstat(path)) is None
+    later = os.stat(index_path).st_mtime_ns + 10**9
+    os.utime(index_path, ns=(later, later))  # as if written a second later
+    assert Index.load(index_path).lookup_fresh(b"f", os.lstat(path)) == entry

@@ -58,18 +58,12 @@ def test_add_outside_the_workspace_is_bad_input(bare, run_cli, tmp_path_factory)
     assert_error(run_cli(["add", str(elsewhere)], cwd=bare), 2, "outside")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "staging.add / worktree.scan: a PATH that matches nothing (a typo) is skipped "
-    "silently and add exits 0; git fails with \"pathspec did not match any files\""))
 def test_add_of_a_path_that_matches_nothing_fails(bare, run_cli):
     write_files(bare, {"train.py": "t"})
     result = run_cli(["add", "trian.py"], cwd=bare)
     assert_error(result, 2, "trian.py")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "staging.add / worktree.scan: naming an ignored file (`add train.log` with *.log in "
-    ".rnignore) stages nothing and says nothing, exit 0; git refuses and names the file"))
 def test_add_of_an_explicitly_named_ignored_file_says_so(bare, run_cli):
     write_files(bare, {".rnignore": "*.log\n", "train.log": "l"})
     result = run_cli(["add", "train.log"], cwd=bare)

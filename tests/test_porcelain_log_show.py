@@ -112,9 +112,6 @@ def test_log_on_an_empty_workspace(tmp_path, run_cli):
     assert ok(every).stdout == b""
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a negative -n is accepted: `log -n -1` prints nothing while `log --all -n -1` slices "
-    "entries[:-1] and drops the oldest snapshot (history.py log)"))
 def test_negative_max_count_is_rejected_or_means_no_limit(history, run_cli):
     ws, ids, side = history
     plain, every = run_parallel(run_cli, [(["log", "--json", "-n", "-1"], ws),

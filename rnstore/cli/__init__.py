@@ -8,10 +8,17 @@ unless RNSTORE_DEBUG=1.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
+
+def _interrupted_while_starting(signum, frame):  # nothing to clean up yet
+    os._exit(130)
+
+
+signal.signal(signal.SIGINT, _interrupted_while_starting)
+
 from .._version import __version__
-from ._errors import EXIT_INTERRUPTED, EXIT_PIPE, EXIT_USAGE, report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: list[str]) -> int:
     try:
-        from .app import build_command
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        from .app import build_command  # everything heavy loads inside the try
         result = build_command(args).main(args=args, prog_name="rnstore", standalone_mode=False)
         _flush_stdout()
         return result if isinstance(result, int) else 0
@@ -37,6 +45,10 @@ def _flush_stdout() -> None:
 
 
 def _handle(exc: BaseException) -> int:
+    try:
+        from ._errors import EXIT_INTERRUPTED, EXIT_PIPE, EXIT_USAGE, report
+    except KeyboardInterrupt:
+        return 130
     if isinstance(exc, BrokenPipeError) or (
             isinstance(exc, OSError) and getattr(exc, "errno", None) == 32):
         _silence_stdout()

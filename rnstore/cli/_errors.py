@@ -40,6 +40,8 @@ def message_for(exc: BaseException) -> tuple[str, list[str], int]:
         if exc.errno == errno.ENOENT:
             return f"{reason}{where}", [], EXIT_USAGE
         return f"{reason}{where}", [], EXIT_ACT
+    if isinstance(exc, RecursionError):
+        return "folders nested too deeply to process", [], EXIT_ACT
     return f"internal error: {type(exc).__name__}: {exc}", [
         "this is a bug in rnstore; RNSTORE_DEBUG=1 shows the traceback"], EXIT_ACT
 

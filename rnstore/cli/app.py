@@ -52,6 +52,9 @@ def build_command(args: list[str] | None = None):
     """The click command for a run with `args`. Converting a typer command
     costs about 4 ms, so only the command being invoked is converted (all of
     them for top-level help and shell completion)."""
+    if os.environ.get("_RNSTORE_COMPLETE"):
+        from typer.completion import completion_init
+        completion_init()  # shell completion asks: register typer's shells
     from . import plumbing  # noqa: F401 - registers the plumbing commands
     from . import porcelain  # noqa: F401 - registers the porcelain commands
     from . import restore  # noqa: F401 - registers checkout and export

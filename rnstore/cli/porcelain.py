@@ -48,6 +48,9 @@ def _warn_add(result) -> None:
         out.warn(f"skipped {why} '{os.fsdecode(path)}'")
     for path, why in result.unreadable:
         out.warn(f"could not read '{os.fsdecode(path)}' ({why}); left as it was")
+    for path in result.ignored:
+        out.warn(f"'{os.fsdecode(path)}' is ignored by .rnignore and was not staged "
+                 f"(--no-ignore stages it)")
 
 
 Excludes = Annotated[Optional[List[str]], typer.Option(
@@ -170,7 +173,7 @@ def commit(
 @app.command("log")
 def log(
     rev: Annotated[Optional[str], typer.Argument(metavar="[REV]")] = None,
-    number: Annotated[Optional[int], typer.Option("-n", "--max-count", help="Show at most N snapshots.")] = None,
+    number: Annotated[Optional[int], typer.Option("-n", "--max-count", min=0, help="Show at most N snapshots.")] = None,
     oneline: Annotated[bool, typer.Option("--oneline", help="One line per snapshot.")] = False,
     all_: Annotated[bool, typer.Option("--all", help="Every live snapshot, newest first.")] = False,
     json_: Json = False,
