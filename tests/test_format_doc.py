@@ -135,3 +135,5 @@ def test_constants_the_document_quotes():
     assert f"{codec.MAX_METADATA_SIZE >> 20} MiB" in TEXT
     from rnstore.store import BUFFERED_BLOB
     assert f"{BUFFERED_BLOB >> 20} MiB" in TEXT
+    from rnstore.index import RACY_NS
+    assert f"within {RACY_NS // 10**6} ms of being hashed" in TEXT
