@@ -9,9 +9,9 @@ from typing import Iterable
 
 from .objects import MODE_LINK, MODE_TREE
 from .revparse import resolve_tree
-from .staging import compare, ignore_rules
+from .staging import compare, ignore_rules, workspace_entries
 from .trees import iter_tree
-from .worktree import hash_entry, parallel_map, scan
+from .worktree import scan
 
 #: Blobs larger than this are not diffed line by line.
 TEXT_DIFF_LIMIT = 4 << 20
@@ -45,21 +45,9 @@ def _tree_side(repo, rev: str) -> dict[bytes, tuple[str, str]]:
 
 def _workspace_side(repo, excludes: Iterable[str], no_ignore: bool) -> dict[bytes, tuple[str, str]]:
     """The workspace as `commit -a` would see it: tracked and untracked."""
-    index = repo.read_index()
     found = scan(repo.root, [b""], ignore_rules(repo, excludes, no_ignore))
-    side: dict[bytes, tuple[str, str]] = {}
-    to_hash = []
-    for f in found.found:
-        entry = index.get(f.path)
-        if entry is not None and entry.mode == f.mode and (
-                f.mode == MODE_TREE or index.lookup_fresh(f.path, f.st)):
-            side[f.path] = (entry.mode, entry.id)
-        else:
-            to_hash.append(f)
-    for f, stored, error in parallel_map(lambda f: hash_entry(repo.root, f), to_hash):
-        if error is None:
-            side[f.path] = (stored.mode, stored.id)
-    return side
+    side, _ = workspace_entries(repo, repo.read_index(), found, hash_untracked=True)
+    return {path: entry for path, entry in side.items() if entry[1] != "unreadable"}
 
 
 def diff(repo, old_rev: str | None = None, new_rev: str | None = None, *,

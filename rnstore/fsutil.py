@@ -40,9 +40,32 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True, mode: int = 0
     """Replace `path` with `data`: readers see the old or the new bytes, never
     a mix, and with `durable` the new bytes survive a crash once this returns."""
     tmp = temp_name_for(path)
-    fd = -1
     try:  # from naming the temporary file on, so Ctrl-C anywhere removes it
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        write_new_file(tmp, data, durable=durable, mode=mode)
+        os.replace(tmp, path)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def write_new_file(path: str | Path, data: bytes, *, durable: bool = False, mode: int = 0o644,
+                   make_parent: bool = False) -> None:
+    """Create `path`, which must not exist, holding `data`; on any failure,
+    Ctrl-C included, nothing is left behind."""
+    fd = -1
+    try:
+        try:
+            fd = os.open(path, _CREATE_FLAGS, mode)
+        except FileNotFoundError:
+            if not make_parent:
+                raise
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, _CREATE_FLAGS, mode)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
@@ -50,14 +73,11 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True, mode: int = 0
             os.fsync(fd)
         os.close(fd)
         fd = -1
-        os.replace(tmp, path)
     except BaseException:
         if fd >= 0:
             os.close(fd)
-        remove_quietly(tmp)
+        remove_quietly(path)
         raise
-    if durable:
-        fsync_dir(path.parent)
 
 
 def remove_quietly(path: Path) -> None:

@@ -260,9 +260,11 @@ def head_entries(repo, head: str | None) -> dict[bytes, tuple[str, str]]:
     return {e.path: (e.mode, e.id) for e in iter_tree(repo.store, tree)}
 
 
-def workspace_entries(repo, index: Index, found: Scan) -> tuple[dict[bytes, tuple[str, str]], list[IndexEntry]]:
+def workspace_entries(repo, index: Index, found: Scan, *, hash_untracked: bool = False
+                      ) -> tuple[dict[bytes, tuple[str, str]], list[IndexEntry]]:
     """The workspace as path -> (mode, id), trusting the stat cache where it
-    holds and hashing the rest; also the index entries whose stat can be
+    holds and hashing the rest (untracked files only with `hash_untracked`;
+    otherwise their id is ""); also the index entries whose stat can be
     refreshed because only their timestamps changed."""
     current: dict[bytes, tuple[str, str]] = {}
     to_hash = []
@@ -271,8 +273,8 @@ def workspace_entries(repo, index: Index, found: Scan) -> tuple[dict[bytes, tupl
         if entry is not None and entry.mode == f.mode and (
                 f.mode == MODE_TREE or index.lookup_fresh(f.path, f.st)):
             current[f.path] = (entry.mode, entry.id)
-        elif entry is None:
-            current[f.path] = (f.mode, "")  # untracked: its id does not matter
+        elif entry is None and not hash_untracked:
+            current[f.path] = (f.mode, "")
         else:
             to_hash.append(f)
     refreshed = []
@@ -282,7 +284,8 @@ def workspace_entries(repo, index: Index, found: Scan) -> tuple[dict[bytes, tupl
             continue
         current[f.path] = (stored.mode, stored.id)
         entry = index.get(f.path)
-        if (entry.mode, entry.id) == (stored.mode, stored.id) and stored.stat is not None:
+        if entry is not None and (entry.mode, entry.id) == (stored.mode, stored.id) \
+                and stored.stat is not None:
             refreshed.append(IndexEntry(entry.path, entry.mode, entry.id, entry.size, stored.stat))
     return current, refreshed
 

@@ -18,7 +18,7 @@ from typing import BinaryIO, Iterator
 
 from . import codec
 from .errors import CorruptObjectError, InvalidValueError, MissingObjectError
-from .fsutil import TMP_PREFIX, fsync_dir, remove_quietly, sync_filesystem
+from .fsutil import TMP_PREFIX, fsync_dir, remove_quietly, sync_filesystem, write_new_file
 from .objects import (BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree,
                       is_object_id)
 
@@ -244,7 +244,6 @@ def _named(exc: CorruptObjectError, oid: str) -> CorruptObjectError:
 
 
 _temp_counter = itertools.count()
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 class DiskStore(ObjectStore):
@@ -298,22 +297,10 @@ class DiskStore(ObjectStore):
         frame = codec.compress(kind, payload, self.level)
         folder = f"{self._root}/{oid[:2]}"
         temp = self._temp_name(folder)
-        fd = -1
-        try:  # everything after naming the temporary file, so Ctrl-C anywhere removes it
-            try:
-                fd = os.open(temp, _CREATE_FLAGS, 0o644)
-            except FileNotFoundError:
-                os.makedirs(folder, exist_ok=True)
-                fd = os.open(temp, _CREATE_FLAGS, 0o644)
-            view = memoryview(frame)
-            while view:
-                view = view[os.write(fd, view):]
-            os.close(fd)
-            fd = -1
+        try:  # from naming the temporary file on, so Ctrl-C anywhere removes it
+            write_new_file(temp, frame, make_parent=True)
             self._publish(temp, oid)
         except BaseException:
-            if fd >= 0:
-                os.close(fd)
             remove_quietly(temp)
             raise
         return oid
