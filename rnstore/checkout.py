@@ -42,9 +42,9 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 import stat
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -611,7 +611,10 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
     stage_fd = root_fd = None
     try:
         if plan.writes:
-            stage_path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=staging_parent)
+            # Named before it exists, so Ctrl-C right after mkdir still removes it.
+            stage_path = os.path.join(
+                staging_parent, f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
+            os.mkdir(stage_path, 0o700)
             stage_fd = os.open(stage_path, _O_DIR)
             _stage_all(repo.store, plan.writes, stage_fd, progress)
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
