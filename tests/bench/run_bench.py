@@ -1155,6 +1155,21 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _term)
 
     pb = Path(os.environ.get("PB", "/tmp/peerbench")).absolute()
+    pb.mkdir(parents=True, exist_ok=True)
+    # one benchmark at a time per $PB: runs share $PB/work and $PB/rnstore-*, and would also
+    # slow each other down
+    import fcntl
+    lock = open(pb / "bench.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        log(f"waiting for the benchmark already running on {pb} ({lock.read().strip() or '?'}) ...")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}: {shlex.join(sys.argv)}\n")
+    lock.flush()
     ensure_corpus(pb)
     peers = ensure_tools(peers, want_hyperfine=not args.no_startup)
     rev_sha = None
