@@ -1150,7 +1150,8 @@ def main(argv=None) -> int:
         if p not in KNOWN_PEERS:
             ap.error(f"unknown peer {p!r}")
 
-    def _term(signum, frame):  # run the clean-up in `finally` on kill as on Ctrl-C
+    def _term(signum, frame):  # run the clean-up in `finally` on kill as on Ctrl-C;
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second kill must not cut it short
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, _term)
 
