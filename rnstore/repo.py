@@ -27,7 +27,7 @@ from typing import Callable
 
 from .config import OBJECTS_KEY, Config
 from .errors import InvalidValueError, NotAWorkspaceError
-from .fsutil import FileLock, atomic_write
+from .fsutil import FileLock, atomic_write, write_new_file
 from .index import Index
 from .refs import HEADS, Journal, RefStore, branch_ref
 
@@ -284,7 +284,12 @@ def prepare_store(store_root: Path, *, fresh_ok: bool = True) -> None:
         raise InvalidValueError(
             f"{store_root} is not empty and is not an rnstore object store",
             hints=["give an empty or new folder, or an existing shared store"])
-    (store_root / "objects").mkdir(parents=True, exist_ok=True)
-    if not marker.exists():
-        atomic_write(marker, STORE_FORMAT.encode())
+    # The marker first: a second `init --objects` racing this one must find
+    # a store, not a non-empty folder without a marker.
+    store_root.mkdir(parents=True, exist_ok=True)
+    try:
+        write_new_file(marker, STORE_FORMAT.encode(), durable=True)
+    except FileExistsError:
+        pass
+    (store_root / "objects").mkdir(exist_ok=True)
 

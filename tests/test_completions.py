@@ -100,10 +100,6 @@ def test_bash_script_completes_end_to_end(tmp_path):
     assert proc.stdout.split() == ["checkout"], (proc.stdout, proc.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "typer 0.29 reads `_RNSTORE_COMPLETE=<instruction>_<shell>` (complete_bash, as the "
-    "generated scripts use); click 8's order `bash_complete` answers 'Shell complete not "
-    "supported.' even once completion classes are registered"))
 def test_click_style_instruction_also_completes(tmp_path):
     env = {"_RNSTORE_COMPLETE": "bash_complete", "COMP_WORDS": "rnstore che", "COMP_CWORD": "1"}
     proc = subprocess.run([sys.executable, "-m", "rnstore"], cwd=tmp_path, capture_output=True,

@@ -29,7 +29,17 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(args))
 
 
+def _accept_click_completion_order() -> None:
+    """click spells the completion request `bash_complete`, typer
+    `complete_bash`; answer both."""
+    value = os.environ.get("_RNSTORE_COMPLETE", "")
+    for shell in ("bash", "zsh", "fish"):
+        if value.startswith(shell + "_"):
+            os.environ["_RNSTORE_COMPLETE"] = f"{value[len(shell) + 1:]}_{shell}"
+
+
 def run(args: list[str]) -> int:
+    _accept_click_completion_order()
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         from .app import build_command  # everything heavy loads inside the try

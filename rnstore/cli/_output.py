@@ -88,7 +88,7 @@ class RichProgress:
         self._files_done = 0
         console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
         self._bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
             TransferSpeedColumn(), TextColumn("{task.fields[files]}"), TimeRemainingColumn(),
             console=console, transient=False)
         self._bar.start()
