@@ -57,7 +57,7 @@ from .index import Index, IndexEntry, StatKey
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import HEAD, HEADS, check_ref_name
-from .trees import FlatEntry, lookup
+from .trees import MAX_PATH, FlatEntry, lookup
 
 PROTECTED = b".rnstore"
 #: How many conflicting paths an error lists before "and N more".
@@ -356,6 +356,10 @@ def _leaves(store, tree_id: str, prefix: bytes) -> list[FlatEntry]:
         if not entries and base != prefix:
             found.append(FlatEntry(base[:-1], MODE_TREE, current, 0))
         for entry in entries:
+            if len(base) + len(entry.name) >= MAX_PATH:
+                raise CorruptObjectError(
+                    f"tree {current} holds a path of over {MAX_PATH} bytes, more than any "
+                    f"file system allows: {(base + entry.name)[:60]!r}...", current)
             if entry.mode == MODE_TREE:
                 stack.append((entry.id, base + entry.name + b"/"))
             else:

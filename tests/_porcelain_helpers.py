@@ -258,7 +258,9 @@ def new_workspace(root: Path, *, default_ignore: bool = False) -> Path:
     [--no-default-ignore]` leaves it, by copying one the CLI made once per
     session (init itself is tested in test_porcelain_init.py; a process
     start saved per test keeps the suite fast). Returns `root`."""
-    if default_ignore not in _TEMPLATES:
+    template = _TEMPLATES.get(default_ignore)
+    if template is None or not (template / ".rnstore" / "HEAD").is_file():
+        # (made again if something cleaned /tmp under a long session)
         import atexit
         import tempfile
         folder = Path(tempfile.mkdtemp(prefix="rnstore-template-"))
