@@ -34,6 +34,8 @@ from .refs import HEADS, Journal, RefStore, branch_ref
 DOTDIR = ".rnstore"
 STORE_MARKER = "rnstore-store"
 STORE_FORMAT = "rnstore object store, format 1\n"
+#: What an object store folder holds (see the layout above).
+STORE_ENTRIES = {STORE_MARKER, "objects", "workspaces", "store.lock", "gc.last"}
 
 DEFAULT_IGNORE = """\
 # rnstore ignore rules (gitignore syntax). Edit freely; --no-ignore bypasses them.
@@ -280,7 +282,10 @@ def prepare_store(store_root: Path, *, fresh_ok: bool = True) -> None:
     if store_root.exists() and not store_root.is_dir():
         raise InvalidValueError(f"{store_root} exists and is not a folder")
     marker = store_root / STORE_MARKER
-    if fresh_ok and store_root.is_dir() and not marker.exists() and any(store_root.iterdir()):
+    foreign = store_root.is_dir() and [
+        p for p in store_root.iterdir() if p.name not in STORE_ENTRIES]
+    # (entries a racing `init --objects` may have made count as a store's own)
+    if fresh_ok and foreign and not marker.exists():
         raise InvalidValueError(
             f"{store_root} is not empty and is not an rnstore object store",
             hints=["give an empty or new folder, or an existing shared store"])
