@@ -117,10 +117,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         f"({s['concurrent.commits']} commits, {s['concurrent.gc_runs']} gc runs, "
         f"{s['concurrent.readers']} reader runs), "
         f"{s['corrupt.objects']} corrupted objects/roots, "
+        f"{s['leftovers.planted']} planted crash leftovers, "
         f"{s['hostile.inputs']} hostile inputs, "
         f"{s['resources.scenarios']} resource scenarios, "
         f"{sum(signals.values())} SIGINTs ({', '.join(f'{k} {v}' for k, v in signals.items()) or 'none'}), "
-        f"{s['checks.fsck']} fsck runs, {s['checks.checkouts']} verified checkouts",
+        f"{s['checks.fsck']} fsck runs + {s['checks.incremental']} incremental store checks, "
+        f"{s['checks.checkouts']} verified checkouts",
     ]
     lines += [f"torture: {note}" for note in NOTES]
     if CPU:
@@ -475,6 +477,103 @@ def build_two_snapshots(ws: Path, seed: int, n_files: int) -> tuple[str, dict, s
     man_b = manifest(ws)
     snap_b = commit(ws, "B")
     return snap_a, man_a, snap_b, man_b
+
+
+# -- random moments and an incremental store check ------------------------------------------
+
+def startup_seconds(ws: Path, runs: int = 3) -> float:
+    """How long the CLI takes to start and do nothing much (rev-parse):
+    the fastest of a few runs."""
+    best = float("inf")
+    for _ in range(runs):
+        start = time.monotonic()
+        ok(["rev-parse", "HEAD"], ws)
+        best = min(best, time.monotonic() - start)
+    return best
+
+
+def random_moment(rng: random.Random, startup: float, typical: float) -> float:
+    """A delay between ~5 ms and the command's typical duration: a quarter
+    of the moments anywhere in that span (start-up included), the rest
+    while the command works (after the interpreter has started and
+    imported rnstore), where the moments that matter are."""
+    typical = max(typical, 0.01)
+    start = min(startup, 0.8 * typical)
+    if rng.random() < 0.25:
+        return rng.uniform(0.005, typical)
+    return rng.uniform(start, typical)
+
+
+class StoreChecker:
+    """What fsck checks, for what changed since the last check, through the
+    library's own readers (an independent, incremental second opinion):
+
+    - every object file that is new (or was replaced) since the last check
+      decompresses and hashes to its name; a tree or snapshot also decodes;
+    - objects checked before are unchanged (same inode and size);
+    - every root (HEAD, refs, the journal of live snapshots, the index) can
+      be read, and nothing reachable from one is missing. Trees already
+      walked are not walked again, unless objects were deleted since.
+
+    Returns a list of problems (empty: clean, dangling objects allowed)."""
+
+    def __init__(self):
+        self.seen: dict[str, tuple[int, int]] = {}
+        self.walked: set[str] = set()
+
+    def check(self, repo) -> list[str]:
+        from rnstore.errors import ObjectError
+        from rnstore.gc import workspace_roots
+        from rnstore.objects import BLOB, MODE_TREE, SNAPSHOT, TREE
+        store = repo.store
+        problems: list[str] = []
+        current: dict[str, tuple[int, int]] = {}
+        for oid in store:
+            try:
+                st = os.stat(store.path_for(oid))
+            except FileNotFoundError:
+                continue
+            current[oid] = (st.st_ino, st.st_size)
+        if any(oid not in current for oid in self.seen):
+            self.walked.clear()  # something was deleted: walk everything again
+        for oid, key in current.items():
+            if self.seen.get(oid) == key:
+                continue
+            try:
+                kind, _ = store.verify(oid)
+                if kind == TREE:
+                    store.get_tree(oid)
+                elif kind == SNAPSHOT:
+                    store.get_snapshot(oid)
+            except ObjectError as exc:
+                problems.append(f"object {oid}: {exc}")
+                continue
+            self.seen[oid] = key
+        self.seen = {oid: key for oid, key in self.seen.items() if oid in current}
+
+        def on_problem(kind: str, name: str, detail: str) -> None:
+            problems.append(f"{kind} {name}: {detail}")
+        stack = [(root.id, root.kind, root.label) for root in workspace_roots(repo, on_problem)]
+        while stack:
+            oid, kind, where = stack.pop()
+            if oid in self.walked:
+                continue
+            if oid not in current:
+                problems.append(f"missing {kind} {oid} ({where})")
+                continue
+            if kind == BLOB:
+                continue
+            self.walked.add(oid)
+            try:
+                if kind == SNAPSHOT:
+                    stack.append((store.get_snapshot(oid).tree, TREE, f"tree of {oid[:12]}"))
+                else:
+                    for entry in store.get_tree(oid).entries:
+                        stack.append((entry.id, TREE if entry.mode == MODE_TREE else BLOB,
+                                      f"'{entry.name.decode('utf-8', 'replace')}' in tree {oid[:12]}"))
+            except ObjectError as exc:
+                problems.append(f"{kind} {oid}: {exc}")
+        return problems
 
 
 # -- lanes in worker processes ----------------------------------------------------------

@@ -1,9 +1,11 @@
 """kill -9 at random moments: commit -a, a workspace checkout, export, gc.
 
 Each command runs in independent lanes (forked workers, so both cores
-work); a lane repeats: prepare, start the command, sleep a seeded random
+work); a lane repeats: prepare, start the command, wait a seeded random
 delay between 5 ms and the command's typical duration (measured at the
-start of the lane), SIGKILL it, then check:
+start of the lane; a quarter of the moments anywhere in that span, the
+rest after the CLI's start-up, while the command works: see
+conftest.random_moment), SIGKILL it, then check:
 
 - the store is consistent: fsck finds no problem but dangling objects (if
   it does, `gc --prune now` may tidy first: "clean after gc at most");
@@ -15,12 +17,14 @@ start of the lane), SIGKILL it, then check:
 - for a workspace checkout: every path holds its old or its new content,
   or is absent; nothing else is ever there.
 
-Most checks run in the lane's process through the library functions the
-CLI calls (rnstore.fsck.fsck, rnstore.staging.status, checkout's
-materialise) to save interpreter start-ups; every `deep_every`-th kill and
-the end of each lane use the CLI itself (`rnstore fsck`, `rnstore status`,
-`rnstore checkout --target`). The commands killed, and the next commit,
-are always real CLI processes.
+Most checks run in the lane's process, to save interpreter start-ups:
+the store check is conftest.StoreChecker (fsck's checks, incremental: new
+objects are verified, roots re-read, new trees walked), status and the
+next commit go through the library functions the CLI calls. Every
+DEEP_EVERY-th kill and the end of each lane use the CLI itself
+(`rnstore fsck`, `status`, `commit -a`, `checkout SNAP --target DIR`
+compared byte for byte). The commands killed are always real CLI
+processes.
 
 Temporary files that killed processes leave are counted per lane (those
 in objects/ must be gone after the final `gc --prune now`); whether each
@@ -39,10 +43,10 @@ from pathlib import Path
 
 import pytest
 
-from torture_helpers import (NOTES, STATS, assert_manifest, build_two_snapshots, commit, copy_tree,
-                             finished, fsck_problems, init, kill_group, lane_violations, make_tree,
-                             manifest, manifest_diff, mutate, ok, run, run_lanes, scale, spawn,
-                             temp_leftovers)
+from torture_helpers import (NOTES, STATS, StoreChecker, assert_manifest, build_two_snapshots, commit,
+                             copy_tree, finished, fsck_problems, init, kill_group, lane_violations,
+                             make_tree, manifest, manifest_diff, mutate, ok, random_moment, run,
+                             run_lanes, scale, spawn, startup_seconds, temp_leftovers)
 
 pytestmark = pytest.mark.torture
 
@@ -100,6 +104,7 @@ class Lane:
         self.violations: list[str] = []
         self.rotation = 0
         self.notes: list[str] = []
+        self.checker = StoreChecker()
 
     # -- helpers --------------------------------------------------------------------
 
@@ -120,7 +125,7 @@ class Lane:
     def kill_at_random(self, args: list, cwd: Path | None = None) -> tuple[bool, int, bytes, str]:
         """Start `rnstore ARGS`, SIGKILL it after a random delay. (killed,
         returncode, stdout, stderr)."""
-        self.delay = self.rng.uniform(0.005, max(0.01, self.typical))
+        self.delay = random_moment(self.rng, self.startup, self.typical)
         proc = spawn(args, cwd or self.ws)
         start = time.monotonic()
         try:
@@ -149,9 +154,7 @@ class Lane:
         start = time.monotonic()
         function()
         self.typical = time.monotonic() - start
-        start = time.monotonic()
-        ok(["rev-parse", "HEAD"], self.ws)
-        self.startup = time.monotonic() - start
+        self.startup = startup_seconds(self.ws)
 
     # -- checks ---------------------------------------------------------------------
 
@@ -163,9 +166,8 @@ class Lane:
         if deep:
             problems = [f"{p['kind']} {p['id']}: {p['detail']}" for p in fsck_problems(self.ws)]
         else:
-            from rnstore.fsck import fsck
-            self.count("checks.fsck")
-            problems = [f"{p.kind} {p.id}: {p.detail}" for p in fsck(self.repo()).problems if p.fatal]
+            self.count("checks.incremental")
+            problems = self.checker.check(self.repo())
         if problems:
             # "fsck is clean, after gc --prune now at most"
             run(["gc", "--prune", "now", "-q"], self.ws)
@@ -355,7 +357,7 @@ def commit_lane(lane: Lane) -> None:
     lane.measure(lambda: lane.record(commit(lane.ws, "calibrate"), expected))
     while attempts_left(lane):
         lane.iteration += 1
-        mutate(lane.ws, lane.rng, 60)
+        mutate(lane.ws, lane.rng, 150)
         if lane.rng.random() < 0.3:  # a renamed folder: many paths move at once
             folders = sorted(p for p in lane.ws.iterdir() if p.is_dir() and p.name != ".rnstore")
             if folders:
@@ -430,7 +432,7 @@ def checkout_lane(lane: Lane) -> None:
 def test_kill_workspace_checkout(scratch):
     """kill -9 `checkout SNAP` between two snapshots that differ in many files."""
     def body(lane):
-        lane.config.setdefault("files", 600)
+        lane.config.setdefault("files", 1500)
         checkout_lane(lane)
     run_crash_lanes("checkout", body, scratch)
 
@@ -442,7 +444,7 @@ def export_lane(lane: Lane) -> None:
     ws = lane.ws
     make_tree(ws, lane.config["files"], lane.seed, max_size=8192)
     rng = random.Random(lane.seed)
-    for i in range(4):  # a few larger files: the archive takes a while to write
+    for i in range(8):  # a few larger files: the archive takes a while to write
         (ws / f"large{i}.bin").write_bytes(rng.randbytes(1 << 20) * 3)
     init(ws)
     snap = commit(ws, "big")
@@ -477,7 +479,7 @@ def export_lane(lane: Lane) -> None:
 
 
 def test_kill_export(scratch):
-    """kill -9 `export SNAP -o out.tar.zst` of a ~10 MB, 800-file snapshot."""
+    """kill -9 `export SNAP -o out.tar.zst` of a ~30 MB, 800-file snapshot."""
     def body(lane):
         lane.config.setdefault("files", 800)
         export_lane(lane)
@@ -536,7 +538,7 @@ def test_kill_gc(scratch):
     """kill -9 `gc --prune now` with forgotten snapshots to collect."""
     def body(lane):
         lane.config.setdefault("files", 300)
-        lane.config.setdefault("garbage", 150)
+        lane.config.setdefault("garbage", 800)
         gc_lane(lane)
     run_crash_lanes("gc", body, scratch)
 
@@ -603,6 +605,6 @@ def test_leftovers_of_killed_writers_are_removed(scratch, kind):
     for command in commands:
         proc = run([c.format(scratch=scratch) for c in command], ws)
         assert proc.returncode in (0, 1), proc.stderr
-    STATS["crash.planted_leftovers"] += 1
+    STATS["leftovers.planted"] += 1
     assert not leftover.exists(), f"{leftover.relative_to(scratch)} is still there after {commands}"
     assert not fsck_problems(ws)
