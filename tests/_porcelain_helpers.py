@@ -270,3 +270,24 @@ def new_workspace(root: Path, *, default_ignore: bool = False) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(_TEMPLATES[default_ignore], root, symlinks=True, dirs_exist_ok=True)
     return root
+
+
+def picture(root: Path, *, skip=(b".rnstore",)) -> dict[bytes, tuple]:
+    """Everything below `root`, nothing followed: path -> ("dir",) |
+    ("file", executable, bytes) | ("link", target)."""
+    state: dict[bytes, tuple] = {}
+    base = os.fsencode(root)
+    for folder, dirs, files in os.walk(base):
+        dirs[:] = [d for d in dirs if d not in skip]
+        for name in dirs + files:
+            full = os.path.join(folder, name)
+            rel = os.path.relpath(full, base)
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                state[rel] = ("link", os.readlink(full))
+            elif stat.S_ISDIR(st.st_mode):
+                state[rel] = ("dir",)
+            else:
+                with open(full, "rb") as fh:
+                    state[rel] = ("file", bool(st.st_mode & stat.S_IXUSR), fh.read())
+    return state

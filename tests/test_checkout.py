@@ -18,6 +18,7 @@ from rnstore.checkout import checkout
 from rnstore.errors import BadInputError, ConflictError, CorruptObjectError, MissingObjectError
 from rnstore.objects import MODE_FILE, MODE_TREE, Snapshot, Tree, TreeEntry
 from rnstore.repo import Repository
+from _porcelain_helpers import picture
 
 NON_UTF8 = b"caf\xe9.txt"
 
@@ -44,27 +45,6 @@ def build(root: Path, spec: dict) -> None:
             with open(full, "wb") as fh:
                 fh.write(data)
             os.chmod(full, perm)
-
-
-def picture(root: Path, *, skip=(b".rnstore",)) -> dict[bytes, tuple]:
-    """Everything below `root`, nothing followed: path -> ("dir",) |
-    ("file", executable, bytes) | ("link", target)."""
-    state: dict[bytes, tuple] = {}
-    base = os.fsencode(root)
-    for folder, dirs, files in os.walk(base):
-        dirs[:] = [d for d in dirs if d not in skip]
-        for name in dirs + files:
-            full = os.path.join(folder, name)
-            rel = os.path.relpath(full, base)
-            st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                state[rel] = ("link", os.readlink(full))
-            elif stat.S_ISDIR(st.st_mode):
-                state[rel] = ("dir",)
-            else:
-                with open(full, "rb") as fh:
-                    state[rel] = ("file", bool(st.st_mode & stat.S_IXUSR), fh.read())
-    return state
 
 
 def snapshot_of(repo: Repository, message: str = "m") -> str:

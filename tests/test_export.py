@@ -21,6 +21,7 @@ from rnstore.errors import CorruptObjectError, InvalidValueError
 from rnstore.export import export, format_for
 from rnstore.repo import Repository
 from rnstore.trees import iter_tree
+from _porcelain_helpers import picture
 
 NON_UTF8 = b"caf\xe9.txt"
 LONG = "a-rather-long-folder-name-" * 3 + "/" + "and-a-long-file-name-" * 3 + ".txt"  # > 100 bytes
@@ -32,27 +33,6 @@ def needs(*names: str) -> None:
     missing = [n for n in names if not TOOLS[n]]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed")
-
-
-def picture(root: Path, *, skip=(b".rnstore",)) -> dict[bytes, tuple]:
-    """Everything below `root`, nothing followed: path -> ("dir",) |
-    ("file", executable, bytes) | ("link", target)."""
-    state: dict[bytes, tuple] = {}
-    base = os.fsencode(root)
-    for folder, dirs, files in os.walk(base):
-        dirs[:] = [d for d in dirs if d not in skip]
-        for name in dirs + files:
-            full = os.path.join(folder, name)
-            rel = os.path.relpath(full, base)
-            st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                state[rel] = ("link", os.readlink(full))
-            elif stat.S_ISDIR(st.st_mode):
-                state[rel] = ("dir",)
-            else:
-                with open(full, "rb") as fh:
-                    state[rel] = ("file", bool(st.st_mode & stat.S_IXUSR), fh.read())
-    return state
 
 
 def ok(result):
