@@ -11,8 +11,10 @@ command works, a quarter anywhere from 5 ms on):
   fine), and the workspace is usable (the next command works).
 
 One lane per command, in forked workers, two at a time. A SIGINT that
-lands while CPython itself imports `site` (before any rnstore code runs;
-"Fatal Python error: init_import_site") is counted apart, not failed.
+lands while CPython itself imports `site` ("Fatal Python error:
+init_import_site") or finds the `rnstore` package (a traceback with no
+rnstore frame) is counted apart, not failed: no Python program can handle
+a signal before its first line runs.
 Separate tests simulate, deterministically, the two moments random
 signals only hit now and then: right after a temporary is created, and
 while the CLI imports its modules.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +32,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import rnstore
 
 from torture_helpers import (NOTES, STATS, build_two_snapshots, commit, finished, fsck_problems, init,
                              lane_violations, make_tree, manifest, manifest_diff, mutate, ok,
@@ -45,6 +50,36 @@ def new_files(ws: Path, rng: random.Random, count: int, tag: str) -> None:
     folder.mkdir(exist_ok=True)
     for i in range(count):
         (folder / f"f{i}.txt").write_bytes(rng.randbytes(rng.randint(1, 3000)))
+
+
+RNSTORE_SOURCE = Path(rnstore.__file__).resolve().parent
+
+
+def interrupted_before_rnstore_ran(stderr: str) -> bool:
+    """A KeyboardInterrupt traceback none of whose frames is rnstore's own
+    code: the signal came while CPython was still finding or importing the
+    `rnstore` package (runpy, importlib, the editable install's finder),
+    before the first line that could install a handler. Only the
+    `__main__.py` line that imports the CLI inside its `try` counts as
+    not-yet-running too (test_sigint_while_starting covers that moment)."""
+    if not stderr.rstrip().endswith("KeyboardInterrupt"):
+        return False
+    for match in re.finditer(r'^ *File "([^"]+)", line (\d+)', stderr, re.MULTILINE):
+        path, line = Path(match.group(1)), int(match.group(2))
+        if path.is_relative_to(RNSTORE_SOURCE) and not (path.name == "__main__.py" and line <= 2):
+            return False
+    return True
+
+
+def test_interrupted_before_rnstore_ran_tells_cpython_from_rnstore():
+    cpython = ('Traceback (most recent call last):\n  File "<frozen runpy>", line 189, in _run_module_as_main\n'
+               '  File "/venv/site-packages/__editable___rnstore_0_1_finder.py", line 20, in find_spec\n'
+               'KeyboardInterrupt\n')
+    ours = cpython.replace("KeyboardInterrupt", f'  File "{RNSTORE_SOURCE / "store.py"}", line 9, in put\n'
+                                                "KeyboardInterrupt")
+    assert interrupted_before_rnstore_ran(cpython)
+    assert not interrupted_before_rnstore_ran(ours)
+    assert not interrupted_before_rnstore_ran(cpython.replace("KeyboardInterrupt", "OSError: boom"))
 
 
 class SigintLane:
@@ -79,9 +114,8 @@ class SigintLane:
                 # "Fatal Python error: init_import_site" - not rnstore's to handle
                 self.stats["sigint_cpython_site"] = self.stats.get("sigint_cpython_site", 0) + 1
                 return False, code, stderr
-            if 'rnstore/__main__.py", line 1, in <module>' in stderr and "KeyboardInterrupt" in stderr:
-                # still importing: the known start-up traceback (test_sigint_while_starting)
-                self.stats["sigint_startup_traceback"] = self.stats.get("sigint_startup_traceback", 0) + 1
+            if interrupted_before_rnstore_ran(stderr):
+                self.stats["sigint_before_rnstore"] = self.stats.get("sigint_before_rnstore", 0) + 1
                 return False, code, stderr
             raise AssertionError(f"{where} traceback:\n{stderr}")
         if sent and code == 0:
