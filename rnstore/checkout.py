@@ -526,7 +526,7 @@ def _current(root: Path, disk: _Disk, desired: dict[bytes, FlatEntry | None],
                 and before.stat == StatKey.of(st):
             have[path] = (mode, before.id)  # the stat cache holds
         elif st.st_size in {e.size for e in (wanted, before) if e is not None and e.mode == mode}:
-            to_hash.append(Found(path, mode, st))
+            to_hash.append(Found(path, mode, StatKey.of(st)))
     for found, stored, error in parallel_map(lambda f: hash_entry(root, f), to_hash):
         if error is None and stored.mode == found.mode:
             have[found.path] = (found.mode, stored.id)

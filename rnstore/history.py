@@ -42,13 +42,14 @@ def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
         if all:
             staged = stage(repo, index, [repo.root], progress=progress, cwd=repo.root,
                            **(add_options or {}))
-            if staged.index_changed:
-                repo.write_index(index)
         branch_ref, head = repo.refs.head()
         # HEAD's tree is a root, and the store lock is held until the new
         # snapshot is named: folders unchanged since HEAD need no rewriting.
         base = repo.store.get_snapshot(head).tree if head is not None else None
+        known_before = dict(index.trees)
         tree_id = write_tree(repo, index, base=base)
+        if (staged is not None and staged.index_changed) or index.trees != known_before:
+            repo.write_index(index)
         if head is not None:
             unchanged = repo.store.get_snapshot(head).tree == tree_id
         else:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import pathspec
+if TYPE_CHECKING:  # loaded when a rule is compiled: most commands read no rules
+    import pathspec
 
 IGNORE_FILE = ".rnignore"
 #: Never stored, whatever the rules say.
@@ -69,6 +70,7 @@ def _compile(lines: Sequence[str]) -> _Rules | None:
     lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         return None
+    import pathspec
     return _Rules(pathspec.GitIgnoreSpec.from_lines(lines))
 
 
@@ -102,6 +104,11 @@ class IgnoreRules:
             self._files[folder] = rules
         return self._files[folder]
 
+    def has_no_rule_file(self, folder: bytes) -> None:
+        """The walk listed `folder` and found no `.rnignore` in it: spare
+        `_rules_in` the attempt to open one."""
+        self._files.setdefault(folder, None)
+
     def _chain(self, folder: bytes) -> tuple[tuple[int, _Rules], ...]:
         """The rule files that apply inside `folder`, outermost first, each
         with the number of path components its folder has."""
@@ -118,6 +125,11 @@ class IgnoreRules:
                 chain = chain + ((depth, own),)
             self._chains[folder] = chain
         return chain
+
+    def only_always_excluded(self, folder: bytes) -> bool:
+        """Whether no rule applies inside `folder`, so that only
+        ALWAYS_EXCLUDED names are ignored there (the walk's fast path)."""
+        return self.extra is None and not self._chain(folder)
 
     def is_ignored(self, path: bytes, is_dir: bool) -> bool:
         """`path` is relative to the root, '/'-separated; its parent folders

@@ -33,7 +33,10 @@ from .fsutil import atomic_write
 from .objects import MODES, is_object_id
 from .trees import FlatEntry
 
-HEADER = b"rnindex 1\n"
+HEADER = b"rnindex 2\n"
+#: read, never written: the same without folder lines
+HEADER_V1 = b"rnindex 1\n"
+_FOLDER = b"tree"
 RACY_NS = 100_000_000  # far above the coarse clock tick that stamps file times (<= 10 ms)
 
 
@@ -71,10 +74,14 @@ def stat_key_if_settled(st: os.stat_result, hashed_at_ns: int | None = None) -> 
 
 
 class Index:
-    def __init__(self, entries: Iterable[IndexEntry] = (), written_ns: int | None = None):
+    def __init__(self, entries: Iterable[IndexEntry] = (), written_ns: int | None = None,
+                 trees: dict[bytes, tuple[str, int]] | None = None):
         self.entries: dict[bytes, IndexEntry] = {e.path: e for e in entries}
         #: the mtime of the index file this was read from (None: never written)
         self.written_ns = written_ns
+        #: folder path (b"" the root) -> (tree id, total size) that the
+        #: entries below it encode to; only folders nothing changed in since
+        self.trees: dict[bytes, tuple[str, int]] = dict(trees or {})
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -87,25 +94,36 @@ class Index:
         return self.entries.get(path)
 
     def set(self, entry: IndexEntry) -> None:
+        before = self.entries.get(entry.path)
+        if before is None or before[1:4] != entry[1:4]:  # (mode, id, size); not the stat
+            self._forget_trees_above(entry.path)
         self.entries[entry.path] = entry
 
     def remove(self, path: bytes) -> None:
-        self.entries.pop(path, None)
+        if self.entries.pop(path, None) is not None:
+            self._forget_trees_above(path)
 
-    def lookup_fresh(self, path: bytes, st: os.stat_result) -> IndexEntry | None:
+    def _forget_trees_above(self, path: bytes) -> None:
+        trees = self.trees
+        if not trees:
+            return
+        trees.pop(path, None)  # an empty folder's own entry
+        while path:
+            path = path.rpartition(b"/")[0]
+            trees.pop(path, None)
+
+    def lookup_fresh(self, path: bytes, key: StatKey) -> IndexEntry | None:
         """The entry if the stat cache says the file is unchanged: its stat
-        matches, and it was last changed strictly before the index file was
-        written (git's racy rule: a change in the same timestamp tick as the
-        index write could leave the stat as it was)."""
+        matches `key`, and it was last changed strictly before the index
+        file was written (git's racy rule: a change in the same timestamp
+        tick as the index write could leave the stat as it was)."""
         entry = self.entries.get(path)
         if entry is None or entry.stat is None or self.written_ns is None:
             return None
-        key = entry.stat
-        if key.mtime_ns >= self.written_ns or key.ctime_ns >= self.written_ns:
+        cached = entry.stat
+        if cached.mtime_ns >= self.written_ns or cached.ctime_ns >= self.written_ns:
             return None
-        if key == StatKey.of(st):
-            return entry
-        return None
+        return entry if cached == key else None
 
     def flat_entries(self) -> list[FlatEntry]:
         return [e.flat for e in self]
@@ -120,6 +138,9 @@ class Index:
             else:
                 stat = b"%d %d %d" % (e.stat.mtime_ns, e.stat.ctime_ns, e.stat.ino)
             parts.append(b"%s %s %d %s %s\0" % (e.mode.encode(), e.id.encode(), e.size, stat, e.path))
+        for path in sorted(self.trees):
+            tree_id, size = self.trees[path]
+            parts.append(b"%s %s %d %s\0" % (_FOLDER, tree_id.encode(), size, path))
         body = b"".join(parts)
         return body + hashlib.sha256(body).hexdigest().encode() + b"\n"
 
@@ -130,18 +151,25 @@ class Index:
                 f"the index ({where}) is corrupt: {why}",
                 hints=["`rnstore read-tree HEAD` rebuilds it from the last snapshot"])
 
-        if not data.startswith(HEADER):
+        if not data.startswith((HEADER, HEADER_V1)):
             raise corrupt("bad header")
         body, footer = data[:-65], data[-65:]
         if len(data) < len(HEADER) + 65 or footer[-1:] != b"\n" or \
                 hashlib.sha256(body).hexdigest().encode() != footer[:-1]:
             raise corrupt("checksum mismatch")
         entries = []
+        trees: dict[bytes, tuple[str, int]] = {}
         records = body[len(HEADER):].split(b"\0")
         if records[-1] != b"":
             raise corrupt("truncated record")
         try:
             for record in records[:-1]:
+                if record.startswith(_FOLDER + b" ") and data.startswith(HEADER):
+                    _, oid, size, path = record.split(b" ", 3)
+                    if not is_object_id(oid.decode()) or int(size) < 0:
+                        raise ValueError(record[:80])
+                    trees[path] = (oid.decode(), int(size))
+                    continue
                 mode, oid, size, mtime, ctime, ino, path = record.split(b" ", 6)
                 mode_s, oid_s = mode.decode(), oid.decode()
                 if mode_s not in MODES or not is_object_id(oid_s) or not path:
@@ -152,7 +180,7 @@ class Index:
                 entries.append(IndexEntry(path, mode_s, oid_s, int(size), stat))
         except ValueError as exc:
             raise corrupt(f"bad record {exc}") from None
-        return cls(entries)
+        return cls(entries, trees=trees)
 
     @classmethod
     def load(cls, path: Path) -> "Index":

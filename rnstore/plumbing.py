@@ -145,11 +145,12 @@ def manifest(repo, rev: str) -> dict:
 def write_tree(repo, index: Index | None = None, *, base: str | None = None) -> str:
     """Store the trees for the index (read from disk unless given); the
     root tree id. `base` (see trees.build_tree) is only for a caller that
-    holds the store lock until a ref names the result, as commit does."""
+    holds the store lock until a ref names the result, as commit does.
+    The index's folder ids are brought up to date (in memory)."""
     index = repo.read_index() if index is None else index
     # The index is a root, so gc spares its blobs: no need to refresh them.
     with repo.store_lock(shared=True), repo.store.batch():
-        return build_tree(repo.store, index.flat_entries(), base=base)
+        return build_tree(repo.store, index.flat_entries(), base=base, known=index.trees)
 
 
 def read_tree(repo, treeish: str) -> int:

@@ -113,21 +113,28 @@ def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bo
     result.unreadable.extend(found.unreadable)
     protected = [p for p, _ in found.unreadable]
 
-    seen = {f.path: f for f in found.found}
+    # Once per file on every add and commit -a: plain loops over dicts.
+    entries = index.entries
+    everything = b"" in prefixes and not protected
+
+    def in_reach(path: bytes) -> bool:  # what this add stages or deletes
+        return everything or (under(path, prefixes) and not under(path, protected))
+
+    seen = {f.path for f in found.found}
     to_store: list[Found] = []
-    planned: dict[bytes, tuple[str, int]] = {
-        e.path: (e.mode, e.size) for e in index
-        if not under(e.path, prefixes) or under(e.path, protected)}
+    planned: dict[bytes, tuple[str, int]] = {} if everything else {
+        path: (e.mode, e.size) for path, e in entries.items() if not in_reach(path)}
+    lookup_fresh = index.lookup_fresh
     for f in found.found:
-        entry = index.get(f.path)
+        entry = entries.get(f.path)
         if entry is not None and entry.mode == f.mode and (
-                f.mode == MODE_TREE or index.lookup_fresh(f.path, f.st)):
+                f.mode == MODE_TREE or lookup_fresh(f.path, f.stat)):
             result.unchanged += 1
+            planned[f.path] = (entry.mode, entry.size)
         else:
             to_store.append(f)
-        planned[f.path] = (f.mode, f.size)
-    deleted = [e.path for e in index
-               if under(e.path, prefixes) and not under(e.path, protected) and e.path not in seen]
+            planned[f.path] = (f.mode, f.size)
+    deleted = sorted(path for path in entries if path not in seen and in_reach(path))
     if not force:
         _check_limits(repo, planned)
 
@@ -141,7 +148,7 @@ def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bo
             elif error is not None or (before.mode, before.id) != (seen_now.mode, seen_now.id):
                 result.modified.append(f.path)
         result.deleted = deleted
-        _totals(result, planned)
+        _totals(result, planned.values())
         return result
 
     _store_all(repo, index, to_store, result, ignore_errors, progress)
@@ -149,13 +156,14 @@ def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bo
         index.remove(path)
     result.deleted = deleted
     _drop_shadowed_folders(index)
-    _totals(result, {e.path: (e.mode, e.size) for e in index})
+    _totals(result, ((e.mode, e.size) for e in entries.values()))
     result.index_changed = bool(result.changed or to_store)
     return result
 
 
-def _totals(result: AddResult, entries: dict[bytes, tuple[str, int]]) -> None:
-    files = [size for mode, size in entries.values() if mode != MODE_TREE]
+def _totals(result: AddResult, entries: Iterable[tuple[str, int]]) -> None:
+    """Files and bytes of (mode, size) pairs."""
+    files = [size for mode, size in entries if mode != MODE_TREE]
     result.files, result.bytes = len(files), sum(files)
 
 
@@ -191,7 +199,7 @@ def _store_all(repo, index: Index, to_store: list[Found], result: AddResult,
 
 def _drop_shadowed_folders(index: Index) -> None:
     """An empty-folder entry goes once something is staged below it."""
-    folders = [e.path for e in index if e.mode == MODE_TREE]
+    folders = [path for path, e in index.entries.items() if e.mode == MODE_TREE]
     if not folders:
         return
     paths = sorted(index.entries)
@@ -271,7 +279,7 @@ def workspace_entries(repo, index: Index, found: Scan, *, hash_untracked: bool =
     for f in found.found:
         entry = index.get(f.path)
         if entry is not None and entry.mode == f.mode and (
-                f.mode == MODE_TREE or index.lookup_fresh(f.path, f.st)):
+                f.mode == MODE_TREE or index.lookup_fresh(f.path, f.stat)):
             current[f.path] = (entry.mode, entry.id)
         elif entry is None and not hash_untracked:
             current[f.path] = (f.mode, "")
@@ -298,7 +306,10 @@ def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False) -> St
     current, refreshed = workspace_entries(repo, index, found)
     indexed = {e.path: (e.mode, e.id) for e in index}
     result = Status(branch, head)
-    result.staged = compare(head_entries(repo, head), indexed)
+    if head is not None and index.trees.get(b"", ("",))[0] == repo.store.get_snapshot(head).tree:
+        result.staged = []  # the index still builds HEAD's tree: no need to read it all
+    else:
+        result.staged = compare(head_entries(repo, head), indexed)
     tracked_now = {p: v for p, v in current.items() if p in indexed}
     result.unstaged = compare(indexed, tracked_now)
     result.untracked = sorted(p for p in current if p not in indexed)

@@ -38,58 +38,93 @@ def split_path(path: bytes) -> list[bytes]:
     return parts
 
 
-def build_tree(store: ObjectStore, entries: Iterable[FlatEntry], *, base: str | None = None) -> str:
+def build_tree(store: ObjectStore, entries: Iterable[FlatEntry], *, base: str | None = None,
+               known: dict[bytes, tuple[str, int]] | None = None) -> str:
     """Store the trees for a flat listing; returns the root tree id.
 
     `base` is a tree that a root reaches (HEAD's): a folder identical to
     its counterpart there is neither written nor refreshed, so a snapshot
-    that changes little writes little."""
+    that changes little writes little. `known` (the index's folder ids,
+    updated in place) maps a folder path to the (id, size) its entries
+    encode to: such a folder is not encoded again when `base` holds the
+    same id, and is otherwise encoded and stored as usual."""
+    if known and base is not None and known.get(b"", ("",))[0] == base:
+        return base  # nothing changed since the index last built `base`
     root: dict = {}
     for entry in entries:
-        *folders, name = split_path(entry.path)
+        parts = entry.path.split(b"/")
         node = root
-        for folder in folders:
-            child = node.setdefault(folder, {})
-            if not isinstance(child, dict):
+        for folder in parts[:-1]:
+            child = node.get(folder)
+            if child is None:
+                _check_part(folder, entry.path)
+                child = node[folder] = {}
+            elif not isinstance(child, dict):
                 raise InvalidValueError(f"{entry.path!r} lies below a file")
             node = child
+        name = parts[-1]
+        existing = node.get(name)
+        if existing is None:
+            _check_part(name, entry.path)
         if entry.mode == MODE_TREE:
-            existing = node.setdefault(name, {})
-            if not isinstance(existing, dict):
+            if existing is None:
+                node[name] = {}
+            elif not isinstance(existing, dict):
                 raise InvalidValueError(f"{entry.path!r} is both a file and a folder")
             continue
-        if isinstance(node.get(name), dict):
+        if isinstance(existing, dict):
             raise InvalidValueError(f"{entry.path!r} is both a file and a folder")
         node[name] = entry
-    built = _encode(root)
-    _store_changed(store, built, base)
+    known = {} if known is None else known
+    built = _encode(root, b"", known)
+    _store_changed(store, built, base, known)
     return built.id
+
+
+def _check_part(part: bytes, path: bytes) -> None:
+    try:
+        check_name(part)
+    except CorruptObjectError:
+        raise InvalidValueError(f"invalid path {path!r}") from None
 
 
 class _Built(NamedTuple):
     id: str
     size: int
-    payload: bytes
+    path: bytes
+    node: dict
+    payload: bytes | None  # None: taken from `known`, not encoded
     subtrees: dict
 
 
-def _encode(node: dict) -> _Built:
-    """Encode a nested listing bottom-up, in memory."""
+def _encode(node: dict, path: bytes, known: dict[bytes, tuple[str, int]], reuse: bool = True) -> _Built:
+    """Encode a nested listing bottom-up, in memory, recording each folder's
+    id in `known`; with `reuse`, a folder already there is not encoded."""
+    if reuse and path in known:
+        tree_id, size = known[path]
+        return _Built(tree_id, size, path, node, None, {})
     entries, subtrees = [], {}
     for name, child in node.items():
         if isinstance(child, dict):
-            built = subtrees[name] = _encode(child)
+            built = subtrees[name] = _encode(child, path + b"/" + name if path else name, known, reuse)
             entries.append(TreeEntry(name, MODE_TREE, built.id, built.size))
         else:
             entries.append(TreeEntry(name, child.mode, child.id, child.size))
     tree = Tree.from_entries(entries)
     payload = tree.encode()
-    return _Built(hash_bytes(payload), tree.total_size, payload, subtrees)
+    built = _Built(hash_bytes(payload), tree.total_size, path, node, payload, subtrees)
+    known[path] = (built.id, built.size)
+    return built
 
 
-def _store_changed(store: ObjectStore, built: _Built, base_id: str | None) -> None:
+def _store_changed(store: ObjectStore, built: _Built, base_id: str | None,
+                   known: dict[bytes, tuple[str, int]]) -> None:
     if built.id == base_id:
         return
+    if built.payload is None:
+        # A known folder that `base` does not hold: its trees may never have
+        # been stored, or been collected since. Encode and store it all.
+        built = _encode(built.node, built.path, known, reuse=False)
     base_subtrees: dict[bytes, str] = {}
     if base_id is not None:
         try:
@@ -98,7 +133,7 @@ def _store_changed(store: ObjectStore, built: _Built, base_id: str | None) -> No
         except (MissingObjectError, CorruptObjectError):
             base_subtrees = {}  # a damaged base only costs us the shortcut
     for name, child in built.subtrees.items():
-        _store_changed(store, child, base_subtrees.get(name))
+        _store_changed(store, child, base_subtrees.get(name), known)
     store.put(TREE, built.payload)
 
 

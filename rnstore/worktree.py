@@ -9,9 +9,10 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from .errors import InvalidValueError
+from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
 from .index import stat_key_if_settled, StatKey
 from .objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE
 from .objects import BLOB
@@ -34,16 +35,16 @@ def _read_up_to(fd: int, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """One entry found by a scan: a file, a symlink or an empty folder."""
+    # A tuple, not a dataclass: a scan makes one per file.
     path: bytes            # relative, '/'-separated
     mode: str
-    st: os.stat_result
+    stat: StatKey          # not the os.stat_result: a scan holds one per file
 
     @property
     def size(self) -> int:
-        return 0 if self.mode == MODE_TREE else self.st.st_size
+        return 0 if self.mode == MODE_TREE else self.stat.size
 
 
 @dataclass
@@ -146,10 +147,16 @@ def _add_entry(result: Scan, path: bytes, st: os.stat_result) -> None:
     if mode is None:
         result.skipped.append((path, _kind_name(st)))
     elif mode != MODE_TREE:
-        result.found.append(Found(path, mode, st))
+        result.found.append(Found(path, mode, StatKey.of(st)))
 
 
 def _walk(root_b: bytes, folder: bytes, rules, result: Scan) -> None:
+    # The hot loop of every add, status and commit: one pass per folder,
+    # locals bound once.
+    found, add_found = result.found, result.found.append
+    is_ignored = rules.is_ignored
+    rule_file = os.fsencode(IGNORE_FILE)
+    S_ISREG, S_ISLNK, S_IXUSR = stat.S_ISREG, stat.S_ISLNK, stat.S_IXUSR
     stack = [folder]
     while stack:
         current = stack.pop()
@@ -160,16 +167,21 @@ def _walk(root_b: bytes, folder: bytes, rules, result: Scan) -> None:
         except OSError as exc:
             result.unreadable.append((current, exc.strerror or str(exc)))
             continue
-        visible = 0
+        if not any(entry.name == rule_file for entry in listing):
+            rules.has_no_rule_file(current)
+        prefix = current + b"/" if current else b""
+        no_rules = rules.only_always_excluded(current)
         for entry in listing:
-            path = current + b"/" + entry.name if current else entry.name
+            name = entry.name
+            if no_rules and name in ALWAYS_EXCLUDED:
+                continue
+            path = prefix + name
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:
                 is_dir = False
-            if rules.is_ignored(path, is_dir):
+            if not no_rules and is_ignored(path, is_dir):
                 continue
-            visible += 1
             if is_dir:
                 stack.append(path)
                 continue
@@ -180,10 +192,17 @@ def _walk(root_b: bytes, folder: bytes, rules, result: Scan) -> None:
             except OSError as exc:
                 result.unreadable.append((path, exc.strerror or str(exc)))
                 continue
-            _add_entry(result, path, st)
+            st_mode = st.st_mode
+            if S_ISREG(st_mode):
+                add_found(Found(path, MODE_EXEC if st_mode & S_IXUSR else MODE_FILE,
+                                StatKey(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)))
+            elif S_ISLNK(st_mode):
+                add_found(Found(path, MODE_LINK, StatKey.of(st)))
+            else:
+                _add_entry(result, path, st)
         if current and not listing:
             try:
-                result.found.append(Found(current, MODE_TREE, os.lstat(full)))
+                found.append(Found(current, MODE_TREE, StatKey.of(os.lstat(full))))
             except OSError:
                 pass
 

@@ -48,10 +48,46 @@ def test_missing_file_is_an_empty_index(tmp_path):
 def test_exact_encoding():
     index = Index([IndexEntry(b"b", MODE_FILE, A, 3, StatKey(3, 11, 22, 33)),
                    IndexEntry(b"a", MODE_EXEC, B, 5)])
-    body = (b"rnindex 1\n"
+    index.trees.update({b"": (A, 8), b"sub dir": (B, 0)})
+    body = (b"rnindex 2\n"
             + b"100755 " + B.encode() + b" 5 - - - a\0"
-            + b"100644 " + A.encode() + b" 3 11 22 33 b\0")
+            + b"100644 " + A.encode() + b" 3 11 22 33 b\0"
+            + b"tree " + A.encode() + b" 8 \0"
+            + b"tree " + B.encode() + b" 0 sub dir\0")
     assert index.encode() == body + hashlib.sha256(body).hexdigest().encode() + b"\n"
+    assert Index.decode(index.encode()).trees == index.trees
+
+
+def test_version_1_without_folder_lines_is_read():
+    body = b"rnindex 1\n" + b"100644 " + A.encode() + b" 3 11 22 33 b\0"
+    index = Index.decode(with_checksum(body))
+    assert [e.path for e in index] == [b"b"] and index.trees == {}
+    assert index.encode().startswith(HEADER)
+
+
+@pytest.mark.parametrize("line", [b"tree " + b"x" * 64 + b" 3 a\0", b"tree " + A.encode() + b" -1 a\0",
+                                  b"tree " + A.encode() + b" 3\0"])
+def test_malformed_folder_line_is_corrupt(line):
+    with pytest.raises(CorruptStoreError):
+        Index.decode(with_checksum(HEADER + line))
+
+
+def test_a_change_forgets_the_folders_above_it_and_only_those():
+    index = Index([IndexEntry(b"a/b/f", MODE_FILE, A, 1), IndexEntry(b"a/g", MODE_FILE, A, 1),
+                   IndexEntry(b"c/h", MODE_FILE, A, 1), IndexEntry(b"e", MODE_TREE, EMPTY_TREE_ID, 0)])
+    known = {b"": (A, 3), b"a": (A, 2), b"a/b": (A, 1), b"c": (B, 1), b"e": (EMPTY_TREE_ID, 0)}
+    index.trees.update(known)
+    index.set(IndexEntry(b"a/b/f", MODE_FILE, A, 1, StatKey(1, 5, 5, 5)))  # a new stat only
+    assert index.trees == known
+    index.set(IndexEntry(b"a/b/f", MODE_FILE, B, 1))
+    assert set(index.trees) == {b"c", b"e"}
+    index.trees.update(known)
+    index.remove(b"e")
+    assert set(index.trees) == {b"a", b"a/b", b"c"}
+    index.remove(b"nothing/there")
+    assert set(index.trees) == {b"a", b"a/b", b"c"}
+    index.set(IndexEntry(b"c/new", MODE_EXEC, A, 1))
+    assert set(index.trees) == {b"a", b"a/b"}
 
 
 def test_entries_iterate_sorted_by_path_bytes():
@@ -131,14 +167,14 @@ def test_record_without_terminator():
         Index.decode(with_checksum(HEADER + b"100644 " + A.encode() + b" 3 - - - a"))
 
 
-@pytest.mark.parametrize("data", [b"", b"rnindex 2\n", b"RNINDEX 1\n" + b"0" * 65])
+@pytest.mark.parametrize("data", [b"", b"rnindex 2\n", b"RNINDEX 2\n" + b"0" * 65])
 def test_bad_header(data):
     with pytest.raises(CorruptStoreError):
         Index.decode(data)
 
 
 def test_unknown_version_is_refused():
-    body = b"rnindex 2\n"
+    body = b"rnindex 3\n"
     with pytest.raises(CorruptStoreError):
         Index.decode(with_checksum(body))
 
@@ -190,22 +226,14 @@ def test_lookup_fresh_matches_only_an_identical_stat(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     entry = settled_entry(path)
-    st = os.lstat(path)
+    key = StatKey.of(os.lstat(path))
     # as if the index had been written a second after the file last changed
-    index = Index([entry], written_ns=max(st.st_mtime_ns, st.st_ctime_ns) + 10**9)
-    assert index.lookup_fresh(b"f", st) == entry
-    assert index.lookup_fresh(b"other", st) is None
-
-    def changed(**fields):
-        values = dict(st_size=st.st_size, st_mtime_ns=st.st_mtime_ns,
-                      st_ctime_ns=st.st_ctime_ns, st_ino=st.st_ino)
-        values.update(fields)
-        return type("Stat", (), values)()
-
-    assert index.lookup_fresh(b"f", changed()) == entry
-    for field, value in [("st_size", st.st_size + 1), ("st_mtime_ns", st.st_mtime_ns + 1),
-                         ("st_ctime_ns", st.st_ctime_ns - 1), ("st_ino", st.st_ino + 1)]:
-        assert index.lookup_fresh(b"f", changed(**{field: value})) is None, field
+    index = Index([entry], written_ns=max(key.mtime_ns, key.ctime_ns) + 10**9)
+    assert index.lookup_fresh(b"f", key) == entry
+    assert index.lookup_fresh(b"other", key) is None
+    for field, value in [("size", key.size + 1), ("mtime_ns", key.mtime_ns + 1),
+                         ("ctime_ns", key.ctime_ns - 1), ("ino", key.ino + 1)]:
+        assert index.lookup_fresh(b"f", key._replace(**{field: value})) is None, field
 
 
 def test_real_rewrite_invalidates_the_cache(tmp_path):
@@ -213,7 +241,7 @@ def test_real_rewrite_invalidates_the_cache(tmp_path):
     path.write_bytes(b"abc")
     index = Index([settled_entry(path)])
     path.write_bytes(b"xyz")  # same size, same second
-    assert index.lookup_fresh(b"f", os.lstat(path)) is None
+    assert index.lookup_fresh(b"f", StatKey.of(os.lstat(path))) is None
 
 
 def test_smudged_entry_never_matches(tmp_path):
@@ -222,7 +250,7 @@ def test_smudged_entry_never_matches(tmp_path):
     st = path.stat()
     index = Index([IndexEntry(b"f", MODE_FILE, A, 3, stat_key_if_settled(st))])
     assert index.get(b"f").stat is None
-    assert index.lookup_fresh(b"f", st) is None
+    assert index.lookup_fresh(b"f", StatKey.of(st)) is None
 
 
 def test_stat_key_survives_the_file(tmp_path):
@@ -235,7 +263,7 @@ def test_stat_key_survives_the_file(tmp_path):
     assert written_now.get(b"f").stat == entry.stat
     if written_now.written_ns <= max(entry.stat.mtime_ns, entry.stat.ctime_ns):
         # written within the file's own timestamp tick: racy, not trusted
-        assert written_now.lookup_fresh(b"f", os.lstat(path)) is None
+        assert written_now.lookup_fresh(b"f", StatKey.of(os.lstat(path))) is None
     later = os.stat(index_path).st_mtime_ns + 10**9
     os.utime(index_path, ns=(later, later))  # as if written a second later
-    assert Index.load(index_path).lookup_fresh(b"f", os.lstat(path)) == entry
+    assert Index.load(index_path).lookup_fresh(b"f", StatKey.of(os.lstat(path))) == entry

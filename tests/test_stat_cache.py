@@ -4,7 +4,7 @@ import os
 import time
 
 from rnstore.index import RACY_NS
-from rnstore.index import Index
+from rnstore.index import Index, StatKey
 from rnstore.repo import Repository
 
 
@@ -31,7 +31,7 @@ def test_checkout_leaves_the_stat_cache_warm(tmp_path):
         st = os.lstat(repo.root / os.fsdecode(entry.path))
         if max(st.st_mtime_ns, st.st_ctime_ns) < index.written_ns:
             settled += 1
-            assert index.lookup_fresh(entry.path, st) is not None, entry.path
+            assert index.lookup_fresh(entry.path, StatKey.of(st)) is not None, entry.path
     assert settled > 0
     assert repo.status().clean
 
@@ -42,7 +42,7 @@ def test_an_entry_as_new_as_the_index_is_not_trusted(tmp_path):
     entry = next(iter(index))
     st = os.lstat(repo.root / os.fsdecode(entry.path))
     same_tick = Index(list(index), written_ns=max(st.st_mtime_ns, st.st_ctime_ns))
-    assert same_tick.lookup_fresh(entry.path, st) is None
+    assert same_tick.lookup_fresh(entry.path, StatKey.of(st)) is None
     later = Index(list(index), written_ns=max(st.st_mtime_ns, st.st_ctime_ns) + 1)
     if entry.stat is not None:
-        assert later.lookup_fresh(entry.path, st) is not None
+        assert later.lookup_fresh(entry.path, StatKey.of(st)) is not None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from rnstore.errors import InvalidValueError
+from rnstore.index import Index, IndexEntry, StatKey
 from rnstore.objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, Tree, TreeEntry
 from rnstore.store import MemoryStore
 from rnstore.trees import FlatEntry, build_tree, iter_tree, lookup, split_path
@@ -114,3 +116,53 @@ def test_lookup(store):
     assert lookup(store, root, b"f/below-a-file") is None
     with pytest.raises(InvalidValueError):
         lookup(store, root, b"a/../f")
+
+
+# -- folders the index already knows (cache-tree) ----------------------------------------
+
+FOLDERS = [b"", b"a", b"a/b", b"a/b/c", b"d"]
+LEAVES = [folder + b"/" + name if folder else name for folder in FOLDERS for name in (b"x", b"y")]
+operations = st.lists(st.one_of(
+    st.tuples(st.just("write"), st.sampled_from(LEAVES), st.binary(max_size=3),
+              st.sampled_from([MODE_FILE, MODE_EXEC, MODE_LINK])),
+    st.tuples(st.just("touch"), st.sampled_from(LEAVES)),  # a new stat, same content
+    st.tuples(st.just("empty"), st.sampled_from([f for f in FOLDERS if f])),
+    st.tuples(st.just("remove"), st.sampled_from(LEAVES + FOLDERS[1:])),
+    st.tuples(st.just("commit"))), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations)
+def test_known_folders_build_what_a_fresh_build_does(ops):
+    """Whatever was staged since, a build that reuses the index's folder
+    ids gives the id a build from nothing gives, and every tree it names is
+    in the store."""
+    store = MemoryStore()
+    index = Index()
+    base = None
+    for op in ops:
+        if op[0] == "write":
+            _, path, data, mode = op
+            index.set(IndexEntry(path, mode, blob(store, data), len(data)))
+        elif op[0] == "touch" and index.get(op[1]) is not None:
+            index.set(index.get(op[1])._replace(stat=StatKey(1, 2, 3, len(ops))))
+        elif op[0] == "empty":
+            index.set(IndexEntry(op[1], MODE_TREE, EMPTY_TREE_ID, 0))
+        elif op[0] == "remove":
+            index.remove(op[1])
+        elif op[0] == "commit":
+            base = build_tree(store, index.flat_entries(), base=base, known=index.trees)
+            assert base == build_tree(MemoryStore(), index.flat_entries())
+            assert sorted(iter_tree(store, base)) == sorted(
+                iter_tree(store, build_tree(store, index.flat_entries())))
+            index = Index.decode(index.encode())  # as the next command reads it
+
+
+def test_a_known_folder_that_base_lacks_is_stored(store):
+    """Folder ids in the index are no proof that the trees are stored: one
+    that HEAD's tree does not hold is encoded and stored again."""
+    index = Index([IndexEntry(b"a/f", MODE_FILE, blob(store, b"f"), 1)])
+    root = build_tree(MemoryStore(), index.flat_entries(), known=index.trees)  # another store
+    assert set(index.trees) == {b"", b"a"}
+    assert build_tree(store, index.flat_entries(), base=None, known=index.trees) == root
+    assert [e.path for e in iter_tree(store, root)] == [b"a/f"]
