@@ -280,8 +280,9 @@ class DiskStore(ObjectStore):
             return False
 
     def _open_frame(self, oid: str) -> BinaryIO:
+        self._check_id(oid)
         try:
-            return open(self.path_for(oid), "rb")
+            return open(self._path(oid), "rb")  # a str, not a Path: once per object read
         except FileNotFoundError:
             raise MissingObjectError(f"object {oid} is missing", oid) from None
 
@@ -362,7 +363,8 @@ class DiskStore(ObjectStore):
         return sorted(prefix[:2] + n for n in names if len(n) == 62 and n.startswith(rest))
 
     def stored_size(self, oid: str) -> int:
-        return os.stat(self.path_for(oid)).st_size
+        self._check_id(oid)
+        return os.stat(self._path(oid)).st_size
 
     def temp_files(self) -> Iterator[Path]:
         """Leftovers of writers that crashed (or are still running)."""
