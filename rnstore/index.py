@@ -141,8 +141,11 @@ class Index:
         for path in sorted(self.trees):
             tree_id, size = self.trees[path]
             parts.append(b"%s %s %d %s\0" % (_FOLDER, tree_id.encode(), size, path))
-        body = b"".join(parts)
-        return body + hashlib.sha256(body).hexdigest().encode() + b"\n"
+        digest = hashlib.sha256()
+        for part in parts:  # not over a joined copy: the index can be megabytes
+            digest.update(part)
+        parts.append(digest.hexdigest().encode() + b"\n")
+        return b"".join(parts)
 
     @classmethod
     def decode(cls, data: bytes, where: str = "index") -> "Index":
@@ -153,14 +156,17 @@ class Index:
 
         if not data.startswith((HEADER, HEADER_V1)):
             raise corrupt("bad header")
-        body, footer = data[:-65], data[-65:]
+        footer = data[-65:]
         if len(data) < len(HEADER) + 65 or footer[-1:] != b"\n" or \
-                hashlib.sha256(body).hexdigest().encode() != footer[:-1]:
+                hashlib.sha256(memoryview(data)[:-65]).hexdigest().encode() != footer[:-1]:
             raise corrupt("checksum mismatch")
         entries = []
         trees: dict[bytes, tuple[str, int]] = {}
-        records = body[len(HEADER):].split(b"\0")
-        if records[-1] != b"":
+        # Split the whole file, not a copy of its body: the header leads the
+        # first piece and the checksum is the last, which holds no NUL.
+        records = data.split(b"\0")
+        records[0] = records[0][len(HEADER):]
+        if records[-1] != footer:
             raise corrupt("truncated record")
         try:
             for record in records[:-1]:
