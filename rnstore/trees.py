@@ -76,9 +76,16 @@ def build_tree(store: ObjectStore, entries: Iterable[FlatEntry], *, base: str | 
             raise InvalidValueError(f"{entry.path!r} is both a file and a folder")
         node[name] = entry
     known = {} if known is None else known
-    built = _encode(root, b"", known)
-    _store_changed(store, built, base, known)
-    return built.id
+    try:
+        _store_changed(store, _encode(root, b"", known), base, known)
+    except _StaleFolderId:
+        known.clear()  # a bug, not damage; never write a tree from a wrong id
+        _store_changed(store, _encode(root, b"", known), base, known)
+    return known[b""][0]
+
+
+class _StaleFolderId(Exception):
+    """A folder id in `known` differs from what its entries encode to."""
 
 
 def _check_part(part: bytes, path: bytes) -> None:
@@ -124,7 +131,10 @@ def _store_changed(store: ObjectStore, built: _Built, base_id: str | None,
     if built.payload is None:
         # A known folder that `base` does not hold: its trees may never have
         # been stored, or been collected since. Encode and store it all.
-        built = _encode(built.node, built.path, known, reuse=False)
+        rebuilt = _encode(built.node, built.path, known, reuse=False)
+        if rebuilt.id != built.id:
+            raise _StaleFolderId(built.path)
+        built = rebuilt
     base_subtrees: dict[bytes, str] = {}
     if base_id is not None:
         try:

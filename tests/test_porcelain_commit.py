@@ -148,3 +148,28 @@ def _check_no_lost_snapshot(run_cli, ws, commits, names):
                                        (["ls-tree", "-r", "--name-only", "HEAD"], ws)])
     assert sorted(entry["id"] for entry in json.loads(ok(log).stdout)) == sorted(ids)
     assert ok(tree).stdout.splitlines() == sorted(name.encode() for name in names)
+
+
+def test_commits_that_reuse_the_index_folder_ids_match_a_full_rebuild(bare, run_cli):
+    """commit encodes only the folders that changed since the index last
+    built them; `write-tree` (plumbing) encodes everything from nothing.
+    After each kind of change they agree, and `status` is clean."""
+    write_files(bare, {"a/b/c/deep.txt": "1\n", "a/b/side.txt": "s\n", "a/top.txt": "t\n",
+                       "other/x.txt": "x\n", "root.txt": "r\n"})
+    (bare / "empty").mkdir()
+    ok(run_cli(["commit", "-a", "-q", "-m", "first"], cwd=bare))
+    changes = [
+        lambda: (bare / "a/b/c/deep.txt").write_text("2\n"),                      # a deep edit
+        lambda: (bare / "a/b/c/new.txt").write_text("n\n"),                       # an addition
+        lambda: (bare / "other/x.txt").unlink(),                                  # a folder emptied
+        lambda: (bare / "empty/filled.txt").write_text("f\n"),                    # an empty folder filled
+        lambda: (bare / "a/top.txt").chmod(0o755),                                # a mode change
+        lambda: (bare / "a/b/side.txt").write_text("s\n"),                        # a touch, same bytes
+    ]
+    for number, change in enumerate(changes):
+        change()
+        result = run_cli(["commit", "-a", "-q", "-m", f"change {number}"], cwd=bare)
+        assert result.returncode in (0, 1), result.stderr  # the touch changes nothing
+        tree = ok(run_cli(["rev-parse", "HEAD:"], cwd=bare)).out.strip()
+        assert ok(run_cli(["write-tree"], cwd=bare)).out.strip() == tree, number
+        assert ok(run_cli(["status", "--porcelain"], cwd=bare)).out == "", number

@@ -166,3 +166,14 @@ def test_a_known_folder_that_base_lacks_is_stored(store):
     assert set(index.trees) == {b"", b"a"}
     assert build_tree(store, index.flat_entries(), base=None, known=index.trees) == root
     assert [e.path for e in iter_tree(store, root)] == [b"a/f"]
+
+
+def test_a_wrong_folder_id_is_never_written_into_a_tree(store):
+    """Folder ids must be exact; if one were wrong (a bug), a build that
+    checks it against its entries rebuilds everything from nothing."""
+    entries = [FlatEntry(b"a/b/f", MODE_FILE, blob(store, b"f"), 1), flat(store, b"top", b"t")]
+    right = build_tree(MemoryStore(), entries)
+    wrong = {b"": ("e" * 64, 2), b"a": ("e" * 64, 1), b"a/b": ("e" * 64, 1)}
+    assert build_tree(store, entries, known=wrong) == right
+    assert wrong[b""][0] == right
+    assert [e.path for e in iter_tree(store, right)] == [b"a/b/f", b"top"]
