@@ -103,6 +103,12 @@ class Index:
         if self.entries.pop(path, None) is not None:
             self._forget_trees_above(path)
 
+    @property
+    def tree_id(self) -> str | None:
+        """The root tree id the entries encode to, when still known."""
+        known = self.trees.get(b"")
+        return known[0] if known else None
+
     def _forget_trees_above(self, path: bytes) -> None:
         trees = self.trees
         if not trees:
@@ -168,9 +174,10 @@ class Index:
         records[0] = records[0][len(HEADER):]
         if records[-1] != footer:
             raise corrupt("truncated record")
+        folder_prefix = _FOLDER + b" " if data.startswith(HEADER) else None  # v1: none
         try:
             for record in records[:-1]:
-                if record.startswith(_FOLDER + b" ") and data.startswith(HEADER):
+                if folder_prefix is not None and record.startswith(folder_prefix):
                     _, oid, size, path = record.split(b" ", 3)
                     if not is_object_id(oid.decode()) or int(size) < 0:
                         raise ValueError(record[:80])

@@ -306,7 +306,7 @@ def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False) -> St
     current, refreshed = workspace_entries(repo, index, found)
     indexed = {e.path: (e.mode, e.id) for e in index}
     result = Status(branch, head)
-    if head is not None and index.trees.get(b"", ("",))[0] == repo.store.get_snapshot(head).tree:
+    if head is not None and index.tree_id == repo.store.get_snapshot(head).tree:
         result.staged = []  # the index still builds HEAD's tree: no need to read it all
     else:
         result.staged = compare(head_entries(repo, head), indexed)

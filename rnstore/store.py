@@ -262,13 +262,17 @@ class DiskStore(ObjectStore):
         """The file of an id we computed ourselves (no validation)."""
         return f"{self._root}/{oid[:2]}/{oid[2:]}"
 
-    def path_for(self, oid: str) -> Path:
+    def _checked_path(self, oid: str) -> str:
+        """The file of an id given to us (validated); a str, not a Path:
+        the hot paths make one per object."""
         self._check_id(oid)
-        return Path(self._path(oid))
+        return self._path(oid)
+
+    def path_for(self, oid: str) -> Path:
+        return Path(self._checked_path(oid))
 
     def has(self, oid: str) -> bool:
-        self._check_id(oid)
-        return os.path.exists(self._path(oid))
+        return os.path.exists(self._checked_path(oid))
 
     def freshen(self, oid: str) -> bool:
         # Refreshing the mtime of an object we are about to reference is what
@@ -280,9 +284,9 @@ class DiskStore(ObjectStore):
             return False
 
     def _open_frame(self, oid: str) -> BinaryIO:
-        self._check_id(oid)
+        path = self._checked_path(oid)
         try:
-            return open(self._path(oid), "rb")  # a str, not a Path: once per object read
+            return open(path, "rb")
         except FileNotFoundError:
             raise MissingObjectError(f"object {oid} is missing", oid) from None
 
@@ -363,8 +367,7 @@ class DiskStore(ObjectStore):
         return sorted(prefix[:2] + n for n in names if len(n) == 62 and n.startswith(rest))
 
     def stored_size(self, oid: str) -> int:
-        self._check_id(oid)
-        return os.stat(self._path(oid)).st_size
+        return os.stat(self._checked_path(oid)).st_size
 
     def temp_files(self) -> Iterator[Path]:
         """Leftovers of writers that crashed (or are still running)."""

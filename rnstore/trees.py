@@ -31,10 +31,7 @@ def split_path(path: bytes) -> list[bytes]:
     """A relative path's components; refuses anything that could escape."""
     parts = path.split(b"/")
     for part in parts:
-        try:
-            check_name(part)
-        except CorruptObjectError:
-            raise InvalidValueError(f"invalid path {path!r}") from None
+        _check_part(part, path)
     return parts
 
 

@@ -151,12 +151,9 @@ def _add_entry(result: Scan, path: bytes, st: os.stat_result) -> None:
 
 
 def _walk(root_b: bytes, folder: bytes, rules, result: Scan) -> None:
-    # The hot loop of every add, status and commit: one pass per folder,
-    # locals bound once.
-    found, add_found = result.found, result.found.append
+    # The hot loop of every add, status and commit.
     is_ignored = rules.is_ignored
     rule_file = os.fsencode(IGNORE_FILE)
-    S_ISREG, S_ISLNK, S_IXUSR = stat.S_ISREG, stat.S_ISLNK, stat.S_IXUSR
     stack = [folder]
     while stack:
         current = stack.pop()
@@ -192,17 +189,10 @@ def _walk(root_b: bytes, folder: bytes, rules, result: Scan) -> None:
             except OSError as exc:
                 result.unreadable.append((path, exc.strerror or str(exc)))
                 continue
-            st_mode = st.st_mode
-            if S_ISREG(st_mode):
-                add_found(Found(path, MODE_EXEC if st_mode & S_IXUSR else MODE_FILE,
-                                StatKey(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)))
-            elif S_ISLNK(st_mode):
-                add_found(Found(path, MODE_LINK, StatKey.of(st)))
-            else:
-                _add_entry(result, path, st)
+            _add_entry(result, path, st)
         if current and not listing:
             try:
-                found.append(Found(current, MODE_TREE, StatKey.of(os.lstat(full))))
+                result.found.append(Found(current, MODE_TREE, StatKey.of(os.lstat(full))))
             except OSError:
                 pass
 
