@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from .errors import CorruptStoreError, ObjectError
-from .gc import Marker, StoreLoader, collect_roots, mark_roots, objects_on_disk
+from .gc import Marker, StoreLoader, collect_roots, mark_roots
 from .objects import BLOB, SNAPSHOT, TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import TAGS, short_name
@@ -129,7 +129,7 @@ def du(repo, revs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS) -> D
             progress.finish()
         usage = StoreUsage()
         exclusive: dict[tuple[str, str], int] = {}
-        for obj in objects_on_disk(repo.store):
+        for obj in repo.store.stored_objects():
             usage.objects += 1
             usage.stored_bytes += obj.size
             owner = marker.owner.get(obj.id)

@@ -24,6 +24,7 @@ missing. The store lock is held shared, so no gc deletes anything meanwhile.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -98,6 +99,8 @@ def fsck(repo, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> Fsck
                 listed[name] = store.stored_size(name)
             except FileNotFoundError:
                 continue
+        for path, why in store.damaged_packs().items():
+            report(CORRUPT, os.path.basename(path), f"pack {path} cannot be read: {why}")
         checked = _check_objects(store, listed, quick, report, progress)
         kinds, sizes, decoded, failed = checked
 

@@ -408,26 +408,6 @@ def mark_roots(marker: Marker, roots: Iterable[Root], on_problem: ProblemSink,
 
 # -- the objects on disk --------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class OnDisk:
-    id: str
-    size: int
-    mtime: float
-
-
-def objects_on_disk(store) -> Iterator[OnDisk]:
-    """Every object file of a DiskStore with its size and mtime. Files whose
-    names are not object ids are left out (and left alone)."""
-    for oid in store:
-        if not is_object_id(oid):
-            continue
-        try:
-            st = os.stat(store.path_for(oid))
-        except FileNotFoundError:
-            continue
-        yield OnDisk(oid, st.st_size, st.st_mtime)
-
-
 # -- gc ---------------------------------------------------------------------------------------
 
 @dataclass
@@ -616,9 +596,9 @@ def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, *, grace: float
            progress: Progress) -> None:
     store = repo.store
     cutoff = now - grace
-    doomed: list[OnDisk] = []
+    doomed = []
     kept = 0
-    for obj in objects_on_disk(store):
+    for obj in store.stored_objects():
         if obj.id in marker:
             kept += 1
         elif (grace > 0 and obj.mtime >= cutoff) or (
@@ -633,12 +613,9 @@ def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, *, grace: float
     if doomed:
         progress.start("gc: deleting", len(doomed), stats.freed_bytes)
     try:
-        folders = set()
-        for obj in doomed:
-            if not stats.dry_run:
-                store.delete(obj.id)
-                folders.add(obj.id[:2])
-            progress.advance(1, obj.size)
+        if not stats.dry_run:
+            store.delete_stored(doomed)
+        progress.advance(len(doomed), stats.freed_bytes)
         for path in [*store.temp_files(), *_workspace_temp_files(repo, scan)]:
             try:
                 st = os.stat(path)
@@ -650,14 +627,9 @@ def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, *, grace: float
             stats.freed_temp_bytes += st.st_size
             if not stats.dry_run:
                 remove_quietly(path)
-        for folder in sorted(folders):
-            try:
-                os.rmdir(store.root / folder)  # only succeeds when empty
-            except OSError:
-                pass
     finally:
         progress.finish()
 
 
 __all__ = ["gc", "GcStats", "Root", "RootScan", "WorkspaceState", "Marker", "StoreLoader",
-           "collect_roots", "mark_roots", "objects_on_disk", "workspace_roots", "SHARED"]
+           "collect_roots", "mark_roots", "workspace_roots", "SHARED"]

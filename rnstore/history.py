@@ -39,15 +39,18 @@ def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
     with repo.lock(), repo.store_lock(shared=True):
         staged = None
         index = repo.read_index()
-        if all:
-            staged = stage(repo, index, [repo.root], progress=progress, cwd=repo.root,
-                           **(add_options or {}))
-        branch_ref, head = repo.refs.head()
-        # HEAD's tree is a root, and the store lock is held until the new
-        # snapshot is named: folders unchanged since HEAD need no rewriting.
-        base = repo.store.get_snapshot(head).tree if head is not None else None
-        known_before = dict(index.trees)
-        tree_id = write_tree(repo, index, base=base)
+        # One batch for the new blobs and trees: one pack, durable before
+        # the index names them.
+        with repo.store.batch():
+            if all:
+                staged = stage(repo, index, [repo.root], progress=progress, cwd=repo.root,
+                               **(add_options or {}))
+            branch_ref, head = repo.refs.head()
+            # HEAD's tree is a root, and the store lock is held until the new
+            # snapshot is named: folders unchanged since HEAD need no rewriting.
+            base = repo.store.get_snapshot(head).tree if head is not None else None
+            known_before = dict(index.trees)
+            tree_id = write_tree(repo, index, base=base)
         if (staged is not None and staged.index_changed) or index.trees != known_before:
             repo.write_index(index)
         if head is not None:

@@ -13,14 +13,16 @@ import io
 import itertools
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from . import codec
 from .errors import CorruptObjectError, InvalidValueError, MissingObjectError
 from .fsutil import TMP_PREFIX, fsync_dir, remove_quietly, sync_filesystem, write_new_file
 from .objects import (BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree,
                       is_object_id)
+from .packs import MAX_FRAME, DamagedPackError, Pack, PackWriter, list_packs, write_pack
 
 #: Files up to this size are read, hashed and compressed in memory.
 SMALL_FILE = 4 << 20
@@ -246,17 +248,35 @@ def _named(exc: CorruptObjectError, oid: str) -> CorruptObjectError:
 _temp_counter = itertools.count()
 
 
+@dataclass(frozen=True)
+class OnDisk:
+    """Where one stored copy of an object is, for gc and du."""
+    id: str
+    size: int           # stored bytes of the frame
+    mtime: float        # of the object file, or of the pack holding it
+    pack: str | None = None  # the pack file's path; None for a loose object
+
+
 class DiskStore(ObjectStore):
-    """Loose objects at <root>/<2 hex>/<62 hex>, each one zstd frame."""
+    """Objects as loose files at <root>/<2 hex>/<62 hex>, each one zstd
+    frame, and in pack files under <root>/pack/ (see packs.py): a batch that
+    writes many small objects packs them."""
 
     def __init__(self, root: Path, *, level: int = 3, fsync: bool = True):
         super().__init__(level=level)
         self.root = Path(root)
         self._root = str(self.root)  # the hot paths format strings, not Paths
+        self._pack_folder = f"{self._root}/pack"
         self.fsync = fsync
         self._batch_depth = 0
         self._pending: list[str] = []
         self._pending_lock = threading.Lock()
+        self._packs: dict[str, Pack] | None = None  # loaded on first need
+        self._damaged: dict[str, str] = {}
+        self._packs_lock = threading.Lock()
+        self._writer: PackWriter | None = None
+        self._freshened_packs: set[str] = set()
+        self._fanouts: set[str] | None = None
 
     def _path(self, oid: str) -> str:
         """The file of an id we computed ourselves (no validation)."""
@@ -269,37 +289,153 @@ class DiskStore(ObjectStore):
         return self._path(oid)
 
     def path_for(self, oid: str) -> Path:
+        """Where the object's loose file is (or would be)."""
         return Path(self._checked_path(oid))
 
+    def file_of(self, oid: str) -> Path:
+        """The file holding the object: its loose file, or else its pack
+        (MissingObjectError if neither)."""
+        path = self.path_for(oid)
+        if path.exists():
+            return path
+        pack = self._find_pack(oid)
+        if pack is None:
+            raise MissingObjectError(f"object {oid} is missing", oid)
+        return Path(pack.path)
+
+    # -- packs ---------------------------------------------------------------------
+
+    def _load_packs(self) -> dict[str, Pack]:
+        """The published packs, read again from disk: packs that appeared
+        are opened, packs that are gone are dropped."""
+        with self._packs_lock:
+            known = self._packs or {}
+            current: dict[str, Pack] = {}
+            for path in list_packs(self._pack_folder):
+                pack = known.get(path)
+                if pack is None:
+                    try:
+                        pack = Pack.open(path)
+                    except FileNotFoundError:
+                        continue
+                    except (DamagedPackError, OSError) as exc:
+                        self._damaged[path] = str(exc)
+                        continue
+                current[path] = pack
+            self._packs = current
+            return current
+
+    def _pack_of(self, oid: str, *, reload: bool = False) -> Pack | None:
+        """The pack holding `oid` among those loaded (loading them the first
+        time; with `reload`, reading the pack folder again first)."""
+        packs = self._load_packs() if reload or self._packs is None else self._packs
+        raw = bytes.fromhex(oid)
+        for pack in packs.values():
+            if raw in pack:
+                return pack
+        return None
+
+    def _find_pack(self, oid: str) -> Pack | None:
+        """Like _pack_of, looking again on a miss: another process may have
+        published a pack (or gc replaced one) since the packs were loaded."""
+        return self._pack_of(oid) or self._pack_of(oid, reload=True)
+
+    def damaged_packs(self) -> dict[str, str]:
+        """Pack files that cannot be read (path -> why), as of the last look."""
+        self._load_packs()
+        return dict(self._damaged)
+
+    # -- frame primitives ------------------------------------------------------------
+
     def has(self, oid: str) -> bool:
-        return os.path.exists(self._checked_path(oid))
+        path = self._checked_path(oid)
+        if self._writer is not None and bytes.fromhex(oid) in self._writer:
+            return True
+        return os.path.exists(path) or self._find_pack(oid) is not None
 
     def freshen(self, oid: str) -> bool:
+        return self._refresh(oid, quick=False)
+
+    def _refresh(self, oid: str, *, quick: bool) -> bool:
+        """freshen(); `quick` (for put) may miss an object another process
+        stored since we last looked, which is then stored once more."""
         # Refreshing the mtime of an object we are about to reference is what
         # keeps a concurrent gc (which spares young objects) from deleting it.
-        try:
-            os.utime(self._path(oid))
+        # A packed object's mtime is its pack's.
+        writer = self._writer
+        if writer is not None and bytes.fromhex(oid) in writer:
             return True
-        except FileNotFoundError:
-            return False
+        if not quick or oid[:2] in self._known_fanouts():
+            try:
+                os.utime(self._path(oid))
+                return True
+            except FileNotFoundError:
+                pass
+        for reload in (False, True):
+            pack = self._pack_of(oid, reload=reload)
+            if pack is None:
+                if quick:
+                    return False
+                continue
+            if pack.path in self._freshened_packs:
+                return True
+            try:
+                os.utime(pack.path)
+            except FileNotFoundError:  # replaced by gc since we loaded it: look again
+                continue
+            if self._batch_depth:  # once per pack and batch is enough
+                self._freshened_packs.add(pack.path)
+            return True
+        return False
+
+    def _known_fanouts(self) -> set[str]:
+        """The fan-out folders seen (listed once, then those we create): a
+        new store's objects all go to packs, and a failed utime per object
+        would cost more than storing it."""
+        if self._fanouts is None:
+            try:
+                self._fanouts = {n for n in os.listdir(self._root) if len(n) == 2}
+            except FileNotFoundError:
+                self._fanouts = set()
+        return self._fanouts
 
     def _open_frame(self, oid: str) -> BinaryIO:
         path = self._checked_path(oid)
+        writer = self._writer
+        frame = writer.read(bytes.fromhex(oid)) if writer is not None else None
+        if frame is None:
+            pack = self._pack_of(oid, reload=False)
+            frame = pack.read(bytes.fromhex(oid)) if pack is not None else None
+        if frame is not None:
+            return io.BytesIO(frame)
         try:
             return open(path, "rb")
         except FileNotFoundError:
-            raise MissingObjectError(f"object {oid} is missing", oid) from None
+            pass
+        pack = self._pack_of(oid, reload=True)
+        if pack is None:
+            raise MissingObjectError(f"object {oid} is missing", oid)
+        return io.BytesIO(pack.read(bytes.fromhex(oid)))
 
     def _temp_name(self, folder: str) -> str:
         return f"{folder}/{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_temp_counter)}"
 
     def put(self, kind: str, payload: bytes) -> str:
-        # The hot path of every add: plain os calls, the temporary file in
-        # the object's own folder, one rename.
+        # The hot path of every add: plain os calls; in a batch the frame
+        # goes to the batch's pack, otherwise to a temporary file in the
+        # object's own folder and one rename.
         oid = hashlib.sha256(payload).hexdigest()
-        if self.freshen(oid):
+        if self._refresh(oid, quick=True):
             return oid
         frame = codec.compress(kind, payload, self.level)
+        writer = self._writer
+        if writer is not None and len(frame) <= MAX_FRAME:
+            writer.add(bytes.fromhex(oid), frame)
+            return oid
+        self._put_loose(oid, frame)
+        return oid
+
+    def _put_loose(self, oid: str, frame: bytes) -> None:
         folder = f"{self._root}/{oid[:2]}"
         temp = self._temp_name(folder)
         try:  # from naming the temporary file on, so Ctrl-C anywhere removes it
@@ -308,7 +444,6 @@ class DiskStore(ObjectStore):
         except BaseException:
             remove_quietly(temp)
             raise
-        return oid
 
     def _new_temp(self):
         path = self._temp_name(self._root)
@@ -325,6 +460,7 @@ class DiskStore(ObjectStore):
         except FileNotFoundError:
             os.makedirs(os.path.dirname(final), exist_ok=True)
             os.replace(temp_token, final)
+        self._known_fanouts().add(oid[:2])
         if not self.fsync:
             return
         if self._batch_depth:
@@ -339,9 +475,13 @@ class DiskStore(ObjectStore):
         remove_quietly(temp_token)
 
     def delete(self, oid: str) -> None:
-        remove_quietly(self.path_for(oid))
+        """Remove every stored copy of the object, loose or packed."""
+        self._check_id(oid)
+        raw = bytes.fromhex(oid)
+        self.delete_stored([OnDisk(oid, 0, 0.0), *(
+            OnDisk(oid, 0, pack.mtime, path) for path, pack in self._load_packs().items() if raw in pack)])
 
-    def __iter__(self) -> Iterator[str]:
+    def _loose_ids(self) -> Iterator[str]:
         try:
             fanouts = os.scandir(self.root)
         except FileNotFoundError:
@@ -355,6 +495,19 @@ class DiskStore(ObjectStore):
                         if len(entry.name) == 62 and not entry.name.startswith(TMP_PREFIX):
                             yield fanout.name + entry.name
 
+    def __iter__(self) -> Iterator[str]:
+        """Every stored id once, loose or packed."""
+        seen: set[str] = set()
+        for oid in self._loose_ids():
+            seen.add(oid)
+            yield oid
+        for pack in self._load_packs().values():
+            for raw_id, _ in pack.entries():
+                oid = raw_id.hex()
+                if oid not in seen:
+                    seen.add(oid)
+                    yield oid
+
     def ids_with_prefix(self, prefix: str) -> list[str]:
         if len(prefix) < 2:
             return super().ids_with_prefix(prefix)
@@ -362,28 +515,113 @@ class DiskStore(ObjectStore):
         try:
             names = os.listdir(folder)
         except FileNotFoundError:
-            return []
+            names = []
         rest = prefix[2:]
-        return sorted(prefix[:2] + n for n in names if len(n) == 62 and n.startswith(rest))
+        found = {prefix[:2] + n for n in names if len(n) == 62 and n.startswith(rest)}
+        for pack in self._load_packs().values():
+            found.update(oid for oid in (raw.hex() for raw, _ in pack.entries())
+                         if oid.startswith(prefix))
+        return sorted(found)
 
     def stored_size(self, oid: str) -> int:
-        return os.stat(self._checked_path(oid)).st_size
+        """Stored bytes of the object's frame; FileNotFoundError if absent."""
+        try:
+            return os.stat(self._checked_path(oid)).st_size
+        except FileNotFoundError:
+            pack = self._find_pack(oid)
+            if pack is None:
+                raise
+            return pack.length(bytes.fromhex(oid))
+
+    def stored_objects(self) -> Iterator[OnDisk]:
+        """Every stored copy of every object, loose files then packed frames
+        (an object stored twice, by racing writers, is listed twice). Files
+        whose names are not object ids are left out (and left alone)."""
+        for oid in self._loose_ids():
+            if not is_object_id(oid):
+                continue
+            try:
+                st = os.stat(self._path(oid))
+            except FileNotFoundError:
+                continue
+            yield OnDisk(oid, st.st_size, st.st_mtime)
+        for path, pack in self._load_packs().items():
+            for raw_id, length in pack.entries():
+                yield OnDisk(raw_id.hex(), length, pack.mtime, path)
+
+    def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
+        """Delete these copies: loose files are removed; a pack loses them
+        by being rewritten without them (keeping its mtime), or removed when
+        nothing in it stays. For gc, under the exclusive store lock."""
+        by_pack: dict[str, set[bytes]] = {}
+        fanouts = set()
+        for obj in doomed:
+            if obj.pack is None:
+                remove_quietly(self._path(obj.id))
+                fanouts.add(obj.id[:2])
+            else:
+                by_pack.setdefault(obj.pack, set()).add(bytes.fromhex(obj.id))
+        for fanout in sorted(fanouts):
+            try:
+                os.rmdir(f"{self._root}/{fanout}")  # only succeeds when empty
+            except OSError:
+                pass
+        packs = self._packs or {}
+        for path, raw_ids in by_pack.items():
+            pack = packs.get(path)
+            if pack is None:
+                continue
+            kept = [(raw_id, pack.read(raw_id)) for raw_id, _ in pack.entries() if raw_id not in raw_ids]
+            rewritten = write_pack(self._pack_folder, self._temp_name(self._pack_folder), kept,
+                                   fsync=self.fsync)
+            if rewritten is not None:
+                os.utime(rewritten, (pack.mtime, pack.mtime))
+            if rewritten != path:
+                remove_quietly(path)
+        if by_pack:
+            self._load_packs()
 
     def temp_files(self) -> Iterator[Path]:
         """Leftovers of writers that crashed (or are still running)."""
-        for folder in [self.root, *sorted(p for p in self.root.glob("??") if p.is_dir())]:
+        folders = [self.root, *sorted(p for p in self.root.glob("??") if p.is_dir())]
+        folders.append(Path(self._pack_folder))
+        for folder in folders:
             for path in folder.glob(TMP_PREFIX + "*"):
                 yield path
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
+        outermost = self._batch_depth == 0
+        if outermost:
+            self._writer = PackWriter(self._pack_folder, self._temp_name(self._pack_folder),
+                                      fsync=self.fsync)
         self._batch_depth += 1
         try:
             yield
+            if outermost:
+                self._publish_batch()
+        except BaseException:
+            if outermost:
+                self._writer.abort()
+            raise
         finally:
             self._batch_depth -= 1
-        if self._batch_depth == 0:
+            if outermost:
+                self._writer = None
+                self._freshened_packs.clear()
+        if outermost:
             self.flush()
+
+    def _publish_batch(self) -> None:
+        """The batch's pack, or (a small batch) its frames as loose files,
+        which join the objects flush() makes durable."""
+        writer = self._writer
+        if writer.finish() is not None:
+            if self.fsync:
+                fsync_dir(self._root)  # the pack folder's own entry
+            self._load_packs()
+        for raw_id, frame in writer.held_frames().items():
+            self._put_loose(raw_id.hex(), frame)
 
     def flush(self) -> None:
         """Make every object published in the batch durable."""
@@ -398,7 +636,7 @@ class DiskStore(ObjectStore):
             _fsync_file(path)
         for folder in sorted({os.path.dirname(p) for p in pending}):
             fsync_dir(folder)
-        fsync_dir(self.root)
+        fsync_dir(self._root)
 
 
 def _fsync_file(path: Path) -> None:
@@ -459,4 +697,4 @@ class _KeepOnClose(io.BytesIO):
         super().close()
 
 
-__all__ = ["ObjectStore", "DiskStore", "MemoryStore", "SizeChangedError", "KINDS"]
+__all__ = ["ObjectStore", "DiskStore", "MemoryStore", "OnDisk", "SizeChangedError", "KINDS"]

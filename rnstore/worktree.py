@@ -277,32 +277,34 @@ WORKERS = min(4, os.cpu_count() or 1)
 def parallel_map(function, items: list, workers: int = WORKERS):
     """`function` over `items` on a thread pool (hashing, compression and file
     I/O release the GIL), results in order. Yields (item, result, error)."""
+
+    def attempt(item):
+        try:
+            return item, function(item), None
+        except OSError as exc:
+            return item, None, exc
+
+    def run(some: list) -> list:
+        return [attempt(item) for item in some]
+
     if workers <= 1 or len(items) < 2:
         for item in items:
-            try:
-                yield item, function(item), None
-            except OSError as exc:
-                yield item, None, exc
+            yield attempt(item)
         return
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    def guarded(item):
-        try:
-            return function(item), None
-        except OSError as exc:
-            return None, exc
-
-    from collections import deque
+    # Items go to the workers in runs: a future per file costs as much as
+    # hashing a small one. Runs stay short enough to spread a short list.
+    size = max(1, min(32, len(items) // (workers * 8)))
     pending: deque = deque()
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        for item in items:
-            pending.append((item, pool.submit(guarded, item)))
-            if len(pending) >= workers * 32:  # a bounded window keeps memory flat
-                done_item, future = pending.popleft()
-                yield (done_item, *future.result())
+        for start in range(0, len(items), size):
+            pending.append(pool.submit(run, items[start:start + size]))
+            if len(pending) >= workers * 4:  # a bounded window keeps memory flat
+                yield from pending.popleft().result()
         while pending:
-            done_item, future = pending.popleft()
-            yield (done_item, *future.result())
+            yield from pending.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rnstore import codec, store as store_module
+from rnstore import codec, packs, store as store_module
 from rnstore.errors import CorruptObjectError, InvalidValueError, MissingObjectError
 from rnstore.objects import BLOB, SNAPSHOT, TREE, Snapshot, Tree, TreeEntry
 from rnstore.store import DiskStore, MemoryStore, SizeChangedError
@@ -18,13 +18,25 @@ from rnstore.store import DiskStore, MemoryStore, SizeChangedError
 ABSENT = "0" * 64
 
 
-@pytest.fixture(params=["disk", "memory"])
-def store(request, tmp_path):
-    if request.param == "disk":
-        root = tmp_path / "objects"
-        root.mkdir()
-        return DiskStore(root)
-    return MemoryStore()
+class PackingStore(DiskStore):
+    """A DiskStore that packs every object it can: each put is a batch of
+    its own, published as a pack of one (the pack thresholds are lowered)."""
+
+    def put(self, kind, payload):
+        with self.batch():
+            return super().put(kind, payload)
+
+
+@pytest.fixture(params=["disk", "packed", "memory"])
+def store(request, tmp_path, monkeypatch):
+    if request.param == "memory":
+        return MemoryStore()
+    root = tmp_path / "objects"
+    root.mkdir()
+    if request.param == "packed":
+        monkeypatch.setattr(packs, "MIN_OBJECTS", 1)
+        return PackingStore(root)
+    return DiskStore(root)
 
 
 @pytest.fixture
@@ -39,7 +51,10 @@ def small_threshold(monkeypatch):
 
 def plant(store, oid: str, frame: bytes) -> None:
     """Put raw frame bytes under an id, bypassing every check."""
-    if isinstance(store, DiskStore):
+    if isinstance(store, PackingStore):
+        folder = str(store.root / "pack")
+        packs.write_pack(folder, f"{folder}/.tmp-plant", [(bytes.fromhex(oid), frame)], fsync=False)
+    elif isinstance(store, DiskStore):
         path = store.path_for(oid)
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(frame)
@@ -165,7 +180,7 @@ def test_missing_object(store):
 def test_put_existing_writes_nothing(store, monkeypatch):
     oid = store.put(BLOB, b"same bytes")
     if isinstance(store, DiskStore):
-        path = store.path_for(oid)
+        path = store.file_of(oid)
         os.utime(path, (1_000_000_000, 1_000_000_000))
         inode = path.stat().st_ino
     else:
@@ -191,10 +206,10 @@ def test_put_existing_large_stream_freshens(store, small_threshold):
     data = os.urandom(200 << 10)
     oid = store.put_stream(io.BytesIO(data), len(data))
     if isinstance(store, DiskStore):
-        os.utime(store.path_for(oid), (1_000_000_000, 1_000_000_000))
+        os.utime(store.file_of(oid), (1_000_000_000, 1_000_000_000))
     assert store.put_stream(io.BytesIO(data), len(data)) == oid
     if isinstance(store, DiskStore):
-        assert store.path_for(oid).stat().st_mtime > 1_000_000_000 + 86400
+        assert store.file_of(oid).stat().st_mtime > 1_000_000_000 + 86400
         assert list(store.temp_files()) == []
     assert b"".join(store.iter_blob(oid)) == data
 

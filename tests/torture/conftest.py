@@ -508,9 +508,10 @@ class StoreChecker:
     """What fsck checks, for what changed since the last check, through the
     library's own readers (an independent, incremental second opinion):
 
-    - every object file that is new (or was replaced) since the last check
+    - every object (loose or packed) that is new (or was replaced) since the last check
       decompresses and hashes to its name; a tree or snapshot also decodes;
-    - objects checked before are unchanged (same inode and size);
+    - objects checked before are unchanged (same inode and size, or same
+      pack and size), and no pack file is damaged;
     - every root (HEAD, refs, the journal of live snapshots, the index) can
       be read, and nothing reachable from one is missing. Trees already
       walked are not walked again, unless objects were deleted since.
@@ -518,7 +519,7 @@ class StoreChecker:
     Returns a list of problems (empty: clean, dangling objects allowed)."""
 
     def __init__(self):
-        self.seen: dict[str, tuple[int, int]] = {}
+        self.seen: dict[str, tuple] = {}
         self.walked: set[str] = set()
 
     def check(self, repo) -> list[str]:
@@ -527,13 +528,17 @@ class StoreChecker:
         from rnstore.objects import BLOB, MODE_TREE, SNAPSHOT, TREE
         store = repo.store
         problems: list[str] = []
-        current: dict[str, tuple[int, int]] = {}
-        for oid in store:
+        current: dict[str, tuple] = {}
+        for obj in store.stored_objects():
+            if obj.pack is not None:
+                current[obj.id] = (obj.pack, obj.size)
+                continue
             try:
-                st = os.stat(store.path_for(oid))
+                st = os.stat(store.path_for(obj.id))
             except FileNotFoundError:
                 continue
-            current[oid] = (st.st_ino, st.st_size)
+            current[obj.id] = (st.st_ino, st.st_size)
+        problems.extend(f"damaged pack {path}: {why}" for path, why in store.damaged_packs().items())
         if any(oid not in current for oid in self.seen):
             self.walked.clear()  # something was deleted: walk everything again
         for oid, key in current.items():

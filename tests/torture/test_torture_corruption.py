@@ -36,12 +36,13 @@ LARGE = 17 << 20
 MEDIUM = 5 << 20
 
 
-def build_template(ws: Path, scratch: Path, big: bool) -> dict:
+def build_template(ws: Path, scratch: Path, big: bool, files: int = 40) -> dict:
     """A workspace with snapshots S1 and S (HEAD, tagged v1), a tiny
     snapshot E (tagged e) and a forgotten snapshot (garbage). With `big`,
-    also a medium and a large file. Returns ids and manifests."""
+    also a medium and a large file. With `files` over the pack threshold,
+    S1's blobs and trees are packed. Returns ids and manifests."""
     rng = random.Random(7)
-    make_tree(ws / "src", 40, seed=8)
+    make_tree(ws / "src", files, seed=8)
     (ws / "src" / "deeper").mkdir()
     (ws / "src" / "deeper" / "leaf.txt").write_bytes(b"a leaf\n" * 10)
     (ws / "top.txt").write_bytes(b"top level file\n")
@@ -121,6 +122,12 @@ def frame_of(kind: str, payload: bytes) -> bytes:
     """A valid stored frame (what the store would write) of `payload`."""
     from rnstore import codec
     return codec.compress(kind, payload, 3)
+
+
+@pytest.fixture(scope="module")
+def packed_template(session_scratch) -> dict:
+    return build_template(session_scratch / "corruption-packed-template", session_scratch,
+                          big=False, files=120)
 
 
 @pytest.fixture
@@ -442,3 +449,54 @@ def test_damage_in_garbage_only_is_dangling(damaged, template):
     ok(["gc", "--prune", "now", "-q"], ws)
     assert not victim.exists()
     assert not fsck_problems(ws)
+
+
+# -- packs ----------------------------------------------------------------------------------
+
+def the_pack(ws: Path) -> Path:
+    [pack] = (ws / ".rnstore" / "objects" / "pack").glob("*.pack")
+    return pack
+
+
+def test_damaged_frame_inside_a_pack(packed_template, scratch):
+    """A packed blob damaged in place is that blob's problem only: named by
+    fsck and every reader, never written out, kept by gc."""
+    ws = copy_tree(packed_template["ws"], scratch / "ws")
+    path, oid = packed_template["small"]
+    from rnstore.store import DiskStore
+    store = DiskStore(ws / ".rnstore" / "objects")
+    assert store.file_of(oid) == the_pack(ws)
+    frame = store._find_pack(oid).read(bytes.fromhex(oid))
+    pack = the_pack(ws)
+    data = bytearray(pack.read_bytes())
+    data[data.index(frame) + len(frame) // 2] ^= 0x5A
+    pack.write_bytes(bytes(data))
+    STATS["corrupt.objects"] += 1
+    problems = fsck_names(ws, oid, {"corrupt", "hash mismatch"})
+    check_readers_fail(ws, packed_template, scratch, (path, oid[:12]), [path])
+    check_gc_keeps_reachable(ws, oid, problems)
+
+
+@pytest.mark.parametrize("damage", ["flipped index byte", "truncated", "empty", "trailer"])
+def test_damaged_pack_index(packed_template, scratch, damage):
+    """A pack whose index cannot be trusted is not read at all: fsck names
+    the pack, readers fail naming what they miss, gc deletes nothing."""
+    ws = copy_tree(packed_template["ws"], scratch / "ws")
+    pack = the_pack(ws)
+    data = pack.read_bytes()
+    if damage == "flipped index byte":
+        data = data[:-80] + bytes([data[-80] ^ 0x5A]) + data[-79:]
+    elif damage == "truncated":
+        data = data[: len(data) * 2 // 3]
+    elif damage == "empty":
+        data = b""
+    else:
+        data = data[:-1] + b"X"
+    pack.write_bytes(data)
+    STATS["corrupt.objects"] += 1
+    problems = fsck_problems(ws)
+    assert any(p["id"] == pack.name and p["kind"] == "corrupt" for p in problems), problems
+    # the src folder's tree was packed with its files: readers name the folder
+    src, tree = packed_template["srctree"]
+    check_readers_fail(ws, packed_template, scratch, (f"'{src}'", tree[:12]), [packed_template["small"][0]])
+    check_gc_refuses(ws)
