@@ -126,10 +126,11 @@ class PackWriter:
     appended to a temporary pack file once there are MIN_OBJECTS or
     MIN_BYTES of them. Thread-safe: the batch's workers add concurrently."""
 
-    def __init__(self, folder: str, temp_name: str, *, fsync: bool):
+    def __init__(self, folder: str, temp_name: str, *, fsync: bool, eager: bool = False):
         self.folder = folder
         self._temp_name = temp_name
         self._fsync = fsync
+        self._eager = eager  # a pack from the first frame on, however few
         self._lock = threading.Lock()
         self._held: dict[bytes, bytes] = {}       # frames not yet in a file
         self._held_bytes = 0
@@ -144,13 +145,13 @@ class PackWriter:
         with self._lock:
             if raw_id in self:
                 return
-            if self._fd < 0:
-                self._held[raw_id] = frame
-                self._held_bytes += len(frame)
-                if len(self._held) >= MIN_OBJECTS or self._held_bytes >= MIN_BYTES:
-                    self._start_file()
+            if self._fd >= 0:
+                self._append(raw_id, frame)
                 return
-            self._append(raw_id, frame)
+            self._held[raw_id] = frame
+            self._held_bytes += len(frame)
+            if self._eager or len(self._held) >= MIN_OBJECTS or self._held_bytes >= MIN_BYTES:
+                self._start_file()
 
     def read(self, raw_id: bytes) -> bytes | None:
         with self._lock:
@@ -212,12 +213,10 @@ class PackWriter:
 def write_pack(folder: str, temp_name: str, frames, *, fsync: bool) -> str | None:
     """A pack of (raw id, frame) pairs, published; None when there are none
     (gc rewriting a pack keeps what stays this way)."""
-    writer = PackWriter(folder, temp_name, fsync=fsync)
+    writer = PackWriter(folder, temp_name, fsync=fsync, eager=True)
     try:
         for raw_id, frame in frames:
-            if writer._fd < 0:
-                writer._start_file()
-            writer._append(raw_id, frame)
+            writer.add(raw_id, frame)
         return writer.finish()
     except BaseException:
         writer.abort()

@@ -571,7 +571,8 @@ class DiskStore(ObjectStore):
             pack = packs.get(path)
             if pack is None:
                 continue
-            kept = [(raw_id, pack.read(raw_id)) for raw_id, _ in pack.entries() if raw_id not in raw_ids]
+            # read frame by frame while writing: memory stays flat however big the pack
+            kept = ((raw_id, pack.read(raw_id)) for raw_id, _ in pack.entries() if raw_id not in raw_ids)
             rewritten = write_pack(self._pack_folder, self._temp_name(self._pack_folder), kept,
                                    fsync=self.fsync)
             if rewritten is not None:
