@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from .alloc import cycle_collector_paused
 from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidValueError,
                      MissingObjectError, ObjectError)
 from .fsutil import TMP_PREFIX, temp_name_for
@@ -107,6 +108,7 @@ class CheckoutResult:
         return len(self.skipped)
 
 
+@cycle_collector_paused
 def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *,
              target: str | os.PathLike | None = None, force: bool = False,
              progress: Progress = NO_PROGRESS, cwd: Path | None = None) -> CheckoutResult:
@@ -132,6 +134,7 @@ def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *
         return _switch(repo, rev, snapshot_id, force, progress)
 
 
+@cycle_collector_paused
 def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | None = None, *,
                 force: bool = False, progress: Progress = NO_PROGRESS,
                 form: str = "target") -> CheckoutResult:
@@ -150,7 +153,7 @@ def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | No
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(root, locked=False)
     result = CheckoutResult(snapshot_id, root, form, excluded=excluded)
-    _execute(repo, plan, root, root, result, force, progress)
+    _execute(repo, plan, root, root, result, force, progress, for_index=False)
     return result
 
 
@@ -606,9 +609,10 @@ def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False)
 
 
 def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: CheckoutResult,
-             force: bool, progress: Progress) -> dict[bytes, os.stat_result]:
+             force: bool, progress: Progress, *, for_index: bool = True
+             ) -> dict[bytes, os.stat_result]:
     """Stage every write (verified), then apply the plan. Returns the lstat of
-    each path written, for the index."""
+    each path written, for the index (none without `for_index`)."""
     total = sum(e.size for e in plan.writes)
     progress.start("checkout", len(plan.writes), total)
     stage_path = None
@@ -622,7 +626,7 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
             stage_fd = os.open(stage_path, _O_DIR)
             _stage_all(repo.store, plan.writes, stage_fd, progress)
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
-        placed = _apply(plan, root_fd, stage_fd, force, result)
+        placed = _apply(plan, root_fd, stage_fd, force, result, for_index)
     finally:
         for fd in (stage_fd, root_fd):
             if fd is not None:
@@ -700,7 +704,7 @@ def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
 
 
 def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
-           result: CheckoutResult) -> dict[bytes, os.stat_result]:
+           result: CheckoutResult, for_index: bool) -> dict[bytes, os.stat_result]:
     dirs = _Dirs(root_fd)
     placed: dict[bytes, os.stat_result] = {}
     try:
@@ -742,9 +746,10 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
             parent, name = _split(entry.path)
             fd = dirs.open(parent, create=True)
             _place(stage_fd, b"%d" % number, fd, name)
-            placed[entry.path] = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if for_index:
+                placed[entry.path] = os.stat(name, dir_fd=fd, follow_symlinks=False)
             result.bytes_written += entry.size
-        result.written = sorted(placed)
+        result.written = sorted(entry.path for entry in plan.writes)
         result.folders = sorted(created)
     finally:
         dirs.close()

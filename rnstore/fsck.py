@@ -28,6 +28,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from .alloc import cycle_collector_paused
 from .errors import ObjectError
 from .gc import ANY_ROOT, Marker, collect_roots, problem_kind, reason
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree, is_object_id
@@ -76,6 +77,7 @@ class _AlreadyReported(ObjectError):
     pass
 
 
+@cycle_collector_paused
 def fsck(repo, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> FsckResult:
     """Check every stored object (with `quick`, headers and the decoding of
     trees and snapshots, without hashing blob contents) and every root."""

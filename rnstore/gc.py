@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .alloc import cycle_collector_paused
 from .errors import CorruptObjectError, CorruptStoreError, InvalidValueError, MissingObjectError, ObjectError
 from .fsutil import TMP_PREFIX, atomic_write, remove_quietly
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, is_object_id
@@ -485,6 +486,7 @@ def _refuse(kind: str, oid: str, detail: str) -> None:
         hints=["`rnstore fsck` lists the damage; gc runs once every root can be read"])
 
 
+@cycle_collector_paused
 def gc(repo, *, dry_run: bool = False, prune: str | float | None = None, auto: bool = False,
        progress: Progress = NO_PROGRESS) -> GcStats:
     """Delete the objects no root reaches that are older than the grace

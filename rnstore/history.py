@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from .alloc import cycle_collector_paused
 from .errors import InvalidValueError, NothingToCommitError, UnknownRevisionError, MissingObjectError
 from .objects import MODE_TREE, Snapshot
 from .plumbing import parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
@@ -28,6 +29,7 @@ class CommitResult:
     added: AddResult | None = None
 
 
+@cycle_collector_paused
 def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
            allow_empty: bool = False, progress: Progress = NO_PROGRESS,
            add_options: dict | None = None) -> CommitResult:
@@ -61,7 +63,7 @@ def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
             raise NothingToCommitError(
                 "nothing to commit" + (", the workspace matches HEAD" if head else ", nothing is staged"),
                 hints=["`rnstore add PATH` stages changes; --allow-empty commits anyway"])
-        files = sum(1 for e in index if e.mode != MODE_TREE)
+        files = sum(1 for e in index.entries.values() if e.mode != MODE_TREE)
         snapshot = Snapshot(tree_id, (head,) if head else (), utc_now(), message,
                             snapshot_meta(repo, tree_id, extra, files=files))
         snapshot_id = store_snapshot(repo, snapshot)

@@ -123,13 +123,14 @@ class Index:
         matches `key`, and it was last changed strictly before the index
         file was written (git's racy rule: a change in the same timestamp
         tick as the index write could leave the stat as it was)."""
+        # Once per file on every add, status and commit: indexes, not names.
         entry = self.entries.get(path)
-        if entry is None or entry.stat is None or self.written_ns is None:
+        if entry is None:
             return None
-        cached = entry.stat
-        if cached.mtime_ns >= self.written_ns or cached.ctime_ns >= self.written_ns:
+        cached, written_ns = entry[4], self.written_ns  # entry.stat
+        if cached != key or written_ns is None:  # (a smudged entry's stat is None)
             return None
-        return entry if cached == key else None
+        return entry if cached[1] < written_ns and cached[2] < written_ns else None
 
     def flat_entries(self) -> list[FlatEntry]:
         return [e.flat for e in self]

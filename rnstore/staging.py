@@ -6,8 +6,9 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
+from .alloc import cycle_collector_paused
 from .errors import InvalidValueError, LimitExceededError, UnreadableFileError
 from .ignore import IgnoreRules
 from .index import Index, IndexEntry
@@ -45,19 +46,21 @@ def ignore_rules(repo, excludes: Iterable[str] = (), no_ignore: bool = False) ->
     return IgnoreRules(repo.root, extra=list(excludes), use_files=not no_ignore)
 
 
-def _check_limits(repo, entries: dict[bytes, tuple[str, int]]) -> None:
+def _check_limits(repo, files: int, total: int,
+                  planned: Callable[[], dict[bytes, tuple[str, int]]]) -> None:
+    """`files` and `total` bytes against the limits; past one, the error
+    lists the largest of `planned()` (path -> (mode, size))."""
     max_bytes = repo.config.get("limits.max_bytes")
     max_files = repo.config.get("limits.max_files")
-    sizes = {p: size for p, (mode, size) in entries.items() if mode != MODE_TREE}
-    total = sum(sizes.values())
-    if total <= max_bytes and len(sizes) <= max_files:
+    if total <= max_bytes and files <= max_files:
         return
     if total > max_bytes:
-        message = (f"the snapshot would hold {format_size(total)} in {len(sizes):,} files, "
+        message = (f"the snapshot would hold {format_size(total)} in {files:,} files, "
                    f"over limits.max_bytes ({format_size(max_bytes)})")
     else:
-        message = (f"the snapshot would hold {len(sizes):,} files, over limits.max_files "
+        message = (f"the snapshot would hold {files:,} files, over limits.max_files "
                    f"({max_files:,})")
+    sizes = {p: size for p, (mode, size) in planned().items() if mode != MODE_TREE}
     folders: dict[bytes, int] = defaultdict(int)
     counts: dict[bytes, int] = defaultdict(int)
     for path, size in sizes.items():
@@ -76,6 +79,7 @@ def _check_limits(repo, entries: dict[bytes, tuple[str, int]]) -> None:
     raise LimitExceededError(message, hints=hints)
 
 
+@cycle_collector_paused
 def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = False,
         force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
         ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
@@ -122,21 +126,37 @@ def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bo
 
     seen = {f.path for f in found.found}
     to_store: list[Found] = []
-    planned: dict[bytes, tuple[str, int]] = {} if everything else {
-        path: (e.mode, e.size) for path, e in entries.items() if not in_reach(path)}
+    files = total = 0  # of what the snapshot would hold
+    if not everything:
+        for path, e in entries.items():
+            if e.mode != MODE_TREE and not in_reach(path):
+                files += 1
+                total += e.size
     lookup_fresh = index.lookup_fresh
     for f in found.found:
         entry = entries.get(f.path)
         if entry is not None and entry.mode == f.mode and (
                 f.mode == MODE_TREE or lookup_fresh(f.path, f.stat)):
             result.unchanged += 1
-            planned[f.path] = (entry.mode, entry.size)
+            size = entry.size
         else:
             to_store.append(f)
-            planned[f.path] = (f.mode, f.size)
+            size = f.size
+        if f.mode != MODE_TREE:
+            files += 1
+            total += size
+
+    def planned() -> dict[bytes, tuple[str, int]]:
+        view = {path: (e.mode, e.size) for path, e in entries.items() if not in_reach(path)}
+        changed = {f.path for f in to_store}
+        view.update((f.path, (entries[f.path].mode, entries[f.path].size))
+                    for f in found.found if f.path not in changed)
+        view.update((f.path, (f.mode, f.size)) for f in to_store)
+        return view
+
     deleted = sorted(path for path in entries if path not in seen and in_reach(path))
     if not force:
-        _check_limits(repo, planned)
+        _check_limits(repo, files, total, planned)
 
     if dry_run:
         # Hash (without storing) what the stat cache cannot vouch for,
@@ -148,7 +168,7 @@ def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bo
             elif error is not None or (before.mode, before.id) != (seen_now.mode, seen_now.id):
                 result.modified.append(f.path)
         result.deleted = deleted
-        _totals(result, planned.values())
+        result.files, result.bytes = files, total
         return result
 
     _store_all(repo, index, to_store, result, ignore_errors, progress)
@@ -298,6 +318,7 @@ def workspace_entries(repo, index: Index, found: Scan, *, hash_untracked: bool =
     return current, refreshed
 
 
+@cycle_collector_paused
 def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False) -> Status:
     branch_ref, head = repo.refs.head()
     branch = branch_ref[len("refs/heads/"):] if branch_ref else None

@@ -143,11 +143,17 @@ def _ignored_on_the_way(rules, path: bytes) -> bool:
 
 
 def _add_entry(result: Scan, path: bytes, st: os.stat_result) -> None:
-    mode = mode_of(st)
-    if mode is None:
-        result.skipped.append((path, _kind_name(st)))
-    elif mode != MODE_TREE:
-        result.found.append(Found(path, mode, StatKey.of(st)))
+    st_mode = st.st_mode
+    if stat.S_ISREG(st_mode):  # the common case first: once per file of every scan
+        mode = MODE_EXEC if st_mode & stat.S_IXUSR else MODE_FILE
+    else:
+        mode = mode_of(st)
+        if mode is None:
+            result.skipped.append((path, _kind_name(st)))
+            return
+        if mode == MODE_TREE:
+            return
+    result.found.append(Found(path, mode, StatKey(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)))
 
 
 def _walk(root_b: bytes, folder: bytes, rules, result: Scan) -> None:
