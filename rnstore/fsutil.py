@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from .errors import LockTimeoutError
 
@@ -36,9 +36,11 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = True, mode: int = 0o644) -> None:
-    """Replace `path` with `data`: readers see the old or the new bytes, never
-    a mix, and with `durable` the new bytes survive a crash once this returns."""
+def atomic_write(path: Path, data: bytes | Iterable[bytes], *, durable: bool = True,
+                 mode: int = 0o644) -> None:
+    """Replace `path` with `data` (bytes, or chunks of them): readers see the
+    old or the new bytes, never a mix, and with `durable` the new bytes
+    survive a crash once this returns."""
     tmp = temp_name_for(path)
     try:  # from naming the temporary file on, so Ctrl-C anywhere removes it
         write_new_file(tmp, data, durable=durable, mode=mode)
@@ -53,10 +55,10 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True, mode: int = 0
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-def write_new_file(path: str | Path, data: bytes, *, durable: bool = False, mode: int = 0o644,
-                   make_parent: bool = False) -> None:
-    """Create `path`, which must not exist, holding `data`; on any failure,
-    Ctrl-C included, nothing is left behind."""
+def write_new_file(path: str | Path, data: bytes | Iterable[bytes], *, durable: bool = False,
+                   mode: int = 0o644, make_parent: bool = False) -> None:
+    """Create `path`, which must not exist, holding `data` (bytes, or chunks
+    of them); on any failure, Ctrl-C included, nothing is left behind."""
     fd = -1
     try:
         try:
@@ -66,9 +68,10 @@ def write_new_file(path: str | Path, data: bytes, *, durable: bool = False, mode
                 raise
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fd = os.open(path, _CREATE_FLAGS, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        for chunk in (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
         if durable:
             os.fsync(fd)
         os.close(fd)

@@ -23,6 +23,7 @@ file is replaced atomically under the workspace lock.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from pathlib import Path
@@ -30,13 +31,13 @@ from typing import Iterable, Iterator, NamedTuple
 
 from .errors import CorruptStoreError
 from .fsutil import atomic_write
-from .objects import MODES, is_object_id
-from .trees import FlatEntry
+from .objects import MODES_BY_BYTES, is_object_id
 
 HEADER = b"rnindex 2\n"
 #: read, never written: the same without folder lines
 HEADER_V1 = b"rnindex 1\n"
 _FOLDER = b"tree"
+_RECORDS_PER_CHUNK = 1024  # about 150 KB: few writes, little memory
 RACY_NS = 100_000_000  # far above the coarse clock tick that stamps file times (<= 10 ms)
 
 
@@ -58,10 +59,6 @@ class IndexEntry(NamedTuple):
     id: str
     size: int
     stat: StatKey | None = None
-
-    @property
-    def flat(self) -> FlatEntry:
-        return FlatEntry(self.path, self.mode, self.id, self.size)
 
 
 def stat_key_if_settled(st: os.stat_result, hashed_at_ns: int | None = None) -> StatKey | None:
@@ -132,27 +129,33 @@ class Index:
             return None
         return entry if cached[1] < written_ns and cached[2] < written_ns else None
 
-    def flat_entries(self) -> list[FlatEntry]:
-        return [e.flat for e in self]
-
     # -- file format ----------------------------------------------------------------
 
     def encode(self) -> bytes:
-        parts = [HEADER]
+        return b"".join(self._encoded_chunks())
+
+    def _encoded_chunks(self) -> Iterator[bytes]:
+        """The file's bytes in chunks of about a thousand records: `write`
+        streams them, so neither a bytes object per entry nor the whole file
+        is ever held at once (the index of a large tree is megabytes)."""
+        digest = hashlib.sha256()
+        records = self._records()
+        while chunk := b"".join(itertools.islice(records, _RECORDS_PER_CHUNK)):
+            digest.update(chunk)
+            yield chunk
+        yield digest.hexdigest().encode() + b"\n"
+
+    def _records(self) -> Iterator[bytes]:
+        yield HEADER
         for e in self:
             if e.stat is None:
                 stat = b"- - -"
             else:
                 stat = b"%d %d %d" % (e.stat.mtime_ns, e.stat.ctime_ns, e.stat.ino)
-            parts.append(b"%s %s %d %s %s\0" % (e.mode.encode(), e.id.encode(), e.size, stat, e.path))
+            yield b"%s %s %d %s %s\0" % (e.mode.encode(), e.id.encode(), e.size, stat, e.path)
         for path in sorted(self.trees):
             tree_id, size = self.trees[path]
-            parts.append(b"%s %s %d %s\0" % (_FOLDER, tree_id.encode(), size, path))
-        digest = hashlib.sha256()
-        for part in parts:  # not over a joined copy: the index can be megabytes
-            digest.update(part)
-        parts.append(digest.hexdigest().encode() + b"\n")
-        return b"".join(parts)
+            yield b"%s %s %d %s\0" % (_FOLDER, tree_id.encode(), size, path)
 
     @classmethod
     def decode(cls, data: bytes, where: str = "index") -> "Index":
@@ -184,14 +187,17 @@ class Index:
                         raise ValueError(record[:80])
                     trees[path] = (oid.decode(), int(size))
                     continue
-                mode, oid, size, mtime, ctime, ino, path = record.split(b" ", 6)
-                mode_s, oid_s = mode.decode(), oid.decode()
-                if mode_s not in MODES or not is_object_id(oid_s) or not path:
+                mode, oid, size_b, mtime, ctime, ino, path = record.split(b" ", 6)
+                # One str per mode and one int per size, not one per entry:
+                # an index holds tens of thousands.
+                mode_s, oid_s = MODES_BY_BYTES.get(mode), oid.decode()
+                if mode_s is None or not is_object_id(oid_s) or not path:
                     raise ValueError(record[:80])
+                size = int(size_b)
                 stat = None
                 if mtime != b"-":
-                    stat = StatKey(int(size), int(mtime), int(ctime), int(ino))
-                entries.append(IndexEntry(path, mode_s, oid_s, int(size), stat))
+                    stat = StatKey(size, int(mtime), int(ctime), int(ino))
+                entries.append(IndexEntry(path, mode_s, oid_s, size, stat))
         except ValueError as exc:
             raise corrupt(f"bad record {exc}") from None
         return cls(entries, trees=trees)
@@ -209,4 +215,4 @@ class Index:
         return index
 
     def write(self, path: Path, *, durable: bool = True) -> None:
-        atomic_write(path, self.encode(), durable=durable)
+        atomic_write(path, self._encoded_chunks(), durable=durable)

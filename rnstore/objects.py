@@ -51,7 +51,8 @@ _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _HEX64_BYTES = re.compile(rb"[0-9a-f]{64}\Z")
 _DECIMAL = re.compile(rb"(0|[1-9][0-9]{0,19})\Z")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z", re.ASCII)  # ASCII digits only
-_MODE_BYTES = {m.encode(): m for m in MODES}
+#: a mode as stored (bytes) -> the one str of it that every decoder shares
+MODES_BY_BYTES = {m.encode(): m for m in MODES}
 
 
 def hash_bytes(data: bytes) -> str:
@@ -152,7 +153,7 @@ def decode_tree(payload: bytes) -> Tree:
         if len(fields) != 4:
             raise CorruptObjectError("malformed tree entry")
         mode_b, id_b, size_b, name = fields
-        mode = _MODE_BYTES.get(mode_b)
+        mode = MODES_BY_BYTES.get(mode_b)
         if mode is None:
             raise CorruptObjectError(f"unknown mode {mode_b!r} in tree")
         if not _HEX64_BYTES.match(id_b):

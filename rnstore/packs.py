@@ -124,7 +124,8 @@ def list_packs(folder: str) -> list[str]:
 class PackWriter:
     """Collects one batch's small frames: in memory while there are few,
     appended to a temporary pack file once there are MIN_OBJECTS or
-    MIN_BYTES of them. Thread-safe: the batch's workers add concurrently."""
+    MIN_BYTES of them. Thread-safe: the batch's workers add concurrently.
+    Objects are named by their hex ids, the very strings the index keeps."""
 
     def __init__(self, folder: str, temp_name: str, *, fsync: bool, eager: bool = False):
         self.folder = folder
@@ -132,36 +133,40 @@ class PackWriter:
         self._fsync = fsync
         self._eager = eager  # a pack from the first frame on, however few
         self._lock = threading.Lock()
-        self._held: dict[bytes, bytes] = {}       # frames not yet in a file
+        self._held: dict[str, bytes] = {}  # frames not yet in a file
         self._held_bytes = 0
-        self._written: dict[bytes, tuple[int, int]] = {}  # id -> (offset, length)
+        # A slot per frame written, and the index entries in writing order:
+        # a first snapshot writes tens of thousands, so no tuple per frame.
+        self._slots: dict[str, int] = {}
+        self._entries = bytearray()
         self._fd = -1
         self._end = 0
 
-    def __contains__(self, raw_id: bytes) -> bool:
-        return raw_id in self._held or raw_id in self._written
+    def __contains__(self, oid: str) -> bool:
+        return oid in self._held or oid in self._slots
 
-    def add(self, raw_id: bytes, frame: bytes) -> None:
+    def add(self, oid: str, frame: bytes) -> None:
         with self._lock:
-            if raw_id in self:
+            if oid in self:
                 return
             if self._fd >= 0:
-                self._append(raw_id, frame)
+                self._append(oid, frame)
                 return
-            self._held[raw_id] = frame
+            self._held[oid] = frame
             self._held_bytes += len(frame)
             if self._eager or len(self._held) >= MIN_OBJECTS or self._held_bytes >= MIN_BYTES:
                 self._start_file()
 
-    def read(self, raw_id: bytes) -> bytes | None:
+    def read(self, oid: str) -> bytes | None:
         with self._lock:
-            frame = self._held.get(raw_id)
+            frame = self._held.get(oid)
             if frame is not None:
                 return frame
-            where = self._written.get(raw_id)
-            if where is None:
+            slot = self._slots.get(oid)
+            if slot is None:
                 return None
-            return os.pread(self._fd, where[1], where[0])
+            _, offset, length = _ENTRY.unpack_from(self._entries, slot * _ENTRY.size)
+            return os.pread(self._fd, length, offset)
 
     def _start_file(self) -> None:
         os.makedirs(self.folder, exist_ok=True)
@@ -170,15 +175,16 @@ class PackWriter:
         _write_all(self._fd, MAGIC)
         self._end = len(MAGIC)
         held, self._held, self._held_bytes = self._held, {}, 0
-        for raw_id, frame in held.items():
-            self._append(raw_id, frame)
+        for oid, frame in held.items():
+            self._append(oid, frame)
 
-    def _append(self, raw_id: bytes, frame: bytes) -> None:
+    def _append(self, oid: str, frame: bytes) -> None:
         _write_all(self._fd, frame)
-        self._written[raw_id] = (self._end, len(frame))
+        self._slots[oid] = len(self._slots)
+        self._entries += _ENTRY.pack(bytes.fromhex(oid), self._end, len(frame))
         self._end += len(frame)
 
-    def held_frames(self) -> dict[bytes, bytes]:
+    def held_frames(self) -> dict[str, bytes]:
         """What never reached a pack (a small batch): the caller stores these loose."""
         return self._held
 
@@ -187,10 +193,10 @@ class PackWriter:
         under its name; its path, or None when the batch stayed small."""
         if self._fd < 0:
             return None
-        index = b"".join(_ENTRY.pack(raw_id, offset, length)
-                         for raw_id, (offset, length) in sorted(self._written.items()))
+        size, entries = _ENTRY.size, self._entries
+        index = b"".join(sorted(entries[i:i + size] for i in range(0, len(entries), size)))
         digest = hashlib.sha256(index).digest()
-        _write_all(self._fd, index + _TRAILER.pack(self._end, len(self._written), digest, END))
+        _write_all(self._fd, index + _TRAILER.pack(self._end, len(self._slots), digest, END))
         if self._fsync:
             os.fsync(self._fd)
         os.close(self._fd)
@@ -211,12 +217,12 @@ class PackWriter:
 
 
 def write_pack(folder: str, temp_name: str, frames, *, fsync: bool) -> str | None:
-    """A pack of (raw id, frame) pairs, published; None when there are none
+    """A pack of (hex id, frame) pairs, published; None when there are none
     (gc rewriting a pack keeps what stays this way)."""
     writer = PackWriter(folder, temp_name, fsync=fsync, eager=True)
     try:
-        for raw_id, frame in frames:
-            writer.add(raw_id, frame)
+        for oid, frame in frames:
+            writer.add(oid, frame)
         return writer.finish()
     except BaseException:
         writer.abort()

@@ -148,11 +148,10 @@ def write_tree(repo, index: Index | None = None, *, base: str | None = None) -> 
     holds the store lock until a ref names the result, as commit does.
     The index's folder ids are brought up to date (in memory)."""
     index = repo.read_index() if index is None else index
-    if base is not None and index.tree_id == base:
-        return base  # nothing changed since `base`, whose trees are all stored
     # The index is a root, so gc spares its blobs: no need to refresh them.
+    # Its entries have a FlatEntry's fields, in no particular order: no copies.
     with repo.store_lock(shared=True), repo.store.batch():
-        return build_tree(repo.store, index.flat_entries(), base=base, known=index.trees)
+        return build_tree(repo.store, index.entries.values(), base=base, known=index.trees)
 
 
 def read_tree(repo, treeish: str) -> int:

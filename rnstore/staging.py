@@ -117,46 +117,14 @@ def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bo
     result.unreadable.extend(found.unreadable)
     protected = [p for p, _ in found.unreadable]
 
-    # Once per file on every add and commit -a: plain loops over dicts.
-    entries = index.entries
     everything = b"" in prefixes and not protected
 
     def in_reach(path: bytes) -> bool:  # what this add stages or deletes
         return everything or (under(path, prefixes) and not under(path, protected))
 
-    seen = {f.path for f in found.found}
-    to_store: list[Found] = []
-    files = total = 0  # of what the snapshot would hold
-    if not everything:
-        for path, e in entries.items():
-            if e.mode != MODE_TREE and not in_reach(path):
-                files += 1
-                total += e.size
-    lookup_fresh = index.lookup_fresh
-    for f in found.found:
-        entry = entries.get(f.path)
-        if entry is not None and entry.mode == f.mode and (
-                f.mode == MODE_TREE or lookup_fresh(f.path, f.stat)):
-            result.unchanged += 1
-            size = entry.size
-        else:
-            to_store.append(f)
-            size = f.size
-        if f.mode != MODE_TREE:
-            files += 1
-            total += size
-
-    def planned() -> dict[bytes, tuple[str, int]]:
-        view = {path: (e.mode, e.size) for path, e in entries.items() if not in_reach(path)}
-        changed = {f.path for f in to_store}
-        view.update((f.path, (entries[f.path].mode, entries[f.path].size))
-                    for f in found.found if f.path not in changed)
-        view.update((f.path, (f.mode, f.size)) for f in to_store)
-        return view
-
-    deleted = sorted(path for path in entries if path not in seen and in_reach(path))
-    if not force:
-        _check_limits(repo, files, total, planned)
+    to_store, deleted, files, total = _compare(repo, index, found.found, in_reach, everything,
+                                               force, result)
+    del found  # a record per file: only those to store are kept while storing
 
     if dry_run:
         # Hash (without storing) what the stat cache cannot vouch for,
@@ -176,9 +144,54 @@ def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bo
         index.remove(path)
     result.deleted = deleted
     _drop_shadowed_folders(index)
-    _totals(result, ((e.mode, e.size) for e in entries.values()))
+    _totals(result, ((e.mode, e.size) for e in index.entries.values()))
     result.index_changed = bool(result.changed or to_store)
     return result
+
+
+def _compare(repo, index: Index, found: list[Found], in_reach: Callable[[bytes], bool],
+             everything: bool, force: bool, result: AddResult
+             ) -> tuple[list[Found], list[bytes], int, int]:
+    """The scan against the index: what to store (the stat cache cannot
+    vouch for it), the paths deleted, and the files and bytes the snapshot
+    would hold, checked against the limits unless `force`. Counts the
+    unchanged in `result`."""
+    # Once per file on every add and commit -a: plain loops over dicts.
+    entries = index.entries
+    to_store: list[Found] = []
+    files = total = 0
+    if not everything:
+        for path, e in entries.items():
+            if e.mode != MODE_TREE and not in_reach(path):
+                files += 1
+                total += e.size
+    lookup_fresh = index.lookup_fresh
+    for f in found:
+        entry = entries.get(f.path)
+        if entry is not None and entry.mode == f.mode and (
+                f.mode == MODE_TREE or lookup_fresh(f.path, f.stat)):
+            result.unchanged += 1
+            size = entry.size
+        else:
+            to_store.append(f)
+            size = f.size
+        if f.mode != MODE_TREE:
+            files += 1
+            total += size
+
+    def planned() -> dict[bytes, tuple[str, int]]:
+        view = {path: (e.mode, e.size) for path, e in entries.items() if not in_reach(path)}
+        changed = {f.path for f in to_store}
+        view.update((f.path, (entries[f.path].mode, entries[f.path].size))
+                    for f in found if f.path not in changed)
+        view.update((f.path, (f.mode, f.size)) for f in to_store)
+        return view
+
+    if not force:
+        _check_limits(repo, files, total, planned)
+    seen = {f.path for f in found}
+    deleted = sorted(path for path in entries if path not in seen and in_reach(path))
+    return to_store, deleted, files, total
 
 
 def _totals(result: AddResult, entries: Iterable[tuple[str, int]]) -> None:

@@ -272,6 +272,7 @@ class DiskStore(ObjectStore):
         self._pending: list[str] = []
         self._pending_lock = threading.Lock()
         self._packs: dict[str, Pack] | None = None  # loaded on first need
+        self._packs_stale = False  # we published a pack since
         self._damaged: dict[str, str] = {}
         self._packs_lock = threading.Lock()
         self._writer: PackWriter | None = None
@@ -322,13 +323,15 @@ class DiskStore(ObjectStore):
                         self._damaged[path] = str(exc)
                         continue
                 current[path] = pack
-            self._packs = current
+            self._packs, self._packs_stale = current, False
             return current
 
     def _pack_of(self, oid: str, *, reload: bool = False) -> Pack | None:
         """The pack holding `oid` among those loaded (loading them the first
         time; with `reload`, reading the pack folder again first)."""
-        packs = self._load_packs() if reload or self._packs is None else self._packs
+        packs = self._packs
+        if reload or packs is None or self._packs_stale:
+            packs = self._load_packs()
         raw = bytes.fromhex(oid)
         for pack in packs.values():
             if raw in pack:
@@ -349,7 +352,7 @@ class DiskStore(ObjectStore):
 
     def has(self, oid: str) -> bool:
         path = self._checked_path(oid)
-        if self._writer is not None and bytes.fromhex(oid) in self._writer:
+        if self._writer is not None and oid in self._writer:
             return True
         return os.path.exists(path) or self._find_pack(oid) is not None
 
@@ -363,7 +366,7 @@ class DiskStore(ObjectStore):
         # keeps a concurrent gc (which spares young objects) from deleting it.
         # A packed object's mtime is its pack's.
         writer = self._writer
-        if writer is not None and bytes.fromhex(oid) in writer:
+        if writer is not None and oid in writer:
             return True
         if not quick or oid[:2] in self._known_fanouts():
             try:
@@ -402,7 +405,7 @@ class DiskStore(ObjectStore):
     def _open_frame(self, oid: str) -> BinaryIO:
         path = self._checked_path(oid)
         writer = self._writer
-        frame = writer.read(bytes.fromhex(oid)) if writer is not None else None
+        frame = writer.read(oid) if writer is not None else None
         if frame is None:
             pack = self._pack_of(oid, reload=False)
             frame = pack.read(bytes.fromhex(oid)) if pack is not None else None
@@ -430,7 +433,7 @@ class DiskStore(ObjectStore):
         frame = codec.compress(kind, payload, self.level)
         writer = self._writer
         if writer is not None and len(frame) <= MAX_FRAME:
-            writer.add(bytes.fromhex(oid), frame)
+            writer.add(oid, frame)
             return oid
         self._put_loose(oid, frame)
         return oid
@@ -572,7 +575,8 @@ class DiskStore(ObjectStore):
             if pack is None:
                 continue
             # read frame by frame while writing: memory stays flat however big the pack
-            kept = ((raw_id, pack.read(raw_id)) for raw_id, _ in pack.entries() if raw_id not in raw_ids)
+            kept = ((raw_id.hex(), pack.read(raw_id)) for raw_id, _ in pack.entries()
+                    if raw_id not in raw_ids)
             rewritten = write_pack(self._pack_folder, self._temp_name(self._pack_folder), kept,
                                    fsync=self.fsync)
             if rewritten is not None:
@@ -620,9 +624,9 @@ class DiskStore(ObjectStore):
         if writer.finish() is not None:
             if self.fsync:
                 fsync_dir(self._root)  # the pack folder's own entry
-            self._load_packs()
-        for raw_id, frame in writer.held_frames().items():
-            self._put_loose(raw_id.hex(), frame)
+            self._packs_stale = True  # loaded on next need, once the writer is gone
+        for oid, frame in writer.held_frames().items():
+            self._put_loose(oid, frame)
 
     def flush(self) -> None:
         """Make every object published in the batch durable."""

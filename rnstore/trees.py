@@ -74,11 +74,10 @@ def build_tree(store: ObjectStore, entries: Iterable[FlatEntry], *, base: str | 
         node[name] = entry
     known = {} if known is None else known
     try:
-        _store_changed(store, _encode(root, b"", known), base, known)
+        return _build(store, root, b"", known, base)[0]
     except _StaleFolderId:
         known.clear()  # a bug, not damage; never write a tree from a wrong id
-        _store_changed(store, _encode(root, b"", known), base, known)
-    return known[b""][0]
+        return _build(store, root, b"", known, base)[0]
 
 
 class _StaleFolderId(Exception):
@@ -92,46 +91,23 @@ def _check_part(part: bytes, path: bytes) -> None:
         raise InvalidValueError(f"invalid path {path!r}") from None
 
 
-class _Built(NamedTuple):
-    id: str
-    size: int
-    path: bytes
-    node: dict
-    payload: bytes | None  # None: taken from `known`, not encoded
-    subtrees: dict
-
-
-def _encode(node: dict, path: bytes, known: dict[bytes, tuple[str, int]], reuse: bool = True) -> _Built:
-    """Encode a nested listing bottom-up, in memory, recording each folder's
-    id in `known`; with `reuse`, a folder already there is not encoded."""
+def _build(store: ObjectStore, node: dict, path: bytes, known: dict[bytes, tuple[str, int]],
+           base_id: str | None, reuse: bool = True) -> tuple[str, int]:
+    """Encode a nested listing bottom-up, storing each folder that differs
+    from its counterpart in `base_id` as soon as it is encoded (so no
+    encoding is kept longer), and recording each folder's (id, size) in
+    `known`. With `reuse`, a folder already in `known` that `base_id`
+    holds too is neither encoded nor stored."""
     if reuse and path in known:
         tree_id, size = known[path]
-        return _Built(tree_id, size, path, node, None, {})
-    entries, subtrees = [], {}
-    for name, child in node.items():
-        if isinstance(child, dict):
-            built = subtrees[name] = _encode(child, path + b"/" + name if path else name, known, reuse)
-            entries.append(TreeEntry(name, MODE_TREE, built.id, built.size))
-        else:
-            entries.append(TreeEntry(name, child.mode, child.id, child.size))
-    tree = Tree.from_entries(entries)
-    payload = tree.encode()
-    built = _Built(hash_bytes(payload), tree.total_size, path, node, payload, subtrees)
-    known[path] = (built.id, built.size)
-    return built
-
-
-def _store_changed(store: ObjectStore, built: _Built, base_id: str | None,
-                   known: dict[bytes, tuple[str, int]]) -> None:
-    if built.id == base_id:
-        return
-    if built.payload is None:
+        if tree_id == base_id:
+            return tree_id, size
         # A known folder that `base` does not hold: its trees may never have
         # been stored, or been collected since. Encode and store it all.
-        rebuilt = _encode(built.node, built.path, known, reuse=False)
-        if rebuilt.id != built.id:
-            raise _StaleFolderId(built.path)
-        built = rebuilt
+        rebuilt = _build(store, node, path, known, base_id, reuse=False)
+        if rebuilt[0] != tree_id:
+            raise _StaleFolderId(path)
+        return rebuilt
     base_subtrees: dict[bytes, str] = {}
     if base_id is not None:
         try:
@@ -139,9 +115,21 @@ def _store_changed(store: ObjectStore, built: _Built, base_id: str | None,
                              if e.mode == MODE_TREE}
         except (MissingObjectError, CorruptObjectError):
             base_subtrees = {}  # a damaged base only costs us the shortcut
-    for name, child in built.subtrees.items():
-        _store_changed(store, child, base_subtrees.get(name), known)
-    store.put(TREE, built.payload)
+    entries = []
+    for name, child in node.items():
+        if isinstance(child, dict):
+            child_id, child_size = _build(store, child, path + b"/" + name if path else name, known,
+                                          base_subtrees.get(name), reuse)
+            entries.append(TreeEntry(name, MODE_TREE, child_id, child_size))
+        else:
+            entries.append(TreeEntry(name, child.mode, child.id, child.size))
+    tree = Tree.from_entries(entries)
+    payload = tree.encode()
+    tree_id = hash_bytes(payload)
+    known[path] = (tree_id, tree.total_size)
+    if tree_id != base_id:
+        store.put(TREE, payload)
+    return tree_id, tree.total_size
 
 
 def iter_tree(store: ObjectStore, tree_id: str, prefix: bytes = b"",

@@ -250,7 +250,10 @@ def store_entry(store: ObjectStore, root: Path, found: Found) -> Stored:
                 (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
             continue
         mode = MODE_EXEC if before.st_mode & stat.S_IXUSR else MODE_FILE
-        return Stored(found.path, mode, oid, size, stat_key_if_settled(before, time.time_ns()))
+        key = stat_key_if_settled(before, time.time_ns())
+        if key == found.stat:
+            key = found.stat  # the scan's tuple, not a copy: the index keeps one per file
+        return Stored(found.path, mode, oid, size, key)
     raise OSError(f"{os.fsdecode(found.path)} kept changing while it was read")
 
 

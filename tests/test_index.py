@@ -11,7 +11,6 @@ import pytest
 from rnstore.errors import CorruptStoreError
 from rnstore.index import HEADER, RACY_NS, Index, IndexEntry, StatKey, stat_key_if_settled
 from rnstore.objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE
-from rnstore.trees import FlatEntry
 
 A, B = "a" * 64, "b" * 64
 
@@ -94,7 +93,8 @@ def test_entries_iterate_sorted_by_path_bytes():
     index = sample()
     paths = [e.path for e in index]
     assert paths == sorted(paths)
-    assert index.flat_entries()[0] == FlatEntry(b"bin/run", MODE_EXEC, B, 10)
+    first = next(iter(index))
+    assert (first.path, first.mode, first.id, first.size) == (b"bin/run", MODE_EXEC, B, 10)
 
 
 def test_set_get_remove():

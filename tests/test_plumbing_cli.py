@@ -409,7 +409,7 @@ def test_write_tree_matches_the_library(ws, wrepo):
     from rnstore.store import MemoryStore
     index = stage_paths(wrepo, FILES)
     tree = ok(run_cli(["write-tree"], ws)).strip().decode()
-    assert tree == build_tree(MemoryStore(), index.flat_entries())
+    assert tree == build_tree(MemoryStore(), index.entries.values())
     assert wrepo.store.has(tree)
     # the same content gives the same id
     assert ok(run_cli(["write-tree"], ws)).strip().decode() == tree

@@ -53,7 +53,7 @@ def plant(store, oid: str, frame: bytes) -> None:
     """Put raw frame bytes under an id, bypassing every check."""
     if isinstance(store, PackingStore):
         folder = str(store.root / "pack")
-        packs.write_pack(folder, f"{folder}/.tmp-plant", [(bytes.fromhex(oid), frame)], fsync=False)
+        packs.write_pack(folder, f"{folder}/.tmp-plant", [(oid, frame)], fsync=False)
     elif isinstance(store, DiskStore):
         path = store.path_for(oid)
         path.parent.mkdir(exist_ok=True)

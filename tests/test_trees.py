@@ -151,10 +151,10 @@ def test_known_folders_build_what_a_fresh_build_does(ops):
         elif op[0] == "remove":
             index.remove(op[1])
         elif op[0] == "commit":
-            base = build_tree(store, index.flat_entries(), base=base, known=index.trees)
-            assert base == build_tree(MemoryStore(), index.flat_entries())
+            base = build_tree(store, index.entries.values(), base=base, known=index.trees)
+            assert base == build_tree(MemoryStore(), index.entries.values())
             assert sorted(iter_tree(store, base)) == sorted(
-                iter_tree(store, build_tree(store, index.flat_entries())))
+                iter_tree(store, build_tree(store, index.entries.values())))
             index = Index.decode(index.encode())  # as the next command reads it
 
 
@@ -162,9 +162,9 @@ def test_a_known_folder_that_base_lacks_is_stored(store):
     """Folder ids in the index are no proof that the trees are stored: one
     that HEAD's tree does not hold is encoded and stored again."""
     index = Index([IndexEntry(b"a/f", MODE_FILE, blob(store, b"f"), 1)])
-    root = build_tree(MemoryStore(), index.flat_entries(), known=index.trees)  # another store
+    root = build_tree(MemoryStore(), index.entries.values(), known=index.trees)  # another store
     assert set(index.trees) == {b"", b"a"}
-    assert build_tree(store, index.flat_entries(), base=None, known=index.trees) == root
+    assert build_tree(store, index.entries.values(), base=None, known=index.trees) == root
     assert [e.path for e in iter_tree(store, root)] == [b"a/f"]
 
 

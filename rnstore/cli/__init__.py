@@ -26,7 +26,27 @@ def main(argv: list[str] | None = None) -> None:
     if args in (["--version"], ["-V"]):
         sys.stdout.write(f"rnstore {__version__}\n")
         sys.exit(0)
+    _keep_large_buffers_out_of_the_heap()
     sys.exit(run(args))
+
+
+def _keep_large_buffers_out_of_the_heap() -> None:
+    """glibc gives a buffer of 128 KiB or more its own mapping, returned when
+    freed, but raises that threshold to the size of each such buffer freed.
+    Workers read files of up to 4 MiB whole, so the threshold soon reaches
+    megabytes and freed file buffers stay resident in the threads' heaps:
+    about 5 MB more peak memory for a commit of 28,000 files. A fixed 1 MiB
+    keeps the largest buffers in mappings and the many smaller ones (each
+    mapping costs page faults) in the heap. The CLI only: a library does not
+    set its host's allocator."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        pass  # not glibc: its own allocator, its own rules
+
+
+_M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
 
 
 def _accept_click_completion_order() -> None:
