@@ -30,3 +30,33 @@ def test_a_collector_turned_off_by_the_caller_stays_off():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_paused_commands_leave_no_cyclic_garbage_per_file(tmp_path):
+    """With the collector paused, garbage in cycles is only freed later, so
+    a cycle per file (or per object read) would grow memory with the tree:
+    each paused command leaves no more cycles than a small tree has files."""
+    from rnstore.repo import Repository
+    files = 300
+    ws = tmp_path / "ws"
+    for i in range(files):
+        path = ws / f"d{i % 7}" / f"f{i}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"file {i}\n" * (i % 5 + 1))
+    repo = Repository.init(ws, default_ignore=False)
+    first = repo.snapshot("first").id
+    (ws / "d0" / "f0.txt").write_text("changed\n")
+    operations = {
+        "add": lambda: repo.add([ws]),
+        "commit": lambda: repo.commit("second"),
+        "status": lambda: repo.status(),
+        "checkout --target": lambda: repo.checkout(first, target=tmp_path / "out"),
+        "checkout": lambda: repo.checkout(first, force=True),
+        "fsck": lambda: repo.fsck(),
+        "du": lambda: repo.du(),
+        "gc": lambda: repo.gc(prune="now"),
+    }
+    for name, operation in operations.items():
+        gc.collect()
+        operation()
+        assert gc.collect() < files // 3, name

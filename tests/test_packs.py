@@ -277,3 +277,58 @@ def test_fsck_and_gc_name_a_damaged_pack(tmp_path, run_cli):
     kept = pack.read_bytes()
     assert_error(run_cli(["gc", "--prune", "now"], cwd=ws), 1)
     assert pack.read_bytes() == kept  # gc refused: nothing deleted
+
+
+def test_a_write_that_fails_half_way_costs_only_its_own_object(objects, monkeypatch):
+    """A full disk mid-frame (the caller skips that file and goes on, as
+    `add --ignore-errors` does): every other object of the pack reads back."""
+    import errno
+    store = DiskStore(objects)
+    payloads = [os.urandom(3000) for _ in range(MANY + 20)]
+    real_pwrite = os.pwrite
+    calls = {"n": 0}
+
+    def pwrite_that_fills_the_disk_once(fd, data, offset):
+        calls["n"] += 1
+        if calls["n"] == MANY + 5:  # some frame after the file started
+            real_pwrite(fd, bytes(data[: len(data) // 2]), offset)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(packs.os, "pwrite", pwrite_that_fills_the_disk_once)
+    stored, failed = [], []
+    with store.batch():
+        for p in payloads:
+            try:
+                stored.append((store.put(BLOB, p), p))
+            except OSError:
+                failed.append(p)
+    monkeypatch.undo()
+    assert len(failed) == 1
+    fresh = DiskStore(objects)
+    assert fresh.damaged_packs() == {}
+    for oid, p in stored:
+        assert fresh.get(oid) == (BLOB, p)
+    [pack] = pack_files(objects)
+    assert set(read_pack_by_the_spec(pack)) == {oid for oid, _ in stored}
+
+
+def test_an_index_out_of_id_order_is_damaged_even_with_a_right_checksum(objects):
+    """Lookups bisect the ids: a pack whose index is not sorted (a writer's
+    bug, checksummed as written) is refused, not half-searched."""
+    store = DiskStore(objects)
+    with store.batch():
+        ids = [store.put(BLOB, b"%d" % i) for i in range(MANY)]
+    [pack] = pack_files(objects)
+    data = pack.read_bytes()
+    index_offset, count, _, end = struct.unpack(">QQ32s8s", data[-56:])
+    entries = [data[index_offset + i * 44:index_offset + (i + 1) * 44] for i in range(count)]
+    entries[0], entries[1] = entries[1], entries[0]
+    index = b"".join(entries)
+    digest = hashlib.sha256(index).digest()
+    forged = objects / "pack" / (digest.hex() + ".pack")
+    forged.write_bytes(data[:index_offset] + index + struct.pack(">QQ32s8s", index_offset, count, digest, end))
+    pack.unlink()
+    fresh = DiskStore(objects)
+    assert list(fresh.damaged_packs()) == [str(forged)]
+    assert not fresh.has(ids[0])

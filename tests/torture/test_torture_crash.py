@@ -568,6 +568,7 @@ def age(path: Path, seconds: float = 7200) -> None:
 LEFTOVER_KINDS = {
     "object being written": ("ws/.rnstore/objects/ab/.tmp-{pid}-140000000000000-7", False, [["gc", "--prune", "now"]]),
     "large object being written": ("ws/.rnstore/objects/.tmp-{pid}-140000000000000-8", False, [["gc", "--prune", "now"]]),
+    "pack being written": ("ws/.rnstore/objects/pack/.tmp-{pid}-140000000000000-9", False, [["gc", "--prune", "now"]]),
     "index being replaced": ("ws/.rnstore/.tmp-index-{pid}-0badcafe", False,
                              [["commit", "-a", "-m", "next"], ["gc", "--prune", "now"]]),
     "branch being moved": ("ws/.rnstore/refs/heads/.tmp-main-{pid}-0badcafe", False,
