@@ -48,7 +48,6 @@ class Pack:
 
     def __init__(self, path: str, file, index: bytes, mtime: float):
         self.path = path
-        self.name = os.path.basename(path)
         self._file = file
         self._fd = file.fileno()
         self._index = index
@@ -84,9 +83,6 @@ class Pack:
             file.close()
             raise
 
-    def __len__(self) -> int:
-        return len(self._ids)
-
     def _slot(self, raw_id: bytes) -> int | None:
         ids = self._ids
         slot = bisect.bisect_left(ids, raw_id)
@@ -116,9 +112,6 @@ class Pack:
         for slot in range(len(self._ids)):
             raw_id, _, length = self._entry(slot)
             yield raw_id, length
-
-    def close(self) -> None:
-        self._file.close()
 
 
 def list_packs(folder: str) -> list[str]:
