@@ -92,8 +92,8 @@ class FrameWriter:
 
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-#: The longest file tail accepted as the empty frame that rnstore up to
-#: 0.1.0 wrote after every object streamed in (over 4 MiB): 13 bytes.
+#: The longest file tail accepted as the empty frame that rnstore
+#: 0.1.0.dev0 wrote after every object streamed in (over 4 MiB): 13 bytes.
 _LEGACY_TAIL_MAX = 32
 
 
@@ -130,7 +130,7 @@ def frame_length(read_at, size: int) -> int | None:
 
 
 def is_legacy_empty_frame(tail: bytes) -> bool:
-    """The empty zstd frame that rnstore up to 0.1.0 wrote after the frame
+    """The empty zstd frame that rnstore 0.1.0.dev0 once wrote after the frame
     of every streamed object; readers accept it (FORMAT.md)."""
     if not tail or len(tail) > _LEGACY_TAIL_MAX:
         return False

@@ -111,7 +111,7 @@ def test_a_streamed_object_is_exactly_one_frame():
         == len(out.getvalue())
 
 
-#: What FrameWriter.close() appended to every streamed object up to 0.1.0.
+#: What FrameWriter.close() appended to every streamed object in 0.1.0.dev0.
 LEGACY_EMPTY_FRAME = bytes.fromhex("28b52ffd240001000099e9d851")
 
 

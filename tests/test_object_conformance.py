@@ -65,7 +65,7 @@ def test_a_blob_stored_by_add_is_one_frame_a_spec_reader_decodes(workspace, run_
     assert read_object_by_the_spec(path, oid) == ("blob", data)
 
 
-#: The empty frame rnstore up to 0.1.0 appended to every object over 4 MiB.
+#: The empty frame rnstore 0.1.0.dev0 once appended to every object over 4 MiB.
 LEGACY_EMPTY_FRAME = bytes.fromhex("28b52ffd240001000099e9d851")
 
 
