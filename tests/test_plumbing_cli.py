@@ -325,6 +325,41 @@ def test_damaged_tree_exit_1(ws, wrepo, snap):
         assert "corrupt" in failed(run_cli(args, ws), 1), args
 
 
+def _non_canonical(snap_payload: bytes, tree_payload: bytes) -> dict[str, tuple[str, bytes]]:
+    """Payloads that hash to an id and decode as JSON or tree entries, but
+    are not the one canonical form FORMAT.md allows."""
+    version, document = snap_payload.split(b"\n", 1)
+    entries = tree_payload[len(b"rntree 1\n"):].split(b"\0")[:-1]
+    return {
+        "snapshot extra key": ("snapshot", snap_payload.replace(b'{"message"', b'{"extra":"x","message"', 1)),
+        "snapshot spaces": ("snapshot", snap_payload.replace(b'","', b'", "')),
+        "snapshot version 2": ("snapshot", b"rnsnapshot 2\n" + document),
+        "snapshot no final LF": ("snapshot", snap_payload[:-1]),
+        "tree unsorted": ("tree", b"rntree 1\n" + b"\0".join(reversed(entries)) + b"\0"),
+        "tree spaces": ("tree", tree_payload.replace(b" ", b"  ", 1)),
+        "tree no final NUL": ("tree", tree_payload[:-1]),
+        "tree version 2": ("tree", tree_payload.replace(b"rntree 1", b"rntree 2", 1)),
+    }
+
+
+@pytest.mark.parametrize("case", ["snapshot extra key", "snapshot spaces", "snapshot version 2",
+                                  "snapshot no final LF", "tree unsorted", "tree spaces",
+                                  "tree no final NUL", "tree version 2"])
+def test_every_reader_refuses_a_non_canonical_object_exit_1(ws, wrepo, snap, case):
+    snap_payload = wrepo.store.get(snap["snapshot"])[1]
+    tree_payload = wrepo.store.get(snap["tree"])[1]
+    kind, payload = _non_canonical(snap_payload, tree_payload)[case]
+    oid = wrepo.store.put(kind, payload)
+    assert oid == sha(payload)
+    readers = [["cat-file", kind, oid], ["cat-file", "-p", oid]]
+    readers += [["log", oid]] if kind == "snapshot" else [["ls-tree", oid]]
+    for args in readers:
+        assert "corrupt" in failed(run_cli(args, ws), 1), args
+    # the same objects, canonical, print exactly
+    assert ok(run_cli(["cat-file", "snapshot", snap["snapshot"]], ws)) == snap_payload
+    assert ok(run_cli(["cat-file", "tree", snap["tree"]], ws)) == tree_payload
+
+
 def test_missing_object_exit_1(ws, wrepo, snap):
     blob = sha(b"print('a')\n")
     wrepo.store.delete(blob)
