@@ -54,8 +54,18 @@ def test_add_a_single_file_and_a_deleted_path(bare, run_cli):
 
 
 def test_add_outside_the_workspace_is_bad_input(bare, run_cli, tmp_path_factory):
+    write_files(bare, {"inside.txt": "in"})
+    ok(run_cli(["add", "inside.txt"], cwd=bare))
     elsewhere = tmp_path_factory.mktemp("elsewhere")
-    assert_error(run_cli(["add", str(elsewhere)], cwd=bare), 2, "outside")
+    write_files(elsewhere, {"outside.txt": "out"})
+    before = store_state(bare / ".rnstore")
+    for args in (["add", str(elsewhere)], ["add", str(elsewhere / "outside.txt")],
+                 ["add", "inside.txt", str(elsewhere)], ["add", "../" + elsewhere.name]):
+        result = run_cli(args, cwd=bare)
+        assert result.returncode == 2, (args, result.stderr)
+        assert store_state(bare / ".rnstore") == before, args  # nothing staged, nothing stored
+    assert ls_files(run_cli, bare) == [b"inside.txt"]
+    assert sha256(b"out") not in {oid.decode() for oid in object_files(bare / ".rnstore")}
 
 
 def test_add_of_a_path_that_matches_nothing_fails(bare, run_cli):
@@ -70,16 +80,45 @@ def test_add_of_an_explicitly_named_ignored_file_says_so(bare, run_cli):
     assert "train.log" in result.stderr and ("warning:" in result.stderr or "error:" in result.stderr)
 
 
+def _index_as_if_edited_after_hashing(ws, path: str, hashed: bytes, *, written_ns: int) -> None:
+    """The index `add` would have left had it hashed `hashed` and the file
+    then changed to its present bytes with no change to its stat (within one
+    timestamp tick): the file's present stat, the old id, and an index file
+    written at `written_ns`."""
+    from rnstore.index import Index, IndexEntry, StatKey
+    from rnstore.repo import Repository
+    repo = Repository.open(ws)
+    st = os.lstat(ws / path)
+    repo.write_index(Index([IndexEntry(os.fsencode(path), "100644", sha256(hashed), len(hashed),
+                                       StatKey.of(st))]))
+    os.utime(repo.index_path, ns=(written_ns, written_ns))
+
+
 def test_same_size_edit_within_the_racy_window_is_detected(bare, run_cli):
+    """git's racy rule: a stat that matches is trusted only if the file last
+    changed before the index was written. Here the stat matches exactly (the
+    edit fell in the tick of the hashing) and the index was written in that
+    same tick: only the racy rule makes status and add read the file."""
     target = bare / "params.txt"
-    target.write_bytes(b"lr=0.1\n")
-    ok(run_cli(["add", "params.txt"], cwd=bare))
-    stat = os.stat(target)
-    target.write_bytes(b"lr=0.2\n")  # same size, at once: the same timestamp tick
-    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even the same mtime
+    target.write_bytes(b"lr=0.2\n")
+    st = os.lstat(target)
+    changed = max(st.st_mtime_ns, st.st_ctime_ns)
+    _index_as_if_edited_after_hashing(bare, "params.txt", b"lr=0.1\n", written_ns=changed)
     assert porcelain(run_cli, bare) == [b"AM params.txt"]
     ok(run_cli(["add", "params.txt"], cwd=bare))
     assert ls_files_stage(run_cli, bare)[b"params.txt"] == ("100644", sha256(b"lr=0.2\n"))
+
+
+def test_a_matching_stat_older_than_the_index_is_trusted(bare, run_cli):
+    """The counterpart of the racy rule (and the proof that the test above
+    depends on it): the same index written a second later is believed, as
+    the stat cache is meant to be, and the file is not read."""
+    target = bare / "params.txt"
+    target.write_bytes(b"lr=0.2\n")
+    st = os.lstat(target)
+    later = max(st.st_mtime_ns, st.st_ctime_ns) + 10**9
+    _index_as_if_edited_after_hashing(bare, "params.txt", b"lr=0.1\n", written_ns=later)
+    assert porcelain(run_cli, bare) == [b"A  params.txt"]
 
 
 def test_symlinks_are_stored_as_links_never_followed(bare, run_cli):
