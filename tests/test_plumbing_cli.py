@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from rnstore import codec, plumbing
+from rnstore.errors import CorruptObjectError
 from rnstore.index import Index, IndexEntry
 from rnstore.objects import EMPTY_TREE_ID, TreeEntry
 from rnstore.repo import Repository
@@ -315,6 +316,34 @@ def test_damaged_object_exit_1_and_nothing_on_stdout(ws, wrepo, kind):
         stderr = failed(result, 1)
         assert "corrupt" in stderr and oid in stderr
         assert b"SECRET" not in result.stdout
+
+
+def with_content_size(frame: bytes, delta: int) -> bytes:
+    """`frame` with the frame content size in its zstd header moved by `delta`."""
+    damaged = bytearray(frame)
+    descriptor = damaged[4]
+    single_segment = descriptor & 0x20
+    width = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    at = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03]
+    value = int.from_bytes(damaged[at:at + width], "little") + delta
+    damaged[at:at + width] = value.to_bytes(width, "little")
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_a_frame_whose_content_size_disagrees_with_the_header_is_corrupt(ws, wrepo, delta):
+    """Header-only readers (cat-file -s / -t, store.header) must check the
+    zstd frame's content size against the object header: they decode only
+    the start of the body, so zstd itself never sees the disagreement (the
+    payload spans several blocks)."""
+    payload = hashlib.shake_256(b"several blocks").digest(1 << 20)
+    frame = with_content_size(codec.compress("blob", payload, 3), delta)
+    oid = sha(payload)
+    plant(wrepo, oid, frame)
+    with pytest.raises(CorruptObjectError, match="disagrees"):
+        Repository.open(ws).store.header(oid)
+    for args in (["cat-file", "-s", oid], ["cat-file", "-t", oid], ["cat-file", "-p", oid]):
+        assert "corrupt" in failed(run_cli(args, ws), 1), args
 
 
 def test_damaged_tree_exit_1(ws, wrepo, snap):

@@ -234,3 +234,55 @@ def test_max_files_stops_before_storing_anything(bare, run_cli):
     assert store_state(bare / ".rnstore") == before
     ok(run_cli(["add", ".", "--force"], cwd=bare))
     assert len(ls_files(run_cli, bare)) == 5
+
+
+# -- files that change as add reads them ---------------------------------------------------
+
+def test_a_file_that_changes_while_add_reads_it_is_read_again(tmp_path, monkeypatch):
+    """The file changes (same size) just after add has read it: the stat
+    taken after the read differs, so add reads it again and stages what
+    the file holds now, never the bytes it held before."""
+    import time
+    from rnstore.index import RACY_NS
+    from rnstore.repo import Repository
+    from rnstore.store import DiskStore
+    repo = Repository.init(tmp_path / "ws", default_ignore=False)
+    target = repo.root / "params.txt"
+    target.write_bytes(b"lr=0.1\n")
+    time.sleep(3 * RACY_NS / 1e9)  # settled: one read is enough, unless it changes
+    real_put = DiskStore.put
+    edits = []
+
+    def put_then_edit(self, kind, payload):
+        oid = real_put(self, kind, payload)
+        if payload == b"lr=0.1\n" and not edits:
+            target.write_bytes(b"lr=0.2\n")  # a writer, right after our read
+            edits.append(oid)
+        return oid
+
+    monkeypatch.setattr(DiskStore, "put", put_then_edit)
+    result = repo.add(["params.txt"], cwd=repo.root)
+    assert edits and result.added == [b"params.txt"]
+    entry = repo.read_index().get(b"params.txt")
+    assert entry.id == sha256(b"lr=0.2\n")
+    assert entry.stat is None or entry.stat.mtime_ns == os.lstat(target).st_mtime_ns
+
+
+def test_add_smudges_a_file_that_changed_as_it_was_hashed(bare, run_cli):
+    """A file whose last change is within RACY_NS of its hashing is staged
+    without stat fields (FORMAT.md: smudged, `-`), so the next look reads
+    it again: it may change again within the same timestamp tick."""
+    import time
+    from rnstore.index import Index
+    write_files(bare, {"settled.txt": "old", "fresh.txt": "new"})
+    old = time.time_ns() - 10**10
+    os.utime(bare / "settled.txt", ns=(old, old))
+    soon = time.time_ns() + 30 * 10**9  # changed "now" by the time add hashes it, however slow
+    os.utime(bare / "fresh.txt", ns=(soon, soon))
+    time.sleep(3 * 0.1)  # the ctime that utime just set settles too (RACY_NS is 0.1 s)
+    ok(run_cli(["add", "."], cwd=bare))
+    index = Index.load(bare / ".rnstore" / "index")
+    assert index.get(b"fresh.txt").stat is None
+    assert index.get(b"settled.txt").stat is not None
+    raw = (bare / ".rnstore" / "index").read_bytes()
+    assert b" - - - fresh.txt\0" in raw
