@@ -286,3 +286,40 @@ def test_add_smudges_a_file_that_changed_as_it_was_hashed(bare, run_cli):
     assert index.get(b"settled.txt").stat is not None
     raw = (bare / ".rnstore" / "index").read_bytes()
     assert b" - - - fresh.txt\0" in raw
+
+
+def test_a_change_that_no_stat_shows_is_caught_by_a_second_read(tmp_path, monkeypatch):
+    """A write under way as add reads a file changes its bytes without
+    changing its stat (the times were set when the write began). Writes
+    through a shared mapping to pages already dirty do the same, and that
+    is how this test changes the file right after add's first read: add
+    reads a file that changed just before it was read a second time, sees
+    the bytes differ, and stages what the file holds now."""
+    import mmap
+    from rnstore.repo import Repository
+    from rnstore.store import DiskStore
+    repo = Repository.init(tmp_path / "ws", default_ignore=False)
+    target = repo.root / "weights.bin"
+    size = 4 * mmap.PAGESIZE
+    target.write_bytes(b"a" * size)
+    fd = os.open(target, os.O_RDWR)
+    mapping = mmap.mmap(fd, size)
+    try:
+        mapping[:] = b"b" * size  # every page dirty: later writes to them set no times
+        real_put = DiskStore.put
+        edits = []
+
+        def put_then_write_through_the_mapping(self, kind, payload):
+            oid = real_put(self, kind, payload)
+            if payload == b"b" * size and not edits:
+                mapping[:] = b"c" * size
+                edits.append(oid)
+            return oid
+
+        monkeypatch.setattr(DiskStore, "put", put_then_write_through_the_mapping)
+        repo.add(["weights.bin"], cwd=repo.root)
+    finally:
+        mapping.close()
+        os.close(fd)
+    assert edits
+    assert repo.read_index().get(b"weights.bin").id == sha256(b"c" * size)
