@@ -14,6 +14,8 @@ is corrupt, whatever it would expand to.
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import threading
 from typing import BinaryIO, Iterator
@@ -179,8 +181,14 @@ class FrameReader:
         """The file is exactly one whole frame (or that and the legacy empty
         frame): no bytes missing, none after it."""
         size = source.seek(0, 2) - start
+        try:
+            fd = source.fileno()
+        except (AttributeError, io.UnsupportedOperation):  # in memory (a packed frame)
+            fd = None
 
         def read_at(offset: int, n: int) -> bytes:
+            if fd is not None:  # no buffer refilled per block header
+                return os.pread(fd, n, start + offset)
             source.seek(start + offset)
             return source.read(n)
 
