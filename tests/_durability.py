@@ -25,7 +25,7 @@ class Event:
     op: str             # create, mkdir, fsync, syncfs, rename, unlink
     path: str           # for rename: the new name
     source: str = ""    # for rename: the old name
-    size: int = -1      # for fsync of a file: its size then
+    size: int = -1      # for fsync and rename: the file's size then
 
 
 @dataclass
@@ -92,7 +92,8 @@ def record_durability(monkeypatch, watched: Path) -> Recorder:
 
     def wrapped_fsync(fd):
         real_fsync(fd)
-        name = os.readlink(f"/proc/self/fd/{fd if isinstance(fd, int) else fd.fileno()}")
+        fd = fd if isinstance(fd, int) else fd.fileno()
+        name = os.readlink(f"/proc/self/fd/{fd}")
         if inside(name + "/"):
             events.append(Event("fsync", name, size=os.fstat(fd).st_size))
 
@@ -106,7 +107,8 @@ def record_durability(monkeypatch, watched: Path) -> Recorder:
             real(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
             name = _absolute(dst, dst_dir_fd)
             if inside(name):
-                events.append(Event("rename", name, _absolute(src, src_dir_fd)))
+                events.append(Event("rename", name, _absolute(src, src_dir_fd),
+                                    size=os.lstat(name).st_size))
         return wrapped
 
     def wrapped_unlink(path, *, dir_fd=None):
@@ -151,7 +153,7 @@ def _synced_before_rename(recorder: Recorder, at: int) -> bool:
     syncfs), after it was created and after its last byte was written."""
     events = recorder.events
     rename = events[at]
-    size = os.lstat(rename.path).st_size
+    size = rename.size
     for i in range(at - 1, _last_create_before(events, rename.source, at), -1):
         event = events[i]
         if event.op == "fsync" and event.path == rename.source:
