@@ -100,14 +100,13 @@ MUTANTS = [
            ("tests/torture/test_torture_hostile.py", "-m", "torture", "-k", "deep_tree")),
 
     # -- the stat cache and reading files (FORMAT.md, "The index") ---------------------
-    Mutant("racy rule removed: a stat as new as the index is trusted", "rnstore/index.py",
-           "        return entry if cached[1] < written_ns and cached[2] < written_ns else None\n",
-           "        return entry\n",
-           ("tests/test_porcelain_add.py", "-k", "racy")),
-    Mutant("racy rule removed (seen by the index's own tests)", "rnstore/index.py",
-           "        return entry if cached[1] < written_ns and cached[2] < written_ns else None\n",
-           "        return entry\n",
-           ("tests/test_index.py", "-k", "survives_the_file")),
+    # (twice: through `add` and `status`, and by the index's own tests)
+    *(Mutant(f"racy rule removed: a stat as new as the index is trusted ({where})",
+             "rnstore/index.py",
+             "        return entry if cached[1] < written_ns and cached[2] < written_ns else None\n",
+             "        return entry\n", tests)
+      for where, tests in (("add", ("tests/test_porcelain_add.py", "-k", "racy")),
+                           ("index", ("tests/test_index.py", "-k", "survives_the_file")))),
     Mutant("the stat cache never kept: every entry smudged", "rnstore/index.py",
            "    if max(st.st_mtime_ns, st.st_ctime_ns) >= now - RACY_NS:\n",
            "    if True:\n",
