@@ -47,32 +47,36 @@ def apply(root: Path, mutant: Mutant) -> None:
     path.write_text(text.replace(mutant.old, mutant.new))
 
 
-def run_tests(root: Path, tests: tuple[str, ...]) -> int:
+def run_tests(root: Path, tests: tuple[str, ...]) -> tuple[int, str]:
+    """pytest's exit code, and the tail of what it printed."""
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
-    return subprocess.run(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL).returncode
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    return done.returncode, "\n".join((done.stdout + done.stderr).splitlines()[-15:])
 
 
 def main(words: list[str]) -> int:
     chosen = [m for m in MUTANTS if not words or any(w in m.name for w in words)]
     results = []
-    baselines: dict[tuple[str, ...], int] = {}
+    baselines: dict[tuple[str, ...], tuple[int, str]] = {}
     for mutant in chosen:
         with tempfile.TemporaryDirectory(prefix="rnstore-mutant-") as scratch:
             root = scratch_copy(Path(scratch))
             if mutant.tests not in baselines:
                 baselines[mutant.tests] = run_tests(root, mutant.tests)
-            if baselines[mutant.tests] != 0:
+            code, printed = baselines[mutant.tests]
+            if code != 0:
                 results.append((mutant, "error: the tests fail without the mutant", 0.0))
-                print(f"{'error':9} {mutant.name}", flush=True)
+                print(f"{'error':9} {mutant.name}: the tests fail without it\n{printed}", flush=True)
                 continue
             apply(root, mutant)
             start = time.monotonic()
-            code = run_tests(root, mutant.tests)
+            code, printed = run_tests(root, mutant.tests)
             outcome = {0: "survived", 1: "caught"}.get(code, f"error (pytest exit {code})")
             results.append((mutant, outcome, time.monotonic() - start))
             print(f"{outcome.split()[0]:9} {mutant.name}  [{' '.join(mutant.tests)}]", flush=True)
+            if code not in (0, 1):
+                print(printed, flush=True)
     caught = sum(outcome == "caught" for _, outcome, _ in results)
     print(f"\n{caught} of {len(results)} mutants caught")
     return 0 if caught == len(results) else 1
