@@ -59,18 +59,46 @@ def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
             unchanged = repo.store.get_snapshot(head).tree == tree_id
         else:
             unchanged = len(index) == 0
-        if unchanged and not allow_empty:
-            raise NothingToCommitError(
-                "nothing to commit" + (", the workspace matches HEAD" if head else ", nothing is staged"),
-                hints=["`rnstore add PATH` stages changes; --allow-empty commits anyway"])
-        files = sum(1 for e in index.entries.values() if e.mode != MODE_TREE)
-        snapshot = Snapshot(tree_id, (head,) if head else (), utc_now(), message,
-                            snapshot_meta(repo, tree_id, extra, files=files))
-        snapshot_id = store_snapshot(repo, snapshot)
-        repo.refs.update("HEAD", snapshot_id, expected=head)
-        return CommitResult(snapshot_id, tree_id, head,
-                            branch_ref[len(HEADS):] if branch_ref else None,
-                            files, int(snapshot.meta["bytes"]), staged)
+        if not unchanged or allow_empty:
+            return _store_commit(repo, index, tree_id, head, branch_ref, message, extra, staged)
+    # outside the locks: status refreshes the index under the workspace lock
+    raise _nothing_to_commit(repo, head, all)
+
+
+def _store_commit(repo, index, tree_id: str, head: str | None, branch_ref: str | None,
+                  message: str, extra: dict, staged: AddResult | None) -> CommitResult:
+    """The snapshot of `tree_id`, and HEAD's branch moved to it (the caller
+    holds the workspace and store locks)."""
+    files = sum(1 for e in index.entries.values() if e.mode != MODE_TREE)
+    snapshot = Snapshot(tree_id, (head,) if head else (), utc_now(), message,
+                        snapshot_meta(repo, tree_id, extra, files=files))
+    snapshot_id = store_snapshot(repo, snapshot)
+    repo.refs.update("HEAD", snapshot_id, expected=head)
+    return CommitResult(snapshot_id, tree_id, head,
+                        branch_ref[len(HEADS):] if branch_ref else None,
+                        files, int(snapshot.meta["bytes"]), staged)
+
+
+def _nothing_to_commit(repo, head: str | None, staged_all: bool) -> NothingToCommitError:
+    """Say what git says: whether anything waits in the workspace, unstaged."""
+    from .staging import status
+    from .units import plural
+    waiting = []
+    if not staged_all:
+        pending = status(repo)
+        modified = sum(1 for c in pending.unstaged if c.status != "D")
+        deleted = len(pending.unstaged) - modified
+        for count, what in ((modified, "modified"), (deleted, "deleted"),
+                            (len(pending.untracked), "untracked")):
+            if count:
+                waiting.append(f"{plural(count, 'file')} {'is' if count == 1 else 'are'} {what}")
+    if waiting:
+        return NothingToCommitError(
+            f"nothing to commit: nothing is staged, {', '.join(waiting)}",
+            hints=["`rnstore add PATH` stages them, or `rnstore commit -a` stages everything and commits"])
+    return NothingToCommitError(
+        "nothing to commit, " + ("the workspace matches HEAD" if head else "the workspace is empty"),
+        hints=["--allow-empty commits anyway"])
 
 
 def snapshot(repo, message: str, **kw) -> CommitResult:
