@@ -7,8 +7,11 @@ Three forms share one materialiser:
   else detaches it). Untracked and ignored files are left alone.
 - ``checkout(repo, REV, paths)``: only those paths (files or folders), in the
   workspace and the index; HEAD stays. Tracked entries below the paths are
-  restored (local changes to them are discarded, as `git restore` does, and
-  tracked files absent from REV there are deleted).
+  restored (tracked files absent from REV there are deleted). Uncommitted
+  changes to them (edited on disk, or staged) stop it unless `force`.
+- ``checkout(repo, None, paths)``: those paths from the index, as
+  `git checkout -- PATH` does: edits on disk are discarded (that is what it
+  is for); the index and HEAD stay.
 - ``checkout(repo, REV, target=DIR)``: REV (or its paths) into any folder;
   the workspace, index and HEAD are untouched.
 
@@ -71,7 +74,8 @@ class CheckoutResult:
     snapshot: str
     #: the folder written into (the workspace root, or DIR)
     root: Path
-    #: "switch" (checkout REV), "paths" (checkout REV -- PATH...) or "target"
+    #: "switch" (checkout REV), "paths" (checkout REV -- PATH...), "index"
+    #: (checkout -- PATH...) or "target"
     form: str
     #: files and links written
     written: list[bytes] = field(default_factory=list)
@@ -104,7 +108,7 @@ class CheckoutResult:
 
 
 @cycle_collector_paused
-def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *,
+def checkout(repo, rev: str | None, paths: Iterable[str | os.PathLike] | None = None, *,
              target: str | os.PathLike | None = None, force: bool = False,
              progress: Progress = NO_PROGRESS, cwd: Path | None = None) -> CheckoutResult:
     """Make the workspace (or `target`) match snapshot `rev`; see the module
@@ -117,6 +121,14 @@ def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *
 
     paths = list(paths or [])
     prefixes = relative_pathspecs(repo.root, paths, cwd) if paths else None
+    if rev is None:
+        if prefixes is None:
+            raise InvalidValueError("give a revision, or paths to restore from the index")
+        if target is not None:
+            raise InvalidValueError("a target folder needs a revision to write")
+        with repo.lock():
+            _remove_stale_staging(repo.dotdir, locked=True)
+            return _restore_from_index(repo, prefixes, force, progress)
     if target is not None:
         snapshot_id = resolve_snapshot(repo, rev)
         return materialise(repo, snapshot_id, Path(target), prefixes, force=force,
@@ -207,6 +219,7 @@ def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress) -
 
 def _restore_paths(repo, snapshot_id: str, prefixes: list[bytes], force: bool,
                    progress: Progress) -> CheckoutResult:
+    from .staging import head_entries
     from .worktree import under
 
     tree = repo.store.get_snapshot(snapshot_id).tree
@@ -216,12 +229,40 @@ def _restore_paths(repo, snapshot_id: str, prefixes: list[bytes], force: bool,
     for entry in index:
         if entry.path not in desired and under(entry.path, prefixes) and not _protected(entry.path):
             desired[entry.path] = None
-    plan = _plan(repo, repo.root, desired, index.entries, None, force=force)
+    guard = None if force else head_entries(repo, repo.refs.head()[1])
+    plan = _plan(repo, repo.root, desired, index.entries, guard, force=force)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts)
     result = CheckoutResult(snapshot_id, repo.root, "paths", excluded=excluded)
     placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress)
     kept = Index(e for e in index if e.path not in desired and e.path not in plan.untrack)
+    repo.write_index(_new_index(kept, desired, index.entries, plan, placed))
+    return result
+
+
+def _restore_from_index(repo, prefixes: list[bytes], force: bool,
+                        progress: Progress) -> CheckoutResult:
+    """The staged version of each tracked entry below `prefixes`, on disk."""
+    from .worktree import under
+
+    index = repo.read_index()
+    desired: dict[bytes, FlatEntry | None] = {
+        e.path: FlatEntry(e.path, e.mode, e.id, e.size)
+        for e in index if under(e.path, prefixes) and not _protected(e.path)}
+    for prefix in prefixes:
+        if not any(under(path, [prefix]) for path in desired):
+            raise BadInputError(
+                f"pathspec '{os.fsdecode(prefix)}' did not match any file in the index",
+                hints=["`rnstore ls-files` lists what the index holds"])
+    # No guard: discarding edits is what it is for. An untracked entry in
+    # the way of a tracked file is still a conflict unless `force`.
+    plan = _plan(repo, repo.root, desired, index.entries, None, force=force)
+    if plan.conflicts:
+        raise _conflict_error(plan.conflicts)
+    snapshot = repo.refs.head()[1] or ""
+    result = CheckoutResult(snapshot, repo.root, "index")
+    placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress)
+    kept = Index(e for e in index if e.path not in desired)
     repo.write_index(_new_index(kept, desired, index.entries, plan, placed))
     return result
 
