@@ -122,6 +122,7 @@ def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *
         return materialise(repo, snapshot_id, Path(target), prefixes, force=force,
                            progress=progress)
     with repo.lock():
+        repo.ensure_registered()
         _remove_stale_staging(repo.dotdir, locked=True)
         snapshot_id = resolve_snapshot(repo, rev)
         if prefixes is not None:

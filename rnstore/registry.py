@@ -9,12 +9,24 @@ Files kept in the store root::
 `<key>` is the first 32 hex digits of the SHA-256 of the .rnstore path. This
 module only reads and writes those files; what they mean for gc (rule 4 of
 gc.py) is decided by reachability.py and gc.py.
+
+A workspace keeps in `.rnstore/workspace-id` a random id and the .rnstore
+path it last registered ("<32 hex>\n<path>\n"). Every command that creates
+a root calls `ensure_registered`: when the recorded path is where the
+workspace stands and its registration exists (one read, one stat), nothing
+happens; otherwise it was moved, copied or restored, and it registers where
+it stands. A copy is told apart from a move by its original: still standing
+at the recorded path with the same id, the copy takes a new id. The old
+path's registration is left to gc (a moved-away workspace is "gone" and
+protects what it held for the grace period), never dropped here: the
+original may have made snapshots the copy does not hold.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from pathlib import Path
 from typing import Iterable
 
@@ -40,6 +52,40 @@ def register(store_root: Path, dotdir: Path, *, durable: bool) -> Path:
     path = registration_path(store_root, dotdir)
     path.parent.mkdir(exist_ok=True)
     atomic_write(path, os.fsencode(dotdir.absolute()) + b"\n", durable=durable)
+    return path
+
+
+WORKSPACE_ID = "workspace-id"
+
+
+def read_workspace_id(dotdir: Path) -> tuple[str, bytes] | None:
+    """(id, .rnstore path it last registered at), or None if unknown."""
+    try:
+        lines = (dotdir / WORKSPACE_ID).read_bytes().split(b"\n")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    ident = lines[0].decode("ascii", "replace")
+    if len(lines) < 2 or len(ident) != 32 or not _HEX.issuperset(ident) or not lines[1]:
+        return None  # damaged: registering again is harmless
+    return ident, lines[1]
+
+
+def ensure_registered(store_root: Path, dotdir: Path, *, durable: bool) -> Path:
+    """Register the workspace whose .rnstore folder is `dotdir` where it
+    stands now, if it is not (see the module docstring); idempotent."""
+    here = os.fsencode(dotdir.absolute())
+    path = registration_path(store_root, dotdir)
+    recorded = read_workspace_id(dotdir)
+    if recorded is not None and recorded[1] == here and path.is_file():
+        return path
+    ident = recorded[0] if recorded is not None else None
+    if recorded is not None and recorded[1] != here:
+        original = Path(os.fsdecode(recorded[1]))
+        if (original / "HEAD").is_file() and read_workspace_id(original) == (ident, recorded[1]):
+            ident = None  # a copy: the original still stands there
+    register(store_root, dotdir, durable=durable)
+    atomic_write(dotdir / WORKSPACE_ID, f"{ident or secrets.token_hex(16)}\n".encode() + here + b"\n",
+                 durable=durable)
     return path
 
 
@@ -123,5 +169,5 @@ def _beside(registration: Path, suffix: str) -> Path:
     return registration.with_name(registration.name + suffix)
 
 
-__all__ = ["register", "registration_path", "registrations", "registered_dotdir", "gone_since",
+__all__ = ["register", "ensure_registered", "read_workspace_id", "registration_path", "registrations", "registered_dotdir", "gone_since",
            "last_seen_roots", "record_roots", "mark_gone", "unregister", "same_folder", "WORKSPACES"]
