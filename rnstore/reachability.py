@@ -240,6 +240,11 @@ def _gone(ws: WorkspaceState, scan: RootScan, on_problem: ProblemSink, *, grace:
         on_problem("corrupt", str(ws.registration), f"cannot read the roots of {ws.root}: {_why(exc)}")
         return
     scan.roots += [Root(oid, kind, "last seen roots", ws.dotdir) for kind, oid in roots]
+    if seen_at is None:
+        # gc never read what it held, and its objects may be of any age (a
+        # snapshot of files other workspaces stored long ago): every
+        # unreachable object stays until the grace period has run out
+        seen_at = float("-inf")
     if scan.keep_newer_than is None or seen_at < scan.keep_newer_than:
         scan.keep_newer_than = seen_at
 

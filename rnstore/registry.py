@@ -114,16 +114,16 @@ def gone_since(registration: Path) -> float | None:
     return read_float(_beside(registration, GONE_SUFFIX))
 
 
-def last_seen_roots(registration: Path) -> tuple[list[tuple[str, str]], float]:
-    """The (kind, id) roots gc last read in the workspace, and when. A
-    workspace gc never read has none, seen when it registered. OSError or
-    CorruptStoreError when the file cannot be trusted."""
+def last_seen_roots(registration: Path) -> tuple[list[tuple[str, str]], float | None]:
+    """The (kind, id) roots gc last read in the workspace, and when; None
+    for when if gc never read them (nothing is known of what it held).
+    OSError or CorruptStoreError when the file cannot be trusted."""
     roots_file = _beside(registration, ROOTS_SUFFIX)
     try:
         lines = roots_file.read_text(encoding="ascii").splitlines()
         seen_at = os.stat(roots_file).st_mtime
     except FileNotFoundError:
-        return [], os.stat(registration).st_mtime
+        return [], None
     except UnicodeDecodeError:
         raise CorruptStoreError(f"{roots_file} is corrupt") from None
     roots = []
