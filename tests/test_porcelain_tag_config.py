@@ -9,7 +9,7 @@ import pytest
 from _porcelain_helpers import (assert_error, commit, new_workspace, ok, run_parallel, store_state,
                                 write_files)
 
-KEYS = ["compression.level", "limits.max_bytes", "limits.max_files", "gc.prune", "gc.interval",
+KEYS = ["compression.level", "limits.max_bytes", "limits.max_files", "gc.prune", "gc.interval", "gc.auto",
         "core.fsync", "core.lock_wait", "user.name"]
 
 
