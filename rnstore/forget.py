@@ -86,12 +86,12 @@ def forget(repo, revs: Iterable[str] = (), *, keep_last: int | None = None,
                 f"keep rules need every live snapshot's time, and snapshot {unreadable[0]} "
                 "cannot be read", hints=["forget it by its full id first; `rnstore fsck` lists the damage"])
         ordered = sorted(items.values(), key=lambda i: (i.time or "", i.id), reverse=True)
-        newest = _timestamp(ordered[0].time) if ordered and ordered[0].time else None
+        newest = timestamp_of(ordered[0].time) if ordered and ordered[0].time else None
         for position, item in enumerate(ordered):
             if keep_last is not None and position < keep_last:
                 item.reasons.append(f"keep-last {keep_last}")
             if within is not None and newest is not None and item.time is not None \
-                    and _timestamp(item.time) >= newest - within:
+                    and timestamp_of(item.time) >= newest - within:
                 item.reasons.append(f"keep-within {within_text}")
             if not item.reasons:
                 doomed.setdefault(item.id, ["kept by no rule"])
@@ -134,7 +134,8 @@ def _item(repo, oid: str) -> ForgetItem:
     return ForgetItem(oid, snapshot.time, snapshot.message)
 
 
-def _timestamp(text: str) -> float:
+def timestamp_of(text: str) -> float:
+    """A snapshot's time ('2026-11-24T03:59:37.123456Z') as a Unix time."""
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 

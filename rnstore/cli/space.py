@@ -212,3 +212,73 @@ def fsck(
         return 1
     out.summary(f"fsck: {result.checked_objects:,} objects checked, no problems{tail}")
     return 0
+
+
+@app.command("snapshots", rich_help_panel=SPACE)
+def snapshots(
+    tag: Annotated[Optional[List[str]], typer.Option(
+        "--tag", metavar="T", help="Only snapshots with tag T (repeatable: any of them).")] = None,
+    meta: Annotated[Optional[List[str]], typer.Option(
+        "--meta", metavar="K=V", help="Only snapshots whose meta K is V (repeatable: all of them).")] = None,
+    workspace: Annotated[Optional[str], typer.Option(
+        "--workspace", metavar="PATH", help="Only snapshots the workspace at PATH holds.")] = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", metavar="T", help="Only snapshots made at or after T (a UTC date or time, or 7d for 7 days ago).")] = None,
+    until: Annotated[Optional[str], typer.Option(
+        "--until", metavar="T", help="Only snapshots made at or before T.")] = None,
+    json_: Json = False,
+) -> None:
+    """List every snapshot the store keeps alive, from every workspace of the store.
+
+    Each line: id, time, workspace, host, tags and message. A snapshot is
+    kept alive by a workspace (live, or named by a branch or HEAD), by a
+    tag of the store, or by a workspace gone within the grace period.
+
+    Example: rnstore snapshots --tag 'build-*' --since 7d --json
+    """
+    from ..storeview import store_snapshots
+    view = store_snapshots(open_repo(), tags=tag or [], meta=meta or [], workspace=workspace,
+                           since=since, until=until)
+    for problem in view.problems:
+        out.warn(problem)
+    if json_:
+        out.json([s.as_json() for s in view.snapshots])
+        return
+    lines = []
+    for s in view.snapshots:
+        tags = f"  [{', '.join(s.tags)}]" if s.tags else ""
+        lines.append(f"{s.id[:12]}  {_time(s.time)}  {s.workspace or '?'}  {s.host or '?'}"
+                     f"{tags}  {_first_line(s.message)}")
+    if lines:
+        out.line("\n".join(lines))
+    out.summary(f"{len(view.snapshots):,} snapshot{'s' if len(view.snapshots) != 1 else ''}")
+
+
+@app.command("workspaces", rich_help_panel=SPACE)
+def workspaces(json_: Json = False) -> None:
+    """List the workspaces registered in the store.
+
+    Each line: path, alive or gone (since when), last commit, how many
+    snapshots it keeps alive, and the stored bytes only it keeps alive
+    (what gc frees once it is gone longer than the grace period).
+
+    Example: rnstore workspaces --json
+    """
+    import time as time_
+    from ..storeview import store_workspaces
+    view = store_workspaces(open_repo())
+    for problem in view.problems:
+        out.warn(problem)
+    if json_:
+        out.json([w.as_json() for w in view.workspaces])
+        return
+    lines = []
+    for w in view.workspaces:
+        state = w.state
+        if w.state == "gone" and w.gone_since is not None:
+            state = "gone since " + time_.strftime("%Y-%m-%d %H:%M:%S", time_.localtime(w.gone_since))
+        lines.append(f"{w.path}{' (here)' if w.current else ''}  {state}  last commit {_time(w.last_commit)}  "
+                     f"{w.snapshots:,} snapshot{'s' if w.snapshots != 1 else ''}  "
+                     f"{format_size(w.exclusive_bytes)} only here")
+    if lines:
+        out.line("\n".join(lines))
