@@ -2,7 +2,11 @@
 is old enough, and the leftovers of crashed writers.
 
 `gc.last` in the store root holds when the last gc ran (a Unix time;
-`--auto` reads it).
+`--auto` reads it). After a command that adds objects, `start_auto_gc`
+starts `gc --auto` as a detached background process when gc.interval has
+passed since then (since the store was made, before its first gc) and
+gc.auto is not false; `gc --auto` checks again under the store lock, so two
+never collect at once.
 
 The rules that make it safe:
 
@@ -177,6 +181,37 @@ def _refuse_missing(repo, marker: Marker, scan: RootScan, stored: set[str]) -> N
             f"{'are' if len(missing) != 1 else 'is'} missing: {listed}{more}{why}")
 
 
+def start_auto_gc(repo) -> int | None:
+    """Start `rnstore gc --auto -q` in the background, detached (its own
+    session, at low priority, no terminal), when it is due; its pid, or None
+    when it is not due, gc.auto is false, or it could not be started. Never
+    raises: the command that added objects has succeeded whatever happens."""
+    import subprocess
+    import sys
+    try:
+        if not repo.config.get("gc.auto"):
+            return None
+        previous = last_run(repo)
+        if previous is None:  # never collected: count from when the store was made
+            from .repo import STORE_MARKER
+            previous = os.stat(repo.store_root / STORE_MARKER).st_mtime
+        if not _due(repo, previous):
+            return None
+        child = subprocess.Popen(
+            [sys.executable, "-c", _LOW_PRIORITY_GC, "gc", "--auto", "-q"],
+            cwd=repo.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        child.returncode = 0  # never waited for: it outlives this process
+        return child.pid
+    except Exception:  # noqa: BLE001 - a background gc is never worth failing a commit
+        return None
+
+
+#: The background gc's program: lowered priority (os.nice in the child
+#: itself: Popen's preexec_fn is unsafe in a process that has threads).
+_LOW_PRIORITY_GC = "import os, sys; os.nice(10); from rnstore.cli import main; main(sys.argv[1:])"
+
+
 def _due(repo, previous: float | None) -> bool:
     if previous is None:
         return True
@@ -268,4 +303,4 @@ def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, stored: list, *
         progress.finish()
 
 
-__all__ = ["gc", "GcStats", "grace_period", "last_run"]
+__all__ = ["gc", "GcStats", "grace_period", "last_run", "start_auto_gc"]

@@ -83,6 +83,8 @@ def add(
     result = repo.add(targets, dry_run=dry_run, force=force, excludes=exclude or [],
                       no_ignore=no_ignore, ignore_errors=ignore_errors, progress=bar)
     _warn_add(result)
+    if not dry_run and result.changed:
+        _start_auto_gc(repo)
     if dry_run:
         lines = [b"add " + p for p in result.added] + [b"update " + p for p in result.modified] + \
                 [b"delete " + p for p in result.deleted]
@@ -168,6 +170,17 @@ def commit(
     where = result.branch or "detached HEAD"
     out.summary(f"[{where} {result.id[:12]}] {message.splitlines()[0] if message else ''} "
                 f"({result.files:,} files, {format_size(result.bytes)})")
+    _start_auto_gc(repo)
+
+
+def _start_auto_gc(repo) -> None:
+    """After a command that added objects: `gc --auto` in the background
+    when gc.interval has passed since the last gc (unless gc.auto=false)."""
+    from ..gc import start_auto_gc
+    pid = start_auto_gc(repo)
+    if pid is not None:
+        out.notice(f"gc: the last gc ran more than gc.interval ago; `rnstore gc --auto` "
+                   f"started in the background (pid {pid}; `rnstore config gc.auto false` turns this off)")
 
 
 @app.command("log")
