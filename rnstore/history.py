@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Iterable
 
 from .alloc import cycle_collector_paused
-from .errors import InvalidValueError, NothingToCommitError, UnknownRevisionError, MissingObjectError
+from .errors import (InvalidValueError, MissingObjectError, NothingToCommitError, RefConflictError,
+                     UnknownRevisionError)
 from .objects import MODE_TREE, Snapshot
 from .plumbing import parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
 from .progress import NO_PROGRESS, Progress
@@ -220,15 +221,21 @@ def tag(repo, name: str, rev: str = "HEAD", *, force: bool = False) -> str:
     with repo.store_lock(shared=True):
         repo.ensure_registered()
         target = resolve_snapshot(repo, rev)
+        if force:  # whatever another workspace did meanwhile: -f moves it
+            repo.refs.update(ref, target)
+            return target
         current = repo.refs.resolve(ref)
-        if current is not None and current != target and not force:
+        # (a tag made here before tags lived in the store is bound there now)
+        in_store = repo.store_tags is None or repo.store_tags.resolve(ref) is not None
+        if current in (None, target) and (current is None or not in_store):
+            try:  # compare and swap: another workspace may bind it first
+                repo.refs.update(ref, target, expected=current)
+            except RefConflictError:
+                current = repo.refs.resolve(ref)
+        if current not in (None, target):
             raise InvalidValueError(
                 f"tag '{name}' already names another snapshot ({current[:12]})",
                 hints=["pass -f to move it"])
-        # (a tag made here before tags lived in the store is bound there now)
-        in_store = repo.store_tags is None or repo.store_tags.resolve(ref) is not None
-        if current != target or not in_store:
-            repo.refs.update(ref, target, expected=current)
     return target
 
 
