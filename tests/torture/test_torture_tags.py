@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_torture_concurrency import gc_loop, materialise_matches
+from test_torture_concurrency import gc_looping, materialise_matches
 from torture_helpers import NOTES, STATS, fsck_problems, init, make_tree, manifest, mutate, ok, run, scale
 
 pytestmark = pytest.mark.torture
@@ -83,18 +83,8 @@ def test_store_tags_by_eight_workspaces_beside_a_gc_loop(scratch):
                             elif name == own:
                                 gone_before.append(own)
 
-    stop = threading.Event()
-    gc_runs: list[int] = []
-    gc_thread = threading.Thread(target=gc_loop, args=(gc_ws, stop, problems, gc_runs))
-    gc_thread.start()
-    try:
-        with ThreadPoolExecutor(WRITERS) as pool:
-            list(pool.map(writer, range(WRITERS)))
-    finally:
-        stop.set()
-        gc_thread.join()
-    ok(["gc", "--prune", "now", "-q"], gc_ws)
-    gc_runs.append(1)
+    with gc_looping(gc_ws, problems) as gc_runs, ThreadPoolExecutor(WRITERS) as pool:
+        list(pool.map(writer, range(WRITERS)))
     assert not problems, "\n".join(problems)
 
     listed = {t["name"]: t["id"] for t in json.loads(run(["tag", "--json"], gc_ws).stdout)}
