@@ -147,13 +147,15 @@ def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | No
     `force`, which removes them (listed in the result's `removed`): the
     folder then holds exactly the snapshot. Identical ones are skipped."""
     tree = repo.store.get_snapshot(snapshot_id).tree
-    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id)
+    unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
+    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id, unreadable)
     desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
     root = Path(target).absolute()
     if root.exists() and not root.is_dir():
         raise InvalidValueError(f"{target} exists and is not a folder")
     plan = _plan(repo, root, desired, {}, None, force=force, in_the_way="differs")
-    extra_files, extra_folders = _extras(root, desired, prefixes)
+    extra_files, extra_folders = _extras(root, desired, prefixes,
+                                         unknown=[path for path, _, _ in unreadable or ()])
     if not force:
         plan.conflicts.extend((path, "not in the snapshot") for path in extra_files)
     if plan.conflicts:
@@ -162,17 +164,19 @@ def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | No
     plan.rmdir.extend(extra_folders)
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(root, locked=False)
-    result = CheckoutResult(snapshot_id, root, form, excluded=excluded, removed=extra_files)
+    result = CheckoutResult(snapshot_id, root, form, excluded=excluded, removed=extra_files,
+                            missing=list(unreadable or ()))
     _execute(repo, plan, root, root, result, force, progress, for_index=False,
              skip_missing=skip_missing)
     return result
 
 
-def _extras(root: Path, desired: dict[bytes, FlatEntry | None],
-            prefixes: list[bytes] | None) -> tuple[list[bytes], list[bytes]]:
+def _extras(root: Path, desired: dict[bytes, FlatEntry | None], prefixes: list[bytes] | None, *,
+            unknown: list[bytes] = ()) -> tuple[list[bytes], list[bytes]]:
     """What a target folder holds below `prefixes` that the snapshot does
     not: (files, links and special files; folders, deepest first). Entries
-    named .rnstore and staging folders of a checkout are never counted."""
+    named .rnstore, staging folders of a checkout and what is below the
+    `unknown` folders (whose trees cannot be read) are never counted."""
     needed: set[bytes] = set()
     for path, entry in desired.items():
         needed.update(ancestors(path))
@@ -182,8 +186,11 @@ def _extras(root: Path, desired: dict[bytes, FlatEntry | None],
     folders: list[bytes] = []
     top = os.fsencode(root)
     stack = [b""] if prefixes is None or b"" in prefixes else list(prefixes)
+    unknown = set(unknown)
     while stack:
         current = stack.pop()
+        if current in unknown:
+            continue
         try:
             st = os.lstat(os.path.join(top, current) if current else top)
         except (FileNotFoundError, NotADirectoryError):
@@ -232,21 +239,27 @@ def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress,
 
     branch_ref, head = repo.refs.head()
     attach = _branch_named(repo, rev)
+    from .worktree import under
+
     tree = repo.store.get_snapshot(snapshot_id).tree
-    entries, excluded = _select(repo.store, tree, None, snapshot_id)
+    unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
+    entries, excluded = _select(repo.store, tree, None, snapshot_id, unreadable)
+    unknown = [path for path, _, _ in unreadable or ()]  # folders whose content cannot be known
     index = repo.read_index()
     desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
     for entry in index:
-        if entry.path not in desired and not _protected(entry.path):
+        if entry.path not in desired and not _protected(entry.path) and not under(entry.path, unknown):
             desired[entry.path] = None
     guard = None if force else head_entries(repo, head)
     plan = _plan(repo, repo.root, desired, index.entries, guard, force=force)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts)
-    result = CheckoutResult(snapshot_id, repo.root, "switch", excluded=excluded)
+    result = CheckoutResult(snapshot_id, repo.root, "switch", excluded=excluded,
+                            missing=list(unreadable or ()))
     placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress,
                       skip_missing=skip_missing)
-    repo.write_index(_new_index(Index(), desired, index.entries, plan, placed))
+    untouched = Index(e for e in index if under(e.path, unknown))  # left as they were
+    repo.write_index(_new_index(untouched, desired, index.entries, plan, placed))
     if attach is not None:
         result.branch = attach
         if attach != branch_ref:
@@ -266,16 +279,20 @@ def _restore_paths(repo, snapshot_id: str, prefixes: list[bytes], force: bool,
     from .worktree import under
 
     tree = repo.store.get_snapshot(snapshot_id).tree
-    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id)
+    unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
+    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id, unreadable)
+    unknown = [path for path, _, _ in unreadable or ()]  # folders whose content cannot be known
     index = repo.read_index()
     desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
     for entry in index:
-        if entry.path not in desired and under(entry.path, prefixes) and not _protected(entry.path):
+        if entry.path not in desired and under(entry.path, prefixes) and not _protected(entry.path) \
+                and not under(entry.path, unknown):
             desired[entry.path] = None
     plan = _plan(repo, repo.root, desired, index.entries, None, force=force)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts)
-    result = CheckoutResult(snapshot_id, repo.root, "paths", excluded=excluded)
+    result = CheckoutResult(snapshot_id, repo.root, "paths", excluded=excluded,
+                            missing=list(unreadable or ()))
     placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress,
                       skip_missing=skip_missing)
     kept = Index(e for e in index if e.path not in desired and e.path not in plan.untrack)
@@ -339,14 +356,15 @@ def _protected(path: bytes) -> bool:
     return PROTECTED in path.split(b"/")
 
 
-def _select(store, tree: str, prefixes: list[bytes] | None,
-            snapshot_id: str) -> tuple[list[FlatEntry], list[bytes]]:
+def _select(store, tree: str, prefixes: list[bytes] | None, snapshot_id: str,
+            unreadable: list[tuple[bytes, str, str]] | None = None) -> tuple[list[FlatEntry], list[bytes]]:
     """The snapshot's leaves (files, links, empty folders) below `prefixes`
-    (None: all), and the paths excluded because a component is .rnstore."""
+    (None: all), and the paths excluded because a component is .rnstore.
+    With `unreadable`, see _leaves."""
     from .worktree import under
 
     if prefixes is None or b"" in prefixes:
-        found = _leaves(store, tree, b"")
+        found = _leaves(store, tree, b"", unreadable)
     else:
         found = []
         roots = sorted(set(prefixes))
@@ -361,17 +379,20 @@ def _select(store, tree: str, prefixes: list[bytes] | None,
             if entry.mode != MODE_TREE:
                 found.append(FlatEntry(prefix, entry.mode, entry.id, entry.size))
                 continue
-            below = _leaves(store, entry.id, prefix + b"/")
+            below = _leaves(store, entry.id, prefix + b"/", unreadable)
             found.extend(below or [FlatEntry(prefix, MODE_TREE, entry.id, 0)])
     kept = [e for e in found if not _protected(e.path)]
     excluded = [e.path for e in found if _protected(e.path)]
     return kept, excluded
 
 
-def _leaves(store, tree_id: str, prefix: bytes) -> list[FlatEntry]:
+def _leaves(store, tree_id: str, prefix: bytes,
+            unreadable: list[tuple[bytes, str, str]] | None = None) -> list[FlatEntry]:
     """Files, links and empty folders below a tree, like trees.iter_tree,
     but without recursion: a crafted tree may nest deeper than Python's
-    stack (the paths then fail cleanly with "File name too long")."""
+    stack (the paths then fail cleanly with "File name too long"). With
+    `unreadable` (skip_missing), a sub-folder whose tree is missing or
+    corrupt is recorded there as (path, id, why) and left out."""
     found: list[FlatEntry] = []
     stack = [(tree_id, prefix)]
     while stack:
@@ -379,6 +400,9 @@ def _leaves(store, tree_id: str, prefix: bytes) -> list[FlatEntry]:
         try:
             entries = store.get_tree(current).entries
         except ObjectError as exc:
+            if unreadable is not None and base != prefix:
+                unreadable.append((base[:-1], current, _why_damaged(exc)))
+                continue
             where = os.fsdecode(base[:-1]) or "the root folder"
             raise type(exc)(f"cannot check out '{where}': {exc}", current,
                             hints=["`rnstore fsck` lists damaged objects"]) from None
@@ -649,11 +673,12 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
             stage_fd = os.open(stage_path, O_DIR)
             damaged = _stage_all(repo.store, plan.writes, stage_fd, progress,
                                  skip_missing=skip_missing)
-            result.missing = [(path, exc.object_id or entry_id, _why_damaged(exc))
-                              for path, entry_id, exc in damaged]
+            result.missing.extend((path, exc.object_id or entry_id, _why_damaged(exc))
+                                  for path, entry_id, exc in damaged)
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
         placed = _apply(plan, root_fd, stage_fd, force, result, for_index,
                         skip={path for path, _, _ in result.missing})
+        result.missing.sort()
     finally:
         for fd in (stage_fd, root_fd):
             if fd is not None:

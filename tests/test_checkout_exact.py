@@ -101,3 +101,21 @@ def test_skip_missing_in_the_workspace(tmp_path, run_cli):
     assert_error(result, 1)
     assert f"missing: {ws / 'src' / 'b.py'} ({missing})" in result.stderr
     assert (ws / "a.txt").read_text() == "a\n"
+
+
+def test_skip_missing_lists_a_folder_whose_tree_is_missing(tmp_path, run_cli):
+    ws, snap = snapshot(tmp_path, run_cli)
+    tree = ok(run_cli(["rev-parse", f"{snap}:src/deep"], cwd=ws)).out.strip()
+    object_path(ws / ".rnstore", tree).unlink()
+    target = tmp_path / "out"
+    write_files(target, {"src/deep/mine.txt": "unknown: kept\n", "stale.txt": "x\n"})
+    result = run_cli(["checkout", snap, "--target", str(target), "--skip-missing", "--force"], cwd=ws)
+    assert_error(result, 1, "not restored")
+    assert f"missing: {target / 'src' / 'deep'} ({tree})" in result.stderr
+    assert (target / "a.txt").read_text() == "a\n" and (target / "src" / "b.py").read_text() == "b\n"
+    assert (target / "src" / "deep" / "mine.txt").exists()  # what it should hold is unknown: left alone
+    assert not (target / "stale.txt").exists()
+    # in the workspace: files below the unreadable folder are left as they are
+    switched = run_cli(["checkout", "--force", "--skip-missing", snap], cwd=ws)
+    assert_error(switched, 1)
+    assert (ws / "src" / "deep" / "c.py").read_text() == "c\n"
