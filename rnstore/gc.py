@@ -26,8 +26,9 @@ The rules that make it safe:
 4. A registered workspace whose `.rnstore` folder is gone goes on protecting,
    for the grace period after gc first found it gone, the roots gc last read
    there (registry.py's `.roots`) and every object written or refreshed since
-   then (it may have made them); when gc never read its roots, every
-   unreachable object (nothing is known of what it held). Then (at once with
+   then (it may have made them); the roots it held when it registered count
+   as read then. When nothing was ever recorded (a registration made by an
+   older version), every unreachable object (nothing is known of what it held). Then (at once with
    a grace of 0) its registration is removed and its objects are collected
    like any others.
 5. Stale temporary files (`.tmp-*` in objects/ and its fan-out folders) older

@@ -3,7 +3,8 @@
 Files kept in the store root::
 
     workspaces/<key>          a registration: the workspace's .rnstore path
-    workspaces/<key>.roots    the roots gc last read there, "KIND ID" lines
+    workspaces/<key>.roots    the roots gc last read there (or the workspace
+                              had when it registered), "KIND ID" lines
     workspaces/<key>.gone     when gc first found that workspace gone (Unix time)
 
 `<key>` is the first 32 hex digits of the SHA-256 of the .rnstore path. This
@@ -70,14 +71,15 @@ def read_workspace_id(dotdir: Path) -> tuple[str, bytes] | None:
     return ident, lines[1]
 
 
-def ensure_registered(store_root: Path, dotdir: Path, *, durable: bool) -> Path:
+def ensure_registered(store_root: Path, dotdir: Path, *, durable: bool) -> tuple[Path, bool]:
     """Register the workspace whose .rnstore folder is `dotdir` where it
-    stands now, if it is not (see the module docstring); idempotent."""
+    stands now, if it is not (see the module docstring); idempotent. The
+    registration's path, and whether it was written now."""
     here = os.fsencode(dotdir.absolute())
     path = registration_path(store_root, dotdir)
     recorded = read_workspace_id(dotdir)
     if recorded is not None and recorded[1] == here and path.is_file():
-        return path
+        return path, False
     ident = recorded[0] if recorded is not None else None
     if recorded is not None and recorded[1] != here:
         original = Path(os.fsdecode(recorded[1]))
@@ -86,7 +88,7 @@ def ensure_registered(store_root: Path, dotdir: Path, *, durable: bool) -> Path:
     register(store_root, dotdir, durable=durable)
     atomic_write(dotdir / WORKSPACE_ID, f"{ident or secrets.token_hex(16)}\n".encode() + here + b"\n",
                  durable=durable)
-    return path
+    return path, True
 
 
 def registrations(store_root: Path) -> list[Path]:

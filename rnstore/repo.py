@@ -302,7 +302,13 @@ class Repository:
         every command that creates a root. Cheap when nothing changed."""
         if self.shared_store:
             with self.store_lock(shared=True):
-                registry.ensure_registered(self.store_root, self.dotdir, durable=self.durable)
+                path, new = registry.ensure_registered(self.store_root, self.dotdir, durable=self.durable)
+                if new:
+                    # What it holds now, as gc would record it: if it is deleted
+                    # before any gc reads it, gc still knows (gc.py, rule 4).
+                    from .reachability import workspace_roots
+                    roots = workspace_roots(self, lambda kind, oid, detail: None)
+                    registry.record_roots(path, [(r.kind, r.id) for r in roots], durable=self.durable)
 
 
 def prepare_store(store_root: Path, *, fresh_ok: bool = True) -> None:

@@ -72,6 +72,9 @@ def test_a_workspace_deleted_before_any_gc_is_protected_for_the_grace_period_fro
     commit(a, {"a.txt": "a\n"})
     b1 = commit(b, {"b.txt": "only in b\n" * 40, "sub/c.txt": "c\n"})
     b_objects = reachable(b, b1)
+    # registered by an older version: no roots recorded at registration either
+    registration = b.registration_path()
+    registration.with_name(registration.name + ".roots").unlink(missing_ok=True)
     shutil.rmtree(b.root)  # before any gc read its roots
     # its objects are older than the grace period; its registration is recent
     age([p for p in (store / "objects").rglob("*") if p.is_file()], 2 * HOUR)
@@ -83,7 +86,28 @@ def test_a_workspace_deleted_before_any_gc_is_protected_for_the_grace_period_fro
     assert "gone" in first.stderr
     assert a.gc().deleted_objects == 0  # still within the grace period
     # gone for longer than the grace period: released
-    registration = b.registration_path()
     registration.with_name(registration.name + ".gone").write_text(f"{time.time() - 2 * HOUR}\n")
     assert a.gc().deleted_objects >= len(b_objects)
     assert not b_objects & set(object_files(store))
+
+
+def test_a_new_registration_records_the_roots_the_workspace_holds(tmp_path):
+    """A copy registers at its first command with the roots it already holds
+    (its original's snapshots), so that gc protects them even if the copy
+    is deleted before any gc reads it, whatever their age."""
+    store = tmp_path / "store"
+    a = make_repo(tmp_path / "a", objects=store)
+    b = make_repo(tmp_path / "b", objects=store)
+    b1 = commit(b, {"b.txt": "b\n" * 40})
+    copy = tmp_path / "b-copy"
+    shutil.copytree(b.root, copy, symlinks=True)
+    shutil.rmtree(b.root)
+    write(copy, {"new.txt": "n\n"})
+    Repository.open(copy).add([copy])  # registers the copy
+    registration = Repository.open(copy).registration_path()
+    recorded = registration.with_name(registration.name + ".roots").read_text()
+    assert f"s {b1}" in recorded
+    age([p for p in (store / "objects").rglob("*") if p.is_file()], 2 * HOUR)
+    shutil.rmtree(copy)
+    a.gc()  # default grace: both gone, first seen now
+    assert reachable(a, b1) <= set(object_files(store))
