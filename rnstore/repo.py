@@ -120,12 +120,22 @@ class Repository:
 
     @classmethod
     def init(cls, path: str | os.PathLike = ".", *, objects: str | os.PathLike | None = None,
-             branch: str = "main", default_ignore: bool = True, **kw) -> "Repository":
-        """Make a workspace at `path`; on an existing workspace, change nothing."""
+             branch: str = "main", default_ignore: bool = True, nested: bool = False,
+             **kw) -> "Repository":
+        """Make a workspace at `path`; on an existing workspace, change nothing.
+        Inside another workspace, refuse unless `nested` (the outer one would
+        otherwise store the inner one's files, and commands run below it
+        would silently switch workspaces)."""
         root = Path(path).absolute()
         dotdir = root / DOTDIR
         if (dotdir / "HEAD").is_file():
             return cls(root, dotdir, **kw)
+        outer = next((folder for folder in root.parents if (folder / DOTDIR / "HEAD").is_file()), None)
+        if outer is not None and not nested:
+            raise InvalidValueError(
+                f"{root} is inside the workspace {outer}",
+                hints=["pass --nested (nested=True) to make a workspace inside it anyway; add the "
+                       "folder to the outer workspace's .rnignore so its snapshots skip it"])
         head_ref = branch_ref(branch)
         objects = objects or os.environ.get("RNSTORE_OBJECTS")
         root.mkdir(parents=True, exist_ok=True)

@@ -81,3 +81,74 @@ def test_init_inside_a_workspace_refuses_unless_nested(ws, run_cli):
     assert (inner / ".rnstore" / "HEAD").is_file()
     ok(run_cli(["init", "-q"], cwd=ws))  # the workspace itself: changes nothing, exit 0
     ok(run_cli(["init", "-q", str(ws)], cwd=inner.parent.parent.parent))
+
+
+def test_checkout_dashdash_path_restores_from_the_index(ws, run_cli):
+    write_files(ws, {"a.txt": "committed\n", "b.txt": "b\n"})
+    commit(run_cli, ws, "first", "-a")
+    write_files(ws, {"a.txt": "staged\n"})
+    ok(run_cli(["add", "a.txt"], cwd=ws))
+    write_files(ws, {"a.txt": "edited\n", "b.txt": "b edited\n"})
+    head_before = ok(run_cli(["rev-parse", "HEAD"], cwd=ws)).out
+    result = ok(run_cli(["checkout", "--", "a.txt"], cwd=ws))
+    assert "from the index" in result.stderr
+    assert (ws / "a.txt").read_text() == "staged\n"  # the index's version, as git does
+    assert (ws / "b.txt").read_text() == "b edited\n"  # not named: untouched
+    assert ok(run_cli(["rev-parse", "HEAD"], cwd=ws)).out == head_before
+    status = ok(run_cli(["status", "--porcelain"], cwd=ws)).stdout.splitlines()
+    assert status == [b"M  a.txt", b" M b.txt"], status
+    assert_error(run_cli(["checkout", "--", "nope.txt"], cwd=ws), 2, "nope.txt")
+    assert_error(run_cli(["checkout"], cwd=ws), 2)
+
+
+# -- help and suggestions -------------------------------------------------------------
+
+
+def _all_commands(run_cli, cwd) -> list[str]:
+    text = ok(run_cli(["--help"], cwd=cwd)).out
+    names, listing = [], False
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            listing = line.endswith(":") and line != "Options:"
+        elif listing and line.startswith("  ") and not line.startswith("   "):
+            names.append(line.split()[0])
+    return names
+
+
+ARTEFACTS = ("<bool>", "<list", "<str>", "<int>", "{", "}", "[[", "]...", "╭", "│")
+
+
+def test_every_commands_help_shows_flags_as_flags(tmp_path, run_cli):
+    from _porcelain_helpers import run_parallel
+    names = _all_commands(run_cli, tmp_path)
+    assert {"init", "add", "commit", "checkout", "diff", "log", "gc", "cat-file"} <= set(names)
+    top = ok(run_cli(["--help"], cwd=tmp_path)).out
+    assert top.index("  commit ") < top.index("  cat-file "), "porcelain before plumbing"
+    results = run_parallel(run_cli, [([name, "--help"], tmp_path) for name in names])
+    for name, result in zip(names, results):
+        text = ok(result).out
+        assert text.startswith(f"Usage: rnstore {name}"), text
+        for artefact in ARTEFACTS:
+            assert artefact not in text, f"`rnstore {name} --help` shows {artefact!r}:\n{text}"
+    checkout = ok(run_cli(["checkout", "--help"], cwd=tmp_path)).out
+    assert "-f, --force " in checkout and "[-- PATH...]" in checkout.splitlines()[0], checkout
+
+
+def test_help_command_prints_a_commands_help(tmp_path, run_cli):
+    assert ok(run_cli(["help", "commit"], cwd=tmp_path)).out == \
+        ok(run_cli(["commit", "--help"], cwd=tmp_path)).out.replace("rnstore commit", "rnstore commit")
+    assert "Commands:" in ok(run_cli(["help"], cwd=tmp_path)).out
+    assert_error(run_cli(["help", "nosuch"], cwd=tmp_path), 2, "nosuch")
+
+
+@pytest.mark.parametrize("typo, proposed", [
+    ("restore", "checkout -- PATH"), ("stat", "status"), ("comit", "commit"), ("chekout", "checkout")])
+def test_did_you_mean_proposes_only_what_does_the_same(tmp_path, run_cli, typo, proposed):
+    error = assert_error(run_cli([typo], cwd=tmp_path), 2)
+    assert f"`rnstore {proposed}`" in error, error
+    assert "read-tree" not in error
+
+
+def test_did_you_mean_stays_silent_rather_than_guess(tmp_path, run_cli):
+    error = assert_error(run_cli(["rebase"], cwd=tmp_path), 2, "rebase")
+    assert "did you mean" not in error.lower(), error

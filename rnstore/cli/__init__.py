@@ -96,6 +96,9 @@ def _handle(exc: BaseException) -> int:
     if "Abort" in names:
         sys.stderr.write("error: interrupted\n")
         return EXIT_INTERRUPTED
+    if "NoSuchOption" in names and getattr(exc, "possibilities", None):
+        from ._command import close_names  # click proposes anything alike
+        exc.possibilities = close_names(exc.option_name, exc.possibilities)
     if "ClickException" in names:
         # NoArgsIsHelpError has shown the help already and has no message
         message = exc.format_message().strip() or "missing command"

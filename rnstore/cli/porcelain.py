@@ -21,6 +21,8 @@ def init(
     branch: Annotated[str, typer.Option("--branch", "-b", help="Name of the first branch.")] = "main",
     no_default_ignore: Annotated[bool, typer.Option("--no-default-ignore",
         help="Do not write a default .rnignore.")] = False,
+    nested: Annotated[bool, typer.Option("--nested",
+        help="Allow a workspace inside another workspace.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing.")] = False,
 ) -> None:
     """Make a workspace (running it again changes nothing).
@@ -31,7 +33,7 @@ def init(
     target = directory or Path(".")
     existed = (target / DOTDIR / "HEAD").is_file()
     repo = Repository.init(target, objects=objects, branch=branch,
-                           default_ignore=not no_default_ignore, notify=out.notice)
+                           default_ignore=not no_default_ignore, nested=nested, notify=out.notice)
     out.quiet = out.quiet or quiet
     verb = "Reinitialized existing" if existed else "Initialized empty"
     out.summary(f"{verb} rnstore workspace in {repo.dotdir}")

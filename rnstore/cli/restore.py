@@ -10,6 +10,8 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..errors import InvalidValueError
+from ..units import plural
+from ._command import after_dashdash
 from .app import app, open_repo
 from ._output import out, progress
 
@@ -26,13 +28,15 @@ def _progress(quiet: bool, no_progress: bool):
 
 
 def _count(n: int, what: str) -> str:
-    return f"{n:,} {what}"
+    return f"{n:,} {what}"  # "3 written", "1 deleted": participles need no plural
 
 
-@app.command("checkout")
+@app.command("checkout", paths_after_dashdash=True)
 def checkout(
-    rev: Annotated[str, typer.Argument(metavar="REV", help="A snapshot, branch or tag.")],
-    paths: Paths = None,
+    ctx: typer.Context,
+    rev: Annotated[Optional[str], typer.Argument(
+        metavar="[REV]", help="A snapshot, branch or tag; without it, PATHs come from the index.")] = None,
+    paths: Annotated[Optional[List[str]], typer.Argument(hidden=True)] = None,
     target: Annotated[Optional[Path], typer.Option(
         "--target", metavar="DIR", help="Write into DIR instead; the workspace, HEAD and index stay.")] = None,
     force: Annotated[bool, typer.Option(
@@ -47,12 +51,16 @@ def checkout(
     """Make the workspace match REV (or restore PATHs, or fill DIR).
 
     A branch name attaches HEAD to it; any other revision detaches HEAD.
-    Uncommitted changes or untracked files in the way stop it (exit 1)
-    unless --force.
+    Uncommitted changes (edited or staged) or untracked files in the way
+    stop it (exit 1) unless --force. `checkout -- PATH` restores PATH from
+    the index, discarding its edits, as git does.
 
     Example: rnstore checkout run-42 -- train.py configs/
     """
     from ..checkout import checkout as run_checkout
+    paths = (paths or []) + after_dashdash(ctx)
+    if rev is None and not paths:
+        raise InvalidValueError("give a revision to check out, or `-- PATH...` to restore from the index")
     repo = open_repo()
     bar = _progress(quiet, no_progress)
     result = run_checkout(repo, rev, paths or None, target=target, force=force,
@@ -71,7 +79,9 @@ def checkout(
     if result.form == "target":
         out.summary(f"Checked out {short} into {target} ({detail})")
     elif result.form == "paths":
-        out.summary(f"Restored {len(paths or [])} path(s) from {short} ({detail}); HEAD unchanged")
+        out.summary(f"Restored {plural(len(paths), 'path')} from {short} ({detail}); HEAD unchanged")
+    elif result.form == "index":
+        out.summary(f"Restored {plural(len(paths), 'path')} from the index ({detail})")
     elif result.branch is not None:
         name = result.branch.removeprefix("refs/heads/")
         verb = "Switched to" if result.head_moved else "On"
