@@ -152,3 +152,21 @@ def test_did_you_mean_proposes_only_what_does_the_same(tmp_path, run_cli, typo, 
 def test_did_you_mean_stays_silent_rather_than_guess(tmp_path, run_cli):
     error = assert_error(run_cli(["rebase"], cwd=tmp_path), 2, "rebase")
     assert "did you mean" not in error.lower(), error
+
+
+def test_hints_name_only_commands_that_exist(tmp_path, run_cli):
+    """Every `rnstore WORD` a message, hint or help of the package names is
+    a command `rnstore --help` lists (or a git habit's equivalent)."""
+    import re
+    from pathlib import Path
+
+    import rnstore
+    commands = set(_all_commands(run_cli, tmp_path))
+    package = Path(rnstore.__file__).parent
+    named = {}
+    for source in package.rglob("*.py"):
+        for word in re.findall(r"`rnstore ([a-z][a-z-]*)", source.read_text()):
+            named.setdefault(word, source.name)
+    unknown = {word: where for word, where in named.items() if word not in commands}
+    assert not unknown, f"hints name commands that do not exist: {unknown}"
+    assert {"add", "commit", "fsck"} <= set(named)
