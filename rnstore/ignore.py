@@ -27,8 +27,10 @@ class _Rules:
     only a path it matches is checked pattern by pattern, where the last
     matching pattern decides, as gitignore says."""
 
-    def __init__(self, spec: pathspec.PathSpec):
+    def __init__(self, spec: pathspec.PathSpec, source: str = "", numbers: Sequence[int] = ()):
         self.spec = spec
+        #: where the rules come from, and the line number of each pattern
+        self.source, self.numbers = source, list(numbers)
         self.prefilter = True
         # A pattern without a slash matches a name at any depth; pathspec
         # spells it "^(?:.+/)?NAME", which backtracks. All of them together
@@ -58,6 +60,22 @@ class _Rules:
         return self.spec.check_file(relative).include
 
 
+    def explain(self, relative: str) -> tuple[bool, str] | None:
+        """(ignored, "SOURCE:LINE: PATTERN") of the pattern deciding
+        `relative`, or None when no pattern matches it."""
+        result = self.spec.check_file(relative)
+        index = getattr(result, "index", None)
+        if result.include is None:
+            return None
+        if index is None:
+            return result.include, self.source
+        pattern = getattr(self.spec.patterns[index], "pattern", "") or ""
+        if self.source.startswith("--"):
+            return result.include, f"{self.source} {pattern}"
+        line = self.numbers[index] if index < len(self.numbers) else "?"
+        return result.include, f"{self.source}:{line}: {pattern}"
+
+
 def _alternation(regexes: list[str]) -> str:
     return "(?:" + "|".join(f"(?:{r})" for r in regexes) + ")"
 
@@ -66,12 +84,14 @@ _ANY_DEPTH = "^(?:.+/)?"
 _NAMED_GROUP = re.compile(r"\(\?P<[^>]+>")
 
 
-def _compile(lines: Sequence[str]) -> _Rules | None:
-    lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
+def _compile(lines: Sequence[str], source: str = "") -> _Rules | None:
+    numbered = [(number, line) for number, line in enumerate(lines, 1)
+                if line.strip() and not line.lstrip().startswith("#")]
+    if not numbered:
         return None
     import pathspec
-    return _Rules(pathspec.GitIgnoreSpec.from_lines(lines))
+    return _Rules(pathspec.GitIgnoreSpec.from_lines([line for _, line in numbered]),
+                  source, [number for number, _ in numbered])
 
 
 class IgnoreRules:
@@ -85,7 +105,7 @@ class IgnoreRules:
         self.root = root
         self._root_b = os.fsencode(root)
         self.use_files = use_files
-        self.extra = _compile(list(extra))
+        self.extra = _compile(list(extra), "--exclude")
         self._files: dict[bytes, _Rules | None] = {}
         self._chains: dict[bytes, tuple[tuple[int, _Rules], ...]] = {}
 
@@ -98,7 +118,8 @@ class IgnoreRules:
                 try:
                     with open(path, "rb") as fh:
                         text = fh.read().decode("utf-8", "surrogateescape")
-                    rules = _compile(text.splitlines())
+                    rules = _compile(text.splitlines(),
+                                     os.fsdecode(os.path.join(folder, os.fsencode(IGNORE_FILE))))
                 except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
                     rules = None
             self._files[folder] = rules
@@ -152,3 +173,30 @@ class IgnoreRules:
             if result is not None:
                 verdict = result
         return bool(verdict)
+
+    def why_ignored(self, path: bytes) -> str | None:
+        """The rule that ignores `path` or the first of its folders it
+        ignores ("SOURCE:LINE: PATTERN", as `git check-ignore -v` says), or
+        None when the path is not ignored."""
+        parts = path.split(b"/")
+        for depth in range(1, len(parts) + 1):
+            sub = b"/".join(parts[:depth])
+            is_dir = depth < len(parts) or os.path.isdir(os.path.join(self._root_b, sub))
+            rule = self._deciding_rule(sub, is_dir)
+            if rule is not None:
+                return rule
+        return None
+
+    def _deciding_rule(self, path: bytes, is_dir: bool) -> str | None:
+        folder, _, name = path.rpartition(b"/")
+        if name in ALWAYS_EXCLUDED:
+            return f"{os.fsdecode(name)} (always excluded)"
+        suffix = "/" if is_dir else ""
+        decided: tuple[bool, str] | None = None
+        parts = path.split(b"/")
+        for depth, rules in self._chain(folder):
+            relative = os.fsdecode(b"/".join(parts[depth:]) if depth else path) + suffix
+            decided = rules.explain(relative) or decided
+        if self.extra is not None:
+            decided = self.extra.explain(os.fsdecode(path) + suffix) or decided
+        return decided[1] if decided is not None and decided[0] else None

@@ -238,7 +238,8 @@ class Repository:
         return add(self, paths, **options)
 
     def status(self, **options):
-        """Staged, unstaged and untracked paths; a Status. Options: excludes, no_ignore."""
+        """Staged, unstaged and untracked paths; a Status. Options: excludes,
+        no_ignore, ignored (also list what the ignore rules hide)."""
         from .staging import status
         return status(self, **options)
 

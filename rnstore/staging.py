@@ -268,10 +268,15 @@ class Status:
     staged: list[Change] = field(default_factory=list)
     unstaged: list[Change] = field(default_factory=list)
     untracked: list[bytes] = field(default_factory=list)
+    #: tracked paths still on disk that a rule now ignores: (path, rule);
+    #: the next `add` of their folder drops them from the index
+    now_ignored: list[tuple[bytes, str]] = field(default_factory=list)
+    #: with ignored=True: what the rules hide (a hidden folder once, ending in "/")
+    ignored: list[bytes] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.staged or self.unstaged or self.untracked)
+        return not (self.staged or self.unstaged or self.untracked or self.now_ignored)
 
 
 def _kind(mode: str) -> str:
@@ -334,11 +339,15 @@ def workspace_entries(repo, index: Index, found: Scan, *, hash_untracked: bool =
 
 
 @cycle_collector_paused
-def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False) -> Status:
+def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False,
+           ignored: bool = False) -> Status:
+    """Staged, unstaged and untracked paths; with `ignored`, also what the
+    ignore rules hide."""
     branch_ref, head = repo.refs.head()
     branch = branch_ref[len("refs/heads/"):] if branch_ref else None
     index = repo.read_index()
-    found = scan(repo.root, [b""], ignore_rules(repo, excludes, no_ignore))
+    rules = ignore_rules(repo, excludes, no_ignore)
+    found = scan(repo.root, [b""], rules, list_ignored=ignored)
     current, refreshed = workspace_entries(repo, index, found)
     indexed = {e.path: (e.mode, e.id) for e in index}
     result = Status(branch, head)
@@ -348,10 +357,28 @@ def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False) -> St
         result.staged = compare(head_entries(repo, head), indexed)
     tracked_now = {p: v for p, v in current.items() if p in indexed}
     result.unstaged = compare(indexed, tracked_now)
+    _separate_now_ignored(repo, rules, result)
     result.untracked = sorted(p for p in current if p not in indexed)
+    result.ignored = sorted(found.hidden)
     if refreshed:
         _refresh_index(repo, refreshed)
     return result
+
+
+def _separate_now_ignored(repo, rules, result: Status) -> None:
+    """A tracked path the scan did not see because a rule now hides it is
+    not deleted while it is still on disk: move it to `now_ignored`."""
+    root = os.fsencode(repo.root)
+    kept = []
+    for change in result.unstaged:
+        rule = None
+        if change.status == "D" and os.path.lexists(os.path.join(root, change.path)):
+            rule = rules.why_ignored(change.path)
+        if rule is None:
+            kept.append(change)
+        else:
+            result.now_ignored.append((change.path, rule))
+    result.unstaged = kept
 
 
 def _refresh_index(repo, refreshed: list[IndexEntry]) -> None:

@@ -170,3 +170,51 @@ def test_hints_name_only_commands_that_exist(tmp_path, run_cli):
     unknown = {word: where for word, where in named.items() if word not in commands}
     assert not unknown, f"hints name commands that do not exist: {unknown}"
     assert {"add", "commit", "fsck"} <= set(named)
+
+
+# -- status ---------------------------------------------------------------------------
+
+
+def test_status_short_paths_are_relative_to_the_current_folder(ws, run_cli):
+    write_files(ws, {"top.txt": "t", "sub/a.txt": "a", "sub/deep/b.txt": "b"})
+    commit(run_cli, ws, "first", "-a")
+    write_files(ws, {"top.txt": "t2", "sub/a.txt": "a2", "sub/new.txt": "n"})
+    ok(run_cli(["add", "sub/a.txt"], cwd=ws))
+    assert ok(run_cli(["status", "-s"], cwd=ws / "sub")).stdout.splitlines() == [
+        b"M  a.txt", b" M ../top.txt", b"?? new.txt"]
+    assert ok(run_cli(["status", "--short"], cwd=ws / "sub" / "deep")).stdout.splitlines() == [
+        b"M  ../a.txt", b" M ../../top.txt", b"?? ../new.txt"]
+    # --porcelain stays root-relative, for scripts (as git's)
+    assert ok(run_cli(["status", "--porcelain"], cwd=ws / "sub")).stdout.splitlines() == [
+        b"M  sub/a.txt", b" M top.txt", b"?? sub/new.txt"]
+    human = ok(run_cli(["status"], cwd=ws / "sub")).out
+    assert "modified:   a.txt" in human and "modified:   ../top.txt" in human, human
+
+
+def test_status_ignored_lists_what_rnignore_hides(ws, run_cli):
+    write_files(ws, {".rnignore": "data/\n*.log\n", "a.py": "a", "data/x.csv": "x",
+                     "run.log": "l", "sub/b.log": "b"})
+    commit(run_cli, ws, "first", "-a")
+    plain = ok(run_cli(["status", "-s"], cwd=ws)).stdout
+    assert plain == b"", plain
+    assert ok(run_cli(["status", "-s", "--ignored"], cwd=ws)).stdout.splitlines() == [
+        b"!! data/", b"!! run.log", b"!! sub/b.log"]
+    human = ok(run_cli(["status", "--ignored"], cwd=ws / "sub")).out
+    assert "Ignored files:" in human and "  ../data/" in human and "  b.log" in human, human
+    document = json.loads(ok(run_cli(["status", "--json", "--ignored"], cwd=ws)).stdout)
+    assert document["ignored"] == ["data/", "run.log", "sub/b.log"]
+
+
+def test_a_tracked_file_now_ignored_is_not_shown_as_deleted(ws, run_cli):
+    write_files(ws, {"a.py": "a", "results/out.csv": "1,2"})
+    commit(run_cli, ws, "first", "-a")
+    write_files(ws, {".rnignore": "# outputs\nresults/\n"})
+    human = ok(run_cli(["status"], cwd=ws)).out
+    assert "deleted" not in human, human
+    assert "now ignored:" in human and "results/out.csv" in human and ".rnignore:2: results/" in human, human
+    document = json.loads(ok(run_cli(["status", "--json"], cwd=ws)).stdout)
+    assert document["now_ignored"] == [{"path": "results/out.csv", "rule": ".rnignore:2: results/"}]
+    assert document["unstaged"] == []
+    (ws / "results" / "out.csv").unlink()  # gone from disk: a deletion again
+    human = ok(run_cli(["status"], cwd=ws)).out
+    assert "deleted:    results/out.csv" in human, human

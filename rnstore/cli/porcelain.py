@@ -99,32 +99,46 @@ def add(
 
 @app.command("status")
 def status(
-    porcelain: Annotated[bool, typer.Option("--porcelain", help="git's `XY path` short format.")] = False,
+    short: Annotated[bool, typer.Option("-s", "--short", help="git's `XY path` format, paths relative to here.")] = False,
+    porcelain: Annotated[bool, typer.Option("--porcelain", help="git's `XY path` format, paths from the workspace root (for scripts).")] = False,
+    ignored: Annotated[bool, typer.Option("--ignored", help="Also list what .rnignore hides.")] = False,
     json_: Json = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
 ) -> None:
-    """Show staged, changed and untracked paths.
+    """Show staged, changed and untracked paths, relative to the current folder.
 
-    Example: rnstore status --porcelain
+    A tracked file that a rule now ignores is shown as "now ignored", with the
+    rule: the next `add` of its folder drops it from the index.
+
+    Example: rnstore status -s
     """
-    result = open_repo().status(excludes=exclude or [], no_ignore=no_ignore)
+    repo = open_repo()
+    result = repo.status(excludes=exclude or [], no_ignore=no_ignore, ignored=ignored)
     if json_:
-        out.json({
+        document = {
             "branch": result.branch, "head": result.head,
             "staged": [{"path": os.fsdecode(c.path), "status": c.status} for c in result.staged],
             "unstaged": [{"path": os.fsdecode(c.path), "status": c.status} for c in result.unstaged],
             "untracked": [os.fsdecode(p) for p in result.untracked],
-        })
+            "now_ignored": [{"path": os.fsdecode(p), "rule": rule} for p, rule in result.now_ignored],
+        }
+        if ignored:
+            document["ignored"] = [os.fsdecode(p) for p in result.ignored]
+        out.json(document)
         return
-    if porcelain:
+    shown = (lambda path: path) if porcelain else (lambda path: os.fsencode(_here(repo, path)))
+    if porcelain or short:
         codes: dict[bytes, list[str]] = {}
         for change in result.staged:
             codes.setdefault(change.path, [" ", " "])[0] = change.status
         for change in result.unstaged:
             codes.setdefault(change.path, [" ", " "])[1] = change.status
-        lines = [("".join(codes[p])).encode() + b" " + p for p in sorted(codes)]
-        lines += [b"?? " + p for p in result.untracked]
+        for path, _rule in result.now_ignored:  # what the next `add .` does to the index
+            codes.setdefault(path, [" ", " "])[1] = "D"
+        lines = [("".join(codes[p])).encode() + b" " + shown(p) for p in sorted(codes)]
+        lines += [b"?? " + shown(p) for p in result.untracked]
+        lines += [b"!! " + shown(p) for p in result.ignored]
         out.bytes(b"".join(line + b"\n" for line in lines))
         return
     where = f"On branch {result.branch}" if result.branch else f"HEAD detached at {result.head[:12]}"
@@ -135,12 +149,25 @@ def status(
     for title, changes in (("Changes to be committed:", result.staged),
                            ("Changes not staged for commit:", result.unstaged)):
         if changes:
-            lines += ["", title] + [f"  {names[c.status] + ':':<12}{os.fsdecode(c.path)}" for c in changes]
+            lines += ["", title] + [f"  {names[c.status] + ':':<12}{_here(repo, c.path)}" for c in changes]
+    if result.now_ignored:
+        lines += ["", "Tracked but now ignored (the next `rnstore add` of their folder drops them):"]
+        lines += [f"  {'now ignored:':<14}{_here(repo, p)}  ({rule})" for p, rule in result.now_ignored]
     if result.untracked:
-        lines += ["", "Untracked files:"] + [f"  {os.fsdecode(p)}" for p in result.untracked]
+        lines += ["", "Untracked files:"] + [f"  {_here(repo, p)}" for p in result.untracked]
+    if ignored and result.ignored:
+        lines += ["", "Ignored files:"] + [f"  {_here(repo, p)}" for p in result.ignored]
     if result.clean:
         lines += ["", "nothing to commit, workspace clean"]
     out.line("\n".join(lines))
+
+
+def _here(repo, path: bytes) -> str:
+    """A workspace path (from the root) as the user should type it from the
+    current folder, as git shows paths; a folder keeps its trailing "/"."""
+    full = os.path.join(os.fsencode(repo.root), path)
+    shown = os.fsdecode(os.path.relpath(full, os.fsencode(os.getcwd())))
+    return shown + "/" if path.endswith(b"/") and not shown.endswith("/") else shown
 
 
 @app.command("commit")
