@@ -141,11 +141,17 @@ def names_by_id(repo) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     return tags, branches
 
 
-def log(repo, rev: str | None = None, *, limit: int | None = None, all: bool = False) -> Log:
+def log(repo, rev: str | None = None, *, limit: int | None = None, all: bool = False,
+        grep: str | None = None, meta: dict | Iterable[str] | None = None,
+        paths: Iterable[str | os.PathLike] | None = None, cwd: Path | None = None) -> Log:
     """History from `rev` (default HEAD), newest first; with `all`, every
     live snapshot and every tagged one (in a shared store, the store's
-    tags), newest first."""
+    tags), newest first. Only snapshots whose message contains `grep`
+    (case-insensitive), whose metadata holds every `meta` pair (a dict, or
+    "KEY=VALUE" strings), and that changed one of `paths` (relative to
+    `cwd`) against their first parent are listed; `limit` counts those."""
     tags, branches = names_by_id(repo)
+    keep = _snapshot_filter(repo, grep, meta, paths, cwd)
 
     def entry(oid: str, snap: Snapshot) -> LogEntry:
         return LogEntry(oid, snap, tags.get(oid, []), branches.get(oid, []))
@@ -154,7 +160,7 @@ def log(repo, rev: str | None = None, *, limit: int | None = None, all: bool = F
         wanted = dict.fromkeys([*repo.journal, *sorted(tags)])
         snapshots = [(oid, repo.store.get_snapshot(oid)) for oid in wanted]
         snapshots.sort(key=lambda item: (item[1].time, item[0]), reverse=True)
-        entries = [entry(oid, snap) for oid, snap in snapshots]
+        entries = [entry(oid, snap) for oid, snap in snapshots if keep(snap)]
         return Log(entries[:limit] if limit is not None else entries)
 
     if rev is None:
@@ -180,11 +186,66 @@ def log(repo, rev: str | None = None, *, limit: int | None = None, all: bool = F
     push(start)
     while queue and (limit is None or len(result.entries) < limit):
         _, oid, snap = heapq.heappop(queue)
-        result.entries.append(entry(oid, snap))
+        if keep(snap):
+            result.entries.append(entry(oid, snap))
         for parent in snap.parents:
             if parent not in seen:
                 seen.add(parent)
                 push(parent)
+    return result
+
+
+def _snapshot_filter(repo, grep: str | None, meta, paths, cwd: Path | None):
+    """A predicate on snapshots for log's filters (True for all without any)."""
+    from .trees import lookup
+    from .worktree import relative_pathspecs
+
+    needle = grep.casefold() if grep else None
+    pairs = {str(k): _meta_text(v) for k, v in meta.items()} if isinstance(meta, dict) \
+        else _parse_filter_pairs(meta or ())
+    prefixes = relative_pathspecs(repo.root, list(paths), cwd) if paths else None
+
+    def at(tree: str | None, prefix: bytes):
+        if tree is None:
+            return None
+        found = lookup(repo.store, tree, prefix)
+        return None if found is None else (found.mode, found.id)
+
+    def changed(snap: Snapshot) -> bool:
+        parent_tree = None
+        if snap.parents:
+            try:
+                parent_tree = repo.store.get_snapshot(snap.parents[0]).tree
+            except MissingObjectError:
+                parent_tree = None  # a forgotten parent: the snapshot counts as adding PATH
+        return any(at(snap.tree, p) != at(parent_tree, p) for p in prefixes)
+
+    def keep(snap: Snapshot) -> bool:
+        if needle is not None and needle not in snap.message.casefold():
+            return False
+        if any(_meta_text(snap.meta.get(k)) != v for k, v in pairs.items()):
+            return False
+        return prefixes is None or changed(snap)
+
+    return keep
+
+
+def _meta_text(value) -> str | None:
+    """A metadata value as `--meta K=V` spells it (True -> "true")."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _parse_filter_pairs(pairs: Iterable[str]) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise InvalidValueError(f"a metadata filter is KEY=VALUE, not '{pair}'")
+        result[key] = value
     return result
 
 

@@ -255,7 +255,8 @@ class Repository:
         return snapshot(self, message, **options)
 
     def log(self, rev: str | None = None, **options):
-        """History from `rev` (default HEAD), newest first; a Log. Options: limit, all."""
+        """History from `rev` (default HEAD), newest first; a Log. Options:
+        limit, all, grep, meta (a dict or KEY=VALUE strings), paths, cwd."""
         from .history import log
         return log(self, rev, **options)
 

@@ -218,3 +218,67 @@ def test_a_tracked_file_now_ignored_is_not_shown_as_deleted(ws, run_cli):
     (ws / "results" / "out.csv").unlink()  # gone from disk: a deletion again
     human = ok(run_cli(["status"], cwd=ws)).out
     assert "deleted:    results/out.csv" in human, human
+
+
+# -- log and diff ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def history(ws, run_cli):
+    """Four snapshots: lr runs touching train.py and data.cfg differently."""
+    ids = []
+    for number, (files, meta, message) in enumerate([
+            ({"train.py": "v1\n", "cfg/data.cfg": "d1\n"}, "lr=0.1", "baseline run"),
+            ({"train.py": "v2\n"}, "lr=0.05", "Lower LR"),
+            ({"cfg/data.cfg": "d2\n"}, "lr=0.05", "new data"),
+            ({"notes.md": "n\n"}, "lr=0.2", "notes only")]):
+        write_files(ws, files)
+        ids.append(commit(run_cli, ws, message, "-a", "--meta", meta, "--meta", f"run={number}"))
+    return ws, ids
+
+
+def _oneline_ids(result) -> list[str]:
+    return [line.split()[0] for line in ok(result).out.splitlines()]
+
+
+def test_log_filters_by_count_message_meta_and_path(history, run_cli):
+    ws, ids = history
+    short = [i[:12] for i in ids]
+    assert _oneline_ids(run_cli(["log", "--oneline", "-2"], cwd=ws)) == short[:1:-1]
+    assert _oneline_ids(run_cli(["log", "--oneline", "--grep", "lr"], cwd=ws)) == [short[1]]
+    assert _oneline_ids(run_cli(["log", "--oneline", "--meta", "lr=0.05"], cwd=ws)) == [short[2], short[1]]
+    assert _oneline_ids(run_cli(["log", "--oneline", "--meta", "lr=0.05", "--meta", "run=1"],
+                                cwd=ws)) == [short[1]]
+    assert _oneline_ids(run_cli(["log", "--oneline", "--", "train.py"], cwd=ws)) == [short[1], short[0]]
+    assert _oneline_ids(run_cli(["log", "--oneline", "--", "data.cfg"], cwd=ws / "cfg")) == \
+        [short[2], short[0]]
+    assert _oneline_ids(run_cli(["log", "--oneline", "-1", "--", "cfg"], cwd=ws)) == [short[2]]
+    listed = json.loads(ok(run_cli(["log", "--json", "--meta", "lr=0.2"], cwd=ws)).stdout)
+    assert [e["id"] for e in listed] == [ids[3]]
+
+
+def test_log_stat_lists_the_files_each_snapshot_changed(history, run_cli):
+    ws, ids = history
+    text = ok(run_cli(["log", "--stat", "-2"], cwd=ws)).out
+    first, second = text.split("snapshot ")[1:]
+    assert "notes.md | " in first and "1 file changed, 1 insertion(+), 0 deletions(-)" in first
+    assert "cfg/data.cfg | " in second and "notes.md" not in second, text
+
+
+def test_diff_cached_paths_name_only_and_no_commit(ws, run_cli):
+    write_files(ws, {"a.txt": "a\n", "sub/b.txt": "b\n"})
+    # no snapshot yet: everything is added
+    assert ok(run_cli(["diff", "--name-status"], cwd=ws)).stdout.splitlines() == [
+        b"A\ta.txt", b"A\tsub/b.txt"]
+    commit(run_cli, ws, "first", "-a")
+    write_files(ws, {"a.txt": "a2\n", "sub/b.txt": "b2\n", "c.txt": "c\n"})
+    ok(run_cli(["add", "a.txt"], cwd=ws))
+    for flag in ("--cached", "--staged"):
+        assert ok(run_cli(["diff", flag, "--name-only"], cwd=ws)).stdout == b"a.txt\n"
+    assert ok(run_cli(["diff", "--name-only"], cwd=ws)).stdout.splitlines() == [
+        b"a.txt", b"c.txt", b"sub/b.txt"]
+    assert ok(run_cli(["diff", "--name-only", "--", "b.txt"], cwd=ws / "sub")).stdout == b"sub/b.txt\n"
+    text = ok(run_cli(["diff", "--cached"], cwd=ws)).out
+    assert "-a\n" in text and "+a2\n" in text and "b2" not in text, text
+    stat = ok(run_cli(["diff", "--stat", "--", "sub"], cwd=ws)).out
+    assert "sub/b.txt" in stat and "1 file changed" in stat, stat

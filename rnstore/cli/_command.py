@@ -139,6 +139,20 @@ class PathsCommand(Command):
     paths_after_dashdash = True
 
 
+class LogCommand(PathsCommand):
+    """`log -5` is `log -n 5`, as in git."""
+
+    def parse_args(self, ctx, args):
+        end = args.index("--") if "--" in args else len(args)
+        rewritten = []
+        for position, word in enumerate(args):
+            if position < end and len(word) > 1 and word[0] == "-" and word[1:].isdigit():
+                rewritten += ["-n", word[1:]]
+            else:
+                rewritten.append(word)
+        return super().parse_args(ctx, rewritten)
+
+
 class Group(TyperGroup):
     """The top-level command: plain help with porcelain first, and
     suggestions that never name a command doing something else."""

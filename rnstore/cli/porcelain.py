@@ -8,7 +8,9 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ..units import format_size
+from ..errors import MissingObjectError
+from ..units import format_size, plural
+from ._command import LogCommand, after_dashdash
 from .app import app, open_repo
 from ._output import out, progress
 
@@ -212,24 +214,37 @@ def _start_auto_gc(repo) -> None:
                    f"started in the background (pid {pid}; `rnstore config gc.auto false` turns this off)")
 
 
-@app.command("log")
+@app.command("log", cls=LogCommand)
 def log(
+    ctx: typer.Context,
     rev: Annotated[Optional[str], typer.Argument(metavar="[REV]")] = None,
-    number: Annotated[Optional[int], typer.Option("-n", "--max-count", min=0, help="Show at most N snapshots.")] = None,
+    number: Annotated[Optional[int], typer.Option("-n", "--max-count", min=0, metavar="N",
+        help="Show at most N snapshots (-N says the same).")] = None,
     oneline: Annotated[bool, typer.Option("--oneline", help="One line per snapshot.")] = False,
+    stat: Annotated[bool, typer.Option("--stat", help="Files changed in each snapshot, with lines added and removed.")] = False,
+    grep: Annotated[Optional[str], typer.Option("--grep", metavar="TEXT",
+        help="Only snapshots whose message contains TEXT (any case).")] = None,
+    meta: Annotated[Optional[List[str]], typer.Option("--meta", metavar="K=V",
+        help="Only snapshots recorded with K=V (repeatable: all must match).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every live or tagged snapshot, newest first.")] = False,
     json_: Json = False,
 ) -> None:
-    """Show history from REV (default HEAD).
+    """Show history from REV (default HEAD); `-- PATH` keeps the snapshots that changed PATH.
 
-    Example: rnstore log --oneline -n 5
+    Example: rnstore log --meta lr=0.05 --oneline -5
     """
-    history = open_repo().log(rev, limit=number, all=all_)
+    repo = open_repo()
+    history = repo.log(rev, limit=number, all=all_, grep=grep, meta=meta or [],
+                       paths=after_dashdash(ctx) or None)
     if json_:
         out.json([e.as_json() for e in history.entries])
     elif oneline:
-        out.bytes("".join(f"{e.id[:12]}{_decorations(e)} {_first_line(e.snapshot.message)}\n"
-                          for e in history.entries).encode())
+        chunks = []
+        for e in history.entries:
+            chunks.append(f"{e.id[:12]}{_decorations(e)} {_first_line(e.snapshot.message)}\n")
+            if stat:
+                chunks.extend(_snapshot_stat(repo, e.snapshot))
+        out.bytes("".join(chunks).encode("utf-8", "surrogateescape"))
     else:
         blocks = []
         for e in history.entries:
@@ -237,14 +252,48 @@ def log(
             lines = [f"snapshot {e.id}{_decorations(e)}",
                      f"Date:   {s.time}",
                      f"User:   {s.meta.get('user', '?')}@{s.meta.get('host', '?')}",
-                     f"Files:  {int(s.meta.get('files', 0)):,} ({format_size(int(s.meta.get('bytes', 0)))})"]
+                     f"Files:  {plural(int(s.meta.get('files', 0)), 'file')} ({format_size(int(s.meta.get('bytes', 0)))})"]
             extra = {k: v for k, v in s.meta.items() if k not in _STANDARD_META}
             lines += [f"Meta:   {k}={v}" for k, v in sorted(extra.items())]
             lines += [""] + [f"    {line}" for line in (s.message.splitlines() or [""])]
-            blocks.append("\n".join(lines) + "\n")
-        out.bytes("\n".join(blocks).encode())
+            block = "\n".join(lines) + "\n"
+            if stat:
+                block += "\n" + "".join(_snapshot_stat(repo, s))
+            blocks.append(block)
+        out.bytes("\n".join(blocks).encode("utf-8", "surrogateescape"))
     for parent in history.missing_parents:
         out.warn(f"history ends at {parent[:12]}: that parent was forgotten and collected")
+
+
+def _snapshot_stat(repo, snapshot) -> list[str]:
+    """`--stat` lines of a snapshot against its first parent (or, without
+    one, against nothing: every file added)."""
+    from .. import diff as difflib_
+    parent = snapshot.parents[0] if snapshot.parents else None
+    try:
+        result = difflib_.diff_trees(repo, repo.store.get_snapshot(parent).tree if parent else None,
+                                     snapshot.tree)
+    except MissingObjectError:
+        result = difflib_.diff_trees(repo, None, snapshot.tree)
+    return _stat_lines(repo, result)
+
+
+def _stat_lines(repo, result) -> list[str]:
+    """git's `--stat`: one line per file, then the totals."""
+    from .. import diff as difflib_
+    stats = []
+    for entry in result.entries:
+        lines, added, removed = difflib_.unified(repo, result, entry)
+        stats.append((os.fsdecode(entry.path), added, removed, lines is None))
+    width = max((len(p) for p, *_ in stats), default=0)
+    chunks = []
+    for path, added, removed, binary in stats:
+        change = "Bin" if binary else f"{added + removed:>5} {'+' * min(added, 40)}{'-' * min(removed, 40)}"
+        chunks.append(f" {path:<{width}} | {change}\n")
+    inserted, deleted = sum(s[1] for s in stats), sum(s[2] for s in stats)
+    chunks.append(f" {plural(len(stats), 'file')} changed, {plural(inserted, 'insertion')}(+), "
+                  f"{plural(deleted, 'deletion')}(-)\n")
+    return chunks
 
 
 _STANDARD_META = ("user", "host", "rnstore_version", "files", "bytes", "workspace")
@@ -289,10 +338,13 @@ def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]")] = "HEAD") -> 
     out.line("\n".join(lines))
 
 
-@app.command("diff")
+@app.command("diff", paths_after_dashdash=True)
 def diff(
+    ctx: typer.Context,
     revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV [REV]]")] = None,
+    cached: Annotated[bool, typer.Option("--cached", "--staged", help="What is staged: the index against REV (default HEAD).")] = False,
     name_status: Annotated[bool, typer.Option("--name-status", help="Status letter and path only.")] = False,
+    name_only: Annotated[bool, typer.Option("--name-only", help="Paths only.")] = False,
     stat: Annotated[bool, typer.Option("--stat", help="Lines added and removed per file.")] = False,
     json_: Json = False,
     exclude: Excludes = None,
@@ -300,42 +352,40 @@ def diff(
 ) -> None:
     """Show what changed between two snapshots, or a snapshot (default HEAD) and the workspace.
 
+    Before the first snapshot, everything is added. `-- PATH` limits it to
+    PATHs; paths are shown from the workspace root, as git does.
+
     Example: rnstore diff HEAD~1 HEAD --stat
     """
     from .. import diff as difflib_
+    from ..errors import InvalidValueError
     revs = revs or []
-    if len(revs) > 2:
-        from ..errors import InvalidValueError
-        raise InvalidValueError("diff takes at most two revisions")
+    if len(revs) > (1 if cached else 2):
+        raise InvalidValueError("diff takes at most two revisions (one with --cached)")
     repo = open_repo()
     result = difflib_.diff(repo, revs[0] if revs else None, revs[1] if len(revs) > 1 else None,
+                           cached=cached, paths=after_dashdash(ctx) or None,
                            excludes=exclude or [], no_ignore=no_ignore)
     if json_:
         out.json([e.as_json() for e in result.entries])
         return
-    if name_status:
-        out.bytes(b"".join(e.status.encode() + b"\t" + e.path + b"\n" for e in result.entries))
+    if name_status or name_only:
+        out.bytes(b"".join((b"" if name_only else e.status.encode() + b"\t") + e.path + b"\n"
+                           for e in result.entries))
+        return
+    if stat:
+        out.bytes("".join(_stat_lines(repo, result)).encode("utf-8", "surrogateescape"))
         return
     chunks = []
-    stats = []
     for entry in result.entries:
-        lines, added, removed = difflib_.unified(repo, result, entry)
+        lines, _added, _removed = difflib_.unified(repo, result, entry)
         path = os.fsdecode(entry.path)
-        if stat:
-            stats.append((path, added, removed, lines is None))
-        elif lines is None:
+        if lines is None:
             chunks.append(f"Binary files a/{path} and b/{path} differ\n")
         else:
             chunks.append(f"diff a/{path} b/{path} ({entry.status})\n")
             chunks.extend(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
                           for line in lines)
-    if stat:
-        width = max((len(p) for p, *_ in stats), default=0)
-        for path, added, removed, binary in stats:
-            change = "Bin" if binary else f"{added + removed:>5} {'+' * min(added, 40)}{'-' * min(removed, 40)}"
-            chunks.append(f" {path:<{width}} | {change}\n")
-        chunks.append(f" {len(stats)} files changed, {sum(s[1] for s in stats)} insertions(+), "
-                      f"{sum(s[2] for s in stats)} deletions(-)\n")
     out.bytes("".join(chunks).encode("utf-8", "surrogateescape"))
 
 
