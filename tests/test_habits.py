@@ -282,3 +282,39 @@ def test_diff_cached_paths_name_only_and_no_commit(ws, run_cli):
     assert "-a\n" in text and "+a2\n" in text and "b2" not in text, text
     stat = ok(run_cli(["diff", "--stat", "--", "sub"], cwd=ws)).out
     assert "sub/b.txt" in stat and "1 file changed" in stat, stat
+
+
+# -- export ---------------------------------------------------------------------------
+
+
+def test_export_without_output_streams_a_tar_to_a_pipe(ws, run_cli, tmp_path):
+    import io
+    import tarfile
+    write_files(ws, {"a.txt": "a\n", "sub/b.txt": "b\n"})
+    snapshot = commit(run_cli, ws, "first", "-a")
+    result = ok(run_cli(["export", snapshot], cwd=ws))
+    with tarfile.open(fileobj=io.BytesIO(result.stdout)) as archive:
+        assert sorted(archive.getnames()) == ["a.txt", "sub", "sub/b.txt"]
+    assert result.stdout == ok(run_cli(["export", snapshot, "-o", "-"], cwd=ws)).stdout
+    only = ok(run_cli(["export", snapshot, "--", "sub"], cwd=ws)).stdout
+    with tarfile.open(fileobj=io.BytesIO(only)) as archive:
+        assert "a.txt" not in archive.getnames() and "sub/b.txt" in archive.getnames()
+
+
+def test_export_refuses_a_terminal(ws, run_cli):
+    import pty
+    import subprocess
+    import sys
+    from _porcelain_helpers import cli_env
+    write_files(ws, {"a.txt": "a\n"})
+    commit(run_cli, ws, "first", "-a")
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "rnstore", "export", "HEAD"], cwd=ws,
+                              stdout=terminal, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              env=cli_env(), timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert proc.returncode == 2
+    assert b"error: refusing to write an archive to a terminal" in proc.stderr, proc.stderr

@@ -17,8 +17,6 @@ from ._output import out, progress
 
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
-Paths = Annotated[Optional[List[str]], typer.Argument(
-    metavar="PATH", help="Only these files or folders of the snapshot (after `--`).")]
 
 
 def _progress(quiet: bool, no_progress: bool):
@@ -100,12 +98,14 @@ def checkout(
     return 0
 
 
-@app.command("export")
+@app.command("export", paths_after_dashdash=True)
 def export(
+    ctx: typer.Context,
     rev: Annotated[str, typer.Argument(metavar="REV", help="The snapshot to write.")],
-    paths: Paths = None,
+    paths: Annotated[Optional[List[str]], typer.Argument(hidden=True)] = None,
     output: Annotated[Optional[str], typer.Option(
-        "-o", "--output", metavar="OUT", help="The archive or folder to write; - for stdout (a tar).")] = None,
+        "-o", "--output", metavar="OUT",
+        help="The archive or folder to write; - or none for stdout (a tar, when stdout is not a terminal).")] = None,
     format_: Annotated[Optional[str], typer.Option(
         "--format", metavar="FORMAT",
         help="zip, tar, tar.gz, tar.zst or dir; by default from OUT's extension.")] = None,
@@ -117,20 +117,22 @@ def export(
     The same snapshot always gives the same bytes; exec bits and symlinks
     are kept.
 
-    Example: rnstore export HEAD -o code.tar.zst
+    Without -o, the archive goes to stdout (as `git archive` does) unless
+    stdout is a terminal.
+
+    Example: rnstore export HEAD -o ../code.tar.zst
     """
     from ..export import export as run_export
-    if output is None:
-        raise InvalidValueError("give -o OUT (an archive name, a folder with --format dir, or - for stdout)")
-    stream = output == "-"
+    stream = output in (None, "-")
     if stream and sys.stdout.isatty():
         raise InvalidValueError("refusing to write an archive to a terminal",
-                                hints=["redirect stdout, or give -o FILE"])
+                                hints=["redirect stdout (`rnstore export REV > code.tar`), or give -o FILE"])
     repo = open_repo()
     bar = _progress(quiet, no_progress)
     result = run_export(repo, rev, sys.stdout.buffer if stream else output,
-                        format=format_, paths=paths or None, progress=bar)
+                        format=format_, paths=(paths or []) + after_dashdash(ctx) or None,
+                        progress=bar)
     where = "stdout" if stream else output
     from ..units import format_size
     out.summary(f"Exported {result.snapshot[:12]} to {where} ({result.format}, "
-                f"{result.files:,} files, {format_size(result.bytes)})")
+                f"{plural(result.files, 'file')}, {format_size(result.bytes)})")
