@@ -6,13 +6,13 @@ import heapq
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, Mapping
 
 from .alloc import cycle_collector_paused
 from .errors import (InvalidValueError, MissingObjectError, NothingToCommitError, RefConflictError,
                      UnknownRevisionError)
 from .objects import MODE_TREE, Snapshot
-from .plumbing import parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
+from .plumbing import meta_text, parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
 from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, TAGS, short_name, tag_ref
 from .revparse import resolve_snapshot
@@ -28,10 +28,12 @@ class CommitResult:
     files: int
     bytes: int
     added: AddResult | None = None
+    #: snapshot() on unchanged code: no new snapshot, `id` is the current one
+    unchanged: bool = False
 
 
 @cycle_collector_paused
-def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
+def commit(repo, message: str, *, all: bool = False, meta: Mapping | Iterable[str] = (),
            allow_empty: bool = False, progress: Progress = NO_PROGRESS,
            add_options: dict | None = None) -> CommitResult:
     """Make a snapshot from the index (with `all`, stage the whole workspace
@@ -104,8 +106,19 @@ def _nothing_to_commit(repo, head: str | None, staged_all: bool) -> NothingToCom
 
 
 def snapshot(repo, message: str, **kw) -> CommitResult:
-    """Stage everything and commit, in one call."""
-    return commit(repo, message, all=True, **kw)
+    """Stage everything and commit, in one call. When nothing changed since
+    HEAD, HEAD's snapshot comes back marked `unchanged` (no error)."""
+    try:
+        return commit(repo, message, all=True, **kw)
+    except NothingToCommitError:
+        branch_ref, head = repo.refs.head()
+        if head is None:
+            raise
+        current = repo.store.get_snapshot(head)
+        return CommitResult(head, current.tree, current.parents[0] if current.parents else None,
+                            branch_ref[len(HEADS):] if branch_ref else None,
+                            int(current.meta.get("files", 0)), int(current.meta.get("bytes", 0)),
+                            unchanged=True)
 
 
 # -- log --------------------------------------------------------------------------------
@@ -128,6 +141,12 @@ class Log:
     entries: list[LogEntry]
     #: parents that are gone (forgotten and collected): history ends there
     missing_parents: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[LogEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
 
 def names_by_id(repo) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
@@ -201,7 +220,7 @@ def _snapshot_filter(repo, grep: str | None, meta, paths, cwd: Path | None):
     from .worktree import relative_pathspecs
 
     needle = grep.casefold() if grep else None
-    pairs = {str(k): _meta_text(v) for k, v in meta.items()} if isinstance(meta, dict) \
+    pairs = {str(k): meta_text(v) for k, v in meta.items()} if isinstance(meta, Mapping) \
         else _parse_filter_pairs(meta or ())
     prefixes = relative_pathspecs(repo.root, list(paths), cwd) if paths else None
 
@@ -223,20 +242,11 @@ def _snapshot_filter(repo, grep: str | None, meta, paths, cwd: Path | None):
     def keep(snap: Snapshot) -> bool:
         if needle is not None and needle not in snap.message.casefold():
             return False
-        if any(_meta_text(snap.meta.get(k)) != v for k, v in pairs.items()):
+        if any(k not in snap.meta or meta_text(snap.meta[k]) != v for k, v in pairs.items()):
             return False
         return prefixes is None or changed(snap)
 
     return keep
-
-
-def _meta_text(value) -> str | None:
-    """A metadata value as `--meta K=V` spells it (True -> "true")."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _parse_filter_pairs(pairs: Iterable[str]) -> dict[str, str]:

@@ -318,3 +318,40 @@ def test_export_refuses_a_terminal(ws, run_cli):
         os.close(controller)
     assert proc.returncode == 2
     assert b"error: refusing to write an archive to a terminal" in proc.stderr, proc.stderr
+
+
+# -- Python API -----------------------------------------------------------------------
+
+
+def test_api_methods_take_explicit_keywords():
+    import inspect
+
+    from rnstore import Repository
+    for name in ("add", "status", "commit", "snapshot", "log", "tag", "checkout", "export",
+                 "forget", "gc", "du", "fsck"):
+        parameters = inspect.signature(getattr(Repository, name)).parameters.values()
+        assert not any(p.kind is p.VAR_KEYWORD for p in parameters), f"Repository.{name} takes **options"
+    assert "meta" in inspect.signature(Repository.snapshot).parameters
+
+
+def test_api_snapshot_meta_dict_unchanged_and_iterable_log(tmp_path):
+    from rnstore import Repository
+    from rnstore.errors import InvalidValueError
+    root = tmp_path / "exp"
+    root.mkdir()
+    (root / "train.py").write_text("print(1)\n")
+    repo = Repository.init(root, default_ignore=False)
+    first = repo.snapshot("launch", meta={"lr": 0.1, "warm": True})
+    assert not first.unchanged
+    again = repo.snapshot("launch again", meta={"lr": 0.1})
+    assert again.unchanged and again.id == first.id and again.files == 1
+    (root / "train.py").write_text("print(2)\n")
+    second = repo.snapshot("changed", meta=["lr=0.05"])
+    assert not second.unchanged and second.parent == first.id
+    assert [entry.id for entry in repo.log()] == [second.id, first.id]
+    assert len(repo.log(meta={"lr": 0.1})) == 1
+    [entry] = repo.log(meta={"warm": True})
+    assert entry.snapshot.meta["lr"] == "0.1" and entry.snapshot.meta["warm"] == "true"
+    with pytest.raises(InvalidValueError) as caught:
+        repo.commit("x", meta=["novalue"], allow_empty=True)
+    assert "--meta" not in str(caught.value)  # API words, not CLI flags

@@ -191,10 +191,9 @@ def commit(
     """
     repo = open_repo()
     bar = _common_progress(quiet, no_progress)
-    add_options = {"force": force, "excludes": exclude or [], "no_ignore": no_ignore,
-                   "ignore_errors": ignore_errors}
     result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty,
-                         progress=bar, add_options=add_options)
+                         force=force, excludes=exclude or [], no_ignore=no_ignore,
+                         ignore_errors=ignore_errors, progress=bar)
     if result.added is not None:
         _warn_add(result.added)
     out.line(result.id)
