@@ -355,3 +355,22 @@ def test_api_snapshot_meta_dict_unchanged_and_iterable_log(tmp_path):
     with pytest.raises(InvalidValueError) as caught:
         repo.commit("x", meta=["novalue"], allow_empty=True)
     assert "--meta" not in str(caught.value)  # API words, not CLI flags
+
+
+def test_json_on_show_config_and_ls_files(ws, run_cli):
+    write_files(ws, {"a.txt": "abc", "sub/b.txt": "b"})
+    snapshot = commit(run_cli, ws, "first", "-a", "--meta", "lr=0.1")
+    shown = json.loads(ok(run_cli(["show", "--json"], cwd=ws)).stdout)
+    [logged] = json.loads(ok(run_cli(["log", "--json"], cwd=ws)).stdout)
+    assert shown == logged and shown["id"] == snapshot and shown["meta"]["lr"] == "0.1"
+    blob = json.loads(ok(run_cli(["show", "--json", "HEAD:a.txt"], cwd=ws)).stdout)
+    assert blob["type"] == "blob" and blob["size"] == 3
+    folder = json.loads(ok(run_cli(["show", "--json", "HEAD:sub"], cwd=ws)).stdout)
+    assert [e["path"] for e in folder] == ["b.txt"]
+    settings = json.loads(ok(run_cli(["config", "--json"], cwd=ws)).stdout)
+    assert "limits.max_bytes" in settings and "gc.prune" in settings
+    assert json.loads(ok(run_cli(["config", "--json", "gc.prune"], cwd=ws)).stdout) == \
+        {"gc.prune": settings["gc.prune"]}
+    files = json.loads(ok(run_cli(["ls-files", "--json"], cwd=ws)).stdout)
+    assert [(f["path"], f["size"]) for f in files] == [("a.txt", 3), ("sub/b.txt", 1)]
+    assert all(len(f["id"]) == 64 and f["mode"] == "100644" for f in files)

@@ -106,20 +106,30 @@ def ls_tree(
     """
     entries = plumbing.ls_tree(open_repo(), treeish, path, recursive=recursive)
     if json_:
-        out.json([{"mode": e.mode, "type": e.kind, "id": e.id, "path": os.fsdecode(e.path),
-                   "size": e.size} for e in entries])
+        out.json(tree_json(entries))
     else:
         _print_tree(entries, long=long, name_only=name_only)
+
+
+def tree_json(entries) -> list[dict]:
+    """`ls-tree --json`'s document (also `show --json` of a folder)."""
+    return [{"mode": e.mode, "type": e.kind, "id": e.id, "path": os.fsdecode(e.path),
+             "size": e.size} for e in entries]
 
 
 @app.command("ls-files", rich_help_panel=PLUMBING)
 def ls_files(
     stage: Annotated[bool, typer.Option("-s", help="Show mode and id too.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """List the paths in the index.
 
     Example: rnstore ls-files -s
     """
+    if json_:
+        out.json([{"path": os.fsdecode(e.path), "mode": e.mode, "id": e.id, "size": e.size}
+                  for e in plumbing.ls_files(open_repo())])
+        return
     lines = []
     for e in plumbing.ls_files(open_repo()):
         if stage:

@@ -308,15 +308,30 @@ def _decorations(entry) -> str:
 
 
 @app.command("show")
-def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]")] = "HEAD") -> None:
+def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]")] = "HEAD",
+         json_: Json = False) -> None:
     """Show a snapshot's summary, or a file's bytes (REV:PATH) on stdout.
+
+    With --json: a snapshot as `log --json` shows it, a folder as
+    `ls-tree --json`, a file's id and size.
 
     Example: rnstore show HEAD~3:train.py > old_train.py
     """
     from .. import plumbing
-    from ..history import names_by_id
+    from ..history import LogEntry, names_by_id
     repo = open_repo()
     info = plumbing.object_info(repo, rev)
+    if json_:
+        if info.kind == "snapshot":
+            tags, branches = names_by_id(repo)
+            out.json(LogEntry(info.id, repo.store.get_snapshot(info.id),
+                              tags.get(info.id, []), branches.get(info.id, [])).as_json())
+        elif info.kind == "tree":
+            from .plumbing import tree_json
+            out.json(tree_json(plumbing.ls_tree(repo, info.id)))
+        else:
+            out.json({"id": info.id, "type": info.kind, "size": info.size})
+        return
     if info.kind == "blob":
         for chunk in plumbing.cat_file(repo, info.id):
             out.bytes(chunk)
@@ -429,6 +444,7 @@ def tag(
 def config(
     key: Annotated[Optional[str], typer.Argument(metavar="[KEY]")] = None,
     value: Annotated[Optional[str], typer.Argument(metavar="[VALUE]")] = None,
+    json_: Json = False,
 ) -> None:
     """Read or set a setting; without KEY, list them all.
 
@@ -436,7 +452,10 @@ def config(
     """
     from ..config import SETTINGS
     repo = open_repo()
-    if key is None:
+    if json_ and value is None:
+        names = list(SETTINGS) if key is None else [key]
+        out.json({name: _config_text(repo, name) for name in names})
+    elif key is None:
         for name in SETTINGS:
             out.line(f"{name}={_config_text(repo, name)}")
     elif value is None:
