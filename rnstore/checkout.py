@@ -62,6 +62,7 @@ from .refs import HEAD, HEADS, check_ref_name
 from .safefs import (O_CLOEXEC, O_DIR, O_NEW, Dirs, ancestors, place, prune, remove_folder, rmdir_quietly,
                      split, write_all)
 from .trees import MAX_PATH, FlatEntry, lookup
+from .units import plural
 
 PROTECTED = b".rnstore"
 #: How many conflicting paths an error lists before "and N more".
@@ -682,10 +683,11 @@ def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False)
     if len(paths) > LISTED:
         listed.append(f"... and {len(paths) - LISTED} more")
     if target:
-        message = f"{len(paths)} path(s) in the target folder differ from the snapshot; nothing was written"
+        message = (f"{plural(len(paths), 'path')} in the target folder "
+                   f"{'differs' if len(paths) == 1 else 'differ'} from the snapshot; nothing was written")
         way_out = "remove them, choose another folder, or pass --force to overwrite them"
     else:
-        message = (f"checkout would overwrite or delete {len(paths)} path(s) with uncommitted "
+        message = (f"checkout would overwrite or delete {plural(len(paths), 'path')} with uncommitted "
                    f"changes or untracked content; nothing was changed")
         way_out = "commit your changes (`rnstore commit -a`) or move them away, or pass --force to discard them"
     return ConflictError(message, [os.fsdecode(p) for p in paths], hints=listed + [way_out])

@@ -15,7 +15,7 @@ from .index import Index, IndexEntry
 from .objects import MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .trees import iter_tree
-from .units import format_size
+from .units import format_size, plural
 from .worktree import Found, Scan, hash_entry, parallel_map, relative_pathspecs, scan, store_entry, under
 
 
@@ -36,6 +36,8 @@ class AddResult:
     dry_run: bool = False
     #: whether the index needs writing (also when only stat data changed)
     index_changed: bool = False
+    #: the paths of added, modified and deleted that are empty folders, not files
+    folders: set[bytes] = field(default_factory=set)
 
     @property
     def changed(self) -> bool:
@@ -55,10 +57,10 @@ def _check_limits(repo, files: int, total: int,
     if total <= max_bytes and files <= max_files:
         return
     if total > max_bytes:
-        message = (f"the snapshot would hold {format_size(total)} in {files:,} files, "
+        message = (f"the snapshot would hold {format_size(total)} in {plural(files, 'file')}, "
                    f"over limits.max_bytes ({format_size(max_bytes)})")
     else:
-        message = (f"the snapshot would hold {files:,} files, over limits.max_files "
+        message = (f"the snapshot would hold {plural(files, 'file')}, over limits.max_files "
                    f"({max_files:,})")
     sizes = {p: size for p, (mode, size) in planned().items() if mode != MODE_TREE}
     folders: dict[bytes, int] = defaultdict(int)
@@ -74,7 +76,7 @@ def _check_limits(repo, files: int, total: int,
     if folders:
         hints.append("largest folders:")
         for path, size in sorted(folders.items(), key=lambda kv: -kv[1])[:10]:
-            hints.append(f"  {format_size(size):>10}  {os.fsdecode(path)} ({counts[path]:,} files)")
+            hints.append(f"  {format_size(size):>10}  {os.fsdecode(path)} ({plural(counts[path], 'file')})")
     hints.append("add what should not be stored to .rnignore, or pass --force to store it anyway")
     raise LimitExceededError(message, hints=hints)
 
@@ -141,6 +143,8 @@ def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bo
         result.files, result.bytes = files, total
         return result
 
+    result.folders.update(f.path for f in to_store if f.mode == MODE_TREE)
+    result.folders.update(p for p in deleted if index.entries[p].mode == MODE_TREE)
     _store_all(repo, index, to_store, result, ignore_errors, progress)
     for path in deleted:
         index.remove(path)

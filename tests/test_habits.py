@@ -374,3 +374,23 @@ def test_json_on_show_config_and_ls_files(ws, run_cli):
     files = json.loads(ok(run_cli(["ls-files", "--json"], cwd=ws)).stdout)
     assert [(f["path"], f["size"]) for f in files] == [("a.txt", 3), ("sub/b.txt", 1)]
     assert all(len(f["id"]) == 64 and f["mode"] == "100644" for f in files)
+
+
+# -- plurals and counts ---------------------------------------------------------------
+
+
+def test_add_counts_files_not_empty_folders_and_says_plurals_right(ws, run_cli):
+    write_files(ws, {"a.txt": "a"})
+    (ws / "empty").mkdir()
+    summary = ok(run_cli(["add", "."], cwd=ws)).stderr
+    assert "staged 1 added, 0 modified, 0 deleted, 1 empty folder added; the index holds 1 file," \
+        in summary, summary
+    (ws / "empty").rmdir()
+    summary = ok(run_cli(["add", "."], cwd=ws)).stderr
+    assert "0 deleted, 1 empty folder removed; the index holds 1 file," in summary, summary
+    first = commit(run_cli, ws, "one", "-a")
+    write_files(ws, {"a.txt": "changed"})
+    commit(run_cli, ws, "two", "-a")
+    (ws / "a.txt").write_text("edited")
+    error = assert_error(run_cli(["checkout", first], cwd=ws), 1)
+    assert "1 path " in error and "path(s)" not in error, error

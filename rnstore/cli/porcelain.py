@@ -94,9 +94,16 @@ def add(
                 [b"delete " + p for p in result.deleted]
         out.bytes(b"".join(line + b"\n" for line in lines))
         return
-    out.summary(f"staged {len(result.added)} added, {len(result.modified)} modified, "
-                f"{len(result.deleted)} deleted; the index holds {result.files:,} files, "
-                f"{format_size(result.bytes)}")
+    def files(paths) -> int:
+        return sum(1 for p in paths if p not in result.folders)
+
+    folders = "".join(
+        f", {plural(count, 'empty folder')} {verb}" for count, verb in (
+            (len(result.folders.intersection(result.added)), "added"),
+            (len(result.folders.intersection(result.deleted)), "removed")) if count)
+    out.summary(f"staged {files(result.added)} added, {files(result.modified)} modified, "
+                f"{files(result.deleted)} deleted{folders}; the index holds "
+                f"{plural(result.files, 'file')}, {format_size(result.bytes)}")
 
 
 @app.command("status")
@@ -199,7 +206,7 @@ def commit(
     out.line(result.id)
     where = result.branch or "detached HEAD"
     out.summary(f"[{where} {result.id[:12]}] {message.splitlines()[0] if message else ''} "
-                f"({result.files:,} files, {format_size(result.bytes)})")
+                f"({plural(result.files, 'file')}, {format_size(result.bytes)})")
     _start_auto_gc(repo)
 
 

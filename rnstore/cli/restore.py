@@ -91,7 +91,7 @@ def checkout(
         where = Path(result.root)
         for path, oid, why in result.missing:
             sys.stderr.write(f"{why}: {where / os.fsdecode(path)} ({oid})\n")
-        sys.stderr.write(f"error: {len(result.missing):,} file(s) not restored: their objects are "
+        sys.stderr.write(f"error: {plural(len(result.missing), 'file')} not restored: their objects are "
                          f"missing or corrupt; every other file was restored\n"
                          "hint: `rnstore fsck` lists the damage\n")
         return 1

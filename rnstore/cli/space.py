@@ -8,7 +8,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ..units import format_size
+from ..units import format_size, plural
 from .app import app, open_repo
 from ._output import out, progress
 
@@ -64,7 +64,7 @@ def forget(
         note = ""
         if item.still_named_by:
             note = f"  (still kept by {', '.join(item.still_named_by)})"
-        frees = (f"frees {item.freed_objects:,} objects ({format_size(item.freed_bytes)}), "
+        frees = (f"frees {plural(item.freed_objects, 'object')} ({format_size(item.freed_bytes)}), "
                  f"{item.kept_objects:,} ({format_size(item.kept_bytes)}) stay")
         lines.append(f"{verb:<12} {item.id[:12]}  {_time(item.time)}  "
                      f"{_first_line(item.message)}{note}  [{frees}]")
@@ -83,7 +83,7 @@ def forget(
     kept = f", {len(result.kept)} kept by the rules" if keep_last is not None or keep_within else ""
     frees = "would free" if dry_run else "`rnstore gc --prune now` frees"
     out.summary(f"{len(result.removed)} snapshot{'s' if len(result.removed) != 1 else ''} {done}{kept}"
-                + (f"; {frees} {result.freed_objects:,} objects ({format_size(result.freed_bytes)})"
+                + (f"; {frees} {plural(result.freed_objects, 'object')} ({format_size(result.freed_bytes)})"
                    if result.removed else ""))
 
 
@@ -127,7 +127,7 @@ def gc(
         temp = f" and {stats.deleted_temp_files} stale temporary file" + \
                ("s" if stats.deleted_temp_files != 1 else "")
     young = f" ({stats.young_objects:,} unreachable but within the grace period)" if stats.young_objects else ""
-    out.summary(f"gc: {verb} {stats.deleted_objects:,} objects ({format_size(stats.freed_bytes)}){temp}; "
+    out.summary(f"gc: {verb} {plural(stats.deleted_objects, 'object')} ({format_size(stats.freed_bytes)}){temp}; "
                 f"kept {stats.kept_objects:,}{young}")
 
 
@@ -220,9 +220,9 @@ def fsck(
     if fatal:
         import sys
         sys.stderr.write(f"error: fsck found {len(fatal):,} problem{'s' if len(fatal) != 1 else ''} "
-                         f"in {result.checked_objects:,} objects{tail}\n")
+                         f"in {plural(result.checked_objects, 'object')}{tail}\n")
         return 1
-    out.summary(f"fsck: {result.checked_objects:,} objects checked, no problems{tail}")
+    out.summary(f"fsck: {plural(result.checked_objects, 'object')} checked, no problems{tail}")
     return 0
 
 
