@@ -394,3 +394,28 @@ def test_add_counts_files_not_empty_folders_and_says_plurals_right(ws, run_cli):
     (ws / "a.txt").write_text("edited")
     error = assert_error(run_cli(["checkout", first], cwd=ws), 1)
     assert "1 path " in error and "path(s)" not in error, error
+
+
+# -- completions ----------------------------------------------------------------------
+
+
+def _complete(run_cli, cwd, *words: str) -> list[str]:
+    line = " ".join(("rnstore",) + words)
+    result = run_cli([], cwd=cwd, env={"_RNSTORE_COMPLETE": "complete_bash", "COMP_WORDS": line,
+                                      "COMP_CWORD": str(len(words))})
+    return ok(result).out.split()
+
+
+def test_completion_offers_revisions_formats_config_keys_and_porcelain_first(ws, run_cli):
+    write_files(ws, {"a.txt": "a"})
+    snapshot = commit(run_cli, ws, "first", "-a")
+    ok(run_cli(["tag", "paper-v1"], cwd=ws))
+    revisions = _complete(run_cli, ws, "checkout", "")
+    assert {"HEAD", "main", "paper-v1", snapshot[:12]} <= set(revisions), revisions
+    assert _complete(run_cli, ws, "log", "pap") == ["paper-v1"]
+    assert _complete(run_cli, ws, "diff", snapshot[:6]) == [snapshot[:12]]
+    assert _complete(run_cli, ws, "export", "HEAD", "--format", "tar.") == ["tar.gz", "tar.zst"]
+    assert _complete(run_cli, ws, "config", "limits.") == ["limits.max_bytes", "limits.max_files"]
+    commands = _complete(run_cli, ws, "")
+    assert commands.index("commit") < commands.index("cat-file") < len(commands)
+    assert _complete(run_cli, ws.parent, "checkout", "") == []  # outside a workspace: nothing

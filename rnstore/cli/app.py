@@ -66,10 +66,11 @@ def build_command(args: list[str] | None = None):
     if os.environ.get("_RNSTORE_COMPLETE"):
         from typer.completion import completion_init
         completion_init()  # shell completion asks: register typer's shells
-    from . import plumbing  # noqa: F401 - registers the plumbing commands
+    # porcelain first: completion lists commands in this order
     from . import porcelain  # noqa: F401 - registers the porcelain commands
     from . import restore  # noqa: F401 - registers checkout and export
     from . import space  # noqa: F401 - registers forget, gc, du, fsck
+    from . import plumbing  # noqa: F401 - registers the plumbing commands
     name = _invoked_command(args or [])
     selected = [c for c in app.registered_commands if c.name == name]
     if not selected:

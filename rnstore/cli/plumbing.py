@@ -11,6 +11,7 @@ import typer
 from .. import plumbing
 from ..errors import InvalidValueError
 from ..objects import KINDS
+from . import _complete as complete
 from .app import app, open_repo
 from ._output import out
 
@@ -247,7 +248,7 @@ def show_ref() -> int:
 
 
 @app.command("manifest", rich_help_panel=PLUMBING)
-def manifest(rev: Annotated[str, typer.Argument(metavar="REV")]) -> None:
+def manifest(rev: Annotated[str, typer.Argument(metavar="REV", autocompletion=complete.revisions)]) -> None:
     """Print a snapshot's files as one flat JSON document.
 
     Example: rnstore manifest HEAD > manifest.json

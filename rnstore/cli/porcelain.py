@@ -11,6 +11,7 @@ import typer
 from ..errors import MissingObjectError
 from ..units import format_size, plural
 from ._command import LogCommand, after_dashdash
+from . import _complete as complete
 from .app import app, open_repo
 from ._output import out, progress
 
@@ -223,7 +224,7 @@ def _start_auto_gc(repo) -> None:
 @app.command("log", cls=LogCommand)
 def log(
     ctx: typer.Context,
-    rev: Annotated[Optional[str], typer.Argument(metavar="[REV]")] = None,
+    rev: Annotated[Optional[str], typer.Argument(metavar="[REV]", autocompletion=complete.revisions)] = None,
     number: Annotated[Optional[int], typer.Option("-n", "--max-count", min=0, metavar="N",
         help="Show at most N snapshots (-N says the same).")] = None,
     oneline: Annotated[bool, typer.Option("--oneline", help="One line per snapshot.")] = False,
@@ -315,7 +316,7 @@ def _decorations(entry) -> str:
 
 
 @app.command("show")
-def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]")] = "HEAD",
+def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]", autocompletion=complete.revisions)] = "HEAD",
          json_: Json = False) -> None:
     """Show a snapshot's summary, or a file's bytes (REV:PATH) on stdout.
 
@@ -362,7 +363,7 @@ def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]")] = "HEAD",
 @app.command("diff", paths_after_dashdash=True)
 def diff(
     ctx: typer.Context,
-    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV [REV]]")] = None,
+    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV [REV]]", autocompletion=complete.revisions)] = None,
     cached: Annotated[bool, typer.Option("--cached", "--staged", help="What is staged: the index against REV (default HEAD).")] = False,
     name_status: Annotated[bool, typer.Option("--name-status", help="Status letter and path only.")] = False,
     name_only: Annotated[bool, typer.Option("--name-only", help="Paths only.")] = False,
@@ -413,7 +414,7 @@ def diff(
 @app.command("tag")
 def tag(
     name: Annotated[Optional[str], typer.Argument(metavar="[NAME]")] = None,
-    rev: Annotated[Optional[str], typer.Argument(metavar="[REV]")] = None,
+    rev: Annotated[Optional[str], typer.Argument(metavar="[REV]", autocompletion=complete.revisions)] = None,
     list_: Annotated[bool, typer.Option("-l", "--list", help="List tags (NAME: a glob pattern).")] = False,
     delete: Annotated[Optional[str], typer.Option("-d", "--delete", metavar="NAME", help="Unbind NAME.")] = None,
     force: Annotated[bool, typer.Option("-f", "--force", help="Move an existing tag.")] = False,
@@ -449,7 +450,7 @@ def tag(
 
 @app.command("config")
 def config(
-    key: Annotated[Optional[str], typer.Argument(metavar="[KEY]")] = None,
+    key: Annotated[Optional[str], typer.Argument(metavar="[KEY]", autocompletion=complete.config_keys)] = None,
     value: Annotated[Optional[str], typer.Argument(metavar="[VALUE]")] = None,
     json_: Json = False,
 ) -> None:

@@ -12,6 +12,7 @@ import typer
 from ..errors import InvalidValueError
 from ..units import plural
 from ._command import after_dashdash
+from . import _complete as complete
 from .app import app, open_repo
 from ._output import out, progress
 
@@ -33,7 +34,7 @@ def _count(n: int, what: str) -> str:
 def checkout(
     ctx: typer.Context,
     rev: Annotated[Optional[str], typer.Argument(
-        metavar="[REV]", help="A snapshot, branch or tag; without it, PATHs come from the index.")] = None,
+        metavar="[REV]", autocompletion=complete.revisions, help="A snapshot, branch or tag; without it, PATHs come from the index.")] = None,
     paths: Annotated[Optional[List[str]], typer.Argument(hidden=True)] = None,
     target: Annotated[Optional[Path], typer.Option(
         "--target", metavar="DIR", help="Write into DIR instead; the workspace, HEAD and index stay.")] = None,
@@ -101,13 +102,13 @@ def checkout(
 @app.command("export", paths_after_dashdash=True)
 def export(
     ctx: typer.Context,
-    rev: Annotated[str, typer.Argument(metavar="REV", help="The snapshot to write.")],
+    rev: Annotated[str, typer.Argument(metavar="REV", autocompletion=complete.revisions, help="The snapshot to write.")],
     paths: Annotated[Optional[List[str]], typer.Argument(hidden=True)] = None,
     output: Annotated[Optional[str], typer.Option(
         "-o", "--output", metavar="OUT",
         help="The archive or folder to write; - or none for stdout (a tar, when stdout is not a terminal).")] = None,
     format_: Annotated[Optional[str], typer.Option(
-        "--format", metavar="FORMAT",
+        "--format", metavar="FORMAT", autocompletion=complete.formats,
         help="zip, tar, tar.gz, tar.zst or dir; by default from OUT's extension.")] = None,
     quiet: Quiet = False,
     no_progress: NoProgress = False,

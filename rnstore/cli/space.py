@@ -9,6 +9,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..units import format_size, plural
+from . import _complete as complete
 from .app import app, open_repo
 from ._output import out, progress
 
@@ -32,7 +33,7 @@ def _first_line(message: str | None) -> str:
 
 @app.command("forget", rich_help_panel=SPACE)
 def forget(
-    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV...]", help="Snapshots to forget.")] = None,
+    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV...]", autocompletion=complete.revisions, help="Snapshots to forget.")] = None,
     keep_last: Annotated[Optional[int], typer.Option(
         "--keep-last", metavar="N", help="Keep the N newest live snapshots, forget the rest.")] = None,
     keep_within: Annotated[Optional[str], typer.Option(
@@ -133,7 +134,7 @@ def gc(
 
 @app.command("du", rich_help_panel=SPACE)
 def du(
-    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV...]", help="Only these snapshots.")] = None,
+    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV...]", autocompletion=complete.revisions, help="Only these snapshots.")] = None,
     json_: Json = False,
 ) -> None:
     """Show store usage and what each live snapshot holds alone.
