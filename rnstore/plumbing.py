@@ -210,6 +210,13 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def utc_iso(seconds: float | None) -> str | None:
+    """A Unix time as ISO 8601 UTC, as every time field rnstore prints."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def parse_meta(pairs) -> dict[str, str]:
     """Metadata from "KEY=VALUE" strings or a dict ({"lr": 0.1}); values are
     stored as text (True as "true", None as "")."""

@@ -419,3 +419,10 @@ def test_completion_offers_revisions_formats_config_keys_and_porcelain_first(ws,
     commands = _complete(run_cli, ws, "")
     assert commands.index("commit") < commands.index("cat-file") < len(commands)
     assert _complete(run_cli, ws.parent, "checkout", "") == []  # outside a workspace: nothing
+
+
+def test_gc_json_last_run_is_iso_utc(ws, run_cli):
+    import re
+    ok(run_cli(["gc", "-q"], cwd=ws))
+    document = json.loads(ok(run_cli(["gc", "--json", "-q"], cwd=ws)).stdout)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", document["last_run"]), document
