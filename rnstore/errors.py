@@ -90,6 +90,11 @@ class UnreadableFileError(RnstoreError):
     pass
 
 
+class StoreWriteError(RnstoreError):
+    """The object store cannot be written (its permissions, a full disk):
+    a store problem, never the fault of the file being stored."""
+
+
 class CorruptStoreError(RnstoreError):
     """A root (index, ref, journal, snapshot) cannot be read."""
 

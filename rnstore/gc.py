@@ -519,7 +519,8 @@ def gc(repo, *, dry_run: bool = False, prune: str | float | None = None, auto: b
             _update_registrations(repo, scan, now)
         _sweep(repo, marker, scan, stats, grace=grace, now=now, progress=progress)
         if not dry_run:
-            atomic_write(repo.store_root / LAST_RUN, f"{now:.3f}\n".encode(), durable=False)
+            atomic_write(repo.store_root / LAST_RUN, f"{now:.3f}\n".encode(), durable=False,
+                         shared=repo.group_shared)
     return stats
 
 
@@ -549,14 +550,16 @@ def _update_registrations(repo, scan: RootScan, now: float) -> None:
         roots_file = registration.with_name(registration.name + ROOTS_SUFFIX)
         if ws.state in ("here", "alive"):
             lines = sorted({f"{_KIND_LETTER[r.kind]} {r.id}\n" for r in by_workspace.get(str(ws.dotdir), [])})
-            atomic_write(roots_file, "".join(lines).encode(), durable=repo.durable)
+            atomic_write(roots_file, "".join(lines).encode(), durable=repo.durable,
+                         shared=repo.group_shared)
             remove_quietly(gone_file)
         elif ws.released or ws.state == "elsewhere":
             remove_quietly(registration)
             remove_quietly(roots_file)
             remove_quietly(gone_file)
         elif ws.gone_since is None:
-            atomic_write(gone_file, f"{now:.3f}\n".encode(), durable=False)
+            atomic_write(gone_file, f"{now:.3f}\n".encode(), durable=False,
+                         shared=repo.group_shared)
 
 
 def _workspace_temp_files(repo, scan: RootScan) -> list[Path]:

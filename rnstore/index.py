@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 from .errors import CorruptStoreError
-from .fsutil import atomic_write
+from .fsutil import open_state, atomic_write
 from .objects import MODES_BY_BYTES, is_object_id
+from .trees import is_safe_path
 
 HEADER = b"rnindex 2\n"
 #: read, never written: the same without folder lines
@@ -183,7 +184,8 @@ class Index:
             for record in records[:-1]:
                 if folder_prefix is not None and record.startswith(folder_prefix):
                     _, oid, size, path = record.split(b" ", 3)
-                    if not is_object_id(oid.decode()) or int(size) < 0:
+                    if not is_object_id(oid.decode()) or int(size) < 0 or \
+                            (path and not is_safe_path(path)):
                         raise ValueError(record[:80])
                     trees[path] = (oid.decode(), int(size))
                     continue
@@ -191,7 +193,8 @@ class Index:
                 # One str per mode and one int per size, not one per entry:
                 # an index holds tens of thousands.
                 mode_s, oid_s = MODES_BY_BYTES.get(mode), oid.decode()
-                if mode_s is None or not is_object_id(oid_s) or not path:
+                if mode_s is None or not is_object_id(oid_s) or not is_safe_path(path):
+                    # a path that escapes the workspace (../x, /x): checkout would delete there
                     raise ValueError(record[:80])
                 size = int(size_b)
                 stat = None
@@ -205,11 +208,12 @@ class Index:
     @classmethod
     def load(cls, path: Path) -> "Index":
         try:
-            with open(path, "rb") as fh:
-                written_ns = os.fstat(fh.fileno()).st_mtime_ns
-                data = fh.read()
+            fd = open_state(path, os.O_RDONLY)
         except FileNotFoundError:
             return cls()
+        with open(fd, "rb") as fh:
+            written_ns = os.fstat(fd).st_mtime_ns
+            data = fh.read()
         index = cls.decode(data, str(path))
         index.written_ns = written_ns
         return index

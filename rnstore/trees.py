@@ -35,6 +35,13 @@ def split_path(path: bytes) -> list[bytes]:
     return parts
 
 
+def is_safe_path(path: bytes) -> bool:
+    """Whether split_path accepts `path` (every component a valid tree
+    name), without building the list: the index checks every path it loads."""
+    framed = b"/" + path + b"/"
+    return not (b"//" in framed or b"/./" in framed or b"/../" in framed or b"\0" in path)
+
+
 def build_tree(store: ObjectStore, entries: Iterable[FlatEntry], *, base: str | None = None,
                known: dict[bytes, tuple[str, int]] | None = None) -> str:
     """Store the trees for a flat listing; returns the root tree id.

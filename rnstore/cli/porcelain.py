@@ -19,18 +19,21 @@ def init(
     objects: Annotated[Optional[Path], typer.Option("--objects", metavar="PATH",
         help="Keep objects in a shared object store at PATH.")] = None,
     branch: Annotated[str, typer.Option("--branch", "-b", help="Name of the first branch.")] = "main",
+    shared: Annotated[str, typer.Option("--shared", metavar="umask|group",
+        help="group: the store is shared by a team (group-writable, setgid folders, "
+             "whatever the umask).")] = "umask",
     no_default_ignore: Annotated[bool, typer.Option("--no-default-ignore",
         help="Do not write a default .rnignore.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing.")] = False,
 ) -> None:
     """Make a workspace (running it again changes nothing).
 
-    Example: rnstore init --objects /shared/rnstore
+    Example: rnstore init --objects /shared/rnstore --shared=group
     """
     from ..repo import DOTDIR, Repository
     target = directory or Path(".")
     existed = (target / DOTDIR / "HEAD").is_file()
-    repo = Repository.init(target, objects=objects, branch=branch,
+    repo = Repository.init(target, objects=objects, branch=branch, shared=shared,
                            default_ignore=not no_default_ignore, notify=out.notice)
     out.quiet = out.quiet or quiet
     verb = "Reinitialized existing" if existed else "Initialized empty"
