@@ -59,6 +59,8 @@ def _warn_add(result) -> None:
 Excludes = Annotated[Optional[List[str]], typer.Option(
     "--exclude", metavar="PATTERN", help="Also ignore PATTERN (gitignore syntax, repeatable).")]
 NoIgnore = Annotated[bool, typer.Option("--no-ignore", help="Disable .rnignore files.")]
+StrictIgnore = Annotated[bool, typer.Option(
+    "--strict-ignore", help="Refuse a bad .rnignore pattern instead of skipping it with a warning.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -72,6 +74,7 @@ def add(
     force: Annotated[bool, typer.Option("--force", "-f", help="Ignore the size limits.")] = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
+    strict_ignore: StrictIgnore = False,
     ignore_errors: Annotated[bool, typer.Option("--ignore-errors", help="Skip unreadable files with a warning.")] = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -84,7 +87,8 @@ def add(
     bar = _common_progress(quiet, no_progress)
     targets = [str(repo.root)] if all_ else paths
     result = repo.add(targets, dry_run=dry_run, force=force, excludes=exclude or [],
-                      no_ignore=no_ignore, ignore_errors=ignore_errors, progress=bar)
+                      no_ignore=no_ignore, ignore_errors=ignore_errors, progress=bar,
+                      strict_ignore=strict_ignore)
     _warn_add(result)
     if dry_run:
         lines = [b"add " + p for p in result.added] + [b"update " + p for p in result.modified] + \
@@ -102,12 +106,14 @@ def status(
     json_: Json = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
+    strict_ignore: StrictIgnore = False,
 ) -> None:
     """Show staged, changed and untracked paths.
 
     Example: rnstore status --porcelain
     """
-    result = open_repo().status(excludes=exclude or [], no_ignore=no_ignore)
+    result = open_repo().status(excludes=exclude or [], no_ignore=no_ignore,
+                                strict_ignore=strict_ignore)
     if json_:
         out.json({
             "branch": result.branch, "head": result.head,
@@ -151,6 +157,7 @@ def commit(
     force: Annotated[bool, typer.Option("--force", "-f", help="With -a: ignore the size limits.")] = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
+    strict_ignore: StrictIgnore = False,
     ignore_errors: Annotated[bool, typer.Option("--ignore-errors", help="With -a: skip unreadable files.")] = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -162,7 +169,7 @@ def commit(
     repo = open_repo()
     bar = _common_progress(quiet, no_progress)
     add_options = {"force": force, "excludes": exclude or [], "no_ignore": no_ignore,
-                   "ignore_errors": ignore_errors}
+                   "ignore_errors": ignore_errors, "strict_ignore": strict_ignore}
     result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty,
                          progress=bar, add_options=add_options)
     if result.added is not None:

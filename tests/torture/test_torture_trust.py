@@ -432,7 +432,7 @@ def test_bad_ignore_pattern_warns_and_is_skipped(scratch, bad):
     (ws / ".rnignore").write_text(f"*.log\n{bad}\n")
     (ws / "x.log").write_bytes(b"log\n")
     (ws / "new.txt").write_bytes(b"new\n")
-    for args in (["status", "--porcelain"], ["add", "."], ["commit", "-q", "-m", "x"]):
+    for args in (["status", "--porcelain"], ["add", "."], ["commit", "-a", "-q", "-m", "x"]):
         proc = hostile(args, ws, expect=0)
         assert ".rnignore:2" in proc.stderr and "warning" in proc.stderr, (args, proc.stderr)
     listed = out(["ls-files"], ws).split("\n")
