@@ -58,7 +58,7 @@ from .index import Index, IndexEntry, StatKey
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import HEAD, HEADS, check_ref_name
-from .trees import MAX_PATH, FlatEntry, lookup
+from .trees import MAX_PATH, FlatEntry, check_blob_size, check_link_target, lookup, shorten
 
 PROTECTED = b".rnstore"
 #: How many conflicting paths an error lists before "and N more".
@@ -674,13 +674,13 @@ def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes) -> None:
     """Write one blob into the staging folder, verified against its id."""
     if entry.mode == MODE_LINK:
         target = b"".join(store.iter_blob(entry.id))
-        if not target or b"\0" in target:
-            raise CorruptObjectError(f"object {entry.id} is not a valid symlink target", entry.id)
+        check_link_target(target, entry)
         os.symlink(target, name, dir_fd=stage_fd)
         return
     fd = os.open(name, _O_NEW, 0o755 if entry.mode == MODE_EXEC else 0o644, dir_fd=stage_fd)
     try:
-        with store.open_object(entry.id, verify=True) as reader:
+        with store.open_verified(entry.id) as reader:  # an intact copy, where there are several
+            check_blob_size(reader.size, entry)
             for chunk in reader.chunks():  # the hash check follows the last chunk
                 _write_all(fd, chunk)
     finally:
@@ -695,7 +695,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
     corrupt = any(isinstance(exc, CorruptObjectError) for _, exc in damaged)
-    shown = ", ".join(f"'{os.fsdecode(path)}' ({exc})" for path, exc in damaged[:5])
+    shown = ", ".join(f"'{shorten(path)}' ({exc})" for path, exc in damaged[:5])
     more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
     cls = CorruptObjectError if corrupt else MissingObjectError
     return cls(f"cannot check out {shown}{more}; nothing was changed",

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from torture_helpers import STATS, commit, fsck_problems, init, manifest, ok, out, run
+from torture_helpers import STATS, commit, copy_tree, fsck_problems, init, manifest, ok, out, run
 
 pytestmark = pytest.mark.torture
 
@@ -47,7 +47,21 @@ def hostile(args, cwd, **kw):
     return run(args, cwd, **kw)
 
 
-def small_ws(root: Path, files: dict[str, bytes] | None = None, *extra: str) -> Path:
+_TEMPLATES: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="module")
+def templates(session_scratch):
+    """Workspaces made once per module; tests work on copies (cp -a is much
+    cheaper than init and commit)."""
+    _TEMPLATES["small"] = _made(session_scratch / "trust-small", None)
+    _TEMPLATES["packed"] = _made(session_scratch / "trust-packed",
+                                 {f"d{i % 7}/f{i:03d}.txt": b"file %d\n" % i for i in range(80)})
+    yield
+    _TEMPLATES.clear()
+
+
+def _made(root: Path, files: dict[str, bytes] | None, *extra: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name, data in (files or {"a.txt": b"alpha\n", "sub/b.txt": b"bravo\n"}).items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +69,24 @@ def small_ws(root: Path, files: dict[str, bytes] | None = None, *extra: str) -> 
     init(root, *extra)
     commit(root, "first")
     return root
+
+
+def small_ws(root: Path, files: dict[str, bytes] | None = None, *extra: str) -> Path:
+    """A workspace with one snapshot: a copy of the module's template, or
+    made here when it needs other files or init options."""
+    if files is None and not extra and "small" in _TEMPLATES:
+        return copy_tree(_TEMPLATES["small"], root)
+    return _made(root, files, *extra)
+
+
+def packed_ws(root: Path) -> Path:
+    """A workspace whose snapshot's objects are in one pack."""
+    return copy_tree(_TEMPLATES["packed"], root)
+
+
+@pytest.fixture(autouse=True)
+def _templates_ready(templates):
+    pass
 
 
 def repo_of(ws: Path):
@@ -170,9 +202,6 @@ def plant_index(ws: Path, paths: list[bytes]) -> None:
 @pytest.mark.parametrize("paths", [
     [b"../outside/victim.txt", b"../outside/emptydir"],
     [b"ok/../../outside/victim.txt"],
-    [b"/abs/victim.txt"],
-    [b"a//b"],
-    [b"./a.txt"],
 ])
 def test_index_with_escaping_paths_is_corrupt(scratch, paths):
     ws = small_ws(scratch / "ws")
@@ -189,11 +218,22 @@ def test_index_with_escaping_paths_is_corrupt(scratch, paths):
     assert [p["id"] for p in fsck_problems(ws)] == ["the index"]
 
 
+@pytest.mark.parametrize("path", [b"../x", b"a/../../x", b"/abs", b"a//b", b"./a", b"a/.", b"a/",
+                                  b"a\0b", b".."])
+def test_index_decode_refuses_what_tree_names_refuse(path):
+    from rnstore.errors import CorruptStoreError
+    from rnstore.index import Index, IndexEntry
+    data = Index([IndexEntry(path, "100644", "ab" * 32, 1)]).encode()
+    if b"\0" in path:
+        with pytest.raises(CorruptStoreError):
+            Index.decode(data)
+        return
+    with pytest.raises(CorruptStoreError, match="bad record"):
+        Index.decode(data)
+    Index.decode(Index([IndexEntry(b"a/b.txt", "100644", "ab" * 32, 1)]).encode())
+
+
 # -- 4. FIFOs and other special files --------------------------------------------------------
-
-
-def packed_ws(root: Path) -> Path:
-    return small_ws(root, {f"d{i % 7}/f{i:03d}.txt": b"file %d\n" % i for i in range(80)})
 
 
 def test_fifo_as_pack_never_hangs(scratch):
@@ -426,15 +466,15 @@ def test_store_error_never_blames_the_source_file(team, scratch):
 # -- 6. bad .rnignore patterns ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", ["\\", "[z-a]"])
-def test_bad_ignore_pattern_warns_and_is_skipped(scratch, bad):
+def test_bad_ignore_pattern_warns_and_is_skipped(scratch):
     ws = small_ws(scratch / "ws")
-    (ws / ".rnignore").write_text(f"*.log\n{bad}\n")
+    (ws / ".rnignore").write_text("*.log\n\\\n[z-a]\n")
     (ws / "x.log").write_bytes(b"log\n")
     (ws / "new.txt").write_bytes(b"new\n")
     for args in (["status", "--porcelain"], ["add", "."], ["commit", "-a", "-q", "-m", "x"]):
         proc = hostile(args, ws, expect=0)
-        assert ".rnignore:2" in proc.stderr and "warning" in proc.stderr, (args, proc.stderr)
+        assert ".rnignore:2" in proc.stderr and ".rnignore:3" in proc.stderr, (args, proc.stderr)
+        assert "warning" in proc.stderr, proc.stderr
     listed = out(["ls-files"], ws).split("\n")
     assert "new.txt" in listed and "x.log" not in listed
     for args in (["status", "--strict-ignore"], ["add", "--strict-ignore", "."],
@@ -533,19 +573,19 @@ def craft_snapshot(ws: Path, entries: list[tuple[bytes, str, bytes | None, int |
     return snap
 
 
-@pytest.mark.parametrize("target", [b"a\0b", b"", b"x" * 70_000])
-@pytest.mark.parametrize("fmt", ["tar", "zip", "dir"])
-def test_export_refuses_hostile_link_targets(scratch, target, fmt):
+def test_export_refuses_hostile_link_targets(scratch):
     ws = small_ws(scratch / "ws")
-    craft_snapshot(ws, [(b"ok.txt", "100644", b"ok\n", None, None),
-                        (b"link", "120000", target, None, None)])
-    output = scratch / ("out" if fmt == "dir" else f"out.{fmt}")
-    proc = hostile(["export", "evil", "-o", output, "--format", fmt], ws)
-    assert proc.returncode == 1 and "link" in proc.stderr, proc.stderr
-    assert len(proc.stderr) < 2000, len(proc.stderr)
-    assert not output.exists() or fmt == "dir" and not any(output.iterdir())
-    proc = hostile(["checkout", "evil", "--target", scratch / "t"], ws)
-    assert proc.returncode == 1 and len(proc.stderr) < 2000, proc.stderr
+    for number, target in enumerate([b"a\0b", b"", b"x" * 70_000]):
+        craft_snapshot(ws, [(b"ok.txt", "100644", b"ok\n", None, None),
+                            (b"link", "120000", target, None, None)], tag=f"evil{number}")
+        for fmt in ("tar", "zip", "dir"):
+            output = scratch / (f"out{number}" if fmt == "dir" else f"out{number}.{fmt}")
+            proc = hostile(["export", f"evil{number}", "-o", output, "--format", fmt], ws)
+            assert proc.returncode == 1 and "link" in proc.stderr, (fmt, target[:10], proc.stderr)
+            assert len(proc.stderr) < 2000, len(proc.stderr)
+            assert not output.exists() or fmt == "dir" and not any(output.iterdir())
+        proc = hostile(["checkout", f"evil{number}", "--target", scratch / "t"], ws)
+        assert proc.returncode == 1 and len(proc.stderr) < 2000, proc.stderr
 
 
 @pytest.mark.parametrize("mode,data", [("100644", b"twelve bytes"), ("120000", b"target")])
@@ -599,7 +639,10 @@ def test_symlinks_inside_the_dotdir_are_refused(scratch, folder):
     os.symlink(elsewhere, moved)
     before = manifest(elsewhere, skip=())
     (ws / "a.txt").write_bytes(b"changed\n")
-    for args in (["tag", "newtag"], ["commit", "-a", "-q", "-m", "x"], ["update-ref", "refs/heads/newbranch", "HEAD"]):
+    writers = {"refs/tags": [["tag", "newtag"]], "snapshots": [["commit", "-a", "-q", "-m", "x"]],
+               "refs/heads": [["commit", "-a", "-q", "-m", "x"], ["update-ref", "refs/heads/b", "HEAD"]],
+               "refs": [["tag", "newtag"], ["commit", "-a", "-q", "-m", "x"]]}[folder]
+    for args in writers:  # each command that would write there
         proc = hostile(args, ws)
         assert proc.returncode == 1 and "symlink" in proc.stderr, (args, proc.stderr)
     assert manifest(elsewhere, skip=()) == before
