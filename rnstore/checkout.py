@@ -30,8 +30,8 @@ A checkout killed in step 2 or 3 leaves its staging folder
 index, the next checkout into the same target those whose process is gone.
 
 Safety: nothing is written or removed through a path; every operation goes
-through directory descriptors opened one component at a time with
-O_NOFOLLOW, so a symlink in the folder (planted, or checked out from a
+through safefs.py's directory descriptors, opened one component at a time
+with O_NOFOLLOW, so a symlink in the folder (planted, or checked out from a
 snapshot such as ``link -> /etc``) is never followed. A symlink where the
 snapshot has a folder or a file is an entry in the way, replaced only with
 `force`. Entries named ``.rnstore`` are never written (they are never stored
@@ -40,12 +40,10 @@ by `add`; a tree holding one was crafted), and are reported as excluded.
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import shutil
 import stat
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -53,22 +51,19 @@ from typing import Iterable
 from .alloc import cycle_collector_paused
 from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidValueError,
                      MissingObjectError, ObjectError)
-from .fsutil import TMP_PREFIX, temp_name_for
+from .fsutil import TMP_PREFIX, left_by_dead_process
 from .index import Index, IndexEntry, StatKey
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import HEAD, HEADS, check_ref_name
+from .safefs import (O_CLOEXEC, O_DIR, O_NEW, Dirs, ancestors, place, prune, remove_folder, rmdir_quietly,
+                     split, write_all)
 from .trees import MAX_PATH, FlatEntry, check_blob_size, check_link_target, lookup, shorten
 
 PROTECTED = b".rnstore"
 #: How many conflicting paths an error lists before "and N more".
 LISTED = 50
 
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
-_O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
-_O_READ = os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC
-_WRITE_CHUNK = 1 << 20
 
 
 @dataclass
@@ -158,15 +153,13 @@ def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | No
 
 
 STAGING_PREFIX = TMP_PREFIX + "checkout-"
-#: A leftover younger than this is never taken for a dead process's.
-LEFTOVER_AGE = 60.0
 
 
 def _remove_stale_staging(folder: Path, *, locked: bool) -> None:
     """Staging folders (`.tmp-checkout-PID-...`) that a killed checkout left.
     Beside the index (`locked`: workspace checkouts stage there only under
     the workspace lock, which we hold) every one is stale; in a target
-    folder, only those of a process that is gone (see is_stale)."""
+    folder, only those of a process that is gone."""
     try:
         names = os.listdir(folder)
     except OSError:
@@ -175,32 +168,8 @@ def _remove_stale_staging(folder: Path, *, locked: bool) -> None:
         if not name.startswith(STAGING_PREFIX):
             continue
         pid = name[len(STAGING_PREFIX):].split("-", 1)[0]
-        if locked or is_stale(folder / name, pid):
+        if locked or left_by_dead_process(folder / name, pid):
             shutil.rmtree(folder / name, ignore_errors=True)
-
-
-def is_stale(path: Path, pid: str) -> bool:
-    """Whether a temporary file or folder named with a process id was left by
-    a process that is gone: no such process here, and untouched for a while
-    (so that a live writer on another machine sharing the folder, whose pid
-    means nothing here, is spared)."""
-    import time
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-        return False  # alive
-    except ProcessLookupError:
-        pass
-    except OSError:
-        return False  # exists, owned by someone else
-    try:
-        return time.time() - os.lstat(path).st_mtime > LEFTOVER_AGE
-    except OSError:
-        return False
-
-
-# -- the three forms -------------------------------------------------------------------
 
 
 def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress) -> CheckoutResult:
@@ -491,10 +460,10 @@ def _plan(repo, root: Path, desired: dict[bytes, FlatEntry | None],
         if leftovers:
             plan.replaced.append(folder)
     for entry in plan.writes:
-        plan.needed.update(_ancestors(entry.path))
+        plan.needed.update(ancestors(entry.path))
     for path, wanted in desired.items():
         if wanted is not None and wanted.mode == MODE_TREE:
-            plan.needed.update(_ancestors(path))
+            plan.needed.update(ancestors(path))
             plan.needed.add(path)
     if force:
         plan.conflicts = []
@@ -582,11 +551,6 @@ def _contents(root: bytes, folder: bytes, removed: set[bytes], limit: int = LIST
     return found
 
 
-def _ancestors(path: bytes) -> list[bytes]:
-    parts = path.split(b"/")
-    return [b"/".join(parts[:depth]) for depth in range(1, len(parts))]
-
-
 def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False) -> ConflictError:
     seen: dict[bytes, str] = {}
     for path, why in conflicts:
@@ -623,9 +587,9 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
             stage_path = os.path.join(
                 staging_parent, f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
             os.mkdir(stage_path, 0o700)
-            stage_fd = os.open(stage_path, _O_DIR)
+            stage_fd = os.open(stage_path, O_DIR)
             _stage_all(repo.store, plan.writes, stage_fd, progress)
-        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
         placed = _apply(plan, root_fd, stage_fd, force, result, for_index)
     finally:
         for fd in (stage_fd, root_fd):
@@ -677,20 +641,14 @@ def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes) -> None:
         check_link_target(target, entry)
         os.symlink(target, name, dir_fd=stage_fd)
         return
-    fd = os.open(name, _O_NEW, 0o755 if entry.mode == MODE_EXEC else 0o644, dir_fd=stage_fd)
+    fd = os.open(name, O_NEW, 0o755 if entry.mode == MODE_EXEC else 0o644, dir_fd=stage_fd)
     try:
         with store.open_verified(entry.id) as reader:  # an intact copy, where there are several
             check_blob_size(reader.size, entry)
             for chunk in reader.chunks():  # the hash check follows the last chunk
-                _write_all(fd, chunk)
+                write_all(fd, chunk)
     finally:
         os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
@@ -705,12 +663,12 @@ def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
 
 def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
            result: CheckoutResult, for_index: bool) -> dict[bytes, os.stat_result]:
-    dirs = _Dirs(root_fd)
+    dirs = Dirs(root_fd)
     placed: dict[bytes, os.stat_result] = {}
     try:
         gone: list[bytes] = []
         for path in plan.unlink:
-            parent, name = _split(path)
+            parent, name = split(path)
             fd = dirs.open(parent)
             if fd is None:
                 continue
@@ -722,30 +680,30 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
             except FileNotFoundError:
                 pass
         for path in plan.clear:
-            parent, name = _split(path)
+            parent, name = split(path)
             fd = dirs.open(parent)
             if fd is None:
                 continue
             dirs.forget(path)
-            _remove_folder(fd, name, force)
+            remove_folder(fd, name, force)
             gone.append(path)
         for path in plan.rmdir:
             if path in plan.needed:
                 continue
-            parent, name = _split(path)
+            parent, name = split(path)
             fd = dirs.open(parent)
-            if fd is not None and _rmdir_quietly(dirs, fd, path, name):
+            if fd is not None and rmdir_quietly(dirs, fd, path, name):
                 gone.append(path)
-        _prune(dirs, gone, plan.needed)
+        prune(dirs, gone, plan.needed)
         for folder in sorted(plan.needed):
             dirs.open(folder, create=True)
         created = set(plan.folders)
         for path in plan.folders:
             dirs.open(path, create=True)
         for number, entry in enumerate(plan.writes):
-            parent, name = _split(entry.path)
+            parent, name = split(entry.path)
             fd = dirs.open(parent, create=True)
-            _place(stage_fd, b"%d" % number, fd, name)
+            place(stage_fd, b"%d" % number, fd, name)
             if for_index:
                 placed[entry.path] = os.stat(name, dir_fd=fd, follow_symlinks=False)
             result.bytes_written += entry.size
@@ -754,173 +712,6 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
     finally:
         dirs.close()
     return placed
-
-
-def _split(path: bytes) -> tuple[bytes, bytes]:
-    parent, _, name = path.rpartition(b"/")
-    return parent, name
-
-
-def _rmdir_quietly(dirs: "_Dirs", parent_fd: int, path: bytes, name: bytes) -> bool:
-    try:
-        os.rmdir(name, dir_fd=parent_fd)
-    except OSError:
-        return False  # not empty (untracked or ignored content), gone, or not a folder
-    dirs.forget(path)
-    return True
-
-
-def _prune(dirs: "_Dirs", gone: list[bytes], needed: set[bytes]) -> None:
-    """Remove the folders that removing `gone` emptied (never the root, never
-    one the snapshot needs), deepest first."""
-    candidates = {a for path in gone for a in _ancestors(path)} - needed
-    for folder in sorted(candidates, key=lambda p: (-p.count(b"/"), p)):
-        parent, name = _split(folder)
-        fd = dirs.open(parent)
-        if fd is not None:
-            _rmdir_quietly(dirs, fd, folder, name)
-
-
-def _remove_folder(parent_fd: int, name: bytes, force: bool) -> None:
-    """A folder in the way of a file. Without `force` the plan found nothing
-    in it but folders, so only empty folders are removed (anything that
-    appeared since makes this fail rather than delete it)."""
-    if force:
-        shutil.rmtree(os.fsdecode(name), dir_fd=parent_fd)
-        return
-    fd = os.open(name, _O_DIR, dir_fd=parent_fd)
-    try:
-        for child in os.listdir(fd):
-            _remove_folder(fd, os.fsencode(child), False)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=parent_fd)
-
-
-def _place(stage_fd: int, staged: bytes, parent_fd: int, name: bytes) -> None:
-    """Rename a staged file or link into place; it replaces a file or link
-    (never following it). Across file systems, copy to a temp name first."""
-    try:
-        os.rename(staged, name, src_dir_fd=stage_fd, dst_dir_fd=parent_fd)
-        return
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-    temp = os.fsencode(temp_name_for(Path(os.fsdecode(name[:100]))).name)
-    st = os.stat(staged, dir_fd=stage_fd, follow_symlinks=False)
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(staged, dir_fd=stage_fd), temp, dir_fd=parent_fd)
-    else:
-        source = os.open(staged, _O_READ, dir_fd=stage_fd)
-        try:
-            out = os.open(temp, _O_NEW, stat.S_IMODE(st.st_mode), dir_fd=parent_fd)
-            try:
-                while True:
-                    chunk = os.read(source, _WRITE_CHUNK)
-                    if not chunk:
-                        break
-                    _write_all(out, chunk)
-            finally:
-                os.close(out)
-        finally:
-            os.close(source)
-    try:
-        os.rename(temp, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
-    except BaseException:
-        try:
-            os.unlink(temp, dir_fd=parent_fd)
-        except OSError:
-            pass
-        raise
-
-
-class _Dirs:
-    """Descriptors of the folders below a root, opened one component at a
-    time with O_NOFOLLOW (a symlink or file on the way is refused, never
-    followed); the most recently used stay open."""
-
-    CAPACITY = 64
-
-    def __init__(self, root_fd: int):
-        self.root_fd = root_fd
-        self._open: OrderedDict[bytes, int] = OrderedDict()
-
-    def open(self, folder: bytes, create: bool = False) -> int | None:
-        """The folder's descriptor; None if it is absent (or not a real
-        folder) and not `create`. With `create`, missing folders are made and
-        anything else on the way is a ConflictError."""
-        if not folder:
-            return self.root_fd
-        fd = self._open.get(folder)
-        if fd is not None:
-            self._open.move_to_end(folder)
-            return fd
-        # from the deepest folder already open, one component at a time
-        parts = folder.split(b"/")
-        depth, fd = len(parts) - 1, None
-        while depth > 0:
-            ancestor = b"/".join(parts[:depth])
-            fd = self._open.get(ancestor)
-            if fd is not None:
-                self._open.move_to_end(ancestor)
-                break
-            depth -= 1
-        if fd is None:
-            fd = self.root_fd
-        for depth in range(depth + 1, len(parts) + 1):
-            path, name = b"/".join(parts[:depth]), parts[depth - 1]
-            fd = self._open_one(fd, path, name, create)
-            if fd is None:
-                return None
-        return fd
-
-    def _open_one(self, parent_fd: int, folder: bytes, name: bytes, create: bool) -> int | None:
-        try:
-            fd = os.open(name, _O_DIR, dir_fd=parent_fd)
-        except FileNotFoundError:
-            if not create:
-                return None
-            try:
-                os.mkdir(name, 0o777, dir_fd=parent_fd)
-            except FileExistsError:
-                pass
-            fd = self._open_checked(folder, name, parent_fd)
-        except OSError as exc:
-            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                raise
-            if not create:
-                return None
-            raise _not_a_folder(folder) from None
-        self._open[folder] = fd
-        while len(self._open) > self.CAPACITY:
-            # never the parent just used: it is at the end, with `fd`
-            os.close(self._open.popitem(last=False)[1])
-        return fd
-
-    @staticmethod
-    def _open_checked(folder: bytes, name: bytes, parent_fd: int) -> int:
-        try:
-            return os.open(name, _O_DIR, dir_fd=parent_fd)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise _not_a_folder(folder) from None
-            raise
-
-    def forget(self, folder: bytes) -> None:
-        """Drop the descriptors of a folder that is being removed, and below."""
-        for path in [p for p in self._open if p == folder or p.startswith(folder + b"/")]:
-            os.close(self._open.pop(path))
-
-    def close(self) -> None:
-        while self._open:
-            os.close(self._open.popitem()[1])
-
-
-def _not_a_folder(folder: bytes) -> ConflictError:
-    return ConflictError(
-        f"'{os.fsdecode(folder)}' is not a folder (a symlink or a file appeared there "
-        f"during the checkout); refusing to write through it", [os.fsdecode(folder)],
-        hints=["remove it and run the checkout again"])
 
 
 __all__ = ["CheckoutResult", "checkout", "materialise"]

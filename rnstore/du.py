@@ -1,7 +1,7 @@
 """du: where the space goes - store totals, and what each live snapshot
 holds alone.
 
-One marking pass over the reachable graph (see gc.Marker) records, for every
+One marking pass over the reachable graph (see reachability.Marker) records, for every
 object, the one unit that reaches it or SHARED. A unit is one snapshot of one
 workspace (live, named by refs, or both) or one workspace's index, so a
 snapshot's `exclusive_bytes` - the stored bytes of objects reachable from it
@@ -28,7 +28,7 @@ from typing import Iterable
 
 from .alloc import cycle_collector_paused
 from .errors import CorruptStoreError, ObjectError
-from .gc import Marker, StoreLoader, collect_roots, mark_roots
+from .reachability import Marker, StoreLoader, collect_roots, mark_roots
 from .objects import BLOB, SNAPSHOT, TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import TAGS, short_name

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
 from .errors import CorruptObjectError, InvalidValueError, ObjectError
-from .fsutil import remove_quietly, temp_name_for
+from .fsutil import left_by_dead_process, remove_quietly, temp_name_for
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
 from .trees import check_blob_size, check_link_target, shorten
 from .progress import NO_PROGRESS, Progress
@@ -142,7 +142,6 @@ def _remove_stale_temps(final: Path) -> None:
     """Temporary archives (`.tmp-NAME-PID-XXXXXXXX`) that a killed export to
     the same name left beside it."""
     import re
-    from .checkout import is_stale
     pattern = re.compile(re.escape(temp_name_for(final).name.rsplit("-", 2)[0]) + r"-(\d+)-[0-9a-f]{8}\Z")
     try:
         names = os.listdir(final.parent)
@@ -150,7 +149,7 @@ def _remove_stale_temps(final: Path) -> None:
         return
     for name in names:
         match = pattern.match(name)
-        if match and is_stale(final.parent / name, match.group(1)):
+        if match and left_by_dead_process(final.parent / name, match.group(1)):
             remove_quietly(final.parent / name)
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from .alloc import cycle_collector_paused
 from .errors import ObjectError
-from .gc import ANY_ROOT, Marker, collect_roots, problem_kind, reason
+from .reachability import ANY_ROOT, Marker, collect_roots, problem_kind, reason
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree, is_object_id
 from .progress import NO_PROGRESS, Progress
 

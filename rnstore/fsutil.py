@@ -149,6 +149,42 @@ def temp_name_for(path: Path) -> Path:
     return path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
+def temp_writer_pid(name: str) -> int | None:
+    """The pid that temp_name_for put second to last in a temporary name."""
+    parts = name.split("-")
+    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+
+
+#: A leftover younger than this is never taken for a dead process's.
+LEFTOVER_AGE = 60.0
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs here (ours, or one we may not signal)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def left_by_dead_process(path: Path, pid: str) -> bool:
+    """Whether a temporary file or folder named with a process id was left by
+    a process that is gone: no such process here, and untouched for a while
+    (so that a live writer on another machine sharing the folder, whose pid
+    means nothing here, is spared)."""
+    if not pid.isdigit() or pid_alive(int(pid)):
+        return False
+    try:
+        return time.time() - os.lstat(path).st_mtime > LEFTOVER_AGE
+    except OSError:
+        return False
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

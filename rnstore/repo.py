@@ -19,12 +19,12 @@ folder so that gc from any of them protects the roots of all.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
+from . import registry
 from .config import OBJECTS_KEY, Config
 from .errors import CorruptStoreError, InvalidValueError, NotAWorkspaceError
 from .fsutil import FileLock, atomic_write, make_folder, read_state, share, write_new_file
@@ -287,14 +287,12 @@ class Repository:
     # -- shared stores ---------------------------------------------------------------
 
     def registration_path(self) -> Path:
-        key = hashlib.sha256(os.fsencode(self.dotdir.absolute())).hexdigest()[:32]
-        return self.store_root / "workspaces" / key
+        return registry.registration_path(self.store_root, self.dotdir)
 
-    def register(self) -> None:
-        path = self.registration_path()
-        make_folder(path.parent, shared=self.group_shared)
-        atomic_write(path, os.fsencode(self.dotdir.absolute()) + b"\n", durable=self.durable,
-                     shared=self.group_shared)
+    def register(self) -> Path:
+        """Record this workspace in its shared store; the registration's path."""
+        return registry.register(self.store_root, self.dotdir, durable=self.durable,
+                                 shared=self.group_shared)
 
 
 def _store_marker(store_root: Path) -> str | None:

@@ -524,7 +524,7 @@ class StoreChecker:
 
     def check(self, repo) -> list[str]:
         from rnstore.errors import ObjectError
-        from rnstore.gc import workspace_roots
+        from rnstore.reachability import workspace_roots
         from rnstore.objects import BLOB, MODE_TREE, SNAPSHOT, TREE
         store = repo.store
         problems: list[str] = []

@@ -1,0 +1,368 @@
+"""Reachability: the roots of every workspace a store serves, and what they
+reach. gc deletes the rest; du counts it; fsck checks it.
+
+Roots are, for every workspace that uses the store: its live snapshots (the
+journal), every ref, a detached HEAD and every index entry. A shared store
+lists the workspaces that use it (registry.py); a workspace with its own
+store has only itself. A registered workspace whose folder is gone protects,
+for the grace period after gc first found it gone, the roots gc last read
+there (gc.py, rule 4). Marking follows snapshot -> root tree -> sub-trees and
+blobs. Parent links are history, not liveness: they are not followed, so a
+forgotten parent is collected like anything else.
+
+A root that cannot be read goes to the caller's `on_problem`: gc refuses to
+run, fsck lists it. Unreadable is never "references nothing". Each tree is
+read once per run, however many snapshots share it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import registry
+from .errors import CorruptObjectError, CorruptStoreError, InvalidValueError, MissingObjectError, ObjectError
+from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE
+from .progress import NO_PROGRESS, Progress
+from .refs import check_ref_name
+
+# -- roots ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Root:
+    """One object a workspace holds on to."""
+    id: str
+    kind: str            # SNAPSHOT for journal, refs and HEAD; BLOB or TREE for the index
+    name: str            # "live snapshot", "refs/tags/v1", "HEAD", "index", "last seen roots"
+    workspace: Path      # the workspace's .rnstore folder
+
+    @property
+    def unit(self) -> tuple[str, str]:
+        """What du counts exclusive bytes for: one snapshot of one workspace
+        (whether live, named by refs or both), or one workspace's index."""
+        return (str(self.workspace), self.id if self.kind == SNAPSHOT else "index")
+
+    @property
+    def label(self) -> str:
+        where = self.workspace.parent
+        if self.name == "live snapshot":
+            return f"live snapshot {self.id[:12]} of {where}"
+        if self.name == "index":
+            return f"the index of {where}"
+        return f"{self.name} of {where}"
+
+
+@dataclass
+class WorkspaceState:
+    """A workspace the store serves, as gc found it."""
+    dotdir: Path
+    registration: Path | None      # None: the workspace gc runs in, unregistered
+    state: str                     # "here", "alive", "gone", "elsewhere"
+    gone_since: float | None = None
+    released: bool = False         # gone past the grace period: protects nothing
+
+    @property
+    def root(self) -> Path:
+        return self.dotdir.parent
+
+
+@dataclass
+class RootScan:
+    roots: list[Root] = field(default_factory=list)
+    workspaces: list[WorkspaceState] = field(default_factory=list)
+    #: unreachable objects at least this recent are kept (gone workspaces, rule 4)
+    keep_newer_than: float | None = None
+
+
+#: What reading a root raises when it is damaged: CorruptStoreError for bad
+#: content, InvalidValueError for a HEAD naming an invalid ref, ValueError
+#: (UnicodeDecodeError) for bytes that are not text, OSError for the rest.
+_UNREADABLE = (CorruptStoreError, InvalidValueError, ValueError, OSError)
+
+ProblemSink = Callable[[str, str, str], None]
+"""on_problem(kind, id, detail): kind is 'missing', 'corrupt' or 'hash mismatch'."""
+
+
+def problem_kind(exc: BaseException) -> str:
+    if isinstance(exc, MissingObjectError):
+        return "missing"
+    if isinstance(exc, CorruptObjectError) and "hash mismatch" in str(exc):
+        return "hash mismatch"
+    return "corrupt"
+
+
+def workspace_roots(ws, on_problem: ProblemSink) -> list[Root]:
+    """The roots of one open workspace (a Repository). Each part that cannot
+    be read (HEAD, a ref, the journal, the index) goes to `on_problem`."""
+    dotdir, where = ws.dotdir, ws.root
+    roots: list[Root] = []
+
+    def failed(name: str, exc: BaseException) -> None:
+        on_problem("corrupt", name, f"{name} of {where} cannot be read: {_why(exc)}")
+
+    try:
+        roots += [Root(oid, SNAPSHOT, "live snapshot", dotdir) for oid in ws.journal]
+    except OSError as exc:
+        failed("the journal (snapshots/)", exc)
+    try:
+        # Refs one by one, so that each broken one is named; os.walk would
+        # skip an unreadable folder silently, so it raises here instead.
+        for folder, dirs, files in os.walk(dotdir / "refs", onerror=_raise):
+            dirs.sort()
+            for name in sorted(files):
+                ref = Path(folder, name).relative_to(dotdir).as_posix()
+                if name.startswith(".") or not _valid_ref(ref):
+                    continue  # temporary files; nothing rnstore writes as a ref
+                try:
+                    oid = ws.refs.resolve(ref)
+                except _UNREADABLE as exc:
+                    failed(ref, exc)
+                    continue
+                if oid is not None:
+                    roots.append(Root(oid, SNAPSHOT, ref, dotdir))
+    except OSError as exc:
+        failed("refs/", exc)
+    try:
+        branch, head = ws.refs.head()
+        if branch is None and head is not None:
+            roots.append(Root(head, SNAPSHOT, "HEAD", dotdir))
+    except _UNREADABLE as exc:
+        failed("HEAD", exc)
+    try:
+        for entry in ws.read_index():
+            # An empty folder's entry names the empty tree, which is stored
+            # only when a tree is written: a marker, not a reference.
+            if entry.mode != MODE_TREE:
+                roots.append(Root(entry.id, BLOB, "index", dotdir))
+    except _UNREADABLE as exc:
+        failed("the index", exc)
+    return roots
+
+
+def _valid_ref(ref: str) -> bool:
+    try:
+        check_ref_name(ref)
+        return True
+    except InvalidValueError:
+        return False
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+def collect_roots(repo, on_problem: ProblemSink, *, grace: float, now: float) -> RootScan:
+    """The roots of every workspace the store serves. Problems go to
+    `on_problem` (gc raises there; fsck lists them and goes on). Reads only."""
+    scan = RootScan()
+    here = WorkspaceState(repo.dotdir, None, "here")
+    scan.workspaces.append(here)
+    scan.roots += workspace_roots(repo, on_problem)
+    if not repo.shared_store:
+        return scan
+    for registration in registry.registrations(repo.store_root):
+        try:
+            dotdir = registry.registered_dotdir(registration)
+        except CorruptStoreError as exc:
+            on_problem("corrupt", str(registration), str(exc))
+            continue
+        except OSError as exc:
+            on_problem("corrupt", str(registration), f"cannot read the registration {registration}: {_why(exc)}")
+            continue
+        if registry.same_folder(dotdir, repo.dotdir):
+            here.registration = registration
+            continue
+        ws = WorkspaceState(dotdir, registration, "alive")
+        scan.workspaces.append(ws)
+        try:
+            os.stat(dotdir / "HEAD")
+        except (FileNotFoundError, NotADirectoryError):
+            ws.state = "gone"
+        except OSError as exc:
+            on_problem("corrupt", str(dotdir), f"cannot read the workspace {dotdir.parent}: {_why(exc)}")
+            continue
+        if ws.state == "gone":
+            _gone(ws, scan, on_problem, grace=grace, now=now)
+            continue
+        try:
+            other = type(repo)(dotdir.parent, dotdir)  # another workspace, opened as this one is
+        except _UNREADABLE as exc:
+            on_problem("corrupt", str(dotdir), f"cannot read the workspace {dotdir.parent}: {_why(exc)}")
+            continue
+        if not other.shared_store or not registry.same_folder(other.store_root, repo.store_root):
+            ws.state = "elsewhere"  # it was made again with another store
+            continue
+        scan.roots += workspace_roots(other, on_problem)
+    return scan
+
+
+def _gone(ws: WorkspaceState, scan: RootScan, on_problem: ProblemSink, *, grace: float, now: float) -> None:
+    """gc.py's rule 4: a gone workspace protects what gc last saw there, for a while."""
+    ws.gone_since = registry.gone_since(ws.registration)
+    since = now if ws.gone_since is None else ws.gone_since
+    if grace <= 0 or now - since >= grace:
+        ws.released = True
+        return
+    try:
+        roots, seen_at = registry.last_seen_roots(ws.registration)
+    except CorruptStoreError as exc:
+        on_problem("corrupt", str(ws.registration), str(exc))
+        return
+    except OSError as exc:
+        on_problem("corrupt", str(ws.registration), f"cannot read the roots of {ws.root}: {_why(exc)}")
+        return
+    scan.roots += [Root(oid, kind, "last seen roots", ws.dotdir) for kind, oid in roots]
+    if scan.keep_newer_than is None or seen_at < scan.keep_newer_than:
+        scan.keep_newer_than = seen_at
+
+
+def reason(exc: BaseException, oid: str) -> str:
+    """An object error's message without the "object ID is corrupt" prefix."""
+    text = str(exc)
+    for prefix in (f"object {oid} is corrupt: ", f"object {oid} "):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    return text
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc)
+
+
+# -- marking -------------------------------------------------------------------------------
+
+#: The owner of an object reached from more than one unit.
+SHARED = ("", "shared")
+
+Children = tuple[tuple[str, str], ...]
+
+
+class Marker:
+    """Marks what roots reach, remembering for each object which unit reached
+    it (or SHARED when several did). An object is descended at most twice: by
+    its first unit, and again when a second unit turns it SHARED (everything
+    below a SHARED object is SHARED too, so a third unit stops there). That
+    keeps marking linear however many snapshots share a tree, and gives du
+    each snapshot's exclusive objects in the same pass."""
+
+    def __init__(self, load: Callable[[str, str], Children]):
+        self.load = load
+        self.owner: dict[str, tuple[str, str]] = {}
+        self.kind: dict[str, str] = {}
+        self.children: dict[str, Children] = {}
+        self.failed: set[str] = set()
+        #: (id, kind) -> unit, for an object reached as a second kind (rare)
+        self._other_kinds: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def __contains__(self, oid: str) -> bool:
+        return oid in self.owner
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def mark(self, unit: tuple[str, str], oid: str, kind: str,
+             on_error: Callable[[str, str, ObjectError], None]) -> int:
+        """Mark everything `oid` reaches for `unit`; the number of objects
+        newly reached. Objects that cannot be loaded go to `on_error`."""
+        before = len(self.owner)
+        owner, kinds, children = self.owner, self.kind, self.children
+        stack = [(oid, kind)]
+        while stack:
+            oid, kind = stack.pop()
+            first_kind = kinds.get(oid)
+            if first_kind is not None and kind != first_kind and kind != BLOB:
+                # Reached as another kind than before (HEAD or a tag naming a
+                # tree): it must decode as that kind too, so it is checked once.
+                self._mark_as_other_kind(unit, oid, kind, on_error, stack)
+                continue
+            current = owner.get(oid)
+            if current is not None and (current == unit or current == SHARED):
+                continue
+            owner[oid] = unit if current is None else SHARED
+            kinds.setdefault(oid, kind)
+            if kind == BLOB:
+                continue
+            below = children.get(oid)
+            if below is None:
+                if oid in self.failed:
+                    continue
+                try:
+                    below = self.load(oid, kind)
+                except ObjectError as exc:
+                    self.failed.add(oid)
+                    on_error(oid, kind, exc)
+                    continue
+                children[oid] = below
+            stack.extend(below)
+        return len(self.owner) - before
+
+    def _mark_as_other_kind(self, unit, oid: str, kind: str, on_error, stack: list) -> None:
+        key = (oid, kind)
+        current = self._other_kinds.get(key)
+        if current is not None and (current == unit or current == SHARED):
+            return
+        self._other_kinds[key] = unit if current is None else SHARED
+        owner = self.owner.get(oid)
+        if owner is not None and owner != unit and owner != SHARED:
+            self.owner[oid] = SHARED
+        try:
+            below = self.load(oid, kind)
+        except ObjectError as exc:
+            if current is None:
+                on_error(oid, kind, exc)
+            return
+        stack.extend(below)
+
+
+class StoreLoader:
+    """Loads snapshots and trees from the store for a Marker, keeping what du
+    needs: each snapshot, each tree's total size and each blob's size."""
+
+    def __init__(self, store):
+        self.store = store
+        self.snapshots: dict = {}
+        self.tree_size: dict[str, int] = {}
+        self.blob_size: dict[str, int] = {}
+
+    def __call__(self, oid: str, kind: str) -> Children:
+        if kind == SNAPSHOT:
+            snapshot = self.store.get_snapshot(oid)
+            self.snapshots[oid] = snapshot
+            return ((snapshot.tree, TREE),)
+        tree = self.store.get_tree(oid)
+        self.tree_size[oid] = tree.total_size
+        below = []
+        for entry in tree.entries:
+            if entry.mode == MODE_TREE:
+                below.append((entry.id, TREE))
+            else:
+                below.append((entry.id, BLOB))
+                self.blob_size[entry.id] = entry.size
+        return tuple(below)
+
+
+#: The one unit gc marks with: it needs no owners, only what is reached.
+ANY_ROOT = ("", "any root")
+
+
+def mark_roots(marker: Marker, roots: Iterable[Root], on_problem: ProblemSink,
+               progress: Progress = NO_PROGRESS, *, by_unit: bool = True) -> None:
+    """Mark what `roots` reach; with `by_unit` False all count as one unit
+    (each object is then read once; gc needs no more)."""
+    for root in roots:
+        def on_error(oid: str, kind: str, exc: ObjectError, root=root) -> None:
+            if root.name == "last seen roots" and isinstance(exc, MissingObjectError):
+                return  # what a gone workspace held may have gone with it
+            what = "it" if oid == root.id else f"{kind} {oid}, which it reaches,"
+            on_problem(problem_kind(exc), oid, f"{root.label} cannot be read: {what} is "
+                       + ("missing" if isinstance(exc, MissingObjectError) else f"corrupt: {reason(exc, oid)}"))
+        unit = root.unit if by_unit else ANY_ROOT
+        progress.advance(marker.mark(unit, root.id, root.kind, on_error))
+
+
+__all__ = ["Root", "RootScan", "WorkspaceState", "Marker", "StoreLoader", "collect_roots", "mark_roots",
+           "workspace_roots", "problem_kind", "reason", "SHARED", "ANY_ROOT"]
