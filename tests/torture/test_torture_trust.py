@@ -655,3 +655,74 @@ def test_a_second_init_keeps_the_store_marker(scratch):
     for name in ("one", "two"):
         init(scratch / name, "--objects", str(store))
         assert (store / "rnstore-store").read_text().startswith("rnstore object store")
+
+
+# -- 8. a checkout cut short by a read-only folder ---------------------------------------------
+
+
+def _two_snapshots(ws: Path) -> tuple[str, str, dict, dict]:
+    for folder in ("aa", "bb"):
+        (ws / folder).mkdir(parents=True)
+        for i in range(3):
+            (ws / folder / f"f{i}.txt").write_bytes(b"one %s %d\n" % (folder.encode(), i))
+    init(ws)
+    first = commit(ws, "one")
+    before = manifest(ws)
+    for folder in ("aa", "bb"):
+        for i in range(3):
+            (ws / folder / f"f{i}.txt").write_bytes(b"two %s %d\n" % (folder.encode(), i))
+    (ws / "bb" / "new.txt").write_bytes(b"new\n")
+    second = commit(ws, "two")
+    after = manifest(ws)
+    ok(["checkout", "-q", first], ws)
+    return first, second, before, after
+
+
+def test_checkout_into_a_read_only_folder_changes_nothing(team, scratch):
+    ws = scratch / "ws"
+    first, second, before, after = _two_snapshots(ws)
+    subprocess.run(["chown", "-R", f"{ALICE}:{ALICE}", str(ws)], check=True)
+    (ws / "bb").chmod(0o555)
+    proc = as_user(ALICE, ["checkout", "-q", second], ws)
+    assert proc.returncode == 1, proc.stderr
+    assert "'bb/'" in proc.stderr and "not writable" in proc.stderr, proc.stderr
+    assert manifest(ws) == before
+    assert out(["rev-parse", "HEAD"], ws) == first
+    assert as_user(ALICE, ["status", "--porcelain"], ws, expect=0).stdout == b""
+    # the same for the paths form and a target folder
+    proc = as_user(ALICE, ["checkout", "-q", second, "--", "."], ws)
+    assert proc.returncode == 1 and "'bb/'" in proc.stderr, proc.stderr
+    assert manifest(ws) == before
+    (ws / "bb").chmod(0o755)
+    as_user(ALICE, ["checkout", "-q", second], ws, expect=0)
+    assert manifest(ws) == after
+
+
+def test_checkout_whose_write_fails_midway_ends_consistent(scratch, monkeypatch):
+    """A write that fails after the writability check (the permissions
+    changed since): the others are written, HEAD and the index move, the
+    error names the path (not a descriptor number), status shows it."""
+    from rnstore import Repository, checkout as checkout_module
+    from rnstore.errors import NotWritableError
+    ws = scratch / "ws"
+    first, second, before, after = _two_snapshots(ws)
+    real_place = checkout_module.place
+
+    def place_failing_once(stage_fd, staged, parent_fd, name):
+        if name == b"f1.txt" and os.readlink(f"/proc/self/fd/{parent_fd}").endswith("/bb"):
+            raise PermissionError(13, "Permission denied", staged.decode())
+        return real_place(stage_fd, staged, parent_fd, name)
+
+    monkeypatch.setattr(checkout_module, "place", place_failing_once)
+    repo = Repository.open(ws)
+    with pytest.raises(NotWritableError) as caught:
+        repo.checkout(second)
+    monkeypatch.undo()
+    message = str(caught.value)
+    assert "'bb/f1.txt' (Permission denied)" in message and ": 3" not in message, message
+    assert out(["rev-parse", "HEAD"], ws) == second
+    assert ok(["status", "--porcelain"], ws).stdout == b" M bb/f1.txt\n"
+    expected = dict(after, **{"bb/f1.txt": before["bb/f1.txt"]})
+    assert manifest(ws) == expected
+    ok(["checkout", "-q", "HEAD", "--", "bb/f1.txt"], ws)
+    assert manifest(ws) == after
