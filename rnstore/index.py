@@ -32,7 +32,7 @@ from typing import Iterable, Iterator, NamedTuple
 from .errors import CorruptStoreError
 from .fsutil import open_state, atomic_write
 from .objects import MODES_BY_BYTES, is_object_id
-from .trees import is_safe_path
+from .trees import all_safe_paths, is_safe_path
 
 HEADER = b"rnindex 2\n"
 #: read, never written: the same without folder lines
@@ -184,8 +184,7 @@ class Index:
             for record in records[:-1]:
                 if folder_prefix is not None and record.startswith(folder_prefix):
                     _, oid, size, path = record.split(b" ", 3)
-                    if not is_object_id(oid.decode()) or int(size) < 0 or \
-                            (path and not is_safe_path(path)):
+                    if not is_object_id(oid.decode()) or int(size) < 0:
                         raise ValueError(record[:80])
                     trees[path] = (oid.decode(), int(size))
                     continue
@@ -193,8 +192,7 @@ class Index:
                 # One str per mode and one int per size, not one per entry:
                 # an index holds tens of thousands.
                 mode_s, oid_s = MODES_BY_BYTES.get(mode), oid.decode()
-                if mode_s is None or not is_object_id(oid_s) or not is_safe_path(path):
-                    # a path that escapes the workspace (../x, /x): checkout would delete there
+                if mode_s is None or not is_object_id(oid_s):
                     raise ValueError(record[:80])
                 size = int(size_b)
                 stat = None
@@ -203,6 +201,12 @@ class Index:
                 entries.append(IndexEntry(path, mode_s, oid_s, size, stat))
         except ValueError as exc:
             raise corrupt(f"bad record {exc}") from None
+        # Paths follow the tree-name rules: one that escapes (../x, /x)
+        # would make a checkout delete or write outside the workspace.
+        paths = [e.path for e in entries] + [p for p in trees if p]
+        if not all_safe_paths(paths):
+            bad = next(p for p in paths if not is_safe_path(p))
+            raise corrupt(f"bad record: the path {bad[:80]!r} is not a valid relative path")
         return cls(entries, trees=trees)
 
     @classmethod

@@ -72,9 +72,19 @@ def split_path(path: bytes) -> list[bytes]:
 
 def is_safe_path(path: bytes) -> bool:
     """Whether split_path accepts `path` (every component a valid tree
-    name), without building the list: the index checks every path it loads."""
-    framed = b"/" + path + b"/"
-    return not (b"//" in framed or b"/./" in framed or b"/../" in framed or b"\0" in path)
+    name), without building the list."""
+    return all_safe_paths([path])
+
+
+def all_safe_paths(paths: list[bytes]) -> bool:
+    """Whether split_path accepts every one of `paths` (which hold no NUL):
+    three searches over them all at C speed, for the index's thousands."""
+    # Framed by "/" and parted by NUL, a path breaks the rules exactly when
+    # "//" (an empty component), "/./" or "/../" appears.
+    if not paths:
+        return True
+    framed = b"/\0/" + b"/\0/".join(paths) + b"/\0/"
+    return b"//" not in framed and b"/./" not in framed and b"/../" not in framed
 
 
 def build_tree(store: ObjectStore, entries: Iterable[FlatEntry], *, base: str | None = None,
