@@ -13,7 +13,6 @@ import hashlib
 import io
 import itertools
 import os
-import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
