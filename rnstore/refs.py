@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import CorruptStoreError, InvalidValueError, RefConflictError
-from .fsutil import FileLock, atomic_write, fsync_dir, read_text_or_none, touch_state, unsafe_state_file
+from .fsutil import (FileLock, atomic_write, fsync_dir, make_folder, read_text_or_none, touch_state,
+                     unsafe_state_file)
 from .objects import is_object_id
 
 HEADS = "refs/heads/"
@@ -66,10 +67,12 @@ def short_name(ref: str) -> str:
 
 
 class RefStore:
-    def __init__(self, dotdir: Path, lock: Callable[[], FileLock], *, durable: bool = True):
+    def __init__(self, dotdir: Path, lock: Callable[[], FileLock], *, durable: bool = True,
+                 group_shared: bool = False):
         self.dotdir = dotdir
         self.lock = lock
         self.durable = durable
+        self.group_shared = group_shared  # a group-shared store's tags (fsutil.share)
 
     # -- reading --------------------------------------------------------------------
 
@@ -175,8 +178,9 @@ class RefStore:
             target = self._target(ref) if follow_head else ref
             path = self._path(target)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, (new_id + "\n").encode(), durable=self.durable)
+                make_folder(path.parent, shared=self.group_shared, parents=True)
+                atomic_write(path, (new_id + "\n").encode(), durable=self.durable,
+                             shared=self.group_shared)
             except (NotADirectoryError, FileExistsError, IsADirectoryError):
                 raise _clash(self.dotdir, target) from None
 

@@ -72,7 +72,8 @@ def read_workspace_id(dotdir: Path) -> tuple[str, bytes] | None:
     return ident, lines[1]
 
 
-def ensure_registered(store_root: Path, dotdir: Path, *, durable: bool) -> tuple[Path, bool]:
+def ensure_registered(store_root: Path, dotdir: Path, *, durable: bool,
+                      shared: bool = False) -> tuple[Path, bool]:
     """Register the workspace whose .rnstore folder is `dotdir` where it
     stands now, if it is not (see the module docstring); idempotent. The
     registration's path, and whether it was written now."""
@@ -86,7 +87,7 @@ def ensure_registered(store_root: Path, dotdir: Path, *, durable: bool) -> tuple
         original = Path(os.fsdecode(recorded[1]))
         if (original / "HEAD").is_file() and read_workspace_id(original) == (ident, recorded[1]):
             ident = None  # a copy: the original still stands there
-    register(store_root, dotdir, durable=durable)
+    register(store_root, dotdir, durable=durable, shared=shared)
     atomic_write(dotdir / WORKSPACE_ID, f"{ident or secrets.token_hex(16)}\n".encode() + here + b"\n",
                  durable=durable)
     return path, True

@@ -195,7 +195,8 @@ class Repository:
         """The shared store's tags (None with a store of its own)."""
         if not self.shared_store:
             return None
-        return store_tag_refs(self.store_root, self.tags_lock, durable=self.durable)
+        return store_tag_refs(self.store_root, self.tags_lock, durable=self.durable,
+                              group_shared=self.group_shared)
 
     @cached_property
     def refs(self) -> RefStore | WorkspaceRefs:
@@ -221,7 +222,7 @@ class Repository:
     def tags_lock(self) -> FileLock:
         """A shared store's tag lock: store-wide tags change under it."""
         return FileLock(self.store_root / TAGS_LOCK, wait=self.lock_wait, on_wait=self.notify,
-                        what="tag lock")
+                        what="tag lock", group_shared=self.group_shared)
 
     def store_lock(self, *, shared: bool) -> FileLock:
         """Writers hold it shared while they add objects and publish them;
@@ -324,13 +325,15 @@ class Repository:
         every command that creates a root. Cheap when nothing changed."""
         if self.shared_store:
             with self.store_lock(shared=True):
-                path, new = registry.ensure_registered(self.store_root, self.dotdir, durable=self.durable)
+                path, new = registry.ensure_registered(self.store_root, self.dotdir, durable=self.durable,
+                                                       shared=self.group_shared)
                 if new:
                     # What it holds now, as gc would record it: if it is deleted
                     # before any gc reads it, gc still knows (gc.py, rule 4).
                     from .reachability import workspace_roots
                     roots = workspace_roots(self, lambda kind, oid, detail: None)
-                    registry.record_roots(path, [(r.kind, r.id) for r in roots], durable=self.durable)
+                    registry.record_roots(path, [(r.kind, r.id) for r in roots], durable=self.durable,
+                                          shared=self.group_shared)
 
 
 def _store_marker(store_root: Path) -> str | None:

@@ -365,10 +365,11 @@ def _second_user_works(team, store: Path, umask: int, *init_extra: str) -> None:
     as_user(ALICE, ["init", "-q", "--no-default-ignore", "--objects", store, *init_extra], alice,
             umask=umask, expect=0)
     as_user(ALICE, ["commit", "-a", "-q", "-m", "alice"], alice, umask=umask, expect=0)
+    as_user(ALICE, ["tag", "team/alice"], alice, umask=umask, expect=0)  # a store-wide tag
     as_user(BOB, ["init", "-q", "--no-default-ignore", "--objects", store], bob, umask=umask, expect=0)
     # Bob's common.txt is Alice's object: freshening it must work (or work around)
-    for args in (["commit", "-a", "-q", "-m", "bob"], ["fsck"], ["gc", "--prune", "now"],
-                 ["fsck"], ["status"]):
+    for args in (["commit", "-a", "-q", "-m", "bob"], ["tag", "team/bob"], ["fsck"],
+                 ["gc", "--prune", "now"], ["fsck"], ["status"]):
         proc = as_user(BOB, args, bob, umask=umask)
         assert proc.returncode == 0, (args, proc.stderr, _modes(store))
     for args in (["commit", "-a", "-q", "-m", "again", "--allow-empty"], ["gc", "--prune", "now"],
