@@ -401,10 +401,11 @@ def test_a_folder_swapped_for_a_symlink_after_planning_is_never_written_through(
     real_stage_all = checkout_module._stage_all
 
     def stage_all_then_swap(*args, **kwargs):
-        real_stage_all(*args, **kwargs)
+        staged = real_stage_all(*args, **kwargs)
         folder = ws.root / swapped
         folder.rename(tmp_path / "moved-away")
         os.symlink(outside / swapped.partition("/")[2] if "/" in swapped else outside, folder)
+        return staged
 
     monkeypatch.setattr(checkout_module, "_stage_all", stage_all_then_swap)
     head_before = dotdir_state(ws)
