@@ -230,7 +230,12 @@ def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, *, grace: float
         if not stats.dry_run:
             store.delete_stored(doomed)
         progress.advance(len(doomed), stats.freed_bytes)
-        for path in [*store.temp_files(), *_workspace_temp_files(repo, scan)]:
+        stale = [t for t in store.temp_files() if not (grace > 0 and t.mtime >= cutoff)]
+        if not stats.dry_run:
+            store.delete_temp_files(stale)
+        stats.deleted_temp_files += len(stale)
+        stats.freed_temp_bytes += sum(t.size for t in stale)
+        for path in _workspace_temp_files(repo, scan):
             try:
                 st = os.stat(path)
             except FileNotFoundError:

@@ -3,7 +3,6 @@ built from these. None of them prints; they return values or stream bytes."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import subprocess
@@ -15,24 +14,17 @@ from typing import BinaryIO, Iterable, Iterator
 from ._version import __version__
 from .errors import InvalidValueError, MissingObjectError, UnknownRevisionError
 from .index import Index, IndexEntry
-from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, TreeEntry, kind_of_mode, parse_mode
+from .objects import (BLOB, HASH_CHUNK, MODE_TREE, SNAPSHOT, TREE, Snapshot, TreeEntry, hash_stream,
+                      kind_of_mode, parse_mode)
 from .refs import ANY, HEAD, HEADS, check_ref_name
 from .revparse import is_stored_tree, resolve_entry, resolve_snapshot, resolve_tree, rev_parse
 from .trees import FlatEntry, build_tree, iter_tree
 
-HASH_CHUNK = 1 << 20
 #: Metadata keys rnstore records itself; --meta may not override them.
 RESERVED_META = ("user", "host", "rnstore_version", "git_commit", "files", "bytes")
 
 
 # -- hash-object ------------------------------------------------------------------------
-
-def hash_stream(source: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: source.read(HASH_CHUNK), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
-
 
 def hash_object(repo, path: str | None, *, write: bool, stdin: BinaryIO | None = None) -> str:
     """The blob id of a file (or of stdin); with `write`, store the blob.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Union
 
 from . import registry
 from .config import OBJECTS_KEY, Config
@@ -30,6 +30,9 @@ from .errors import InvalidValueError, NotAWorkspaceError
 from .fsutil import FileLock, atomic_write, write_new_file
 from .index import Index
 from .refs import HEADS, Journal, RefStore, branch_ref
+
+if TYPE_CHECKING:  # store.py loads zstandard: only commands that touch objects pay for it
+    from .store import ObjectStore
 
 DOTDIR = ".rnstore"
 STORE_MARKER = "rnstore-store"
@@ -80,11 +83,30 @@ mlruns/
 """
 
 
+def disk_store(repo: "Repository") -> "ObjectStore":
+    """The object store a workspace's config names: `objects/` in its store
+    folder (its own .rnstore, or the shared store), as compression.level and
+    core.fsync say."""
+    from .store import DiskStore
+    return DiskStore(repo.store_root / "objects",
+                     level=repo.config.get("compression.level"), fsync=repo.durable)
+
+
+#: A store, or what opens one for a workspace when it is first needed.
+StoreSource = Union["ObjectStore", Callable[["Repository"], "ObjectStore"]]
+
+
 class Repository:
     """An open workspace. Library code reports through `notify` (a callable
-    taking one line) and never prints."""
+    taking one line) and never prints.
 
-    def __init__(self, root: Path, dotdir: Path, *, notify: Callable[[str], None] | None = None):
+    `store` is its object store: any ObjectStore (a MemoryStore, say), or a
+    callable that opens one on first use (default: disk_store, the one the
+    config names). Workspace files (refs, index, journal, locks, config) are
+    always on disk at `dotdir`."""
+
+    def __init__(self, root: Path, dotdir: Path, *, store: StoreSource = disk_store,
+                 notify: Callable[[str], None] | None = None):
         self.root = root
         self.dotdir = dotdir
         self.notify = notify or (lambda line: None)
@@ -92,6 +114,7 @@ class Repository:
         shared = self.config.raw(OBJECTS_KEY)
         self.store_root = Path(shared) if shared else dotdir
         self.shared_store = bool(shared)
+        self._store_source = store
 
     # -- opening -------------------------------------------------------------------
 
@@ -156,10 +179,9 @@ class Repository:
         return self.config.get("core.lock_wait")
 
     @cached_property
-    def store(self):
-        from .store import DiskStore  # zstandard loads only when objects are touched
-        return DiskStore(self.store_root / "objects",
-                         level=self.config.get("compression.level"), fsync=self.durable)
+    def store(self) -> "ObjectStore":
+        source = self._store_source
+        return source(self) if callable(source) else source
 
     @cached_property
     def refs(self) -> RefStore:
