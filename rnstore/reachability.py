@@ -187,7 +187,7 @@ def collect_roots(repo, on_problem: ProblemSink, *, grace: float, now: float) ->
             _gone(ws, scan, on_problem, grace=grace, now=now)
             continue
         try:
-            other = type(repo)(dotdir.parent, dotdir)  # another workspace, opened as this one is
+            other = repo.workspace_at(dotdir)
         except _UNREADABLE as exc:
             on_problem("corrupt", str(dotdir), f"cannot read the workspace {dotdir.parent}: {_why(exc)}")
             continue

@@ -168,6 +168,11 @@ class Repository:
             repo.register()
         return repo
 
+    def workspace_at(self, dotdir: Path) -> "Repository":
+        """Another workspace (one a shared store also serves), opened as this
+        one is: gc, du and fsck read its roots."""
+        return type(self)(dotdir.parent, dotdir)
+
     # -- parts -----------------------------------------------------------------------
 
     @cached_property
