@@ -10,8 +10,8 @@ plus deleting every ref naming it, then `gc --prune now`, would free.
 
 Figures (all store-wide, over every workspace the store serves):
 
-- objects, blobs, trees, snapshots: object files on disk, by kind
-- stored_bytes: bytes of those files (compressed)
+- objects, blobs, trees, snapshots: stored objects (store.stored_objects), by kind
+- stored_bytes: their stored bytes (compressed frames)
 - logical_bytes: sum of the sizes of the distinct blobs stored
 - referenced_bytes: sum of the restore sizes of the distinct live snapshots
 - reclaimable_bytes: stored bytes of objects no root reaches: what
