@@ -107,13 +107,6 @@ class ObjectStore(abc.ABC):
         """Drop an unfinished temp frame."""
 
     @abc.abstractmethod
-    def add_frames(self, frames: Iterable[tuple[str, bytes]]) -> None:
-        """Store already-encoded frames (id, frame), which the caller has
-        verified, as one batch: one pack when many, loose when few. Objects
-        already stored are freshened, not written again. Durable when it
-        returns (inside an enclosing batch(): when that batch ends)."""
-
-    @abc.abstractmethod
     def delete(self, oid: str) -> None:
         """Remove every stored copy of the object; no error if it is absent."""
 
@@ -159,12 +152,6 @@ class ObjectStore(abc.ABC):
         """The stored ids that start with `prefix`, sorted."""
         return sorted(oid for oid in self if oid.startswith(prefix))
 
-    def read_frame(self, oid: str) -> bytes:
-        """The object's frame exactly as stored (not decoded, not verified),
-        for a transfer or a repack; MissingObjectError if absent."""
-        with self._open_frame(oid) as fh:
-            return fh.read()
-
     @staticmethod
     def _check_id(oid: str) -> None:
         if not is_object_id(oid):
@@ -174,15 +161,7 @@ class ObjectStore(abc.ABC):
         oid = hashlib.sha256(payload).hexdigest()
         if self.freshen(oid):
             return oid
-        frame = codec.compress(kind, payload, self.level)
-        out, token = self._new_temp()
-        try:
-            out.write(frame)
-            out.close()
-            self._publish(token, oid)
-        except BaseException:
-            self._discard(token)
-            raise
+        self._put_frame(oid, codec.compress(kind, payload, self.level))
         return oid
 
     def put_tree(self, tree: Tree) -> str:
@@ -306,6 +285,35 @@ class ObjectStore(abc.ABC):
         (one sync instead of one per object). Nothing may reference them
         durably before then."""
         yield
+
+    # -- frames as they are stored (for transfers between stores) ------------------
+
+    def read_frame(self, oid: str) -> bytes:
+        """The stored frame exactly as stored (not decoded, not verified),
+        for a transfer or a repack; MissingObjectError if absent."""
+        with self._open_frame(oid) as fh:
+            return fh.read()
+
+    def add_frames(self, frames: Iterable[tuple[str, bytes]]) -> None:
+        """Store (id, frame) pairs the caller has verified, as one batch: one
+        pack when many, loose when few. Objects already stored are
+        freshened, not written again. Durable when it returns (inside an
+        enclosing batch(): when that batch ends)."""
+        with self.batch():
+            for oid, frame in frames:
+                self._check_id(oid)
+                if not self.freshen(oid):
+                    self._put_frame(oid, frame)
+
+    def _put_frame(self, oid: str, frame: bytes) -> None:
+        out, token = self._new_temp()
+        try:
+            out.write(frame)
+            out.close()
+            self._publish(token, oid)
+        except BaseException:
+            self._discard(token)
+            raise
 
 
 class _VerifiedFrameReader(codec.FrameReader):
@@ -504,19 +512,12 @@ class DiskStore(ObjectStore):
         oid = hashlib.sha256(payload).hexdigest()
         if self._refresh(oid, quick=True):
             return oid
-        self._add_frame(oid, codec.compress(kind, payload, self.level))
+        self._put_frame(oid, codec.compress(kind, payload, self.level))
         return oid
 
-    def add_frames(self, frames: Iterable[tuple[str, bytes]]) -> None:
-        with self.batch():
-            for oid, frame in frames:
-                self._check_id(oid)
-                if not self.freshen(oid):
-                    self._add_frame(oid, frame)
-
-    def _add_frame(self, oid: str, frame: bytes) -> None:
-        """In a batch, to the batch's pack; otherwise (or too big for a
-        pack) to a temporary file in the object's own folder and one rename."""
+    def _put_frame(self, oid: str, frame: bytes) -> None:
+        # In a batch, to the batch's pack; otherwise (or too big for a pack)
+        # to a temporary file in the object's own folder and one rename.
         writer = self._writer
         if writer is not None and len(frame) <= MAX_FRAME:
             writer.add(oid, frame)
@@ -788,19 +789,11 @@ class MemoryStore(ObjectStore):
         return buffer, buffer
 
     def _publish(self, temp_token, oid: str) -> None:
-        self._store_frame(oid, temp_token.kept)
+        self.frames[oid] = temp_token.kept
+        self.mtimes[oid] = time.time()
 
     def _discard(self, temp_token) -> None:
         pass
-
-    def _store_frame(self, oid: str, frame: bytes) -> None:
-        self.frames[oid] = frame
-        self.mtimes[oid] = time.time()
-
-    def add_frames(self, frames: Iterable[tuple[str, bytes]]) -> None:
-        for oid, frame in frames:
-            if not self.freshen(oid):
-                self._store_frame(oid, frame)
 
     def delete(self, oid: str) -> None:
         self._check_id(oid)

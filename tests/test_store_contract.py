@@ -444,14 +444,17 @@ def test_disk_missing_root_iterates_empty(tmp_path):
 def test_every_store_implements_the_whole_contract():
     """The contract is the abstract methods plus the shared logic built on
     them: a store missing one cannot even be made."""
-    required = {"has", "freshen", "add_frames", "delete", "__iter__", "stored_size",
+    required = {"has", "freshen", "delete", "__iter__", "stored_size",
                 "stored_objects", "delete_stored", "temp_files", "delete_temp_files", "damaged_packs"}
     assert required <= ObjectStore.__abstractmethods__
+    shared = {"read_frame", "add_frames", "get", "put", "put_stream", "open_object", "header", "verify",
+              "ids_with_prefix", "batch"}
+    assert shared <= set(dir(ObjectStore)) - ObjectStore.__abstractmethods__
     for cls in (DiskStore, MemoryStore):
         assert not cls.__abstractmethods__, cls
 
     class WithoutInventory(ObjectStore):  # objects, but no stored_objects() & co.
-        has = freshen = add_frames = delete = MemoryStore.has
+        has = freshen = delete = MemoryStore.has
         _open_frame = _new_temp = _publish = _discard = MemoryStore.has
     with pytest.raises(TypeError, match="stored_objects"):
         WithoutInventory()
