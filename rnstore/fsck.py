@@ -33,6 +33,7 @@ from .errors import MissingObjectError, ObjectError
 from .reachability import ANY_ROOT, Marker, collect_roots, problem_kind, reason
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree, is_object_id
 from .progress import NO_PROGRESS, Progress
+from .views import WorkspaceView
 
 MISSING, HASH_MISMATCH, CORRUPT, DANGLING = "missing", "hash mismatch", "corrupt", "dangling"
 _ORDER = {MISSING: 0, HASH_MISMATCH: 1, CORRUPT: 2, DANGLING: 3}
@@ -78,7 +79,7 @@ class _AlreadyReported(ObjectError):
 
 
 @cycle_collector_paused
-def fsck(repo, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> FsckResult:
+def fsck(repo: WorkspaceView, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> FsckResult:
     """Check every stored object (with `quick`, headers and the decoding of
     trees and snapshots, without hashing blob contents) and every root."""
     problems: list[Problem] = []

@@ -40,6 +40,7 @@ from .fsutil import TMP_PREFIX, atomic_write, pid_alive, remove_quietly, temp_wr
 from .progress import NO_PROGRESS, Progress
 from .reachability import Marker, RootScan, StoreLoader, WorkspaceState, collect_roots, mark_roots
 from .units import parse_duration
+from .views import WorkspaceView
 
 LAST_RUN = "gc.last"
 
@@ -98,7 +99,7 @@ def _when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
-def grace_period(repo, prune: str | float | None) -> float:
+def grace_period(repo: WorkspaceView, prune: str | float | None) -> float:
     """--prune DURATION|now, or the gc.prune setting."""
     if prune is None:
         return float(repo.config.get("gc.prune"))
@@ -107,7 +108,7 @@ def grace_period(repo, prune: str | float | None) -> float:
     return parse_duration(prune)
 
 
-def last_run(repo) -> float | None:
+def last_run(repo: WorkspaceView) -> float | None:
     return registry.read_float(repo.store_root / LAST_RUN)
 
 
@@ -118,7 +119,7 @@ def _refuse(kind: str, oid: str, detail: str) -> None:
 
 
 @cycle_collector_paused
-def gc(repo, *, dry_run: bool = False, prune: str | float | None = None, auto: bool = False,
+def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None = None, auto: bool = False,
        progress: Progress = NO_PROGRESS) -> GcStats:
     """Delete the objects no root reaches that are older than the grace
     period (`prune`, default the gc.prune setting; 0 or "now": any age), and
@@ -154,13 +155,13 @@ def gc(repo, *, dry_run: bool = False, prune: str | float | None = None, auto: b
     return stats
 
 
-def _due(repo, previous: float | None) -> bool:
+def _due(repo: WorkspaceView, previous: float | None) -> bool:
     if previous is None:
         return True
     return time.time() - previous > float(repo.config.get("gc.interval"))
 
 
-def _update_registrations(repo, scan: RootScan, now: float) -> None:
+def _update_registrations(repo: WorkspaceView, scan: RootScan, now: float) -> None:
     """Record the roots of every live workspace (rule 4 reads them if it goes
     away), mark newly gone ones, and drop the registrations of released or
     moved ones."""
@@ -183,7 +184,7 @@ def _update_registrations(repo, scan: RootScan, now: float) -> None:
             registry.mark_gone(registration, now)
 
 
-def _workspace_temp_files(repo, scan: RootScan) -> list[Path]:
+def _workspace_temp_files(repo: WorkspaceView, scan: RootScan) -> list[Path]:
     """Leftovers of atomic_write (index, HEAD, refs, config, registrations)
     in every workspace the store serves; the objects folder is the store's."""
     found = []
@@ -206,7 +207,7 @@ def _writer_alive(name: str) -> bool:
     return pid is not None and pid_alive(pid)
 
 
-def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, *, grace: float, now: float,
+def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, *, grace: float, now: float,
            progress: Progress) -> None:
     store = repo.store
     cutoff = now - grace

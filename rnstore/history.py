@@ -16,6 +16,7 @@ from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, TAGS, short_name, tag_ref
 from .revparse import resolve_snapshot
 from .staging import AddResult, stage
+from .views import HistoryView, WorkspaceView
 
 
 @dataclass
@@ -30,7 +31,7 @@ class CommitResult:
 
 
 @cycle_collector_paused
-def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
+def commit(repo: WorkspaceView, message: str, *, all: bool = False, meta: Iterable[str] = (),
            allow_empty: bool = False, progress: Progress = NO_PROGRESS,
            add_options: dict | None = None) -> CommitResult:
     """Make a snapshot from the index (with `all`, stage the whole workspace
@@ -73,7 +74,7 @@ def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
                             files, int(snapshot.meta["bytes"]), staged)
 
 
-def snapshot(repo, message: str, **kw) -> CommitResult:
+def snapshot(repo: WorkspaceView, message: str, **kw) -> CommitResult:
     """Stage everything and commit, in one call."""
     return commit(repo, message, all=True, **kw)
 
@@ -100,7 +101,7 @@ class Log:
     missing_parents: list[str] = field(default_factory=list)
 
 
-def names_by_id(repo) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def names_by_id(repo: HistoryView) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     tags: dict[str, list[str]] = {}
     branches: dict[str, list[str]] = {}
     for ref, oid in repo.refs.list().items():
@@ -111,7 +112,7 @@ def names_by_id(repo) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     return tags, branches
 
 
-def log(repo, rev: str | None = None, *, limit: int | None = None, all: bool = False) -> Log:
+def log(repo: HistoryView, rev: str | None = None, *, limit: int | None = None, all: bool = False) -> Log:
     """History from `rev` (default HEAD), newest first; with `all`, every
     live snapshot, newest first."""
     tags, branches = names_by_id(repo)
@@ -163,11 +164,11 @@ def _time_key(time_text: str) -> int:
 
 # -- tag ----------------------------------------------------------------------------------
 
-def list_tags(repo) -> dict[str, str]:
+def list_tags(repo: HistoryView) -> dict[str, str]:
     return {short_name(ref): oid for ref, oid in repo.refs.list(TAGS).items()}
 
 
-def tag(repo, name: str, rev: str = "HEAD", *, force: bool = False) -> str:
+def tag(repo: HistoryView, name: str, rev: str = "HEAD", *, force: bool = False) -> str:
     """Bind `name` to a snapshot; with `force`, move it if it exists."""
     ref = tag_ref(name)
     target = resolve_snapshot(repo, rev)
@@ -180,7 +181,7 @@ def tag(repo, name: str, rev: str = "HEAD", *, force: bool = False) -> str:
     return target
 
 
-def delete_tag(repo, name: str) -> str:
+def delete_tag(repo: HistoryView, name: str) -> str:
     ref = tag_ref(name)
     current = repo.refs.resolve(ref)
     if current is None:

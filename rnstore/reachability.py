@@ -27,6 +27,7 @@ from .errors import CorruptObjectError, CorruptStoreError, InvalidValueError, Mi
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import check_ref_name
+from .views import WorkspaceView
 
 # -- roots ------------------------------------------------------------------------------
 
@@ -93,7 +94,7 @@ def problem_kind(exc: BaseException) -> str:
     return "corrupt"
 
 
-def workspace_roots(ws, on_problem: ProblemSink) -> list[Root]:
+def workspace_roots(ws: WorkspaceView, on_problem: ProblemSink) -> list[Root]:
     """The roots of one open workspace (a Repository). Each part that cannot
     be read (HEAD, a ref, the journal, the index) goes to `on_problem`."""
     dotdir, where = ws.dotdir, ws.root
@@ -153,7 +154,7 @@ def _raise(exc: OSError) -> None:
     raise exc
 
 
-def collect_roots(repo, on_problem: ProblemSink, *, grace: float, now: float) -> RootScan:
+def collect_roots(repo: WorkspaceView, on_problem: ProblemSink, *, grace: float, now: float) -> RootScan:
     """The roots of every workspace the store serves. Problems go to
     `on_problem` (gc raises there; fsck lists them and goes on). Reads only."""
     scan = RootScan()
