@@ -82,7 +82,10 @@ def cat_file(repo: HistoryView, rev: str, expected_kind: str | None = None) -> I
         raise InvalidValueError(f"'{rev}' is a {info.kind}, not a {expected_kind}")
     if info.kind == BLOB:
         return repo.store.iter_blob(info.id)
-    return iter([repo.store.get(info.id, info.kind)[1]])
+    # Decoded like every other reader does, so a non-canonical tree or
+    # snapshot is refused as corrupt; a valid one re-encodes to its payload.
+    decoded = repo.store.get_tree(info.id) if info.kind == TREE else repo.store.get_snapshot(info.id)
+    return iter([decoded.encode()])
 
 
 def read_snapshot(repo: HistoryView, rev: str) -> tuple[str, Snapshot]:
