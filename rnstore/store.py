@@ -739,23 +739,19 @@ class DiskStore(ObjectStore):
             pending, self._pending = self._pending, {}
         if not pending:
             return
+        many = len(pending) > SYNCFS_THRESHOLD
         try:
-            many = len(pending) > SYNCFS_THRESHOLD
             if many:
                 sync_filesystem(self.root)
             else:
                 for temp in pending.values():
                     _fsync_file(temp)
+            for oid, temp in pending.items():
+                self._rename_into_place(temp, oid)
         except BaseException:
-            for temp in pending.values():
+            for temp in pending.values():  # those renamed already are gone from these names
                 remove_quietly(temp)
             raise
-        for oid, temp in pending.items():
-            try:
-                self._rename_into_place(temp, oid)
-            except BaseException:
-                remove_quietly(temp)
-                raise
         if many:
             sync_filesystem(self.root)
             return
