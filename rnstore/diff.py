@@ -13,7 +13,7 @@ from .revparse import resolve_tree
 from .staging import compare, ignore_rules, workspace_entries
 from .trees import iter_tree
 from .worktree import scan
-from .views import HistoryView, StoreView, WorkspaceView
+from .views import HistoryView, ObjectsView, WorkspaceView
 
 #: Blobs larger than this are not diffed line by line.
 TEXT_DIFF_LIMIT = 4 << 20
@@ -72,7 +72,8 @@ def diff(repo: WorkspaceView, old_rev: str | None = None, new_rev: str | None = 
     return Diff(entries, workspace)
 
 
-def _content(repo: StoreView, entry_id: str | None, mode: str | None, path: bytes, workspace) -> bytes | None:
+def _content(repo: ObjectsView, entry_id: str | None, mode: str | None, path: bytes,
+             workspace) -> bytes | None:
     """The bytes of one side, or None when it is absent, a folder or too big."""
     if entry_id is None or mode == MODE_TREE:
         return b""
@@ -99,7 +100,7 @@ def _as_lines(data: bytes | None) -> list[str] | None:
         return None
 
 
-def unified(repo: StoreView, result: Diff, entry: DiffEntry) -> tuple[list[str] | None, int, int]:
+def unified(repo: ObjectsView, result: Diff, entry: DiffEntry) -> tuple[list[str] | None, int, int]:
     """A unified diff of one entry as text lines (None: binary), and the
     counts of added and removed lines."""
     path = os.fsdecode(entry.path)

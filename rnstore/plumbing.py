@@ -27,7 +27,8 @@ RESERVED_META = ("user", "host", "rnstore_version", "git_commit", "files", "byte
 
 # -- hash-object ------------------------------------------------------------------------
 
-def hash_object(repo: WorkspaceView | None, path: str | None, *, write: bool, stdin: BinaryIO | None = None) -> str:
+def hash_object(repo: WorkspaceView | None, path: str | None, *, write: bool,
+                stdin: BinaryIO | None = None) -> str:
     """The blob id of a file (or of stdin); with `write`, store the blob.
     Without `write` no workspace is needed (pass repo=None)."""
     if not write:
@@ -242,6 +243,7 @@ def snapshot_meta(repo: WorkspaceView, tree_id: str, extra: dict[str, str], *,
         "user": repo.config.get("user.name"),
         "host": socket.gethostname(),
         "rnstore_version": __version__,
+        "workspace": str(repo.root),
         "files": str(count_files(repo.store, tree_id) if files is None else files),
         "bytes": str(repo.store.get_tree(tree_id).total_size),
     }
@@ -265,6 +267,7 @@ def commit_tree(repo: WorkspaceView, tree: str, parents: Iterable[str], message:
 def store_snapshot(repo: WorkspaceView, snapshot: Snapshot) -> str:
     """Write a snapshot durably, then journal it: it is live from here on."""
     with repo.store_lock(shared=True):
+        repo.ensure_registered()
         with repo.store.batch():
             if not repo.store.freshen(snapshot.tree):
                 raise MissingObjectError(f"tree {snapshot.tree} is missing", snapshot.tree)
@@ -294,7 +297,9 @@ def update_ref(repo: HistoryView, ref: str, new: str, old: str | None = None, *,
     expected = ANY
     if require_old:
         expected = None if old in (None, "", "0" * 64) else rev_parse(repo, old)
-    repo.refs.update(full_ref_name(ref), target, expected)
+    with repo.store_lock(shared=True):
+        repo.ensure_registered()
+        repo.refs.update(full_ref_name(ref), target, expected)
     return target
 
 

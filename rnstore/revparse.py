@@ -16,7 +16,7 @@ import re
 from .errors import AmbiguousRevisionError, CorruptObjectError, InvalidValueError, UnknownRevisionError
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, TREE_HEADER, TreeEntry, is_object_id
 from .refs import HEAD, HEADS, TAGS
-from .views import HistoryView, StoreView
+from .views import HistoryView, ObjectsView
 
 MIN_PREFIX = 4
 _HEX = re.compile(r"[0-9a-f]+\Z")
@@ -79,7 +79,7 @@ def _split(rev: str) -> tuple[str, list[tuple[str, int]], str | None]:
     return base, suffixes, path
 
 
-def peel_to_snapshot(repo: StoreView, oid: str, rev: str) -> str:
+def peel_to_snapshot(repo: ObjectsView, oid: str, rev: str) -> str:
     kind = repo.store.header(oid)[0]
     if kind != SNAPSHOT:
         raise InvalidValueError(f"'{rev}' names a {kind}, not a snapshot")
@@ -103,14 +103,20 @@ def rev_parse(repo: HistoryView, rev: str) -> str:
     return entry.id
 
 
-def _parent(repo: StoreView, oid: str, number: int, rev: str) -> str:
+def _parent(repo: ObjectsView, oid: str, number: int, rev: str) -> str:
     parents = repo.store.get_snapshot(oid).parents
     if len(parents) < number:
         raise _unknown(rev, f"snapshot {oid[:12]} has no parent {number}")
-    return parents[number - 1]
+    parent = parents[number - 1]
+    if not repo.store.has(parent):
+        raise UnknownRevisionError(
+            f"unknown revision '{rev}': snapshot {parent[:12]}, the parent of {oid[:12]}, "
+            "was forgotten and collected",
+            hints=["`rnstore log` shows the history that is left"])
+    return parent
 
 
-def tree_of(repo: StoreView, oid: str, rev: str) -> str:
+def tree_of(repo: ObjectsView, oid: str, rev: str) -> str:
     """A snapshot's root tree, or a tree itself."""
     kind = repo.store.header(oid)[0]
     if kind == SNAPSHOT:
@@ -134,7 +140,7 @@ def is_stored_tree(store, oid: str) -> bool:
     return True
 
 
-def resolve_path(repo: StoreView, oid: str, path: str, rev: str) -> TreeEntry:
+def resolve_path(repo: ObjectsView, oid: str, path: str, rev: str) -> TreeEntry:
     from .trees import lookup
     tree_id = tree_of(repo, oid, rev)
     try:

@@ -17,7 +17,7 @@ from .progress import NO_PROGRESS, Progress
 from .trees import iter_tree
 from .units import format_size
 from .worktree import Found, Scan, hash_entry, parallel_map, relative_pathspecs, scan, store_entry, under
-from .views import StoreView, WorkspaceView
+from .views import ObjectsView, WorkspaceView
 
 
 @dataclass
@@ -89,6 +89,8 @@ def add(repo: WorkspaceView, paths: Iterable[str | os.PathLike] = (".",), *, dry
     # The store lock (shared) lasts until the index, a root, names the new
     # blobs: a gc in between would find them unreferenced.
     with repo.lock(), repo.store_lock(shared=True):
+        if not dry_run:
+            repo.ensure_registered()
         index = repo.read_index()
         result = stage(repo, index, paths, dry_run=dry_run, force=force, excludes=excludes,
                        no_ignore=no_ignore, ignore_errors=ignore_errors, progress=progress,
@@ -295,7 +297,7 @@ def compare(old: dict[bytes, tuple[str, str]], new: dict[bytes, tuple[str, str]]
     return changes
 
 
-def head_entries(repo: StoreView, head: str | None) -> dict[bytes, tuple[str, str]]:
+def head_entries(repo: ObjectsView, head: str | None) -> dict[bytes, tuple[str, str]]:
     if head is None:
         return {}
     tree = repo.store.get_snapshot(head).tree

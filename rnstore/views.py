@@ -4,7 +4,7 @@ Operations receive the workspace (a `repo.Repository`) as an argument and
 never import `repo` (see ARCHITECTURE.md). Each one declares the narrowest
 view it uses, so its signature says which layers it touches:
 
-- StoreView: objects only (the ObjectStore contract).
+- ObjectsView: objects only (the ObjectStore contract).
 - HistoryView: objects and what names them: refs and the journal of live
   snapshots. Resolving a revision needs no more.
 - WorkspaceView: the whole open workspace: its folders, settings, index
@@ -22,23 +22,26 @@ from .config import Config
 from .fsutil import FileLock
 from .index import Index
 from .refs import Journal, RefStore
+from .tags import WorkspaceRefs
 
 if TYPE_CHECKING:  # store.py loads zstandard: only commands that touch objects pay for it
     from .store import ObjectStore
 
 
-class StoreView(Protocol):
+class ObjectsView(Protocol):
     """Objects only."""
 
     @property
     def store(self) -> ObjectStore: ...
 
 
-class HistoryView(StoreView, Protocol):
+class HistoryView(ObjectsView, Protocol):
     """Objects, refs and the journal of live snapshots."""
 
     @property
-    def refs(self) -> RefStore: ...
+    def refs(self) -> RefStore | WorkspaceRefs:
+        """HEAD, branches and tags (a shared store's tags among them)."""
+        ...
 
     @property
     def journal(self) -> Journal: ...
@@ -65,11 +68,23 @@ class WorkspaceView(HistoryView, Protocol):
 
     def write_index(self, index: Index) -> None: ...
 
+    @property
+    def local_refs(self) -> RefStore:
+        """The refs in this workspace's own folder only."""
+        ...
+
+    @property
+    def store_tags(self) -> RefStore | None:
+        """A shared store's tags; None with a store of its own."""
+        ...
+
     def register(self) -> Path: ...
+
+    def ensure_registered(self) -> None: ...
 
     def workspace_at(self, dotdir: Path) -> WorkspaceView:
         """Another workspace (one a shared store also serves), opened as this one is."""
         ...
 
 
-__all__ = ["StoreView", "HistoryView", "WorkspaceView"]
+__all__ = ["ObjectsView", "HistoryView", "WorkspaceView"]

@@ -15,7 +15,7 @@ from rnstore.repo import Repository
 from rnstore.store import MemoryStore
 
 PACKAGE = Path(rnstore.__file__).parent
-VIEWS = (views.StoreView, views.HistoryView, views.WorkspaceView)
+VIEWS = (views.ObjectsView, views.HistoryView, views.WorkspaceView)
 #: The parameter names that hold a workspace in the library.
 WORKSPACE_PARAMETERS = ("repo", "ws")
 
@@ -58,7 +58,7 @@ def untyped_workspace_parameters(source: str) -> list[str]:
 
 def test_the_check_sees_an_untyped_workspace():
     assert untyped_workspace_parameters("def f(repo, x):\n    pass\n") == ["f(repo)"]
-    assert untyped_workspace_parameters("def f(repo: StoreView, x):\n    pass\n") == []
+    assert untyped_workspace_parameters("def f(repo: ObjectsView, x):\n    pass\n") == []
 
 
 @pytest.mark.parametrize("path", sorted(p for p in PACKAGE.rglob("*.py") if "cli" not in p.parts),
