@@ -22,7 +22,8 @@ from .store import SMALL_FILE, ObjectStore, SizeChangedError
 #: How often a file that keeps changing while it is read is tried.
 READ_ATTEMPTS = 5
 _HASH_CHUNK = 1 << 20
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+#: O_NONBLOCK: a file swapped for a FIFO since the scan is refused, not waited on.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 def _read_up_to(fd: int, limit: int) -> bytes:
@@ -296,6 +297,8 @@ def hash_entry(root: Path, found: Found) -> Stored:
     fd = os.open(full, _READ_FLAGS)
     with os.fdopen(fd, "rb") as fh:
         before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise OSError(f"{os.fsdecode(found.path)} is no longer a regular file")
         oid = hash_stream(fh)
         after = os.fstat(fd)
     key = None
