@@ -561,16 +561,10 @@ class DiskStore(ObjectStore):
         two copies and drops the other. False if the frame cannot be read
         (the caller then stores the object as new)."""
         try:
-            with self._open_frame(oid) as fh:
-                frame = fh.read()
+            frame = self.read_frame(oid)
         except (OSError, MissingObjectError, CorruptObjectError):
             return False
-        writer = self._writer
-        with self._writing():
-            if writer is not None and len(frame) <= MAX_FRAME:
-                writer.add(oid, frame)
-            else:
-                self._put_loose(oid, frame)
+        self._put_frame(oid, frame)
         return True
 
     def _known_fanouts(self) -> set[str]:
