@@ -39,6 +39,7 @@ from .fsutil import left_by_dead_process, remove_quietly, temp_name_for
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
 from .trees import check_blob_size, check_link_target, shorten
 from .progress import NO_PROGRESS, Progress
+from .views import WorkspaceView
 
 FORMATS = ("zip", "tar", "tar.gz", "tar.zst", "dir")
 _EXTENSIONS = ((".tar.gz", "tar.gz"), (".tgz", "tar.gz"), (".tar.zst", "tar.zst"),
@@ -82,7 +83,7 @@ def format_for(output: str | os.PathLike | None, format: str | None, *, stream: 
                "--format zip|tar|tar.gz|tar.zst|dir"])
 
 
-def export(repo, rev: str, output: str | os.PathLike | BinaryIO, *, format: str | None = None,
+def export(repo: WorkspaceView, rev: str, output: str | os.PathLike | BinaryIO, *, format: str | None = None,
            paths: Iterable[str | os.PathLike] | None = None, progress: Progress = NO_PROGRESS,
            cwd: Path | None = None) -> ExportResult:
     """Write snapshot `rev` (or only `paths`, relative to `cwd`) to `output`:

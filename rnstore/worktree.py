@@ -15,7 +15,7 @@ from typing import Iterable, NamedTuple
 from .errors import InvalidValueError
 from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
 from .index import RACY_NS, stat_key_if_settled, StatKey
-from .objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE
+from .objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_stream
 from .objects import BLOB
 from .store import SMALL_FILE, ObjectStore, SizeChangedError
 
@@ -292,7 +292,6 @@ def _hash_fd(fd: int, size: int) -> str | None:
 def hash_entry(root: Path, found: Found) -> Stored:
     """Like store_entry, but only hashes: nothing is written."""
     from .objects import hash_bytes
-    from .plumbing import hash_stream
     full = os.path.join(os.fsencode(root), found.path)
     if found.mode == MODE_LINK:
         target = os.readlink(full)
