@@ -84,7 +84,7 @@ def diff(repo: WorkspaceView, old_rev: str | None = None, new_rev: str | None = 
     return _compare_sides(old, new, workspace)
 
 
-def diff_trees(repo, old_tree: str | None, new_tree: str) -> Diff:
+def diff_trees(repo: ObjectsView, old_tree: str | None, new_tree: str) -> Diff:
     """What changed from one tree (None: nothing) to another."""
     old = {e.path: (e.mode, e.id) for e in iter_tree(repo.store, old_tree)} if old_tree else {}
     new = {e.path: (e.mode, e.id) for e in iter_tree(repo.store, new_tree)}

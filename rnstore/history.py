@@ -70,7 +70,7 @@ def commit(repo: WorkspaceView, message: str, *, all: bool = False, meta: Mappin
     raise _nothing_to_commit(repo, head, all)
 
 
-def _store_commit(repo, index, tree_id: str, head: str | None, branch_ref: str | None,
+def _store_commit(repo: WorkspaceView, index, tree_id: str, head: str | None, branch_ref: str | None,
                   message: str, extra: dict, staged: AddResult | None) -> CommitResult:
     """The snapshot of `tree_id`, and HEAD's branch moved to it (the caller
     holds the workspace and store locks)."""
@@ -84,7 +84,7 @@ def _store_commit(repo, index, tree_id: str, head: str | None, branch_ref: str |
                         files, int(snapshot.meta["bytes"]), staged)
 
 
-def _nothing_to_commit(repo, head: str | None, staged_all: bool) -> NothingToCommitError:
+def _nothing_to_commit(repo: WorkspaceView, head: str | None, staged_all: bool) -> NothingToCommitError:
     """Say what git says: whether anything waits in the workspace, unstaged."""
     from .staging import status
     from .units import plural
@@ -161,7 +161,7 @@ def names_by_id(repo: HistoryView) -> tuple[dict[str, list[str]], dict[str, list
     return tags, branches
 
 
-def log(repo: HistoryView, rev: str | None = None, *, limit: int | None = None, all: bool = False,
+def log(repo: WorkspaceView, rev: str | None = None, *, limit: int | None = None, all: bool = False,
         grep: str | None = None, meta: dict | Iterable[str] | None = None,
         paths: Iterable[str | os.PathLike] | None = None, cwd: Path | None = None) -> Log:
     """History from `rev` (default HEAD), newest first; with `all`, every
@@ -215,7 +215,7 @@ def log(repo: HistoryView, rev: str | None = None, *, limit: int | None = None, 
     return result
 
 
-def _snapshot_filter(repo, grep: str | None, meta, paths, cwd: Path | None):
+def _snapshot_filter(repo: WorkspaceView, grep: str | None, meta, paths, cwd: Path | None):
     """A predicate on snapshots for log's filters (True for all without any)."""
     from .trees import lookup
     from .worktree import relative_pathspecs
