@@ -62,10 +62,17 @@ class Output:
 out = Output()
 
 
-def progress():
-    """A Progress receiver for one command: a rich bar on a terminal, else
-    one that ignores everything."""
+def first_line(message: str | None) -> str:
+    """A message's first line (a snapshot's subject); "" for none."""
+    return message.splitlines()[0] if message else ""
+
+
+def progress(quiet: bool = False, no_progress: bool = False):
+    """A Progress receiver for one command, after its -q and --no-progress:
+    a rich bar on a terminal, else one that ignores everything."""
     from ..progress import NO_PROGRESS
+    out.quiet = out.quiet or quiet
+    out.no_progress = out.no_progress or no_progress
     if not out.progress_enabled:
         return NO_PROGRESS
     return RichProgress()

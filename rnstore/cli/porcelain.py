@@ -10,7 +10,8 @@ import typer
 
 from ..units import format_size
 from .app import app, open_repo
-from ._output import out, progress
+from ._options import Excludes, Force, IgnoreErrors, Json, NoIgnore, NoProgress, Quiet, staging_options
+from ._output import first_line, out, progress
 
 
 @app.command("init")
@@ -37,12 +38,6 @@ def init(
     out.summary(f"{verb} rnstore workspace in {repo.dotdir}")
 
 
-def _common_progress(quiet: bool, no_progress: bool):
-    out.quiet = out.quiet or quiet
-    out.no_progress = out.no_progress or no_progress
-    return progress()
-
-
 def _warn_add(result) -> None:
     for path, why in result.skipped:
         out.warn(f"skipped {why} '{os.fsdecode(path)}'")
@@ -53,23 +48,15 @@ def _warn_add(result) -> None:
                  f"(--no-ignore stages it)")
 
 
-Excludes = Annotated[Optional[List[str]], typer.Option(
-    "--exclude", metavar="PATTERN", help="Also ignore PATTERN (gitignore syntax, repeatable).")]
-NoIgnore = Annotated[bool, typer.Option("--no-ignore", help="Disable .rnignore files.")]
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-
-
 @app.command("add")
 def add(
     paths: Annotated[List[str], typer.Argument(metavar="PATH...")],
     all_: Annotated[bool, typer.Option("-A", "--all", help="Stage the whole workspace.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be staged.")] = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Ignore the size limits.")] = False,
+    force: Force = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
-    ignore_errors: Annotated[bool, typer.Option("--ignore-errors", help="Skip unreadable files with a warning.")] = False,
+    ignore_errors: IgnoreErrors = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -78,10 +65,10 @@ def add(
     Example: rnstore add .
     """
     repo = open_repo()
-    bar = _common_progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     targets = [str(repo.root)] if all_ else paths
-    result = repo.add(targets, dry_run=dry_run, force=force, excludes=exclude or [],
-                      no_ignore=no_ignore, ignore_errors=ignore_errors, progress=bar)
+    result = repo.add(targets, dry_run=dry_run, progress=bar,
+                      **staging_options(force, exclude, no_ignore, ignore_errors))
     _warn_add(result)
     if dry_run:
         lines = [b"add " + p for p in result.added] + [b"update " + p for p in result.modified] + \
@@ -145,10 +132,10 @@ def commit(
     all_: Annotated[bool, typer.Option("-a", "--all", help="Stage the whole workspace first.")] = False,
     meta: Annotated[Optional[List[str]], typer.Option("--meta", metavar="K=V", help="Extra metadata (repeatable).")] = None,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Commit even if nothing changed.")] = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="With -a: ignore the size limits.")] = False,
+    force: Force = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
-    ignore_errors: Annotated[bool, typer.Option("--ignore-errors", help="With -a: skip unreadable files.")] = False,
+    ignore_errors: IgnoreErrors = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -157,16 +144,14 @@ def commit(
     Example: SNAP=$(rnstore commit -a -m "run 42" --meta lr=0.1)
     """
     repo = open_repo()
-    bar = _common_progress(quiet, no_progress)
-    add_options = {"force": force, "excludes": exclude or [], "no_ignore": no_ignore,
-                   "ignore_errors": ignore_errors}
-    result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty,
-                         progress=bar, add_options=add_options)
+    bar = progress(quiet, no_progress)
+    result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty, progress=bar,
+                         add_options=staging_options(force, exclude, no_ignore, ignore_errors))
     if result.added is not None:
         _warn_add(result.added)
     out.line(result.id)
     where = result.branch or "detached HEAD"
-    out.summary(f"[{where} {result.id[:12]}] {message.splitlines()[0] if message else ''} "
+    out.summary(f"[{where} {result.id[:12]}] {first_line(message)} "
                 f"({result.files:,} files, {format_size(result.bytes)})")
 
 
@@ -186,7 +171,7 @@ def log(
     if json_:
         out.json([e.as_json() for e in history.entries])
     elif oneline:
-        out.bytes("".join(f"{e.id[:12]}{_decorations(e)} {_first_line(e.snapshot.message)}\n"
+        out.bytes("".join(f"{e.id[:12]}{_decorations(e)} {first_line(e.snapshot.message)}\n"
                           for e in history.entries).encode())
     else:
         blocks = []
@@ -206,10 +191,6 @@ def log(
 
 
 _STANDARD_META = ("user", "host", "rnstore_version", "files", "bytes")
-
-
-def _first_line(message: str) -> str:
-    return message.splitlines()[0] if message else ""
 
 
 def _decorations(entry) -> str:

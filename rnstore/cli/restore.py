@@ -11,18 +11,11 @@ import typer
 
 from ..errors import InvalidValueError
 from .app import app, open_repo
+from ._options import NoProgress, Quiet
 from ._output import out, progress
 
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
 Paths = Annotated[Optional[List[str]], typer.Argument(
     metavar="PATH", help="Only these files or folders of the snapshot (after `--`).")]
-
-
-def _progress(quiet: bool, no_progress: bool):
-    out.quiet = out.quiet or quiet
-    out.no_progress = out.no_progress or no_progress
-    return progress()
 
 
 def _count(n: int, what: str) -> str:
@@ -50,7 +43,7 @@ def checkout(
     """
     from ..checkout import checkout as run_checkout
     repo = open_repo()
-    bar = _progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     result = run_checkout(repo, rev, paths or None, target=target, force=force, progress=bar)
     for path in result.excluded:
         out.warn(f"not written: '{os.fsdecode(path)}' (a .rnstore name in the snapshot)")
@@ -100,7 +93,7 @@ def export(
         raise InvalidValueError("refusing to write an archive to a terminal",
                                 hints=["redirect stdout, or give -o FILE"])
     repo = open_repo()
-    bar = _progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     result = run_export(repo, rev, sys.stdout.buffer if stream else output,
                         format=format_, paths=paths or None, progress=bar)
     where = "stdout" if stream else output

@@ -10,24 +10,12 @@ import typer
 
 from ..units import format_size
 from .app import app, open_repo
-from ._output import out, progress
+from ._options import Json, NoProgress, Quiet
+from ._output import first_line, out, progress
 
 SPACE = "Space"
 
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", "-n", help="Change nothing; show what would happen.")]
-
-
-def _progress(quiet: bool, no_progress: bool):
-    out.quiet = out.quiet or quiet
-    out.no_progress = out.no_progress or no_progress
-    return progress()
-
-
-def _first_line(message: str | None) -> str:
-    return (message or "").splitlines()[0] if message else ""
 
 
 @app.command("forget", rich_help_panel=SPACE)
@@ -58,10 +46,10 @@ def forget(
         if item.still_named_by:
             note = f"  (still kept by {', '.join(item.still_named_by)})"
         lines.append(f"{verb:<12} {item.id[:12]}  {_time(item.time)}  "
-                     f"{_first_line(item.message)}{note}")
+                     f"{first_line(item.message)}{note}")
     for item in result.kept:
         lines.append(f"{'keep':<12} {item.id[:12]}  {_time(item.time)}  "
-                     f"{_first_line(item.message)}  ({', '.join(item.reasons)})")
+                     f"{first_line(item.message)}  ({', '.join(item.reasons)})")
     if lines:
         out.line("\n".join(lines))
     for oid in result.not_live:
@@ -101,7 +89,7 @@ def gc(
     Example: rnstore gc --auto -q
     """
     repo = open_repo()
-    bar = _progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     stats = repo.gc(dry_run=dry_run, prune=prune, auto=auto, progress=bar)
     for note in stats.notes:
         out.warn(note)
@@ -155,7 +143,7 @@ def _print_du(stats) -> None:
     for s in stats.snapshots:
         table.add_row(s.id[:12] + ("" if s.live else " *"), s.time[:19].replace("T", " "),
                       f"{s.files:,}", format_size(s.logical_bytes), format_size(s.exclusive_bytes),
-                      ", ".join(s.tags), _first_line(s.message))
+                      ", ".join(s.tags), first_line(s.message))
     store = stats.store
     summary = Table(title="Store", title_justify="left", show_header=False)
     summary.add_column("what")
@@ -191,7 +179,7 @@ def fsck(
     Example: rnstore fsck --json
     """
     repo = open_repo()
-    bar = _progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     result = repo.fsck(quick=quick, progress=bar)
     if json_:
         out.json(result.as_json())
