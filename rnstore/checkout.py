@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .alloc import cycle_collector_paused
 from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidValueError,
                      MissingObjectError, ObjectError)
 from .fsutil import TMP_PREFIX, left_by_dead_process
@@ -103,7 +102,6 @@ class CheckoutResult:
         return len(self.skipped)
 
 
-@cycle_collector_paused
 def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *,
              target: str | os.PathLike | None = None, force: bool = False,
              progress: Progress = NO_PROGRESS, cwd: Path | None = None) -> CheckoutResult:
@@ -129,7 +127,6 @@ def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *
         return _switch(repo, rev, snapshot_id, force, progress)
 
 
-@cycle_collector_paused
 def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | None = None, *,
                 force: bool = False, progress: Progress = NO_PROGRESS,
                 form: str = "target") -> CheckoutResult:

@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .alloc import cycle_collector_paused
 from .errors import CorruptStoreError, ObjectError
 from .reachability import Marker, StoreLoader, collect_roots, mark_roots
 from .objects import BLOB, SNAPSHOT, TREE
@@ -113,7 +112,6 @@ def _refuse(kind: str, oid: str, detail: str) -> None:
                             hints=["`rnstore fsck` lists the damage"])
 
 
-@cycle_collector_paused
 def du(repo, revs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS) -> DuStats:
     """Store totals and, for each live snapshot of this workspace (or each
     snapshot `revs` name), its restore size and exclusive stored bytes."""

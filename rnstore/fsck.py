@@ -28,7 +28,6 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from .alloc import cycle_collector_paused
 from .errors import ObjectError
 from .reachability import ANY_ROOT, Marker, collect_roots, problem_kind, reason
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree, is_object_id
@@ -77,7 +76,6 @@ class _AlreadyReported(ObjectError):
     pass
 
 
-@cycle_collector_paused
 def fsck(repo, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> FsckResult:
     """Check every stored object (with `quick`, headers and the decoding of
     trees and snapshots, without hashing blob contents) and every root."""

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import registry
-from .alloc import cycle_collector_paused
 from .errors import CorruptStoreError
 from .fsutil import TMP_PREFIX, atomic_write, pid_alive, remove_quietly, temp_writer_pid
 from .progress import NO_PROGRESS, Progress
@@ -117,7 +116,6 @@ def _refuse(kind: str, oid: str, detail: str) -> None:
         hints=["`rnstore fsck` lists the damage; gc runs once every root can be read"])
 
 
-@cycle_collector_paused
 def gc(repo, *, dry_run: bool = False, prune: str | float | None = None, auto: bool = False,
        progress: Progress = NO_PROGRESS) -> GcStats:
     """Delete the objects no root reaches that are older than the grace

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .alloc import cycle_collector_paused
 from .errors import InvalidValueError, NothingToCommitError, UnknownRevisionError, MissingObjectError
 from .objects import MODE_TREE, Snapshot
 from .plumbing import parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
@@ -29,7 +28,6 @@ class CommitResult:
     added: AddResult | None = None
 
 
-@cycle_collector_paused
 def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
            allow_empty: bool = False, progress: Progress = NO_PROGRESS,
            add_options: dict | None = None) -> CommitResult:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .alloc import cycle_collector_paused
 from .errors import InvalidValueError, LimitExceededError, UnreadableFileError
 from .ignore import IgnoreRules
 from .index import Index, IndexEntry
@@ -79,7 +78,6 @@ def _check_limits(repo, files: int, total: int,
     raise LimitExceededError(message, hints=hints)
 
 
-@cycle_collector_paused
 def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = False,
         force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
         ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
@@ -331,7 +329,6 @@ def workspace_entries(repo, index: Index, found: Scan, *, hash_untracked: bool =
     return current, refreshed
 
 
-@cycle_collector_paused
 def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False) -> Status:
     branch_ref, head = repo.refs.head()
     branch = branch_ref[len("refs/heads/"):] if branch_ref else None
