@@ -256,20 +256,8 @@ def _new_index(base: Index, desired: dict[bytes, FlatEntry | None],
         else:
             key = None
         base.set(IndexEntry(path, wanted.mode, wanted.id, wanted.size, key))
-    _drop_shadowed_folders(base)
+    base.drop_shadowed_folders()
     return base
-
-
-def _drop_shadowed_folders(index: Index) -> None:
-    folders = {e.path for e in index if e.mode == MODE_TREE}
-    if not folders:
-        return
-    for path in list(index.entries):
-        parts = path.split(b"/")
-        for depth in range(1, len(parts)):
-            ancestor = b"/".join(parts[:depth])
-            if ancestor in folders:
-                index.remove(ancestor)
 
 
 # -- selecting snapshot entries --------------------------------------------------------

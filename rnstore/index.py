@@ -22,6 +22,7 @@ file is replaced atomically under the workspace lock.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import os
@@ -31,7 +32,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 from .errors import CorruptStoreError
 from .fsutil import atomic_write
-from .objects import MODES_BY_BYTES, is_object_id
+from .objects import MODE_TREE, MODES_BY_BYTES, is_object_id
 
 HEADER = b"rnindex 2\n"
 #: read, never written: the same without folder lines
@@ -99,6 +100,18 @@ class Index:
     def remove(self, path: bytes) -> None:
         if self.entries.pop(path, None) is not None:
             self._forget_trees_above(path)
+
+    def drop_shadowed_folders(self) -> None:
+        """An empty-folder entry goes once something is below it."""
+        folders = [path for path, e in self.entries.items() if e.mode == MODE_TREE]
+        if not folders:
+            return
+        paths = sorted(self.entries)
+        for folder in folders:
+            # the paths below `folder` sort right after `folder/`
+            position = bisect.bisect_right(paths, folder + b"/")
+            if position < len(paths) and paths[position].startswith(folder + b"/"):
+                self.remove(folder)
 
     @property
     def tree_id(self) -> str | None:

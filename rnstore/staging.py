@@ -141,7 +141,7 @@ def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bo
     for path in deleted:
         index.remove(path)
     result.deleted = deleted
-    _drop_shadowed_folders(index)
+    index.drop_shadowed_folders()
     _totals(result, ((e.mode, e.size) for e in index.entries.values()))
     result.index_changed = bool(result.changed or to_store)
     return result
@@ -226,19 +226,6 @@ def _store_all(repo, index: Index, to_store: list[Found], result: AddResult,
     finally:
         progress.finish()
     result.unreadable.extend(failures)
-
-
-def _drop_shadowed_folders(index: Index) -> None:
-    """An empty-folder entry goes once something is staged below it."""
-    folders = [path for path, e in index.entries.items() if e.mode == MODE_TREE]
-    if not folders:
-        return
-    paths = sorted(index.entries)
-    import bisect
-    for folder in folders:
-        position = bisect.bisect_right(paths, folder + b"/")
-        if position < len(paths) and paths[position].startswith(folder + b"/"):
-            index.remove(folder)
 
 
 def _unreadable_error(problems: list[tuple[bytes, str]]) -> UnreadableFileError:

@@ -8,10 +8,12 @@ real one) and MemoryStore (a dict, for tests and throwaway use).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import itertools
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,22 @@ SMALL_FILE = 4 << 20
 BUFFERED_BLOB = 16 << 20
 #: More pending objects than this are made durable with one syncfs(2).
 SYNCFS_THRESHOLD = 64
+#: How often a file that keeps changing while it is read is read again.
+READ_ATTEMPTS = 5
+#: How files are opened for reading.
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    """Read until EOF or `limit` bytes, whichever comes first."""
+    chunks = []
+    while limit > 0:
+        chunk = os.read(fd, limit)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        limit -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class SizeChangedError(Exception):
@@ -146,17 +164,47 @@ class ObjectStore:
                 self._discard(token)
             raise
 
-    def put_file(self, path: Path) -> tuple[str, int]:
-        """Store a regular file's bytes; re-reads a file that changes while it
-        is read, so the stored bytes always match the id."""
-        for _ in range(10):
-            with open(path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
+    def put_file(self, path: str | bytes | os.PathLike) -> tuple[str, int]:
+        """Store a file's bytes (following symlinks); (id, size). See put_regular_file."""
+        oid, before = self.put_regular_file(path)
+        return oid, before.st_size
+
+    def put_regular_file(self, path: str | bytes | os.PathLike, *,
+                         follow_symlinks: bool = True) -> tuple[str, os.stat_result]:
+        """Store a file's bytes; (id, its stat as read). A file that changes
+        while it is read (it gives more or fewer bytes than its size, or its
+        size or times differ after) is read again, up to READ_ATTEMPTS times,
+        so the stored bytes always match the id. Without `follow_symlinks`
+        (a file a walk found), a path that is no longer a regular file is an
+        OSError, and so is a file that never holds still."""
+        flags = READ_FLAGS if follow_symlinks else READ_FLAGS | os.O_NOFOLLOW
+        for _ in range(READ_ATTEMPTS):
+            fd = os.open(path, flags)
+            try:
+                before = os.fstat(fd)
+                if not follow_symlinks and not stat.S_ISREG(before.st_mode):
+                    code = errno.EISDIR if stat.S_ISDIR(before.st_mode) else errno.EINVAL
+                    raise OSError(code, "no longer a regular file", path)
                 try:
-                    return self.put_stream(fh, size), size
+                    oid = self._put_open_file(fd, before.st_size)
                 except SizeChangedError:
                     continue
-        raise OSError(f"{path} keeps changing while it is read")
+                after = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == \
+                    (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+                return oid, before
+        raise OSError(errno.EAGAIN, "kept changing while it was read", path)
+
+    def _put_open_file(self, fd: int, size: int) -> str:
+        if size <= SMALL_FILE:  # whole, with plain reads: no file object per small file
+            data = _read_up_to(fd, size + 1)
+            if len(data) != size:
+                raise SizeChangedError()
+            return self.put(BLOB, data)
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as fh:
+            return self.put_stream(fh, size)
 
     @contextlib.contextmanager
     def open_object(self, oid: str, *, verify: bool = True) -> Iterator[codec.FrameReader]:

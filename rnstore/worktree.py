@@ -16,24 +16,7 @@ from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
 from .index import stat_key_if_settled, StatKey
 from .objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE
 from .objects import BLOB
-from .store import SMALL_FILE, ObjectStore, SizeChangedError
-
-#: How often a file that keeps changing while it is read is tried.
-READ_ATTEMPTS = 5
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-
-
-def _read_up_to(fd: int, limit: int) -> bytes:
-    """Read until EOF or `limit` bytes, whichever comes first."""
-    chunks = []
-    while limit > 0:
-        chunk = os.read(fd, limit)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        limit -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
+from .store import READ_FLAGS, ObjectStore
 
 class Found(NamedTuple):
     """One entry found by a scan: a file, a symlink or an empty folder."""
@@ -225,36 +208,12 @@ def store_entry(store: ObjectStore, root: Path, found: Found) -> Stored:
     if found.mode == MODE_TREE:
         from .objects import EMPTY_TREE_ID
         return Stored(found.path, MODE_TREE, EMPTY_TREE_ID, 0, None)
-    for _ in range(READ_ATTEMPTS):
-        fd = os.open(full, _READ_FLAGS)
-        try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                raise OSError(f"{os.fsdecode(found.path)} is no longer a regular file")
-            size = before.st_size
-            if size <= SMALL_FILE:
-                data = _read_up_to(fd, size + 1)
-                if len(data) != size:
-                    continue
-                oid = store.put(BLOB, data)
-            else:
-                with os.fdopen(fd, "rb", buffering=0, closefd=False) as fh:
-                    try:
-                        oid = store.put_stream(fh, size)
-                    except SizeChangedError:
-                        continue
-            after = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
-                (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
-            continue
-        mode = MODE_EXEC if before.st_mode & stat.S_IXUSR else MODE_FILE
-        key = stat_key_if_settled(before, time.time_ns())
-        if key == found.stat:
-            key = found.stat  # the scan's tuple, not a copy: the index keeps one per file
-        return Stored(found.path, mode, oid, size, key)
-    raise OSError(f"{os.fsdecode(found.path)} kept changing while it was read")
+    oid, st = store.put_regular_file(full, follow_symlinks=False)
+    mode = MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE
+    key = stat_key_if_settled(st, time.time_ns())
+    if key == found.stat:
+        key = found.stat  # the scan's tuple, not a copy: the index keeps one per file
+    return Stored(found.path, mode, oid, st.st_size, key)
 
 
 def hash_entry(root: Path, found: Found) -> Stored:
@@ -268,7 +227,7 @@ def hash_entry(root: Path, found: Found) -> Stored:
     if found.mode == MODE_TREE:
         from .objects import EMPTY_TREE_ID
         return Stored(found.path, MODE_TREE, EMPTY_TREE_ID, 0, None)
-    fd = os.open(full, _READ_FLAGS)
+    fd = os.open(full, READ_FLAGS | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as fh:
         before = os.fstat(fd)
         oid = hash_stream(fh)
