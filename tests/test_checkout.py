@@ -8,7 +8,6 @@ checked through the CLI in real subprocesses (exit codes, one `error:` line).
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from rnstore.checkout import checkout
 from rnstore.errors import BadInputError, ConflictError, CorruptObjectError, MissingObjectError
 from rnstore.objects import MODE_FILE, MODE_TREE, Snapshot, Tree, TreeEntry
 from rnstore.repo import Repository
-from _porcelain_helpers import picture
+from helpers.porcelain import failed, ok, picture
 
 NON_UTF8 = b"caf\xe9.txt"
 
@@ -54,20 +53,6 @@ def snapshot_of(repo: Repository, message: str = "m") -> str:
 
 def dotdir_state(repo: Repository) -> tuple[bytes, bytes]:
     return (repo.dotdir / "HEAD").read_bytes(), (repo.dotdir / "index").read_bytes()
-
-
-def ok(result):
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr}"
-    return result
-
-
-def failed(result, code: int, *needles: str) -> str:
-    assert result.returncode == code, f"exit {result.returncode}, expected {code}\n{result.stderr}"
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in result.stderr, result.stderr
-    return result.stderr
 
 
 def porcelain(run_cli, root: Path) -> bytes:

@@ -5,7 +5,6 @@ importing the CLI, or calling the library, changes neither."""
 from __future__ import annotations
 
 import gc
-import signal
 import subprocess
 import sys
 import textwrap

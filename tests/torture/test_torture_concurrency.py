@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from torture_helpers import (NOTES, STATS, commit, fsck_problems, init, make_tree, manifest,
+from helpers.torture import (NOTES, STATS, commit, fsck_problems, init, make_tree, manifest,
                              manifest_diff, mutate, ok, out, run, scale)
 
 pytestmark = pytest.mark.torture

@@ -1,5 +1,5 @@
 """SIGINT (Ctrl-C) during add, commit -a, a workspace checkout, export and
-gc, at seeded random moments (conftest.random_moment: mostly while the
+gc, at seeded random moments (helpers.torture.random_moment: mostly while the
 command works, a quarter anywhere from 5 ms on):
 
 - exit code 130 (or death by SIGINT while the interpreter shuts down,
@@ -35,7 +35,7 @@ import pytest
 
 import rnstore
 
-from torture_helpers import (NOTES, STATS, build_two_snapshots, commit, finished, fsck_problems, init,
+from helpers.torture import (NOTES, STATS, build_two_snapshots, commit, finished, fsck_problems, init,
                              lane_violations, make_tree, manifest, manifest_diff, mutate, ok,
                              random_moment, run, run_lanes, scale, spawn, startup_seconds,
                              temp_leftovers)
@@ -331,7 +331,7 @@ sys.argv = ["rnstore", "status"]
 runpy.run_module("rnstore", run_name="__main__", alter_sys=True)
 """)
     import sys
-    from torture_helpers import cli_env
+    from helpers.torture import cli_env
     proc = subprocess.run([sys.executable, str(script)], cwd=ws, capture_output=True, env=cli_env(),
                           timeout=120)
     STATS["sigint.startup"] += 1
