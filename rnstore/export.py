@@ -391,6 +391,9 @@ def _zip_info(path: bytes, date_time: tuple):
         class RawNameInfo(zipfile.ZipInfo):
             __slots__ = ("raw_name",)
 
+            # zipfile's undocumented hook for a name's bytes and flags, used for
+            # the local header and the central directory alike; checked by
+            # tests/test_pinned_dependencies.py for the Pythons pyproject.toml allows
             def _encodeFilenameFlags(self):  # noqa: N802 - overrides zipfile's
                 try:
                     self.raw_name.decode("ascii")

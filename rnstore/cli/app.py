@@ -49,9 +49,13 @@ def open_repo():
 
 
 def build_command(args: list[str] | None = None):
-    """The click command for a run with `args`. Converting a typer command
-    costs about 4 ms, so only the command being invoked is converted (all of
-    them for top-level help and shell completion)."""
+    """The click command for a run with `args`. Converting every typer
+    command would cost more than the start-up of a cheap command (README,
+    Performance), so only the command being invoked is converted (all of
+    them for top-level help and shell completion). typer's registry
+    (registered_commands, info, registered_callback) is not documented:
+    tests/test_pinned_dependencies.py checks it for the typer versions
+    pyproject.toml allows."""
     if os.environ.get("_RNSTORE_COMPLETE"):
         from typer.completion import completion_init
         completion_init()  # shell completion asks: register typer's shells

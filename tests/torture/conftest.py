@@ -11,12 +11,14 @@ kill -9 sees the same system calls on any file system), else pytest's tmp.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -108,28 +110,29 @@ def _scratch_base() -> str | None:
     return None
 
 
-@pytest.fixture
-def scratch(tmp_path) -> Path:
-    """A fresh folder for workspaces (tmpfs when available); removed after."""
+@contextlib.contextmanager
+def _scratch_folder(prefix: str, fallback: Callable[[], Path]) -> Iterator[Path]:
+    """A fresh folder below the scratch base, removed after; `fallback()`
+    (a pytest tmp folder, which pytest removes) when there is no base."""
     base = _scratch_base()
     if base is None:
-        yield tmp_path
+        yield fallback()
         return
-    folder = Path(tempfile.mkdtemp(prefix="rnstore-torture-", dir=base))
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     try:
         yield folder
     finally:
         rmtree(folder)
+
+
+@pytest.fixture
+def scratch(tmp_path) -> Path:
+    """A fresh folder for workspaces (tmpfs when available); removed after."""
+    with _scratch_folder("rnstore-torture-", lambda: tmp_path) as folder:
+        yield folder
 
 
 @pytest.fixture(scope="session")
 def session_scratch(tmp_path_factory) -> Path:
-    base = _scratch_base()
-    if base is None:
-        yield tmp_path_factory.mktemp("torture")
-        return
-    folder = Path(tempfile.mkdtemp(prefix="rnstore-torture-session-", dir=base))
-    try:
+    with _scratch_folder("rnstore-torture-session-", lambda: tmp_path_factory.mktemp("torture")) as folder:
         yield folder
-    finally:
-        rmtree(folder)
