@@ -55,9 +55,12 @@ from .index import Index, IndexEntry, StatKey
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import HEAD, HEADS, check_ref_name
+from .revparse import resolve_snapshot
 from .safefs import (O_CLOEXEC, O_DIR, O_NEW, Dirs, ancestors, place, prune, remove_folder, rmdir_quietly,
                      split, write_all)
+from .staging import head_entries
 from .trees import MAX_PATH, FlatEntry, lookup
+from .worktree import Found, hash_entry, mode_of, parallel_map, relative_pathspecs, under
 
 PROTECTED = b".rnstore"
 #: How many conflicting paths an error lists before "and N more".
@@ -110,8 +113,6 @@ def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *
     the current folder) and must lie in the workspace. Raises ConflictError
     (nothing changed) unless `force`, BadInputError for a path REV does not
     have, MissingObjectError/CorruptObjectError naming the affected paths."""
-    from .revparse import resolve_snapshot
-    from .worktree import relative_pathspecs
 
     paths = list(paths or [])
     prefixes = relative_pathspecs(repo.root, paths, cwd) if paths else None
@@ -170,7 +171,6 @@ def _remove_stale_staging(folder: Path, *, locked: bool) -> None:
 
 
 def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress) -> CheckoutResult:
-    from .staging import head_entries
 
     branch_ref, head = repo.refs.head()
     attach = _branch_named(repo, rev)
@@ -204,7 +204,6 @@ def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress) -
 
 def _restore_paths(repo, snapshot_id: str, prefixes: list[bytes], force: bool,
                    progress: Progress) -> CheckoutResult:
-    from .worktree import under
 
     tree = repo.store.get_snapshot(snapshot_id).tree
     entries, excluded = _select(repo.store, tree, prefixes, snapshot_id)
@@ -271,7 +270,6 @@ def _select(store, tree: str, prefixes: list[bytes] | None,
             snapshot_id: str) -> tuple[list[FlatEntry], list[bytes]]:
     """The snapshot's leaves (files, links, empty folders) below `prefixes`
     (None: all), and the paths excluded because a component is .rnstore."""
-    from .worktree import under
 
     if prefixes is None or b"" in prefixes:
         found = _leaves(store, tree, b"")
@@ -463,7 +461,6 @@ def _current(root: Path, disk: _Disk, desired: dict[bytes, FlatEntry | None],
     written below it), MODE_TREE for a folder, "other" for a special file.
     Files are hashed only when the stat cache cannot answer and the size
     matches what they are compared with; otherwise the id is _UNKNOWN."""
-    from .worktree import Found, hash_entry, mode_of, parallel_map
 
     have: dict[bytes, tuple[str | None, str]] = {}
     to_hash: list[Found] = []
@@ -590,7 +587,6 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
 
 
 def _stage_all(store, writes: list[FlatEntry], stage_fd: int, progress: Progress) -> None:
-    from .worktree import parallel_map
 
     def fetch(item: tuple[int, FlatEntry]):
         number, entry = item

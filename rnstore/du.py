@@ -31,6 +31,7 @@ from .reachability import Marker, StoreLoader, collect_roots, mark_roots
 from .objects import BLOB, SNAPSHOT, TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import TAGS, short_name
+from .revparse import resolve_snapshot
 
 
 @dataclass
@@ -115,7 +116,6 @@ def _refuse(kind: str, oid: str, detail: str) -> None:
 def du(repo, revs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS) -> DuStats:
     """Store totals and, for each live snapshot of this workspace (or each
     snapshot `revs` name), its restore size and exclusive stored bytes."""
-    from .revparse import resolve_snapshot
     wanted = [resolve_snapshot(repo, rev) for rev in revs]
     # Shared: gc (exclusive) cannot delete what is being counted.
     with repo.store_lock(shared=True):

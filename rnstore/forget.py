@@ -25,6 +25,8 @@ from typing import Iterable
 from .errors import CorruptStoreError, InvalidValueError, ObjectError
 from .objects import is_object_id
 from .refs import HEADS, TAGS, short_name
+from .revparse import resolve_snapshot
+from .units import parse_duration
 
 
 @dataclass
@@ -63,7 +65,6 @@ def forget(repo, revs: Iterable[str] = (), *, keep_last: int | None = None,
         if isinstance(keep_within, (int, float)):
             within, within_text = float(keep_within), f"{keep_within:g}s"
         else:
-            from .units import parse_duration
             within, within_text = parse_duration(keep_within), str(keep_within)
 
     live = list(repo.journal)
@@ -122,7 +123,6 @@ def _resolve(repo, rev: str, live: set[str]) -> str:
     a live snapshot whose object is lost can still be forgotten."""
     if is_object_id(rev.lower()) and rev.lower() in live:
         return rev.lower()
-    from .revparse import resolve_snapshot
     return resolve_snapshot(repo, rev)
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from .errors import ObjectError
 from .reachability import ANY_ROOT, Marker, collect_roots, problem_kind, reason
+from .worktree import parallel_map
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree, is_object_id
 from .progress import NO_PROGRESS, Progress
 
@@ -169,7 +170,6 @@ def _size_of(oid: str, kind: str, kinds, sizes, decoded) -> int | None:
 def _check_objects(store, listed: dict[str, int], quick: bool, report, progress: Progress):
     """Read every object (in parallel): kinds, payload sizes, decoded trees
     and snapshots, and the ids that failed."""
-    from .worktree import parallel_map
     kinds: dict[str, str] = {}
     sizes: dict[str, int] = {}
     decoded: dict = {}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import heapq
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable
 
 from .errors import InvalidValueError, NothingToCommitError, UnknownRevisionError, MissingObjectError

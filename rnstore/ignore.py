@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:  # loaded when a rule is compiled: most commands read no rules
-    import pathspec
+    import pathspec  # compiled only when a rule file exists: most commands read none
 
 IGNORE_FILE = ".rnignore"
 #: Never stored, whatever the rules say.
@@ -70,7 +70,7 @@ def _compile(lines: Sequence[str]) -> _Rules | None:
     lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         return None
-    import pathspec
+    import pathspec  # compiled only when a rule file exists: most commands read none
     return _Rules(pathspec.GitIgnoreSpec.from_lines(lines))
 
 

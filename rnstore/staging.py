@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import InvalidValueError, LimitExceededError, UnreadableFileError
+from .errors import InvalidValueError, LimitExceededError, LockTimeoutError, UnreadableFileError
 from .ignore import IgnoreRules
 from .index import Index, IndexEntry
 from .objects import MODE_LINK, MODE_TREE
@@ -339,7 +339,6 @@ def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False) -> St
 def _refresh_index(repo, refreshed: list[IndexEntry]) -> None:
     """Save stat information learned while hashing, so the next status is
     fast. Skipped quietly when another process holds the workspace lock."""
-    from .errors import LockTimeoutError
     lock = repo.lock()
     lock.wait = 0
     try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, NamedTuple
@@ -14,9 +16,10 @@ from typing import Iterable, NamedTuple
 from .errors import InvalidValueError
 from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
 from .index import stat_key_if_settled, StatKey
-from .objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE
-from .objects import BLOB
+from .objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_bytes
+from .plumbing import hash_stream
 from .store import READ_FLAGS, ObjectStore
+
 
 class Found(NamedTuple):
     """One entry found by a scan: a file, a symlink or an empty folder."""
@@ -206,7 +209,6 @@ def store_entry(store: ObjectStore, root: Path, found: Found) -> Stored:
         oid = store.put("blob", target)
         return Stored(found.path, MODE_LINK, oid, len(target), stat_key_if_settled(st))
     if found.mode == MODE_TREE:
-        from .objects import EMPTY_TREE_ID
         return Stored(found.path, MODE_TREE, EMPTY_TREE_ID, 0, None)
     oid, st = store.put_regular_file(full, follow_symlinks=False)
     mode = MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE
@@ -218,14 +220,11 @@ def store_entry(store: ObjectStore, root: Path, found: Found) -> Stored:
 
 def hash_entry(root: Path, found: Found) -> Stored:
     """Like store_entry, but only hashes: nothing is written."""
-    from .objects import hash_bytes
-    from .plumbing import hash_stream
     full = os.path.join(os.fsencode(root), found.path)
     if found.mode == MODE_LINK:
         target = os.readlink(full)
         return Stored(found.path, MODE_LINK, hash_bytes(target), len(target), None)
     if found.mode == MODE_TREE:
-        from .objects import EMPTY_TREE_ID
         return Stored(found.path, MODE_TREE, EMPTY_TREE_ID, 0, None)
     fd = os.open(full, READ_FLAGS | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as fh:
@@ -259,8 +258,6 @@ def parallel_map(function, items: list, workers: int = WORKERS):
         for item in items:
             yield attempt(item)
         return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
 
     # Items go to the workers in runs: a future per file costs as much as
     # hashing a small one. Runs stay short enough to spread a short list.

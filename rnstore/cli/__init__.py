@@ -42,7 +42,7 @@ def _keep_large_buffers_out_of_the_heap() -> None:
     trimmed again (README, Performance, has the figures). The CLI only: a
     library does not set its host's allocator."""
     try:
-        import ctypes
+        import ctypes  # only to tune a command's allocator: --version answers without it
         libc = ctypes.CDLL(None)
         libc.mallopt(_M_MMAP_THRESHOLD, (1 << 20) + (64 << 10))
         libc.mallopt(_M_TRIM_THRESHOLD, 4 << 20)
@@ -82,7 +82,7 @@ def _flush_stdout() -> None:
 
 def _handle(exc: BaseException) -> int:
     try:
-        from ._errors import EXIT_INTERRUPTED, EXIT_PIPE, report
+        from ._errors import EXIT_INTERRUPTED, EXIT_PIPE, report  # traceback and all: only on an error
     except KeyboardInterrupt:
         return 130
     if isinstance(exc, BrokenPipeError) or (

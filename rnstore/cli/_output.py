@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Any
 
+from ..progress import NO_PROGRESS
+
 
 class Output:
     def __init__(self) -> None:
@@ -70,7 +72,6 @@ def first_line(message: str | None) -> str:
 def progress(quiet: bool = False, no_progress: bool = False):
     """A Progress receiver for one command, after its -q and --no-progress:
     a rich bar on a terminal, else one that ignores everything."""
-    from ..progress import NO_PROGRESS
     out.quiet = out.quiet or quiet
     out.no_progress = out.no_progress or no_progress
     if not out.progress_enabled:
@@ -87,7 +88,7 @@ class RichProgress:
 
     def start(self, description: str, total_files: int | None = None,
               total_bytes: int | None = None) -> None:
-        from rich.console import Console
+        from rich.console import Console  # rich loads only when a bar is drawn
         from rich.progress import (BarColumn, DownloadColumn, Progress,
                                    TextColumn, TimeRemainingColumn, TransferSpeedColumn)
         self.finish()

@@ -8,10 +8,15 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from .. import plumbing
+from ..config import SETTINGS, _setting
+from ..errors import InvalidValueError
+from ..repo import DOTDIR, Repository
 from ..units import format_size
 from .app import app, open_repo
 from ._options import Excludes, Force, IgnoreErrors, Json, NoIgnore, NoProgress, Quiet, staging_options
 from ._output import first_line, out, progress
+from .plumbing import _print_tree
 
 
 @app.command("init")
@@ -28,7 +33,6 @@ def init(
 
     Example: rnstore init --objects /shared/rnstore
     """
-    from ..repo import DOTDIR, Repository
     target = directory or Path(".")
     existed = (target / DOTDIR / "HEAD").is_file()
     repo = Repository.init(target, objects=objects, branch=branch,
@@ -204,8 +208,7 @@ def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]")] = "HEAD") -> 
 
     Example: rnstore show HEAD~3:train.py > old_train.py
     """
-    from .. import plumbing
-    from ..history import names_by_id
+    from ..history import names_by_id  # loads the store and zstandard, which rev-parse must not
     repo = open_repo()
     info = plumbing.object_info(repo, rev)
     if info.kind == "blob":
@@ -213,7 +216,6 @@ def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]")] = "HEAD") -> 
             out.bytes(chunk)
         return
     if info.kind == "tree":
-        from .plumbing import _print_tree
         _print_tree(plumbing.ls_tree(repo, info.id), long=True, name_only=False)
         return
     s = repo.store.get_snapshot(info.id)
@@ -241,10 +243,9 @@ def diff(
 
     Example: rnstore diff HEAD~1 HEAD --stat
     """
-    from .. import diff as difflib_
+    from .. import diff as difflib_  # loads the store and zstandard, which rev-parse must not
     revs = revs or []
     if len(revs) > 2:
-        from ..errors import InvalidValueError
         raise InvalidValueError("diff takes at most two revisions")
     repo = open_repo()
     result = difflib_.diff(repo, revs[0] if revs else None, revs[1] if len(revs) > 1 else None,
@@ -289,7 +290,7 @@ def tag(
 
     Example: rnstore tag paper-v1 HEAD
     """
-    from .. import history
+    from .. import history  # loads the store and zstandard, which rev-parse must not
     repo = open_repo()
     if delete:
         old = history.delete_tag(repo, delete)
@@ -311,7 +312,6 @@ def config(
 
     Example: rnstore config limits.max_bytes 2GB
     """
-    from ..config import SETTINGS
     repo = open_repo()
     if key is None:
         for name in SETTINGS:
@@ -331,5 +331,4 @@ def _config_text(repo, key: str) -> str:
 
 
 def _default(key: str) -> str:
-    from ..config import _setting
     return _setting(key).default

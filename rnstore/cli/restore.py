@@ -10,6 +10,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..errors import InvalidValueError
+from ..units import format_size
 from .app import app, open_repo
 from ._options import NoProgress, Quiet
 from ._output import out, progress
@@ -41,7 +42,7 @@ def checkout(
 
     Example: rnstore checkout run-42 -- train.py configs/
     """
-    from ..checkout import checkout as run_checkout
+    from ..checkout import checkout as run_checkout  # loads the store and zstandard, which rev-parse must not
     repo = open_repo()
     bar = progress(quiet, no_progress)
     result = run_checkout(repo, rev, paths or None, target=target, force=force, progress=bar)
@@ -85,7 +86,7 @@ def export(
 
     Example: rnstore export HEAD -o code.tar.zst
     """
-    from ..export import export as run_export
+    from ..export import export as run_export  # loads the store and zstandard, which rev-parse must not
     if output is None:
         raise InvalidValueError("give -o OUT (an archive name, a folder with --format dir, or - for stdout)")
     stream = output == "-"
@@ -97,6 +98,5 @@ def export(
     result = run_export(repo, rev, sys.stdout.buffer if stream else output,
                         format=format_, paths=paths or None, progress=bar)
     where = "stdout" if stream else output
-    from ..units import format_size
     out.summary(f"Exported {result.snapshot[:12]} to {where} ({result.format}, "
                 f"{result.files:,} files, {format_size(result.bytes)})")

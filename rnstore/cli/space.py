@@ -4,6 +4,7 @@ function, renders."""
 from __future__ import annotations
 
 import os
+import sys
 from typing import Annotated, List, Optional
 
 import typer
@@ -128,10 +129,9 @@ def du(
 
 
 def _print_du(stats) -> None:
-    import sys
 
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console  # rich loads only for du's table
+    from rich.table import Table  # rich loads only for du's table
 
     console = Console(file=sys.stdout, no_color=bool(os.environ.get("NO_COLOR")),
                       highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -194,7 +194,6 @@ def fsck(
     dangling = len(result.problems) - len(fatal)
     tail = f", {dangling:,} dangling" if dangling else ""
     if fatal:
-        import sys
         sys.stderr.write(f"error: fsck found {len(fatal):,} problem{'s' if len(fatal) != 1 else ''} "
                          f"in {result.checked_objects:,} objects{tail}\n")
         return 1
