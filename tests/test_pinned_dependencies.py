@@ -6,6 +6,8 @@ versions this test has passed on: widen a range after running it there.
 - typer: the CLI converts only the invoked command (Typer.registered_commands,
   .info and .registered_callback, cli/app.py), and maps typer's exceptions by
   their public classes (Exit, Abort, TyperException; cli/__init__.py).
+- typer's shell completion classes (typer._completion_classes, cli/completions.py):
+  test_completions.py fails when the scripts they write change.
 - zipfile: export writes raw (non-UTF-8) entry names by overriding
   ZipInfo._encodeFilenameFlags (export.py), which Python bounds.
 """
