@@ -174,9 +174,9 @@ class ObjectStore:
         """Store a file's bytes; (id, its stat as read). A file that changes
         while it is read (it gives more or fewer bytes than its size, or its
         size or times differ after) is read again, up to READ_ATTEMPTS times,
-        so the stored bytes always match the id. Without `follow_symlinks`
-        (a file a walk found), a path that is no longer a regular file is an
-        OSError, and so is a file that never holds still."""
+        so the stored bytes always match the id; one that never holds still
+        is an OSError. Without `follow_symlinks` (a file a walk found), so is
+        a path that is no longer a regular file."""
         flags = READ_FLAGS if follow_symlinks else READ_FLAGS | os.O_NOFOLLOW
         for _ in range(READ_ATTEMPTS):
             fd = os.open(path, flags)
