@@ -45,7 +45,8 @@ def test_main_sets_the_sigint_handler(tmp_path):
         except SystemExit as exit:
             assert exit.code == 0, exit.code
         names = [getattr(h, "__name__", repr(h)) for h in seen]
-        assert names == ["_interrupted_while_starting", "default_int_handler"], names
+        assert names == ["_interrupted_outside_the_command", "default_int_handler",
+                         "_interrupted_outside_the_command"], names
         print("set")
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -88,3 +89,21 @@ def test_library_calls_keep_the_cycle_collector_on(tmp_path):
     repo.gc(prune="now", progress=watch)
     assert watch.states and all(watch.states), watch.states
     assert gc.isenabled()
+
+
+def test_a_ctrl_c_while_the_process_exits_prints_no_traceback(tmp_path):
+    """Once the command is done, a SIGINT that lands while the interpreter
+    exits (joining threads, running atexit hooks) ends it with 130 and no
+    traceback. atexit stands in for that moment, deterministically."""
+    script = textwrap.dedent("""
+        import atexit, os, signal, sys
+        import rnstore.cli
+        atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))
+        rnstore.cli.main(["hash-object", "--stdin"])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], input=b"data\n", capture_output=True,
+                          cwd=tmp_path, timeout=60)
+    stderr = proc.stderr.decode()
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert len(proc.stdout.strip()) == 64  # the work was done and printed first

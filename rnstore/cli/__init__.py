@@ -17,18 +17,28 @@ from .._version import __version__
 from ..alloc import cycle_collector_paused
 
 
-def _interrupted_while_starting(signum, frame):  # nothing to clean up yet
+def _interrupted_outside_the_command(signum, frame):
+    """Ctrl-C before the command starts or after it ended: nothing to clean
+    up, and no KeyboardInterrupt to surface as a traceback."""
     os._exit(130)
 
 
 def main(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGINT, _interrupted_while_starting)
+    signal.signal(signal.SIGINT, _interrupted_outside_the_command)
     args = sys.argv[1:] if argv is None else list(argv)
     if args in (["--version"], ["-V"]):
         sys.stdout.write(f"rnstore {__version__}\n")
         sys.exit(0)
     _keep_large_buffers_out_of_the_heap()
-    sys.exit(run(args))
+    code = 130
+    try:
+        code = run(args)  # turns SIGINT into KeyboardInterrupt while the command runs
+    except KeyboardInterrupt:  # landed after run() handled its errors
+        pass
+    finally:
+        # the interpreter's exit (joining threads, atexit) is no place for one
+        signal.signal(signal.SIGINT, _interrupted_outside_the_command)
+    sys.exit(code)
 
 
 def _keep_large_buffers_out_of_the_heap() -> None:
