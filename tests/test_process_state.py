@@ -107,3 +107,30 @@ def test_a_ctrl_c_while_the_process_exits_prints_no_traceback(tmp_path):
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert proc.returncode == 130, (proc.returncode, stderr)
     assert len(proc.stdout.strip()) == 64  # the work was done and printed first
+
+
+def test_a_ctrl_c_while_the_handler_is_switched_back_prints_no_traceback(tmp_path):
+    """signal.signal is Python code: a SIGINT can land inside it, under the
+    handler being replaced. main() switches again until it is done."""
+    script = textwrap.dedent("""
+        import signal, sys
+        import rnstore.cli
+        real_signal = signal.signal
+        calls = []
+        def interrupted_once(signum, handler):
+            calls.append(handler)
+            if len(calls) == 3:  # main's switch after the command
+                raise KeyboardInterrupt
+            return real_signal(signum, handler)
+        signal.signal = interrupted_once
+        try:
+            rnstore.cli.main(["hash-object", "--stdin"])
+        except SystemExit as exit:
+            assert signal.getsignal(signal.SIGINT).__name__ == "_interrupted_outside_the_command"
+            print("exit", exit.code)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], input=b"data\n", capture_output=True,
+                          cwd=tmp_path, timeout=60)
+    stderr = proc.stderr.decode()
+    assert "Traceback" not in stderr, stderr
+    assert proc.stdout.decode().splitlines()[-1:] == ["exit 0"], (proc.stdout, stderr)

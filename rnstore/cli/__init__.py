@@ -36,8 +36,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:  # landed after run() handled its errors
         pass
     finally:
-        # the interpreter's exit (joining threads, atexit) is no place for one
-        signal.signal(signal.SIGINT, _interrupted_outside_the_command)
+        # the interpreter's exit (joining threads, atexit) is no place for a
+        # KeyboardInterrupt; one may land while the handler is switched
+        # (signal.signal is Python code), so switch until it is done
+        while True:
+            try:
+                signal.signal(signal.SIGINT, _interrupted_outside_the_command)
+                break
+            except KeyboardInterrupt:
+                pass
     sys.exit(code)
 
 
