@@ -84,9 +84,14 @@ def _accept_click_completion_order() -> None:
 def run(args: list[str]) -> int:
     _accept_click_completion_order()
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         from .app import build_command  # everything heavy loads inside the try
-        result = build_command(args).main(args=args, prog_name="rnstore", standalone_mode=False)
+        command = build_command(args)
+        # From here on a Ctrl-C interrupts the command (KeyboardInterrupt: it
+        # cleans up, exit 130). Before, under main's handler, it ends the
+        # process at once: nothing is written yet, and a KeyboardInterrupt
+        # inside an import can surface as an "Exception ignored" traceback.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        result = command.main(args=args, prog_name="rnstore", standalone_mode=False)
         _flush_stdout()
         return result if isinstance(result, int) else 0
     except BaseException as exc:  # noqa: BLE001 - this is the one place that handles all
