@@ -113,7 +113,6 @@ def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *
     the current folder) and must lie in the workspace. Raises ConflictError
     (nothing changed) unless `force`, BadInputError for a path REV does not
     have, MissingObjectError/CorruptObjectError naming the affected paths."""
-
     paths = list(paths or [])
     prefixes = relative_pathspecs(repo.root, paths, cwd) if paths else None
     if target is not None:
@@ -171,7 +170,6 @@ def _remove_stale_staging(folder: Path, *, locked: bool) -> None:
 
 
 def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress) -> CheckoutResult:
-
     branch_ref, head = repo.refs.head()
     attach = _branch_named(repo, rev)
     tree = repo.store.get_snapshot(snapshot_id).tree
@@ -270,7 +268,6 @@ def _select(store, tree: str, prefixes: list[bytes] | None,
             snapshot_id: str) -> tuple[list[FlatEntry], list[bytes]]:
     """The snapshot's leaves (files, links, empty folders) below `prefixes`
     (None: all), and the paths excluded because a component is .rnstore."""
-
     if prefixes is None or b"" in prefixes:
         found = _leaves(store, tree, b"")
     else:
@@ -461,7 +458,6 @@ def _current(root: Path, disk: _Disk, desired: dict[bytes, FlatEntry | None],
     written below it), MODE_TREE for a folder, "other" for a special file.
     Files are hashed only when the stat cache cannot answer and the size
     matches what they are compared with; otherwise the id is _UNKNOWN."""
-
     have: dict[bytes, tuple[str | None, str]] = {}
     to_hash: list[Found] = []
     for path, wanted in desired.items():
@@ -587,7 +583,6 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
 
 
 def _stage_all(store, writes: list[FlatEntry], stage_fd: int, progress: Progress) -> None:
-
     def fetch(item: tuple[int, FlatEntry]):
         number, entry = item
         try:

@@ -92,7 +92,6 @@ def export(repo, rev: str, output: str | os.PathLike | BinaryIO, *, format: str 
     """Write snapshot `rev` (or only `paths`, relative to `cwd`) to `output`:
     a file name, a folder name for the dir format, or a writable binary
     stream (a tar unless `format` says tar.gz, tar.zst or zip)."""
-
     stream = output if hasattr(output, "write") else None
     fmt = format_for(None if stream else output, format, stream=stream is not None)
     snapshot_id = resolve_snapshot(repo, rev)

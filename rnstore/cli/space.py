@@ -129,7 +129,6 @@ def du(
 
 
 def _print_du(stats) -> None:
-
     from rich.console import Console  # rich loads only for du's table
     from rich.table import Table  # rich loads only for du's table
 
