@@ -45,7 +45,7 @@ def test_main_sets_the_sigint_handler(tmp_path):
         except SystemExit as exit:
             assert exit.code == 0, exit.code
         names = [getattr(h, "__name__", repr(h)) for h in seen]
-        assert names == ["_interrupted_outside_the_command", "default_int_handler",
+        assert names == ["_interrupted_outside_the_command", "_interrupt_the_command",
                          "_interrupted_outside_the_command"], names
         print("set")
     """)
@@ -89,6 +89,28 @@ def test_library_calls_keep_the_cycle_collector_on(tmp_path):
     repo.gc(prune="now", progress=watch)
     assert watch.states and all(watch.states), watch.states
     assert gc.isenabled()
+
+
+def test_a_ctrl_c_inside_an_import_is_raised_again_outside_it():
+    """Inside the import machinery a KeyboardInterrupt can be printed and
+    dropped ("Exception ignored in ... _get_module_lock"); the command's
+    handler raises it again, a moment later, in ordinary code. The frame
+    stands in for one of importlib's."""
+    script = textwrap.dedent("""
+        import signal, time
+        from rnstore.cli import _interrupt_the_command
+        signal.signal(signal.SIGINT, _interrupt_the_command)
+        importing = compile("handler(signal.SIGINT, sys._getframe())", "<frozen importlib._bootstrap>", "eval")
+        import sys
+        eval(importing, {"handler": _interrupt_the_command, "signal": signal, "sys": sys})
+        print("not raised inside the import")
+        try:
+            time.sleep(5)
+        except KeyboardInterrupt:
+            print("raised after it")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.splitlines() == ["not raised inside the import", "raised after it"], proc.stderr
 
 
 def test_a_ctrl_c_while_the_process_exits_prints_no_traceback(tmp_path):

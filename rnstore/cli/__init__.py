@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 
 from .._version import __version__
 from ..alloc import cycle_collector_paused
@@ -21,6 +22,24 @@ def _interrupted_outside_the_command(signum, frame):
     """Ctrl-C before the command starts or after it ended: nothing to clean
     up, and no KeyboardInterrupt to surface as a traceback."""
     os._exit(130)
+
+
+def _interrupt_the_command(signum, frame):
+    """Python's KeyboardInterrupt, except inside the import machinery: there
+    it can land in a callback that prints and drops it ("Exception ignored")
+    or leave a module half imported, so SIGINT is sent again a moment later,
+    until it lands in rnstore's own code."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            again = threading.Timer(_RETRY_SECONDS, os.kill, (os.getpid(), signal.SIGINT))
+            again.daemon = True
+            again.start()
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
+
+
+_RETRY_SECONDS = 0.01
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,7 +109,7 @@ def run(args: list[str]) -> int:
         # cleans up, exit 130). Before, under main's handler, it ends the
         # process at once: nothing is written yet, and a KeyboardInterrupt
         # inside an import can surface as an "Exception ignored" traceback.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _interrupt_the_command)
         result = command.main(args=args, prog_name="rnstore", standalone_mode=False)
         _flush_stdout()
         return result if isinstance(result, int) else 0
