@@ -21,6 +21,10 @@ from typing import Callable, Iterable
 from .errors import LockTimeoutError
 
 TMP_PREFIX = ".tmp-"
+#: A file changed this recently may still be being written, and its times
+#: may not show the last change yet: far above the coarse clock tick that
+#: stamps file times (<= 10 ms).
+RACY_NS = 100_000_000
 
 
 def temp_name_for(path: Path) -> Path:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 from .errors import CorruptStoreError
-from .fsutil import atomic_write
+from .fsutil import RACY_NS, atomic_write
 from .objects import MODE_TREE, MODES_BY_BYTES, is_object_id
 
 HEADER = b"rnindex 2\n"
@@ -39,7 +39,6 @@ HEADER = b"rnindex 2\n"
 HEADER_V1 = b"rnindex 1\n"
 _FOLDER = b"tree"
 _RECORDS_PER_CHUNK = 1024  # about 150 KB: few writes, little memory
-RACY_NS = 100_000_000  # far above the coarse clock tick that stamps file times (<= 10 ms)
 
 
 class StatKey(NamedTuple):

@@ -15,13 +15,14 @@ import itertools
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from . import codec
 from .errors import CorruptObjectError, InvalidValueError, MissingObjectError
-from .fsutil import TMP_PREFIX, fsync_dir, remove_quietly, sync_filesystem, write_new_file
+from .fsutil import RACY_NS, TMP_PREFIX, fsync_dir, remove_quietly, sync_filesystem, write_new_file
 from .objects import (BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree,
                       is_object_id)
 from .packs import MAX_FRAME, DamagedPackError, Pack, PackWriter, list_packs, write_pack
@@ -49,6 +50,25 @@ def _read_up_to(fd: int, limit: int) -> bytes:
         chunks.append(chunk)
         limit -= len(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _same_change(st: os.stat_result, before: os.stat_result) -> bool:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns) == \
+        (before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+
+
+def _hash_fd(fd: int, size: int) -> str | None:
+    """The SHA-256 of the first `size` bytes of an open file; None if it
+    has fewer, or more."""
+    digest = hashlib.sha256()
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, min(codec.CHUNK, size - offset), offset)
+        if not chunk:
+            return None
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest() if not os.pread(fd, 1, size) else None
 
 
 class SizeChangedError(Exception):
@@ -174,11 +194,14 @@ class ObjectStore:
         """Store a file's bytes; (id, its stat as read). A file that changes
         while it is read (it gives more or fewer bytes than its size, or its
         size or times differ after) is read again, up to READ_ATTEMPTS times,
-        so the stored bytes always match the id; one that never holds still
-        is an OSError. Without `follow_symlinks` (a file a walk found), so is
-        a path that is no longer a regular file."""
+        and one changed within RACY_NS before the read must give the same
+        bytes twice (a write sets the times as it starts, so no stat shows
+        one under way): the stored bytes always match the id. A file that
+        never holds still is an OSError; without `follow_symlinks` (a file a
+        walk found), so is a path that is no longer a regular file."""
         flags = READ_FLAGS if follow_symlinks else READ_FLAGS | os.O_NOFOLLOW
         for _ in range(READ_ATTEMPTS):
+            started = time.time_ns()
             fd = os.open(path, flags)
             try:
                 before = os.fstat(fd)
@@ -189,11 +212,12 @@ class ObjectStore:
                     oid = self._put_open_file(fd, before.st_size)
                 except SizeChangedError:
                     continue
-                after = os.fstat(fd)
+                unchanged = _same_change(os.fstat(fd), before)
+                if unchanged and max(before.st_mtime_ns, before.st_ctime_ns) >= started - RACY_NS:
+                    unchanged = _hash_fd(fd, before.st_size) == oid and _same_change(os.fstat(fd), before)
             finally:
                 os.close(fd)
-            if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == \
-                    (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+            if unchanged:
                 return oid, before
         raise OSError(errno.EAGAIN, "kept changing while it was read", path)
 
@@ -318,7 +342,9 @@ class DiskStore(ObjectStore):
         self._pack_folder = f"{self._root}/pack"
         self.fsync = fsync
         self._batch_depth = 0
-        self._pending: list[str] = []
+        # A batch's loose objects: written and closed under a temporary name,
+        # renamed into place only once flush() has made them durable.
+        self._pending: dict[str, str] = {}  # id -> temporary file
         self._pending_lock = threading.Lock()
         self._packs: dict[str, Pack] | None = None  # loaded on first need
         self._packs_stale = False  # we published a pack since
@@ -401,7 +427,7 @@ class DiskStore(ObjectStore):
 
     def has(self, oid: str) -> bool:
         path = self._checked_path(oid)
-        if self._writer is not None and oid in self._writer:
+        if self._writer is not None and oid in self._writer or oid in self._pending:
             return True
         return os.path.exists(path) or self._find_pack(oid) is not None
 
@@ -415,14 +441,11 @@ class DiskStore(ObjectStore):
         # keeps a concurrent gc (which spares young objects) from deleting it.
         # A packed object's mtime is its pack's.
         writer = self._writer
-        if writer is not None and oid in writer:
+        if writer is not None and oid in writer or oid in self._pending:
             return True
         if not quick or oid[:2] in self._known_fanouts():
-            try:
-                os.utime(self._path(oid))
+            if _refresh_whole_file(self._path(oid)):
                 return True
-            except FileNotFoundError:
-                pass
         for reload in (False, True):
             pack = self._pack_of(oid, reload=reload)
             if pack is None:
@@ -461,7 +484,7 @@ class DiskStore(ObjectStore):
         if frame is not None:
             return io.BytesIO(frame)
         try:
-            return open(path, "rb")
+            return open(self._pending.get(oid, path), "rb")
         except FileNotFoundError:
             pass
         pack = self._pack_of(oid, reload=True)
@@ -506,22 +529,32 @@ class DiskStore(ObjectStore):
             raise
 
     def _publish(self, temp_token, oid: str) -> None:
+        # Durable, then renamed (FORMAT.md, rule 2): a file system may
+        # persist a new name before the data, and a crash in between would
+        # leave a short file at the final name. In a batch, flush() does
+        # this for all of the batch's objects at once.
+        if self.fsync and self._batch_depth:
+            with self._pending_lock:
+                if oid in self._pending:
+                    remove_quietly(temp_token)
+                else:
+                    self._pending[oid] = temp_token
+            return
+        if self.fsync:
+            _fsync_file(temp_token)
+        self._rename_into_place(temp_token, oid)
+        if self.fsync:
+            fsync_dir(os.path.dirname(self._path(oid)))
+            fsync_dir(self._root)
+
+    def _rename_into_place(self, temp: str, oid: str) -> None:
         final = self._path(oid)
         try:
-            os.replace(temp_token, final)
+            os.replace(temp, final)
         except FileNotFoundError:
             os.makedirs(os.path.dirname(final), exist_ok=True)
-            os.replace(temp_token, final)
+            os.replace(temp, final)
         self._known_fanouts().add(oid[:2])
-        if not self.fsync:
-            return
-        if self._batch_depth:
-            with self._pending_lock:
-                self._pending.append(final)
-        else:
-            _fsync_file(final)
-            fsync_dir(os.path.dirname(final))
-            fsync_dir(self._root)
 
     def _discard(self, temp_token) -> None:
         remove_quietly(temp_token)
@@ -657,6 +690,7 @@ class DiskStore(ObjectStore):
         except BaseException:
             if outermost:
                 self._writer.abort()
+                self._drop_pending()
             raise
         finally:
             self._batch_depth -= 1
@@ -678,19 +712,61 @@ class DiskStore(ObjectStore):
             self._put_loose(oid, frame)
 
     def flush(self) -> None:
-        """Make every object published in the batch durable."""
+        """Make the batch's loose objects durable under their temporary
+        names, rename them into place, then make the renames durable."""
         with self._pending_lock:
-            pending, self._pending = self._pending, []
+            pending, self._pending = self._pending, {}
         if not pending:
             return
-        if len(pending) > SYNCFS_THRESHOLD:
+        try:
+            many = len(pending) > SYNCFS_THRESHOLD
+            if many:
+                sync_filesystem(self.root)
+            else:
+                for temp in pending.values():
+                    _fsync_file(temp)
+        except BaseException:
+            for temp in pending.values():
+                remove_quietly(temp)
+            raise
+        for oid, temp in pending.items():
+            try:
+                self._rename_into_place(temp, oid)
+            except BaseException:
+                remove_quietly(temp)
+                raise
+        if many:
             sync_filesystem(self.root)
             return
-        for path in pending:
-            _fsync_file(path)
-        for folder in sorted({os.path.dirname(p) for p in pending}):
+        for folder in sorted({os.path.dirname(self._path(oid)) for oid in pending}):
             fsync_dir(folder)
         fsync_dir(self._root)
+
+    def _drop_pending(self) -> None:
+        """A failed batch: its objects were never renamed into place."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        for temp in pending.values():
+            remove_quietly(temp)
+
+
+def _refresh_whole_file(path: str) -> bool:
+    """Refresh the mtime of a loose object file, if there is one and it
+    holds a whole zstd frame: a file cut short (by a crash, on a file system
+    that kept the name but not the data) is no stored object, and storing
+    the object again replaces it. Costs a read per zstd block, not a decode."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        if codec.frame_length(lambda at, n: os.pread(fd, n, at), size) is None:
+            return False
+        os.utime(fd)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:

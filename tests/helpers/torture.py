@@ -31,12 +31,16 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from helpers import cli
+from rnstore.checkout import materialise
+from rnstore.repo import Repository
 
 #: Figures gathered during the run (crash points, writers, ...), printed by
 #: the torture conftest's summary. Lanes in worker processes return theirs.
@@ -519,3 +523,48 @@ def timed(function: Callable, *args, **kw):
     start = time.monotonic()
     value = function(*args, **kw)
     return value, time.monotonic() - start
+
+
+# -- checks beside a gc loop ----------------------------------------------------------------
+
+def materialise_matches(ws: Path, snap: str, expected: dict, target: Path) -> str | None:
+    """None if the library's checkout of `snap` into `target` gives exactly
+    `expected`; else what is wrong."""
+    if target.exists():
+        shutil.rmtree(target)
+    try:
+        materialise(Repository.open(ws), snap, target)
+    except Exception as exc:  # noqa: BLE001 - the finding
+        return f"{snap[:12]} of {ws.name} cannot be checked out: {type(exc).__name__}: {exc}"
+    actual = manifest(target)
+    shutil.rmtree(target)
+    if actual != expected:
+        return f"{snap[:12]} of {ws.name} differs:\n{manifest_diff(expected, actual)}"
+    STATS["checks.checkouts"] += 1
+    return None
+
+
+def gc_loop(ws: Path, stop: threading.Event, problems: list[str], runs: list[int]) -> None:
+    while not stop.is_set():
+        proc = run(["gc", "--prune", "now", "-q"], ws)
+        if proc.returncode != 0:
+            problems.append(f"gc exited {proc.returncode}: {proc.stderr}")
+            return
+        runs.append(1)
+
+
+@contextmanager
+def gc_looping(ws: Path, problems: list[str]):
+    """`gc --prune now` in a loop in `ws` while the block runs, then once
+    more; yields the list of runs (one item per run)."""
+    stop = threading.Event()
+    runs: list[int] = []
+    thread = threading.Thread(target=gc_loop, args=(ws, stop, problems, runs))
+    thread.start()
+    try:
+        yield runs
+    finally:
+        stop.set()
+        thread.join()
+    ok(["gc", "--prune", "now", "-q"], ws)
+    runs.append(1)

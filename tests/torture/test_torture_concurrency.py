@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.torture import (NOTES, STATS, commit, fsck_problems, init, make_tree, manifest,
-                             manifest_diff, mutate, ok, out, run, scale)
+from helpers.torture import (NOTES, STATS, commit, fsck_problems, gc_loop, gc_looping, init, make_tree, manifest,
+                             manifest_diff, materialise_matches, mutate, ok, out, run, scale)
 
 pytestmark = pytest.mark.torture
 
@@ -33,32 +33,6 @@ def shared_content(k: int) -> bytes:
     appearing and disappearing: gc may collect one while a writer stores
     it again."""
     return random.Random(1000 + k).randbytes(700)
-
-
-def materialise_matches(ws: Path, snap: str, expected: dict, target: Path) -> str | None:
-    from rnstore.checkout import materialise
-    from rnstore.repo import Repository
-    if target.exists():
-        shutil.rmtree(target)
-    try:
-        materialise(Repository.open(ws), snap, target)
-    except Exception as exc:  # noqa: BLE001 - the finding
-        return f"{snap[:12]} of {ws.name} cannot be checked out: {type(exc).__name__}: {exc}"
-    actual = manifest(target)
-    shutil.rmtree(target)
-    if actual != expected:
-        return f"{snap[:12]} of {ws.name} differs:\n{manifest_diff(expected, actual)}"
-    STATS["checks.checkouts"] += 1
-    return None
-
-
-def gc_loop(ws: Path, stop: threading.Event, problems: list[str], runs: list[int]) -> None:
-    while not stop.is_set():
-        proc = run(["gc", "--prune", "now", "-q"], ws)
-        if proc.returncode != 0:
-            problems.append(f"gc exited {proc.returncode}: {proc.stderr}")
-            return
-        runs.append(1)
 
 
 def test_shared_store_writers_beside_gc_loop(scratch):
@@ -108,18 +82,8 @@ def test_shared_store_writers_beside_gc_loop(scratch):
                     forgotten.add(previous)
             previous = snap
 
-    stop = threading.Event()
-    gc_runs: list[int] = []
-    gc_thread = threading.Thread(target=gc_loop, args=(gc_ws, stop, problems, gc_runs))
-    gc_thread.start()
-    try:
-        with ThreadPoolExecutor(WRITERS) as pool:
-            list(pool.map(writer, range(WRITERS)))
-    finally:
-        stop.set()
-        gc_thread.join()
-    ok(["gc", "--prune", "now", "-q"], gc_ws)
-    gc_runs.append(1)
+    with gc_looping(gc_ws, problems) as gc_runs, ThreadPoolExecutor(WRITERS) as pool:
+        list(pool.map(writer, range(WRITERS)))
     STATS["concurrent.writers"] += WRITERS
     STATS["concurrent.commits"] += len(printed)
     STATS["concurrent.gc_runs"] += len(gc_runs)
