@@ -25,6 +25,14 @@ nothing:
 3. apply: remove what goes, remove the folders that this emptied, create
    folders, then rename each staged file into place.
 
+Before step 2, every folder the checkout will write into (or create a
+folder in) is checked for write permission: a read-only folder stops the
+checkout with nothing changed. A write that still fails in step 3 (the
+permissions changed since) does not stop the others; the workspace form
+then finishes consistently: the index and HEAD move to the snapshot, and
+the paths that could not be written keep what they held (status shows them
+as changes) and are named in the error.
+
 A checkout killed in step 2 or 3 leaves its staging folder
 (`.tmp-checkout-PID-*`); the next workspace checkout removes those beside the
 index, the next checkout into the same target those whose process is gone.
@@ -49,7 +57,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidValueError,
-                     MissingObjectError, ObjectError)
+                     MissingObjectError, NotWritableError, ObjectError)
 from .fsutil import TMP_PREFIX, left_by_dead_process
 from .index import Index, IndexEntry, StatKey
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
@@ -59,7 +67,7 @@ from .revparse import resolve_snapshot
 from .safefs import (O_CLOEXEC, O_DIR, O_NEW, Dirs, ancestors, place, prune, remove_folder, rmdir_quietly,
                      split, write_all)
 from .staging import head_entries
-from .trees import MAX_PATH, FlatEntry, lookup
+from .trees import MAX_PATH, FlatEntry, check_blob_size, check_link_target, lookup, shorten
 from .worktree import Found, hash_entry, mode_of, parallel_map, relative_pathspecs, under
 
 PROTECTED = b".rnstore"
@@ -163,8 +171,11 @@ def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | No
     _remove_stale_staging(root, locked=False)
     result = CheckoutResult(snapshot_id, root, form, excluded=excluded, removed=extra_files,
                             missing=list(unreadable or ()))
-    _execute(repo, plan, root, root, result, force, progress, for_index=False,
-             skip_missing=skip_missing)
+    try:
+        _execute(repo, plan, root, root, result, force, progress, for_index=False,
+                 skip_missing=skip_missing)
+    except _WritesFailed as failed:
+        raise failed.finished("") from None
     return result
 
 
@@ -250,8 +261,7 @@ def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress,
         raise _conflict_error(plan.conflicts)
     result = CheckoutResult(snapshot_id, repo.root, "switch", excluded=excluded,
                             missing=list(unreadable or ()))
-    placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress,
-                      skip_missing=skip_missing)
+    placed, failed = _execute_keeping_going(repo, plan, result, force, progress, skip_missing)
     untouched = Index(e for e in index if under(e.path, unknown))  # left as they were
     repo.write_index(_new_index(untouched, desired, index.entries, plan, placed))
     if attach is not None:
@@ -265,6 +275,9 @@ def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress,
         if branch_ref is not None or head != snapshot_id:
             repo.refs.update(HEAD, snapshot_id, follow_head=False)
             result.head_moved = True
+    if failed:
+        raise failed.finished(f"; HEAD and the index moved to {snapshot_id[:12]}, so those paths "
+                              f"show as changes in `rnstore status`")
     return result
 
 
@@ -285,11 +298,43 @@ def _restore_paths(repo, snapshot_id: str, prefixes: list[bytes], force: bool,
         raise _conflict_error(plan.conflicts)
     result = CheckoutResult(snapshot_id, repo.root, "paths", excluded=excluded,
                             missing=list(unreadable or ()))
-    placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress,
-                      skip_missing=skip_missing)
+    placed, failed = _execute_keeping_going(repo, plan, result, force, progress, skip_missing)
     kept = Index(e for e in index if e.path not in desired and e.path not in plan.untrack)
     repo.write_index(_new_index(kept, desired, index.entries, plan, placed))
+    if failed:
+        raise failed.finished("; the index records the snapshot's entries, so those paths show "
+                              "as changes in `rnstore status`")
     return result
+
+
+def _execute_keeping_going(repo, plan: "_Plan", result: CheckoutResult, force: bool,
+                           progress: Progress, skip_missing: bool
+                           ) -> tuple[dict[bytes, os.stat_result], "_WritesFailed | None"]:
+    """_execute in the workspace: writes that fail (after the writability
+    check passed) are returned, so that the caller finishes the index and
+    HEAD consistently before it reports them."""
+    try:
+        return _execute(repo, plan, repo.root, repo.dotdir, result, force, progress,
+                        skip_missing=skip_missing), None
+    except _WritesFailed as failed:
+        return failed.placed, failed
+
+
+class _WritesFailed(Exception):
+    """Some writes of the apply step failed; the others were done."""
+
+    def __init__(self, failures: list[tuple[bytes, OSError]], placed: dict[bytes, os.stat_result]):
+        super().__init__("writes failed")
+        self.failures = failures
+        self.placed = placed
+
+    def finished(self, how: str) -> NotWritableError:
+        shown = ", ".join(f"'{shorten(path)}' ({exc.strerror or exc})" for path, exc in self.failures[:5])
+        more = f" and {len(self.failures) - 5} more" if len(self.failures) > 5 else ""
+        return NotWritableError(
+            f"checkout could not write {shown}{more}; everything else was written{how}",
+            [os.fsdecode(p) for p, _ in self.failures],
+            hints=["fix the permissions, then `rnstore checkout HEAD -- PATH` writes them"])
 
 
 def _branch_named(repo, rev: str) -> str | None:
@@ -637,9 +682,16 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
     `skip_missing`, a write whose object is missing or corrupt is dropped
     and listed in `result.missing`; otherwise nothing is changed."""
     total = sum(e.size for e in plan.writes)
-    progress.start("checkout", len(plan.writes), total)
     stage_path = None
     stage_fd = root_fd = None
+    if root.exists():
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+        try:
+            _check_writable(plan, root_fd)
+        except BaseException:
+            os.close(root_fd)
+            raise
+    progress.start("checkout", len(plan.writes), total)
     try:
         if plan.writes:
             # Named before it exists, so Ctrl-C right after mkdir still removes it.
@@ -651,10 +703,11 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
                                  skip_missing=skip_missing)
             result.missing.extend((path, exc.object_id or entry_id, _why_damaged(exc))
                                   for path, entry_id, exc in damaged)
-        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+        if root_fd is None:
+            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+        result.missing.sort()
         placed = _apply(plan, root_fd, stage_fd, force, result, for_index,
                         skip={path for path, _, _ in result.missing})
-        result.missing.sort()
     finally:
         for fd in (stage_fd, root_fd):
             if fd is not None:
@@ -666,6 +719,45 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
     result.skipped = plan.skipped
     result.replaced = sorted(set(plan.replaced))
     return placed
+
+
+def _check_writable(plan: "_Plan", root_fd: int) -> None:
+    """Every folder the apply step writes into (or creates a folder in)
+    must be writable: checked first, so that a read-only folder stops the
+    checkout before anything changed."""
+    folders = {split(path)[0] for path in (*plan.unlink, *plan.clear)}
+    folders.update(split(entry.path)[0] for entry in plan.writes)
+    folders.update(split(path)[0] for path in (*plan.folders, *plan.needed))
+    dirs = Dirs(root_fd)
+    refused: list[tuple[bytes, str]] = []
+    checked: set[bytes] = set()
+    try:
+        for folder in sorted(folders):
+            existing = folder
+            while existing and dirs.open(existing) is None:
+                existing = split(existing)[0]  # made by the checkout: its parent is written
+            if existing in checked:
+                continue
+            checked.add(existing)
+            if existing:
+                parent, name = split(existing)
+                allowed = os.access(name, os.W_OK | os.X_OK, dir_fd=dirs.open(parent),
+                                    effective_ids=os.access in os.supports_effective_ids,
+                                    follow_symlinks=False)
+            else:
+                allowed = os.access(f"/proc/self/fd/{root_fd}", os.W_OK | os.X_OK) \
+                    if os.path.exists(f"/proc/self/fd/{root_fd}") else True
+            if not allowed:
+                refused.append((existing, "read-only"))
+    finally:
+        dirs.close()
+    if refused:
+        shown = ", ".join(f"'{shorten(path) or '.'}/'" for path, _ in refused[:5])
+        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+        raise NotWritableError(
+            f"cannot check out: the folder(s) {shown}{more} are not writable, and the checkout "
+            f"writes there; nothing was changed", [os.fsdecode(p) for p, _ in refused],
+            hints=["make them writable (chmod u+w), or check out into another folder with --target"])
 
 
 def _why_damaged(exc: ObjectError) -> str:
@@ -708,13 +800,13 @@ def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes) -> None:
     """Write one blob into the staging folder, verified against its id."""
     if entry.mode == MODE_LINK:
         target = b"".join(store.iter_blob(entry.id))
-        if not target or b"\0" in target:
-            raise CorruptObjectError(f"object {entry.id} is not a valid symlink target", entry.id)
+        check_link_target(target, entry)
         os.symlink(target, name, dir_fd=stage_fd)
         return
     fd = os.open(name, O_NEW, 0o755 if entry.mode == MODE_EXEC else 0o644, dir_fd=stage_fd)
     try:
-        with store.open_object(entry.id, verify=True) as reader:
+        with store.open_verified(entry.id) as reader:  # an intact copy, where there are several
+            check_blob_size(reader.size, entry)
             for chunk in reader.chunks():  # the hash check follows the last chunk
                 write_all(fd, chunk)
     finally:
@@ -723,7 +815,7 @@ def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes) -> None:
 
 def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
     corrupt = any(isinstance(exc, CorruptObjectError) for _, exc in damaged)
-    shown = ", ".join(f"'{os.fsdecode(path)}' ({exc})" for path, exc in damaged[:5])
+    shown = ", ".join(f"'{shorten(path)}' ({exc})" for path, exc in damaged[:5])
     more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
     cls = CorruptObjectError if corrupt else MissingObjectError
     return cls(f"cannot check out {shown}{more}; nothing was changed",
@@ -735,30 +827,39 @@ def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
 def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
            result: CheckoutResult, for_index: bool, skip: set[bytes] = frozenset()
            ) -> dict[bytes, os.stat_result]:
+    """Apply the plan, leaving out the writes in `skip`. An operation that
+    fails with an OSError does not stop the others: they are all reported
+    at the end (_WritesFailed), each named by its path."""
     dirs = Dirs(root_fd)
     placed: dict[bytes, os.stat_result] = {}
+    failures: list[tuple[bytes, OSError]] = []
     try:
         gone: list[bytes] = []
         for path in plan.unlink:
             parent, name = split(path)
-            fd = dirs.open(parent)
-            if fd is None:
-                continue
             try:
+                fd = dirs.open(parent)
+                if fd is None:
+                    continue
                 if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
                     continue  # became a folder since the plan: left alone
                 os.unlink(name, dir_fd=fd)
                 gone.append(path)
             except FileNotFoundError:
                 pass
+            except OSError as exc:
+                failures.append((path, exc))
         for path in plan.clear:
             parent, name = split(path)
-            fd = dirs.open(parent)
-            if fd is None:
-                continue
-            dirs.forget(path)
-            remove_folder(fd, name, force)
-            gone.append(path)
+            try:
+                fd = dirs.open(parent)
+                if fd is None:
+                    continue
+                dirs.forget(path)
+                remove_folder(fd, name, force)
+                gone.append(path)
+            except OSError as exc:
+                failures.append((path, exc))
         for path in plan.rmdir:
             if path in plan.needed:
                 continue
@@ -767,24 +868,35 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
             if fd is not None and rmdir_quietly(dirs, fd, path, name):
                 gone.append(path)
         prune(dirs, gone, plan.needed)
-        for folder in sorted(plan.needed):
-            dirs.open(folder, create=True)
-        created = set(plan.folders)
-        for path in plan.folders:
-            dirs.open(path, create=True)
+        created = set()
+        for folder in [*sorted(plan.needed), *plan.folders]:
+            try:
+                dirs.open(folder, create=True)
+                if folder in plan.folders:
+                    created.add(folder)
+            except OSError as exc:
+                failures.append((folder, exc))
+        written = []
         for number, entry in enumerate(plan.writes):
             if entry.path in skip:
                 continue  # its object is missing or corrupt (skip_missing)
             parent, name = split(entry.path)
-            fd = dirs.open(parent, create=True)
-            place(stage_fd, b"%d" % number, fd, name)
-            if for_index:
-                placed[entry.path] = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            try:
+                fd = dirs.open(parent, create=True)
+                place(stage_fd, b"%d" % number, fd, name)
+                if for_index:
+                    placed[entry.path] = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError as exc:
+                failures.append((entry.path, exc))
+                continue
+            written.append(entry.path)
             result.bytes_written += entry.size
-        result.written = sorted(entry.path for entry in plan.writes if entry.path not in skip)
+        result.written = sorted(written)
         result.folders = sorted(created)
     finally:
         dirs.close()
+    if failures:
+        raise _WritesFailed(failures, placed)
     return placed
 
 

@@ -161,7 +161,8 @@ def gc(repo, *, dry_run: bool = False, prune: str | float | None = None, auto: b
             _update_registrations(repo, scan, now)
         _sweep(repo, marker, scan, stats, stored, grace=grace, now=now, progress=progress)
         if not dry_run:
-            atomic_write(repo.store_root / LAST_RUN, f"{now:.3f}\n".encode(), durable=False)
+            atomic_write(repo.store_root / LAST_RUN, f"{now:.3f}\n".encode(), durable=False,
+                         shared=repo.group_shared)
     return stats
 
 
@@ -233,11 +234,12 @@ def _update_registrations(repo, scan: RootScan, now: float) -> None:
         if registration is None:
             continue
         if ws.state in ("here", "alive"):
-            registry.record_roots(registration, by_workspace.get(str(ws.dotdir), []), durable=repo.durable)
+            registry.record_roots(registration, by_workspace.get(str(ws.dotdir), []), durable=repo.durable,
+                                  shared=repo.group_shared)
         elif ws.released or ws.state == "elsewhere":
             registry.unregister(registration)
         elif ws.gone_since is None:
-            registry.mark_gone(registration, now)
+            registry.mark_gone(registration, now, shared=repo.group_shared)
 
 
 def _workspace_temp_files(repo, scan: RootScan) -> list[Path]:

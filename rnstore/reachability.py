@@ -286,6 +286,8 @@ class Marker:
         self.kind: dict[str, str] = {}
         self.children: dict[str, Children] = {}
         self.failed: set[str] = set()
+        #: (id, kind) -> unit, for an object reached as a second kind (rare)
+        self._other_kinds: dict[tuple[str, str], tuple[str, str]] = {}
 
     def __contains__(self, oid: str) -> bool:
         return oid in self.owner
@@ -302,6 +304,12 @@ class Marker:
         stack = [(oid, kind)]
         while stack:
             oid, kind = stack.pop()
+            first_kind = kinds.get(oid)
+            if first_kind is not None and kind != first_kind and kind != BLOB:
+                # Reached as another kind than before (HEAD or a tag naming a
+                # tree): it must decode as that kind too, so it is checked once.
+                self._mark_as_other_kind(unit, oid, kind, on_error, stack)
+                continue
             current = owner.get(oid)
             if current is not None and (current == unit or current == SHARED):
                 continue
@@ -322,6 +330,23 @@ class Marker:
                 children[oid] = below
             stack.extend(below)
         return len(self.owner) - before
+
+    def _mark_as_other_kind(self, unit, oid: str, kind: str, on_error, stack: list) -> None:
+        key = (oid, kind)
+        current = self._other_kinds.get(key)
+        if current is not None and (current == unit or current == SHARED):
+            return
+        self._other_kinds[key] = unit if current is None else SHARED
+        owner = self.owner.get(oid)
+        if owner is not None and owner != unit and owner != SHARED:
+            self.owner[oid] = SHARED
+        try:
+            below = self.load(oid, kind)
+        except ObjectError as exc:
+            if current is None:
+                on_error(oid, kind, exc)
+            return
+        stack.extend(below)
 
 
 class StoreLoader:

@@ -41,8 +41,12 @@ class AddResult:
         return bool(self.added or self.modified or self.deleted)
 
 
-def ignore_rules(repo, excludes: Iterable[str] = (), no_ignore: bool = False) -> IgnoreRules:
-    return IgnoreRules(repo.root, extra=list(excludes), use_files=not no_ignore)
+def ignore_rules(repo, excludes: Iterable[str] = (), no_ignore: bool = False,
+                 strict_ignore: bool = False) -> IgnoreRules:
+    """The rules for a scan; a bad .rnignore pattern is reported through
+    repo.notify and skipped, or refused with `strict_ignore`."""
+    return IgnoreRules(repo.root, extra=list(excludes), use_files=not no_ignore,
+                       warn=lambda line: repo.notify(f"warning: {line}"), strict=strict_ignore)
 
 
 def _check_limits(repo, files: int, total: int,
@@ -81,7 +85,7 @@ def _check_limits(repo, files: int, total: int,
 def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = False,
         force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
         ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
-        cwd: Path | None = None) -> AddResult:
+        cwd: Path | None = None, strict_ignore: bool = False) -> AddResult:
     """Stage additions, changes and deletions under `paths`."""
     # The store lock (shared) lasts until the index, a root, names the new
     # blobs: a gc in between would find them unreferenced.
@@ -91,7 +95,7 @@ def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = Fa
         index = repo.read_index()
         result = stage(repo, index, paths, dry_run=dry_run, force=force, excludes=excludes,
                        no_ignore=no_ignore, ignore_errors=ignore_errors, progress=progress,
-                       cwd=cwd)
+                       cwd=cwd, strict_ignore=strict_ignore)
         if result.index_changed:
             repo.write_index(index)
     return result
@@ -100,11 +104,11 @@ def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = Fa
 def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bool = False,
           force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
           ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
-          cwd: Path | None = None) -> AddResult:
+          cwd: Path | None = None, strict_ignore: bool = False) -> AddResult:
     """`add` on an index in memory (the caller holds the workspace lock and
     writes the index when `index_changed`)."""
     prefixes = relative_pathspecs(repo.root, list(paths) or ["."], cwd)
-    rules = ignore_rules(repo, excludes, no_ignore)
+    rules = ignore_rules(repo, excludes, no_ignore, strict_ignore)
     found = scan(repo.root, prefixes, rules)
     unmatched = [p for p in found.missing if not any(under(e, [p]) for e in index.entries)]
     if unmatched:
@@ -318,11 +322,12 @@ def workspace_entries(repo, index: Index, found: Scan, *, hash_untracked: bool =
     return current, refreshed
 
 
-def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False) -> Status:
+def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False,
+           strict_ignore: bool = False) -> Status:
     branch_ref, head = repo.refs.head()
     branch = branch_ref[len("refs/heads/"):] if branch_ref else None
     index = repo.read_index()
-    found = scan(repo.root, [b""], ignore_rules(repo, excludes, no_ignore))
+    found = scan(repo.root, [b""], ignore_rules(repo, excludes, no_ignore, strict_ignore))
     current, refreshed = workspace_entries(repo, index, found)
     indexed = {e.path: (e.mode, e.id) for e in index}
     result = Status(branch, head)

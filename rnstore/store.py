@@ -13,7 +13,6 @@ import hashlib
 import io
 import itertools
 import os
-import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -21,8 +20,9 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from . import codec
-from .errors import CorruptObjectError, InvalidValueError, MissingObjectError
-from .fsutil import RACY_NS, TMP_PREFIX, fsync_dir, remove_quietly, sync_filesystem, write_new_file
+from .errors import CorruptObjectError, InvalidValueError, MissingObjectError, StoreWriteError
+from .fsutil import (RACY_NS, TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, open_regular,
+                     remove_quietly, share, sync_filesystem, write_new_file)
 from .objects import (BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree,
                       is_object_id)
 from .packs import MAX_FRAME, DamagedPackError, Pack, PackWriter, list_packs, write_pack
@@ -36,8 +36,6 @@ BUFFERED_BLOB = 16 << 20
 SYNCFS_THRESHOLD = 64
 #: How often a file that keeps changing while it is read is read again.
 READ_ATTEMPTS = 5
-#: How files are opened for reading.
-READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
 def _read_up_to(fd: int, limit: int) -> bytes:
@@ -91,9 +89,15 @@ class ObjectStore:
         """Mark an existing object as recently used; False if it is absent."""
         raise NotImplementedError
 
-    def _open_frame(self, oid: str) -> BinaryIO:
-        """A seekable binary file of the stored frame; MissingObjectError if absent."""
+    def _open_frame(self, oid: str, copy: int = 0) -> BinaryIO:
+        """A seekable binary file of the stored frame (of its `copy`-th stored
+        copy: an object stored twice can be read from either);
+        MissingObjectError if absent."""
         raise NotImplementedError
+
+    def copies(self, oid: str) -> int:
+        """How many stored copies of the object there are."""
+        return 1 if self.has(oid) else 0
 
     def _new_temp(self) -> tuple[BinaryIO, object]:
         raise NotImplementedError
@@ -124,19 +128,26 @@ class ObjectStore:
         if not is_object_id(oid):
             raise InvalidValueError(f"'{oid}' is not an object id")
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around the store's own writes: an OSError there is the store's
+        (StoreWriteError), never blamed on the file being stored."""
+        yield
+
     def put(self, kind: str, payload: bytes) -> str:
         oid = hashlib.sha256(payload).hexdigest()
         if self.freshen(oid):
             return oid
         frame = codec.compress(kind, payload, self.level)
-        out, token = self._new_temp()
-        try:
-            out.write(frame)
-            out.close()
-            self._publish(token, oid)
-        except BaseException:
-            self._discard(token)
-            raise
+        with self._writing():
+            out, token = self._new_temp()
+            try:
+                out.write(frame)
+                out.close()
+                self._publish(token, oid)
+            except BaseException:
+                self._discard(token)
+                raise
         return oid
 
     def put_tree(self, tree: Tree) -> str:
@@ -157,25 +168,29 @@ class ObjectStore:
         digest = hashlib.sha256()
         out = token = None
         try:
-            out, token = self._new_temp()
-            writer = codec.FrameWriter(out, kind, size, self.level)
+            with self._writing():
+                out, token = self._new_temp()
+                writer = codec.FrameWriter(out, kind, size, self.level)
             remaining = size
             while remaining > 0:
                 chunk = source.read(min(codec.CHUNK, remaining))
                 if not chunk:
                     raise SizeChangedError()
                 digest.update(chunk)
-                writer.write(chunk)
+                with self._writing():
+                    writer.write(chunk)
                 remaining -= len(chunk)
             if source.read(1):
                 raise SizeChangedError()
-            writer.close()
-            out.close()
+            with self._writing():
+                writer.close()
+                out.close()
             oid = digest.hexdigest()
             if self.freshen(oid):
                 self._discard(token)
             else:
-                self._publish(token, oid)
+                with self._writing():
+                    self._publish(token, oid)
             return oid
         except BaseException:
             if out is not None:
@@ -197,17 +212,14 @@ class ObjectStore:
         and one changed within RACY_NS before the read must give the same
         bytes twice (a write sets the times as it starts, so no stat shows
         one under way): the stored bytes always match the id. A file that
-        never holds still is an OSError; without `follow_symlinks` (a file a
-        walk found), so is a path that is no longer a regular file."""
-        flags = READ_FLAGS if follow_symlinks else READ_FLAGS | os.O_NOFOLLOW
+        never holds still is an OSError, and so is anything but a regular
+        file (a FIFO is refused, not waited on); without `follow_symlinks`
+        (a file a walk found), so is a symlink."""
         for _ in range(READ_ATTEMPTS):
             started = time.time_ns()
-            fd = os.open(path, flags)
+            fd = open_regular(path, follow=follow_symlinks)
             try:
                 before = os.fstat(fd)
-                if not follow_symlinks and not stat.S_ISREG(before.st_mode):
-                    code = errno.EISDIR if stat.S_ISDIR(before.st_mode) else errno.EINVAL
-                    raise OSError(code, "no longer a regular file", path)
                 try:
                     oid = self._put_open_file(fd, before.st_size)
                 except SizeChangedError:
@@ -231,19 +243,49 @@ class ObjectStore:
             return self.put_stream(fh, size)
 
     @contextlib.contextmanager
-    def open_object(self, oid: str, *, verify: bool = True) -> Iterator[codec.FrameReader]:
+    def open_object(self, oid: str, *, verify: bool = True, copy: int = 0
+                    ) -> Iterator[codec.FrameReader]:
         """Yields a reader whose .chunks() streams the payload; with `verify`,
-        the last chunk is followed by a hash check (CorruptObjectError)."""
-        fh = self._open_frame(oid)
+        the last chunk is followed by a hash check (CorruptObjectError).
+        It reads one stored copy (`copy`): see open_verified and _any_copy
+        for readers that fall back to an intact copy."""
+        fh = self._open_frame(oid, copy)
         try:
             yield (_VerifiedFrameReader if verify else codec.FrameReader)(fh, oid)
         finally:
             fh.close()
 
+    @contextlib.contextmanager
+    def open_verified(self, oid: str) -> Iterator[codec.FrameReader]:
+        """Like open_object(verify=True), for streaming a blob somewhere in
+        one pass; where several copies are stored, an intact one is found
+        (verified whole) first, so a corrupt first copy falls back."""
+        copy = 0
+        if self.copies(oid) > 1:
+            copy = self._any_copy(oid, lambda c: (self._verify_copy(oid, c), c)[1])
+        with self.open_object(oid, verify=True, copy=copy) as reader:
+            yield reader
+
+    def _any_copy(self, oid: str, read):
+        """read(copy) on the first stored copy that is not corrupt. Most
+        objects have one copy: the others are counted only after a failure."""
+        try:
+            return read(0)
+        except CorruptObjectError as first:
+            failure = first
+        for copy in range(1, self.copies(oid)):
+            try:
+                return read(copy)
+            except (CorruptObjectError, MissingObjectError):
+                continue
+        raise failure
+
     def header(self, oid: str) -> tuple[str, int]:
         """(kind, size) from the header, without reading the body."""
-        with self.open_object(oid, verify=False) as reader:
-            return reader.kind, reader.size
+        def read(copy: int) -> tuple[str, int]:
+            with self.open_object(oid, verify=False, copy=copy) as reader:
+                return reader.kind, reader.size
+        return self._any_copy(oid, read)
 
     def get(self, oid: str, kind: str | None = None, *, verify: bool = True,
             limit: int = codec.MAX_METADATA_SIZE) -> tuple[str, bytes]:
@@ -254,8 +296,10 @@ class ObjectStore:
         tree's encoding has that tree's id, and whichever was stored first
         names the kind in the frame header. The payload is the same either
         way, so a header of another kind is no error: decoding decides."""
-        with self.open_object(oid, verify=verify) as reader:
-            return reader.kind, reader.read_all(limit)
+        def read(copy: int) -> tuple[str, bytes]:
+            with self.open_object(oid, verify=verify, copy=copy) as reader:
+                return reader.kind, reader.read_all(limit)
+        return self._any_copy(oid, read)
 
     def get_tree(self, oid: str) -> Tree:
         try:
@@ -277,16 +321,25 @@ class ObjectStore:
         if size <= BUFFERED_BLOB:
             yield self.get(oid, BLOB, limit=BUFFERED_BLOB)[1]
             return
-        self.verify(oid)
-        with self.open_object(oid, verify=True) as reader:
+        copy = self._any_copy(oid, lambda c: (self._verify_copy(oid, c), c)[1])
+        with self.open_object(oid, verify=True, copy=copy) as reader:
             yield from reader.chunks()
 
     def verify(self, oid: str) -> tuple[str, int]:
-        """Decompress and hash an object; (kind, size) or CorruptObjectError."""
-        with self.open_object(oid, verify=True) as reader:
+        """Decompress and hash an object (an intact copy of it, where it is
+        stored more than once); (kind, size) or CorruptObjectError."""
+        return self._any_copy(oid, lambda copy: self._verify_copy(oid, copy))
+
+    def _verify_copy(self, oid: str, copy: int) -> tuple[str, int]:
+        with self.open_object(oid, verify=True, copy=copy) as reader:
             for _ in reader.chunks():
                 pass
             return reader.kind, reader.size
+
+    def damaged_copies(self, oid: str, quick: bool = False) -> list[tuple[str, str]]:
+        """For an object stored more than once: (where, why) of each copy
+        that is corrupt, when another is intact (fsck reports them)."""
+        return []
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -309,6 +362,11 @@ class _VerifiedFrameReader(codec.FrameReader):
         if digest.hexdigest() != self.object_id:
             raise CorruptObjectError(f"object {self.object_id} is corrupt: hash mismatch",
                                      self.object_id)
+
+
+def reason_of(exc: CorruptObjectError, oid: str) -> str:
+    """An object error's message without its "object ID is corrupt: " prefix."""
+    return str(exc).replace(f"object {oid} is corrupt: ", "")
 
 
 def _named(exc: CorruptObjectError, oid: str) -> CorruptObjectError:
@@ -335,9 +393,11 @@ class DiskStore(ObjectStore):
     frame, and in pack files under <root>/pack/ (see packs.py): a batch that
     writes many small objects packs them."""
 
-    def __init__(self, root: Path, *, level: int = 3, fsync: bool = True):
+    def __init__(self, root: Path, *, level: int = 3, fsync: bool = True,
+                 group_shared: bool = False):
         super().__init__(level=level)
         self.root = Path(root)
+        self.group_shared = group_shared
         self._root = str(self.root)  # the hot paths format strings, not Paths
         self._pack_folder = f"{self._root}/pack"
         self.fsync = fsync
@@ -413,6 +473,13 @@ class DiskStore(ObjectStore):
                 return pack
         return None
 
+    def _packs_holding(self, oid: str, *, reload: bool = False) -> list[Pack]:
+        packs = self._packs
+        if reload or packs is None or self._packs_stale:
+            packs = self._load_packs()
+        raw = bytes.fromhex(oid)
+        return [pack for pack in packs.values() if raw in pack]
+
     def _find_pack(self, oid: str) -> Pack | None:
         """Like _pack_of, looking again on a miss: another process may have
         published a pack (or gc replaced one) since the packs were loaded."""
@@ -444,8 +511,11 @@ class DiskStore(ObjectStore):
         if writer is not None and oid in writer or oid in self._pending:
             return True
         if not quick or oid[:2] in self._known_fanouts():
-            if _refresh_whole_file(self._path(oid)):
-                return True
+            try:
+                if _refresh_whole_file(self._path(oid)):
+                    return True
+            except PermissionError:  # another user's object, not writable by us
+                return self._rewrite(oid)
         for reload in (False, True):
             pack = self._pack_of(oid, reload=reload)
             if pack is None:
@@ -458,10 +528,32 @@ class DiskStore(ObjectStore):
                 os.utime(pack.path)
             except FileNotFoundError:  # replaced by gc since we loaded it: look again
                 continue
+            except PermissionError:
+                return self._rewrite(oid)
             if self._batch_depth:  # once per pack and batch is enough
                 self._freshened_packs.add(pack.path)
             return True
         return False
+
+    def _rewrite(self, oid: str) -> bool:
+        """Freshen an object whose file we may not utime (another user's, in
+        a shared store whose files are not group-writable): store a copy of
+        its frame as our own new file, as git rewrites such an object. The
+        copy is young, so gc's grace period protects it; gc keeps one of the
+        two copies and drops the other. False if the frame cannot be read
+        (the caller then stores the object as new)."""
+        try:
+            with self._open_frame(oid) as fh:
+                frame = fh.read()
+        except (OSError, MissingObjectError, CorruptObjectError):
+            return False
+        writer = self._writer
+        with self._writing():
+            if writer is not None and len(frame) <= MAX_FRAME:
+                writer.add(oid, frame)
+            else:
+                self._put_loose(oid, frame)
+        return True
 
     def _known_fanouts(self) -> set[str]:
         """The fan-out folders seen (listed once, then those we create): a
@@ -474,8 +566,18 @@ class DiskStore(ObjectStore):
                 self._fanouts = set()
         return self._fanouts
 
-    def _open_frame(self, oid: str) -> BinaryIO:
+    def _open_frame(self, oid: str, copy: int = 0) -> BinaryIO:
         path = self._checked_path(oid)
+        if copy:
+            sources = self._sources(oid)
+            if copy >= len(sources):
+                raise MissingObjectError(f"object {oid} is missing", oid)
+            where = sources[copy]
+            if isinstance(where, Pack):
+                return io.BytesIO(where.read(bytes.fromhex(oid)))
+            if where is None:
+                return io.BytesIO(self._writer.read(oid))
+            return self._open_loose(oid, where)
         writer = self._writer
         frame = writer.read(oid) if writer is not None else None
         if frame is None:
@@ -484,13 +586,68 @@ class DiskStore(ObjectStore):
         if frame is not None:
             return io.BytesIO(frame)
         try:
-            return open(self._pending.get(oid, path), "rb")
+            return self._open_loose(oid, self._pending.get(oid, path))
         except FileNotFoundError:
             pass
         pack = self._pack_of(oid, reload=True)
         if pack is None:
             raise MissingObjectError(f"object {oid} is missing", oid)
         return io.BytesIO(pack.read(bytes.fromhex(oid)))
+
+    @staticmethod
+    def _open_loose(oid: str, path: str) -> BinaryIO:
+        """A loose object's file: a FIFO or device there is corrupt, never a hang."""
+        try:
+            return open(open_regular(path, follow=False), "rb")
+        except NotRegularFileError:
+            raise CorruptObjectError(f"object {oid} is corrupt: {path} is not a regular file",
+                                     oid) from None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise CorruptObjectError(f"object {oid} is corrupt: {path} is a symlink", oid) from None
+
+    def _sources(self, oid: str) -> list:
+        """Where the stored copies are, in the order _open_frame reads them:
+        None (this batch's writer), Packs, the loose path (a str)."""
+        sources: list = []
+        writer = self._writer
+        if writer is not None and oid in writer:
+            sources.append(None)
+        sources += self._packs_holding(oid)
+        path = self._pending.get(oid, self._path(oid))  # (a batch's object not yet renamed)
+        if os.path.lexists(path):
+            sources.append(path)
+        if not sources:
+            sources += self._packs_holding(oid, reload=True)
+        return sources
+
+    def copies(self, oid: str) -> int:
+        self._check_id(oid)
+        return len(self._sources(oid))
+
+    def damaged_copies(self, oid: str, quick: bool = False) -> list[tuple[str, str]]:
+        sources = self._sources(oid)
+        if len(sources) < 2:
+            return []
+        damaged, intact = [], []
+        for copy, where in enumerate(sources):
+            if isinstance(where, Pack):
+                name = f"pack {where.path}"
+            else:
+                name = "this batch" if where is None else f"the loose file {where}"
+            try:
+                if quick:
+                    with self.open_object(oid, verify=False, copy=copy) as reader:
+                        reader.kind
+                else:
+                    self._verify_copy(oid, copy)
+                intact.append(name)
+            except CorruptObjectError as exc:
+                damaged.append((name, reason_of(exc, oid)))
+        if not intact:
+            return []  # no copy is intact: the object itself is reported
+        return [(name, f"{why}; an intact copy in {intact[0]} is used") for name, why in damaged]
 
     def _temp_name(self, folder: str) -> str:
         return f"{folder}/{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_temp_counter)}"
@@ -504,17 +661,35 @@ class DiskStore(ObjectStore):
             return oid
         frame = codec.compress(kind, payload, self.level)
         writer = self._writer
-        if writer is not None and len(frame) <= MAX_FRAME:
-            writer.add(oid, frame)
-            return oid
-        self._put_loose(oid, frame)
+        with self._writing():
+            if writer is not None and len(frame) <= MAX_FRAME:
+                writer.add(oid, frame)
+                return oid
+            self._put_loose(oid, frame)
         return oid
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except StoreWriteError:
+            raise
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                message = f"no space left to write to the object store {self.root}{where}"
+                hints = ["free some space and run the command again; nothing committed was lost"]
+            else:
+                message = f"cannot write to the object store {self.root}: {exc.strerror or exc}{where}"
+                hints = ["in a store shared by a team, every member needs write access to it: "
+                         "`rnstore init --objects PATH --shared=group` sets that up"]
+            raise StoreWriteError(message, hints=hints) from exc
 
     def _put_loose(self, oid: str, frame: bytes) -> None:
         folder = f"{self._root}/{oid[:2]}"
         temp = self._temp_name(folder)
         try:  # from naming the temporary file on, so Ctrl-C anywhere removes it
-            write_new_file(temp, frame, make_parent=True)
+            write_new_file(temp, frame, make_parent=True, shared=self.group_shared)
             self._publish(temp, oid)
         except BaseException:
             remove_quietly(temp)
@@ -523,7 +698,10 @@ class DiskStore(ObjectStore):
     def _new_temp(self):
         path = self._temp_name(self._root)
         try:
-            return open(path, "xb"), path
+            out = open(path, "xb")
+            if self.group_shared:
+                share(out.fileno())
+            return out, path
         except BaseException:  # Ctrl-C between creating and returning it
             remove_quietly(path)
             raise
@@ -552,7 +730,7 @@ class DiskStore(ObjectStore):
         try:
             os.replace(temp, final)
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(final), exist_ok=True)
+            make_folder(os.path.dirname(final), shared=self.group_shared, parents=True)
             os.replace(temp, final)
         self._known_fanouts().add(oid[:2])
 
@@ -660,7 +838,7 @@ class DiskStore(ObjectStore):
             kept = ((raw_id.hex(), pack.read(raw_id)) for raw_id, _ in pack.entries()
                     if raw_id not in raw_ids)
             rewritten = write_pack(self._pack_folder, self._temp_name(self._pack_folder), kept,
-                                   fsync=self.fsync)
+                                   fsync=self.fsync, shared=self.group_shared)
             if rewritten is not None:
                 os.utime(rewritten, (pack.mtime, pack.mtime))
             if rewritten != path:
@@ -681,12 +859,13 @@ class DiskStore(ObjectStore):
         outermost = self._batch_depth == 0
         if outermost:
             self._writer = PackWriter(self._pack_folder, self._temp_name(self._pack_folder),
-                                      fsync=self.fsync)
+                                      fsync=self.fsync, shared=self.group_shared)
         self._batch_depth += 1
         try:
             yield
             if outermost:
-                self._publish_batch()
+                with self._writing():
+                    self._publish_batch()
         except BaseException:
             if outermost:
                 self._writer.abort()
@@ -756,9 +935,13 @@ def _refresh_whole_file(path: str) -> bool:
     that kept the name but not the data) is no stored object, and storing
     the object again replaces it. Costs a read per zstd block, not a decode."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
+        fd = open_regular(path, follow=False)  # a FIFO there is no object: never waited on
+    except (FileNotFoundError, NotRegularFileError):
         return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink is no object either
+            return False
+        raise
     try:
         size = os.fstat(fd).st_size
         if codec.frame_length(lambda at, n: os.pread(fd, n, at), size) is None:
@@ -791,8 +974,10 @@ class MemoryStore(ObjectStore):
     def freshen(self, oid: str) -> bool:
         return self.has(oid)
 
-    def _open_frame(self, oid: str) -> BinaryIO:
+    def _open_frame(self, oid: str, copy: int = 0) -> BinaryIO:
         self._check_id(oid)
+        if copy:
+            raise MissingObjectError(f"object {oid} is missing", oid)
         try:
             return io.BytesIO(self.frames[oid])
         except KeyError:

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from .errors import InvalidValueError
+from .fsutil import open_regular
 from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
 from .index import stat_key_if_settled, StatKey
 from .objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_bytes
 from .plumbing import hash_stream
-from .store import READ_FLAGS, ObjectStore
+from .store import ObjectStore
 
 
 class Found(NamedTuple):
@@ -226,7 +227,7 @@ def hash_entry(root: Path, found: Found) -> Stored:
         return Stored(found.path, MODE_LINK, hash_bytes(target), len(target), None)
     if found.mode == MODE_TREE:
         return Stored(found.path, MODE_TREE, EMPTY_TREE_ID, 0, None)
-    fd = os.open(full, READ_FLAGS | os.O_NOFOLLOW)
+    fd = open_regular(full, follow=False)  # a FIFO swapped in since the scan is refused
     with os.fdopen(fd, "rb") as fh:
         before = os.fstat(fd)
         oid = hash_stream(fh)

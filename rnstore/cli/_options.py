@@ -15,6 +15,8 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 Excludes = Annotated[Optional[List[str]], typer.Option(
     "--exclude", metavar="PATTERN", help="Also ignore PATTERN (gitignore syntax, repeatable).")]
 NoIgnore = Annotated[bool, typer.Option("--no-ignore", help="Disable .rnignore files.")]
+StrictIgnore = Annotated[bool, typer.Option(
+    "--strict-ignore", help="Refuse a bad .rnignore pattern instead of skipping it with a warning.")]
 Force = Annotated[bool, typer.Option(
     "--force", "-f", help="Stage files over the size limits (commit: with -a).")]
 IgnoreErrors = Annotated[bool, typer.Option(
@@ -22,7 +24,7 @@ IgnoreErrors = Annotated[bool, typer.Option(
 
 
 def staging_options(force: bool, exclude: list[str] | None, no_ignore: bool,
-                    ignore_errors: bool) -> dict:
+                    ignore_errors: bool, strict_ignore: bool) -> dict:
     """The options above as the library's add() takes them."""
     return {"force": force, "excludes": exclude or [], "no_ignore": no_ignore,
-            "ignore_errors": ignore_errors}
+            "ignore_errors": ignore_errors, "strict_ignore": strict_ignore}

@@ -15,7 +15,8 @@ from ..gc import start_auto_gc
 from ..repo import DOTDIR, Repository
 from ..units import format_size
 from .app import app, open_repo
-from ._options import Excludes, Force, IgnoreErrors, Json, NoIgnore, NoProgress, Quiet, staging_options
+from ._options import (Excludes, Force, IgnoreErrors, Json, NoIgnore, NoProgress, Quiet, StrictIgnore,
+                       staging_options)
 from ._output import first_line, out, progress
 from .plumbing import _print_tree
 
@@ -26,17 +27,20 @@ def init(
     objects: Annotated[Optional[Path], typer.Option("--objects", metavar="PATH",
         help="Keep objects in a shared object store at PATH.")] = None,
     branch: Annotated[str, typer.Option("--branch", "-b", help="Name of the first branch.")] = "main",
+    shared: Annotated[str, typer.Option("--shared", metavar="umask|group",
+        help="group: the store is shared by a team (group-writable, setgid folders, "
+             "whatever the umask).")] = "umask",
     no_default_ignore: Annotated[bool, typer.Option("--no-default-ignore",
         help="Do not write a default .rnignore.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing.")] = False,
 ) -> None:
     """Make a workspace (running it again changes nothing).
 
-    Example: rnstore init --objects /shared/rnstore
+    Example: rnstore init --objects /shared/rnstore --shared=group
     """
     target = directory or Path(".")
     existed = (target / DOTDIR / "HEAD").is_file()
-    repo = Repository.init(target, objects=objects, branch=branch,
+    repo = Repository.init(target, objects=objects, branch=branch, shared=shared,
                            default_ignore=not no_default_ignore, notify=out.notice)
     out.quiet = out.quiet or quiet
     verb = "Reinitialized existing" if existed else "Initialized empty"
@@ -61,6 +65,7 @@ def add(
     force: Force = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
+    strict_ignore: StrictIgnore = False,
     ignore_errors: IgnoreErrors = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -73,7 +78,7 @@ def add(
     bar = progress(quiet, no_progress)
     targets = [str(repo.root)] if all_ else paths
     result = repo.add(targets, dry_run=dry_run, progress=bar,
-                      **staging_options(force, exclude, no_ignore, ignore_errors))
+                      **staging_options(force, exclude, no_ignore, ignore_errors, strict_ignore))
     _warn_add(result)
     if not dry_run and result.changed:
         _start_auto_gc(repo)
@@ -93,12 +98,14 @@ def status(
     json_: Json = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
+    strict_ignore: StrictIgnore = False,
 ) -> None:
     """Show staged, changed and untracked paths.
 
     Example: rnstore status --porcelain
     """
-    result = open_repo().status(excludes=exclude or [], no_ignore=no_ignore)
+    result = open_repo().status(excludes=exclude or [], no_ignore=no_ignore,
+                                strict_ignore=strict_ignore)
     if json_:
         out.json({
             "branch": result.branch, "head": result.head,
@@ -142,6 +149,7 @@ def commit(
     force: Force = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
+    strict_ignore: StrictIgnore = False,
     ignore_errors: IgnoreErrors = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -153,7 +161,8 @@ def commit(
     repo = open_repo()
     bar = progress(quiet, no_progress)
     result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty, progress=bar,
-                         add_options=staging_options(force, exclude, no_ignore, ignore_errors))
+                         add_options=staging_options(force, exclude, no_ignore, ignore_errors,
+                                                     strict_ignore))
     if result.added is not None:
         _warn_add(result.added)
     out.line(result.id)
