@@ -69,6 +69,7 @@ from .safefs import (O_CLOEXEC, O_DIR, O_NEW, Dirs, ancestors, place, prune, rem
 from .staging import head_entries
 from .trees import MAX_PATH, FlatEntry, check_blob_size, check_link_target, lookup, shorten
 from .worktree import Found, hash_entry, mode_of, parallel_map, relative_pathspecs, under
+from .views import HistoryView, ObjectsView, WorkspaceView
 
 PROTECTED = b".rnstore"
 #: How many conflicting paths an error lists before "and N more".
@@ -117,7 +118,7 @@ class CheckoutResult:
         return len(self.skipped)
 
 
-def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *,
+def checkout(repo: WorkspaceView, rev: str, paths: Iterable[str | os.PathLike] | None = None, *,
              target: str | os.PathLike | None = None, force: bool = False,
              skip_missing: bool = False, progress: Progress = NO_PROGRESS,
              cwd: Path | None = None) -> CheckoutResult:
@@ -143,7 +144,7 @@ def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *
         return _switch(repo, rev, snapshot_id, force, progress, skip_missing)
 
 
-def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | None = None, *,
+def materialise(repo: ObjectsView, snapshot_id: str, target: Path, prefixes: list[bytes] | None = None, *,
                 force: bool = False, skip_missing: bool = False, progress: Progress = NO_PROGRESS,
                 form: str = "target") -> CheckoutResult:
     """A snapshot (or the entries below `prefixes`) into the folder `target`,
@@ -158,7 +159,7 @@ def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | No
     root = Path(target).absolute()
     if root.exists() and not root.is_dir():
         raise InvalidValueError(f"{target} exists and is not a folder")
-    plan = _plan(repo, root, desired, {}, None, force=force, in_the_way="differs")
+    plan = _plan(root, desired, {}, None, force=force, in_the_way="differs")
     extra_files, extra_folders = _extras(root, desired, prefixes,
                                          unknown=[path for path, _, _ in unreadable or ()])
     if not force:
@@ -241,7 +242,7 @@ def _remove_stale_staging(folder: Path, *, locked: bool) -> None:
             shutil.rmtree(folder / name, ignore_errors=True)
 
 
-def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress,
+def _switch(repo: WorkspaceView, rev: str, snapshot_id: str, force: bool, progress: Progress,
             skip_missing: bool = False) -> CheckoutResult:
     branch_ref, head = repo.refs.head()
     attach = _branch_named(repo, rev)
@@ -256,7 +257,7 @@ def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress,
         if entry.path not in desired and not _protected(entry.path) and not under(entry.path, unknown):
             desired[entry.path] = None
     guard = None if force else head_entries(repo, head)
-    plan = _plan(repo, repo.root, desired, index.entries, guard, force=force)
+    plan = _plan(repo.root, desired, index.entries, guard, force=force)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts)
     result = CheckoutResult(snapshot_id, repo.root, "switch", excluded=excluded,
@@ -281,7 +282,7 @@ def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress,
     return result
 
 
-def _restore_paths(repo, snapshot_id: str, prefixes: list[bytes], force: bool,
+def _restore_paths(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes], force: bool,
                    progress: Progress, skip_missing: bool = False) -> CheckoutResult:
     tree = repo.store.get_snapshot(snapshot_id).tree
     unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
@@ -293,7 +294,7 @@ def _restore_paths(repo, snapshot_id: str, prefixes: list[bytes], force: bool,
         if entry.path not in desired and under(entry.path, prefixes) and not _protected(entry.path) \
                 and not under(entry.path, unknown):
             desired[entry.path] = None
-    plan = _plan(repo, repo.root, desired, index.entries, None, force=force)
+    plan = _plan(repo.root, desired, index.entries, None, force=force)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts)
     result = CheckoutResult(snapshot_id, repo.root, "paths", excluded=excluded,
@@ -307,7 +308,7 @@ def _restore_paths(repo, snapshot_id: str, prefixes: list[bytes], force: bool,
     return result
 
 
-def _execute_keeping_going(repo, plan: "_Plan", result: CheckoutResult, force: bool,
+def _execute_keeping_going(repo: WorkspaceView, plan: "_Plan", result: CheckoutResult, force: bool,
                            progress: Progress, skip_missing: bool
                            ) -> tuple[dict[bytes, os.stat_result], "_WritesFailed | None"]:
     """_execute in the workspace: writes that fail (after the writability
@@ -337,7 +338,7 @@ class _WritesFailed(Exception):
             hints=["fix the permissions, then `rnstore checkout HEAD -- PATH` writes them"])
 
 
-def _branch_named(repo, rev: str) -> str | None:
+def _branch_named(repo: HistoryView, rev: str) -> str | None:
     """The branch ref `rev` names, if it names one (checkout attaches HEAD)."""
     if rev == HEAD:
         return None
@@ -500,7 +501,7 @@ class _Plan:
     untrack: set[bytes] = field(default_factory=set)
 
 
-def _plan(repo, root: Path, desired: dict[bytes, FlatEntry | None],
+def _plan(root: Path, desired: dict[bytes, FlatEntry | None],
           tracked: dict[bytes, IndexEntry], guard: dict[bytes, tuple[str, str]] | None, *,
           force: bool, in_the_way: str = "untracked") -> _Plan:
     """Decide every operation; touch nothing.
@@ -674,7 +675,7 @@ def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False)
 # -- stage and apply -------------------------------------------------------------------
 
 
-def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: CheckoutResult,
+def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, result: CheckoutResult,
              force: bool, progress: Progress, *, for_index: bool = True,
              skip_missing: bool = False) -> dict[bytes, os.stat_result]:
     """Stage every write (verified), then apply the plan. Returns the lstat of

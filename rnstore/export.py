@@ -44,6 +44,7 @@ from .progress import NO_PROGRESS, Progress
 from .revparse import resolve_snapshot
 from .trees import lookup
 from .worktree import relative_pathspecs, under
+from .views import WorkspaceView
 
 FORMATS = ("zip", "tar", "tar.gz", "tar.zst", "dir")
 _EXTENSIONS = ((".tar.gz", "tar.gz"), (".tgz", "tar.gz"), (".tar.zst", "tar.zst"),
@@ -87,7 +88,7 @@ def format_for(output: str | os.PathLike | None, format: str | None, *, stream: 
                "--format zip|tar|tar.gz|tar.zst|dir"])
 
 
-def export(repo, rev: str, output: str | os.PathLike | BinaryIO, *, format: str | None = None,
+def export(repo: WorkspaceView, rev: str, output: str | os.PathLike | BinaryIO, *, format: str | None = None,
            paths: Iterable[str | os.PathLike] | None = None, progress: Progress = NO_PROGRESS,
            cwd: Path | None = None) -> ExportResult:
     """Write snapshot `rev` (or only `paths`, relative to `cwd`) to `output`:

@@ -31,11 +31,12 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from .errors import ObjectError
+from .errors import ObjectError, MissingObjectError
 from .reachability import ANY_ROOT, Marker, collect_roots, problem_kind, reason
 from .worktree import parallel_map
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree, is_object_id
 from .progress import NO_PROGRESS, Progress
+from .views import WorkspaceView
 
 MISSING, HASH_MISMATCH, CORRUPT, DANGLING = "missing", "hash mismatch", "corrupt", "dangling"
 _ORDER = {MISSING: 0, HASH_MISMATCH: 1, CORRUPT: 2, DANGLING: 3}
@@ -83,7 +84,7 @@ class _AlreadyReported(ObjectError):
     pass
 
 
-def fsck(repo, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> FsckResult:
+def fsck(repo: WorkspaceView, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> FsckResult:
     """Check every stored object (with `quick`, headers and the decoding of
     trees and snapshots, without hashing blob contents) and every root."""
     problems: list[Problem] = []
@@ -100,11 +101,11 @@ def fsck(repo, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> Fsck
         listed: dict[str, int] = {}
         for name in store:
             if not is_object_id(name):
-                report(CORRUPT, name, f"{store.root / name[:2] / name[2:]} is not named by an object id")
+                report(CORRUPT, name, "a stored object whose name is not an object id")
                 continue
             try:
                 listed[name] = store.stored_size(name)
-            except FileNotFoundError:
+            except MissingObjectError:  # deleted since it was listed
                 continue
         for path, why in store.damaged_packs().items():
             report(CORRUPT, os.path.basename(path), f"pack {path} cannot be read: {why}")

@@ -28,6 +28,7 @@ from .errors import CorruptObjectError, CorruptStoreError, InvalidValueError, Mi
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import check_ref_name
+from .views import WorkspaceView
 
 # -- roots ------------------------------------------------------------------------------
 
@@ -97,7 +98,7 @@ def problem_kind(exc: BaseException) -> str:
     return "corrupt"
 
 
-def workspace_roots(ws, on_problem: ProblemSink) -> list[Root]:
+def workspace_roots(ws: WorkspaceView, on_problem: ProblemSink) -> list[Root]:
     """The roots of one open workspace (a Repository). Each part that cannot
     be read (HEAD, a ref, the journal, the index) goes to `on_problem`."""
     dotdir, where = ws.dotdir, ws.root
@@ -155,7 +156,7 @@ def ref_roots(refs, owner: Path, failed: Callable[[str, BaseException], None], *
     return roots
 
 
-def store_roots(repo, on_problem: ProblemSink) -> list[Root]:
+def store_roots(repo: WorkspaceView, on_problem: ProblemSink) -> list[Root]:
     """The roots of a shared store itself: its tags."""
     if repo.store_tags is None:
         return []
@@ -178,7 +179,7 @@ def _raise(exc: OSError) -> None:
     raise exc
 
 
-def collect_roots(repo, on_problem: ProblemSink, *, grace: float, now: float) -> RootScan:
+def collect_roots(repo: WorkspaceView, on_problem: ProblemSink, *, grace: float, now: float) -> RootScan:
     """The roots of every workspace the store serves. Problems go to
     `on_problem` (gc raises there; fsck lists them and goes on). Reads only."""
     scan = RootScan()
@@ -213,7 +214,7 @@ def collect_roots(repo, on_problem: ProblemSink, *, grace: float, now: float) ->
             _gone(ws, scan, on_problem, grace=grace, now=now)
             continue
         try:
-            other = type(repo)(dotdir.parent, dotdir)  # another workspace, opened as this one is
+            other = repo.workspace_at(dotdir)
         except _UNREADABLE as exc:
             on_problem("corrupt", str(dotdir), f"cannot read the workspace {dotdir.parent}: {_why(exc)}")
             continue

@@ -35,6 +35,8 @@ from .errors import CorruptStoreError
 from .fsutil import atomic_write, make_folder, remove_quietly
 from .objects import BLOB, SNAPSHOT, TREE, is_object_id
 
+#: The file that marks a folder as an object store (see repo.py's layout).
+STORE_MARKER = "rnstore-store"
 WORKSPACES = "workspaces"
 ROOTS_SUFFIX = ".roots"
 GONE_SUFFIX = ".gone"

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Union
 
 from . import registry
 from .config import OBJECTS_KEY, Config
@@ -33,10 +33,13 @@ from .errors import CorruptStoreError, InvalidValueError, NotAWorkspaceError
 from .fsutil import FileLock, atomic_write, make_folder, read_state, share, write_new_file
 from .index import Index
 from .refs import HEADS, Journal, RefStore, branch_ref
+from .registry import STORE_MARKER
 from .tags import TAGS_LOCK, WorkspaceRefs, store_tag_refs
 
+if TYPE_CHECKING:  # store.py loads zstandard: only commands that touch objects pay for it
+    from .store import ObjectStore
+
 DOTDIR = ".rnstore"
-STORE_MARKER = "rnstore-store"
 STORE_FORMAT = "rnstore object store, format 1\n"
 #: The marker's second line in a store shared by a group (`init --shared=group`).
 SHARED_GROUP = "shared group\n"
@@ -88,11 +91,30 @@ mlruns/
 """
 
 
+def disk_store(repo: "Repository") -> "ObjectStore":
+    """The object store a workspace's config names: `objects/` in its store
+    folder (its own .rnstore, or the shared store), as compression.level,
+    core.fsync and the store's marker (shared by a group) say."""
+    from .store import DiskStore  # zstandard loads only when objects are touched
+    return DiskStore(repo.store_root / "objects", level=repo.config.get("compression.level"),
+                     fsync=repo.durable, group_shared=repo.group_shared)
+
+
+#: A store, or what opens one for a workspace when it is first needed.
+StoreSource = Union["ObjectStore", Callable[["Repository"], "ObjectStore"]]
+
+
 class Repository:
     """An open workspace. Library code reports through `notify` (a callable
-    taking one line) and never prints."""
+    taking one line) and never prints.
 
-    def __init__(self, root: Path, dotdir: Path, *, notify: Callable[[str], None] | None = None):
+    `store` is its object store: any ObjectStore (a MemoryStore, say), or a
+    callable that opens one on first use (default: disk_store, the one the
+    config names). Workspace files (refs, index, journal, locks, config) are
+    always on disk at `dotdir`."""
+
+    def __init__(self, root: Path, dotdir: Path, *, store: StoreSource = disk_store,
+                 notify: Callable[[str], None] | None = None):
         self.root = root
         self.dotdir = dotdir
         self.notify = notify or (lambda line: None)
@@ -100,6 +122,7 @@ class Repository:
         shared = self.config.raw(OBJECTS_KEY)
         self.store_root = checked_store_root(shared, self.config.path) if shared else dotdir
         self.shared_store = bool(shared)
+        self._store_source = store
 
     # -- opening -------------------------------------------------------------------
 
@@ -164,6 +187,11 @@ class Repository:
         repo.ensure_registered()
         return repo
 
+    def workspace_at(self, dotdir: Path) -> "Repository":
+        """Another workspace (one a shared store also serves), opened as this
+        one is: gc, du and fsck read its roots."""
+        return type(self)(dotdir.parent, dotdir)
+
     # -- parts -----------------------------------------------------------------------
 
     @cached_property
@@ -180,10 +208,9 @@ class Repository:
         return _store_marker(self.store_root) == STORE_FORMAT + SHARED_GROUP
 
     @cached_property
-    def store(self):
-        from .store import DiskStore  # zstandard loads only when objects are touched
-        return DiskStore(self.store_root / "objects", level=self.config.get("compression.level"),
-                         fsync=self.durable, group_shared=self.group_shared)
+    def store(self) -> "ObjectStore":
+        source = self._store_source
+        return source(self) if callable(source) else source
 
     @cached_property
     def local_refs(self) -> RefStore:

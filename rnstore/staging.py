@@ -16,6 +16,7 @@ from .progress import NO_PROGRESS, Progress
 from .trees import iter_tree
 from .units import format_size
 from .worktree import Found, Scan, hash_entry, parallel_map, relative_pathspecs, scan, store_entry, under
+from .views import ObjectsView, WorkspaceView
 
 
 @dataclass
@@ -41,7 +42,7 @@ class AddResult:
         return bool(self.added or self.modified or self.deleted)
 
 
-def ignore_rules(repo, excludes: Iterable[str] = (), no_ignore: bool = False,
+def ignore_rules(repo: WorkspaceView, excludes: Iterable[str] = (), no_ignore: bool = False,
                  strict_ignore: bool = False) -> IgnoreRules:
     """The rules for a scan; a bad .rnignore pattern is reported through
     repo.notify and skipped, or refused with `strict_ignore`."""
@@ -49,7 +50,7 @@ def ignore_rules(repo, excludes: Iterable[str] = (), no_ignore: bool = False,
                        warn=lambda line: repo.notify(f"warning: {line}"), strict=strict_ignore)
 
 
-def _check_limits(repo, files: int, total: int,
+def _check_limits(repo: WorkspaceView, files: int, total: int,
                   planned: Callable[[], dict[bytes, tuple[str, int]]]) -> None:
     """`files` and `total` bytes against the limits; past one, the error
     lists the largest of `planned()` (path -> (mode, size))."""
@@ -82,7 +83,7 @@ def _check_limits(repo, files: int, total: int,
     raise LimitExceededError(message, hints=hints)
 
 
-def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = False,
+def add(repo: WorkspaceView, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = False,
         force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
         ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
         cwd: Path | None = None, strict_ignore: bool = False) -> AddResult:
@@ -101,7 +102,7 @@ def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = Fa
     return result
 
 
-def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bool = False,
+def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bool = False,
           force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
           ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
           cwd: Path | None = None, strict_ignore: bool = False) -> AddResult:
@@ -153,7 +154,7 @@ def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bo
     return result
 
 
-def _compare(repo, index: Index, found: list[Found], in_reach: Callable[[bytes], bool],
+def _compare(repo: WorkspaceView, index: Index, found: list[Found], in_reach: Callable[[bytes], bool],
              everything: bool, force: bool, result: AddResult
              ) -> tuple[list[Found], list[bytes], int, int]:
     """The scan against the index: what to store (the stat cache cannot
@@ -204,7 +205,7 @@ def _totals(result: AddResult, entries: Iterable[tuple[str, int]]) -> None:
     result.files, result.bytes = len(files), sum(files)
 
 
-def _store_all(repo, index: Index, to_store: list[Found], result: AddResult,
+def _store_all(repo: WorkspaceView, index: Index, to_store: list[Found], result: AddResult,
                ignore_errors: bool, progress: Progress) -> None:
     store = repo.store
     progress.start("add", len(to_store), sum(f.size for f in to_store))
@@ -285,14 +286,14 @@ def compare(old: dict[bytes, tuple[str, str]], new: dict[bytes, tuple[str, str]]
     return changes
 
 
-def head_entries(repo, head: str | None) -> dict[bytes, tuple[str, str]]:
+def head_entries(repo: ObjectsView, head: str | None) -> dict[bytes, tuple[str, str]]:
     if head is None:
         return {}
     tree = repo.store.get_snapshot(head).tree
     return {e.path: (e.mode, e.id) for e in iter_tree(repo.store, tree)}
 
 
-def workspace_entries(repo, index: Index, found: Scan, *, hash_untracked: bool = False
+def workspace_entries(repo: WorkspaceView, index: Index, found: Scan, *, hash_untracked: bool = False
                       ) -> tuple[dict[bytes, tuple[str, str]], list[IndexEntry]]:
     """The workspace as path -> (mode, id), trusting the stat cache where it
     holds and hashing the rest (untracked files only with `hash_untracked`;
@@ -322,7 +323,7 @@ def workspace_entries(repo, index: Index, found: Scan, *, hash_untracked: bool =
     return current, refreshed
 
 
-def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False,
+def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool = False,
            strict_ignore: bool = False) -> Status:
     branch_ref, head = repo.refs.head()
     branch = branch_ref[len("refs/heads/"):] if branch_ref else None
@@ -343,7 +344,7 @@ def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False,
     return result
 
 
-def _refresh_index(repo, refreshed: list[IndexEntry]) -> None:
+def _refresh_index(repo: WorkspaceView, refreshed: list[IndexEntry]) -> None:
     """Save stat information learned while hashing, so the next status is
     fast. Skipped quietly when another process holds the workspace lock."""
     lock = repo.lock()

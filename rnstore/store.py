@@ -1,12 +1,25 @@
-"""Object stores: has / get / put / iterate / delete, streaming both ways.
+"""Object stores: the one contract every store keeps, and its implementations.
 
-Two implementations share every rule about encoding and verification and
-differ only in where frames live: DiskStore (objects/<2 hex>/<62 hex>, the
-real one) and MemoryStore (a dict, for tests and throwaway use).
+An object is stored as one frame (codec.py: a zstd frame whose header names
+the kind and size). A store keeps frames under their ids and knows nothing
+of trees, refs or workspaces. ObjectStore is the whole contract that
+staging, checkout, reachability, gc, du, fsck and transfers use, with the
+rules every store shares (encoding, streaming, verified reads); a store
+implements the abstract methods, which decide only where frames live:
+
+- DiskStore: loose objects at objects/<2 hex>/<62 hex>, one frame per file,
+  and pack files under objects/pack/ (packs.py), which a batch writes when it
+  stores many small objects. The real one.
+- MemoryStore: frames in a dict, for tests and throwaway use.
+
+Both keep the same contract, which tests/test_store_contract.py runs against
+each (gc, du and fsck included): a missing object raises MissingObjectError,
+an invalid id InvalidValueError, and damage CorruptObjectError, from every store.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import hashlib
@@ -74,53 +87,110 @@ class SizeChangedError(Exception):
     being read); the caller reads it again."""
 
 
-class ObjectStore:
-    """The shared logic. Subclasses provide the frame primitives below."""
+@dataclass(frozen=True)
+class OnDisk:
+    """One stored copy of an object (stored_objects), for gc and du."""
+    id: str
+    size: int        # stored bytes of the frame
+    mtime: float     # when it was stored or last freshened (a packed copy: its pack's)
+    where: str       # which copy: a loose file's or a pack's path, or MEMORY
+
+
+@dataclass(frozen=True)
+class TempFile:
+    """A leftover of a writer that crashed, or that still runs (temp_files)."""
+    where: str
+    size: int
+    mtime: float
+
+
+class ObjectStore(abc.ABC):
+    """The contract. A store implements the abstract methods; everything
+    else is shared logic built on them. Ids given to any method are
+    validated (InvalidValueError); a missing object raises
+    MissingObjectError wherever one is read."""
 
     def __init__(self, *, level: int = 3):
         self.level = level
 
-    # -- frame primitives (per implementation) ---------------------------------------
+    # -- what a store implements: objects --------------------------------------------
 
+    @abc.abstractmethod
     def has(self, oid: str) -> bool:
-        raise NotImplementedError
+        """Whether the object is stored."""
 
+    @abc.abstractmethod
     def freshen(self, oid: str) -> bool:
-        """Mark an existing object as recently used; False if it is absent."""
-        raise NotImplementedError
+        """Mark an existing object as recently used (gc spares young
+        objects); False if it is absent."""
 
+    @abc.abstractmethod
     def _open_frame(self, oid: str, copy: int = 0) -> BinaryIO:
         """A seekable binary file of the stored frame (of its `copy`-th stored
         copy: an object stored twice can be read from either);
         MissingObjectError if absent."""
-        raise NotImplementedError
 
     def copies(self, oid: str) -> int:
         """How many stored copies of the object there are."""
         return 1 if self.has(oid) else 0
 
+    @abc.abstractmethod
     def _new_temp(self) -> tuple[BinaryIO, object]:
-        raise NotImplementedError
+        """A file to write one frame into, and a token naming it for
+        _publish or _discard."""
 
+    @abc.abstractmethod
     def _publish(self, temp_token: object, oid: str) -> None:
         """Make the finished temp frame the object `oid` (atomically)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _discard(self, temp_token: object) -> None:
-        raise NotImplementedError
+        """Drop an unfinished temp frame."""
 
+    @abc.abstractmethod
     def delete(self, oid: str) -> None:
-        raise NotImplementedError
+        """Remove every stored copy of the object; no error if it is absent."""
 
+    # -- what a store implements: inventory, for reachability, gc, du and fsck ------
+
+    @abc.abstractmethod
     def __iter__(self) -> Iterator[str]:
-        raise NotImplementedError
+        """Every stored object's id once. On a damaged store a name that is
+        not an object id may show up: fsck reports it."""
 
+    @abc.abstractmethod
     def stored_size(self, oid: str) -> int:
-        raise NotImplementedError
+        """Stored bytes of the object's frame; MissingObjectError if absent."""
+
+    @abc.abstractmethod
+    def stored_objects(self) -> Iterator[OnDisk]:
+        """Every stored copy of every object (an object stored twice, by
+        racing writers, is listed twice). Names that are not object ids are
+        left out, and left alone."""
+
+    @abc.abstractmethod
+    def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
+        """Delete these copies (as stored_objects listed them). For gc, under
+        the exclusive store lock."""
+
+    @abc.abstractmethod
+    def temp_files(self) -> Iterator[TempFile]:
+        """Leftovers of writers that crashed (or are still running)."""
+
+    @abc.abstractmethod
+    def delete_temp_files(self, leftovers: Iterable[TempFile]) -> None:
+        """Delete these leftovers (as temp_files listed them); one that is
+        gone already is no error."""
+
+    @abc.abstractmethod
+    def damaged_packs(self) -> dict[str, str]:
+        """Containers of objects that cannot be read at all (where -> why):
+        their objects are not listed. fsck reports them."""
 
     # -- shared logic ---------------------------------------------------------------
 
     def ids_with_prefix(self, prefix: str) -> list[str]:
+        """The stored ids that start with `prefix`, sorted."""
         return sorted(oid for oid in self if oid.startswith(prefix))
 
     @staticmethod
@@ -138,16 +208,7 @@ class ObjectStore:
         oid = hashlib.sha256(payload).hexdigest()
         if self.freshen(oid):
             return oid
-        frame = codec.compress(kind, payload, self.level)
-        with self._writing():
-            out, token = self._new_temp()
-            try:
-                out.write(frame)
-                out.close()
-                self._publish(token, oid)
-            except BaseException:
-                self._discard(token)
-                raise
+        self._put_frame(oid, codec.compress(kind, payload, self.level))
         return oid
 
     def put_tree(self, tree: Tree) -> str:
@@ -348,6 +409,36 @@ class ObjectStore:
         durably before then."""
         yield
 
+    # -- frames as they are stored (for transfers between stores) ------------------
+
+    def read_frame(self, oid: str) -> bytes:
+        """The stored frame exactly as stored (not decoded, not verified),
+        for a transfer or a repack; MissingObjectError if absent."""
+        with self._open_frame(oid) as fh:
+            return fh.read()
+
+    def add_frames(self, frames: Iterable[tuple[str, bytes]]) -> None:
+        """Store (id, frame) pairs the caller has verified, as one batch: one
+        pack when many, loose when few. Objects already stored are
+        freshened, not written again. Durable when it returns (inside an
+        enclosing batch(): when that batch ends)."""
+        with self.batch():
+            for oid, frame in frames:
+                self._check_id(oid)
+                if not self.freshen(oid):
+                    self._put_frame(oid, frame)
+
+    def _put_frame(self, oid: str, frame: bytes) -> None:
+        with self._writing():
+            out, token = self._new_temp()
+            try:
+                out.write(frame)
+                out.close()
+                self._publish(token, oid)
+            except BaseException:
+                self._discard(token)
+                raise
+
 
 class _VerifiedFrameReader(codec.FrameReader):
     """The last chunk is followed by a check that the payload hashes to the
@@ -377,15 +468,6 @@ def _named(exc: CorruptObjectError, oid: str) -> CorruptObjectError:
 
 
 _temp_counter = itertools.count()
-
-
-@dataclass(frozen=True)
-class OnDisk:
-    """Where one stored copy of an object is, for gc and du."""
-    id: str
-    size: int           # stored bytes of the frame
-    mtime: float        # of the object file, or of the pack holding it
-    pack: str | None = None  # the pack file's path; None for a loose object
 
 
 class DiskStore(ObjectStore):
@@ -543,16 +625,10 @@ class DiskStore(ObjectStore):
         two copies and drops the other. False if the frame cannot be read
         (the caller then stores the object as new)."""
         try:
-            with self._open_frame(oid) as fh:
-                frame = fh.read()
+            frame = self.read_frame(oid)
         except (OSError, MissingObjectError, CorruptObjectError):
             return False
-        writer = self._writer
-        with self._writing():
-            if writer is not None and len(frame) <= MAX_FRAME:
-                writer.add(oid, frame)
-            else:
-                self._put_loose(oid, frame)
+        self._put_frame(oid, frame)
         return True
 
     def _known_fanouts(self) -> set[str]:
@@ -653,20 +729,22 @@ class DiskStore(ObjectStore):
         return f"{folder}/{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_temp_counter)}"
 
     def put(self, kind: str, payload: bytes) -> str:
-        # The hot path of every add: plain os calls; in a batch the frame
-        # goes to the batch's pack, otherwise to a temporary file in the
-        # object's own folder and one rename.
+        # The hot path of every add: plain os calls.
         oid = hashlib.sha256(payload).hexdigest()
         if self._refresh(oid, quick=True):
             return oid
-        frame = codec.compress(kind, payload, self.level)
+        self._put_frame(oid, codec.compress(kind, payload, self.level))
+        return oid
+
+    def _put_frame(self, oid: str, frame: bytes) -> None:
+        # In a batch, to the batch's pack; otherwise (or too big for a pack)
+        # to a temporary file in the object's own folder and one rename.
         writer = self._writer
         with self._writing():
             if writer is not None and len(frame) <= MAX_FRAME:
                 writer.add(oid, frame)
-                return oid
-            self._put_loose(oid, frame)
-        return oid
+            else:
+                self._put_loose(oid, frame)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -738,10 +816,9 @@ class DiskStore(ObjectStore):
         remove_quietly(temp_token)
 
     def delete(self, oid: str) -> None:
-        """Remove every stored copy of the object, loose or packed."""
         self._check_id(oid)
         raw = bytes.fromhex(oid)
-        self.delete_stored([OnDisk(oid, 0, 0.0), *(
+        self.delete_stored([OnDisk(oid, 0, 0.0, self._path(oid)), *(
             OnDisk(oid, 0, pack.mtime, path) for path, pack in self._load_packs().items() if raw in pack)])
 
     def _loose_ids(self) -> Iterator[str]:
@@ -787,43 +864,42 @@ class DiskStore(ObjectStore):
         return sorted(found)
 
     def stored_size(self, oid: str) -> int:
-        """Stored bytes of the object's frame; FileNotFoundError if absent."""
         try:
             return os.stat(self._checked_path(oid)).st_size
         except FileNotFoundError:
             pack = self._find_pack(oid)
             if pack is None:
-                raise
+                raise MissingObjectError(f"object {oid} is missing", oid) from None
             return pack.length(bytes.fromhex(oid))
 
     def stored_objects(self) -> Iterator[OnDisk]:
-        """Every stored copy of every object, loose files then packed frames
-        (an object stored twice, by racing writers, is listed twice). Files
-        whose names are not object ids are left out (and left alone)."""
+        """Loose files first, then packed frames."""
         for oid in self._loose_ids():
             if not is_object_id(oid):
                 continue
+            path = self._path(oid)
             try:
-                st = os.stat(self._path(oid))
+                st = os.stat(path)
             except FileNotFoundError:
                 continue
-            yield OnDisk(oid, st.st_size, st.st_mtime)
+            yield OnDisk(oid, st.st_size, st.st_mtime, path)
         for path, pack in self._load_packs().items():
+            mtime = _current_mtime(path, pack)
             for raw_id, length in pack.entries():
-                yield OnDisk(raw_id.hex(), length, pack.mtime, path)
+                yield OnDisk(raw_id.hex(), length, mtime, path)
 
     def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
-        """Delete these copies: loose files are removed; a pack loses them
-        by being rewritten without them (keeping its mtime), or removed when
-        nothing in it stays. For gc, under the exclusive store lock."""
+        """Loose files are removed; a pack loses its copies by being
+        rewritten without them (keeping its mtime), or is removed when
+        nothing in it stays. A copy somewhere else is left alone."""
         by_pack: dict[str, set[bytes]] = {}
         fanouts = set()
         for obj in doomed:
-            if obj.pack is None:
-                remove_quietly(self._path(obj.id))
+            if obj.where == self._path(obj.id):
+                remove_quietly(obj.where)
                 fanouts.add(obj.id[:2])
             else:
-                by_pack.setdefault(obj.pack, set()).add(bytes.fromhex(obj.id))
+                by_pack.setdefault(obj.where, set()).add(bytes.fromhex(obj.id))
         for fanout in sorted(fanouts):
             try:
                 os.rmdir(f"{self._root}/{fanout}")  # only succeeds when empty
@@ -834,25 +910,35 @@ class DiskStore(ObjectStore):
             pack = packs.get(path)
             if pack is None:
                 continue
+            mtime = _current_mtime(path, pack)
             # read frame by frame while writing: memory stays flat however big the pack
             kept = ((raw_id.hex(), pack.read(raw_id)) for raw_id, _ in pack.entries()
                     if raw_id not in raw_ids)
             rewritten = write_pack(self._pack_folder, self._temp_name(self._pack_folder), kept,
                                    fsync=self.fsync, shared=self.group_shared)
             if rewritten is not None:
-                os.utime(rewritten, (pack.mtime, pack.mtime))
+                os.utime(rewritten, (mtime, mtime))
             if rewritten != path:
                 remove_quietly(path)
         if by_pack:
             self._load_packs()
 
-    def temp_files(self) -> Iterator[Path]:
-        """Leftovers of writers that crashed (or are still running)."""
+    def temp_files(self) -> Iterator[TempFile]:
+        """Temporary files in objects/, its fan-out folders and pack/."""
         folders = [self.root, *sorted(p for p in self.root.glob("??") if p.is_dir())]
         folders.append(Path(self._pack_folder))
         for folder in folders:
             for path in folder.glob(TMP_PREFIX + "*"):
-                yield path
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:  # its writer finished meanwhile
+                    continue
+                yield TempFile(str(path), st.st_size, st.st_mtime)
+
+    def delete_temp_files(self, leftovers: Iterable[TempFile]) -> None:
+        for leftover in leftovers:
+            if os.path.basename(leftover.where).startswith(TMP_PREFIX):
+                remove_quietly(leftover.where)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -897,23 +983,19 @@ class DiskStore(ObjectStore):
             pending, self._pending = self._pending, {}
         if not pending:
             return
+        many = len(pending) > SYNCFS_THRESHOLD
         try:
-            many = len(pending) > SYNCFS_THRESHOLD
             if many:
                 sync_filesystem(self.root)
             else:
                 for temp in pending.values():
                     _fsync_file(temp)
+            for oid, temp in pending.items():
+                self._rename_into_place(temp, oid)
         except BaseException:
-            for temp in pending.values():
+            for temp in pending.values():  # those renamed already are gone from these names
                 remove_quietly(temp)
             raise
-        for oid, temp in pending.items():
-            try:
-                self._rename_into_place(temp, oid)
-            except BaseException:
-                remove_quietly(temp)
-                raise
         if many:
             sync_filesystem(self.root)
             return
@@ -952,6 +1034,15 @@ def _refresh_whole_file(path: str) -> bool:
         os.close(fd)
 
 
+def _current_mtime(path: str, pack: Pack) -> float:
+    """A pack's mtime as it is now: a writer (maybe in another process) that
+    found an object in it since it was opened has freshened it."""
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:  # replaced since: it is read through the open file
+        return pack.mtime
+
+
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -960,19 +1051,27 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+#: Where MemoryStore's copies are (OnDisk.where).
+MEMORY = "memory"
+
+
 class MemoryStore(ObjectStore):
     """Frames in a dict: the same contract as DiskStore, nothing on disk."""
 
     def __init__(self, *, level: int = 3):
         super().__init__(level=level)
         self.frames: dict[str, bytes] = {}
+        self.mtimes: dict[str, float] = {}  # when stored or freshened, as gc reads an mtime
 
     def has(self, oid: str) -> bool:
         self._check_id(oid)
         return oid in self.frames
 
     def freshen(self, oid: str) -> bool:
-        return self.has(oid)
+        if not self.has(oid):
+            return False
+        self.mtimes[oid] = time.time()
+        return True
 
     def _open_frame(self, oid: str, copy: int = 0) -> BinaryIO:
         self._check_id(oid)
@@ -989,18 +1088,44 @@ class MemoryStore(ObjectStore):
 
     def _publish(self, temp_token, oid: str) -> None:
         self.frames[oid] = temp_token.kept
+        self.mtimes[oid] = time.time()
 
     def _discard(self, temp_token) -> None:
         pass
 
     def delete(self, oid: str) -> None:
+        self._check_id(oid)
         self.frames.pop(oid, None)
+        self.mtimes.pop(oid, None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self.frames))
 
     def stored_size(self, oid: str) -> int:
-        return len(self.frames[oid])
+        self._check_id(oid)
+        try:
+            return len(self.frames[oid])
+        except KeyError:
+            raise MissingObjectError(f"object {oid} is missing", oid) from None
+
+    def stored_objects(self) -> Iterator[OnDisk]:
+        for oid, frame in list(self.frames.items()):
+            yield OnDisk(oid, len(frame), self.mtimes.get(oid, 0.0), MEMORY)
+
+    def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
+        for obj in doomed:
+            if obj.where == MEMORY:
+                self.frames.pop(obj.id, None)
+                self.mtimes.pop(obj.id, None)
+
+    def temp_files(self) -> Iterator[TempFile]:
+        return iter(())  # a crashed writer leaves nothing in memory
+
+    def delete_temp_files(self, leftovers: Iterable[TempFile]) -> None:
+        pass
+
+    def damaged_packs(self) -> dict[str, str]:
+        return {}
 
 
 class _KeepOnClose(io.BytesIO):
@@ -1012,4 +1137,4 @@ class _KeepOnClose(io.BytesIO):
         super().close()
 
 
-__all__ = ["ObjectStore", "DiskStore", "MemoryStore", "OnDisk", "SizeChangedError", "KINDS"]
+__all__ = ["ObjectStore", "DiskStore", "MemoryStore", "OnDisk", "TempFile", "SizeChangedError", "KINDS"]

@@ -17,8 +17,7 @@ from .errors import InvalidValueError
 from .fsutil import open_regular
 from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
 from .index import stat_key_if_settled, StatKey
-from .objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_bytes
-from .plumbing import hash_stream
+from .objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_bytes, hash_stream
 from .store import ObjectStore
 
 
