@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .alloc import cycle_collector_paused
 from .errors import InvalidValueError
 from .objects import MODE_LINK, MODE_TREE
 from .revparse import resolve_tree
@@ -55,7 +54,6 @@ def _workspace_side(repo: WorkspaceView, excludes: Iterable[str],
     return {path: entry for path, entry in side.items() if entry[1] != "unreadable"}
 
 
-@cycle_collector_paused
 def diff(repo: WorkspaceView, old_rev: str | None = None, new_rev: str | None = None, *,
          cached: bool = False, paths: Iterable[str | os.PathLike] | None = None,
          cwd: Path | None = None, excludes: Iterable[str] = (), no_ignore: bool = False) -> Diff:

@@ -5,19 +5,22 @@ from __future__ import annotations
 import heapq
 import os
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from .alloc import cycle_collector_paused
-from .errors import (InvalidValueError, MissingObjectError, NothingToCommitError, RefConflictError,
-                     UnknownRevisionError)
+from .errors import (InvalidValueError, MissingObjectError, NothingToCommitError, ObjectError,
+                     RefConflictError, UnknownRevisionError)
 from .objects import MODE_TREE, Snapshot
 from .plumbing import meta_text, parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
 from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, TAGS, short_name, tag_ref
 from .revparse import resolve_snapshot
-from .staging import AddResult, stage
+from .staging import AddResult, stage, status
+from .trees import lookup
+from .units import plural
 from .views import HistoryView, WorkspaceView
+from .worktree import relative_pathspecs
 
 
 @dataclass
@@ -33,7 +36,6 @@ class CommitResult:
     unchanged: bool = False
 
 
-@cycle_collector_paused
 def commit(repo: WorkspaceView, message: str, *, all: bool = False, meta: Mapping | Iterable[str] = (),
            allow_empty: bool = False, progress: Progress = NO_PROGRESS,
            add_options: dict | None = None) -> CommitResult:
@@ -86,8 +88,6 @@ def _store_commit(repo: WorkspaceView, index, tree_id: str, head: str | None, br
 
 def _nothing_to_commit(repo: WorkspaceView, head: str | None, staged_all: bool) -> NothingToCommitError:
     """Say what git says: whether anything waits in the workspace, unstaged."""
-    from .staging import status
-    from .units import plural
     waiting = []
     if not staged_all:
         pending = status(repo)
@@ -217,9 +217,6 @@ def log(repo: WorkspaceView, rev: str | None = None, *, limit: int | None = None
 
 def _snapshot_filter(repo: WorkspaceView, grep: str | None, meta, paths, cwd: Path | None):
     """A predicate on snapshots for log's filters (True for all without any)."""
-    from .trees import lookup
-    from .worktree import relative_pathspecs
-
     needle = grep.casefold() if grep else None
     pairs = {str(k): meta_text(v) for k, v in meta.items()} if isinstance(meta, Mapping) \
         else _parse_filter_pairs(meta or ())
@@ -287,8 +284,6 @@ class TagInfo:
 def describe_tags(repo: HistoryView, pattern: str | None = None) -> list[TagInfo]:
     """The tags (matching the glob `pattern`), with their snapshot's time
     and the workspace that made it, sorted by name."""
-    from fnmatch import fnmatchcase
-    from .errors import ObjectError
     found = []
     for name, oid in list_tags(repo).items():
         if pattern is not None and not fnmatchcase(name, pattern):

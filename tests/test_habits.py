@@ -3,12 +3,25 @@ rough edges a new user hits. Each test runs the CLI in a real subprocess."""
 
 from __future__ import annotations
 
+import inspect
+import io
 import json
 import os
+import pty
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
 
 import pytest
 
-from _porcelain_helpers import (assert_error, commit, new_workspace, ok, write_files)
+import rnstore
+from rnstore import Repository
+from rnstore.errors import InvalidValueError
+
+from helpers.cli import cli_env
+from helpers.porcelain import assert_error, commit, new_workspace, ok, run_parallel, write_files
 
 
 @pytest.fixture
@@ -119,7 +132,6 @@ ARTEFACTS = ("<bool>", "<list", "<str>", "<int>", "{", "}", "[[", "]...", "╭",
 
 
 def test_every_commands_help_shows_flags_as_flags(tmp_path, run_cli):
-    from _porcelain_helpers import run_parallel
     names = _all_commands(run_cli, tmp_path)
     assert {"init", "add", "commit", "checkout", "diff", "log", "gc", "cat-file"} <= set(names)
     top = ok(run_cli(["--help"], cwd=tmp_path)).out
@@ -157,10 +169,6 @@ def test_did_you_mean_stays_silent_rather_than_guess(tmp_path, run_cli):
 def test_hints_name_only_commands_that_exist(tmp_path, run_cli):
     """Every `rnstore WORD` a message, hint or help of the package names is
     a command `rnstore --help` lists (or a git habit's equivalent)."""
-    import re
-    from pathlib import Path
-
-    import rnstore
     commands = set(_all_commands(run_cli, tmp_path))
     package = Path(rnstore.__file__).parent
     named = {}
@@ -288,8 +296,6 @@ def test_diff_cached_paths_name_only_and_no_commit(ws, run_cli):
 
 
 def test_export_without_output_streams_a_tar_to_a_pipe(ws, run_cli, tmp_path):
-    import io
-    import tarfile
     write_files(ws, {"a.txt": "a\n", "sub/b.txt": "b\n"})
     snapshot = commit(run_cli, ws, "first", "-a")
     result = ok(run_cli(["export", snapshot], cwd=ws))
@@ -302,10 +308,6 @@ def test_export_without_output_streams_a_tar_to_a_pipe(ws, run_cli, tmp_path):
 
 
 def test_export_refuses_a_terminal(ws, run_cli):
-    import pty
-    import subprocess
-    import sys
-    from _porcelain_helpers import cli_env
     write_files(ws, {"a.txt": "a\n"})
     commit(run_cli, ws, "first", "-a")
     controller, terminal = pty.openpty()
@@ -324,9 +326,6 @@ def test_export_refuses_a_terminal(ws, run_cli):
 
 
 def test_api_methods_take_explicit_keywords():
-    import inspect
-
-    from rnstore import Repository
     for name in ("add", "status", "commit", "snapshot", "log", "tag", "checkout", "export",
                  "forget", "gc", "du", "fsck"):
         parameters = inspect.signature(getattr(Repository, name)).parameters.values()
@@ -335,8 +334,6 @@ def test_api_methods_take_explicit_keywords():
 
 
 def test_api_snapshot_meta_dict_unchanged_and_iterable_log(tmp_path):
-    from rnstore import Repository
-    from rnstore.errors import InvalidValueError
     root = tmp_path / "exp"
     root.mkdir()
     (root / "train.py").write_text("print(1)\n")
@@ -422,7 +419,6 @@ def test_completion_offers_revisions_formats_config_keys_and_porcelain_first(ws,
 
 
 def test_gc_json_last_run_is_iso_utc(ws, run_cli):
-    import re
     ok(run_cli(["gc", "-q"], cwd=ws))
     document = json.loads(ok(run_cli(["gc", "--json", "-q"], cwd=ws)).stdout)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", document["last_run"]), document

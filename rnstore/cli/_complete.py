@@ -4,6 +4,10 @@ raises and never prints."""
 
 from __future__ import annotations
 
+from ..config import SETTINGS
+from ..refs import HEADS, short_name
+from ..repo import Repository
+
 #: export's --format values
 FORMATS = ("zip", "tar", "tar.gz", "tar.zst", "dir")
 
@@ -12,9 +16,7 @@ def revisions(incomplete: str) -> list[str]:
     """Branches and tags first, then live snapshot ids (12 hex digits, or
     the whole id once the 12 typed are not enough)."""
     try:
-        from ..history import list_tags
-        from ..refs import HEADS, short_name
-        from ..repo import Repository
+        from ..history import list_tags  # loads the store and zstandard, which rev-parse must not
         repo = Repository.open()
         names = ["HEAD"] + [short_name(ref) for ref in repo.refs.list(HEADS)] + sorted(list_tags(repo))
         ids = sorted(repo.journal)
@@ -31,5 +33,4 @@ def formats(incomplete: str) -> list[str]:
 
 
 def config_keys(incomplete: str) -> list[str]:
-    from ..config import SETTINGS
     return [name for name in SETTINGS if name.startswith(incomplete)]

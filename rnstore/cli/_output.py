@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Any
 
+from ..progress import NO_PROGRESS
+
 
 class Output:
     def __init__(self) -> None:
@@ -62,10 +64,16 @@ class Output:
 out = Output()
 
 
-def progress():
-    """A Progress receiver for one command: a rich bar on a terminal, else
-    one that ignores everything."""
-    from ..progress import NO_PROGRESS
+def first_line(message: str | None) -> str:
+    """A message's first line (a snapshot's subject); "" for none."""
+    return message.splitlines()[0] if message else ""
+
+
+def progress(quiet: bool = False, no_progress: bool = False):
+    """A Progress receiver for one command, after its -q and --no-progress:
+    a rich bar on a terminal, else one that ignores everything."""
+    out.quiet = out.quiet or quiet
+    out.no_progress = out.no_progress or no_progress
     if not out.progress_enabled:
         return NO_PROGRESS
     return RichProgress()
@@ -80,7 +88,7 @@ class RichProgress:
 
     def start(self, description: str, total_files: int | None = None,
               total_bytes: int | None = None) -> None:
-        from rich.console import Console
+        from rich.console import Console  # rich loads only when a bar is drawn
         from rich.progress import (BarColumn, DownloadColumn, Progress,
                                    TextColumn, TimeRemainingColumn, TransferSpeedColumn)
         self.finish()
@@ -108,3 +116,23 @@ class RichProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def print_tree(entries, *, long: bool, name_only: bool) -> None:
+    """`ls-tree`'s lines (also `show` of a folder)."""
+    lines = []
+    for e in entries:
+        if name_only:
+            lines.append(e.path + b"\n")
+        elif long:
+            size = b"-" if e.kind == "tree" else b"%d" % e.size
+            lines.append(b"%s %s %s %7s\t%s\n" % (e.mode.encode(), e.kind.encode(), e.id.encode(), size, e.path))
+        else:
+            lines.append(b"%s %s %s\t%s\n" % (e.mode.encode(), e.kind.encode(), e.id.encode(), e.path))
+    out.bytes(b"".join(lines))
+
+
+def tree_json(entries) -> list[dict]:
+    """`ls-tree --json`'s document (also `show --json` of a folder)."""
+    return [{"mode": e.mode, "type": e.kind, "id": e.id, "path": os.fsdecode(e.path),
+             "size": e.size} for e in entries]

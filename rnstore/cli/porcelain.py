@@ -8,12 +8,18 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ..errors import MissingObjectError
+from .. import plumbing
+from ..config import SETTINGS, _setting
+from ..errors import InvalidValueError, MissingObjectError
+from ..gc import start_auto_gc
+from ..repo import DOTDIR, Repository
 from ..units import format_size, plural
 from ._command import LogCommand, after_dashdash
 from . import _complete as complete
 from .app import app, open_repo
-from ._output import out, progress
+from ._options import (Excludes, Force, IgnoreErrors, Json, NoIgnore, NoProgress, Quiet, StrictIgnore,
+                       staging_options)
+from ._output import first_line, out, print_tree, progress, tree_json
 
 
 @app.command("init")
@@ -35,7 +41,6 @@ def init(
 
     Example: rnstore init --objects /shared/rnstore --shared=group
     """
-    from ..repo import DOTDIR, Repository
     target = directory or Path(".")
     existed = (target / DOTDIR / "HEAD").is_file()
     repo = Repository.init(target, objects=objects, branch=branch, shared=shared,
@@ -43,12 +48,6 @@ def init(
     out.quiet = out.quiet or quiet
     verb = "Reinitialized existing" if existed else "Initialized empty"
     out.summary(f"{verb} rnstore workspace in {repo.dotdir}")
-
-
-def _common_progress(quiet: bool, no_progress: bool):
-    out.quiet = out.quiet or quiet
-    out.no_progress = out.no_progress or no_progress
-    return progress()
 
 
 def _warn_add(result) -> None:
@@ -61,26 +60,16 @@ def _warn_add(result) -> None:
                  f"(--no-ignore stages it)")
 
 
-Excludes = Annotated[Optional[List[str]], typer.Option(
-    "--exclude", metavar="PATTERN", help="Also ignore PATTERN (gitignore syntax, repeatable).")]
-NoIgnore = Annotated[bool, typer.Option("--no-ignore", help="Disable .rnignore files.")]
-StrictIgnore = Annotated[bool, typer.Option(
-    "--strict-ignore", help="Refuse a bad .rnignore pattern instead of skipping it with a warning.")]
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-
-
 @app.command("add")
 def add(
     paths: Annotated[List[str], typer.Argument(metavar="PATH...")],
     all_: Annotated[bool, typer.Option("-A", "--all", help="Stage the whole workspace.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be staged.")] = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Ignore the size limits.")] = False,
+    force: Force = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
     strict_ignore: StrictIgnore = False,
-    ignore_errors: Annotated[bool, typer.Option("--ignore-errors", help="Skip unreadable files with a warning.")] = False,
+    ignore_errors: IgnoreErrors = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -89,11 +78,10 @@ def add(
     Example: rnstore add .
     """
     repo = open_repo()
-    bar = _common_progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     targets = [str(repo.root)] if all_ else paths
-    result = repo.add(targets, dry_run=dry_run, force=force, excludes=exclude or [],
-                      no_ignore=no_ignore, ignore_errors=ignore_errors, progress=bar,
-                      strict_ignore=strict_ignore)
+    result = repo.add(targets, dry_run=dry_run, progress=bar,
+                      **staging_options(force, exclude, no_ignore, ignore_errors, strict_ignore))
     _warn_add(result)
     if not dry_run and result.changed:
         _start_auto_gc(repo)
@@ -195,11 +183,11 @@ def commit(
     all_: Annotated[bool, typer.Option("-a", "--all", help="Stage the whole workspace first.")] = False,
     meta: Annotated[Optional[List[str]], typer.Option("--meta", metavar="K=V", help="Extra metadata (repeatable).")] = None,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Commit even if nothing changed.")] = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="With -a: ignore the size limits.")] = False,
+    force: Force = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
     strict_ignore: StrictIgnore = False,
-    ignore_errors: Annotated[bool, typer.Option("--ignore-errors", help="With -a: skip unreadable files.")] = False,
+    ignore_errors: IgnoreErrors = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -208,15 +196,14 @@ def commit(
     Example: SNAP=$(rnstore commit -a -m "run 42" --meta lr=0.1)
     """
     repo = open_repo()
-    bar = _common_progress(quiet, no_progress)
-    result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty,
-                         force=force, excludes=exclude or [], no_ignore=no_ignore,
-                         ignore_errors=ignore_errors, strict_ignore=strict_ignore, progress=bar)
+    bar = progress(quiet, no_progress)
+    result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty, progress=bar,
+                         **staging_options(force, exclude, no_ignore, ignore_errors, strict_ignore))
     if result.added is not None:
         _warn_add(result.added)
     out.line(result.id)
     where = result.branch or "detached HEAD"
-    out.summary(f"[{where} {result.id[:12]}] {message.splitlines()[0] if message else ''} "
+    out.summary(f"[{where} {result.id[:12]}] {first_line(message)} "
                 f"({plural(result.files, 'file')}, {format_size(result.bytes)})")
     _start_auto_gc(repo)
 
@@ -224,7 +211,6 @@ def commit(
 def _start_auto_gc(repo) -> None:
     """After a command that added objects: `gc --auto` in the background
     when gc.interval has passed since the last gc (unless gc.auto=false)."""
-    from ..gc import start_auto_gc
     pid = start_auto_gc(repo)
     if pid is not None:
         out.notice(f"gc: the last gc ran more than gc.interval ago; `rnstore gc --auto` "
@@ -258,7 +244,7 @@ def log(
     elif oneline:
         chunks = []
         for e in history.entries:
-            chunks.append(f"{e.id[:12]}{_decorations(e)} {_first_line(e.snapshot.message)}\n")
+            chunks.append(f"{e.id[:12]}{_decorations(e)} {first_line(e.snapshot.message)}\n")
             if stat:
                 chunks.extend(_snapshot_stat(repo, e.snapshot))
         out.bytes("".join(chunks).encode("utf-8", "surrogateescape"))
@@ -285,7 +271,7 @@ def log(
 def _snapshot_stat(repo, snapshot) -> list[str]:
     """`--stat` lines of a snapshot against its first parent (or, without
     one, against nothing: every file added)."""
-    from .. import diff as difflib_
+    from .. import diff as difflib_  # loads the store and zstandard, which rev-parse must not
     parent = snapshot.parents[0] if snapshot.parents else None
     try:
         result = difflib_.diff_trees(repo, repo.store.get_snapshot(parent).tree if parent else None,
@@ -297,7 +283,7 @@ def _snapshot_stat(repo, snapshot) -> list[str]:
 
 def _stat_lines(repo, result) -> list[str]:
     """git's `--stat`: one line per file, then the totals."""
-    from .. import diff as difflib_
+    from .. import diff as difflib_  # loads the store and zstandard, which rev-parse must not
     stats = []
     for entry in result.entries:
         lines, added, removed = difflib_.unified(repo, result, entry)
@@ -316,10 +302,6 @@ def _stat_lines(repo, result) -> list[str]:
 _STANDARD_META = ("user", "host", "rnstore_version", "files", "bytes", "workspace")
 
 
-def _first_line(message: str) -> str:
-    return message.splitlines()[0] if message else ""
-
-
 def _decorations(entry) -> str:
     names = entry.branches + [f"tag: {t}" for t in entry.tags]
     return f" ({', '.join(names)})" if names else ""
@@ -335,8 +317,7 @@ def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]", autocompletion
 
     Example: rnstore show HEAD~3:train.py > old_train.py
     """
-    from .. import plumbing
-    from ..history import LogEntry, names_by_id
+    from ..history import LogEntry, names_by_id  # loads the store and zstandard, which rev-parse must not
     repo = open_repo()
     info = plumbing.object_info(repo, rev)
     if json_:
@@ -345,7 +326,6 @@ def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]", autocompletion
             out.json(LogEntry(info.id, repo.store.get_snapshot(info.id),
                               tags.get(info.id, []), branches.get(info.id, [])).as_json())
         elif info.kind == "tree":
-            from .plumbing import tree_json
             out.json(tree_json(plumbing.ls_tree(repo, info.id)))
         else:
             out.json({"id": info.id, "type": info.kind, "size": info.size})
@@ -355,8 +335,7 @@ def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]", autocompletion
             out.bytes(chunk)
         return
     if info.kind == "tree":
-        from .plumbing import _print_tree
-        _print_tree(plumbing.ls_tree(repo, info.id), long=True, name_only=False)
+        print_tree(plumbing.ls_tree(repo, info.id), long=True, name_only=False)
         return
     s = repo.store.get_snapshot(info.id)
     tags, branches = names_by_id(repo)
@@ -389,8 +368,7 @@ def diff(
 
     Example: rnstore diff HEAD~1 HEAD --stat
     """
-    from .. import diff as difflib_
-    from ..errors import InvalidValueError
+    from .. import diff as difflib_  # loads the store and zstandard, which rev-parse must not
     revs = revs or []
     if len(revs) > (1 if cached else 2):
         raise InvalidValueError("diff takes at most two revisions (one with --cached)")
@@ -439,7 +417,7 @@ def tag(
 
     Example: rnstore tag paper-v1 HEAD
     """
-    from .. import history
+    from .. import history  # loads the store and zstandard, which rev-parse must not
     repo = open_repo()
     if delete:
         old = history.delete_tag(repo, delete)
@@ -468,7 +446,6 @@ def config(
 
     Example: rnstore config limits.max_bytes 2GB
     """
-    from ..config import SETTINGS
     repo = open_repo()
     if json_ and value is None:
         names = list(SETTINGS) if key is None else [key]
@@ -491,5 +468,4 @@ def _config_text(repo, key: str) -> str:
 
 
 def _default(key: str) -> str:
-    from ..config import _setting
     return _setting(key).default

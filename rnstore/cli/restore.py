@@ -10,20 +10,12 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..errors import InvalidValueError
-from ..units import plural
+from ..units import format_size, plural
 from ._command import after_dashdash
 from . import _complete as complete
 from .app import app, open_repo
+from ._options import NoProgress, Quiet
 from ._output import out, progress
-
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
-
-
-def _progress(quiet: bool, no_progress: bool):
-    out.quiet = out.quiet or quiet
-    out.no_progress = out.no_progress or no_progress
-    return progress()
 
 
 def _count(n: int, what: str) -> str:
@@ -56,12 +48,12 @@ def checkout(
 
     Example: rnstore checkout run-42 -- train.py configs/
     """
-    from ..checkout import checkout as run_checkout
+    from ..checkout import checkout as run_checkout  # loads the store and zstandard, which rev-parse must not
     paths = (paths or []) + after_dashdash(ctx)
     if rev is None and not paths:
         raise InvalidValueError("give a revision to check out, or `-- PATH...` to restore from the index")
     repo = open_repo()
-    bar = _progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     result = run_checkout(repo, rev, paths or None, target=target, force=force,
                           skip_missing=skip_missing, progress=bar)
     for path in result.excluded:
@@ -88,7 +80,6 @@ def checkout(
     else:
         out.summary(f"HEAD is now detached at {short} ({detail})")
     if result.missing:
-        import sys
         where = Path(result.root)
         for path, oid, why in result.missing:
             sys.stderr.write(f"{why}: {where / os.fsdecode(path)} ({oid})\n")
@@ -123,17 +114,16 @@ def export(
 
     Example: rnstore export HEAD -o ../code.tar.zst
     """
-    from ..export import export as run_export
+    from ..export import export as run_export  # loads the store and zstandard, which rev-parse must not
     stream = output in (None, "-")
     if stream and sys.stdout.isatty():
         raise InvalidValueError("refusing to write an archive to a terminal",
                                 hints=["redirect stdout (`rnstore export REV > code.tar`), or give -o FILE"])
     repo = open_repo()
-    bar = _progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     result = run_export(repo, rev, sys.stdout.buffer if stream else output,
                         format=format_, paths=(paths or []) + after_dashdash(ctx) or None,
                         progress=bar)
     where = "stdout" if stream else output
-    from ..units import format_size
     out.summary(f"Exported {result.snapshot[:12]} to {where} ({result.format}, "
                 f"{plural(result.files, 'file')}, {format_size(result.bytes)})")
