@@ -223,6 +223,32 @@ class ObjectStore:
         durably before then."""
         yield
 
+    # -- frames as they are stored (for transfers between stores) ------------------
+
+    def read_frame(self, oid: str) -> bytes:
+        """The stored frame as-is, unverified; MissingObjectError if absent."""
+        with self._open_frame(oid) as fh:
+            return fh.read()
+
+    def add_frames(self, frames: Iterable[tuple[str, bytes]]) -> None:
+        """Store (id, frame) pairs the caller has verified, as one batch
+        (packed when many); objects already stored are freshened instead."""
+        with self.batch():
+            for oid, frame in frames:
+                self._check_id(oid)
+                if not self.freshen(oid):
+                    self._put_frame(oid, frame)
+
+    def _put_frame(self, oid: str, frame: bytes) -> None:
+        out, token = self._new_temp()
+        try:
+            out.write(frame)
+            out.close()
+            self._publish(token, oid)
+        except BaseException:
+            self._discard(token)
+            raise
+
 
 class _VerifiedFrameReader(codec.FrameReader):
     """The last chunk is followed by a check that the payload hashes to the
@@ -431,13 +457,15 @@ class DiskStore(ObjectStore):
         oid = hashlib.sha256(payload).hexdigest()
         if self._refresh(oid, quick=True):
             return oid
-        frame = codec.compress(kind, payload, self.level)
+        self._put_frame(oid, codec.compress(kind, payload, self.level))
+        return oid
+
+    def _put_frame(self, oid: str, frame: bytes) -> None:
         writer = self._writer
         if writer is not None and len(frame) <= MAX_FRAME:
             writer.add(oid, frame)
-            return oid
-        self._put_loose(oid, frame)
-        return oid
+        else:
+            self._put_loose(oid, frame)
 
     def _put_loose(self, oid: str, frame: bytes) -> None:
         folder = f"{self._root}/{oid[:2]}"
