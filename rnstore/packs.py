@@ -107,6 +107,11 @@ class Pack:
         _, offset, length = self._entry(slot)
         return os.pread(self._fd, length, offset)
 
+    def locations(self):
+        """(raw id, offset, frame length) of every object, in id order."""
+        for slot in range(len(self._ids)):
+            yield self._entry(slot)
+
     def entries(self):
         """(raw id, frame length) of every object, in id order."""
         for slot in range(len(self._ids)):
