@@ -59,6 +59,7 @@ def build_command(args: list[str] | None = None):
     from . import porcelain  # noqa: F401 - registers the porcelain commands
     from . import restore  # noqa: F401 - registers checkout and export
     from . import space  # noqa: F401 - registers forget, gc, du, fsck
+    from . import remote  # noqa: F401 - registers remote, push, fetch, pull, clone
     name = _invoked_command(args or [])
     selected = [c for c in app.registered_commands if c.name == name]
     if not selected:

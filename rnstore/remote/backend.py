@@ -49,6 +49,11 @@ class RemoteError(RnstoreError):
     """The remote cannot be reached or refused a request (exit 1)."""
 
 
+class ShortReadError(Exception):
+    """A ranged read past the end of a key: the key is shorter than its
+    index says (truncated), which no retry will change."""
+
+
 class MissingExtraError(BadInputError):
     """The backend's optional dependency is not installed (exit 2)."""
 
@@ -106,9 +111,14 @@ class FsspecBackend(Backend):
         return self.fs.cat_file(self._path(key))
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
-        data = self.fs.cat_file(self._path(key), start=start, end=end)
+        try:
+            data = self.fs.cat_file(self._path(key), start=start, end=end)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and "range" in str(exc).lower():  # HTTP 416
+                raise ShortReadError(f"{key}: shorter than {end} bytes") from None
+            raise
         if len(data) != end - start:
-            raise EOFError(f"{key}: short read ({len(data)} of {end - start} bytes)")
+            raise ShortReadError(f"{key}: shorter than {end} bytes")
         return data
 
     def put(self, key: str, data: bytes) -> None:
@@ -240,7 +250,7 @@ class RetryingBackend(Backend):
             self.requests += 1
             try:
                 return call()
-            except (FileNotFoundError, FileExistsError):
+            except (FileNotFoundError, FileExistsError, ShortReadError):
                 raise
             except PermissionError as exc:
                 raise RemoteError(f"{self.describe}: access denied ({what} {key}): {_brief(exc)}",
@@ -340,7 +350,9 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
         raise _missing(extra or "s3", "fsspec") from None
     merged = {**_backend_defaults(scheme), **_typed(options or {})}
     try:
-        fs, root = url_to_fs(url, skip_instance_cache=True, **merged)
+        # fsspec's instance cache keeps one client (and its connections) per
+        # process; listings are never served from its cache (see list()).
+        fs, root = url_to_fs(url, **merged)
     except ImportError:
         raise _missing(extra, package or scheme) from None
     except ValueError as exc:
@@ -412,5 +424,5 @@ class _PlainLocalFileSystem:
         os.unlink(path)
 
 
-__all__ = ["Backend", "FsspecBackend", "RetryingBackend", "KeyInfo", "RemoteError",
+__all__ = ["Backend", "FsspecBackend", "RetryingBackend", "KeyInfo", "RemoteError", "ShortReadError",
            "MissingExtraError", "open_backend", "mask_url", "split_url"]

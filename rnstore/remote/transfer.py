@@ -31,7 +31,7 @@ from ..packs import Pack, PackWriter
 from ..progress import NO_PROGRESS, Progress
 from ..refs import ANY, HEADS, REMOTES, TAGS, check_ref_name
 from . import layout, settings
-from .backend import RemoteError, open_backend
+from .backend import RemoteError, ShortReadError, open_backend
 from .layout import Location
 from .remote import PARALLEL, Remote, RemoteRef
 
@@ -534,8 +534,8 @@ def _read_range(remote: Remote, item, keep_payload: bool) -> list[tuple[str, byt
     except FileNotFoundError:
         raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
                           hints=["run the command again"]) from None
-    except EOFError:
-        data = b""  # short: every frame below reads as truncated
+    except ShortReadError:
+        data = remote.backend.get(key)[start:end]  # truncated: what is there reads as corrupt
     out = []
     for oid, location in members:
         frame = data[location.offset - start:location.offset - start + location.length]
