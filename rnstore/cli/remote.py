@@ -105,6 +105,8 @@ def push(
     refs: Refs = None,
     force: Annotated[bool, typer.Option("--force", "-f",
         help="Move remote branches and tags even when that drops remote snapshots.")] = False,
+    delete: Annotated[bool, typer.Option("--delete", "-d",
+        help="Remove the named remote branches or tags instead.")] = False,
     as_json: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -118,6 +120,13 @@ def push(
     """
     from ..remote.transfer import PushRefusedError, push as push_refs
     receiver = _start(quiet, no_progress)
+    if delete:
+        from ..errors import InvalidValueError
+        from ..remote.collect import delete_refs
+        if not refs:
+            raise InvalidValueError("push --delete needs the branches or tags to remove")
+        _render(delete_refs(open_repo(), name, refs), "sent", as_json)
+        return
     try:
         result = push_refs(open_repo(), name, refs or [], force=force, progress=receiver)
     except PushRefusedError as exc:
@@ -185,3 +194,41 @@ def clone(
     _render(result, "received", as_json)
     if not as_json:
         out.summary(f"cloned into {result.path}")
+
+
+@app.command("snapshots", rich_help_panel=REMOTES)
+def snapshots(
+    remote_name: Annotated[str, typer.Option("--remote", metavar="NAME",
+        help="The remote whose live snapshots to list.")],
+    as_json: Json = False,
+) -> None:
+    """List the snapshots a remote keeps alive, newest first (its snapshot records).
+
+    `forget --remote` drops snapshots from this list; `gc --remote` then frees their space.
+
+    Example: rnstore snapshots --remote origin
+    """
+    from ..remote.collect import remote_snapshots
+    found = remote_snapshots(open_repo(), remote_name)
+    if as_json:
+        out.json([{"id": s.id, "time": s.time, "message": s.message, "refs": s.refs} for s in found])
+        return
+    lines = [f"{s.id[:12]}  {s.time[:19].replace('T', ' ')}  "
+             f"{(s.message or '').splitlines()[0] if s.message else ''}"
+             + (f"  ({', '.join(s.refs)})" if s.refs else "") for s in found]
+    if lines:
+        out.line("\n".join(lines))
+    out.summary(f"{len(found)} live snapshot{'s' if len(found) != 1 else ''} on {remote_name}")
+
+
+def render_remote_gc(stats, as_json: bool) -> None:
+    """gc --remote's report (space.py's gc calls this with --remote)."""
+    if as_json:
+        out.json(stats.as_json())
+        return
+    verb = "would delete" if stats.dry_run else "deleted"
+    spared = f", {stats.spared_packs} spared for pushes that ran meanwhile" if stats.spared_packs else ""
+    young = f", {stats.young_packs} unreachable but within the grace period" if stats.young_packs else ""
+    out.summary(f"gc: {verb} {stats.deleted_packs:,} packs, {stats.deleted_objects:,} objects "
+                f"({format_size(stats.freed_bytes)}); kept {stats.kept_packs:,} packs{young}{spared}; "
+                f"{stats.requests:,} requests")

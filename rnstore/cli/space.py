@@ -18,6 +18,8 @@ Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no s
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", "-n", help="Change nothing; show what would happen.")]
+Remote = Annotated[Optional[str], typer.Option(
+    "--remote", metavar="NAME", help="Act on the remote NAME instead of this workspace's store.")]
 
 
 def _progress(quiet: bool, no_progress: bool):
@@ -40,6 +42,7 @@ def forget(
         help="Keep snapshots made within DURATION of the newest one (e.g. 30d), forget the rest.")] = None,
     dry_run: DryRun = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary.")] = False,
+    remote: Remote = None,
 ) -> None:
     """Drop snapshots from the live set; `gc` then frees what nothing else holds.
 
@@ -48,8 +51,13 @@ def forget(
 
     Example: rnstore forget --keep-last 10 --keep-within 30d
     """
-    result = open_repo().forget(revs or [], keep_last=keep_last, keep_within=keep_within,
-                                dry_run=dry_run)
+    if remote is not None:
+        from ..remote.collect import forget_remote
+        result = forget_remote(open_repo(), remote, revs or [], keep_last=keep_last,
+                               keep_within=keep_within, dry_run=dry_run)
+    else:
+        result = open_repo().forget(revs or [], keep_last=keep_last, keep_within=keep_within,
+                                    dry_run=dry_run)
     out.quiet = out.quiet or quiet
     verb = "would forget" if dry_run else "forget"
     lines = []
@@ -92,6 +100,7 @@ def gc(
     json_: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
+    remote: Remote = None,
 ) -> None:
     """Delete objects no root reaches that are older than the grace period.
 
@@ -102,6 +111,11 @@ def gc(
     """
     repo = open_repo()
     bar = _progress(quiet, no_progress)
+    if remote is not None:
+        from ..remote.collect import gc_remote
+        from .remote import render_remote_gc
+        render_remote_gc(gc_remote(repo, remote, dry_run=dry_run, prune=prune), json_)
+        return
     stats = repo.gc(dry_run=dry_run, prune=prune, auto=auto, progress=bar)
     for note in stats.notes:
         out.warn(note)

@@ -10,6 +10,8 @@ import json
 import os
 import secrets
 import socket
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +113,14 @@ class Remote:
         """id -> where the remote holds it, from every pack index (read from
         the local cache when there, else downloaded and cached). Packs in
         `without` (condemned by a collector) are left out."""
+        index: dict[str, Location] = {}
+        for name, found in sorted(self.load_pack_indexes(without=without).items()):
+            for oid, location in found.items():
+                index.setdefault(oid, location)
+        return index
+
+    def load_pack_indexes(self, *, without: set[str] = frozenset()) -> dict[str, dict[str, Location]]:
+        """pack name -> (id -> Location) of every indexed pack but `without`."""
         names = sorted(self.pack_names() - set(without))
         folder = self.cache / "index" if self.cache is not None else None
         if folder is not None:
@@ -119,13 +129,10 @@ class Remote:
             for entry in os.listdir(folder):  # packs a collector deleted
                 if entry.endswith(layout.INDEX_SUFFIX) and entry[:-len(layout.INDEX_SUFFIX)] not in keep:
                     remove_quietly(folder / entry)
-        index: dict[str, Location] = {}
-        for found in self._map(lambda name: self._pack_index(name, folder), names):
-            for oid, location in found.items():
-                index.setdefault(oid, location)
-        return index
+        found = self._map(lambda name: self._pack_index(name, folder), names)
+        return {name: entries for name, entries in zip(names, found) if entries is not None}
 
-    def _pack_index(self, name: str, folder: Path | None) -> dict[str, Location]:
+    def _pack_index(self, name: str, folder: Path | None) -> dict[str, Location] | None:
         cached = folder / (name + layout.INDEX_SUFFIX) if folder is not None else None
         if cached is not None:
             try:
@@ -135,7 +142,7 @@ class Remote:
         try:
             data = self.backend.get(layout.index_key(name))
         except FileNotFoundError:
-            return {}  # deleted by a collector since the listing
+            return None  # deleted by a collector since the listing
         found = layout.decode_index(data, name)
         if cached is not None:
             atomic_write(cached, data, durable=False)
@@ -162,14 +169,11 @@ class Remote:
                     raise CorruptStoreError(f"remote gc plan {key} is damaged") from None
         return condemned
 
-    def begin_push(self) -> str:
-        """Announce a push in progress; the key to remove when it ends."""
-        key = f"{layout.PUSHES}{secrets.token_hex(12)}"
-        self.backend.put(key, json.dumps({"by": _who()}).encode() + b"\n")
-        return key
-
-    def end_push(self, key: str) -> None:
-        self.backend.delete(key)
+    def begin_push(self) -> "PushMarker":
+        """Announce a push in progress (see FORMAT.md "Remote gc")."""
+        marker = PushMarker(self.backend, f"{layout.PUSHES}{secrets.token_hex(12)}")
+        marker.refresh()
+        return marker
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -179,6 +183,33 @@ class Remote:
             return [function(item) for item in items]
         with ThreadPoolExecutor(min(PARALLEL, len(items))) as pool:
             return list(pool.map(function, items))
+
+
+class PushMarker:
+    """pushes/TOKEN: written before a push reads the remote's indexes,
+    rewritten while it runs (a collector takes a marker not rewritten for
+    collect.PUSH_STALE seconds for a dead push's), removed when its refs
+    are written."""
+
+    #: Rewrite the marker when it is older than this (well below PUSH_STALE).
+    REFRESH = 120.0
+
+    def __init__(self, backend: Backend, key: str):
+        self.backend, self.key = backend, key
+        self._written = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        self.backend.put(self.key, json.dumps({"by": _who()}).encode() + b"\n")
+        self._written = time.monotonic()
+
+    def refresh_if_due(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._written > self.REFRESH:
+                self.refresh()
+
+    def end(self) -> None:
+        self.backend.delete(self.key)
 
 
 def _who() -> str:

@@ -15,7 +15,9 @@ sees it, and only then record the remote's branches as refs/remotes/NAME/X.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -135,6 +137,8 @@ def push(repo, name: str, refs: Iterable[str] = (), *, force: bool = False,
         remote.ensure()
         marker = remote.begin_push()
         try:
+            # After the marker, before the indexes: a collector either sees
+            # this push's marker and waits for it, or this push sees its plan.
             condemned = remote.condemned_packs()
             index = remote.load_index(without=condemned)
             current = remote.refs()
@@ -147,7 +151,8 @@ def push(repo, name: str, refs: Iterable[str] = (), *, force: bool = False,
                                                  if verdict == "refused" else ""))
                 else:
                     accepted.append((ref, new))
-            snapshots = _upload(repo, remote, index, [new for _, new in accepted], result, progress)
+            snapshots = _upload(repo, remote, index, [new for _, new in accepted], result, progress,
+                                marker=marker, condemned=condemned)
             _write_records(repo, remote, snapshots)
             for ref, new in accepted:
                 result.refs.append(_move_ref(repo, remote, ref, new, force))
@@ -156,7 +161,7 @@ def push(repo, name: str, refs: Iterable[str] = (), *, force: bool = False,
             if pushed_branches:
                 remote.set_default_branch(pushed_branches[0])
         finally:
-            remote.end_push(marker)
+            marker.end()
     _track(repo, name, [(u.ref, u.new) for u in result.refs if u.status != "refused"])
     if result.refused:
         refused = ", ".join(_short(u.ref) for u in result.refused)
@@ -284,7 +289,7 @@ def _missing_in_tree(store, index, root: str, seen: set[str]) -> Iterator[tuple[
 
 
 def _upload(repo, remote: Remote, index: dict[str, Location], tips: list[str],
-            result: TransferResult, progress: Progress) -> list[str]:
+            result: TransferResult, progress: Progress, *, marker, condemned: set[str]) -> list[str]:
     """Pack and upload every missing object; the snapshots among them."""
     snapshots: list[str] = []
     progress.start("pushing")
@@ -301,7 +306,8 @@ def _upload(repo, remote: Remote, index: dict[str, Location], tips: list[str],
             if writer is None:
                 return
             path = writer.finish()
-            pending.append(pool.submit(_send_pack, remote, path, kinds, result, progress))
+            pending.append(pool.submit(_send_pack, remote, path, kinds, result, progress,
+                                       marker, condemned))
             while len(pending) > 2:  # at most a few packs on disk at once
                 pending.pop(0).result()
             writer, kinds, size = None, {}, 0
@@ -329,10 +335,14 @@ _result_lock = threading.Lock()
 
 
 def _send_pack(remote: Remote, path: str, kinds: dict[str, str], result: TransferResult,
-               progress: Progress) -> None:
+               progress: Progress, marker, condemned: set[str]) -> None:
     """The pack, then its index: an index never names a pack not fully
-    stored. A pack already there (a retried push) is not sent again."""
+    stored. A pack already there (a retried push) is not sent again, unless
+    a collector condemned that name: then it goes under another one."""
+    marker.refresh_if_due()
     name = os.path.basename(path)[:-len(".pack")]
+    if name in condemned:
+        name = hashlib.sha256(f"{name} {secrets.token_hex(16)}".encode()).hexdigest()
     entries = [(raw, offset, length, kinds[raw.hex()])
                for raw, offset, length in Pack.open(path).locations()]
     size = os.path.getsize(path)
