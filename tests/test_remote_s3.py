@@ -159,6 +159,7 @@ def _run_all(commands, server):
     return results
 
 
+@pytest.mark.torture  # processes racing or killed: slow; CI runs them
 def test_racing_pushes_to_one_branch_lose_no_update(tmp_path, s3):
     server, bucket, url = s3
     a = make_workspace(tmp_path / "a", server, files=10, url=url)
@@ -200,6 +201,7 @@ def test_compare_and_swap_has_one_winner(s3):
     assert remote.ref("refs/heads/race").id == f"{wins[0]:064x}"
 
 
+@pytest.mark.torture  # processes racing or killed: slow; CI runs them
 def test_concurrent_pushes_of_different_tags(tmp_path, s3):
     server, bucket, url = s3
     a = make_workspace(tmp_path / "a", server, files=10, url=url)
@@ -261,6 +263,7 @@ def test_pull_fast_forwards_a_clean_workspace_and_leaves_changes_alone(tmp_path,
     assert lib(b).refs.resolve("refs/remotes/origin/main") == third
 
 
+@pytest.mark.torture  # processes racing or killed: slow; CI runs them
 def test_push_killed_at_any_moment_is_retried_without_reuploading(tmp_path, s3):
     server, bucket, url = s3
     a = make_workspace(tmp_path / "a", server, files=1500, seed=7, url=url)

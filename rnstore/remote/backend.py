@@ -351,8 +351,10 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
     merged = {**_backend_defaults(scheme), **_typed(options or {})}
     try:
         # fsspec's instance cache keeps one client (and its connections) per
-        # process; listings are never served from its cache (see list()).
-        fs, root = url_to_fs(url, **merged)
+        # process; its listings cache is off: another machine changes the
+        # remote between two looks, and a cached listing also answers
+        # info() (a stat) without asking.
+        fs, root = url_to_fs(url, use_listings_cache=False, **merged)
     except ImportError:
         raise _missing(extra, package or scheme) from None
     except ValueError as exc:

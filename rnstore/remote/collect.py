@@ -208,8 +208,12 @@ def gc_remote(repo, name: str, *, dry_run: bool = False, prune: str | float | No
     before = remote.backend.requests
     earlier_plans = [k for k in remote.backend.list(layout.PLANS) if k.endswith(".plan")]
     trees: dict[str, tuple] = {}
+    # Roots before indexes: a pusher writes its indexes before the record
+    # and ref naming them, so every object a root read here names is in an
+    # index listed after it (unless it is really gone).
+    roots = _roots(remote)
     by_pack = remote.load_pack_indexes()
-    reachable = _mark(remote, _merged(by_pack), trees)
+    reachable = _mark(remote, roots, _merged(by_pack), trees)
     now = _server_now(remote)
     garbage: dict[str, tuple[int, int]] = {}
     rewrite: dict[str, dict[str, Location]] = {}
@@ -247,8 +251,9 @@ def gc_remote(repo, name: str, *, dry_run: bool = False, prune: str | float | No
         # Again, now that every push that might not have seen the plan is over:
         # a condemned pack holding the only copy of an object a root now
         # reaches is spared.
+        roots = _roots(remote)
         by_pack = remote.load_pack_indexes()
-        reachable = _mark(remote, _merged(by_pack), trees)
+        reachable = _mark(remote, roots, _merged(by_pack), trees)
         elsewhere = {oid for pack, members in by_pack.items() if pack not in garbage for oid in members}
         needed = {pack for pack in garbage
                   if any(oid in reachable and oid not in elsewhere for oid in by_pack.get(pack, {}))}
@@ -335,12 +340,16 @@ def _wait_for_pushes(remote: Remote, plan_key: str, wait_for) -> float:
     return time.monotonic() - started
 
 
-def _mark(remote: Remote, index: dict[str, Location], trees: dict) -> set[str]:
+def _roots(remote: Remote) -> set[str]:
+    """Every ref's latest id and every snapshot record."""
+    refs = remote.refs()
+    return {state.id for state in refs.values() if state.id is not None} | remote.record_ids()
+
+
+def _mark(remote: Remote, roots: set[str], index: dict[str, Location], trees: dict) -> set[str]:
     """Every id a root reaches (snapshots and their trees and blobs). Trees
     are read from the packs in merged ranges, level by level, and kept in
     `trees` (by id: immutable) for the second marking."""
-    refs = remote.refs()
-    roots = {state.id for state in refs.values() if state.id is not None} | remote.record_ids()
     reachable: set[str] = set()
     level = [(oid, SNAPSHOT) for oid in sorted(roots)]
     while level:
