@@ -4,6 +4,7 @@ started by the s3_server fixture), end to end through the CLI."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -344,3 +345,30 @@ def test_secrets_are_never_printed(tmp_path, s3):
     if result.returncode == 0:
         assert password not in cli(["remote", "-v"], a, server).out
     assert (a / ".rnstore" / "remotes.json").stat().st_mode & 0o077 == 0
+
+
+def test_the_readme_ci_recipe_works_against_the_loopback_server(tmp_path, s3):
+    """README "Remotes": the CI recipe, verbatim but for the endpoint and
+    bucket, run by bash in a fresh folder."""
+    import re
+    import stat
+    server, bucket, url = s3
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    recipe = re.findall(r"```sh\n(.*?)```", readme.split("## Remotes", 1)[1], re.S)[0]
+    assert "rnstore push" in recipe and "rnstore clone" in recipe
+    recipe = recipe.replace("http://127.0.0.1:5000", server.endpoint).replace("ci-bucket", bucket)
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "rnstore").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m rnstore "$@"\n')
+    (shims / "rnstore").chmod(0o755 | stat.S_IXUSR)
+    job = tmp_path / "job"
+    job.mkdir()
+    write_files(job, 30)
+    env = cli_env({**server.env, "CI_JOB_ID": "42", "PATH": f"{shims}:{os.environ['PATH']}"})
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", recipe], cwd=job, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    review = job / "review"
+    assert {k: v for k, v in tree_bytes(review).items()} == \
+        {k: v for k, v in tree_bytes(job).items() if not k.startswith("review/")}
