@@ -7,7 +7,7 @@ One command from a clean clone (see tests/bench/README.md):
 
 What it does, in order:
 
-1. builds the corpus with `bash <repo>/../shared/bench/make_corpus.sh` under $PB (default
+1. builds the corpus with `bash tests/bench/make_corpus.sh` under $PB (default
    /tmp/peerbench) when it is missing or incomplete (waits for a build already running);
 2. installs missing peers with apt-get (restic, borgbackup; hyperfine and zstd when missing);
    a peer that cannot be installed is skipped with a note;
@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_BENCH = REPO.parent / "shared" / "bench"
+CORPUS_TOOLS = Path(__file__).resolve().parent  # make_corpus.sh and gen.py, kept beside this script
 ALL_TREES = ("small", "medium", "big")
 EDITABLE_TREES = ("small", "medium")  # gen.py edit is meant for medium; small gets it in --quick
 KNOWN_PEERS = ("git", "restic", "borg", "borg-zstd")
@@ -599,7 +599,7 @@ def ensure_corpus(pb: Path) -> None:
     if corpus_complete(pb):
         log(f"corpus: {pb}/corpus (present)")
     else:
-        script = SHARED_BENCH / "make_corpus.sh"
+        script = CORPUS_TOOLS / "make_corpus.sh"
         if not script.is_file():
             sys.exit(f"error: corpus missing under {pb} and {script} not found")
         log(f"corpus: building with `bash {script}` into {pb} (a few minutes) ...")
@@ -828,7 +828,7 @@ class Bench:
                             (t.tree / d).rename(t.work / f"{d}.aside")
                             moved.append(d)
                     try:
-                        self.r.quiet([sys.executable, str(SHARED_BENCH / "gen.py"), "edit", str(t.tree)],
+                        self.r.quiet([sys.executable, str(CORPUS_TOOLS / "gen.py"), "edit", str(t.tree)],
                                      None, None, label="gen-edit")
                     finally:
                         for d in moved:
