@@ -90,15 +90,7 @@ class ObjectStore:
         oid = hashlib.sha256(payload).hexdigest()
         if self.freshen(oid):
             return oid
-        frame = codec.compress(kind, payload, self.level)
-        out, token = self._new_temp()
-        try:
-            out.write(frame)
-            out.close()
-            self._publish(token, oid)
-        except BaseException:
-            self._discard(token)
-            raise
+        self._put_frame(oid, codec.compress(kind, payload, self.level))
         return oid
 
     def put_tree(self, tree: Tree) -> str:

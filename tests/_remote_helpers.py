@@ -80,6 +80,39 @@ def s3_server(tmp_path_factory):
         proc.wait()
 
 
+def race(count: int, attempt) -> list[int]:
+    """Run attempt(i) for i in range(count) in threads released at once; the
+    i whose attempt returned true."""
+    import threading
+    barrier = threading.Barrier(count)
+    wins = []
+
+    def run(i):
+        barrier.wait()
+        if attempt(i):
+            wins.append(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return wins
+
+
+def workspace_with_snapshot(path: Path, files: int = 20, seed: int = 0, url: str | None = None):
+    """A workspace (made through the library) with one snapshot of `files`
+    files, and remote `origin` at `url` if given; its Repository."""
+    from rnstore import Repository
+    from rnstore.remote import transfer
+    repo = Repository.init(path, default_ignore=False)
+    write_files(path, files, seed=seed)
+    repo.snapshot("first")
+    if url is not None:
+        transfer.add_remote(repo, "origin", url)
+    return repo
+
+
 def write_files(root: Path, count: int, *, size: int = 200, seed: int = 0, prefix: str = "f") -> None:
     """`count` files spread over a few folders, with deterministic distinct contents."""
     import random

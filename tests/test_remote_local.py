@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 
 import pytest
 
-from _remote_helpers import tree_bytes, write_files
+from _remote_helpers import race, tree_bytes, workspace_with_snapshot
 from testkit import run_cli
 
 from rnstore import Repository
 from rnstore.errors import CorruptObjectError, CorruptStoreError, InvalidValueError
 from rnstore.remote import layout, transfer
-from rnstore.remote.backend import (MissingExtraError, RemoteError, RetryingBackend, mask_url,
+from rnstore.remote.backend import (RemoteError, RetryingBackend, mask_url,
                                     open_backend)
 from rnstore.remote.remote import Remote
-
-
-def workspace_with_snapshot(path, files=20, seed=0, url=None) -> Repository:
-    repo = Repository.init(path, default_ignore=False)
-    write_files(path, files, seed=seed)
-    repo.snapshot("first")
-    if url is not None:
-        transfer.add_remote(repo, "origin", url)
-    return repo
 
 
 @pytest.mark.parametrize("form", ["file-url", "plain-path"])
@@ -175,19 +165,7 @@ def test_ref_keys():
 
 def test_exclusive_create_on_a_local_path_has_one_winner(tmp_path):
     backend = open_backend(str(tmp_path / "r"))
-    barrier = threading.Barrier(8)
-    wins = []
-
-    def race(i):
-        barrier.wait()
-        if backend.create("refs/heads/x/00000000000000000001", b"%d" % i):
-            wins.append(i)
-
-    threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wins = race(8, lambda i: backend.create("refs/heads/x/00000000000000000001", b"%d" % i))
     assert len(wins) == 1
     assert backend.get("refs/heads/x/00000000000000000001") == b"%d" % wins[0]
     assert not [n for n in os.listdir(tmp_path / "r" / "refs" / "heads" / "x") if n.startswith(".tmp")]

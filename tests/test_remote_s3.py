@@ -9,13 +9,12 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from _remote_helpers import SECRET, keys, tree_bytes, write_files
+from _remote_helpers import SECRET, keys, race, tree_bytes, workspace_with_snapshot, write_files
 from testkit import cli_env, run_cli
 
 from rnstore import Repository
@@ -41,13 +40,9 @@ def cli(args, cwd, server, env=None, check=True):
 
 
 def make_workspace(path: Path, server, files: int = 50, seed: int = 0, url: str | None = None) -> Path:
-    """A workspace with one snapshot (made through the library: the CLI runs
-    where the behaviour under test is), with remote `origin` at `url`."""
-    repo = Repository.init(path, default_ignore=False)
-    write_files(path, files, seed=seed)
-    repo.snapshot("first")
-    if url is not None:
-        transfer.add_remote(repo, "origin", url)
+    """workspace_with_snapshot's folder (made through the library: the CLI
+    runs where the behaviour under test is)."""
+    workspace_with_snapshot(path, files, seed, url)
     return path
 
 
@@ -185,19 +180,7 @@ def test_compare_and_swap_has_one_winner(s3):
     remote = Remote(open_backend(url))
     remote.ensure()
     start = remote.ref("refs/heads/race")
-    barrier = threading.Barrier(8)
-    wins = []
-
-    def race(i):
-        barrier.wait()
-        if remote.swap_ref(start, f"{i:064x}"):
-            wins.append(i)
-
-    threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wins = race(8, lambda i: remote.swap_ref(start, f"{i:064x}"))
     assert len(wins) == 1
     assert remote.ref("refs/heads/race").id == f"{wins[0]:064x}"
 

@@ -31,7 +31,7 @@ from ..errors import CorruptObjectError, InvalidValueError, RnstoreError
 from ..objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
 from ..packs import Pack, PackWriter
 from ..progress import NO_PROGRESS, Progress
-from ..refs import ANY, HEADS, REMOTES, TAGS, check_ref_name
+from ..refs import ANY, HEADS, REMOTES, TAGS, check_ref_name, short_name
 from . import layout, settings
 from .backend import RemoteError, ShortReadError, open_backend
 from .layout import Location
@@ -164,7 +164,7 @@ def push(repo, name: str, refs: Iterable[str] = (), *, force: bool = False,
             marker.end()
     _track(repo, name, [(u.ref, u.new) for u in result.refs if u.status != "refused"])
     if result.refused:
-        refused = ", ".join(_short(u.ref) for u in result.refused)
+        refused = ", ".join(short_name(u.ref) for u in result.refused)
         raise PushRefusedError(f"push to {name} refused for {refused}", result,
                                hints=[u.reason for u in result.refused])
     return result
@@ -210,9 +210,9 @@ def _verdict(repo, ref: str, remote_id: str | None, new: str, force: bool) -> st
 
 def _why_refused(ref: str, remote_id: str | None) -> str:
     if ref.startswith(TAGS):
-        return (f"tag {_short(ref)} exists on the remote as {remote_id[:12]}; "
+        return (f"tag {short_name(ref)} exists on the remote as {remote_id[:12]}; "
                 "tags do not move (--force replaces it)")
-    return (f"the remote branch {_short(ref)} has snapshots this one lacks; "
+    return (f"the remote branch {short_name(ref)} has snapshots this one lacks; "
             "`rnstore pull` (or fetch) first, or --force to drop them")
 
 
@@ -418,7 +418,7 @@ def _record_fetched(repo, name: str, fetched: dict[str, str], result: TransferRe
                 result.refs.append(RefUpdate(ref, None, oid, "created"))
             elif old != oid:
                 result.refs.append(RefUpdate(ref, old, oid, "refused",
-                                             f"local tag {_short(ref)} names {old[:12]}; kept"))
+                                             f"local tag {short_name(ref)} names {old[:12]}; kept"))
     if prune:
         for local, old in tracked.items():
             branch = HEADS + local[len(f"{REMOTES}{name}/"):]
@@ -641,13 +641,6 @@ def _track(repo, name: str, pushed: list[tuple[str, str | None]]) -> None:
     for ref, new in pushed:
         if ref.startswith(HEADS) and new is not None:
             repo.refs.update(f"{REMOTES}{name}/{ref[len(HEADS):]}", new, ANY)
-
-
-def _short(ref: str) -> str:
-    for prefix in (HEADS, TAGS):
-        if ref.startswith(prefix):
-            return ref[len(prefix):]
-    return ref
 
 
 class _remote_errors:
