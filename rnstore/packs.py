@@ -163,6 +163,26 @@ class PackWriter:
             if self._eager or len(self._held) >= MIN_OBJECTS or self._held_bytes >= MIN_BYTES:
                 self._start_file()
 
+    def add_file(self, oid: str, source, length: int) -> None:
+        """add() of a frame read from the file `source` in chunks (memory
+        stays bounded however large the frame)."""
+        with self._lock:
+            if oid in self:
+                return
+            if self._fd < 0:
+                self._start_file()
+            start = self._end
+            remaining = length
+            while remaining:
+                chunk = source.read(min(1 << 20, remaining))
+                if not chunk:
+                    raise ValueError(f"frame of {oid} is shorter than {length} bytes")
+                _write_at(self._fd, chunk, self._end)
+                self._end += len(chunk)
+                remaining -= len(chunk)
+            self._slots[oid] = len(self._slots)
+            self._entries += _ENTRY.pack(bytes.fromhex(oid), start, length)
+
     def read(self, oid: str) -> bytes | None:
         with self._lock:
             frame = self._held.get(oid)

@@ -209,3 +209,46 @@ def test_a_ref_version_that_is_damaged_is_reported(tmp_path):
     remote.backend.create("refs/heads/main/00000000000000000001", b"not json")
     with pytest.raises(CorruptStoreError, match="refs/heads/main/00000000000000000001"):
         remote.refs()
+
+
+def test_a_large_file_travels_in_bounded_memory_and_is_verified(tmp_path, monkeypatch):
+    import tracemalloc
+    monkeypatch.setattr(transfer, "LARGE_FRAME", 1 << 20, raising=False)
+    url = str(tmp_path / "share")
+    repo = Repository.init(tmp_path / "a", default_ignore=False)
+    big = random_bytes(24 << 20, seed=5)
+    (tmp_path / "a" / "weights.bin").write_bytes(big)
+    (tmp_path / "a" / "small.txt").write_bytes(b"small")
+    repo.snapshot("big")
+    transfer.add_remote(repo, "origin", url)
+    tracemalloc.start()
+    try:
+        transfer.push(repo, "origin")
+        _, pushing = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        transfer.clone(url, tmp_path / "b")
+        _, cloning = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "b" / "weights.bin").read_bytes() == big
+    assert pushing < 12 << 20 and cloning < 12 << 20, (pushing, cloning)  # the file is 24 MiB
+
+    (pack,) = [p for p in (tmp_path / "share" / "packs").iterdir()
+               if p.stat().st_size > 20 << 20]
+    with open(pack, "r+b") as fh:
+        fh.seek(pack.stat().st_size // 2)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    c = Repository.init(tmp_path / "c", default_ignore=False)
+    transfer.add_remote(c, "origin", url)
+    with pytest.raises(CorruptObjectError, match="corrupt"):
+        transfer.fetch(c, "origin")
+    head = repo.refs.resolve("refs/heads/main")
+    weights = repo.store.get_tree(repo.store.get_snapshot(head).tree).get(b"weights.bin")
+    assert not c.store.has(weights.id)
+
+
+def random_bytes(size: int, seed: int) -> bytes:
+    import random
+    return random.Random(seed).randbytes(size)

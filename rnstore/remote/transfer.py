@@ -39,6 +39,8 @@ from .remote import PARALLEL, Remote, RemoteRef
 
 #: A remote pack is closed once it holds this many bytes of frames.
 PACK_TARGET = 32 << 20
+#: Frames larger than this travel in chunks, through temporary files.
+LARGE_FRAME = 8 << 20
 #: Ranged reads of one pack are merged across gaps up to this size, and
 #: kept below READ_LIMIT bytes each (memory stays bounded).
 READ_GAP = 256 << 10
@@ -316,10 +318,17 @@ def _upload(repo, remote: Remote, index: dict[str, Location], tips: list[str],
             if writer is None:
                 count += 1
                 writer = PackWriter(folder, f"{folder}/.tmp-{count}", fsync=False, eager=True)
-            frame = repo.store.read_frame(oid)
-            writer.add(oid, frame)
+            loose = _large_loose_frame(repo.store, oid)
+            if loose is not None:  # a large file's frame: copied in chunks, never whole in memory
+                with open(loose, "rb") as source:
+                    length = os.fstat(source.fileno()).st_size
+                    writer.add_file(oid, source, length)
+            else:
+                frame = repo.store.read_frame(oid)
+                writer.add(oid, frame)
+                length = len(frame)
             kinds[oid] = kind
-            size += len(frame)
+            size += length
             if kind == SNAPSHOT:
                 snapshots.append(oid)
             if size >= PACK_TARGET:
@@ -332,6 +341,21 @@ def _upload(repo, remote: Remote, index: dict[str, Location], tips: list[str],
 
 
 _result_lock = threading.Lock()
+
+
+def _large_loose_frame(store, oid: str) -> str | None:
+    """The loose file of a frame too large to hold in memory, if the store
+    keeps one (DiskStore keeps frames over packs.MAX_FRAME loose)."""
+    file_of = getattr(store, "file_of", None)
+    if file_of is None:
+        return None
+    try:
+        if store.stored_size(oid) <= LARGE_FRAME:
+            return None
+        path = str(file_of(oid))
+    except (OSError, RnstoreError):
+        return None
+    return None if path.endswith(".pack") else path
 
 
 def _send_pack(remote: Remote, path: str, kinds: dict[str, str], result: TransferResult,
@@ -467,9 +491,59 @@ def download(store, remote: Remote, index: dict[str, Location], tips: list[str],
                         seen.add(entry.id)
                         if not store.has(entry.id):
                             blobs.append(entry.id)
+    large = [oid for oid in blobs if oid in index and index[oid].length > LARGE_FRAME]
+    small = [oid for oid in blobs if oid not in large] if large else blobs
     store.add_frames((oid, frame) for oid, frame, _ in
-                     _fetch_frames(remote, index, blobs, result, progress, keep_payload=False))
+                     _fetch_frames(remote, index, small, result, progress, keep_payload=False))
+    for oid in large:
+        _fetch_large_blob(store, remote, oid, index[oid], result, progress)
     progress.finish()
+
+
+def _fetch_large_blob(store, remote: Remote, oid: str, location: Location,
+                      result: TransferResult, progress: Progress) -> None:
+    """A large file's frame, downloaded in chunks to an unnamed temporary
+    file beside the store, verified in a first pass, then stored through
+    put_stream in a second (recompressed: memory stays bounded)."""
+    from .. import codec
+    from ..export import _ChunkReader
+    key = layout.pack_key(location.pack)
+    end = location.offset + location.length
+    folder = getattr(store, "root", None)
+    with tempfile.TemporaryFile(dir=folder if folder is not None and os.path.isdir(folder) else None) as temp:
+        for start in range(location.offset, end, LARGE_FRAME):
+            try:
+                data = remote.backend.get_range(key, start, min(start + LARGE_FRAME, end))
+            except ShortReadError:
+                data = b""
+            except FileNotFoundError:
+                raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
+                                  hints=["run the command again"]) from None
+            temp.write(data)
+            progress.advance(nbytes=len(data))
+            if not data:
+                break
+        try:
+            temp.seek(0)
+            reader = codec.FrameReader(temp, oid)
+            digest = hashlib.sha256()
+            for chunk in reader.chunks():
+                digest.update(chunk)
+            if digest.hexdigest() != oid:
+                raise CorruptObjectError("hash mismatch", oid)
+            temp.seek(0)
+            reader = codec.FrameReader(temp, oid)
+            stored = store.put_stream(_ChunkReader(reader.chunks()), reader.size, BLOB)
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"remote object {oid} in {key} is corrupt: "
+                                     f"{str(exc).split(': ', 1)[-1]}", oid,
+                                     hints=["nothing was stored from it; the remote needs "
+                                            "the snapshot pushed again"]) from None
+        if stored != oid:  # the file changed under us between the two passes
+            raise CorruptObjectError(f"remote object {oid} changed while it was stored", oid)
+    with _result_lock:
+        result.objects += 1
+        result.bytes += location.length
 
 
 def _decoded(decode, payload: bytes, oid: str):

@@ -88,7 +88,10 @@ def main() -> None:
         results["rnstore push"]["keys"] = len(first_keys)
         results["rnstore clone"] = dict(zip(("s", "rss_mb"), timed(
             [*rn, "clone", "-q", "s3://rnstore-bench/b", str(work / "rn-clone")], work, env)))
+        # gen.py edit walks everything under DIR: the workspace's .rnstore goes aside meanwhile
+        (ws / ".rnstore").rename(work / "rnstore.aside")
         subprocess.run([sys.executable, str(HERE / "gen.py"), "edit", str(ws)], check=True)
+        (work / "rnstore.aside").rename(ws / ".rnstore")
         results["rnstore commit (edit)"] = dict(zip(("s", "rss_mb"), timed([*rn, "commit", "-a", "-q", "-m", "2"], ws, env)))
         results["rnstore push (edit)"] = dict(zip(("s", "rss_mb"), timed([*rn, "push", "-q", "origin"], ws, env)))
         results["rnstore push (edit)"]["new_keys"] = len(set(fs.find("rnstore-bench")) - first_keys)
