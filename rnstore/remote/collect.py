@@ -206,7 +206,8 @@ def gc_remote(repo, name: str, *, dry_run: bool = False, prune: str | float | No
     remote.require()
     stats = RemoteGcStats(dry_run, grace)
     before = remote.backend.requests
-    earlier_plans = [k for k in remote.backend.list(layout.PLANS) if k.endswith(".plan")]
+    # earlier runs' plans (and clock probes) that a crash left: removed at the end
+    earlier_plans = list(remote.backend.list(layout.PLANS))
     trees: dict[str, tuple] = {}
     # Roots before indexes: a pusher writes its indexes before the record
     # and ref naming them, so every object a root read here names is in an

@@ -16,6 +16,7 @@ sees it, and only then record the remote's branches as refs/remotes/NAME/X.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import secrets
 import shutil
@@ -37,14 +38,16 @@ from .backend import RemoteError, ShortReadError, open_backend
 from .layout import Location
 from .remote import PARALLEL, Remote, RemoteRef
 
-#: A remote pack is closed once it holds this many bytes of frames.
-PACK_TARGET = 32 << 20
+#: A remote pack is closed once it holds this many bytes of frames (an
+#: upload holds a pack in memory, twice: 16 MiB keeps two uploads at once
+#: near 64 MiB; a first push of 30,000 files is still a handful of packs).
+PACK_TARGET = 16 << 20
 #: Frames larger than this travel in chunks, through temporary files.
 LARGE_FRAME = 8 << 20
 #: Ranged reads of one pack are merged across gaps up to this size, and
 #: kept below READ_LIMIT bytes each (memory stays bounded).
 READ_GAP = 256 << 10
-READ_LIMIT = 16 << 20
+READ_LIMIT = 4 << 20
 
 
 class PushRefusedError(RnstoreError):
@@ -296,7 +299,7 @@ def _upload(repo, remote: Remote, index: dict[str, Location], tips: list[str],
     snapshots: list[str] = []
     progress.start("pushing")
     with tempfile.TemporaryDirectory(prefix="rnstore-push-") as folder, \
-            ThreadPoolExecutor(3) as pool:
+            ThreadPoolExecutor(2) as pool:
         pending: list[Future] = []
         writer: PackWriter | None = None
         kinds: dict[str, str] = {}
@@ -310,7 +313,7 @@ def _upload(repo, remote: Remote, index: dict[str, Location], tips: list[str],
             path = writer.finish()
             pending.append(pool.submit(_send_pack, remote, path, kinds, result, progress,
                                        marker, condemned))
-            while len(pending) > 2:  # at most a few packs on disk at once
+            while len(pending) > 2:  # at most a few packs on disk, two in flight
                 pending.pop(0).result()
             writer, kinds, size = None, {}, 0
 
@@ -458,43 +461,46 @@ def download(store, remote: Remote, index: dict[str, Location], tips: list[str],
     Frames are verified before they are stored; a missing or corrupt one
     raises before any ref names it."""
     progress.start("fetching")
+    # An empty store (a clone) has nothing: no need to ask it about every
+    # object (a miss costs a look at its pack folder).
+    has = store.has if next(iter(store), None) is not None else (lambda oid: False)
     seen: set[str] = set()
     level = [(oid, SNAPSHOT) for oid in tips]
     blobs: list[str] = []
+    metadata: list[tuple[str, bytes]] = []  # verified tree and snapshot frames: stored with the blobs
     while level:
         todo = []
         for oid, kind in level:
             if oid not in seen:
                 seen.add(oid)
-                todo.append((oid, kind))
-        local = [(oid, kind) for oid, kind in todo if store.has(oid)]
-        absent = [oid for oid, kind in todo if not store.has(oid)]
+                todo.append((oid, kind, has(oid)))
+        local = [(oid, kind) for oid, kind, held in todo if held]
+        absent = [oid for oid, kind, held in todo if not held]
         payloads: dict[str, bytes] = {}
         for oid, kind in local:
             payloads[oid] = store.get(oid, kind)[1]
         fetched = list(_fetch_frames(remote, index, absent, result, progress, keep_payload=True))
-        store.add_frames((oid, frame) for oid, frame, _ in fetched)
+        metadata.extend((oid, frame) for oid, frame, _ in fetched)
         payloads.update((oid, payload) for oid, _, payload in fetched)
         level = []
-        for oid, kind in todo:
+        for oid, kind, _ in todo:
             payload = payloads[oid]
             if kind == SNAPSHOT:
                 snapshot = _decoded(decode_snapshot, payload, oid)
                 level.append((snapshot.tree, TREE))
-                level.extend((p, SNAPSHOT) for p in snapshot.parents
-                             if p in index or store.has(p))
+                level.extend((p, SNAPSHOT) for p in snapshot.parents if p in index or has(p))
             else:
                 for entry in _decoded(decode_tree, payload, oid).entries:
                     if entry.mode == MODE_TREE:
                         level.append((entry.id, TREE))
                     elif entry.id not in seen:
                         seen.add(entry.id)
-                        if not store.has(entry.id):
+                        if not has(entry.id):
                             blobs.append(entry.id)
     large = [oid for oid in blobs if oid in index and index[oid].length > LARGE_FRAME]
     small = [oid for oid in blobs if oid not in large] if large else blobs
-    store.add_frames((oid, frame) for oid, frame, _ in
-                     _fetch_frames(remote, index, small, result, progress, keep_payload=False))
+    store.add_frames(itertools.chain(metadata, ((oid, frame) for oid, frame, _ in _fetch_frames(
+        remote, index, small, result, progress, keep_payload=False))))
     for oid in large:
         _fetch_large_blob(store, remote, oid, index[oid], result, progress)
     progress.finish()
@@ -570,7 +576,7 @@ def _fetch_frames(remote: Remote, index: dict[str, Location], ids: list[str],
         window: deque[Future] = deque()
         for item in ranges:
             window.append(pool.submit(_read_range, remote, item, keep_payload))
-            if len(window) >= PARALLEL * 2:
+            if len(window) >= PARALLEL:  # bounded memory: at most PARALLEL ranges held
                 yield from _collect(window.popleft(), result, progress)
         while window:
             yield from _collect(window.popleft(), result, progress)

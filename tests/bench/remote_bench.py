@@ -4,6 +4,7 @@ backup / restore / incremental backup, both into one S3 server on loopback
 (moto's, started here). Prints times, ratios, new keys and peak RSS.
 
     python tests/bench/remote_bench.py [--tree medium] [--corpus /tmp/peerbench/corpus]
+    python tests/bench/remote_bench.py --gc-cost 1000    # gc --remote on 1,000 pushed snapshots
 
 Needs the benchmark corpus (bash tests/bench/make_corpus.sh), restic
 (apt-get install restic) and moto[server] + s3fs (pip install -e '.[test]').
@@ -133,5 +134,60 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--gc-cost" not in sys.argv:
     main()
+
+
+def gc_cost(count: int) -> None:
+    """What `gc --remote` costs on a bucket holding `count` pushed snapshots
+    (each one file changed in a 200-file tree), half of them forgotten."""
+    import random
+    sys.path.insert(0, str(HERE.parent))
+    from _remote_helpers import write_files
+    from rnstore import Repository
+    from rnstore.remote import collect, transfer
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    work = Path(tempfile.mkdtemp(prefix="rnstore-gc-cost-"))
+    try:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
+                           "AWS_SECRET_ACCESS_KEY": "benchsecret", "AWS_DEFAULT_REGION": "us-east-1"})
+        import s3fs
+        s3fs.S3FileSystem(use_listings_cache=False).mkdir("gc-cost")
+        repo = Repository.init(work / "ws", default_ignore=False)
+        write_files(work / "ws", 200, size=2000)
+        transfer.add_remote(repo, "origin", "s3://gc-cost/b")
+        rng = random.Random(0)
+        start = time.monotonic()
+        for n in range(count):
+            # one file rewritten each time (a metrics log, say): a forgotten
+            # snapshot leaves nothing any other needs
+            (work / "ws" / "d0" / "f0.txt").write_bytes(rng.randbytes(3000))
+            repo.snapshot(f"run {n}")
+            transfer.push(repo, "origin")
+        pushing = time.monotonic() - start
+        collect.forget_remote(repo, "origin", keep_last=count // 2)
+        start = time.monotonic()
+        stats = collect.gc_remote(repo, "origin", prune="now")
+        first = time.monotonic() - start
+        start = time.monotonic()
+        again = collect.gc_remote(repo, "origin", prune="now")
+        second = time.monotonic() - start
+        print(f"{count} pushes: {pushing:.1f} s; gc --remote after forgetting half: {first:.1f} s, "
+              f"{stats.requests} requests, {stats.deleted_packs} packs deleted, {stats.kept_packs} kept; "
+              f"a second gc: {second:.1f} s, {again.requests} requests")
+    finally:
+        server.kill()
+        server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__" and "--gc-cost" in sys.argv:
+    gc_cost(int(sys.argv[sys.argv.index("--gc-cost") + 1]))
