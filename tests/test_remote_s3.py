@@ -318,10 +318,12 @@ def test_secrets_are_never_printed(tmp_path, s3):
     listing = cli(["remote", "-v"], a, server).out
     assert "secret=***" in listing and server.endpoint in listing
     cli(["push", "origin"], a, server)
+    cli(["fetch", "origin"], a, server)
     # failing: the error names the remote, never the key
-    result = cli(["fetch", "origin"], a, server, check=False,
-                 env={"RNSTORE_REMOTE_TIMEOUT": "1"})
-    assert result.returncode == 0
+    cli(["remote", "add", "broken", url, "-o", "key=testing", "-o", f"secret={SECRET}",
+         "-o", "endpoint_url=http://127.0.0.1:9"], a, server)
+    result = cli(["fetch", "broken"], a, server, check=False, env={"RNSTORE_REMOTE_TIMEOUT": "1"})
+    assert result.returncode == 1 and result.stderr.startswith(f"error: {url}: ")
     password = "pw-" + SECRET
     result = cli(["remote", "add", "ssh", f"sftp://me:{password}@127.0.0.1/x"], a, server, check=False)
     assert password not in result.out + result.stderr
