@@ -99,10 +99,14 @@ class Backend:
 
 
 class FsspecBackend(Backend):
-    def __init__(self, fs, root: str, *, local: bool):
+    def __init__(self, fs, root: str, *, local: bool, native_create: bool = False):
         self.fs = fs
         self.root = root.rstrip("/")
         self.local = local
+        # s3fs implements pipe_file(mode="create") as If-None-Match; fsspec's
+        # generic one is "exists, then write", no compare-and-swap, so the
+        # others open the key with mode "xb" (O_EXCL over SFTP)
+        self.native_create = native_create
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
@@ -141,8 +145,19 @@ class FsspecBackend(Backend):
         try:
             if self.local:
                 self._local_write(key, lambda fh: fh.write(data), exclusive=True)
-            else:
+            elif self.native_create:
                 self.fs.pipe_file(self._path(key), data, mode="create")
+            else:
+                path = self._path(key)
+                self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+                try:
+                    with self.fs.open(path, "xb") as fh:
+                        fh.write(data)
+                except Exception as exc:
+                    # SFTP (version 3) answers a lost O_EXCL race with a bare "Failure"
+                    if not isinstance(exc, FileExistsError) and self.fs.exists(path):
+                        return False
+                    raise
         except FileExistsError:
             return False
         return True
@@ -320,12 +335,16 @@ def mask_url(url: str) -> str:
 
 
 def _backend_defaults(scheme: str) -> dict:
+    # Object stores: fsspec's listings cache off (another machine changes
+    # the remote between two looks, and a cached listing also answers
+    # info() without asking). sshfs passes every option on to asyncssh.
     if scheme in ("s3", "s3a"):
-        return {"config_kwargs": {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
+        return {"use_listings_cache": False,
+                "config_kwargs": {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
                                   "retries": {"max_attempts": 1}}}
     if scheme in ("sftp", "ssh"):
-        return {"timeout": CONNECT_TIMEOUT}
-    return {}
+        return {"connect_timeout": CONNECT_TIMEOUT}
+    return {"use_listings_cache": False}
 
 
 def open_backend(url: str, options: dict[str, str] | None = None, *,
@@ -350,11 +369,8 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
         raise _missing(extra or "s3", "fsspec") from None
     merged = {**_backend_defaults(scheme), **_typed(options or {})}
     try:
-        # fsspec's instance cache keeps one client (and its connections) per
-        # process; its listings cache is off: another machine changes the
-        # remote between two looks, and a cached listing also answers
-        # info() (a stat) without asking.
-        fs, root = url_to_fs(url, use_listings_cache=False, **merged)
+        # fsspec's instance cache keeps one client (and its connections) per process
+        fs, root = url_to_fs(url, **merged)
     except ImportError:
         raise _missing(extra, package or scheme) from None
     except ValueError as exc:
@@ -369,7 +385,8 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
     if not root.strip("/"):
         raise BadInputError(f"remote URL {describe} names no bucket or folder")
     del fsspec
-    return RetryingBackend(FsspecBackend(fs, root, local=False), describe, retry_for=retry_for)
+    return RetryingBackend(FsspecBackend(fs, root, local=False, native_create=scheme in ("s3", "s3a")),
+                           describe, retry_for=retry_for)
 
 
 def _typed(options: dict[str, str]) -> dict:
