@@ -213,7 +213,7 @@ def gc_remote(repo, name: str, *, dry_run: bool = False, prune: str | float | No
     # and ref naming them, so every object a root read here names is in an
     # index listed after it (unless it is really gone).
     roots = _roots(remote)
-    by_pack = remote.load_pack_indexes()
+    by_pack = remote.load_pack_indexes(cached=False)
     reachable = _mark(remote, roots, _merged(by_pack), trees)
     now = _server_now(remote)
     garbage: dict[str, tuple[int, int]] = {}
@@ -253,7 +253,7 @@ def gc_remote(repo, name: str, *, dry_run: bool = False, prune: str | float | No
         # a condemned pack holding the only copy of an object a root now
         # reaches is spared.
         roots = _roots(remote)
-        by_pack = remote.load_pack_indexes()
+        by_pack = remote.load_pack_indexes(cached=False)
         reachable = _mark(remote, roots, _merged(by_pack), trees)
         elsewhere = {oid for pack, members in by_pack.items() if pack not in garbage for oid in members}
         needed = {pack for pack in garbage

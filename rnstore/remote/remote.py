@@ -119,10 +119,13 @@ class Remote:
                 index.setdefault(oid, location)
         return index
 
-    def load_pack_indexes(self, *, without: set[str] = frozenset()) -> dict[str, dict[str, Location]]:
-        """pack name -> (id -> Location) of every indexed pack but `without`."""
+    def load_pack_indexes(self, *, without: set[str] = frozenset(), cached: bool = True
+                          ) -> dict[str, dict[str, Location]]:
+        """pack name -> (id -> Location) of every indexed pack but `without`;
+        with `cached` False, every index is read from the remote (gc must
+        see the damage others would see, not an intact local copy)."""
         names = sorted(self.pack_names() - set(without))
-        folder = self.cache / "index" if self.cache is not None else None
+        folder = self.cache / "index" if self.cache is not None and cached else None
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             keep = set(names) | set(without)
