@@ -85,6 +85,10 @@ class CheckoutResult:
     replaced: list[bytes] = field(default_factory=list)
     #: snapshot entries never written (named .rnstore)
     excluded: list[bytes] = field(default_factory=list)
+    #: entries in a target folder that the snapshot does not have, removed with `force`
+    removed: list[bytes] = field(default_factory=list)
+    #: with `skip_missing`: (path, object id, why) of each file not restored
+    missing: list[tuple[bytes, str, str]] = field(default_factory=list)
     bytes_written: int = 0
     #: after a switch: the branch ref HEAD is attached to, or None (detached)
     branch: str | None = None
@@ -106,12 +110,15 @@ class CheckoutResult:
 @cycle_collector_paused
 def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *,
              target: str | os.PathLike | None = None, force: bool = False,
-             progress: Progress = NO_PROGRESS, cwd: Path | None = None) -> CheckoutResult:
+             skip_missing: bool = False, progress: Progress = NO_PROGRESS,
+             cwd: Path | None = None) -> CheckoutResult:
     """Make the workspace (or `target`) match snapshot `rev`; see the module
     docstring for the three forms. `paths` are relative to `cwd` (default:
     the current folder) and must lie in the workspace. Raises ConflictError
     (nothing changed) unless `force`, BadInputError for a path REV does not
-    have, MissingObjectError/CorruptObjectError naming the affected paths."""
+    have, MissingObjectError/CorruptObjectError naming the affected paths;
+    with `skip_missing`, files whose objects are missing or corrupt are
+    left out and listed in the result's `missing` instead."""
     from .revparse import resolve_snapshot
     from .worktree import relative_pathspecs
 
@@ -120,36 +127,90 @@ def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *
     if target is not None:
         snapshot_id = resolve_snapshot(repo, rev)
         return materialise(repo, snapshot_id, Path(target), prefixes, force=force,
-                           progress=progress)
+                           skip_missing=skip_missing, progress=progress)
     with repo.lock():
+        repo.ensure_registered()
         _remove_stale_staging(repo.dotdir, locked=True)
         snapshot_id = resolve_snapshot(repo, rev)
         if prefixes is not None:
-            return _restore_paths(repo, snapshot_id, prefixes, force, progress)
-        return _switch(repo, rev, snapshot_id, force, progress)
+            return _restore_paths(repo, snapshot_id, prefixes, force, progress, skip_missing)
+        return _switch(repo, rev, snapshot_id, force, progress, skip_missing)
 
 
 @cycle_collector_paused
 def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | None = None, *,
-                force: bool = False, progress: Progress = NO_PROGRESS,
+                force: bool = False, skip_missing: bool = False, progress: Progress = NO_PROGRESS,
                 form: str = "target") -> CheckoutResult:
     """A snapshot (or the entries below `prefixes`) into the folder `target`,
-    created if missing. Differing entries already there are a ConflictError
-    unless `force`; identical ones are skipped; nothing else is removed."""
+    created if missing. Differing entries already there, and entries the
+    snapshot does not have (below `prefixes`), are a ConflictError unless
+    `force`, which removes them (listed in the result's `removed`): the
+    folder then holds exactly the snapshot. Identical ones are skipped."""
     tree = repo.store.get_snapshot(snapshot_id).tree
-    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id)
+    unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
+    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id, unreadable)
     desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
     root = Path(target).absolute()
     if root.exists() and not root.is_dir():
         raise InvalidValueError(f"{target} exists and is not a folder")
     plan = _plan(repo, root, desired, {}, None, force=force, in_the_way="differs")
+    extra_files, extra_folders = _extras(root, desired, prefixes,
+                                         unknown=[path for path, _, _ in unreadable or ()])
+    if not force:
+        plan.conflicts.extend((path, "not in the snapshot") for path in extra_files)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts, target=True)
+    plan.unlink.extend(extra_files)
+    plan.rmdir.extend(extra_folders)
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(root, locked=False)
-    result = CheckoutResult(snapshot_id, root, form, excluded=excluded)
-    _execute(repo, plan, root, root, result, force, progress, for_index=False)
+    result = CheckoutResult(snapshot_id, root, form, excluded=excluded, removed=extra_files,
+                            missing=list(unreadable or ()))
+    _execute(repo, plan, root, root, result, force, progress, for_index=False,
+             skip_missing=skip_missing)
     return result
+
+
+def _extras(root: Path, desired: dict[bytes, FlatEntry | None], prefixes: list[bytes] | None, *,
+            unknown: list[bytes] = ()) -> tuple[list[bytes], list[bytes]]:
+    """What a target folder holds below `prefixes` that the snapshot does
+    not: (files, links and special files; folders, deepest first). Entries
+    named .rnstore, staging folders of a checkout and what is below the
+    `unknown` folders (whose trees cannot be read) are never counted."""
+    needed: set[bytes] = set()
+    for path, entry in desired.items():
+        needed.update(ancestors(path))
+        if entry is not None and entry.mode == MODE_TREE:
+            needed.add(path)
+    files: list[bytes] = []
+    folders: list[bytes] = []
+    top = os.fsencode(root)
+    stack = [b""] if prefixes is None or b"" in prefixes else list(prefixes)
+    unknown = set(unknown)
+    while stack:
+        current = stack.pop()
+        if current in unknown:
+            continue
+        try:
+            st = os.lstat(os.path.join(top, current) if current else top)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            if current not in desired:
+                files.append(current)
+            continue
+        if current and current not in needed and current not in desired:
+            folders.append(current)
+        try:
+            names = os.listdir(os.path.join(top, current) if current else top)
+        except OSError:
+            continue
+        for name in names:
+            if name == PROTECTED or (not current and name.startswith(os.fsencode(STAGING_PREFIX))):
+                continue
+            stack.append(current + b"/" + name if current else name)
+    folders.sort(key=lambda p: p.count(b"/"), reverse=True)
+    return sorted(files), folders
 
 
 STAGING_PREFIX = TMP_PREFIX + "checkout-"
@@ -172,25 +233,33 @@ def _remove_stale_staging(folder: Path, *, locked: bool) -> None:
             shutil.rmtree(folder / name, ignore_errors=True)
 
 
-def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress) -> CheckoutResult:
+def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress,
+            skip_missing: bool = False) -> CheckoutResult:
     from .staging import head_entries
 
     branch_ref, head = repo.refs.head()
     attach = _branch_named(repo, rev)
+    from .worktree import under
+
     tree = repo.store.get_snapshot(snapshot_id).tree
-    entries, excluded = _select(repo.store, tree, None, snapshot_id)
+    unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
+    entries, excluded = _select(repo.store, tree, None, snapshot_id, unreadable)
+    unknown = [path for path, _, _ in unreadable or ()]  # folders whose content cannot be known
     index = repo.read_index()
     desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
     for entry in index:
-        if entry.path not in desired and not _protected(entry.path):
+        if entry.path not in desired and not _protected(entry.path) and not under(entry.path, unknown):
             desired[entry.path] = None
     guard = None if force else head_entries(repo, head)
     plan = _plan(repo, repo.root, desired, index.entries, guard, force=force)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts)
-    result = CheckoutResult(snapshot_id, repo.root, "switch", excluded=excluded)
-    placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress)
-    repo.write_index(_new_index(Index(), desired, index.entries, plan, placed))
+    result = CheckoutResult(snapshot_id, repo.root, "switch", excluded=excluded,
+                            missing=list(unreadable or ()))
+    placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress,
+                      skip_missing=skip_missing)
+    untouched = Index(e for e in index if under(e.path, unknown))  # left as they were
+    repo.write_index(_new_index(untouched, desired, index.entries, plan, placed))
     if attach is not None:
         result.branch = attach
         if attach != branch_ref:
@@ -222,21 +291,26 @@ def fast_forward(repo, snapshot_id: str, *, expected: str | None,
 
 
 def _restore_paths(repo, snapshot_id: str, prefixes: list[bytes], force: bool,
-                   progress: Progress) -> CheckoutResult:
+                   progress: Progress, skip_missing: bool = False) -> CheckoutResult:
     from .worktree import under
 
     tree = repo.store.get_snapshot(snapshot_id).tree
-    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id)
+    unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
+    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id, unreadable)
+    unknown = [path for path, _, _ in unreadable or ()]  # folders whose content cannot be known
     index = repo.read_index()
     desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
     for entry in index:
-        if entry.path not in desired and under(entry.path, prefixes) and not _protected(entry.path):
+        if entry.path not in desired and under(entry.path, prefixes) and not _protected(entry.path) \
+                and not under(entry.path, unknown):
             desired[entry.path] = None
     plan = _plan(repo, repo.root, desired, index.entries, None, force=force)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts)
-    result = CheckoutResult(snapshot_id, repo.root, "paths", excluded=excluded)
-    placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress)
+    result = CheckoutResult(snapshot_id, repo.root, "paths", excluded=excluded,
+                            missing=list(unreadable or ()))
+    placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress,
+                      skip_missing=skip_missing)
     kept = Index(e for e in index if e.path not in desired and e.path not in plan.untrack)
     repo.write_index(_new_index(kept, desired, index.entries, plan, placed))
     return result
@@ -298,14 +372,15 @@ def _protected(path: bytes) -> bool:
     return PROTECTED in path.split(b"/")
 
 
-def _select(store, tree: str, prefixes: list[bytes] | None,
-            snapshot_id: str) -> tuple[list[FlatEntry], list[bytes]]:
+def _select(store, tree: str, prefixes: list[bytes] | None, snapshot_id: str,
+            unreadable: list[tuple[bytes, str, str]] | None = None) -> tuple[list[FlatEntry], list[bytes]]:
     """The snapshot's leaves (files, links, empty folders) below `prefixes`
-    (None: all), and the paths excluded because a component is .rnstore."""
+    (None: all), and the paths excluded because a component is .rnstore.
+    With `unreadable`, see _leaves."""
     from .worktree import under
 
     if prefixes is None or b"" in prefixes:
-        found = _leaves(store, tree, b"")
+        found = _leaves(store, tree, b"", unreadable)
     else:
         found = []
         roots = sorted(set(prefixes))
@@ -320,17 +395,20 @@ def _select(store, tree: str, prefixes: list[bytes] | None,
             if entry.mode != MODE_TREE:
                 found.append(FlatEntry(prefix, entry.mode, entry.id, entry.size))
                 continue
-            below = _leaves(store, entry.id, prefix + b"/")
+            below = _leaves(store, entry.id, prefix + b"/", unreadable)
             found.extend(below or [FlatEntry(prefix, MODE_TREE, entry.id, 0)])
     kept = [e for e in found if not _protected(e.path)]
     excluded = [e.path for e in found if _protected(e.path)]
     return kept, excluded
 
 
-def _leaves(store, tree_id: str, prefix: bytes) -> list[FlatEntry]:
+def _leaves(store, tree_id: str, prefix: bytes,
+            unreadable: list[tuple[bytes, str, str]] | None = None) -> list[FlatEntry]:
     """Files, links and empty folders below a tree, like trees.iter_tree,
     but without recursion: a crafted tree may nest deeper than Python's
-    stack (the paths then fail cleanly with "File name too long")."""
+    stack (the paths then fail cleanly with "File name too long"). With
+    `unreadable` (skip_missing), a sub-folder whose tree is missing or
+    corrupt is recorded there as (path, id, why) and left out."""
     found: list[FlatEntry] = []
     stack = [(tree_id, prefix)]
     while stack:
@@ -338,6 +416,9 @@ def _leaves(store, tree_id: str, prefix: bytes) -> list[FlatEntry]:
         try:
             entries = store.get_tree(current).entries
         except ObjectError as exc:
+            if unreadable is not None and base != prefix:
+                unreadable.append((base[:-1], current, _why_damaged(exc)))
+                continue
             where = os.fsdecode(base[:-1]) or "the root folder"
             raise type(exc)(f"cannot check out '{where}': {exc}", current,
                             hints=["`rnstore fsck` lists damaged objects"]) from None
@@ -589,10 +670,12 @@ def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False)
 
 
 def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: CheckoutResult,
-             force: bool, progress: Progress, *, for_index: bool = True
-             ) -> dict[bytes, os.stat_result]:
+             force: bool, progress: Progress, *, for_index: bool = True,
+             skip_missing: bool = False) -> dict[bytes, os.stat_result]:
     """Stage every write (verified), then apply the plan. Returns the lstat of
-    each path written, for the index (none without `for_index`)."""
+    each path written, for the index (none without `for_index`). With
+    `skip_missing`, a write whose object is missing or corrupt is dropped
+    and listed in `result.missing`; otherwise nothing is changed."""
     total = sum(e.size for e in plan.writes)
     progress.start("checkout", len(plan.writes), total)
     stage_path = None
@@ -604,9 +687,14 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
                 staging_parent, f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
             os.mkdir(stage_path, 0o700)
             stage_fd = os.open(stage_path, O_DIR)
-            _stage_all(repo.store, plan.writes, stage_fd, progress)
+            damaged = _stage_all(repo.store, plan.writes, stage_fd, progress,
+                                 skip_missing=skip_missing)
+            result.missing.extend((path, exc.object_id or entry_id, _why_damaged(exc))
+                                  for path, entry_id, exc in damaged)
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
-        placed = _apply(plan, root_fd, stage_fd, force, result, for_index)
+        placed = _apply(plan, root_fd, stage_fd, force, result, for_index,
+                        skip={path for path, _, _ in result.missing})
+        result.missing.sort()
     finally:
         for fd in (stage_fd, root_fd):
             if fd is not None:
@@ -620,7 +708,14 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
     return placed
 
 
-def _stage_all(store, writes: list[FlatEntry], stage_fd: int, progress: Progress) -> None:
+def _why_damaged(exc: ObjectError) -> str:
+    return "missing" if isinstance(exc, MissingObjectError) else "corrupt"
+
+
+def _stage_all(store, writes: list[FlatEntry], stage_fd: int, progress: Progress, *,
+               skip_missing: bool = False) -> list[tuple[bytes, str, ObjectError]]:
+    """Stage every write; with `skip_missing`, return the (path, id, error)
+    of those whose objects are missing or corrupt instead of failing."""
     from .worktree import parallel_map
 
     def fetch(item: tuple[int, FlatEntry]):
@@ -631,19 +726,20 @@ def _stage_all(store, writes: list[FlatEntry], stage_fd: int, progress: Progress
             return exc
         return None
 
-    damaged: list[tuple[bytes, ObjectError]] = []
+    damaged: list[tuple[bytes, str, ObjectError]] = []
     failed: OSError | None = None
     for (number, entry), problem, error in parallel_map(fetch, list(enumerate(writes)),
                                                         workers=STAGE_WORKERS):
         progress.advance(1, entry.size)
         if problem is not None:
-            damaged.append((entry.path, problem))
+            damaged.append((entry.path, entry.id, problem))
         elif error is not None and failed is None:
             failed = error
-    if damaged:
-        raise _object_error(damaged)
     if failed is not None:
         raise failed
+    if damaged and not skip_missing:
+        raise _object_error([(path, exc) for path, _, exc in damaged])
+    return sorted(damaged, key=lambda item: item[0])
 
 
 #: Threads staging files: decompression, hashing and writing release the GIL.
@@ -674,11 +770,13 @@ def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
     cls = CorruptObjectError if corrupt else MissingObjectError
     return cls(f"cannot check out {shown}{more}; nothing was changed",
                damaged[0][1].object_id,
-               hints=["`rnstore fsck` lists damaged objects; `rnstore pull` or a backup can restore them"])
+               hints=["`rnstore fsck` lists every damaged object and the files that hold it",
+                      "`--skip-missing` restores every intact file and lists the missing ones"])
 
 
 def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
-           result: CheckoutResult, for_index: bool) -> dict[bytes, os.stat_result]:
+           result: CheckoutResult, for_index: bool, skip: set[bytes] = frozenset()
+           ) -> dict[bytes, os.stat_result]:
     dirs = Dirs(root_fd)
     placed: dict[bytes, os.stat_result] = {}
     try:
@@ -717,13 +815,15 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
         for path in plan.folders:
             dirs.open(path, create=True)
         for number, entry in enumerate(plan.writes):
+            if entry.path in skip:
+                continue  # its object is missing or corrupt (skip_missing)
             parent, name = split(entry.path)
             fd = dirs.open(parent, create=True)
             place(stage_fd, b"%d" % number, fd, name)
             if for_index:
                 placed[entry.path] = os.stat(name, dir_fd=fd, follow_symlinks=False)
             result.bytes_written += entry.size
-        result.written = sorted(entry.path for entry in plan.writes)
+        result.written = sorted(entry.path for entry in plan.writes if entry.path not in skip)
         result.folders = sorted(created)
     finally:
         dirs.close()

@@ -14,6 +14,8 @@ is corrupt, whatever it would expand to.
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import threading
 from typing import BinaryIO, Iterator
@@ -84,10 +86,63 @@ class FrameWriter:
         """Ends the frame; raises ValueError if fewer or more bytes than
         declared were written (zstd checks the pledged size)."""
         try:
-            self._writer.flush(zstandard.FLUSH_FRAME)
+            # close() ends the frame itself: a flush(FLUSH_FRAME) first would
+            # end it there and make close() write a second, empty frame.
             self._writer.close()
         except zstandard.ZstdError as exc:
             raise ValueError(str(exc)) from None
+
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+#: The longest file tail accepted as the empty frame that rnstore
+#: 0.1.0.dev0 wrote after every object streamed in (over 4 MiB): 13 bytes.
+_LEGACY_TAIL_MAX = 32
+
+
+def frame_length(read_at, size: int) -> int | None:
+    """The length of the zstd frame at the start of `size` bytes that
+    `read_at(offset, n)` reads, found by walking its block headers without
+    decoding anything; None when those bytes do not hold a whole frame
+    (cut short, empty, or not zstd). Cheap: one small read per block."""
+    head = read_at(0, 6)
+    if len(head) < 6 or head[:4] != ZSTD_MAGIC:
+        return None
+    descriptor = head[4]
+    if descriptor & 0x08:  # the reserved bit
+        return None
+    single_segment = bool(descriptor & 0x20)
+    content_size_bytes = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    at = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03] + content_size_bytes
+    checksum = 4 if descriptor & 0x04 else 0
+    while True:
+        block = read_at(at, 3)
+        if len(block) < 3:
+            return None
+        value = int.from_bytes(block, "little")
+        block_type = (value >> 1) & 0x03
+        if block_type == 3:  # reserved
+            return None
+        at += 3 + (1 if block_type == 1 else value >> 3)  # an RLE block holds one byte
+        if at > size:
+            return None
+        if value & 0x01:  # the last block
+            break
+    at += checksum
+    return at if at <= size else None
+
+
+def is_legacy_empty_frame(tail: bytes) -> bool:
+    """The empty zstd frame that rnstore 0.1.0.dev0 once wrote after the frame
+    of every streamed object; readers accept it (FORMAT.md)."""
+    if not tail or len(tail) > _LEGACY_TAIL_MAX:
+        return False
+    if frame_length(lambda at, n: tail[at:at + n], len(tail)) != len(tail):
+        return False
+    try:
+        return (zstandard.get_frame_parameters(tail).content_size == 0
+                and _decompressor().decompress(tail) == b"")
+    except zstandard.ZstdError:
+        return False
 
 
 class FrameReader:
@@ -98,11 +153,12 @@ class FrameReader:
         self.object_id = object_id
         start = source.tell()
         head = source.read(18)
-        source.seek(start)
         try:
             params = zstandard.get_frame_parameters(head)
         except zstandard.ZstdError:
             raise self._corrupt("not a zstd frame") from None
+        self._check_one_frame(source, start)
+        source.seek(start)
         self._reader = _decompressor().stream_reader(
             source, read_size=CHUNK, read_across_frames=False, closefd=False
         )
@@ -120,6 +176,27 @@ class FrameReader:
         self._remaining = self.size - len(self._pending)
         if self._remaining < 0:
             raise self._corrupt("object decodes past its declared size")
+
+    def _check_one_frame(self, source: BinaryIO, start: int) -> None:
+        """The file is exactly one whole frame (or that and the legacy empty
+        frame): no bytes missing, none after it."""
+        size = source.seek(0, 2) - start
+        try:
+            fd = source.fileno()
+        except (AttributeError, io.UnsupportedOperation):  # in memory (a packed frame)
+            fd = None
+
+        def read_at(offset: int, n: int) -> bytes:
+            if fd is not None:  # no buffer refilled per block header
+                return os.pread(fd, n, start + offset)
+            source.seek(start + offset)
+            return source.read(n)
+
+        length = frame_length(read_at, size)
+        if length is None:
+            raise self._corrupt("truncated object")
+        if length != size and not is_legacy_empty_frame(read_at(length, size - length)):
+            raise self._corrupt("more than one zstd frame, or bytes after the frame")
 
     def _corrupt(self, why: str) -> CorruptObjectError:
         name = f"object {self.object_id}" if self.object_id else "object"

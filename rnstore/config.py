@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from .errors import CorruptStoreError, InvalidValueError
 from .fsutil import atomic_write
-from .units import parse_duration, parse_size
+from .units import parse_duration, parse_size, parse_stored_duration
 
 
 def _level(text: str) -> int:
@@ -47,18 +47,23 @@ def _name(text: str) -> str:
 @dataclass(frozen=True)
 class Setting:
     default: str
-    parse: Callable[[str], Any]
+    parse: Callable[[str], Any]        # a new value (config KEY VALUE)
     help: str
+    read: Callable[[str], Any] | None = None   # a stored value, when it differs from parse
 
 
 SETTINGS: dict[str, Setting] = {
     "compression.level": Setting("3", _level, "zstd level for new objects (1-22)"),
     "limits.max_bytes": Setting("500MB", parse_size, "largest snapshot add/commit -a accepts"),
     "limits.max_files": Setting("200000", _count, "most files add/commit -a accepts"),
-    "gc.prune": Setting("1h", parse_duration, "grace period: gc spares younger objects"),
-    "gc.interval": Setting("7d", parse_duration, "gc --auto runs when the last gc is older"),
+    "gc.prune": Setting("1h", parse_duration, "grace period: gc spares younger objects",
+                        parse_stored_duration),
+    "gc.interval": Setting("7d", parse_duration, "gc --auto runs when the last gc is older",
+                           parse_stored_duration),
+    "gc.auto": Setting("true", _bool, "start gc --auto in the background after commit and add"),
     "core.fsync": Setting("true", _bool, "make objects and refs durable before reporting"),
-    "core.lock_wait": Setting("10m", parse_duration, "how long to wait for a held lock"),
+    "core.lock_wait": Setting("10m", parse_duration, "how long to wait for a held lock",
+                              parse_stored_duration),
     "user.name": Setting("", _name, "recorded in every snapshot (default: login name)"),
 }
 
@@ -110,7 +115,7 @@ class Config:
             if key == "user.name":
                 return default_user()
             value = setting.default
-        return setting.parse(value)
+        return (setting.read or setting.parse)(value)
 
     def set(self, key: str, value: str, *, durable: bool = True) -> None:
         _setting(key).parse(value)

@@ -176,7 +176,7 @@ def du(repo, revs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS) -> D
                 count = int(snapshot.meta.get("files", 0) or 0)
             rows.append(SnapshotUsage(
                 oid, snapshot.time, snapshot.message, sorted(tags.get(oid, [])), count, tree_size,
-                exclusive.get((str(repo.dotdir), oid), 0), oid in journal))
+                exclusive.get(("snapshot", oid), 0), oid in journal))
         if not wanted:
             rows.sort(key=lambda r: (r.time, r.id), reverse=True)
     return DuStats(usage, rows)

@@ -14,6 +14,13 @@ Which snapshots go, as in restic:
 
 A forgotten snapshot still named by a branch, a tag or a detached HEAD stays
 reachable, so gc keeps its objects; the result says which refs keep it.
+
+The result also says what the forget frees: per snapshot and in total, the
+objects (and their stored bytes) that no root reaches once the snapshots are
+forgotten, which the next `gc --prune now` deletes, and, per snapshot, what
+stays because a tag, a branch or another snapshot (of any workspace of the
+store) still reaches it. It is counted by marking every root of the store
+(reachability.py) under the store lock held shared, as du does.
 """
 
 from __future__ import annotations
@@ -35,6 +42,19 @@ class ForgetItem:
     reasons: list[str] = field(default_factory=list)
     #: refs that keep a forgotten snapshot reachable: "tag v1", "branch main", "HEAD"
     still_named_by: list[str] = field(default_factory=list)
+    #: objects (stored bytes) it reaches that no root reaches once it is forgotten
+    #: (some may be shared with other snapshots forgotten with it)
+    freed_objects: int = 0
+    freed_bytes: int = 0
+    #: objects (stored bytes) it reaches that other roots keep
+    kept_objects: int = 0
+    kept_bytes: int = 0
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "time": self.time, "message": self.message, "reasons": self.reasons,
+                "still_named_by": self.still_named_by, "freed_objects": self.freed_objects,
+                "freed_bytes": self.freed_bytes, "kept_objects": self.kept_objects,
+                "kept_bytes": self.kept_bytes}
 
 
 @dataclass
@@ -44,6 +64,17 @@ class ForgetResult:
     kept: list[ForgetItem] = field(default_factory=list)
     #: ids given as REV that were not live (already forgotten, or another workspace's)
     not_live: list[str] = field(default_factory=list)
+    #: everything the forget makes collectable (shared between forgotten snapshots included)
+    freed_objects: int = 0
+    freed_bytes: int = 0
+    #: what could not be read while counting (the counts then leave it out)
+    problems: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"dry_run": self.dry_run, "forgotten": [i.as_json() for i in self.removed],
+                "kept": [i.as_json() for i in self.kept], "not_live": self.not_live,
+                "freed_objects": self.freed_objects, "freed_bytes": self.freed_bytes,
+                "problems": self.problems}
 
 
 def forget(repo, revs: Iterable[str] = (), *, keep_last: int | None = None,
@@ -86,12 +117,12 @@ def forget(repo, revs: Iterable[str] = (), *, keep_last: int | None = None,
                 f"keep rules need every live snapshot's time, and snapshot {unreadable[0]} "
                 "cannot be read", hints=["forget it by its full id first; `rnstore fsck` lists the damage"])
         ordered = sorted(items.values(), key=lambda i: (i.time or "", i.id), reverse=True)
-        newest = _timestamp(ordered[0].time) if ordered and ordered[0].time else None
+        newest = timestamp_of(ordered[0].time) if ordered and ordered[0].time else None
         for position, item in enumerate(ordered):
             if keep_last is not None and position < keep_last:
                 item.reasons.append(f"keep-last {keep_last}")
             if within is not None and newest is not None and item.time is not None \
-                    and _timestamp(item.time) >= newest - within:
+                    and timestamp_of(item.time) >= newest - within:
                 item.reasons.append(f"keep-within {within_text}")
             if not item.reasons:
                 doomed.setdefault(item.id, ["kept by no rule"])
@@ -106,10 +137,57 @@ def forget(repo, revs: Iterable[str] = (), *, keep_last: int | None = None,
             result.kept.append(item)
     result.removed.sort(key=_newest_first, reverse=True)
     result.kept.sort(key=_newest_first, reverse=True)
-    if not dry_run:
-        for item in result.removed:
-            repo.journal.discard(item.id)
+    # shared: no gc runs between counting and forgetting
+    with repo.store_lock(shared=True):
+        if result.removed:
+            _count_freed(repo, result)
+        if not dry_run:
+            for item in result.removed:
+                repo.journal.discard(item.id)
     return result
+
+
+def _count_freed(repo, result: ForgetResult) -> None:
+    """Fill in what forgetting `result.removed` frees and what stays."""
+    import time
+
+    from .reachability import ANY_ROOT, Marker, StoreLoader, collect_roots
+
+    def on_problem(kind: str, oid: str, detail: str) -> None:
+        result.problems.append(detail)
+
+    def on_error(oid: str, kind: str, exc) -> None:
+        result.problems.append(f"{kind} {oid} cannot be read: {exc}")
+
+    going = {item.id for item in result.removed}
+    scan = collect_roots(repo, on_problem, grace=float(repo.config.get("gc.prune")), now=time.time())
+    loader = StoreLoader(repo.store)
+    staying = Marker(loader)
+    for root in scan.roots:
+        forgotten = root.name == "live snapshot" and root.workspace == repo.dotdir and root.id in going
+        if not forgotten:
+            staying.mark(ANY_ROOT, root.id, root.kind, on_error)
+    sizes: dict[str, int] = {}
+    for obj in repo.store.stored_objects():
+        sizes[obj.id] = sizes.get(obj.id, 0) + obj.size
+    freed: set[str] = set()
+    for item in result.removed:
+        reach = Marker(loader)
+        reach.children = staying.children  # each tree is read once, whoever reaches it
+        reach.mark(ANY_ROOT, item.id, "snapshot", on_error)
+        for oid in reach.owner:
+            size = sizes.get(oid)
+            if size is None:
+                continue  # not stored: nothing to free
+            if oid in staying:
+                item.kept_objects += 1
+                item.kept_bytes += size
+            else:
+                item.freed_objects += 1
+                item.freed_bytes += size
+                freed.add(oid)
+    result.freed_objects = len(freed)
+    result.freed_bytes = sum(sizes[oid] for oid in freed)
 
 
 def _newest_first(item: ForgetItem) -> tuple[str, str]:
@@ -134,7 +212,8 @@ def _item(repo, oid: str) -> ForgetItem:
     return ForgetItem(oid, snapshot.time, snapshot.message)
 
 
-def _timestamp(text: str) -> float:
+def timestamp_of(text: str) -> float:
+    """A snapshot's time ('2026-11-24T03:59:37.123456Z') as a Unix time."""
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 

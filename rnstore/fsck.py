@@ -44,13 +44,16 @@ class Problem:
     id: str              # an object id, or the name of what is broken
     detail: str = ""
     type: str | None = None   # blob, tree or snapshot when known
+    #: for a missing or damaged object: "SNAPSHOT:path" in every snapshot a root reaches that holds it
+    paths: tuple[str, ...] = ()
 
     @property
     def fatal(self) -> bool:
         return self.kind != DANGLING
 
     def as_json(self) -> dict:
-        return {"kind": self.kind, "id": self.id, "detail": self.detail, "type": self.type}
+        return {"kind": self.kind, "id": self.id, "detail": self.detail, "type": self.type,
+                "paths": list(self.paths)}
 
 
 @dataclass
@@ -153,8 +156,60 @@ def fsck(repo, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> Fsck
             if oid in failed:
                 continue  # reported as corrupt already; gc would delete it
             problems.append(Problem(DANGLING, oid, "no root reaches it", kinds.get(oid)))
+        damaged = {p.id for p in problems if p.fatal and is_object_id(p.id)}
+        if damaged:
+            where = _paths_of(damaged, {r.id for r in scan.roots if r.kind == SNAPSHOT}, decoded)
+            problems = [Problem(p.kind, p.id, p.detail, p.type, tuple(where.get(p.id, ())))
+                        for p in problems]
     problems.sort(key=lambda p: (_ORDER.get(p.kind, 9), p.id))
     return FsckResult(len(listed), problems, quick)
+
+
+def _paths_of(damaged: set[str], snapshots: set[str], decoded: dict) -> dict[str, list[str]]:
+    """Where each damaged object sits: "SNAPSHOT:path" in every snapshot
+    among `snapshots` that holds it, from the snapshots and trees that
+    decoded (`decoded`: id -> Snapshot or Tree)."""
+    below: dict[str, tuple[tuple[str, str], ...]] = {}  # tree -> (relative path, damaged id)
+    names: dict[str, list[tuple[str, str, bool]]] = {}
+    for oid, value in decoded.items():
+        entries = getattr(value, "entries", None)
+        if entries is not None:
+            names[oid] = [(e.name.decode("utf-8", "replace"), e.id, e.mode == MODE_TREE) for e in entries]
+
+    def damaged_below(top: str) -> tuple[tuple[str, str], ...]:
+        stack = [(top, False)]
+        while stack:  # post-order without recursion: trees may nest a thousand deep
+            tree, ready = stack.pop()
+            if tree in below:
+                continue
+            entries = names.get(tree)
+            if entries is None:
+                below[tree] = ()
+                continue
+            pending = [oid for _, oid, is_tree in entries if is_tree and oid not in below]
+            if pending and not ready:
+                stack.append((tree, True))
+                stack.extend((oid, False) for oid in pending)
+                continue
+            found = []
+            for name, oid, is_tree in entries:
+                if oid in damaged:
+                    found.append((name, oid))
+                if is_tree:
+                    found.extend((f"{name}/{path}", hit) for path, hit in below.get(oid, ()))
+            below[tree] = tuple(found)
+        return below[top]
+
+    where: dict[str, list[str]] = {}
+    for snap in sorted(snapshots):
+        tree = getattr(decoded.get(snap), "tree", None)
+        if tree is None:
+            continue
+        if tree in damaged:
+            where.setdefault(tree, []).append(f"{snap}:")
+        for path, hit in damaged_below(tree):
+            where.setdefault(hit, []).append(f"{snap}:{path}")
+    return where
 
 
 def _size_of(oid: str, kind: str, kinds, sizes, decoded) -> int | None:

@@ -2,7 +2,11 @@
 is old enough, and the leftovers of crashed writers.
 
 `gc.last` in the store root holds when the last gc ran (a Unix time;
-`--auto` reads it).
+`--auto` reads it). After a command that adds objects, `start_auto_gc`
+starts `gc --auto` as a detached background process when gc.interval has
+passed since then (since the store was made, before its first gc) and
+gc.auto is not false; `gc --auto` checks again under the store lock, so two
+never collect at once.
 
 The rules that make it safe:
 
@@ -12,16 +16,21 @@ The rules that make it safe:
 2. A root that cannot be read - a corrupt ref, HEAD, index or config, an
    unreadable workspace, a missing or corrupt snapshot or tree that a root
    reaches - stops gc before it changes anything (CorruptStoreError naming
-   it). Unreadable is never "references nothing". A missing blob stops
-   nothing: nothing can hide below a blob.
+   it). Unreadable is never "references nothing". So does any object a root
+   reaches that the store does not list, blobs included (a damaged pack
+   hides every object in it), except what only a gone workspace's last
+   seen roots name: that may have gone with it.
 3. Unreachable objects younger than the grace period are kept: a writer that
    finds an object already stored refreshes its mtime, so an object a
    running `add` is about to reference is young.
 4. A registered workspace whose `.rnstore` folder is gone goes on protecting,
    for the grace period after gc first found it gone, the roots gc last read
    there (registry.py's `.roots`) and every object written or refreshed since
-   then (it may have made them). Then (at once with a grace of 0) its
-   registration is removed and its objects are collected like any others.
+   then (it may have made them); the roots it held when it registered count
+   as read then. When nothing was ever recorded (a registration made by an
+   older version), every unreachable object (nothing is known of what it held). Then (at once with
+   a grace of 0) its registration is removed and its objects are collected
+   like any others.
 5. Stale temporary files (`.tmp-*` in objects/ and its fan-out folders) older
    than the grace period are leftovers of crashed writers and are deleted.
 """
@@ -145,13 +154,63 @@ def gc(repo, *, dry_run: bool = False, prune: str | float | None = None, auto: b
         finally:
             progress.finish()
         stats.reachable_objects = len(marker)
+        stored = list(repo.store.stored_objects())
+        _refuse_missing(repo, marker, scan, {o.id for o in stored})
         # Everything could be read: from here on gc may change the store.
         if not dry_run:
             _update_registrations(repo, scan, now)
-        _sweep(repo, marker, scan, stats, grace=grace, now=now, progress=progress)
+        _sweep(repo, marker, scan, stats, stored, grace=grace, now=now, progress=progress)
         if not dry_run:
             atomic_write(repo.store_root / LAST_RUN, f"{now:.3f}\n".encode(), durable=False)
     return stats
+
+
+def _refuse_missing(repo, marker: Marker, scan: RootScan, stored: set[str]) -> None:
+    """Rule 2 for what marking does not read: every object a root reaches
+    must be stored (blobs are not opened while marking)."""
+    may_be_gone = {r.id for r in scan.roots if r.name == "last seen roots"}
+    missing = sorted(oid for oid in marker.owner if oid not in stored and oid not in may_be_gone)
+    if not missing:
+        return
+    damaged = repo.store.damaged_packs()
+    why = ("; damaged: " + ", ".join(f"{path} ({reason})" for path, reason in sorted(damaged.items()))
+           if damaged else "")
+    listed = ", ".join(f"{marker.kind[oid]} {oid}" for oid in missing[:5])
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    _refuse("missing", missing[0],
+            f"{len(missing)} object{'s' if len(missing) != 1 else ''} that roots reach "
+            f"{'are' if len(missing) != 1 else 'is'} missing: {listed}{more}{why}")
+
+
+def start_auto_gc(repo) -> int | None:
+    """Start `rnstore gc --auto -q` in the background, detached (its own
+    session, at low priority, no terminal), when it is due; its pid, or None
+    when it is not due, gc.auto is false, or it could not be started. Never
+    raises: the command that added objects has succeeded whatever happens."""
+    import subprocess
+    import sys
+    try:
+        if not repo.config.get("gc.auto"):
+            return None
+        previous = last_run(repo)
+        if previous is None:  # never collected: count from when the store was made
+            from .repo import STORE_MARKER
+            previous = os.stat(repo.store_root / STORE_MARKER).st_mtime
+        if not _due(repo, previous):
+            return None
+        child = subprocess.Popen(
+            [sys.executable, "-c", _LOW_PRIORITY_GC, "gc", "--auto", "-q"],
+            cwd=repo.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        child.returncode = 0  # never waited for: it outlives this process
+        return child.pid
+    except Exception:  # noqa: BLE001 - a background gc is never worth failing a commit
+        return None
+
+
+#: The background gc's program: lowered priority (os.nice in the child
+#: itself: Popen's preexec_fn is unsafe in a process that has threads).
+_LOW_PRIORITY_GC = "import os, sys; os.nice(10); from rnstore.cli import main; main(sys.argv[1:])"
 
 
 def _due(repo, previous: float | None) -> bool:
@@ -206,13 +265,13 @@ def _writer_alive(name: str) -> bool:
     return pid is not None and pid_alive(pid)
 
 
-def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, *, grace: float, now: float,
-           progress: Progress) -> None:
+def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, stored: list, *, grace: float,
+           now: float, progress: Progress) -> None:
     store = repo.store
     cutoff = now - grace
     doomed = []
     kept = 0
-    for obj in store.stored_objects():
+    for obj in stored:
         if obj.id in marker:
             kept += 1
         elif (grace > 0 and obj.mtime >= cutoff) or (
@@ -245,4 +304,4 @@ def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, *, grace: float
         progress.finish()
 
 
-__all__ = ["gc", "GcStats", "grace_period", "last_run"]
+__all__ = ["gc", "GcStats", "grace_period", "last_run", "start_auto_gc"]

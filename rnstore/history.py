@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Iterable
 
 from .alloc import cycle_collector_paused
-from .errors import InvalidValueError, NothingToCommitError, UnknownRevisionError, MissingObjectError
+from .errors import (InvalidValueError, MissingObjectError, NothingToCommitError, RefConflictError,
+                     UnknownRevisionError)
 from .objects import MODE_TREE, Snapshot
 from .plumbing import parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
 from .progress import NO_PROGRESS, Progress
@@ -39,6 +40,7 @@ def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
     # The store lock is held (shared) from the first object written to the
     # ref update, so a concurrent gc cannot collect the new trees in between.
     with repo.lock(), repo.store_lock(shared=True):
+        repo.ensure_registered()
         staged = None
         index = repo.read_index()
         # One batch for the new blobs and trees: one pack, durable before
@@ -113,14 +115,16 @@ def names_by_id(repo) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
 
 def log(repo, rev: str | None = None, *, limit: int | None = None, all: bool = False) -> Log:
     """History from `rev` (default HEAD), newest first; with `all`, every
-    live snapshot, newest first."""
+    live snapshot and every tagged one (in a shared store, the store's
+    tags), newest first."""
     tags, branches = names_by_id(repo)
 
     def entry(oid: str, snap: Snapshot) -> LogEntry:
         return LogEntry(oid, snap, tags.get(oid, []), branches.get(oid, []))
 
     if all:
-        snapshots = [(oid, repo.store.get_snapshot(oid)) for oid in repo.journal]
+        wanted = dict.fromkeys([*repo.journal, *sorted(tags)])
+        snapshots = [(oid, repo.store.get_snapshot(oid)) for oid in wanted]
         snapshots.sort(key=lambda item: (item[1].time, item[0]), reverse=True)
         entries = [entry(oid, snap) for oid, snap in snapshots]
         return Log(entries[:limit] if limit is not None else entries)
@@ -167,16 +171,71 @@ def list_tags(repo) -> dict[str, str]:
     return {short_name(ref): oid for ref, oid in repo.refs.list(TAGS).items()}
 
 
-def tag(repo, name: str, rev: str = "HEAD", *, force: bool = False) -> str:
-    """Bind `name` to a snapshot; with `force`, move it if it exists."""
+@dataclass
+class TagInfo:
+    name: str
+    id: str
+    time: str | None            # the snapshot's time; None if it cannot be read
+    workspace: str | None       # the workspace that made the snapshot, if known
+    message: str | None = None
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "id": self.id, "time": self.time,
+                "workspace": self.workspace, "message": self.message}
+
+
+def describe_tags(repo, pattern: str | None = None) -> list[TagInfo]:
+    """The tags (matching the glob `pattern`), with their snapshot's time
+    and the workspace that made it, sorted by name."""
+    from fnmatch import fnmatchcase
+    from .errors import ObjectError
+    found = []
+    for name, oid in list_tags(repo).items():
+        if pattern is not None and not fnmatchcase(name, pattern):
+            continue
+        try:
+            snap = repo.store.get_snapshot(oid)
+        except ObjectError:
+            found.append(TagInfo(name, oid, None, None))
+            continue
+        found.append(TagInfo(name, oid, snap.time, snap.meta.get("workspace"), snap.message))
+    return found
+
+
+def check_tag_name(repo, name: str) -> str:
+    """The ref a new tag takes; refuses HEAD, branch names and revision syntax."""
     ref = tag_ref(name)
-    target = resolve_snapshot(repo, rev)
-    current = repo.refs.resolve(ref)
-    if current is not None and not force:
-        raise InvalidValueError(
-            f"tag '{name}' already exists (at {current[:12]})",
-            hints=["pass -f to move it"])
-    repo.refs.update(ref, target, expected=current)
+    short = short_name(ref)
+    if short == "HEAD" or short.startswith("-"):
+        raise InvalidValueError(f"'{name}' cannot be a tag name")
+    if repo.refs.resolve(HEADS + short) is not None:
+        raise InvalidValueError(f"'{short}' is a branch: a tag of that name would be ambiguous")
+    return ref
+
+
+def tag(repo, name: str, rev: str = "HEAD", *, force: bool = False) -> str:
+    """Bind `name` to a snapshot; with `force`, move it if it exists. In a
+    shared store the tag is the store's (tags.py)."""
+    ref = check_tag_name(repo, name)
+    # held shared so that gc cannot collect the snapshot before it is named
+    with repo.store_lock(shared=True):
+        repo.ensure_registered()
+        target = resolve_snapshot(repo, rev)
+        if force:  # whatever another workspace did meanwhile: -f moves it
+            repo.refs.update(ref, target)
+            return target
+        current = repo.refs.resolve(ref)
+        # (a tag made here before tags lived in the store is bound there now)
+        in_store = repo.store_tags is None or repo.store_tags.resolve(ref) is not None
+        if current in (None, target) and (current is None or not in_store):
+            try:  # compare and swap: another workspace may bind it first
+                repo.refs.update(ref, target, expected=current)
+            except RefConflictError:
+                current = repo.refs.resolve(ref)
+        if current not in (None, target):
+            raise InvalidValueError(
+                f"tag '{name}' already names another snapshot ({current[:12]})",
+                hints=["pass -f to move it"])
     return target
 
 

@@ -89,7 +89,10 @@ def cat_file(repo, rev: str, expected_kind: str | None = None) -> Iterator[bytes
         raise InvalidValueError(f"'{rev}' is a {info.kind}, not a {expected_kind}")
     if info.kind == BLOB:
         return repo.store.iter_blob(info.id)
-    return iter([repo.store.get(info.id, info.kind)[1]])
+    # Decoded like every other reader does, so a non-canonical tree or
+    # snapshot is refused as corrupt; a valid one re-encodes to its payload.
+    decoded = repo.store.get_tree(info.id) if info.kind == TREE else repo.store.get_snapshot(info.id)
+    return iter([decoded.encode()])
 
 
 def read_snapshot(repo, rev: str) -> tuple[str, Snapshot]:
@@ -244,6 +247,7 @@ def snapshot_meta(repo, tree_id: str, extra: dict[str, str], *, files: int | Non
         "user": repo.config.get("user.name"),
         "host": socket.gethostname(),
         "rnstore_version": __version__,
+        "workspace": str(repo.root),
         "files": str(count_files(repo.store, tree_id) if files is None else files),
         "bytes": str(repo.store.get_tree(tree_id).total_size),
     }
@@ -267,6 +271,7 @@ def commit_tree(repo, tree: str, parents: Iterable[str], message: str,
 def store_snapshot(repo, snapshot: Snapshot) -> str:
     """Write a snapshot durably, then journal it: it is live from here on."""
     with repo.store_lock(shared=True):
+        repo.ensure_registered()
         with repo.store.batch():
             if not repo.store.freshen(snapshot.tree):
                 raise MissingObjectError(f"tree {snapshot.tree} is missing", snapshot.tree)
@@ -295,7 +300,9 @@ def update_ref(repo, ref: str, new: str, old: str | None = None, *, require_old:
     expected = ANY
     if require_old:
         expected = None if old in (None, "", "0" * 64) else rev_parse(repo, old)
-    repo.refs.update(full_ref_name(ref), target, expected)
+    with repo.store_lock(shared=True):
+        repo.ensure_registered()
+        repo.refs.update(full_ref_name(ref), target, expected)
     return target
 
 

@@ -2,7 +2,8 @@
 reach. gc deletes the rest; du counts it; fsck checks it.
 
 Roots are, for every workspace that uses the store: its live snapshots (the
-journal), every ref, a detached HEAD and every index entry. A shared store
+journal), every ref, a detached HEAD and every index entry; and a shared
+store's own tags (tags.py), roots of the store itself. A shared store
 lists the workspaces that use it (registry.py); a workspace with its own
 store has only itself. A registered workspace whose folder is gone protects,
 for the grace period after gc first found it gone, the roots gc last read
@@ -36,16 +37,19 @@ class Root:
     id: str
     kind: str            # SNAPSHOT for journal, refs and HEAD; BLOB or TREE for the index
     name: str            # "live snapshot", "refs/tags/v1", "HEAD", "index", "last seen roots"
-    workspace: Path      # the workspace's .rnstore folder
+    workspace: Path      # the workspace's .rnstore folder, or the shared store's root for its tags
+    in_store: bool = False   # a tag of the shared store itself
 
     @property
     def unit(self) -> tuple[str, str]:
-        """What du counts exclusive bytes for: one snapshot of one workspace
-        (whether live, named by refs or both), or one workspace's index."""
-        return (str(self.workspace), self.id if self.kind == SNAPSHOT else "index")
+        """What du counts exclusive bytes for: one snapshot (whether live,
+        named by refs, by store tags or all of these), or one workspace's index."""
+        return ("snapshot", self.id) if self.kind == SNAPSHOT else (str(self.workspace), "index")
 
     @property
     def label(self) -> str:
+        if self.in_store:
+            return f"{self.name} of the store {self.workspace}"
         where = self.workspace.parent
         if self.name == "live snapshot":
             return f"live snapshot {self.id[:12]} of {where}"
@@ -106,26 +110,9 @@ def workspace_roots(ws, on_problem: ProblemSink) -> list[Root]:
         roots += [Root(oid, SNAPSHOT, "live snapshot", dotdir) for oid in ws.journal]
     except OSError as exc:
         failed("the journal (snapshots/)", exc)
+    roots += ref_roots(ws.local_refs, dotdir, failed)
     try:
-        # Refs one by one, so that each broken one is named; os.walk would
-        # skip an unreadable folder silently, so it raises here instead.
-        for folder, dirs, files in os.walk(dotdir / "refs", onerror=_raise):
-            dirs.sort()
-            for name in sorted(files):
-                ref = Path(folder, name).relative_to(dotdir).as_posix()
-                if name.startswith(".") or not _valid_ref(ref):
-                    continue  # temporary files; nothing rnstore writes as a ref
-                try:
-                    oid = ws.refs.resolve(ref)
-                except _UNREADABLE as exc:
-                    failed(ref, exc)
-                    continue
-                if oid is not None:
-                    roots.append(Root(oid, SNAPSHOT, ref, dotdir))
-    except OSError as exc:
-        failed("refs/", exc)
-    try:
-        branch, head = ws.refs.head()
+        branch, head = ws.local_refs.head()
         if branch is None and head is not None:
             roots.append(Root(head, SNAPSHOT, "HEAD", dotdir))
     except _UNREADABLE as exc:
@@ -139,6 +126,44 @@ def workspace_roots(ws, on_problem: ProblemSink) -> list[Root]:
     except _UNREADABLE as exc:
         failed("the index", exc)
     return roots
+
+
+def ref_roots(refs, owner: Path, failed: Callable[[str, BaseException], None], *,
+              in_store: bool = False) -> list[Root]:
+    """A Root for every ref file below `refs.dotdir`/refs; each one that
+    cannot be read goes to `failed(name, exc)`."""
+    roots = []
+    try:
+        # Refs one by one, so that each broken one is named; os.walk would
+        # skip an unreadable folder silently, so it raises here instead.
+        for folder, dirs, files in os.walk(refs.dotdir / "refs", onerror=_raise):
+            dirs.sort()
+            for name in sorted(files):
+                ref = Path(folder, name).relative_to(refs.dotdir).as_posix()
+                if name.startswith(".") or not _valid_ref(ref):
+                    continue  # temporary files; nothing rnstore writes as a ref
+                try:
+                    oid = refs.resolve(ref)
+                except _UNREADABLE as exc:
+                    failed(ref, exc)
+                    continue
+                if oid is not None:
+                    roots.append(Root(oid, SNAPSHOT, ref, owner, in_store))
+    except OSError as exc:
+        if not (in_store and isinstance(exc, FileNotFoundError)):  # a store has no refs/ until its first tag
+            failed("refs/", exc)
+    return roots
+
+
+def store_roots(repo, on_problem: ProblemSink) -> list[Root]:
+    """The roots of a shared store itself: its tags."""
+    if repo.store_tags is None:
+        return []
+
+    def failed(name: str, exc: BaseException) -> None:
+        on_problem("corrupt", name, f"{name} of the store {repo.store_root} cannot be read: {_why(exc)}")
+
+    return ref_roots(repo.store_tags, repo.store_root, failed, in_store=True)
 
 
 def _valid_ref(ref: str) -> bool:
@@ -162,6 +187,7 @@ def collect_roots(repo, on_problem: ProblemSink, *, grace: float, now: float) ->
     scan.roots += workspace_roots(repo, on_problem)
     if not repo.shared_store:
         return scan
+    scan.roots += store_roots(repo, on_problem)
     for registration in registry.registrations(repo.store_root):
         try:
             dotdir = registry.registered_dotdir(registration)
@@ -214,6 +240,11 @@ def _gone(ws: WorkspaceState, scan: RootScan, on_problem: ProblemSink, *, grace:
         on_problem("corrupt", str(ws.registration), f"cannot read the roots of {ws.root}: {_why(exc)}")
         return
     scan.roots += [Root(oid, kind, "last seen roots", ws.dotdir) for kind, oid in roots]
+    if seen_at is None:
+        # gc never read what it held, and its objects may be of any age (a
+        # snapshot of files other workspaces stored long ago): every
+        # unreachable object stays until the grace period has run out
+        seen_at = float("-inf")
     if scan.keep_newer_than is None or seen_at < scan.keep_newer_than:
         scan.keep_newer_than = seen_at
 
@@ -340,4 +371,4 @@ def mark_roots(marker: Marker, roots: Iterable[Root], on_problem: ProblemSink,
 
 
 __all__ = ["Root", "RootScan", "WorkspaceState", "Marker", "StoreLoader", "collect_roots", "mark_roots",
-           "workspace_roots", "problem_kind", "reason", "SHARED", "ANY_ROOT"]
+           "workspace_roots", "store_roots", "ref_roots", "problem_kind", "reason", "SHARED", "ANY_ROOT"]

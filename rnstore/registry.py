@@ -3,18 +3,31 @@
 Files kept in the store root::
 
     workspaces/<key>          a registration: the workspace's .rnstore path
-    workspaces/<key>.roots    the roots gc last read there, "KIND ID" lines
+    workspaces/<key>.roots    the roots gc last read there (or the workspace
+                              had when it registered), "KIND ID" lines
     workspaces/<key>.gone     when gc first found that workspace gone (Unix time)
 
 `<key>` is the first 32 hex digits of the SHA-256 of the .rnstore path. This
 module only reads and writes those files; what they mean for gc (rule 4 of
 gc.py) is decided by reachability.py and gc.py.
+
+A workspace keeps in `.rnstore/workspace-id` a random id and the .rnstore
+path it last registered ("<32 hex>\n<path>\n"). Every command that creates
+a root calls `ensure_registered`: when the recorded path is where the
+workspace stands and its registration exists (one read, one stat), nothing
+happens; otherwise it was moved, copied or restored, and it registers where
+it stands. A copy is told apart from a move by its original: still standing
+at the recorded path with the same id, the copy takes a new id. The old
+path's registration is left to gc (a moved-away workspace is "gone" and
+protects what it held for the grace period), never dropped here: the
+original may have made snapshots the copy does not hold.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from pathlib import Path
 from typing import Iterable
 
@@ -43,6 +56,41 @@ def register(store_root: Path, dotdir: Path, *, durable: bool) -> Path:
     return path
 
 
+WORKSPACE_ID = "workspace-id"
+
+
+def read_workspace_id(dotdir: Path) -> tuple[str, bytes] | None:
+    """(id, .rnstore path it last registered at), or None if unknown."""
+    try:
+        lines = (dotdir / WORKSPACE_ID).read_bytes().split(b"\n")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    ident = lines[0].decode("ascii", "replace")
+    if len(lines) < 2 or len(ident) != 32 or not _HEX.issuperset(ident) or not lines[1]:
+        return None  # damaged: registering again is harmless
+    return ident, lines[1]
+
+
+def ensure_registered(store_root: Path, dotdir: Path, *, durable: bool) -> tuple[Path, bool]:
+    """Register the workspace whose .rnstore folder is `dotdir` where it
+    stands now, if it is not (see the module docstring); idempotent. The
+    registration's path, and whether it was written now."""
+    here = os.fsencode(dotdir.absolute())
+    path = registration_path(store_root, dotdir)
+    recorded = read_workspace_id(dotdir)
+    if recorded is not None and recorded[1] == here and path.is_file():
+        return path, False
+    ident = recorded[0] if recorded is not None else None
+    if recorded is not None and recorded[1] != here:
+        original = Path(os.fsdecode(recorded[1]))
+        if (original / "HEAD").is_file() and read_workspace_id(original) == (ident, recorded[1]):
+            ident = None  # a copy: the original still stands there
+    register(store_root, dotdir, durable=durable)
+    atomic_write(dotdir / WORKSPACE_ID, f"{ident or secrets.token_hex(16)}\n".encode() + here + b"\n",
+                 durable=durable)
+    return path, True
+
+
 def registrations(store_root: Path) -> list[Path]:
     """Registration files of a shared store, sorted."""
     folder = store_root / WORKSPACES
@@ -68,16 +116,16 @@ def gone_since(registration: Path) -> float | None:
     return read_float(_beside(registration, GONE_SUFFIX))
 
 
-def last_seen_roots(registration: Path) -> tuple[list[tuple[str, str]], float]:
-    """The (kind, id) roots gc last read in the workspace, and when. A
-    workspace gc never read has none, seen when it registered. OSError or
-    CorruptStoreError when the file cannot be trusted."""
+def last_seen_roots(registration: Path) -> tuple[list[tuple[str, str]], float | None]:
+    """The (kind, id) roots gc last read in the workspace, and when; None
+    for when if gc never read them (nothing is known of what it held).
+    OSError or CorruptStoreError when the file cannot be trusted."""
     roots_file = _beside(registration, ROOTS_SUFFIX)
     try:
         lines = roots_file.read_text(encoding="ascii").splitlines()
         seen_at = os.stat(roots_file).st_mtime
     except FileNotFoundError:
-        return [], os.stat(registration).st_mtime
+        return [], None
     except UnicodeDecodeError:
         raise CorruptStoreError(f"{roots_file} is corrupt") from None
     roots = []
@@ -123,5 +171,5 @@ def _beside(registration: Path, suffix: str) -> Path:
     return registration.with_name(registration.name + suffix)
 
 
-__all__ = ["register", "registration_path", "registrations", "registered_dotdir", "gone_since",
+__all__ = ["register", "ensure_registered", "read_workspace_id", "registration_path", "registrations", "registered_dotdir", "gone_since",
            "last_seen_roots", "record_roots", "mark_gone", "unregister", "same_folder", "WORKSPACES"]

@@ -12,9 +12,12 @@
         objects/      the object store, unless the workspace uses a shared one
         store.lock    the store lock (writers shared, gc exclusive)
 
-A shared object store (`init --objects PATH`) holds `objects/`, `store.lock`
+A shared object store (`init --objects PATH`) holds `objects/`, `store.lock`,
+the store-wide tags (`refs/tags/`, changed under `tags.lock`; see tags.py)
 and `workspaces/`, where every workspace using it registers its `.rnstore`
-folder so that gc from any of them protects the roots of all.
+folder so that gc from any of them protects the roots of all. A shared
+workspace's tags are the store's; `.rnstore/workspace-id` records where it
+was last registered (registry.py).
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ from .errors import InvalidValueError, NotAWorkspaceError
 from .fsutil import FileLock, atomic_write, write_new_file
 from .index import Index
 from .refs import HEADS, Journal, RefStore, branch_ref
+from .tags import TAGS_LOCK, WorkspaceRefs, store_tag_refs
 
 DOTDIR = ".rnstore"
 STORE_MARKER = "rnstore-store"
 STORE_FORMAT = "rnstore object store, format 1\n"
 #: What an object store folder holds (see the layout above).
-STORE_ENTRIES = {STORE_MARKER, "objects", "workspaces", "store.lock", "gc.last"}
+STORE_ENTRIES = {STORE_MARKER, "objects", "workspaces", "store.lock", "gc.last", "refs", "tags.lock"}
 
 DEFAULT_IGNORE = """\
 # rnstore ignore rules (gitignore syntax). Edit freely; --no-ignore bypasses them.
@@ -141,8 +145,7 @@ class Repository:
         # HEAD last: its presence is what makes the folder a workspace.
         atomic_write(dotdir / "HEAD", f"ref: {head_ref}\n".encode())
         repo = cls(root, dotdir, **kw)
-        if repo.shared_store:
-            repo.register()
+        repo.ensure_registered()
         return repo
 
     # -- parts -----------------------------------------------------------------------
@@ -162,8 +165,24 @@ class Repository:
                          level=self.config.get("compression.level"), fsync=self.durable)
 
     @cached_property
-    def refs(self) -> RefStore:
+    def local_refs(self) -> RefStore:
+        """The refs in this workspace's .rnstore folder."""
         return RefStore(self.dotdir, self.lock, durable=self.durable)
+
+    @cached_property
+    def store_tags(self) -> RefStore | None:
+        """The shared store's tags (None with a store of its own)."""
+        if not self.shared_store:
+            return None
+        return store_tag_refs(self.store_root, self.tags_lock, durable=self.durable)
+
+    @cached_property
+    def refs(self) -> RefStore | WorkspaceRefs:
+        """HEAD, branches and tags as commands see them: a shared store's
+        workspace finds its tags in the store (tags.py)."""
+        if self.store_tags is None:
+            return self.local_refs
+        return WorkspaceRefs(self.local_refs, self.store_tags)
 
     @cached_property
     def journal(self) -> Journal:
@@ -177,6 +196,11 @@ class Repository:
         """The workspace lock: refs, index and journal change under it."""
         return FileLock(self.dotdir / "lock", wait=self.lock_wait, on_wait=self.notify,
                         what="workspace lock")
+
+    def tags_lock(self) -> FileLock:
+        """A shared store's tag lock: store-wide tags change under it."""
+        return FileLock(self.store_root / TAGS_LOCK, wait=self.lock_wait, on_wait=self.notify,
+                        what="tag lock")
 
     def store_lock(self, *, shared: bool) -> FileLock:
         """Writers hold it shared while they add objects and publish them;
@@ -272,6 +296,20 @@ class Repository:
         """Record this workspace in its shared store; the registration's path."""
         return registry.register(self.store_root, self.dotdir, durable=self.durable)
 
+    def ensure_registered(self) -> None:
+        """Make sure the shared store knows this workspace where it stands
+        now (moved, copied or restored since it last registered): called by
+        every command that creates a root. Cheap when nothing changed."""
+        if self.shared_store:
+            with self.store_lock(shared=True):
+                path, new = registry.ensure_registered(self.store_root, self.dotdir, durable=self.durable)
+                if new:
+                    # What it holds now, as gc would record it: if it is deleted
+                    # before any gc reads it, gc still knows (gc.py, rule 4).
+                    from .reachability import workspace_roots
+                    roots = workspace_roots(self, lambda kind, oid, detail: None)
+                    registry.record_roots(path, [(r.kind, r.id) for r in roots], durable=self.durable)
+
 
 def prepare_store(store_root: Path, *, fresh_ok: bool = True) -> None:
     """Create (or check) an object store's folder. A shared store must be a
@@ -295,4 +333,6 @@ def prepare_store(store_root: Path, *, fresh_ok: bool = True) -> None:
     except FileExistsError:
         pass
     (store_root / "objects").mkdir(exist_ok=True)
+    if fresh_ok:  # a shared store: its tags live here (tags.py)
+        (store_root / "refs" / "tags").mkdir(parents=True, exist_ok=True)
 

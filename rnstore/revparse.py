@@ -107,7 +107,13 @@ def _parent(repo, oid: str, number: int, rev: str) -> str:
     parents = repo.store.get_snapshot(oid).parents
     if len(parents) < number:
         raise _unknown(rev, f"snapshot {oid[:12]} has no parent {number}")
-    return parents[number - 1]
+    parent = parents[number - 1]
+    if not repo.store.has(parent):
+        raise UnknownRevisionError(
+            f"unknown revision '{rev}': snapshot {parent[:12]}, the parent of {oid[:12]}, "
+            "was forgotten and collected",
+            hints=["`rnstore log` shows the history that is left"])
+    return parent
 
 
 def tree_of(repo, oid: str, rev: str) -> str:

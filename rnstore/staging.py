@@ -88,6 +88,8 @@ def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = Fa
     # The store lock (shared) lasts until the index, a root, names the new
     # blobs: a gc in between would find them unreferenced.
     with repo.lock(), repo.store_lock(shared=True):
+        if not dry_run:
+            repo.ensure_registered()
         index = repo.read_index()
         result = stage(repo, index, paths, dry_run=dry_run, force=force, excludes=excludes,
                        no_ignore=no_ignore, ignore_errors=ignore_errors, progress=progress,

@@ -291,7 +291,9 @@ class DiskStore(ObjectStore):
         self._pack_folder = f"{self._root}/pack"
         self.fsync = fsync
         self._batch_depth = 0
-        self._pending: list[str] = []
+        # A batch's loose objects: written and closed under a temporary name,
+        # renamed into place only once flush() has made them durable.
+        self._pending: dict[str, str] = {}  # id -> temporary file
         self._pending_lock = threading.Lock()
         self._packs: dict[str, Pack] | None = None  # loaded on first need
         self._packs_stale = False  # we published a pack since
@@ -374,7 +376,7 @@ class DiskStore(ObjectStore):
 
     def has(self, oid: str) -> bool:
         path = self._checked_path(oid)
-        if self._writer is not None and oid in self._writer:
+        if self._writer is not None and oid in self._writer or oid in self._pending:
             return True
         return os.path.exists(path) or self._find_pack(oid) is not None
 
@@ -388,14 +390,11 @@ class DiskStore(ObjectStore):
         # keeps a concurrent gc (which spares young objects) from deleting it.
         # A packed object's mtime is its pack's.
         writer = self._writer
-        if writer is not None and oid in writer:
+        if writer is not None and oid in writer or oid in self._pending:
             return True
         if not quick or oid[:2] in self._known_fanouts():
-            try:
-                os.utime(self._path(oid))
+            if _refresh_whole_file(self._path(oid)):
                 return True
-            except FileNotFoundError:
-                pass
         for reload in (False, True):
             pack = self._pack_of(oid, reload=reload)
             if pack is None:
@@ -434,7 +433,7 @@ class DiskStore(ObjectStore):
         if frame is not None:
             return io.BytesIO(frame)
         try:
-            return open(path, "rb")
+            return open(self._pending.get(oid, path), "rb")
         except FileNotFoundError:
             pass
         pack = self._pack_of(oid, reload=True)
@@ -486,22 +485,32 @@ class DiskStore(ObjectStore):
             raise
 
     def _publish(self, temp_token, oid: str) -> None:
+        # Durable, then renamed (FORMAT.md, rule 2): a file system may
+        # persist a new name before the data, and a crash in between would
+        # leave a short file at the final name. In a batch, flush() does
+        # this for all of the batch's objects at once.
+        if self.fsync and self._batch_depth:
+            with self._pending_lock:
+                if oid in self._pending:
+                    remove_quietly(temp_token)
+                else:
+                    self._pending[oid] = temp_token
+            return
+        if self.fsync:
+            _fsync_file(temp_token)
+        self._rename_into_place(temp_token, oid)
+        if self.fsync:
+            fsync_dir(os.path.dirname(self._path(oid)))
+            fsync_dir(self._root)
+
+    def _rename_into_place(self, temp: str, oid: str) -> None:
         final = self._path(oid)
         try:
-            os.replace(temp_token, final)
+            os.replace(temp, final)
         except FileNotFoundError:
             os.makedirs(os.path.dirname(final), exist_ok=True)
-            os.replace(temp_token, final)
+            os.replace(temp, final)
         self._known_fanouts().add(oid[:2])
-        if not self.fsync:
-            return
-        if self._batch_depth:
-            with self._pending_lock:
-                self._pending.append(final)
-        else:
-            _fsync_file(final)
-            fsync_dir(os.path.dirname(final))
-            fsync_dir(self._root)
 
     def _discard(self, temp_token) -> None:
         remove_quietly(temp_token)
@@ -637,6 +646,7 @@ class DiskStore(ObjectStore):
         except BaseException:
             if outermost:
                 self._writer.abort()
+                self._drop_pending()
             raise
         finally:
             self._batch_depth -= 1
@@ -658,19 +668,61 @@ class DiskStore(ObjectStore):
             self._put_loose(oid, frame)
 
     def flush(self) -> None:
-        """Make every object published in the batch durable."""
+        """Make the batch's loose objects durable under their temporary
+        names, rename them into place, then make the renames durable."""
         with self._pending_lock:
-            pending, self._pending = self._pending, []
+            pending, self._pending = self._pending, {}
         if not pending:
             return
-        if len(pending) > SYNCFS_THRESHOLD:
+        try:
+            many = len(pending) > SYNCFS_THRESHOLD
+            if many:
+                sync_filesystem(self.root)
+            else:
+                for temp in pending.values():
+                    _fsync_file(temp)
+        except BaseException:
+            for temp in pending.values():
+                remove_quietly(temp)
+            raise
+        for oid, temp in pending.items():
+            try:
+                self._rename_into_place(temp, oid)
+            except BaseException:
+                remove_quietly(temp)
+                raise
+        if many:
             sync_filesystem(self.root)
             return
-        for path in pending:
-            _fsync_file(path)
-        for folder in sorted({os.path.dirname(p) for p in pending}):
+        for folder in sorted({os.path.dirname(self._path(oid)) for oid in pending}):
             fsync_dir(folder)
         fsync_dir(self._root)
+
+    def _drop_pending(self) -> None:
+        """A failed batch: its objects were never renamed into place."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        for temp in pending.values():
+            remove_quietly(temp)
+
+
+def _refresh_whole_file(path: str) -> bool:
+    """Refresh the mtime of a loose object file, if there is one and it
+    holds a whole zstd frame: a file cut short (by a crash, on a file system
+    that kept the name but not the data) is no stored object, and storing
+    the object again replaces it. Costs a read per zstd block, not a decode."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        if codec.frame_length(lambda at, n: os.pread(fd, n, at), size) is None:
+            return False
+        os.utime(fd)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:

@@ -23,13 +23,18 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _SIZE_FACTORS[unit])
 
 
+_DURATION_HINT = "give a unit: 30s, 15m, 2h, 7d or 2w (or now)"
+
+
 def parse_duration(text: str) -> float:
-    """'90s', '10m', '1h', '7d', '2w', '1y', '1d12h', or 'now' -> seconds."""
+    """'90s', '10m', '1h', '7d', '2w', '1y', '1d12h', or 'now' -> seconds.
+    A bare number is refused: is 30 seconds, minutes or days?"""
     text = str(text).strip()
     if text == "now":
         return 0.0
     if text.isdigit():
-        return float(text)
+        raise InvalidValueError(f"'{text}' is a duration without a unit",
+                                hints=[f"{_DURATION_HINT}, e.g. {text}m or {text}d"])
     position, total = 0, 0
     for match in _DURATION_PART.finditer(text):
         if match.start() != position:
@@ -37,9 +42,15 @@ def parse_duration(text: str) -> float:
         total += int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
         position = match.end()
     if position != len(text) or not text:
-        raise InvalidValueError(
-            f"'{text}' is not a duration (examples: now, 90s, 10m, 1h, 7d, 2w, 1y, 1d12h)")
+        raise InvalidValueError(f"'{text}' is not a duration", hints=[f"{_DURATION_HINT}, e.g. 30m or 7d"])
     return float(total)
+
+
+def parse_stored_duration(text: str) -> float:
+    """A duration from a config file: versions before units were required
+    stored bare numbers of seconds, which still read as such."""
+    text = str(text).strip()
+    return float(text) if text.isdigit() else parse_duration(text)
 
 
 def format_size(n: float) -> str:

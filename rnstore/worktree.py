@@ -4,6 +4,7 @@ found into blobs. Names stay bytes end to end, so any POSIX name round-trips.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import time
@@ -13,13 +14,14 @@ from typing import Iterable, NamedTuple
 
 from .errors import InvalidValueError
 from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
-from .index import stat_key_if_settled, StatKey
+from .index import RACY_NS, stat_key_if_settled, StatKey
 from .objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE
 from .objects import BLOB
 from .store import SMALL_FILE, ObjectStore, SizeChangedError
 
 #: How often a file that keeps changing while it is read is tried.
 READ_ATTEMPTS = 5
+_HASH_CHUNK = 1 << 20
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -226,6 +228,7 @@ def store_entry(store: ObjectStore, root: Path, found: Found) -> Stored:
         from .objects import EMPTY_TREE_ID
         return Stored(found.path, MODE_TREE, EMPTY_TREE_ID, 0, None)
     for _ in range(READ_ATTEMPTS):
+        started = time.time_ns()
         fd = os.open(full, _READ_FLAGS)
         try:
             before = os.fstat(fd)
@@ -243,11 +246,15 @@ def store_entry(store: ObjectStore, root: Path, found: Found) -> Stored:
                         oid = store.put_stream(fh, size)
                     except SizeChangedError:
                         continue
-            after = os.fstat(fd)
+            unchanged = _same_change(os.fstat(fd), before)
+            if unchanged and max(before.st_mtime_ns, before.st_ctime_ns) >= started - RACY_NS:
+                # It changed just before we read it: a write may still have
+                # been under way (a write sets the times as it starts, so no
+                # stat shows it). A second read must give the same bytes.
+                unchanged = _hash_fd(fd, size) == oid and _same_change(os.fstat(fd), before)
         finally:
             os.close(fd)
-        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
-                (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+        if not unchanged:
             continue
         mode = MODE_EXEC if before.st_mode & stat.S_IXUSR else MODE_FILE
         key = stat_key_if_settled(before, time.time_ns())
@@ -255,6 +262,25 @@ def store_entry(store: ObjectStore, root: Path, found: Found) -> Stored:
             key = found.stat  # the scan's tuple, not a copy: the index keeps one per file
         return Stored(found.path, mode, oid, size, key)
     raise OSError(f"{os.fsdecode(found.path)} kept changing while it was read")
+
+
+def _same_change(st: os.stat_result, before: os.stat_result) -> bool:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns) == \
+        (before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+
+
+def _hash_fd(fd: int, size: int) -> str | None:
+    """The SHA-256 of the first `size` bytes of an open file; None if it
+    has fewer, or more."""
+    digest = hashlib.sha256()
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, min(_HASH_CHUNK, size - offset), offset)
+        if not chunk:
+            return None
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest() if not os.pread(fd, 1, size) else None
 
 
 def hash_entry(root: Path, found: Found) -> Stored:

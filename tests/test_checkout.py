@@ -133,14 +133,14 @@ def test_target_refuses_differing_files_skips_identical_and_force_overwrites(run
     a_stat = os.stat(out / "a.txt")
     before = picture(out)
 
-    err = failed(run_cli(["checkout", snap, "--target", str(out)], cwd=ws.root), 1, "b.txt")
-    assert "a.txt" not in err
+    err = failed(run_cli(["checkout", snap, "--target", str(out)], cwd=ws.root), 1, "b.txt", "extra.txt")
+    assert "a.txt" not in err.replace("extra.txt", "")
     assert picture(out) == before  # nothing written, not even sub/
 
     ok(run_cli(["checkout", snap, "--target", str(out), "--force"], cwd=ws.root))
     assert (out / "b.txt").read_bytes() == b"B\n"
     assert (out / "sub" / "c.txt").read_bytes() == b"C\n"
-    assert (out / "extra.txt").read_bytes() == b"mine\n"  # nothing else removed
+    assert not (out / "extra.txt").exists()  # not in the snapshot: removed with --force
     after = os.stat(out / "a.txt")
     assert (after.st_ino, after.st_mtime_ns) == (a_stat.st_ino, a_stat.st_mtime_ns)  # skipped
 
@@ -379,6 +379,41 @@ def test_a_planted_symlink_in_the_workspace_is_never_written_through(ws, tmp_pat
     assert os.listdir(outside) == []
     assert not os.path.islink(ws.root / "data")
     assert (ws.root / "data" / "file.txt").read_bytes() == b"tracked\n"
+
+
+@pytest.mark.parametrize("swapped", ["data", "data/deep"])
+def test_a_folder_swapped_for_a_symlink_after_planning_is_never_written_through(
+        ws, tmp_path, monkeypatch, swapped):
+    """The plan saw real folders; between planning and writing (here: once
+    the blobs are staged, through a hook around the staging step) a folder
+    is replaced by a symlink to somewhere else. Folders are opened one
+    component at a time with O_NOFOLLOW, so the write is refused."""
+    import rnstore.checkout as checkout_module
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "deep").mkdir()
+    build(ws.root, {"data/deep/old.txt": b"old\n"})
+    first = snapshot_of(ws)
+    build(ws.root, {"data/deep/new.txt": b"new\n", "data/deep/old.txt": b"changed\n"})
+    second = snapshot_of(ws)
+    checkout(ws, first)
+    assert not (ws.root / "data" / "deep" / "new.txt").exists()
+    real_stage_all = checkout_module._stage_all
+
+    def stage_all_then_swap(*args, **kwargs):
+        staged = real_stage_all(*args, **kwargs)
+        folder = ws.root / swapped
+        folder.rename(tmp_path / "moved-away")
+        os.symlink(outside / swapped.partition("/")[2] if "/" in swapped else outside, folder)
+        return staged
+
+    monkeypatch.setattr(checkout_module, "_stage_all", stage_all_then_swap)
+    head_before = dotdir_state(ws)
+    with pytest.raises(ConflictError) as caught:
+        checkout(ws, second)
+    assert caught.value.paths == [swapped]
+    assert sorted(p.relative_to(outside).as_posix() for p in outside.rglob("*")) == ["deep"]
+    assert dotdir_state(ws) == head_before  # neither the index nor HEAD moved
 
 
 # -- checkout REV -- PATH --------------------------------------------------------------

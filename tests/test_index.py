@@ -259,11 +259,13 @@ def test_stat_key_survives_the_file(tmp_path):
     entry = settled_entry(path)
     index_path = tmp_path / "index"
     Index([entry]).write(index_path)
-    written_now = Index.load(index_path)
-    assert written_now.get(b"f").stat == entry.stat
-    if written_now.written_ns <= max(entry.stat.mtime_ns, entry.stat.ctime_ns):
-        # written within the file's own timestamp tick: racy, not trusted
-        assert written_now.lookup_fresh(b"f", StatKey.of(os.lstat(path))) is None
+    assert Index.load(index_path).get(b"f").stat == entry.stat
+    # as if written within the file's own timestamp tick: racy, not trusted
+    same_tick = max(entry.stat.mtime_ns, entry.stat.ctime_ns)
+    os.utime(index_path, ns=(same_tick, same_tick))
+    written_then = Index.load(index_path)
+    assert written_then.written_ns == same_tick
+    assert written_then.lookup_fresh(b"f", StatKey.of(os.lstat(path))) is None
     later = os.stat(index_path).st_mtime_ns + 10**9
     os.utime(index_path, ns=(later, later))  # as if written a second later
     assert Index.load(index_path).lookup_fresh(b"f", StatKey.of(os.lstat(path))) == entry

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from rnstore import codec, plumbing
+from rnstore.errors import CorruptObjectError
 from rnstore.index import Index, IndexEntry
 from rnstore.objects import EMPTY_TREE_ID, TreeEntry
 from rnstore.repo import Repository
@@ -317,12 +318,75 @@ def test_damaged_object_exit_1_and_nothing_on_stdout(ws, wrepo, kind):
         assert b"SECRET" not in result.stdout
 
 
+def with_content_size(frame: bytes, delta: int) -> bytes:
+    """`frame` with the frame content size in its zstd header moved by `delta`."""
+    damaged = bytearray(frame)
+    descriptor = damaged[4]
+    single_segment = descriptor & 0x20
+    width = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    at = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03]
+    value = int.from_bytes(damaged[at:at + width], "little") + delta
+    damaged[at:at + width] = value.to_bytes(width, "little")
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_a_frame_whose_content_size_disagrees_with_the_header_is_corrupt(ws, wrepo, delta):
+    """Header-only readers (cat-file -s / -t, store.header) must check the
+    zstd frame's content size against the object header: they decode only
+    the start of the body, so zstd itself never sees the disagreement (the
+    payload spans several blocks)."""
+    payload = hashlib.shake_256(b"several blocks").digest(1 << 20)
+    frame = with_content_size(codec.compress("blob", payload, 3), delta)
+    oid = sha(payload)
+    plant(wrepo, oid, frame)
+    with pytest.raises(CorruptObjectError, match="disagrees"):
+        Repository.open(ws).store.header(oid)
+    for args in (["cat-file", "-s", oid], ["cat-file", "-t", oid], ["cat-file", "-p", oid]):
+        assert "corrupt" in failed(run_cli(args, ws), 1), args
+
+
 def test_damaged_tree_exit_1(ws, wrepo, snap):
     src = wrepo.store.get_tree(snap["tree"]).get(b"src").id
     plant(wrepo, src, codec.compress("tree", b"rntree 1\n100644 " + b"a" * 64 + b" 1 ..\0", 3))
     for args in (["ls-tree", "-r", "HEAD"], ["ls-tree", "HEAD:src"], ["cat-file", "-p", src],
                  ["manifest", "HEAD"], ["cat-file", "-p", "HEAD:src/a.py"]):
         assert "corrupt" in failed(run_cli(args, ws), 1), args
+
+
+def _non_canonical(snap_payload: bytes, tree_payload: bytes) -> dict[str, tuple[str, bytes]]:
+    """Payloads that hash to an id and decode as JSON or tree entries, but
+    are not the one canonical form FORMAT.md allows."""
+    version, document = snap_payload.split(b"\n", 1)
+    entries = tree_payload[len(b"rntree 1\n"):].split(b"\0")[:-1]
+    return {
+        "snapshot extra key": ("snapshot", snap_payload.replace(b'{"message"', b'{"extra":"x","message"', 1)),
+        "snapshot spaces": ("snapshot", snap_payload.replace(b'","', b'", "')),
+        "snapshot version 2": ("snapshot", b"rnsnapshot 2\n" + document),
+        "snapshot no final LF": ("snapshot", snap_payload[:-1]),
+        "tree unsorted": ("tree", b"rntree 1\n" + b"\0".join(reversed(entries)) + b"\0"),
+        "tree spaces": ("tree", tree_payload.replace(b" ", b"  ", 1)),
+        "tree no final NUL": ("tree", tree_payload[:-1]),
+        "tree version 2": ("tree", tree_payload.replace(b"rntree 1", b"rntree 2", 1)),
+    }
+
+
+@pytest.mark.parametrize("case", ["snapshot extra key", "snapshot spaces", "snapshot version 2",
+                                  "snapshot no final LF", "tree unsorted", "tree spaces",
+                                  "tree no final NUL", "tree version 2"])
+def test_every_reader_refuses_a_non_canonical_object_exit_1(ws, wrepo, snap, case):
+    snap_payload = wrepo.store.get(snap["snapshot"])[1]
+    tree_payload = wrepo.store.get(snap["tree"])[1]
+    kind, payload = _non_canonical(snap_payload, tree_payload)[case]
+    oid = wrepo.store.put(kind, payload)
+    assert oid == sha(payload)
+    readers = [["cat-file", kind, oid], ["cat-file", "-p", oid]]
+    readers += [["log", oid]] if kind == "snapshot" else [["ls-tree", oid]]
+    for args in readers:
+        assert "corrupt" in failed(run_cli(args, ws), 1), args
+    # the same objects, canonical, print exactly
+    assert ok(run_cli(["cat-file", "snapshot", snap["snapshot"]], ws)) == snap_payload
+    assert ok(run_cli(["cat-file", "tree", snap["tree"]], ws)) == tree_payload
 
 
 def test_missing_object_exit_1(ws, wrepo, snap):

@@ -54,8 +54,18 @@ def test_add_a_single_file_and_a_deleted_path(bare, run_cli):
 
 
 def test_add_outside_the_workspace_is_bad_input(bare, run_cli, tmp_path_factory):
+    write_files(bare, {"inside.txt": "in"})
+    ok(run_cli(["add", "inside.txt"], cwd=bare))
     elsewhere = tmp_path_factory.mktemp("elsewhere")
-    assert_error(run_cli(["add", str(elsewhere)], cwd=bare), 2, "outside")
+    write_files(elsewhere, {"outside.txt": "out"})
+    before = store_state(bare / ".rnstore")
+    for args in (["add", str(elsewhere)], ["add", str(elsewhere / "outside.txt")],
+                 ["add", "inside.txt", str(elsewhere)], ["add", "../" + elsewhere.name]):
+        result = run_cli(args, cwd=bare)
+        assert result.returncode == 2, (args, result.stderr)
+        assert store_state(bare / ".rnstore") == before, args  # nothing staged, nothing stored
+    assert ls_files(run_cli, bare) == [b"inside.txt"]
+    assert sha256(b"out") not in {oid.decode() for oid in object_files(bare / ".rnstore")}
 
 
 def test_add_of_a_path_that_matches_nothing_fails(bare, run_cli):
@@ -66,20 +76,53 @@ def test_add_of_a_path_that_matches_nothing_fails(bare, run_cli):
 
 def test_add_of_an_explicitly_named_ignored_file_says_so(bare, run_cli):
     write_files(bare, {".rnignore": "*.log\n", "train.log": "l"})
-    result = run_cli(["add", "train.log"], cwd=bare)
-    assert "train.log" in result.stderr and ("warning:" in result.stderr or "error:" in result.stderr)
+    result = ok(run_cli(["add", "train.log"], cwd=bare))
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
+        "warning: 'train.log' is ignored by .rnignore and was not staged (--no-ignore stages it)"]
+    assert ls_files(run_cli, bare) == []
+    ok(run_cli(["add", "--no-ignore", "train.log"], cwd=bare))
+    assert ls_files(run_cli, bare) == [b"train.log"]
+
+
+def _index_as_if_edited_after_hashing(ws, path: str, hashed: bytes, *, written_ns: int) -> None:
+    """The index `add` would have left had it hashed `hashed` and the file
+    then changed to its present bytes with no change to its stat (within one
+    timestamp tick): the file's present stat, the old id, and an index file
+    written at `written_ns`."""
+    from rnstore.index import Index, IndexEntry, StatKey
+    from rnstore.repo import Repository
+    repo = Repository.open(ws)
+    st = os.lstat(ws / path)
+    repo.write_index(Index([IndexEntry(os.fsencode(path), "100644", sha256(hashed), len(hashed),
+                                       StatKey.of(st))]))
+    os.utime(repo.index_path, ns=(written_ns, written_ns))
 
 
 def test_same_size_edit_within_the_racy_window_is_detected(bare, run_cli):
+    """git's racy rule: a stat that matches is trusted only if the file last
+    changed before the index was written. Here the stat matches exactly (the
+    edit fell in the tick of the hashing) and the index was written in that
+    same tick: only the racy rule makes status and add read the file."""
     target = bare / "params.txt"
-    target.write_bytes(b"lr=0.1\n")
-    ok(run_cli(["add", "params.txt"], cwd=bare))
-    stat = os.stat(target)
-    target.write_bytes(b"lr=0.2\n")  # same size, at once: the same timestamp tick
-    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even the same mtime
+    target.write_bytes(b"lr=0.2\n")
+    st = os.lstat(target)
+    changed = max(st.st_mtime_ns, st.st_ctime_ns)
+    _index_as_if_edited_after_hashing(bare, "params.txt", b"lr=0.1\n", written_ns=changed)
     assert porcelain(run_cli, bare) == [b"AM params.txt"]
     ok(run_cli(["add", "params.txt"], cwd=bare))
     assert ls_files_stage(run_cli, bare)[b"params.txt"] == ("100644", sha256(b"lr=0.2\n"))
+
+
+def test_a_matching_stat_older_than_the_index_is_trusted(bare, run_cli):
+    """The counterpart of the racy rule (and the proof that the test above
+    depends on it): the same index written a second later is believed, as
+    the stat cache is meant to be, and the file is not read."""
+    target = bare / "params.txt"
+    target.write_bytes(b"lr=0.2\n")
+    st = os.lstat(target)
+    later = max(st.st_mtime_ns, st.st_ctime_ns) + 10**9
+    _index_as_if_edited_after_hashing(bare, "params.txt", b"lr=0.1\n", written_ns=later)
+    assert porcelain(run_cli, bare) == [b"A  params.txt"]
 
 
 def test_symlinks_are_stored_as_links_never_followed(bare, run_cli):
@@ -191,3 +234,96 @@ def test_max_files_stops_before_storing_anything(bare, run_cli):
     assert store_state(bare / ".rnstore") == before
     ok(run_cli(["add", ".", "--force"], cwd=bare))
     assert len(ls_files(run_cli, bare)) == 5
+
+
+# -- files that change as add reads them ---------------------------------------------------
+
+def test_a_file_that_changes_while_add_reads_it_is_read_again(tmp_path, monkeypatch):
+    """The file changes (same size) just after add has read it: the stat
+    taken after the read differs, so add reads it again and stages what
+    the file holds now, never the bytes it held before."""
+    import time
+    from rnstore.index import RACY_NS
+    from rnstore.repo import Repository
+    from rnstore.store import DiskStore
+    repo = Repository.init(tmp_path / "ws", default_ignore=False)
+    target = repo.root / "params.txt"
+    target.write_bytes(b"lr=0.1\n")
+    time.sleep(3 * RACY_NS / 1e9)  # settled: one read is enough, unless it changes
+    real_put = DiskStore.put
+    edits = []
+
+    def put_then_edit(self, kind, payload):
+        oid = real_put(self, kind, payload)
+        if payload == b"lr=0.1\n" and not edits:
+            target.write_bytes(b"lr=0.2\n")  # a writer, right after our read
+            edits.append(oid)
+        return oid
+
+    monkeypatch.setattr(DiskStore, "put", put_then_edit)
+    result = repo.add(["params.txt"], cwd=repo.root)
+    assert edits and result.added == [b"params.txt"]
+    entry = repo.read_index().get(b"params.txt")
+    assert entry.id == sha256(b"lr=0.2\n")
+    assert entry.stat is None or entry.stat.mtime_ns == os.lstat(target).st_mtime_ns
+
+
+def test_add_smudges_a_file_that_changed_as_it_was_hashed(bare, run_cli):
+    """A file whose last change is within RACY_NS of its hashing is staged
+    without stat fields (FORMAT.md: smudged, `-`), so the next look reads
+    it again: it may change again within the same timestamp tick."""
+    import time
+    from rnstore.index import Index
+    write_files(bare, {"settled.txt": "old", "fresh.txt": "new"})
+    old = time.time_ns() - 10**10
+    os.utime(bare / "settled.txt", ns=(old, old))
+    soon = time.time_ns() + 30 * 10**9  # changed "now" by the time add hashes it, however slow
+    os.utime(bare / "fresh.txt", ns=(soon, soon))
+    time.sleep(3 * 0.1)  # the ctime that utime just set settles too (RACY_NS is 0.1 s)
+    ok(run_cli(["add", "."], cwd=bare))
+    index = Index.load(bare / ".rnstore" / "index")
+    assert index.get(b"fresh.txt").stat is None
+    assert index.get(b"settled.txt").stat is not None
+    raw = (bare / ".rnstore" / "index").read_bytes()
+    assert b" - - - fresh.txt\0" in raw
+
+
+def test_a_change_that_no_stat_shows_is_caught_by_a_second_read(tmp_path, monkeypatch):
+    """A write under way as add reads a file changes its bytes without
+    changing its stat (the times were set when the write began). Writes
+    through a shared mapping to pages already dirty do the same, and that
+    is how this test changes the file right after add's first read: add
+    reads a file that changed just before it was read a second time, sees
+    the bytes differ, and stages what the file holds now."""
+    import mmap
+    import time
+    from rnstore.repo import Repository
+    from rnstore.store import DiskStore
+    repo = Repository.init(tmp_path / "ws", default_ignore=False)
+    target = repo.root / "weights.bin"
+    size = 4 * mmap.PAGESIZE
+    target.write_bytes(b"a" * size)
+    fd = os.open(target, os.O_RDWR)
+    mapping = mmap.mmap(fd, size)
+    try:
+        mapping[:] = b"b" * size  # every page dirty: later writes to them set no times
+        # "changed just now" however long add takes to get to it (a loaded machine)
+        soon = time.time_ns() + 60 * 10**9
+        os.utime(target, ns=(soon, soon))
+        real_put = DiskStore.put
+        edits = []
+
+        def put_then_write_through_the_mapping(self, kind, payload):
+            oid = real_put(self, kind, payload)
+            if payload == b"b" * size and not edits:
+                mapping[:] = b"c" * size
+                edits.append(oid)
+            return oid
+
+        monkeypatch.setattr(DiskStore, "put", put_then_write_through_the_mapping)
+        repo.add(["weights.bin"], cwd=repo.root)
+    finally:
+        mapping.close()
+        os.close(fd)
+    assert edits
+    assert repo.read_index().get(b"weights.bin").id == sha256(b"c" * size)

@@ -8,7 +8,6 @@ otherwise the tree is rebuilt from `ls-tree -r --json` and `cat-file blob`.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import stat
@@ -70,11 +69,6 @@ def picture(root: bytes, skip: frozenset = frozenset({b".rnstore"})) -> dict[byt
     return found
 
 
-@functools.lru_cache(maxsize=1)
-def has_checkout() -> bool:
-    return run_cli(["checkout", "--help"], cwd=tempfile.gettempdir()).returncode == 0
-
-
 def restore_by_checkout(run_cli, ws: Path, snapshot: str, target: Path) -> dict[bytes, tuple]:
     ok(run_cli(["checkout", snapshot, "--target", str(target)], cwd=ws))
     return picture(os.fsencode(target), skip=frozenset())
@@ -103,11 +97,7 @@ def test_commit_then_restore_reproduces_any_small_tree(tree):
             return
         snapshot = ok(result).out.strip()
         assert HEX64.match(snapshot)
-        if has_checkout():
-            restored = restore_by_checkout(run_cli, ws, snapshot, Path(scratch) / "restored")
-        else:
-            restored = restore_by_plumbing(run_cli, ws, snapshot)
-        assert restored == expected
+        assert restore_by_checkout(run_cli, ws, snapshot, Path(scratch) / "restored") == expected
 
 
 FIXED_TREE = {
@@ -121,8 +111,8 @@ FIXED_TREE = {
 
 
 def test_plumbing_restore_of_a_fixed_tree(tmp_path, run_cli):
-    """The fallback restore path (ls-tree + cat-file), on a tree with every
-    kind of entry, agrees with `checkout --target` when that exists."""
+    """Restoring through the plumbing (ls-tree + cat-file), on a tree with
+    every kind of entry, agrees with `checkout --target`."""
     ws = tmp_path / "ws"
     ws.mkdir()
     materialise(os.fsencode(ws), FIXED_TREE)
@@ -131,5 +121,4 @@ def test_plumbing_restore_of_a_fixed_tree(tmp_path, run_cli):
     new_workspace(ws)
     snapshot = ok(run_cli(["commit", "-a", "-q", "-m", "fixed"], cwd=ws)).out.strip()
     assert restore_by_plumbing(run_cli, ws, snapshot) == expected
-    if has_checkout():
-        assert restore_by_checkout(run_cli, ws, snapshot, tmp_path / "restored") == expected
+    assert restore_by_checkout(run_cli, ws, snapshot, tmp_path / "restored") == expected

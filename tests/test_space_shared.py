@@ -94,7 +94,8 @@ def test_a_gone_workspace_protects_until_the_grace_period_then_is_released(tmp_p
 def test_a_gone_workspace_never_seen_by_gc_protects_what_it_wrote(tmp_path):
     store, a, b = shared_pair(tmp_path)
     commit(a, {"a.txt": "a\n"})
-    age([registration_of(b)], 3 * HOUR)  # b registered 3h ago ...
+    registration = registration_of(b)
+    age([registration, registration.with_name(registration.name + ".roots")], 3 * HOUR)  # b registered 3h ago ...
     b1 = commit(b, {"b.txt": "b\n"})
     b_objects = reachable(b, b1)
     age([b.store.path_for(oid) for oid in b_objects], 2 * HOUR)  # ... committed 2h ago

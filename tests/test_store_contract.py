@@ -383,7 +383,7 @@ def test_disk_batch_publishes_every_object(tmp_path):
         with store.batch():
             ids.append(store.put(BLOB, b"nested"))
     assert all(store.has(i) for i in ids)
-    assert store._pending == []
+    assert not store._pending
 
 
 def test_disk_concurrent_puts_of_one_object(tmp_path):

@@ -177,3 +177,21 @@ def test_a_wrong_folder_id_is_never_written_into_a_tree(store):
     assert build_tree(store, entries, known=wrong) == right
     assert wrong[b""][0] == right
     assert [e.path for e in iter_tree(store, right)] == [b"a/b/f", b"top"]
+
+
+def test_a_wrong_folder_id_beside_a_stale_one_rebuilds_from_nothing(store):
+    """Base {a/x, b/y}; b/y has changed since. The known ids say `a` is
+    something bogus and `b` is still base's b. Checking `a` against its
+    entries shows the ids cannot be trusted: the whole tree is encoded
+    again, so the stale id of `b` never reaches the root tree."""
+    base_entries = [flat(store, b"a/x", b"x"), flat(store, b"b/y", b"y")]
+    base = build_tree(store, base_entries)
+    base_b = store.get_tree(base).get(b"b")
+    entries = [base_entries[0], flat(store, b"b/y", b"y changed")]
+    right = build_tree(MemoryStore(), entries)
+    assert right != base
+    known = {b"a": ("e" * 64, 1), b"b": (base_b.id, base_b.size)}
+    assert build_tree(store, entries, base=base, known=known) == right
+    assert known[b""][0] == right and known[b"b"][0] == store.get_tree(right).get(b"b").id
+    assert [(e.path, e.id) for e in iter_tree(store, right, recursive=True)] == [
+        (e.path, e.id) for e in entries]

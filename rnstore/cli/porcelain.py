@@ -83,6 +83,8 @@ def add(
     result = repo.add(targets, dry_run=dry_run, force=force, excludes=exclude or [],
                       no_ignore=no_ignore, ignore_errors=ignore_errors, progress=bar)
     _warn_add(result)
+    if not dry_run and result.changed:
+        _start_auto_gc(repo)
     if dry_run:
         lines = [b"add " + p for p in result.added] + [b"update " + p for p in result.modified] + \
                 [b"delete " + p for p in result.deleted]
@@ -168,6 +170,17 @@ def commit(
     where = result.branch or "detached HEAD"
     out.summary(f"[{where} {result.id[:12]}] {message.splitlines()[0] if message else ''} "
                 f"({result.files:,} files, {format_size(result.bytes)})")
+    _start_auto_gc(repo)
+
+
+def _start_auto_gc(repo) -> None:
+    """After a command that added objects: `gc --auto` in the background
+    when gc.interval has passed since the last gc (unless gc.auto=false)."""
+    from ..gc import start_auto_gc
+    pid = start_auto_gc(repo)
+    if pid is not None:
+        out.notice(f"gc: the last gc ran more than gc.interval ago; `rnstore gc --auto` "
+                   f"started in the background (pid {pid}; `rnstore config gc.auto false` turns this off)")
 
 
 @app.command("log")
@@ -175,7 +188,7 @@ def log(
     rev: Annotated[Optional[str], typer.Argument(metavar="[REV]")] = None,
     number: Annotated[Optional[int], typer.Option("-n", "--max-count", min=0, help="Show at most N snapshots.")] = None,
     oneline: Annotated[bool, typer.Option("--oneline", help="One line per snapshot.")] = False,
-    all_: Annotated[bool, typer.Option("--all", help="Every live snapshot, newest first.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Every live or tagged snapshot, newest first.")] = False,
     json_: Json = False,
 ) -> None:
     """Show history from REV (default HEAD).
@@ -205,7 +218,7 @@ def log(
         out.warn(f"history ends at {parent[:12]}: that parent was forgotten and collected")
 
 
-_STANDARD_META = ("user", "host", "rnstore_version", "files", "bytes")
+_STANDARD_META = ("user", "host", "rnstore_version", "files", "bytes", "workspace")
 
 
 def _first_line(message: str) -> str:
@@ -301,10 +314,17 @@ def diff(
 def tag(
     name: Annotated[Optional[str], typer.Argument(metavar="[NAME]")] = None,
     rev: Annotated[Optional[str], typer.Argument(metavar="[REV]")] = None,
+    list_: Annotated[bool, typer.Option("-l", "--list", help="List tags (NAME: a glob pattern).")] = False,
     delete: Annotated[Optional[str], typer.Option("-d", "--delete", metavar="NAME", help="Unbind NAME.")] = None,
     force: Annotated[bool, typer.Option("-f", "--force", help="Move an existing tag.")] = False,
+    json_: Json = False,
 ) -> None:
     """List tags, bind NAME to REV (default HEAD), move it (-f) or unbind it (-d).
+
+    In a shared object store tags belong to the store: every workspace of
+    the store sees the same tags, and a tag keeps its snapshot alive when
+    the workspace that made it is gone. A listing shows each tag's
+    snapshot, its time and the workspace that made it.
 
     Example: rnstore tag paper-v1 HEAD
     """
@@ -313,9 +333,15 @@ def tag(
     if delete:
         old = history.delete_tag(repo, delete)
         out.summary(f"Deleted tag {delete} (was {old[:12]})")
-    elif name is None:
-        for tag_name in history.list_tags(repo):
-            out.line(tag_name)
+    elif name is None or list_:
+        tags = history.describe_tags(repo, name if list_ else None)
+        if json_:
+            out.json([t.as_json() for t in tags])
+            return
+        width = max((len(t.name) for t in tags), default=0)
+        for t in tags:
+            when = t.time[:19].replace("T", " ") if t.time else "(unreadable)      "
+            out.line(f"{t.name:<{width}}  {t.id[:12]}  {when}  {t.workspace or '?'}")
     else:
         target = history.tag(repo, name, rev or "HEAD", force=force)
         out.summary(f"Tagged {target[:12]} as {name}")

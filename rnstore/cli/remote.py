@@ -196,20 +196,11 @@ def clone(
         out.summary(f"cloned into {result.path}")
 
 
-@app.command("snapshots", rich_help_panel=REMOTES)
-def snapshots(
-    remote_name: Annotated[str, typer.Option("--remote", metavar="NAME",
-        help="The remote whose live snapshots to list.")],
-    as_json: Json = False,
-) -> None:
-    """List the snapshots a remote keeps alive, newest first (its snapshot records).
-
-    `forget --remote` drops snapshots from this list; `gc --remote` then frees their space.
-
-    Example: rnstore snapshots --remote origin
-    """
+def render_remote_snapshots(repo, remote_name: str, as_json: bool) -> None:
+    """snapshots --remote: the snapshots a remote keeps alive, newest first
+    (space.py's snapshots calls this with --remote)."""
     from ..remote.collect import remote_snapshots
-    found = remote_snapshots(open_repo(), remote_name)
+    found = remote_snapshots(repo, remote_name)
     if as_json:
         out.json([{"id": s.id, "time": s.time, "message": s.message, "refs": s.refs} for s in found])
         return

@@ -36,10 +36,14 @@ def checkout(
     target: Annotated[Optional[Path], typer.Option(
         "--target", metavar="DIR", help="Write into DIR instead; the workspace, HEAD and index stay.")] = None,
     force: Annotated[bool, typer.Option(
-        "--force", "-f", help="Overwrite uncommitted changes and entries in the way.")] = False,
+        "--force", "-f", help="Overwrite uncommitted changes and entries in the way; with --target, "
+                              "also remove what the snapshot does not have.")] = False,
+    skip_missing: Annotated[bool, typer.Option(
+        "--skip-missing", help="Restore every intact file when objects are missing or corrupt; "
+                               "list the others and exit 1.")] = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
-) -> None:
+) -> int:
     """Make the workspace match REV (or restore PATHs, or fill DIR).
 
     A branch name attaches HEAD to it; any other revision detaches HEAD.
@@ -51,9 +55,12 @@ def checkout(
     from ..checkout import checkout as run_checkout
     repo = open_repo()
     bar = _progress(quiet, no_progress)
-    result = run_checkout(repo, rev, paths or None, target=target, force=force, progress=bar)
+    result = run_checkout(repo, rev, paths or None, target=target, force=force,
+                          skip_missing=skip_missing, progress=bar)
     for path in result.excluded:
         out.warn(f"not written: '{os.fsdecode(path)}' (a .rnstore name in the snapshot)")
+    for path in result.removed:
+        out.summary(f"removed '{os.fsdecode(path)}' (not in the snapshot)")
     short = result.snapshot[:12]
     counts = [_count(len(result.written), "written"), _count(len(result.deleted), "deleted")]
     if result.skipped and result.form != "switch":
@@ -71,6 +78,16 @@ def checkout(
         out.summary(f"{verb} branch '{name}' at {short} ({detail})")
     else:
         out.summary(f"HEAD is now detached at {short} ({detail})")
+    if result.missing:
+        import sys
+        where = Path(result.root)
+        for path, oid, why in result.missing:
+            sys.stderr.write(f"{why}: {where / os.fsdecode(path)} ({oid})\n")
+        sys.stderr.write(f"error: {len(result.missing):,} file(s) not restored: their objects are "
+                         f"missing or corrupt; every other file was restored\n"
+                         "hint: `rnstore fsck` lists the damage\n")
+        return 1
+    return 0
 
 
 @app.command("export")

@@ -41,6 +41,7 @@ def forget(
         "--keep-within", metavar="DURATION",
         help="Keep snapshots made within DURATION of the newest one (e.g. 30d), forget the rest.")] = None,
     dry_run: DryRun = False,
+    json_: Json = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary.")] = False,
     remote: Remote = None,
 ) -> None:
@@ -48,6 +49,8 @@ def forget(
 
     A snapshot still named by a tag or branch stays reachable, and forget says so.
     With REVs and keep rules, both the named snapshots and those no rule keeps go.
+    Reports, per snapshot and in total, the objects and bytes the next
+    `gc --prune now` frees, and what stays because other roots reach it.
 
     Example: rnstore forget --keep-last 10 --keep-within 30d
     """
@@ -59,18 +62,24 @@ def forget(
         result = open_repo().forget(revs or [], keep_last=keep_last, keep_within=keep_within,
                                     dry_run=dry_run)
     out.quiet = out.quiet or quiet
+    for problem in result.problems:
+        out.warn(f"not counted: {problem}")
+    if json_:
+        out.json(result.as_json())
     verb = "would forget" if dry_run else "forget"
     lines = []
     for item in result.removed:
         note = ""
         if item.still_named_by:
             note = f"  (still kept by {', '.join(item.still_named_by)})"
+        frees = (f"frees {item.freed_objects:,} objects ({format_size(item.freed_bytes)}), "
+                 f"{item.kept_objects:,} ({format_size(item.kept_bytes)}) stay")
         lines.append(f"{verb:<12} {item.id[:12]}  {_time(item.time)}  "
-                     f"{_first_line(item.message)}{note}")
+                     f"{_first_line(item.message)}{note}  [{frees}]")
     for item in result.kept:
         lines.append(f"{'keep':<12} {item.id[:12]}  {_time(item.time)}  "
                      f"{_first_line(item.message)}  ({', '.join(item.reasons)})")
-    if lines:
+    if lines and not json_:
         out.line("\n".join(lines))
     for oid in result.not_live:
         out.warn(f"snapshot {oid[:12]} is not a live snapshot of this workspace; nothing to forget")
@@ -80,8 +89,10 @@ def forget(
                      f"{', '.join(item.still_named_by)}")
     done = "would be forgotten" if dry_run else "forgotten"
     kept = f", {len(result.kept)} kept by the rules" if keep_last is not None or keep_within else ""
+    frees = "would free" if dry_run else "`rnstore gc --prune now` frees"
     out.summary(f"{len(result.removed)} snapshot{'s' if len(result.removed) != 1 else ''} {done}{kept}"
-                + ("" if dry_run or not result.removed else "; `rnstore gc` frees their space"))
+                + (f"; {frees} {result.freed_objects:,} objects ({format_size(result.freed_bytes)})"
+                   if result.removed else ""))
 
 
 def _time(text: str | None) -> str:
@@ -214,6 +225,7 @@ def fsck(
         for p in result.problems:
             what = f"{p.kind} {p.type} {p.id}" if p.type else f"{p.kind} {p.id}"
             lines.append(f"{what}: {p.detail}" if p.detail and p.kind != "dangling" else what)
+            lines.extend(f"  in {path}" for path in p.paths)
         if lines:
             out.line("\n".join(lines))
     fatal = [p for p in result.problems if p.fatal]
@@ -226,3 +238,79 @@ def fsck(
         return 1
     out.summary(f"fsck: {result.checked_objects:,} objects checked, no problems{tail}")
     return 0
+
+
+@app.command("snapshots", rich_help_panel=SPACE)
+def snapshots(
+    tag: Annotated[Optional[List[str]], typer.Option(
+        "--tag", metavar="T", help="Only snapshots with tag T (repeatable: any of them).")] = None,
+    meta: Annotated[Optional[List[str]], typer.Option(
+        "--meta", metavar="K=V", help="Only snapshots whose meta K is V (repeatable: all of them).")] = None,
+    workspace: Annotated[Optional[str], typer.Option(
+        "--workspace", metavar="PATH", help="Only snapshots the workspace at PATH holds.")] = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", metavar="T", help="Only snapshots made at or after T (a UTC date or time, or 7d for 7 days ago).")] = None,
+    until: Annotated[Optional[str], typer.Option(
+        "--until", metavar="T", help="Only snapshots made at or before T.")] = None,
+    json_: Json = False,
+    remote: Remote = None,
+) -> None:
+    """List every snapshot the store keeps alive, from every workspace of the store.
+
+    Each line: id, time, workspace, host, tags and message. A snapshot is
+    kept alive by a workspace (live, or named by a branch or HEAD), by a
+    tag of the store, or by a workspace gone within the grace period.
+    With --remote NAME: the snapshots that remote keeps alive (its records).
+
+    Example: rnstore snapshots --tag 'build-*' --since 7d --json
+    """
+    if remote is not None:
+        from .remote import render_remote_snapshots
+        render_remote_snapshots(open_repo(), remote, json_)
+        return
+    from ..storeview import store_snapshots
+    view = store_snapshots(open_repo(), tags=tag or [], meta=meta or [], workspace=workspace,
+                           since=since, until=until)
+    for problem in view.problems:
+        out.warn(problem)
+    if json_:
+        out.json([s.as_json() for s in view.snapshots])
+        return
+    lines = []
+    for s in view.snapshots:
+        tags = f"  [{', '.join(s.tags)}]" if s.tags else ""
+        lines.append(f"{s.id[:12]}  {_time(s.time)}  {s.workspace or '?'}  {s.host or '?'}"
+                     f"{tags}  {_first_line(s.message)}")
+    if lines:
+        out.line("\n".join(lines))
+    out.summary(f"{len(view.snapshots):,} snapshot{'s' if len(view.snapshots) != 1 else ''}")
+
+
+@app.command("workspaces", rich_help_panel=SPACE)
+def workspaces(json_: Json = False) -> None:
+    """List the workspaces registered in the store.
+
+    Each line: path, alive or gone (since when), last commit, how many
+    snapshots it keeps alive, and the stored bytes only it keeps alive
+    (what gc frees once it is gone longer than the grace period).
+
+    Example: rnstore workspaces --json
+    """
+    import time as time_
+    from ..storeview import store_workspaces
+    view = store_workspaces(open_repo())
+    for problem in view.problems:
+        out.warn(problem)
+    if json_:
+        out.json([w.as_json() for w in view.workspaces])
+        return
+    lines = []
+    for w in view.workspaces:
+        state = w.state
+        if w.state == "gone" and w.gone_since is not None:
+            state = "gone since " + time_.strftime("%Y-%m-%d %H:%M:%S", time_.localtime(w.gone_since))
+        lines.append(f"{w.path}{' (here)' if w.current else ''}  {state}  last commit {_time(w.last_commit)}  "
+                     f"{w.snapshots:,} snapshot{'s' if w.snapshots != 1 else ''}  "
+                     f"{format_size(w.exclusive_bytes)} only here")
+    if lines:
+        out.line("\n".join(lines))

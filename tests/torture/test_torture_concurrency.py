@@ -15,6 +15,7 @@ import random
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,23 @@ def gc_loop(ws: Path, stop: threading.Event, problems: list[str], runs: list[int
             problems.append(f"gc exited {proc.returncode}: {proc.stderr}")
             return
         runs.append(1)
+
+
+@contextmanager
+def gc_looping(ws: Path, problems: list[str]):
+    """`gc --prune now` in a loop in `ws` while the block runs, then once
+    more; yields the list of runs (one item per run)."""
+    stop = threading.Event()
+    runs: list[int] = []
+    thread = threading.Thread(target=gc_loop, args=(ws, stop, problems, runs))
+    thread.start()
+    try:
+        yield runs
+    finally:
+        stop.set()
+        thread.join()
+    ok(["gc", "--prune", "now", "-q"], ws)
+    runs.append(1)
 
 
 def test_shared_store_writers_beside_gc_loop(scratch):
@@ -108,18 +126,8 @@ def test_shared_store_writers_beside_gc_loop(scratch):
                     forgotten.add(previous)
             previous = snap
 
-    stop = threading.Event()
-    gc_runs: list[int] = []
-    gc_thread = threading.Thread(target=gc_loop, args=(gc_ws, stop, problems, gc_runs))
-    gc_thread.start()
-    try:
-        with ThreadPoolExecutor(WRITERS) as pool:
-            list(pool.map(writer, range(WRITERS)))
-    finally:
-        stop.set()
-        gc_thread.join()
-    ok(["gc", "--prune", "now", "-q"], gc_ws)
-    gc_runs.append(1)
+    with gc_looping(gc_ws, problems) as gc_runs, ThreadPoolExecutor(WRITERS) as pool:
+        list(pool.map(writer, range(WRITERS)))
     STATS["concurrent.writers"] += WRITERS
     STATS["concurrent.commits"] += len(printed)
     STATS["concurrent.gc_runs"] += len(gc_runs)

@@ -1,0 +1,85 @@
+"""Object files as FORMAT.md specifies them, read by a decoder written from
+FORMAT.md alone (zstd's own decoder, no rnstore code): large blobs, which
+are streamed into their frame, were the ones that broke the spec."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from _porcelain_helpers import ok
+
+HEADER = re.compile(rb"rn1 (blob|tree|snapshot) (raw) (0|[1-9][0-9]{0,19})\n")
+
+
+def read_object_by_the_spec(path: Path, oid: str) -> tuple[str, bytes]:
+    """(kind, payload) of an object file; fails on anything FORMAT.md's
+    "Object files" section makes a reader refuse."""
+    data = path.read_bytes()
+    params = zstandard.get_frame_parameters(data)
+    assert params.has_checksum, "the frame records a content checksum"
+    assert params.content_size != zstandard.CONTENTSIZE_UNKNOWN, "the frame records its content size"
+    assert params.dict_id == 0, "no dictionary"
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    content = dobj.decompress(data)
+    assert dobj.eof, "the frame ends"
+    assert dobj.unused_data == b"", "the file is exactly one zstd frame"
+    assert len(content) == params.content_size
+    match = HEADER.match(content)
+    assert match is not None, content[:64]
+    kind, size = match.group(1).decode(), int(match.group(3))
+    payload = content[match.end():]
+    assert len(payload) == size
+    assert hashlib.sha256(payload).hexdigest() == oid
+    return kind, payload
+
+
+def blob_of(size: int) -> bytes:
+    """`size` bytes that compress (a random MiB repeated), so that 64 MiB
+    stay quick to compress and decompress."""
+    unit = hashlib.shake_256(b"conformance").digest(1 << 20)
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+@pytest.mark.parametrize("mib", [5, 64])
+def test_a_large_blob_is_one_frame_a_spec_reader_decodes(workspace, run_cli, mib):
+    data = blob_of(mib << 20)
+    (workspace / "big.bin").write_bytes(data)
+    oid = ok(run_cli(["hash-object", "-w", "big.bin"], cwd=workspace)).out.strip()
+    assert oid == hashlib.sha256(data).hexdigest()
+    path = workspace / ".rnstore" / "objects" / oid[:2] / oid[2:]
+    assert read_object_by_the_spec(path, oid) == ("blob", data)
+
+
+def test_a_blob_stored_by_add_is_one_frame_a_spec_reader_decodes(workspace, run_cli):
+    data = blob_of(5 << 20)
+    (workspace / "big.bin").write_bytes(data)
+    ok(run_cli(["add", "big.bin"], cwd=workspace))
+    oid = hashlib.sha256(data).hexdigest()
+    path = workspace / ".rnstore" / "objects" / oid[:2] / oid[2:]
+    assert read_object_by_the_spec(path, oid) == ("blob", data)
+
+
+#: The empty frame rnstore 0.1.0.dev0 once appended to every object over 4 MiB.
+LEGACY_EMPTY_FRAME = bytes.fromhex("28b52ffd240001000099e9d851")
+
+
+def test_an_object_written_with_the_old_trailing_empty_frame_still_reads(workspace, run_cli):
+    data = blob_of(5 << 20)
+    (workspace / "big.bin").write_bytes(data)
+    oid = ok(run_cli(["hash-object", "-w", "big.bin"], cwd=workspace)).out.strip()
+    path = workspace / ".rnstore" / "objects" / oid[:2] / oid[2:]
+    os.chmod(path, 0o644)
+    with open(path, "ab") as fh:
+        fh.write(LEGACY_EMPTY_FRAME)
+    assert ok(run_cli(["cat-file", "blob", oid], cwd=workspace)).stdout == data
+    assert ok(run_cli(["cat-file", "-s", oid], cwd=workspace)).out == f"{len(data)}\n"
+    ok(run_cli(["fsck"], cwd=workspace))
+    with open(path, "ab") as fh:
+        fh.write(LEGACY_EMPTY_FRAME)  # two of them: not what any rnstore wrote
+    assert run_cli(["cat-file", "blob", oid], cwd=workspace).returncode == 1
