@@ -72,10 +72,11 @@ def forget(
         note = ""
         if item.still_named_by:
             note = f"  (still kept by {', '.join(item.still_named_by)})"
-        frees = (f"frees {item.freed_objects:,} objects ({format_size(item.freed_bytes)}), "
-                 f"{item.kept_objects:,} ({format_size(item.kept_bytes)}) stay")
+        frees = "" if remote is not None else (  # a remote's bytes: gc --remote counts them
+            f"  [frees {item.freed_objects:,} objects ({format_size(item.freed_bytes)}), "
+            f"{item.kept_objects:,} ({format_size(item.kept_bytes)}) stay]")
         lines.append(f"{verb:<12} {item.id[:12]}  {_time(item.time)}  "
-                     f"{_first_line(item.message)}{note}  [{frees}]")
+                     f"{_first_line(item.message)}{note}{frees}")
     for item in result.kept:
         lines.append(f"{'keep':<12} {item.id[:12]}  {_time(item.time)}  "
                      f"{_first_line(item.message)}  ({', '.join(item.reasons)})")
@@ -90,9 +91,13 @@ def forget(
     done = "would be forgotten" if dry_run else "forgotten"
     kept = f", {len(result.kept)} kept by the rules" if keep_last is not None or keep_within else ""
     frees = "would free" if dry_run else "`rnstore gc --prune now` frees"
+    if remote is not None:
+        tail = f"; `rnstore gc --remote {remote}` frees their space" if result.removed else ""
+    else:
+        tail = (f"; {frees} {result.freed_objects:,} objects ({format_size(result.freed_bytes)})"
+                if result.removed else "")
     out.summary(f"{len(result.removed)} snapshot{'s' if len(result.removed) != 1 else ''} {done}{kept}"
-                + (f"; {frees} {result.freed_objects:,} objects ({format_size(result.freed_bytes)})"
-                   if result.removed else ""))
+                + tail)
 
 
 def _time(text: str | None) -> str:

@@ -81,8 +81,8 @@ class _RemoteRefs:
 class _RemoteRecords:
     """What forget() needs of a Journal, over a remote's snapshot records."""
 
-    def __init__(self, remote: Remote, ids: set[str], dry_run: bool):
-        self.remote, self.ids, self.dry_run = remote, ids, dry_run
+    def __init__(self, remote: Remote, ids: set[str]):
+        self.remote, self.ids = remote, ids
 
     def __iter__(self):
         return iter(sorted(self.ids))
@@ -100,7 +100,7 @@ class RemoteView:
     """A remote's live set seen as a repository (refs, journal, a store of
     its snapshot records), so that the local forget's rules apply as they are."""
 
-    def __init__(self, remote: Remote, *, dry_run: bool = False):
+    def __init__(self, remote: Remote):
         self.remote = remote
         refs = remote.refs()
         self.refs = _RemoteRefs(refs)
@@ -110,7 +110,7 @@ class RemoteView:
         for oid, frame in frames:
             if frame is not None:
                 self.store.frames[oid] = frame
-        self.journal = _RemoteRecords(remote, {oid for oid, frame in frames if frame is not None}, dry_run)
+        self.journal = _RemoteRecords(remote, {oid for oid, frame in frames if frame is not None})
 
     def snapshots(self) -> list[RemoteSnapshot]:
         names: dict[str, list[str]] = {}
@@ -140,11 +140,16 @@ def remote_snapshots(repo, name: str) -> list[RemoteSnapshot]:
 
 
 def forget_remote(repo, name: str, revs: Iterable[str] = (), **options):
-    """The local forget's rules and report, applied to a remote's records."""
-    from ..forget import forget
+    """The local forget's rules and report, applied to a remote's records
+    (a forgotten snapshot's record is deleted; gc --remote frees the rest)."""
+    from ..forget import select
     remote = open_remote(repo, name)
     remote.require()
-    return forget(RemoteView(remote, dry_run=options.get("dry_run", False)), revs, **options)
+    view = RemoteView(remote)
+    result = select(view, revs, **options)
+    if not result.dry_run:
+        remote._map(lambda item: view.journal.discard(item.id), result.removed)
+    return result
 
 
 def delete_refs(repo, name: str, refs: Iterable[str]):
