@@ -9,12 +9,10 @@ import os
 import shutil
 import socket
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
-from _remote_helpers import race, tree_bytes, workspace_with_snapshot
+from _remote_helpers import listening, race, tree_bytes, workspace_with_snapshot
 from testkit import run_cli
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
@@ -55,15 +53,8 @@ Subsystem sftp internal-sftp
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL,
                             stderr=open(root / "sshd.log", "wb"))
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip(f"sshd did not start here: {(root / 'sshd.log').read_text()[-500:]}")
-                time.sleep(0.1)
+        if not listening(port, proc, 20):
+            pytest.skip(f"sshd did not start here: {(root / 'sshd.log').read_text()[-500:]}")
         import getpass
         yield {"port": port, "home": home, "user": getpass.getuser(), "root": root}
     finally:

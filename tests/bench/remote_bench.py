@@ -32,6 +32,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_moto() -> tuple[int, subprocess.Popen]:
+    """A moto S3 server on a free loopback port, accepting connections."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return port, server
+        except OSError:
+            time.sleep(0.1)
+
+
 def timed(args, cwd, env) -> tuple[float, int]:
     """(seconds, peak RSS in MB) of one command, which must succeed."""
     start = time.monotonic()
@@ -55,18 +68,10 @@ def main() -> None:
         raise SystemExit(f"no corpus at {source}: run bash tests/bench/make_corpus.sh")
     if not shutil.which("restic"):
         raise SystemExit("restic is not installed: apt-get install restic")
-    port = free_port()
+    port, server = start_moto()
     endpoint = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     work = Path(tempfile.mkdtemp(prefix="rnstore-remote-bench-"))
     try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
                "AWS_SECRET_ACCESS_KEY": "benchsecret", "AWS_DEFAULT_REGION": "us-east-1",
                "RESTIC_PASSWORD": "bench", "RNSTORE_PROGRESS": "0"}
@@ -146,17 +151,9 @@ def gc_cost(count: int) -> None:
     from _remote_helpers import write_files
     from rnstore import Repository
     from rnstore.remote import collect, transfer
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port, server = start_moto()
     work = Path(tempfile.mkdtemp(prefix="rnstore-gc-cost-"))
     try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
                            "AWS_SECRET_ACCESS_KEY": "benchsecret", "AWS_DEFAULT_REGION": "us-east-1"})
         import s3fs
