@@ -388,10 +388,9 @@ def _send_pack(remote: Remote, path: str, kinds: dict[str, str], result: Transfe
 def _write_records(repo, remote: Remote, snapshots: list[str]) -> None:
     """A record per snapshot pushed: the remote's live set (a record's
     bytes are the snapshot's frame, so listing history needs no pack)."""
-    known = remote.record_ids() if snapshots else set()
-    todo = [sid for sid in snapshots if sid not in known]
+    # an exclusive create: a record already there (a retried push) stays as it is
     remote._map(lambda sid: remote.backend.create(layout.SNAPSHOTS + sid, repo.store.read_frame(sid)),
-                todo)
+                snapshots)
 
 
 # -- fetch -------------------------------------------------------------------------------------
