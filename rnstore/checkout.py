@@ -25,6 +25,14 @@ nothing:
 3. apply: remove what goes, remove the folders that this emptied, create
    folders, then rename each staged file into place.
 
+Before step 2, every folder the checkout will write into (or create a
+folder in) is checked for write permission: a read-only folder stops the
+checkout with nothing changed. A write that still fails in step 3 (the
+permissions changed since) does not stop the others; the workspace form
+then finishes consistently: the index and HEAD move to the snapshot, and
+the paths that could not be written keep what they held (status shows them
+as changes) and are named in the error.
+
 A checkout killed in step 2 or 3 leaves its staging folder
 (`.tmp-checkout-PID-*`); the next workspace checkout removes those beside the
 index, the next checkout into the same target those whose process is gone.
@@ -50,7 +58,7 @@ from typing import Iterable
 
 from .alloc import cycle_collector_paused
 from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidValueError,
-                     MissingObjectError, ObjectError, RefConflictError)
+                     MissingObjectError, NotWritableError, ObjectError, RefConflictError)
 from .fsutil import TMP_PREFIX, left_by_dead_process
 from .index import Index, IndexEntry, StatKey
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
@@ -58,7 +66,8 @@ from .progress import NO_PROGRESS, Progress
 from .refs import HEAD, HEADS, check_ref_name
 from .safefs import (O_CLOEXEC, O_DIR, O_NEW, Dirs, ancestors, place, prune, remove_folder, rmdir_quietly,
                      split, write_all)
-from .trees import MAX_PATH, FlatEntry, lookup
+from .trees import MAX_PATH, FlatEntry, check_blob_size, check_link_target, lookup, shorten
+from .views import HistoryView, ObjectsView, WorkspaceView
 
 PROTECTED = b".rnstore"
 #: How many conflicting paths an error lists before "and N more".
@@ -108,7 +117,7 @@ class CheckoutResult:
 
 
 @cycle_collector_paused
-def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *,
+def checkout(repo: WorkspaceView, rev: str, paths: Iterable[str | os.PathLike] | None = None, *,
              target: str | os.PathLike | None = None, force: bool = False,
              skip_missing: bool = False, progress: Progress = NO_PROGRESS,
              cwd: Path | None = None) -> CheckoutResult:
@@ -138,7 +147,7 @@ def checkout(repo, rev: str, paths: Iterable[str | os.PathLike] | None = None, *
 
 
 @cycle_collector_paused
-def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | None = None, *,
+def materialise(repo: ObjectsView, snapshot_id: str, target: Path, prefixes: list[bytes] | None = None, *,
                 force: bool = False, skip_missing: bool = False, progress: Progress = NO_PROGRESS,
                 form: str = "target") -> CheckoutResult:
     """A snapshot (or the entries below `prefixes`) into the folder `target`,
@@ -153,7 +162,7 @@ def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | No
     root = Path(target).absolute()
     if root.exists() and not root.is_dir():
         raise InvalidValueError(f"{target} exists and is not a folder")
-    plan = _plan(repo, root, desired, {}, None, force=force, in_the_way="differs")
+    plan = _plan(root, desired, {}, None, force=force, in_the_way="differs")
     extra_files, extra_folders = _extras(root, desired, prefixes,
                                          unknown=[path for path, _, _ in unreadable or ()])
     if not force:
@@ -166,8 +175,11 @@ def materialise(repo, snapshot_id: str, target: Path, prefixes: list[bytes] | No
     _remove_stale_staging(root, locked=False)
     result = CheckoutResult(snapshot_id, root, form, excluded=excluded, removed=extra_files,
                             missing=list(unreadable or ()))
-    _execute(repo, plan, root, root, result, force, progress, for_index=False,
-             skip_missing=skip_missing)
+    try:
+        _execute(repo, plan, root, root, result, force, progress, for_index=False,
+                 skip_missing=skip_missing)
+    except _WritesFailed as failed:
+        raise failed.finished("") from None
     return result
 
 
@@ -233,7 +245,7 @@ def _remove_stale_staging(folder: Path, *, locked: bool) -> None:
             shutil.rmtree(folder / name, ignore_errors=True)
 
 
-def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress,
+def _switch(repo: WorkspaceView, rev: str, snapshot_id: str, force: bool, progress: Progress,
             skip_missing: bool = False) -> CheckoutResult:
     from .staging import head_entries
 
@@ -251,13 +263,12 @@ def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress,
         if entry.path not in desired and not _protected(entry.path) and not under(entry.path, unknown):
             desired[entry.path] = None
     guard = None if force else head_entries(repo, head)
-    plan = _plan(repo, repo.root, desired, index.entries, guard, force=force)
+    plan = _plan(repo.root, desired, index.entries, guard, force=force)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts)
     result = CheckoutResult(snapshot_id, repo.root, "switch", excluded=excluded,
                             missing=list(unreadable or ()))
-    placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress,
-                      skip_missing=skip_missing)
+    placed, failed = _execute_keeping_going(repo, plan, result, force, progress, skip_missing)
     untouched = Index(e for e in index if under(e.path, unknown))  # left as they were
     repo.write_index(_new_index(untouched, desired, index.entries, plan, placed))
     if attach is not None:
@@ -271,6 +282,9 @@ def _switch(repo, rev: str, snapshot_id: str, force: bool, progress: Progress,
         if branch_ref is not None or head != snapshot_id:
             repo.refs.update(HEAD, snapshot_id, follow_head=False)
             result.head_moved = True
+    if failed:
+        raise failed.finished(f"; HEAD and the index moved to {snapshot_id[:12]}, so those paths "
+                              f"show as changes in `rnstore status`")
     return result
 
 
@@ -290,7 +304,7 @@ def fast_forward(repo, snapshot_id: str, *, expected: str | None,
         return result
 
 
-def _restore_paths(repo, snapshot_id: str, prefixes: list[bytes], force: bool,
+def _restore_paths(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes], force: bool,
                    progress: Progress, skip_missing: bool = False) -> CheckoutResult:
     from .worktree import under
 
@@ -304,19 +318,51 @@ def _restore_paths(repo, snapshot_id: str, prefixes: list[bytes], force: bool,
         if entry.path not in desired and under(entry.path, prefixes) and not _protected(entry.path) \
                 and not under(entry.path, unknown):
             desired[entry.path] = None
-    plan = _plan(repo, repo.root, desired, index.entries, None, force=force)
+    plan = _plan(repo.root, desired, index.entries, None, force=force)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts)
     result = CheckoutResult(snapshot_id, repo.root, "paths", excluded=excluded,
                             missing=list(unreadable or ()))
-    placed = _execute(repo, plan, repo.root, repo.dotdir, result, force, progress,
-                      skip_missing=skip_missing)
+    placed, failed = _execute_keeping_going(repo, plan, result, force, progress, skip_missing)
     kept = Index(e for e in index if e.path not in desired and e.path not in plan.untrack)
     repo.write_index(_new_index(kept, desired, index.entries, plan, placed))
+    if failed:
+        raise failed.finished("; the index records the snapshot's entries, so those paths show "
+                              "as changes in `rnstore status`")
     return result
 
 
-def _branch_named(repo, rev: str) -> str | None:
+def _execute_keeping_going(repo: WorkspaceView, plan: "_Plan", result: CheckoutResult, force: bool,
+                           progress: Progress, skip_missing: bool
+                           ) -> tuple[dict[bytes, os.stat_result], "_WritesFailed | None"]:
+    """_execute in the workspace: writes that fail (after the writability
+    check passed) are returned, so that the caller finishes the index and
+    HEAD consistently before it reports them."""
+    try:
+        return _execute(repo, plan, repo.root, repo.dotdir, result, force, progress,
+                        skip_missing=skip_missing), None
+    except _WritesFailed as failed:
+        return failed.placed, failed
+
+
+class _WritesFailed(Exception):
+    """Some writes of the apply step failed; the others were done."""
+
+    def __init__(self, failures: list[tuple[bytes, OSError]], placed: dict[bytes, os.stat_result]):
+        super().__init__("writes failed")
+        self.failures = failures
+        self.placed = placed
+
+    def finished(self, how: str) -> NotWritableError:
+        shown = ", ".join(f"'{shorten(path)}' ({exc.strerror or exc})" for path, exc in self.failures[:5])
+        more = f" and {len(self.failures) - 5} more" if len(self.failures) > 5 else ""
+        return NotWritableError(
+            f"checkout could not write {shown}{more}; everything else was written{how}",
+            [os.fsdecode(p) for p, _ in self.failures],
+            hints=["fix the permissions, then `rnstore checkout HEAD -- PATH` writes them"])
+
+
+def _branch_named(repo: HistoryView, rev: str) -> str | None:
     """The branch ref `rev` names, if it names one (checkout attaches HEAD)."""
     if rev == HEAD:
         return None
@@ -493,7 +539,7 @@ class _Plan:
     untrack: set[bytes] = field(default_factory=set)
 
 
-def _plan(repo, root: Path, desired: dict[bytes, FlatEntry | None],
+def _plan(root: Path, desired: dict[bytes, FlatEntry | None],
           tracked: dict[bytes, IndexEntry], guard: dict[bytes, tuple[str, str]] | None, *,
           force: bool, in_the_way: str = "untracked") -> _Plan:
     """Decide every operation; touch nothing.
@@ -669,7 +715,7 @@ def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False)
 # -- stage and apply -------------------------------------------------------------------
 
 
-def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: CheckoutResult,
+def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, result: CheckoutResult,
              force: bool, progress: Progress, *, for_index: bool = True,
              skip_missing: bool = False) -> dict[bytes, os.stat_result]:
     """Stage every write (verified), then apply the plan. Returns the lstat of
@@ -677,9 +723,16 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
     `skip_missing`, a write whose object is missing or corrupt is dropped
     and listed in `result.missing`; otherwise nothing is changed."""
     total = sum(e.size for e in plan.writes)
-    progress.start("checkout", len(plan.writes), total)
     stage_path = None
     stage_fd = root_fd = None
+    if root.exists():
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+        try:
+            _check_writable(plan, root_fd)
+        except BaseException:
+            os.close(root_fd)
+            raise
+    progress.start("checkout", len(plan.writes), total)
     try:
         if plan.writes:
             # Named before it exists, so Ctrl-C right after mkdir still removes it.
@@ -691,10 +744,11 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
                                  skip_missing=skip_missing)
             result.missing.extend((path, exc.object_id or entry_id, _why_damaged(exc))
                                   for path, entry_id, exc in damaged)
-        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+        if root_fd is None:
+            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+        result.missing.sort()
         placed = _apply(plan, root_fd, stage_fd, force, result, for_index,
                         skip={path for path, _, _ in result.missing})
-        result.missing.sort()
     finally:
         for fd in (stage_fd, root_fd):
             if fd is not None:
@@ -706,6 +760,45 @@ def _execute(repo, plan: _Plan, root: Path, staging_parent: Path, result: Checko
     result.skipped = plan.skipped
     result.replaced = sorted(set(plan.replaced))
     return placed
+
+
+def _check_writable(plan: "_Plan", root_fd: int) -> None:
+    """Every folder the apply step writes into (or creates a folder in)
+    must be writable: checked first, so that a read-only folder stops the
+    checkout before anything changed."""
+    folders = {split(path)[0] for path in (*plan.unlink, *plan.clear)}
+    folders.update(split(entry.path)[0] for entry in plan.writes)
+    folders.update(split(path)[0] for path in (*plan.folders, *plan.needed))
+    dirs = Dirs(root_fd)
+    refused: list[tuple[bytes, str]] = []
+    checked: set[bytes] = set()
+    try:
+        for folder in sorted(folders):
+            existing = folder
+            while existing and dirs.open(existing) is None:
+                existing = split(existing)[0]  # made by the checkout: its parent is written
+            if existing in checked:
+                continue
+            checked.add(existing)
+            if existing:
+                parent, name = split(existing)
+                allowed = os.access(name, os.W_OK | os.X_OK, dir_fd=dirs.open(parent),
+                                    effective_ids=os.access in os.supports_effective_ids,
+                                    follow_symlinks=False)
+            else:
+                allowed = os.access(f"/proc/self/fd/{root_fd}", os.W_OK | os.X_OK) \
+                    if os.path.exists(f"/proc/self/fd/{root_fd}") else True
+            if not allowed:
+                refused.append((existing, "read-only"))
+    finally:
+        dirs.close()
+    if refused:
+        shown = ", ".join(f"'{shorten(path) or '.'}/'" for path, _ in refused[:5])
+        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+        raise NotWritableError(
+            f"cannot check out: the folder(s) {shown}{more} are not writable, and the checkout "
+            f"writes there; nothing was changed", [os.fsdecode(p) for p, _ in refused],
+            hints=["make them writable (chmod u+w), or check out into another folder with --target"])
 
 
 def _why_damaged(exc: ObjectError) -> str:
@@ -750,13 +843,13 @@ def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes) -> None:
     """Write one blob into the staging folder, verified against its id."""
     if entry.mode == MODE_LINK:
         target = b"".join(store.iter_blob(entry.id))
-        if not target or b"\0" in target:
-            raise CorruptObjectError(f"object {entry.id} is not a valid symlink target", entry.id)
+        check_link_target(target, entry)
         os.symlink(target, name, dir_fd=stage_fd)
         return
     fd = os.open(name, O_NEW, 0o755 if entry.mode == MODE_EXEC else 0o644, dir_fd=stage_fd)
     try:
-        with store.open_object(entry.id, verify=True) as reader:
+        with store.open_verified(entry.id) as reader:  # an intact copy, where there are several
+            check_blob_size(reader.size, entry)
             for chunk in reader.chunks():  # the hash check follows the last chunk
                 write_all(fd, chunk)
     finally:
@@ -765,7 +858,7 @@ def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes) -> None:
 
 def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
     corrupt = any(isinstance(exc, CorruptObjectError) for _, exc in damaged)
-    shown = ", ".join(f"'{os.fsdecode(path)}' ({exc})" for path, exc in damaged[:5])
+    shown = ", ".join(f"'{shorten(path)}' ({exc})" for path, exc in damaged[:5])
     more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
     cls = CorruptObjectError if corrupt else MissingObjectError
     return cls(f"cannot check out {shown}{more}; nothing was changed",
@@ -777,30 +870,39 @@ def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
 def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
            result: CheckoutResult, for_index: bool, skip: set[bytes] = frozenset()
            ) -> dict[bytes, os.stat_result]:
+    """Apply the plan, leaving out the writes in `skip`. An operation that
+    fails with an OSError does not stop the others: they are all reported
+    at the end (_WritesFailed), each named by its path."""
     dirs = Dirs(root_fd)
     placed: dict[bytes, os.stat_result] = {}
+    failures: list[tuple[bytes, OSError]] = []
     try:
         gone: list[bytes] = []
         for path in plan.unlink:
             parent, name = split(path)
-            fd = dirs.open(parent)
-            if fd is None:
-                continue
             try:
+                fd = dirs.open(parent)
+                if fd is None:
+                    continue
                 if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
                     continue  # became a folder since the plan: left alone
                 os.unlink(name, dir_fd=fd)
                 gone.append(path)
             except FileNotFoundError:
                 pass
+            except OSError as exc:
+                failures.append((path, exc))
         for path in plan.clear:
             parent, name = split(path)
-            fd = dirs.open(parent)
-            if fd is None:
-                continue
-            dirs.forget(path)
-            remove_folder(fd, name, force)
-            gone.append(path)
+            try:
+                fd = dirs.open(parent)
+                if fd is None:
+                    continue
+                dirs.forget(path)
+                remove_folder(fd, name, force)
+                gone.append(path)
+            except OSError as exc:
+                failures.append((path, exc))
         for path in plan.rmdir:
             if path in plan.needed:
                 continue
@@ -809,24 +911,35 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
             if fd is not None and rmdir_quietly(dirs, fd, path, name):
                 gone.append(path)
         prune(dirs, gone, plan.needed)
-        for folder in sorted(plan.needed):
-            dirs.open(folder, create=True)
-        created = set(plan.folders)
-        for path in plan.folders:
-            dirs.open(path, create=True)
+        created = set()
+        for folder in [*sorted(plan.needed), *plan.folders]:
+            try:
+                dirs.open(folder, create=True)
+                if folder in plan.folders:
+                    created.add(folder)
+            except OSError as exc:
+                failures.append((folder, exc))
+        written = []
         for number, entry in enumerate(plan.writes):
             if entry.path in skip:
                 continue  # its object is missing or corrupt (skip_missing)
             parent, name = split(entry.path)
-            fd = dirs.open(parent, create=True)
-            place(stage_fd, b"%d" % number, fd, name)
-            if for_index:
-                placed[entry.path] = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            try:
+                fd = dirs.open(parent, create=True)
+                place(stage_fd, b"%d" % number, fd, name)
+                if for_index:
+                    placed[entry.path] = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError as exc:
+                failures.append((entry.path, exc))
+                continue
+            written.append(entry.path)
             result.bytes_written += entry.size
-        result.written = sorted(entry.path for entry in plan.writes if entry.path not in skip)
+        result.written = sorted(written)
         result.folders = sorted(created)
     finally:
         dirs.close()
+    if failures:
+        raise _WritesFailed(failures, placed)
     return placed
 
 

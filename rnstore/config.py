@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import CorruptStoreError, InvalidValueError
-from .fsutil import atomic_write
+from .fsutil import atomic_write, read_text_or_none
 from .units import parse_duration, parse_size, parse_stored_duration
 
 
@@ -92,11 +92,11 @@ class Config:
 
     def _load(self) -> dict[str, str]:
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
+            text = read_text_or_none(self.path)
         except UnicodeDecodeError:
             raise CorruptStoreError(f"config file {self.path} is unreadable: not UTF-8") from None
+        if text is None:
+            return {}
         try:
             values = json.loads(text)
             if not isinstance(values, dict):

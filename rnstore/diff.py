@@ -13,6 +13,7 @@ from .revparse import resolve_tree
 from .staging import compare, ignore_rules, workspace_entries
 from .trees import iter_tree
 from .worktree import scan
+from .views import HistoryView, ObjectsView, WorkspaceView
 
 #: Blobs larger than this are not diffed line by line.
 TEXT_DIFF_LIMIT = 4 << 20
@@ -39,12 +40,13 @@ class Diff:
     workspace: object = None
 
 
-def _tree_side(repo, rev: str) -> dict[bytes, tuple[str, str]]:
+def _tree_side(repo: HistoryView, rev: str) -> dict[bytes, tuple[str, str]]:
     tree = resolve_tree(repo, rev)
     return {e.path: (e.mode, e.id) for e in iter_tree(repo.store, tree)}
 
 
-def _workspace_side(repo, excludes: Iterable[str], no_ignore: bool) -> dict[bytes, tuple[str, str]]:
+def _workspace_side(repo: WorkspaceView, excludes: Iterable[str],
+                    no_ignore: bool) -> dict[bytes, tuple[str, str]]:
     """The workspace as `commit -a` would see it: tracked and untracked."""
     found = scan(repo.root, [b""], ignore_rules(repo, excludes, no_ignore))
     side, _ = workspace_entries(repo, repo.read_index(), found, hash_untracked=True)
@@ -52,7 +54,7 @@ def _workspace_side(repo, excludes: Iterable[str], no_ignore: bool) -> dict[byte
 
 
 @cycle_collector_paused
-def diff(repo, old_rev: str | None = None, new_rev: str | None = None, *,
+def diff(repo: WorkspaceView, old_rev: str | None = None, new_rev: str | None = None, *,
          excludes: Iterable[str] = (), no_ignore: bool = False) -> Diff:
     old = _tree_side(repo, old_rev or "HEAD")
     if new_rev is None:
@@ -70,7 +72,8 @@ def diff(repo, old_rev: str | None = None, new_rev: str | None = None, *,
     return Diff(entries, workspace)
 
 
-def _content(repo, entry_id: str | None, mode: str | None, path: bytes, workspace) -> bytes | None:
+def _content(repo: ObjectsView, entry_id: str | None, mode: str | None, path: bytes,
+             workspace) -> bytes | None:
     """The bytes of one side, or None when it is absent, a folder or too big."""
     if entry_id is None or mode == MODE_TREE:
         return b""
@@ -97,7 +100,7 @@ def _as_lines(data: bytes | None) -> list[str] | None:
         return None
 
 
-def unified(repo, result: Diff, entry: DiffEntry) -> tuple[list[str] | None, int, int]:
+def unified(repo: ObjectsView, result: Diff, entry: DiffEntry) -> tuple[list[str] | None, int, int]:
     """A unified diff of one entry as text lines (None: binary), and the
     counts of added and removed lines."""
     path = os.fsdecode(entry.path)

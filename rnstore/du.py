@@ -10,8 +10,8 @@ plus deleting every ref naming it, then `gc --prune now`, would free.
 
 Figures (all store-wide, over every workspace the store serves):
 
-- objects, blobs, trees, snapshots: object files on disk, by kind
-- stored_bytes: bytes of those files (compressed)
+- objects, blobs, trees, snapshots: stored objects (store.stored_objects), by kind
+- stored_bytes: their stored bytes (compressed frames)
 - logical_bytes: sum of the sizes of the distinct blobs stored
 - referenced_bytes: sum of the restore sizes of the distinct live snapshots
 - reclaimable_bytes: stored bytes of objects no root reaches: what
@@ -32,6 +32,7 @@ from .reachability import Marker, StoreLoader, collect_roots, mark_roots
 from .objects import BLOB, SNAPSHOT, TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import TAGS, short_name
+from .views import WorkspaceView
 
 
 @dataclass
@@ -114,7 +115,7 @@ def _refuse(kind: str, oid: str, detail: str) -> None:
 
 
 @cycle_collector_paused
-def du(repo, revs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS) -> DuStats:
+def du(repo: WorkspaceView, revs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS) -> DuStats:
     """Store totals and, for each live snapshot of this workspace (or each
     snapshot `revs` name), its restore size and exclusive stored bytes."""
     from .revparse import resolve_snapshot

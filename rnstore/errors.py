@@ -90,6 +90,20 @@ class UnreadableFileError(RnstoreError):
     pass
 
 
+class NotWritableError(RnstoreError):
+    """A folder a command must write into is not writable; or some writes of
+    a checkout failed (the workspace was left consistent; the message says how)."""
+
+    def __init__(self, message: str, paths: list[str], **kw):
+        super().__init__(message, **kw)
+        self.paths = paths
+
+
+class StoreWriteError(RnstoreError):
+    """The object store cannot be written (its permissions, a full disk):
+    a store problem, never the fault of the file being stored."""
+
+
 class CorruptStoreError(RnstoreError):
     """A root (index, ref, journal, snapshot) cannot be read."""
 

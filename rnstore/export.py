@@ -37,7 +37,9 @@ from typing import BinaryIO, Iterable, Iterator, NamedTuple
 from .errors import CorruptObjectError, InvalidValueError, ObjectError
 from .fsutil import left_by_dead_process, remove_quietly, temp_name_for
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
+from .trees import check_blob_size, check_link_target, shorten
 from .progress import NO_PROGRESS, Progress
+from .views import WorkspaceView
 
 FORMATS = ("zip", "tar", "tar.gz", "tar.zst", "dir")
 _EXTENSIONS = ((".tar.gz", "tar.gz"), (".tgz", "tar.gz"), (".tar.zst", "tar.zst"),
@@ -81,7 +83,7 @@ def format_for(output: str | os.PathLike | None, format: str | None, *, stream: 
                "--format zip|tar|tar.gz|tar.zst|dir"])
 
 
-def export(repo, rev: str, output: str | os.PathLike | BinaryIO, *, format: str | None = None,
+def export(repo: WorkspaceView, rev: str, output: str | os.PathLike | BinaryIO, *, format: str | None = None,
            paths: Iterable[str | os.PathLike] | None = None, progress: Progress = NO_PROGRESS,
            cwd: Path | None = None) -> ExportResult:
     """Write snapshot `rev` (or only `paths`, relative to `cwd`) to `output`:
@@ -248,18 +250,26 @@ def _blob(store, entry: _Entry, verify_first: bool) -> Iterator[tuple[int, Itera
     try:
         if verify_first:
             size = store.header(entry.id)[1]
+            check_blob_size(size, entry)
             yield size, store.iter_blob(entry.id)
         else:
-            with store.open_object(entry.id, verify=True) as reader:
+            with store.open_verified(entry.id) as reader:
+                check_blob_size(reader.size, entry)
                 yield reader.size, reader.chunks()
     except ObjectError as exc:
-        raise type(exc)(f"cannot export '{os.fsdecode(entry.path)}': {exc}", entry.id,
+        raise type(exc)(f"cannot export '{shorten(entry.path)}': {exc}", entry.id,
                         hints=["`rnstore fsck` lists damaged objects"]) from None
 
 
 def _link_target(store, entry: _Entry) -> bytes:
-    with _blob(store, entry, True) as (_, chunks):
-        return b"".join(chunks)
+    """A symlink's target, held to checkout's rules (check_link_target)."""
+    try:
+        target = b"".join(store.iter_blob(entry.id))
+        check_link_target(target, entry)
+    except ObjectError as exc:
+        raise type(exc)(f"cannot export '{shorten(entry.path)}': {exc}", entry.id,
+                        hints=["`rnstore fsck` lists damaged objects"]) from None
+    return target
 
 
 class _ChunkReader:

@@ -32,6 +32,8 @@ from typing import Iterable
 from .errors import CorruptStoreError, InvalidValueError, ObjectError
 from .objects import is_object_id
 from .refs import HEADS, TAGS, short_name
+from .views import HistoryView, ObjectsView
+from .views import WorkspaceView
 
 
 @dataclass
@@ -77,7 +79,7 @@ class ForgetResult:
                 "problems": self.problems}
 
 
-def forget(repo, revs: Iterable[str] = (), *, keep_last: int | None = None,
+def forget(repo: HistoryView, revs: Iterable[str] = (), *, keep_last: int | None = None,
            keep_within: str | float | None = None, dry_run: bool = False) -> ForgetResult:
     """Drop snapshots from the live set; see the module docstring."""
     result = select(repo, revs, keep_last=keep_last, keep_within=keep_within, dry_run=dry_run)
@@ -157,7 +159,7 @@ def select(repo, revs: Iterable[str] = (), *, keep_last: int | None = None,
     return result
 
 
-def _count_freed(repo, result: ForgetResult) -> None:
+def _count_freed(repo: WorkspaceView, result: ForgetResult) -> None:
     """Fill in what forgetting `result.removed` frees and what stays."""
     import time
 
@@ -205,7 +207,7 @@ def _newest_first(item: ForgetItem) -> tuple[str, str]:
     return item.time or "", item.id
 
 
-def _resolve(repo, rev: str, live: set[str]) -> str:
+def _resolve(repo: HistoryView, rev: str, live: set[str]) -> str:
     """A REV to a snapshot id. A full id in the journal is taken as it is, so
     a live snapshot whose object is lost can still be forgotten."""
     if is_object_id(rev.lower()) and rev.lower() in live:
@@ -214,7 +216,7 @@ def _resolve(repo, rev: str, live: set[str]) -> str:
     return resolve_snapshot(repo, rev)
 
 
-def _item(repo, oid: str) -> ForgetItem:
+def _item(repo: ObjectsView, oid: str) -> ForgetItem:
     try:
         snapshot = repo.store.get_snapshot(oid)
     except ObjectError:
@@ -227,7 +229,7 @@ def timestamp_of(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 
-def _names(repo) -> dict[str, list[str]]:
+def _names(repo: HistoryView) -> dict[str, list[str]]:
     """snapshot id -> the refs naming it, as users say them."""
     names: dict[str, list[str]] = {}
     for ref, oid in repo.refs.list().items():

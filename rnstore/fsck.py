@@ -4,7 +4,9 @@ git's words.
 - `hash mismatch`: an object decompresses but its bytes do not hash to its id.
 - `corrupt`: an object that does not decode (bad zstd frame, bad header,
   truncated, a tree or snapshot that is not in canonical form, a tree entry
-  whose recorded size disagrees with the object), or a root that cannot be
+  whose recorded size disagrees with the object), one copy of an object
+  stored twice that is damaged while the other is intact (readers use the
+  intact one; the detail names both), or a root that cannot be
   read (HEAD, a ref, the index, a workspace's config); for those `id` is the
   name (e.g. `refs/tags/v1`, `HEAD`, `the index`), not an object id.
 - `missing`: an object that a root, or a tree or snapshot a root reaches,
@@ -24,15 +26,17 @@ missing. The store lock is held shared, so no gc deletes anything meanwhile.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
 
 from .alloc import cycle_collector_paused
-from .errors import ObjectError
+from .errors import MissingObjectError, ObjectError
 from .reachability import ANY_ROOT, Marker, collect_roots, problem_kind, reason
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree, is_object_id
 from .progress import NO_PROGRESS, Progress
+from .views import WorkspaceView
 
 MISSING, HASH_MISMATCH, CORRUPT, DANGLING = "missing", "hash mismatch", "corrupt", "dangling"
 _ORDER = {MISSING: 0, HASH_MISMATCH: 1, CORRUPT: 2, DANGLING: 3}
@@ -81,7 +85,7 @@ class _AlreadyReported(ObjectError):
 
 
 @cycle_collector_paused
-def fsck(repo, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> FsckResult:
+def fsck(repo: WorkspaceView, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> FsckResult:
     """Check every stored object (with `quick`, headers and the decoding of
     trees and snapshots, without hashing blob contents) and every root."""
     problems: list[Problem] = []
@@ -98,11 +102,11 @@ def fsck(repo, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> Fsck
         listed: dict[str, int] = {}
         for name in store:
             if not is_object_id(name):
-                report(CORRUPT, name, f"{store.root / name[:2] / name[2:]} is not named by an object id")
+                report(CORRUPT, name, "a stored object whose name is not an object id")
                 continue
             try:
                 listed[name] = store.stored_size(name)
-            except FileNotFoundError:
+            except MissingObjectError:  # deleted since it was listed
                 continue
         for path, why in store.damaged_packs().items():
             report(CORRUPT, os.path.basename(path), f"pack {path} cannot be read: {why}")
@@ -136,16 +140,25 @@ def fsck(repo, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> Fsck
                                f"{entry.size} bytes but {child_kind} {entry.id} holds {actual}", TREE)
             return tuple(below)
 
-        def on_error(oid: str, kind: str, exc: ObjectError) -> None:
-            if not isinstance(exc, _AlreadyReported):
-                report(problem_kind(exc), oid, reason(exc, oid), kind)
+        def on_error(oid: str, kind: str, exc: ObjectError, root) -> None:
+            if isinstance(exc, _AlreadyReported):
+                return
+            stored_as = kinds.get(oid)
+            if oid == root.id and stored_as not in (None, kind) and problem_kind(exc) == CORRUPT:
+                # HEAD, a ref or the journal naming a tree or a blob: the
+                # root is what is wrong, not the object
+                name = f"snapshots/{oid}" if root.name == "live snapshot" else root.name
+                report(CORRUPT, name, f"{root.label} names {oid}, a {stored_as}, not a {kind}", kind)
+                return
+            report(problem_kind(exc), oid, reason(exc, oid), kind)
 
         marker = Marker(load)
         progress.start("fsck: following references")
         try:
             for root in scan.roots:
                 if root.id in listed:
-                    progress.advance(marker.mark(ANY_ROOT, root.id, root.kind, on_error))
+                    progress.advance(marker.mark(ANY_ROOT, root.id, root.kind,
+                                                 functools.partial(on_error, root=root)))
                 elif root.name != "last seen roots":
                     report(MISSING, root.id, f"named by {root.label}", root.kind)
         finally:
@@ -242,9 +255,9 @@ def _check_objects(store, listed: dict[str, int], quick: bool, report, progress:
             else:
                 payload = store.get(oid, kind, verify=not quick)[1]
                 value = decode_tree(payload) if kind == TREE else decode_snapshot(payload)
-            return kind, size, value, None
+            return kind, size, value, None, store.damaged_copies(oid, quick)
         except ObjectError as exc:
-            return None, None, None, exc
+            return None, None, None, exc, ()
 
     ids = sorted(listed)
     progress.start("fsck: checking objects", len(ids), sum(listed.values()))
@@ -255,7 +268,9 @@ def _check_objects(store, listed: dict[str, int], quick: bool, report, progress:
                 failed.add(oid)
                 report(CORRUPT, oid, f"cannot be read: {error.strerror or error}")
                 continue
-            kind, size, value, exc = result
+            kind, size, value, exc, damaged_copies = result
+            for where, why in damaged_copies:  # beside an intact copy, which readers use
+                report(CORRUPT, oid, f"the copy in {where} is damaged: {why}", kind)
             if exc is not None:
                 failed.add(oid)
                 if problem_kind(exc) == MISSING:  # deleted since it was listed

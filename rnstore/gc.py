@@ -49,6 +49,7 @@ from .fsutil import TMP_PREFIX, atomic_write, pid_alive, remove_quietly, temp_wr
 from .progress import NO_PROGRESS, Progress
 from .reachability import Marker, RootScan, StoreLoader, WorkspaceState, collect_roots, mark_roots
 from .units import parse_duration
+from .views import ObjectsView, WorkspaceView
 
 LAST_RUN = "gc.last"
 
@@ -107,7 +108,7 @@ def _when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
-def grace_period(repo, prune: str | float | None) -> float:
+def grace_period(repo: WorkspaceView, prune: str | float | None) -> float:
     """--prune DURATION|now, or the gc.prune setting."""
     if prune is None:
         return float(repo.config.get("gc.prune"))
@@ -116,7 +117,7 @@ def grace_period(repo, prune: str | float | None) -> float:
     return parse_duration(prune)
 
 
-def last_run(repo) -> float | None:
+def last_run(repo: WorkspaceView) -> float | None:
     return registry.read_float(repo.store_root / LAST_RUN)
 
 
@@ -127,7 +128,7 @@ def _refuse(kind: str, oid: str, detail: str) -> None:
 
 
 @cycle_collector_paused
-def gc(repo, *, dry_run: bool = False, prune: str | float | None = None, auto: bool = False,
+def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None = None, auto: bool = False,
        progress: Progress = NO_PROGRESS) -> GcStats:
     """Delete the objects no root reaches that are older than the grace
     period (`prune`, default the gc.prune setting; 0 or "now": any age), and
@@ -161,11 +162,12 @@ def gc(repo, *, dry_run: bool = False, prune: str | float | None = None, auto: b
             _update_registrations(repo, scan, now)
         _sweep(repo, marker, scan, stats, stored, grace=grace, now=now, progress=progress)
         if not dry_run:
-            atomic_write(repo.store_root / LAST_RUN, f"{now:.3f}\n".encode(), durable=False)
+            atomic_write(repo.store_root / LAST_RUN, f"{now:.3f}\n".encode(), durable=False,
+                         shared=repo.group_shared)
     return stats
 
 
-def _refuse_missing(repo, marker: Marker, scan: RootScan, stored: set[str]) -> None:
+def _refuse_missing(repo: ObjectsView, marker: Marker, scan: RootScan, stored: set[str]) -> None:
     """Rule 2 for what marking does not read: every object a root reaches
     must be stored (blobs are not opened while marking)."""
     may_be_gone = {r.id for r in scan.roots if r.name == "last seen roots"}
@@ -182,7 +184,7 @@ def _refuse_missing(repo, marker: Marker, scan: RootScan, stored: set[str]) -> N
             f"{'are' if len(missing) != 1 else 'is'} missing: {listed}{more}{why}")
 
 
-def start_auto_gc(repo) -> int | None:
+def start_auto_gc(repo: WorkspaceView) -> int | None:
     """Start `rnstore gc --auto -q` in the background, detached (its own
     session, at low priority, no terminal), when it is due; its pid, or None
     when it is not due, gc.auto is false, or it could not be started. Never
@@ -194,8 +196,7 @@ def start_auto_gc(repo) -> int | None:
             return None
         previous = last_run(repo)
         if previous is None:  # never collected: count from when the store was made
-            from .repo import STORE_MARKER
-            previous = os.stat(repo.store_root / STORE_MARKER).st_mtime
+            previous = os.stat(repo.store_root / registry.STORE_MARKER).st_mtime
         if not _due(repo, previous):
             return None
         child = subprocess.Popen(
@@ -213,13 +214,13 @@ def start_auto_gc(repo) -> int | None:
 _LOW_PRIORITY_GC = "import os, sys; os.nice(10); from rnstore.cli import main; main(sys.argv[1:])"
 
 
-def _due(repo, previous: float | None) -> bool:
+def _due(repo: WorkspaceView, previous: float | None) -> bool:
     if previous is None:
         return True
     return time.time() - previous > float(repo.config.get("gc.interval"))
 
 
-def _update_registrations(repo, scan: RootScan, now: float) -> None:
+def _update_registrations(repo: WorkspaceView, scan: RootScan, now: float) -> None:
     """Record the roots of every live workspace (rule 4 reads them if it goes
     away), mark newly gone ones, and drop the registrations of released or
     moved ones."""
@@ -235,14 +236,15 @@ def _update_registrations(repo, scan: RootScan, now: float) -> None:
         if registration is None:
             continue
         if ws.state in ("here", "alive"):
-            registry.record_roots(registration, by_workspace.get(str(ws.dotdir), []), durable=repo.durable)
+            registry.record_roots(registration, by_workspace.get(str(ws.dotdir), []), durable=repo.durable,
+                                  shared=repo.group_shared)
         elif ws.released or ws.state == "elsewhere":
             registry.unregister(registration)
         elif ws.gone_since is None:
-            registry.mark_gone(registration, now)
+            registry.mark_gone(registration, now, shared=repo.group_shared)
 
 
-def _workspace_temp_files(repo, scan: RootScan) -> list[Path]:
+def _workspace_temp_files(repo: WorkspaceView, scan: RootScan) -> list[Path]:
     """Leftovers of atomic_write (index, HEAD, refs, config, registrations)
     in every workspace the store serves; the objects folder is the store's."""
     found = []
@@ -265,7 +267,7 @@ def _writer_alive(name: str) -> bool:
     return pid is not None and pid_alive(pid)
 
 
-def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, stored: list, *, grace: float,
+def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, stored: list, *, grace: float,
            now: float, progress: Progress) -> None:
     store = repo.store
     cutoff = now - grace
@@ -289,7 +291,12 @@ def _sweep(repo, marker: Marker, scan: RootScan, stats: GcStats, stored: list, *
         if not stats.dry_run:
             store.delete_stored(doomed)
         progress.advance(len(doomed), stats.freed_bytes)
-        for path in [*store.temp_files(), *_workspace_temp_files(repo, scan)]:
+        stale = [t for t in store.temp_files() if not (grace > 0 and t.mtime >= cutoff)]
+        if not stats.dry_run:
+            store.delete_temp_files(stale)
+        stats.deleted_temp_files += len(stale)
+        stats.freed_temp_bytes += sum(t.size for t in stale)
+        for path in _workspace_temp_files(repo, scan):
             try:
                 st = os.stat(path)
             except FileNotFoundError:

@@ -17,6 +17,7 @@ from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, TAGS, short_name, tag_ref
 from .revparse import resolve_snapshot
 from .staging import AddResult, stage
+from .views import HistoryView, WorkspaceView
 
 
 @dataclass
@@ -31,7 +32,7 @@ class CommitResult:
 
 
 @cycle_collector_paused
-def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
+def commit(repo: WorkspaceView, message: str, *, all: bool = False, meta: Iterable[str] = (),
            allow_empty: bool = False, progress: Progress = NO_PROGRESS,
            add_options: dict | None = None) -> CommitResult:
     """Make a snapshot from the index (with `all`, stage the whole workspace
@@ -75,7 +76,7 @@ def commit(repo, message: str, *, all: bool = False, meta: Iterable[str] = (),
                             files, int(snapshot.meta["bytes"]), staged)
 
 
-def snapshot(repo, message: str, **kw) -> CommitResult:
+def snapshot(repo: WorkspaceView, message: str, **kw) -> CommitResult:
     """Stage everything and commit, in one call."""
     return commit(repo, message, all=True, **kw)
 
@@ -102,7 +103,7 @@ class Log:
     missing_parents: list[str] = field(default_factory=list)
 
 
-def names_by_id(repo) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def names_by_id(repo: HistoryView) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     tags: dict[str, list[str]] = {}
     branches: dict[str, list[str]] = {}
     for ref, oid in repo.refs.list().items():
@@ -113,7 +114,7 @@ def names_by_id(repo) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     return tags, branches
 
 
-def log(repo, rev: str | None = None, *, limit: int | None = None, all: bool = False) -> Log:
+def log(repo: HistoryView, rev: str | None = None, *, limit: int | None = None, all: bool = False) -> Log:
     """History from `rev` (default HEAD), newest first; with `all`, every
     live snapshot and every tagged one (in a shared store, the store's
     tags), newest first."""
@@ -167,7 +168,7 @@ def _time_key(time_text: str) -> int:
 
 # -- tag ----------------------------------------------------------------------------------
 
-def list_tags(repo) -> dict[str, str]:
+def list_tags(repo: HistoryView) -> dict[str, str]:
     return {short_name(ref): oid for ref, oid in repo.refs.list(TAGS).items()}
 
 
@@ -184,7 +185,7 @@ class TagInfo:
                 "workspace": self.workspace, "message": self.message}
 
 
-def describe_tags(repo, pattern: str | None = None) -> list[TagInfo]:
+def describe_tags(repo: HistoryView, pattern: str | None = None) -> list[TagInfo]:
     """The tags (matching the glob `pattern`), with their snapshot's time
     and the workspace that made it, sorted by name."""
     from fnmatch import fnmatchcase
@@ -202,7 +203,7 @@ def describe_tags(repo, pattern: str | None = None) -> list[TagInfo]:
     return found
 
 
-def check_tag_name(repo, name: str) -> str:
+def check_tag_name(repo: HistoryView, name: str) -> str:
     """The ref a new tag takes; refuses HEAD, branch names and revision syntax."""
     ref = tag_ref(name)
     short = short_name(ref)
@@ -213,7 +214,7 @@ def check_tag_name(repo, name: str) -> str:
     return ref
 
 
-def tag(repo, name: str, rev: str = "HEAD", *, force: bool = False) -> str:
+def tag(repo: WorkspaceView, name: str, rev: str = "HEAD", *, force: bool = False) -> str:
     """Bind `name` to a snapshot; with `force`, move it if it exists. In a
     shared store the tag is the store's (tags.py)."""
     ref = check_tag_name(repo, name)
@@ -239,7 +240,7 @@ def tag(repo, name: str, rev: str = "HEAD", *, force: bool = False) -> str:
     return target
 
 
-def delete_tag(repo, name: str) -> str:
+def delete_tag(repo: HistoryView, name: str) -> str:
     ref = tag_ref(name)
     current = repo.refs.resolve(ref)
     if current is None:

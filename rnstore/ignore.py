@@ -4,6 +4,9 @@ A `.rnignore` in a folder applies to paths below that folder, matched
 relative to it; deeper files are consulted after shallower ones, so a deeper
 `!pattern` re-includes, as in git. `--exclude` patterns apply from the
 workspace root, after every file. A folder that is ignored is not entered.
+
+A line that is not a valid pattern (`\\` alone, `[z-a]`) is skipped with a
+warning naming the file and line, as git does; with `strict` it is refused.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from .errors import InvalidValueError
+from .fsutil import NotRegularFileError, open_regular
 
 if TYPE_CHECKING:  # loaded when a rule is compiled: most commands read no rules
     import pathspec
@@ -66,25 +72,57 @@ _ANY_DEPTH = "^(?:.+/)?"
 _NAMED_GROUP = re.compile(r"\(\?P<[^>]+>")
 
 
-def _compile(lines: Sequence[str]) -> _Rules | None:
-    lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
+def _compile(lines: Sequence[str], source: str = "--exclude",
+             on_bad: Callable[[str], None] | None = None) -> _Rules | None:
+    """The rules of `lines` (from `source`, a file name or --exclude). A bad
+    pattern is passed to `on_bad` as "SOURCE:LINE: ..." and skipped;
+    without `on_bad` it is an InvalidValueError."""
+    numbered = [(number, line) for number, line in enumerate(lines, 1)
+                if line.strip() and not line.lstrip().startswith("#")]
+    if not numbered:
         return None
     import pathspec
-    return _Rules(pathspec.GitIgnoreSpec.from_lines(lines))
+    try:
+        return _Rules(pathspec.GitIgnoreSpec.from_lines([line for _, line in numbered]))
+    except Exception:  # noqa: BLE001 - pathspec raises its own error, ValueError or re.error
+        pass
+    good = []
+    for number, line in numbered:  # only when some line is bad: find which
+        try:
+            pathspec.GitIgnoreSpec.from_lines([line])
+        except Exception as exc:  # noqa: BLE001 - as above
+            where = f"{source}:{number}" if source != "--exclude" else f"--exclude '{line[:200]}'"
+            problem = f"{where}: invalid pattern '{line[:200]}' ({_why(exc, line)})"
+            if on_bad is None:
+                raise InvalidValueError(problem, hints=["fix or remove the pattern"]) from None
+            on_bad(problem + "; skipped")
+            continue
+        good.append(line)
+    return _Rules(pathspec.GitIgnoreSpec.from_lines(good)) if good else None
+
+
+def _why(exc: Exception, line: str) -> str:
+    if line.rstrip(" ").endswith("\\"):
+        return "a trailing backslash escapes nothing"
+    text = str(exc).split(" at position")[0]
+    return "not gitignore syntax" if text.startswith("Invalid git pattern") else text
 
 
 class IgnoreRules:
     """Answers "is this path ignored?" for a walk from the workspace root.
 
     `use_files` False (--no-ignore) disables every `.rnignore`; `extra`
-    holds --exclude patterns, which always apply.
+    holds --exclude patterns, which always apply (a bad one is refused).
+    A bad pattern in a `.rnignore` goes to `warn` and is skipped; with
+    `strict` it is refused (InvalidValueError).
     """
 
-    def __init__(self, root: Path, *, extra: Sequence[str] = (), use_files: bool = True):
+    def __init__(self, root: Path, *, extra: Sequence[str] = (), use_files: bool = True,
+                 warn: Callable[[str], None] | None = None, strict: bool = False):
         self.root = root
         self._root_b = os.fsencode(root)
         self.use_files = use_files
+        self._on_bad = None if strict else (warn or (lambda line: None))
         self.extra = _compile(list(extra))
         self._files: dict[bytes, _Rules | None] = {}
         self._chains: dict[bytes, tuple[tuple[int, _Rules], ...]] = {}
@@ -96,11 +134,14 @@ class IgnoreRules:
             if self.use_files:
                 path = os.path.join(self._root_b, folder, os.fsencode(IGNORE_FILE))
                 try:
-                    with open(path, "rb") as fh:
+                    with open(open_regular(path), "rb") as fh:
                         text = fh.read().decode("utf-8", "surrogateescape")
-                    rules = _compile(text.splitlines())
-                except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
-                    rules = None
+                except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+                        NotRegularFileError):
+                    text = None  # (a FIFO there is no rule file: never waited on)
+                if text is not None:
+                    name = os.fsdecode(os.path.join(folder, os.fsencode(IGNORE_FILE)))
+                    rules = _compile(text.splitlines(), name, self._on_bad)
             self._files[folder] = rules
         return self._files[folder]
 

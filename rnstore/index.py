@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 from .errors import CorruptStoreError
-from .fsutil import atomic_write
+from .fsutil import open_state, atomic_write
 from .objects import MODES_BY_BYTES, is_object_id
+from .trees import all_safe_paths, is_safe_path
 
 HEADER = b"rnindex 2\n"
 #: read, never written: the same without folder lines
@@ -191,7 +192,7 @@ class Index:
                 # One str per mode and one int per size, not one per entry:
                 # an index holds tens of thousands.
                 mode_s, oid_s = MODES_BY_BYTES.get(mode), oid.decode()
-                if mode_s is None or not is_object_id(oid_s) or not path:
+                if mode_s is None or not is_object_id(oid_s):
                     raise ValueError(record[:80])
                 size = int(size_b)
                 stat = None
@@ -200,16 +201,23 @@ class Index:
                 entries.append(IndexEntry(path, mode_s, oid_s, size, stat))
         except ValueError as exc:
             raise corrupt(f"bad record {exc}") from None
+        # Paths follow the tree-name rules: one that escapes (../x, /x)
+        # would make a checkout delete or write outside the workspace.
+        paths = [e.path for e in entries] + [p for p in trees if p]
+        if not all_safe_paths(paths):
+            bad = next(p for p in paths if not is_safe_path(p))
+            raise corrupt(f"bad record: the path {bad[:80]!r} is not a valid relative path")
         return cls(entries, trees=trees)
 
     @classmethod
     def load(cls, path: Path) -> "Index":
         try:
-            with open(path, "rb") as fh:
-                written_ns = os.fstat(fh.fileno()).st_mtime_ns
-                data = fh.read()
+            fd = open_state(path, os.O_RDONLY)
         except FileNotFoundError:
             return cls()
+        with open(fd, "rb") as fh:
+            written_ns = os.fstat(fd).st_mtime_ns
+            data = fh.read()
         index = cls.decode(data, str(path))
         index.written_ns = written_ns
         return index

@@ -1,4 +1,5 @@
-"""Object values and their canonical encodings. No I/O here.
+"""Object values, their canonical encodings and ids. No I/O here (hash_stream
+reads only the stream it is given).
 
 An object is a blob (file bytes), a tree (one directory) or a snapshot (a root
 tree plus metadata). Its id is the lowercase hex SHA-256 of its payload: for a
@@ -31,7 +32,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import BinaryIO, Iterable, NamedTuple
 
 from .errors import CorruptObjectError, InvalidValueError
 
@@ -57,6 +58,18 @@ MODES_BY_BYTES = {m.encode(): m for m in MODES}
 
 def hash_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+#: hash_stream reads this much at a time.
+HASH_CHUNK = 1 << 20
+
+
+def hash_stream(source: BinaryIO) -> str:
+    """The id of the blob whose bytes `source` gives, read to its end."""
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: source.read(HASH_CHUNK), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def is_object_id(text: str) -> bool:

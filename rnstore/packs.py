@@ -23,7 +23,7 @@ import os
 import struct
 import threading
 
-from .fsutil import TMP_PREFIX, fsync_dir, remove_quietly
+from .fsutil import TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, open_regular, remove_quietly, share
 
 MAGIC = b"rnpack 1\n"
 END = b"rnpkend\n"
@@ -58,8 +58,13 @@ class Pack:
 
     @classmethod
     def open(cls, path: str) -> "Pack":
-        """Raises DamagedPackError when the trailer or index do not add up."""
-        file = open(path, "rb", buffering=0)
+        """Raises DamagedPackError when the trailer or index do not add up,
+        or an entry lies outside the frames (which could make a reader
+        allocate gigabytes)."""
+        try:
+            file = open(open_regular(path, follow=False), "rb", buffering=0)
+        except NotRegularFileError:
+            raise DamagedPackError("not a regular file") from None
         try:
             st = os.fstat(file.fileno())
             if st.st_size < len(MAGIC) + _TRAILER.size:
@@ -78,6 +83,11 @@ class Pack:
             pack = cls(path, file, index, st.st_mtime)
             if not all(map(operator.lt, pack._ids, itertools.islice(pack._ids, 1, None))):
                 raise DamagedPackError("the index is not in strictly increasing id order")
+            for slot, (_, at, length) in enumerate(_ENTRY.iter_unpack(index)):
+                if at < len(MAGIC) or at + length > offset:
+                    raise DamagedPackError(
+                        f"index entry {slot} lies out of bounds (offset {at}, length {length}; "
+                        f"frames lie from {len(MAGIC)} to {offset})")
             return pack
         except BaseException:
             file.close()
@@ -133,8 +143,10 @@ class PackWriter:
     MIN_BYTES of them. Thread-safe: the batch's workers add concurrently.
     Objects are named by their hex ids, the very strings the index keeps."""
 
-    def __init__(self, folder: str, temp_name: str, *, fsync: bool, eager: bool = False):
+    def __init__(self, folder: str, temp_name: str, *, fsync: bool, eager: bool = False,
+                 shared: bool = False):
         self.folder = folder
+        self._shared = shared  # a group-shared store (fsutil.share)
         self._temp_name = temp_name
         self._fsync = fsync
         self._eager = eager  # a pack from the first frame on, however few
@@ -195,9 +207,11 @@ class PackWriter:
             return os.pread(self._fd, length, offset)
 
     def _start_file(self) -> None:
-        os.makedirs(self.folder, exist_ok=True)
+        make_folder(self.folder, shared=self._shared, parents=True)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        self._fd = os.open(self._temp_name, flags, 0o644)
+        self._fd = os.open(self._temp_name, flags, 0o666)
+        if self._shared:
+            share(self._fd)
         _write_at(self._fd, MAGIC, 0)
         self._end = len(MAGIC)
         for oid, frame in list(self._held.items()):
@@ -246,10 +260,11 @@ class PackWriter:
             remove_quietly(self._temp_name)
 
 
-def write_pack(folder: str, temp_name: str, frames, *, fsync: bool) -> str | None:
+def write_pack(folder: str, temp_name: str, frames, *, fsync: bool,
+               shared: bool = False) -> str | None:
     """A pack of (hex id, frame) pairs, published; None when there are none
     (gc rewriting a pack keeps what stays this way)."""
-    writer = PackWriter(folder, temp_name, fsync=fsync, eager=True)
+    writer = PackWriter(folder, temp_name, fsync=fsync, eager=True, shared=shared)
     try:
         for oid, frame in frames:
             writer.add(oid, frame)

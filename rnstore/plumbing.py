@@ -3,7 +3,6 @@ built from these. None of them prints; they return values or stream bytes."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import subprocess
@@ -15,26 +14,21 @@ from typing import BinaryIO, Iterable, Iterator
 from ._version import __version__
 from .errors import InvalidValueError, MissingObjectError, UnknownRevisionError
 from .index import Index, IndexEntry
-from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, TreeEntry, kind_of_mode, parse_mode
+from .objects import (BLOB, HASH_CHUNK, MODE_TREE, SNAPSHOT, TREE, Snapshot, TreeEntry, hash_stream,
+                      kind_of_mode, parse_mode)
 from .refs import ANY, HEAD, HEADS, check_ref_name
 from .revparse import is_stored_tree, resolve_entry, resolve_snapshot, resolve_tree, rev_parse
 from .trees import FlatEntry, build_tree, iter_tree
+from .views import HistoryView, WorkspaceView
 
-HASH_CHUNK = 1 << 20
 #: Metadata keys rnstore records itself; --meta may not override them.
 RESERVED_META = ("user", "host", "rnstore_version", "git_commit", "files", "bytes")
 
 
 # -- hash-object ------------------------------------------------------------------------
 
-def hash_stream(source: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: source.read(HASH_CHUNK), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def hash_object(repo, path: str | None, *, write: bool, stdin: BinaryIO | None = None) -> str:
+def hash_object(repo: WorkspaceView | None, path: str | None, *, write: bool,
+                stdin: BinaryIO | None = None) -> str:
     """The blob id of a file (or of stdin); with `write`, store the blob.
     Without `write` no workspace is needed (pass repo=None)."""
     if not write:
@@ -68,13 +62,13 @@ class ObjectInfo:
     size: int
 
 
-def object_info(repo, rev: str) -> ObjectInfo:
+def object_info(repo: HistoryView, rev: str) -> ObjectInfo:
     oid = rev_parse(repo, rev)
     kind, size = repo.store.header(oid)
     return ObjectInfo(oid, kind, size)
 
 
-def object_exists(repo, rev: str) -> bool:
+def object_exists(repo: HistoryView, rev: str) -> bool:
     try:
         rev_parse(repo, rev)
         return True
@@ -82,7 +76,7 @@ def object_exists(repo, rev: str) -> bool:
         return False
 
 
-def cat_file(repo, rev: str, expected_kind: str | None = None) -> Iterator[bytes]:
+def cat_file(repo: HistoryView, rev: str, expected_kind: str | None = None) -> Iterator[bytes]:
     """An object's payload, exactly, in verified chunks."""
     info = object_info(repo, rev)
     if expected_kind is not None and info.kind != expected_kind:
@@ -95,7 +89,7 @@ def cat_file(repo, rev: str, expected_kind: str | None = None) -> Iterator[bytes
     return iter([decoded.encode()])
 
 
-def read_snapshot(repo, rev: str) -> tuple[str, Snapshot]:
+def read_snapshot(repo: HistoryView, rev: str) -> tuple[str, Snapshot]:
     oid = resolve_snapshot(repo, rev)
     return oid, repo.store.get_snapshot(oid)
 
@@ -111,7 +105,8 @@ class Listed:
     size: int
 
 
-def ls_tree(repo, treeish: str, path: str | None = None, *, recursive: bool = False) -> list[Listed]:
+def ls_tree(repo: HistoryView, treeish: str, path: str | None = None, *,
+            recursive: bool = False) -> list[Listed]:
     """Entries of a tree; with `path`, that entry, or a folder's entries."""
     if path and ":" in treeish:
         raise InvalidValueError("give either TREE-ISH:PATH or TREE-ISH PATH, not both")
@@ -128,11 +123,11 @@ def ls_tree(repo, treeish: str, path: str | None = None, *, recursive: bool = Fa
             for e in iter_tree(repo.store, tree_id, prefix, recursive=recursive)]
 
 
-def ls_files(repo) -> list[IndexEntry]:
+def ls_files(repo: WorkspaceView) -> list[IndexEntry]:
     return list(repo.read_index())
 
 
-def manifest(repo, rev: str) -> dict:
+def manifest(repo: HistoryView, rev: str) -> dict:
     """Every file and link of a snapshot, flat (empty folders left out)."""
     snapshot_id, snapshot = read_snapshot(repo, rev)
     files = [
@@ -145,7 +140,7 @@ def manifest(repo, rev: str) -> dict:
 
 # -- write-tree / read-tree / mktree ---------------------------------------------------
 
-def write_tree(repo, index: Index | None = None, *, base: str | None = None) -> str:
+def write_tree(repo: WorkspaceView, index: Index | None = None, *, base: str | None = None) -> str:
     """Store the trees for the index (read from disk unless given); the
     root tree id. `base` (see trees.build_tree) is only for a caller that
     holds the store lock until a ref names the result, as commit does.
@@ -157,7 +152,7 @@ def write_tree(repo, index: Index | None = None, *, base: str | None = None) -> 
         return build_tree(repo.store, index.entries.values(), base=base, known=index.trees)
 
 
-def read_tree(repo, treeish: str) -> int:
+def read_tree(repo: WorkspaceView, treeish: str) -> int:
     """Replace the index with a tree's entries (stat cache cold); the count."""
     # Under the store lock: the snapshot could be forgotten and collected
     # between reading its tree and the index (a root) naming its blobs.
@@ -168,7 +163,7 @@ def read_tree(repo, treeish: str) -> int:
     return len(entries)
 
 
-def mktree(repo, lines: Iterable[str]) -> str:
+def mktree(repo: WorkspaceView, lines: Iterable[str]) -> str:
     """One tree from `ls-tree` lines (`MODE TYPE ID<TAB>NAME`, optionally with
     a size column as `ls-tree -l` prints). Every object must exist."""
     entries = []
@@ -242,7 +237,8 @@ def count_files(store, tree_id: str) -> int:
     return sum(1 for e in iter_tree(store, tree_id) if e.mode != MODE_TREE)
 
 
-def snapshot_meta(repo, tree_id: str, extra: dict[str, str], *, files: int | None = None) -> dict[str, str]:
+def snapshot_meta(repo: WorkspaceView, tree_id: str, extra: dict[str, str], *,
+                  files: int | None = None) -> dict[str, str]:
     meta = {
         "user": repo.config.get("user.name"),
         "host": socket.gethostname(),
@@ -258,7 +254,7 @@ def snapshot_meta(repo, tree_id: str, extra: dict[str, str], *, files: int | Non
     return meta
 
 
-def commit_tree(repo, tree: str, parents: Iterable[str], message: str,
+def commit_tree(repo: WorkspaceView, tree: str, parents: Iterable[str], message: str,
                 meta_pairs: Iterable[str] = (), *, files: int | None = None) -> str:
     """Make a snapshot of a tree and add it to the live set; moves no ref."""
     tree_id = resolve_tree(repo, tree)
@@ -268,7 +264,7 @@ def commit_tree(repo, tree: str, parents: Iterable[str], message: str,
     return store_snapshot(repo, snapshot)
 
 
-def store_snapshot(repo, snapshot: Snapshot) -> str:
+def store_snapshot(repo: WorkspaceView, snapshot: Snapshot) -> str:
     """Write a snapshot durably, then journal it: it is live from here on."""
     with repo.store_lock(shared=True):
         repo.ensure_registered()
@@ -293,7 +289,8 @@ def full_ref_name(name: str) -> str:
     return name
 
 
-def update_ref(repo, ref: str, new: str, old: str | None = None, *, require_old: bool = False) -> str:
+def update_ref(repo: HistoryView, ref: str, new: str, old: str | None = None, *,
+               require_old: bool = False) -> str:
     """Point a ref at a snapshot; with `old` (or `require_old` and old None,
     meaning 'must not exist'), only if it is there now."""
     target = resolve_snapshot(repo, new)
@@ -306,12 +303,12 @@ def update_ref(repo, ref: str, new: str, old: str | None = None, *, require_old:
     return target
 
 
-def delete_ref(repo, ref: str, old: str | None = None) -> None:
+def delete_ref(repo: HistoryView, ref: str, old: str | None = None) -> None:
     expected = ANY if old is None else rev_parse(repo, old)
     repo.refs.delete(full_ref_name(ref), expected)
 
 
-def symbolic_ref(repo, ref: str | None = None) -> str | None:
+def symbolic_ref(repo: HistoryView, ref: str | None = None) -> str | None:
     """Read HEAD's branch ref (None when detached), or attach HEAD to `ref`."""
     if ref is None:
         return repo.refs.symbolic_head()
@@ -319,7 +316,7 @@ def symbolic_ref(repo, ref: str | None = None) -> str | None:
     return ref
 
 
-def show_ref(repo) -> dict[str, str]:
+def show_ref(repo: HistoryView) -> dict[str, str]:
     return repo.refs.list()
 
 

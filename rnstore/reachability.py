@@ -28,6 +28,8 @@ from .errors import CorruptObjectError, CorruptStoreError, InvalidValueError, Mi
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import check_ref_name
+from .views import WorkspaceView
+from .views import WorkspaceView
 
 # -- roots ------------------------------------------------------------------------------
 
@@ -97,7 +99,7 @@ def problem_kind(exc: BaseException) -> str:
     return "corrupt"
 
 
-def workspace_roots(ws, on_problem: ProblemSink) -> list[Root]:
+def workspace_roots(ws: WorkspaceView, on_problem: ProblemSink) -> list[Root]:
     """The roots of one open workspace (a Repository). Each part that cannot
     be read (HEAD, a ref, the journal, the index) goes to `on_problem`."""
     dotdir, where = ws.dotdir, ws.root
@@ -155,7 +157,7 @@ def ref_roots(refs, owner: Path, failed: Callable[[str, BaseException], None], *
     return roots
 
 
-def store_roots(repo, on_problem: ProblemSink) -> list[Root]:
+def store_roots(repo: WorkspaceView, on_problem: ProblemSink) -> list[Root]:
     """The roots of a shared store itself: its tags."""
     if repo.store_tags is None:
         return []
@@ -178,7 +180,7 @@ def _raise(exc: OSError) -> None:
     raise exc
 
 
-def collect_roots(repo, on_problem: ProblemSink, *, grace: float, now: float) -> RootScan:
+def collect_roots(repo: WorkspaceView, on_problem: ProblemSink, *, grace: float, now: float) -> RootScan:
     """The roots of every workspace the store serves. Problems go to
     `on_problem` (gc raises there; fsck lists them and goes on). Reads only."""
     scan = RootScan()
@@ -213,7 +215,7 @@ def collect_roots(repo, on_problem: ProblemSink, *, grace: float, now: float) ->
             _gone(ws, scan, on_problem, grace=grace, now=now)
             continue
         try:
-            other = type(repo)(dotdir.parent, dotdir)  # another workspace, opened as this one is
+            other = repo.workspace_at(dotdir)
         except _UNREADABLE as exc:
             on_problem("corrupt", str(dotdir), f"cannot read the workspace {dotdir.parent}: {_why(exc)}")
             continue
@@ -286,6 +288,8 @@ class Marker:
         self.kind: dict[str, str] = {}
         self.children: dict[str, Children] = {}
         self.failed: set[str] = set()
+        #: (id, kind) -> unit, for an object reached as a second kind (rare)
+        self._other_kinds: dict[tuple[str, str], tuple[str, str]] = {}
 
     def __contains__(self, oid: str) -> bool:
         return oid in self.owner
@@ -302,6 +306,12 @@ class Marker:
         stack = [(oid, kind)]
         while stack:
             oid, kind = stack.pop()
+            first_kind = kinds.get(oid)
+            if first_kind is not None and kind != first_kind and kind != BLOB:
+                # Reached as another kind than before (HEAD or a tag naming a
+                # tree): it must decode as that kind too, so it is checked once.
+                self._mark_as_other_kind(unit, oid, kind, on_error, stack)
+                continue
             current = owner.get(oid)
             if current is not None and (current == unit or current == SHARED):
                 continue
@@ -322,6 +332,23 @@ class Marker:
                 children[oid] = below
             stack.extend(below)
         return len(self.owner) - before
+
+    def _mark_as_other_kind(self, unit, oid: str, kind: str, on_error, stack: list) -> None:
+        key = (oid, kind)
+        current = self._other_kinds.get(key)
+        if current is not None and (current == unit or current == SHARED):
+            return
+        self._other_kinds[key] = unit if current is None else SHARED
+        owner = self.owner.get(oid)
+        if owner is not None and owner != unit and owner != SHARED:
+            self.owner[oid] = SHARED
+        try:
+            below = self.load(oid, kind)
+        except ObjectError as exc:
+            if current is None:
+                on_error(oid, kind, exc)
+            return
+        stack.extend(below)
 
 
 class StoreLoader:

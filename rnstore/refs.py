@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import CorruptStoreError, InvalidValueError, RefConflictError
-from .fsutil import FileLock, atomic_write, fsync_dir, read_text_or_none
+from .fsutil import (FileLock, atomic_write, fsync_dir, make_folder, read_text_or_none, touch_state,
+                     unsafe_state_file)
 from .objects import is_object_id
 
 HEADS = "refs/heads/"
@@ -67,21 +69,26 @@ def short_name(ref: str) -> str:
 
 
 class RefStore:
-    def __init__(self, dotdir: Path, lock: Callable[[], FileLock], *, durable: bool = True):
+    def __init__(self, dotdir: Path, lock: Callable[[], FileLock], *, durable: bool = True,
+                 group_shared: bool = False):
         self.dotdir = dotdir
         self.lock = lock
         self.durable = durable
+        self.group_shared = group_shared  # a group-shared store's tags (fsutil.share)
 
     # -- reading --------------------------------------------------------------------
 
     def _path(self, ref: str) -> Path:
         if ref != HEAD:
             check_ref_name(ref)
+            check_no_symlink_between(self.dotdir, ref.rsplit("/", 1)[0])
         return self.dotdir / ref
 
     def read_raw(self, ref: str) -> str | None:
         try:
             text = read_text_or_none(self._path(ref))
+        except IsADirectoryError:
+            return None  # a folder of refs (refs/tags/a for refs/tags/a/b), not a ref
         except UnicodeDecodeError:
             raise CorruptStoreError(f"{ref} is corrupt: not text") from None
         return None if text is None else text.strip()
@@ -172,8 +179,12 @@ class RefStore:
             self._check_expected(ref, expected)
             target = self._target(ref) if follow_head else ref
             path = self._path(target)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, (new_id + "\n").encode(), durable=self.durable)
+            try:
+                make_folder(path.parent, shared=self.group_shared, parents=True)
+                atomic_write(path, (new_id + "\n").encode(), durable=self.durable,
+                             shared=self.group_shared)
+            except (NotADirectoryError, FileExistsError, IsADirectoryError):
+                raise _clash(self.dotdir, target) from None
 
     def delete(self, ref: str, expected: object = ANY) -> None:
         if ref == HEAD:
@@ -198,6 +209,35 @@ class RefStore:
         return self.head()[0]
 
 
+def check_no_symlink_between(dotdir: Path, folder: str) -> None:
+    """Refuse a symlink (or a file) at any folder of `folder` (relative to
+    `dotdir`, '/'-separated): what rnstore writes inside its folder must
+    never land elsewhere."""
+    path = dotdir
+    for part in folder.split("/"):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return  # made when written, by us
+        if stat.S_ISLNK(mode):
+            raise unsafe_state_file(path)
+
+
+def _clash(dotdir: Path, ref: str) -> InvalidValueError:
+    """A ref whose name is a folder of other refs, or lies below a ref."""
+    parts = ref.split("/")
+    for depth in range(2, len(parts)):
+        prefix = "/".join(parts[:depth])
+        if (dotdir / prefix).is_file():
+            return InvalidValueError(
+                f"cannot create {ref}: {prefix} exists, and a ref cannot also be a folder of refs",
+                hints=[f"delete {short_name(prefix)} first, or choose another name"])
+    return InvalidValueError(
+        f"cannot create {ref}: refs below it exist ({ref}/...), and a ref cannot also be a folder",
+        hints=["choose another name"])
+
+
 class Journal:
     """The set of live snapshots: `<dotdir>/snapshots/<id>`, one empty file each."""
 
@@ -206,9 +246,9 @@ class Journal:
         self.durable = durable
 
     def add(self, snapshot_id: str) -> None:
+        check_no_symlink_between(self.folder.parent, self.folder.name)
         self.folder.mkdir(exist_ok=True)
-        fd = os.open(self.folder / snapshot_id, os.O_WRONLY | os.O_CREAT, 0o644)
-        os.close(fd)
+        touch_state(self.folder / snapshot_id)
         if self.durable:
             fsync_dir(self.folder)
 

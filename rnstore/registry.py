@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import CorruptStoreError
-from .fsutil import atomic_write, remove_quietly
+from .fsutil import atomic_write, make_folder, remove_quietly
 from .objects import BLOB, SNAPSHOT, TREE, is_object_id
 
+#: The file that marks a folder as an object store (see repo.py's layout).
+STORE_MARKER = "rnstore-store"
 WORKSPACES = "workspaces"
 ROOTS_SUFFIX = ".roots"
 GONE_SUFFIX = ".gone"
@@ -48,11 +50,12 @@ def registration_path(store_root: Path, dotdir: Path) -> Path:
     return store_root / WORKSPACES / key
 
 
-def register(store_root: Path, dotdir: Path, *, durable: bool) -> Path:
-    """Record that the workspace whose .rnstore folder is `dotdir` uses the store."""
+def register(store_root: Path, dotdir: Path, *, durable: bool, shared: bool = False) -> Path:
+    """Record that the workspace whose .rnstore folder is `dotdir` uses the
+    store (`shared`: a group-shared store, see fsutil.share)."""
     path = registration_path(store_root, dotdir)
-    path.parent.mkdir(exist_ok=True)
-    atomic_write(path, os.fsencode(dotdir.absolute()) + b"\n", durable=durable)
+    make_folder(path.parent, shared=shared)
+    atomic_write(path, os.fsencode(dotdir.absolute()) + b"\n", durable=durable, shared=shared)
     return path
 
 
@@ -71,7 +74,8 @@ def read_workspace_id(dotdir: Path) -> tuple[str, bytes] | None:
     return ident, lines[1]
 
 
-def ensure_registered(store_root: Path, dotdir: Path, *, durable: bool) -> tuple[Path, bool]:
+def ensure_registered(store_root: Path, dotdir: Path, *, durable: bool,
+                      shared: bool = False) -> tuple[Path, bool]:
     """Register the workspace whose .rnstore folder is `dotdir` where it
     stands now, if it is not (see the module docstring); idempotent. The
     registration's path, and whether it was written now."""
@@ -85,7 +89,7 @@ def ensure_registered(store_root: Path, dotdir: Path, *, durable: bool) -> tuple
         original = Path(os.fsdecode(recorded[1]))
         if (original / "HEAD").is_file() and read_workspace_id(original) == (ident, recorded[1]):
             ident = None  # a copy: the original still stands there
-    register(store_root, dotdir, durable=durable)
+    register(store_root, dotdir, durable=durable, shared=shared)
     atomic_write(dotdir / WORKSPACE_ID, f"{ident or secrets.token_hex(16)}\n".encode() + here + b"\n",
                  durable=durable)
     return path, True
@@ -137,15 +141,18 @@ def last_seen_roots(registration: Path) -> tuple[list[tuple[str, str]], float | 
     return roots, seen_at
 
 
-def record_roots(registration: Path, roots: Iterable[tuple[str, str]], *, durable: bool) -> None:
+def record_roots(registration: Path, roots: Iterable[tuple[str, str]], *, durable: bool,
+                 shared: bool = False) -> None:
     """Remember what the (alive) workspace holds, for when it goes away."""
     lines = sorted({f"{_KIND_LETTER[kind]} {oid}\n" for kind, oid in roots})
-    atomic_write(_beside(registration, ROOTS_SUFFIX), "".join(lines).encode(), durable=durable)
+    atomic_write(_beside(registration, ROOTS_SUFFIX), "".join(lines).encode(), durable=durable,
+                 shared=shared)
     remove_quietly(_beside(registration, GONE_SUFFIX))
 
 
-def mark_gone(registration: Path, now: float) -> None:
-    atomic_write(_beside(registration, GONE_SUFFIX), f"{now:.3f}\n".encode(), durable=False)
+def mark_gone(registration: Path, now: float, *, shared: bool = False) -> None:
+    atomic_write(_beside(registration, GONE_SUFFIX), f"{now:.3f}\n".encode(), durable=False,
+                 shared=shared)
 
 
 def unregister(registration: Path) -> None:

@@ -25,19 +25,26 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Union
 
 from . import registry
 from .config import OBJECTS_KEY, Config
-from .errors import InvalidValueError, NotAWorkspaceError
-from .fsutil import FileLock, atomic_write, write_new_file
+from .errors import CorruptStoreError, InvalidValueError, NotAWorkspaceError
+from .fsutil import FileLock, atomic_write, make_folder, read_state, share, write_new_file
 from .index import Index
 from .refs import HEADS, Journal, RefStore, branch_ref
+from .registry import STORE_MARKER
 from .tags import TAGS_LOCK, WorkspaceRefs, store_tag_refs
 
+if TYPE_CHECKING:  # store.py loads zstandard: only commands that touch objects pay for it
+    from .store import ObjectStore
+
 DOTDIR = ".rnstore"
-STORE_MARKER = "rnstore-store"
 STORE_FORMAT = "rnstore object store, format 1\n"
+#: The marker's second line in a store shared by a group (`init --shared=group`).
+SHARED_GROUP = "shared group\n"
+#: `init --shared` values: let the umask decide, or make everything group-writable.
+SHARED_MODES = ("umask", "group")
 #: What an object store folder holds (see the layout above).
 STORE_ENTRIES = {STORE_MARKER, "objects", "workspaces", "store.lock", "gc.last", "refs", "tags.lock"}
 
@@ -84,18 +91,38 @@ mlruns/
 """
 
 
+def disk_store(repo: "Repository") -> "ObjectStore":
+    """The object store a workspace's config names: `objects/` in its store
+    folder (its own .rnstore, or the shared store), as compression.level,
+    core.fsync and the store's marker (shared by a group) say."""
+    from .store import DiskStore  # zstandard loads only when objects are touched
+    return DiskStore(repo.store_root / "objects", level=repo.config.get("compression.level"),
+                     fsync=repo.durable, group_shared=repo.group_shared)
+
+
+#: A store, or what opens one for a workspace when it is first needed.
+StoreSource = Union["ObjectStore", Callable[["Repository"], "ObjectStore"]]
+
+
 class Repository:
     """An open workspace. Library code reports through `notify` (a callable
-    taking one line) and never prints."""
+    taking one line) and never prints.
 
-    def __init__(self, root: Path, dotdir: Path, *, notify: Callable[[str], None] | None = None):
+    `store` is its object store: any ObjectStore (a MemoryStore, say), or a
+    callable that opens one on first use (default: disk_store, the one the
+    config names). Workspace files (refs, index, journal, locks, config) are
+    always on disk at `dotdir`."""
+
+    def __init__(self, root: Path, dotdir: Path, *, store: StoreSource = disk_store,
+                 notify: Callable[[str], None] | None = None):
         self.root = root
         self.dotdir = dotdir
         self.notify = notify or (lambda line: None)
         self.config = Config(dotdir / "config")
         shared = self.config.raw(OBJECTS_KEY)
-        self.store_root = Path(shared) if shared else dotdir
+        self.store_root = checked_store_root(shared, self.config.path) if shared else dotdir
         self.shared_store = bool(shared)
+        self._store_source = store
 
     # -- opening -------------------------------------------------------------------
 
@@ -120,12 +147,22 @@ class Repository:
 
     @classmethod
     def init(cls, path: str | os.PathLike = ".", *, objects: str | os.PathLike | None = None,
-             branch: str = "main", default_ignore: bool = True, **kw) -> "Repository":
-        """Make a workspace at `path`; on an existing workspace, change nothing."""
+             branch: str = "main", default_ignore: bool = True, shared: str = "umask",
+             **kw) -> "Repository":
+        """Make a workspace at `path`; on an existing workspace, change nothing
+        (but `shared="group"` still makes its store group-shared).
+        `shared`: "umask" (files 0666, folders 0777, less the umask) or
+        "group" (group-writable and setgid whatever the umask, as git's
+        core.sharedRepository=group)."""
+        if shared not in SHARED_MODES:
+            raise InvalidValueError(f"--shared must be one of {', '.join(SHARED_MODES)}, not '{shared}'")
         root = Path(path).absolute()
         dotdir = root / DOTDIR
         if (dotdir / "HEAD").is_file():
-            return cls(root, dotdir, **kw)
+            repo = cls(root, dotdir, **kw)
+            if shared == "group" and not repo.group_shared:
+                prepare_store(repo.store_root, fresh_ok=repo.shared_store, group=True)
+            return repo
         head_ref = branch_ref(branch)
         objects = objects or os.environ.get("RNSTORE_OBJECTS")
         root.mkdir(parents=True, exist_ok=True)
@@ -135,10 +172,12 @@ class Repository:
         config = Config(dotdir / "config")
         if objects:
             store_root = Path(objects).absolute()
-            prepare_store(store_root)
+            if os.path.normpath(store_root) == "/":
+                raise InvalidValueError("the root folder / cannot be an object store")
+            prepare_store(store_root, group=shared == "group")
             config.values[OBJECTS_KEY] = str(store_root)
         else:
-            prepare_store(dotdir, fresh_ok=False)
+            prepare_store(dotdir, fresh_ok=False, group=shared == "group")
         config.save()
         if default_ignore and not (root / ".rnignore").exists():
             atomic_write(root / ".rnignore", DEFAULT_IGNORE.encode())
@@ -147,6 +186,11 @@ class Repository:
         repo = cls(root, dotdir, **kw)
         repo.ensure_registered()
         return repo
+
+    def workspace_at(self, dotdir: Path) -> "Repository":
+        """Another workspace (one a shared store also serves), opened as this
+        one is: gc, du and fsck read its roots."""
+        return type(self)(dotdir.parent, dotdir)
 
     # -- parts -----------------------------------------------------------------------
 
@@ -159,10 +203,14 @@ class Repository:
         return self.config.get("core.lock_wait")
 
     @cached_property
-    def store(self):
-        from .store import DiskStore  # zstandard loads only when objects are touched
-        return DiskStore(self.store_root / "objects",
-                         level=self.config.get("compression.level"), fsync=self.durable)
+    def group_shared(self) -> bool:
+        """Whether the store is shared by a group (`init --shared=group`)."""
+        return _store_marker(self.store_root) == STORE_FORMAT + SHARED_GROUP
+
+    @cached_property
+    def store(self) -> "ObjectStore":
+        source = self._store_source
+        return source(self) if callable(source) else source
 
     @cached_property
     def local_refs(self) -> RefStore:
@@ -174,7 +222,8 @@ class Repository:
         """The shared store's tags (None with a store of its own)."""
         if not self.shared_store:
             return None
-        return store_tag_refs(self.store_root, self.tags_lock, durable=self.durable)
+        return store_tag_refs(self.store_root, self.tags_lock, durable=self.durable,
+                              group_shared=self.group_shared)
 
     @cached_property
     def refs(self) -> RefStore | WorkspaceRefs:
@@ -200,13 +249,13 @@ class Repository:
     def tags_lock(self) -> FileLock:
         """A shared store's tag lock: store-wide tags change under it."""
         return FileLock(self.store_root / TAGS_LOCK, wait=self.lock_wait, on_wait=self.notify,
-                        what="tag lock")
+                        what="tag lock", group_shared=self.group_shared)
 
     def store_lock(self, *, shared: bool) -> FileLock:
         """Writers hold it shared while they add objects and publish them;
         gc holds it exclusively while it marks and deletes."""
         return FileLock(self.store_root / "store.lock", shared=shared, wait=self.lock_wait,
-                        on_wait=self.notify, what="store lock")
+                        on_wait=self.notify, what="store lock", group_shared=self.group_shared)
 
     def read_index(self) -> Index:
         return Index.load(self.index_path)
@@ -294,7 +343,8 @@ class Repository:
 
     def register(self) -> Path:
         """Record this workspace in its shared store; the registration's path."""
-        return registry.register(self.store_root, self.dotdir, durable=self.durable)
+        return registry.register(self.store_root, self.dotdir, durable=self.durable,
+                                 shared=self.group_shared)
 
     def ensure_registered(self) -> None:
         """Make sure the shared store knows this workspace where it stands
@@ -302,19 +352,60 @@ class Repository:
         every command that creates a root. Cheap when nothing changed."""
         if self.shared_store:
             with self.store_lock(shared=True):
-                path, new = registry.ensure_registered(self.store_root, self.dotdir, durable=self.durable)
+                path, new = registry.ensure_registered(self.store_root, self.dotdir, durable=self.durable,
+                                                       shared=self.group_shared)
                 if new:
                     # What it holds now, as gc would record it: if it is deleted
                     # before any gc reads it, gc still knows (gc.py, rule 4).
                     from .reachability import workspace_roots
                     roots = workspace_roots(self, lambda kind, oid, detail: None)
-                    registry.record_roots(path, [(r.kind, r.id) for r in roots], durable=self.durable)
+                    registry.record_roots(path, [(r.kind, r.id) for r in roots], durable=self.durable,
+                                          shared=self.group_shared)
 
 
-def prepare_store(store_root: Path, *, fresh_ok: bool = True) -> None:
+def _store_marker(store_root: Path) -> str | None:
+    try:
+        data = read_state(store_root / STORE_MARKER)
+    except OSError:
+        return None
+    return None if data is None else data.decode("utf-8", "replace")
+
+
+def checked_store_root(value: str, config_path: Path) -> Path:
+    """The store a workspace's `core.objects` names, if it may be one: an
+    absolute path to a store, or to an empty or new folder. A hostile
+    config (`/`, a folder of user files) must not make commands create
+    store files there."""
+    def refuse(why: str) -> CorruptStoreError:
+        return CorruptStoreError(
+            f"core.objects in {config_path} names {value[:200]!r}, {why}",
+            hints=["fix core.objects in that file to name the shared object store"])
+
+    root = Path(value)
+    if not root.is_absolute():
+        raise refuse("which is not an absolute path")
+    if os.path.normpath(value) == "/":
+        raise refuse("the root folder, which is never an object store")
+    if _store_marker(root) is None:
+        try:
+            names = os.listdir(root)
+        except FileNotFoundError:
+            names = []  # a new folder: made when first written
+        except NotADirectoryError:
+            raise refuse("which is not a folder") from None
+        except OSError as exc:
+            raise refuse(f"which cannot be read ({exc.strerror})") from None
+        if any(name not in STORE_ENTRIES for name in names):
+            raise refuse("which is not an rnstore object store (it holds other files)")
+    return root
+
+
+def prepare_store(store_root: Path, *, fresh_ok: bool = True, group: bool = False) -> None:
     """Create (or check) an object store's folder. A shared store must be a
     new or empty folder or an existing store (`fresh_ok`), so that
-    `init --objects ~/src` by mistake never claims a folder of user files."""
+    `init --objects ~/src` by mistake never claims a folder of user files.
+    With `group`, the store becomes group-shared (see fsutil.share): its
+    marker says so, and what is already there is shared."""
     if store_root.exists() and not store_root.is_dir():
         raise InvalidValueError(f"{store_root} exists and is not a folder")
     marker = store_root / STORE_MARKER
@@ -327,12 +418,29 @@ def prepare_store(store_root: Path, *, fresh_ok: bool = True) -> None:
             hints=["give an empty or new folder, or an existing shared store"])
     # The marker first: a second `init --objects` racing this one must find
     # a store, not a non-empty folder without a marker.
-    store_root.mkdir(parents=True, exist_ok=True)
+    make_folder(store_root, shared=group, parents=True)
+    if group:  # first: what is made inside then takes its group
+        share(store_root, folder=True)
+    content = STORE_FORMAT + (SHARED_GROUP if group else "")
     try:
-        write_new_file(marker, STORE_FORMAT.encode(), durable=True)
+        write_new_file(marker, content.encode(), durable=True, shared=group)
     except FileExistsError:
-        pass
-    (store_root / "objects").mkdir(exist_ok=True)
+        if group and _store_marker(store_root) != content:
+            atomic_write(marker, content.encode(), shared=True)
+    make_folder(store_root / "objects", shared=group)
     if fresh_ok:  # a shared store: its tags live here (tags.py)
-        (store_root / "refs" / "tags").mkdir(parents=True, exist_ok=True)
+        make_folder(store_root / "refs" / "tags", shared=group, parents=True)
+    if group:
+        _share_all(store_root)
+
+
+def _share_all(store_root: Path) -> None:
+    """Make what is already in a store group-shared; what others own and
+    we cannot change is left to them (or an admin)."""
+    for folder, dirs, files in os.walk(store_root):
+        for path, is_folder in [(folder, True)] + [(os.path.join(folder, f), False) for f in files]:
+            try:
+                share(path, folder=is_folder)
+            except OSError:
+                pass
 

@@ -17,6 +17,7 @@ import re
 from .errors import AmbiguousRevisionError, CorruptObjectError, InvalidValueError, UnknownRevisionError
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, TREE_HEADER, TreeEntry, is_object_id
 from .refs import HEAD, HEADS, REMOTES, TAGS
+from .views import HistoryView, ObjectsView
 
 MIN_PREFIX = 4
 _HEX = re.compile(r"[0-9a-f]+\Z")
@@ -29,7 +30,7 @@ def _unknown(rev: str, why: str = "") -> UnknownRevisionError:
         hints=["`rnstore log --all --oneline` lists snapshots; `rnstore show-ref` lists refs"])
 
 
-def resolve_name(repo, name: str) -> str:
+def resolve_name(repo: HistoryView, name: str) -> str:
     """A ref name or an id (prefix) to a full object id."""
     if not name:
         raise _unknown(name, "empty name")
@@ -79,14 +80,14 @@ def _split(rev: str) -> tuple[str, list[tuple[str, int]], str | None]:
     return base, suffixes, path
 
 
-def peel_to_snapshot(repo, oid: str, rev: str) -> str:
+def peel_to_snapshot(repo: ObjectsView, oid: str, rev: str) -> str:
     kind = repo.store.header(oid)[0]
     if kind != SNAPSHOT:
         raise InvalidValueError(f"'{rev}' names a {kind}, not a snapshot")
     return oid
 
 
-def rev_parse(repo, rev: str) -> str:
+def rev_parse(repo: HistoryView, rev: str) -> str:
     """Any revision to an object id (for REV:path, the entry's id)."""
     base, suffixes, path = _split(rev)
     oid = resolve_name(repo, base)
@@ -103,7 +104,7 @@ def rev_parse(repo, rev: str) -> str:
     return entry.id
 
 
-def _parent(repo, oid: str, number: int, rev: str) -> str:
+def _parent(repo: ObjectsView, oid: str, number: int, rev: str) -> str:
     parents = repo.store.get_snapshot(oid).parents
     if len(parents) < number:
         raise _unknown(rev, f"snapshot {oid[:12]} has no parent {number}")
@@ -116,7 +117,7 @@ def _parent(repo, oid: str, number: int, rev: str) -> str:
     return parent
 
 
-def tree_of(repo, oid: str, rev: str) -> str:
+def tree_of(repo: ObjectsView, oid: str, rev: str) -> str:
     """A snapshot's root tree, or a tree itself."""
     kind = repo.store.header(oid)[0]
     if kind == SNAPSHOT:
@@ -140,7 +141,7 @@ def is_stored_tree(store, oid: str) -> bool:
     return True
 
 
-def resolve_path(repo, oid: str, path: str, rev: str) -> TreeEntry:
+def resolve_path(repo: ObjectsView, oid: str, path: str, rev: str) -> TreeEntry:
     from .trees import lookup
     tree_id = tree_of(repo, oid, rev)
     try:
@@ -154,17 +155,17 @@ def resolve_path(repo, oid: str, path: str, rev: str) -> TreeEntry:
     return entry
 
 
-def resolve_snapshot(repo, rev: str) -> str:
+def resolve_snapshot(repo: HistoryView, rev: str) -> str:
     return peel_to_snapshot(repo, rev_parse(repo, rev), rev)
 
 
-def resolve_tree(repo, rev: str) -> str:
+def resolve_tree(repo: HistoryView, rev: str) -> str:
     """A revision that names a snapshot or a tree (TREE-ISH) to a tree id."""
     oid = rev_parse(repo, rev)
     return tree_of(repo, oid, rev)
 
 
-def resolve_entry(repo, rev: str) -> TreeEntry:
+def resolve_entry(repo: HistoryView, rev: str) -> TreeEntry:
     """REV or REV:path to an entry with its mode (a root tree for REV)."""
     base_rev, _, path = rev.partition(":")
     if ":" not in rev:

@@ -17,6 +17,7 @@ from .progress import NO_PROGRESS, Progress
 from .trees import iter_tree
 from .units import format_size
 from .worktree import Found, Scan, hash_entry, parallel_map, relative_pathspecs, scan, store_entry, under
+from .views import ObjectsView, WorkspaceView
 
 
 @dataclass
@@ -42,11 +43,15 @@ class AddResult:
         return bool(self.added or self.modified or self.deleted)
 
 
-def ignore_rules(repo, excludes: Iterable[str] = (), no_ignore: bool = False) -> IgnoreRules:
-    return IgnoreRules(repo.root, extra=list(excludes), use_files=not no_ignore)
+def ignore_rules(repo: WorkspaceView, excludes: Iterable[str] = (), no_ignore: bool = False,
+                 strict_ignore: bool = False) -> IgnoreRules:
+    """The rules for a scan; a bad .rnignore pattern is reported through
+    repo.notify and skipped, or refused with `strict_ignore`."""
+    return IgnoreRules(repo.root, extra=list(excludes), use_files=not no_ignore,
+                       warn=lambda line: repo.notify(f"warning: {line}"), strict=strict_ignore)
 
 
-def _check_limits(repo, files: int, total: int,
+def _check_limits(repo: WorkspaceView, files: int, total: int,
                   planned: Callable[[], dict[bytes, tuple[str, int]]]) -> None:
     """`files` and `total` bytes against the limits; past one, the error
     lists the largest of `planned()` (path -> (mode, size))."""
@@ -80,10 +85,10 @@ def _check_limits(repo, files: int, total: int,
 
 
 @cycle_collector_paused
-def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = False,
+def add(repo: WorkspaceView, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = False,
         force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
         ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
-        cwd: Path | None = None) -> AddResult:
+        cwd: Path | None = None, strict_ignore: bool = False) -> AddResult:
     """Stage additions, changes and deletions under `paths`."""
     # The store lock (shared) lasts until the index, a root, names the new
     # blobs: a gc in between would find them unreferenced.
@@ -93,20 +98,20 @@ def add(repo, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = Fa
         index = repo.read_index()
         result = stage(repo, index, paths, dry_run=dry_run, force=force, excludes=excludes,
                        no_ignore=no_ignore, ignore_errors=ignore_errors, progress=progress,
-                       cwd=cwd)
+                       cwd=cwd, strict_ignore=strict_ignore)
         if result.index_changed:
             repo.write_index(index)
     return result
 
 
-def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bool = False,
+def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bool = False,
           force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
           ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
-          cwd: Path | None = None) -> AddResult:
+          cwd: Path | None = None, strict_ignore: bool = False) -> AddResult:
     """`add` on an index in memory (the caller holds the workspace lock and
     writes the index when `index_changed`)."""
     prefixes = relative_pathspecs(repo.root, list(paths) or ["."], cwd)
-    rules = ignore_rules(repo, excludes, no_ignore)
+    rules = ignore_rules(repo, excludes, no_ignore, strict_ignore)
     found = scan(repo.root, prefixes, rules)
     unmatched = [p for p in found.missing if not any(under(e, [p]) for e in index.entries)]
     if unmatched:
@@ -151,7 +156,7 @@ def stage(repo, index: Index, paths: Iterable[str | os.PathLike], *, dry_run: bo
     return result
 
 
-def _compare(repo, index: Index, found: list[Found], in_reach: Callable[[bytes], bool],
+def _compare(repo: WorkspaceView, index: Index, found: list[Found], in_reach: Callable[[bytes], bool],
              everything: bool, force: bool, result: AddResult
              ) -> tuple[list[Found], list[bytes], int, int]:
     """The scan against the index: what to store (the stat cache cannot
@@ -202,7 +207,7 @@ def _totals(result: AddResult, entries: Iterable[tuple[str, int]]) -> None:
     result.files, result.bytes = len(files), sum(files)
 
 
-def _store_all(repo, index: Index, to_store: list[Found], result: AddResult,
+def _store_all(repo: WorkspaceView, index: Index, to_store: list[Found], result: AddResult,
                ignore_errors: bool, progress: Progress) -> None:
     store = repo.store
     progress.start("add", len(to_store), sum(f.size for f in to_store))
@@ -296,14 +301,14 @@ def compare(old: dict[bytes, tuple[str, str]], new: dict[bytes, tuple[str, str]]
     return changes
 
 
-def head_entries(repo, head: str | None) -> dict[bytes, tuple[str, str]]:
+def head_entries(repo: ObjectsView, head: str | None) -> dict[bytes, tuple[str, str]]:
     if head is None:
         return {}
     tree = repo.store.get_snapshot(head).tree
     return {e.path: (e.mode, e.id) for e in iter_tree(repo.store, tree)}
 
 
-def workspace_entries(repo, index: Index, found: Scan, *, hash_untracked: bool = False
+def workspace_entries(repo: WorkspaceView, index: Index, found: Scan, *, hash_untracked: bool = False
                       ) -> tuple[dict[bytes, tuple[str, str]], list[IndexEntry]]:
     """The workspace as path -> (mode, id), trusting the stat cache where it
     holds and hashing the rest (untracked files only with `hash_untracked`;
@@ -334,11 +339,12 @@ def workspace_entries(repo, index: Index, found: Scan, *, hash_untracked: bool =
 
 
 @cycle_collector_paused
-def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False) -> Status:
+def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool = False,
+           strict_ignore: bool = False) -> Status:
     branch_ref, head = repo.refs.head()
     branch = branch_ref[len("refs/heads/"):] if branch_ref else None
     index = repo.read_index()
-    found = scan(repo.root, [b""], ignore_rules(repo, excludes, no_ignore))
+    found = scan(repo.root, [b""], ignore_rules(repo, excludes, no_ignore, strict_ignore))
     current, refreshed = workspace_entries(repo, index, found)
     indexed = {e.path: (e.mode, e.id) for e in index}
     result = Status(branch, head)
@@ -354,7 +360,7 @@ def status(repo, *, excludes: Iterable[str] = (), no_ignore: bool = False) -> St
     return result
 
 
-def _refresh_index(repo, refreshed: list[IndexEntry]) -> None:
+def _refresh_index(repo: WorkspaceView, refreshed: list[IndexEntry]) -> None:
     """Save stat information learned while hashing, so the next status is
     fast. Skipped quietly when another process holds the workspace lock."""
     from .errors import LockTimeoutError

@@ -1,25 +1,41 @@
-"""Object stores: has / get / put / iterate / delete, streaming both ways.
+"""Object stores: the one contract every store keeps, and its implementations.
 
-Two implementations share every rule about encoding and verification and
-differ only in where frames live: DiskStore (objects/<2 hex>/<62 hex>, the
-real one) and MemoryStore (a dict, for tests and throwaway use).
+An object is stored as one frame (codec.py: a zstd frame whose header names
+the kind and size). A store keeps frames under their ids and knows nothing
+of trees, refs or workspaces. ObjectStore is the whole contract that
+staging, checkout, reachability, gc, du, fsck and transfers use, with the
+rules every store shares (encoding, streaming, verified reads); a store
+implements the abstract methods, which decide only where frames live:
+
+- DiskStore: loose objects at objects/<2 hex>/<62 hex>, one frame per file,
+  and pack files under objects/pack/ (packs.py), which a batch writes when it
+  stores many small objects. The real one.
+- MemoryStore: frames in a dict, for tests and throwaway use.
+
+Both keep the same contract, which tests/test_store_contract.py runs against
+each (gc, du and fsck included): a missing object raises MissingObjectError,
+an invalid id InvalidValueError, and damage CorruptObjectError, from every store.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
+import errno
 import hashlib
 import io
 import itertools
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from . import codec
-from .errors import CorruptObjectError, InvalidValueError, MissingObjectError
-from .fsutil import TMP_PREFIX, fsync_dir, remove_quietly, sync_filesystem, write_new_file
+from .errors import CorruptObjectError, InvalidValueError, MissingObjectError, StoreWriteError
+from .fsutil import (TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, open_regular,
+                     remove_quietly, share, sync_filesystem, write_new_file)
 from .objects import (BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree,
                       is_object_id)
 from .packs import MAX_FRAME, DamagedPackError, Pack, PackWriter, list_packs, write_pack
@@ -38,53 +54,122 @@ class SizeChangedError(Exception):
     being read); the caller reads it again."""
 
 
-class ObjectStore:
-    """The shared logic. Subclasses provide the frame primitives below."""
+@dataclass(frozen=True)
+class OnDisk:
+    """One stored copy of an object (stored_objects), for gc and du."""
+    id: str
+    size: int        # stored bytes of the frame
+    mtime: float     # when it was stored or last freshened (a packed copy: its pack's)
+    where: str       # which copy: a loose file's or a pack's path, or MEMORY
+
+
+@dataclass(frozen=True)
+class TempFile:
+    """A leftover of a writer that crashed, or that still runs (temp_files)."""
+    where: str
+    size: int
+    mtime: float
+
+
+class ObjectStore(abc.ABC):
+    """The contract. A store implements the abstract methods; everything
+    else is shared logic built on them. Ids given to any method are
+    validated (InvalidValueError); a missing object raises
+    MissingObjectError wherever one is read."""
 
     def __init__(self, *, level: int = 3):
         self.level = level
 
-    # -- frame primitives (per implementation) ---------------------------------------
+    # -- what a store implements: objects --------------------------------------------
 
+    @abc.abstractmethod
     def has(self, oid: str) -> bool:
-        raise NotImplementedError
+        """Whether the object is stored."""
 
+    @abc.abstractmethod
     def freshen(self, oid: str) -> bool:
-        """Mark an existing object as recently used; False if it is absent."""
-        raise NotImplementedError
+        """Mark an existing object as recently used (gc spares young
+        objects); False if it is absent."""
 
-    def _open_frame(self, oid: str) -> BinaryIO:
-        """A seekable binary file of the stored frame; MissingObjectError if absent."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _open_frame(self, oid: str, copy: int = 0) -> BinaryIO:
+        """A seekable binary file of the stored frame (of its `copy`-th stored
+        copy: an object stored twice can be read from either);
+        MissingObjectError if absent."""
 
+    def copies(self, oid: str) -> int:
+        """How many stored copies of the object there are."""
+        return 1 if self.has(oid) else 0
+
+    @abc.abstractmethod
     def _new_temp(self) -> tuple[BinaryIO, object]:
-        raise NotImplementedError
+        """A file to write one frame into, and a token naming it for
+        _publish or _discard."""
 
+    @abc.abstractmethod
     def _publish(self, temp_token: object, oid: str) -> None:
         """Make the finished temp frame the object `oid` (atomically)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _discard(self, temp_token: object) -> None:
-        raise NotImplementedError
+        """Drop an unfinished temp frame."""
 
+    @abc.abstractmethod
     def delete(self, oid: str) -> None:
-        raise NotImplementedError
+        """Remove every stored copy of the object; no error if it is absent."""
 
+    # -- what a store implements: inventory, for reachability, gc, du and fsck ------
+
+    @abc.abstractmethod
     def __iter__(self) -> Iterator[str]:
-        raise NotImplementedError
+        """Every stored object's id once. On a damaged store a name that is
+        not an object id may show up: fsck reports it."""
 
+    @abc.abstractmethod
     def stored_size(self, oid: str) -> int:
-        raise NotImplementedError
+        """Stored bytes of the object's frame; MissingObjectError if absent."""
+
+    @abc.abstractmethod
+    def stored_objects(self) -> Iterator[OnDisk]:
+        """Every stored copy of every object (an object stored twice, by
+        racing writers, is listed twice). Names that are not object ids are
+        left out, and left alone."""
+
+    @abc.abstractmethod
+    def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
+        """Delete these copies (as stored_objects listed them). For gc, under
+        the exclusive store lock."""
+
+    @abc.abstractmethod
+    def temp_files(self) -> Iterator[TempFile]:
+        """Leftovers of writers that crashed (or are still running)."""
+
+    @abc.abstractmethod
+    def delete_temp_files(self, leftovers: Iterable[TempFile]) -> None:
+        """Delete these leftovers (as temp_files listed them); one that is
+        gone already is no error."""
+
+    @abc.abstractmethod
+    def damaged_packs(self) -> dict[str, str]:
+        """Containers of objects that cannot be read at all (where -> why):
+        their objects are not listed. fsck reports them."""
 
     # -- shared logic ---------------------------------------------------------------
 
     def ids_with_prefix(self, prefix: str) -> list[str]:
+        """The stored ids that start with `prefix`, sorted."""
         return sorted(oid for oid in self if oid.startswith(prefix))
 
     @staticmethod
     def _check_id(oid: str) -> None:
         if not is_object_id(oid):
             raise InvalidValueError(f"'{oid}' is not an object id")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around the store's own writes: an OSError there is the store's
+        (StoreWriteError), never blamed on the file being stored."""
+        yield
 
     def put(self, kind: str, payload: bytes) -> str:
         oid = hashlib.sha256(payload).hexdigest()
@@ -111,25 +196,29 @@ class ObjectStore:
         digest = hashlib.sha256()
         out = token = None
         try:
-            out, token = self._new_temp()
-            writer = codec.FrameWriter(out, kind, size, self.level)
+            with self._writing():
+                out, token = self._new_temp()
+                writer = codec.FrameWriter(out, kind, size, self.level)
             remaining = size
             while remaining > 0:
                 chunk = source.read(min(codec.CHUNK, remaining))
                 if not chunk:
                     raise SizeChangedError()
                 digest.update(chunk)
-                writer.write(chunk)
+                with self._writing():
+                    writer.write(chunk)
                 remaining -= len(chunk)
             if source.read(1):
                 raise SizeChangedError()
-            writer.close()
-            out.close()
+            with self._writing():
+                writer.close()
+                out.close()
             oid = digest.hexdigest()
             if self.freshen(oid):
                 self._discard(token)
             else:
-                self._publish(token, oid)
+                with self._writing():
+                    self._publish(token, oid)
             return oid
         except BaseException:
             if out is not None:
@@ -142,7 +231,7 @@ class ObjectStore:
         """Store a regular file's bytes; re-reads a file that changes while it
         is read, so the stored bytes always match the id."""
         for _ in range(10):
-            with open(path, "rb") as fh:
+            with open(open_regular(path), "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
                 try:
                     return self.put_stream(fh, size), size
@@ -151,19 +240,49 @@ class ObjectStore:
         raise OSError(f"{path} keeps changing while it is read")
 
     @contextlib.contextmanager
-    def open_object(self, oid: str, *, verify: bool = True) -> Iterator[codec.FrameReader]:
+    def open_object(self, oid: str, *, verify: bool = True, copy: int = 0
+                    ) -> Iterator[codec.FrameReader]:
         """Yields a reader whose .chunks() streams the payload; with `verify`,
-        the last chunk is followed by a hash check (CorruptObjectError)."""
-        fh = self._open_frame(oid)
+        the last chunk is followed by a hash check (CorruptObjectError).
+        It reads one stored copy (`copy`): see open_verified and _any_copy
+        for readers that fall back to an intact copy."""
+        fh = self._open_frame(oid, copy)
         try:
             yield (_VerifiedFrameReader if verify else codec.FrameReader)(fh, oid)
         finally:
             fh.close()
 
+    @contextlib.contextmanager
+    def open_verified(self, oid: str) -> Iterator[codec.FrameReader]:
+        """Like open_object(verify=True), for streaming a blob somewhere in
+        one pass; where several copies are stored, an intact one is found
+        (verified whole) first, so a corrupt first copy falls back."""
+        copy = 0
+        if self.copies(oid) > 1:
+            copy = self._any_copy(oid, lambda c: (self._verify_copy(oid, c), c)[1])
+        with self.open_object(oid, verify=True, copy=copy) as reader:
+            yield reader
+
+    def _any_copy(self, oid: str, read):
+        """read(copy) on the first stored copy that is not corrupt. Most
+        objects have one copy: the others are counted only after a failure."""
+        try:
+            return read(0)
+        except CorruptObjectError as first:
+            failure = first
+        for copy in range(1, self.copies(oid)):
+            try:
+                return read(copy)
+            except (CorruptObjectError, MissingObjectError):
+                continue
+        raise failure
+
     def header(self, oid: str) -> tuple[str, int]:
         """(kind, size) from the header, without reading the body."""
-        with self.open_object(oid, verify=False) as reader:
-            return reader.kind, reader.size
+        def read(copy: int) -> tuple[str, int]:
+            with self.open_object(oid, verify=False, copy=copy) as reader:
+                return reader.kind, reader.size
+        return self._any_copy(oid, read)
 
     def get(self, oid: str, kind: str | None = None, *, verify: bool = True,
             limit: int = codec.MAX_METADATA_SIZE) -> tuple[str, bytes]:
@@ -174,8 +293,10 @@ class ObjectStore:
         tree's encoding has that tree's id, and whichever was stored first
         names the kind in the frame header. The payload is the same either
         way, so a header of another kind is no error: decoding decides."""
-        with self.open_object(oid, verify=verify) as reader:
-            return reader.kind, reader.read_all(limit)
+        def read(copy: int) -> tuple[str, bytes]:
+            with self.open_object(oid, verify=verify, copy=copy) as reader:
+                return reader.kind, reader.read_all(limit)
+        return self._any_copy(oid, read)
 
     def get_tree(self, oid: str) -> Tree:
         try:
@@ -197,16 +318,25 @@ class ObjectStore:
         if size <= BUFFERED_BLOB:
             yield self.get(oid, BLOB, limit=BUFFERED_BLOB)[1]
             return
-        self.verify(oid)
-        with self.open_object(oid, verify=True) as reader:
+        copy = self._any_copy(oid, lambda c: (self._verify_copy(oid, c), c)[1])
+        with self.open_object(oid, verify=True, copy=copy) as reader:
             yield from reader.chunks()
 
     def verify(self, oid: str) -> tuple[str, int]:
-        """Decompress and hash an object; (kind, size) or CorruptObjectError."""
-        with self.open_object(oid, verify=True) as reader:
+        """Decompress and hash an object (an intact copy of it, where it is
+        stored more than once); (kind, size) or CorruptObjectError."""
+        return self._any_copy(oid, lambda copy: self._verify_copy(oid, copy))
+
+    def _verify_copy(self, oid: str, copy: int) -> tuple[str, int]:
+        with self.open_object(oid, verify=True, copy=copy) as reader:
             for _ in reader.chunks():
                 pass
             return reader.kind, reader.size
+
+    def damaged_copies(self, oid: str, quick: bool = False) -> list[tuple[str, str]]:
+        """For an object stored more than once: (where, why) of each copy
+        that is corrupt, when another is intact (fsck reports them)."""
+        return []
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -218,13 +348,16 @@ class ObjectStore:
     # -- frames as they are stored (for transfers between stores) ------------------
 
     def read_frame(self, oid: str) -> bytes:
-        """The stored frame as-is, unverified; MissingObjectError if absent."""
+        """The stored frame exactly as stored (not decoded, not verified),
+        for a transfer or a repack; MissingObjectError if absent."""
         with self._open_frame(oid) as fh:
             return fh.read()
 
     def add_frames(self, frames: Iterable[tuple[str, bytes]]) -> None:
-        """Store (id, frame) pairs the caller has verified, as one batch
-        (packed when many); objects already stored are freshened instead."""
+        """Store (id, frame) pairs the caller has verified, as one batch: one
+        pack when many, loose when few. Objects already stored are
+        freshened, not written again. Durable when it returns (inside an
+        enclosing batch(): when that batch ends)."""
         with self.batch():
             for oid, frame in frames:
                 self._check_id(oid)
@@ -235,14 +368,15 @@ class ObjectStore:
         return self.freshen(oid)
 
     def _put_frame(self, oid: str, frame: bytes) -> None:
-        out, token = self._new_temp()
-        try:
-            out.write(frame)
-            out.close()
-            self._publish(token, oid)
-        except BaseException:
-            self._discard(token)
-            raise
+        with self._writing():
+            out, token = self._new_temp()
+            try:
+                out.write(frame)
+                out.close()
+                self._publish(token, oid)
+            except BaseException:
+                self._discard(token)
+                raise
 
 
 class _VerifiedFrameReader(codec.FrameReader):
@@ -260,6 +394,11 @@ class _VerifiedFrameReader(codec.FrameReader):
                                      self.object_id)
 
 
+def reason_of(exc: CorruptObjectError, oid: str) -> str:
+    """An object error's message without its "object ID is corrupt: " prefix."""
+    return str(exc).replace(f"object {oid} is corrupt: ", "")
+
+
 def _named(exc: CorruptObjectError, oid: str) -> CorruptObjectError:
     message = str(exc)
     if oid not in message:
@@ -270,23 +409,16 @@ def _named(exc: CorruptObjectError, oid: str) -> CorruptObjectError:
 _temp_counter = itertools.count()
 
 
-@dataclass(frozen=True)
-class OnDisk:
-    """Where one stored copy of an object is, for gc and du."""
-    id: str
-    size: int           # stored bytes of the frame
-    mtime: float        # of the object file, or of the pack holding it
-    pack: str | None = None  # the pack file's path; None for a loose object
-
-
 class DiskStore(ObjectStore):
     """Objects as loose files at <root>/<2 hex>/<62 hex>, each one zstd
     frame, and in pack files under <root>/pack/ (see packs.py): a batch that
     writes many small objects packs them."""
 
-    def __init__(self, root: Path, *, level: int = 3, fsync: bool = True):
+    def __init__(self, root: Path, *, level: int = 3, fsync: bool = True,
+                 group_shared: bool = False):
         super().__init__(level=level)
         self.root = Path(root)
+        self.group_shared = group_shared
         self._root = str(self.root)  # the hot paths format strings, not Paths
         self._pack_folder = f"{self._root}/pack"
         self.fsync = fsync
@@ -362,6 +494,13 @@ class DiskStore(ObjectStore):
                 return pack
         return None
 
+    def _packs_holding(self, oid: str, *, reload: bool = False) -> list[Pack]:
+        packs = self._packs
+        if reload or packs is None or self._packs_stale:
+            packs = self._load_packs()
+        raw = bytes.fromhex(oid)
+        return [pack for pack in packs.values() if raw in pack]
+
     def _find_pack(self, oid: str) -> Pack | None:
         """Like _pack_of, looking again on a miss: another process may have
         published a pack (or gc replaced one) since the packs were loaded."""
@@ -393,8 +532,11 @@ class DiskStore(ObjectStore):
         if writer is not None and oid in writer or oid in self._pending:
             return True
         if not quick or oid[:2] in self._known_fanouts():
-            if _refresh_whole_file(self._path(oid)):
-                return True
+            try:
+                if _refresh_whole_file(self._path(oid)):
+                    return True
+            except PermissionError:  # another user's object, not writable by us
+                return self._rewrite(oid)
         for reload in (False, True):
             pack = self._pack_of(oid, reload=reload)
             if pack is None:
@@ -407,10 +549,26 @@ class DiskStore(ObjectStore):
                 os.utime(pack.path)
             except FileNotFoundError:  # replaced by gc since we loaded it: look again
                 continue
+            except PermissionError:
+                return self._rewrite(oid)
             if self._batch_depth:  # once per pack and batch is enough
                 self._freshened_packs.add(pack.path)
             return True
         return False
+
+    def _rewrite(self, oid: str) -> bool:
+        """Freshen an object whose file we may not utime (another user's, in
+        a shared store whose files are not group-writable): store a copy of
+        its frame as our own new file, as git rewrites such an object. The
+        copy is young, so gc's grace period protects it; gc keeps one of the
+        two copies and drops the other. False if the frame cannot be read
+        (the caller then stores the object as new)."""
+        try:
+            frame = self.read_frame(oid)
+        except (OSError, MissingObjectError, CorruptObjectError):
+            return False
+        self._put_frame(oid, frame)
+        return True
 
     def _known_fanouts(self) -> set[str]:
         """The fan-out folders seen (listed once, then those we create): a
@@ -423,8 +581,18 @@ class DiskStore(ObjectStore):
                 self._fanouts = set()
         return self._fanouts
 
-    def _open_frame(self, oid: str) -> BinaryIO:
+    def _open_frame(self, oid: str, copy: int = 0) -> BinaryIO:
         path = self._checked_path(oid)
+        if copy:
+            sources = self._sources(oid)
+            if copy >= len(sources):
+                raise MissingObjectError(f"object {oid} is missing", oid)
+            where = sources[copy]
+            if isinstance(where, Pack):
+                return io.BytesIO(where.read(bytes.fromhex(oid)))
+            if where is None:
+                return io.BytesIO(self._writer.read(oid))
+            return self._open_loose(oid, where)
         writer = self._writer
         frame = writer.read(oid) if writer is not None else None
         if frame is None:
@@ -433,7 +601,7 @@ class DiskStore(ObjectStore):
         if frame is not None:
             return io.BytesIO(frame)
         try:
-            return open(self._pending.get(oid, path), "rb")
+            return self._open_loose(oid, self._pending.get(oid, path))
         except FileNotFoundError:
             pass
         pack = self._pack_of(oid, reload=True)
@@ -441,13 +609,66 @@ class DiskStore(ObjectStore):
             raise MissingObjectError(f"object {oid} is missing", oid)
         return io.BytesIO(pack.read(bytes.fromhex(oid)))
 
+    @staticmethod
+    def _open_loose(oid: str, path: str) -> BinaryIO:
+        """A loose object's file: a FIFO or device there is corrupt, never a hang."""
+        try:
+            return open(open_regular(path, follow=False), "rb")
+        except NotRegularFileError:
+            raise CorruptObjectError(f"object {oid} is corrupt: {path} is not a regular file",
+                                     oid) from None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise CorruptObjectError(f"object {oid} is corrupt: {path} is a symlink", oid) from None
+
+    def _sources(self, oid: str) -> list:
+        """Where the stored copies are, in the order _open_frame reads them:
+        None (this batch's writer), Packs, the loose path (a str)."""
+        sources: list = []
+        writer = self._writer
+        if writer is not None and oid in writer:
+            sources.append(None)
+        sources += self._packs_holding(oid)
+        path = self._pending.get(oid, self._path(oid))  # (a batch's object not yet renamed)
+        if os.path.lexists(path):
+            sources.append(path)
+        if not sources:
+            sources += self._packs_holding(oid, reload=True)
+        return sources
+
+    def copies(self, oid: str) -> int:
+        self._check_id(oid)
+        return len(self._sources(oid))
+
+    def damaged_copies(self, oid: str, quick: bool = False) -> list[tuple[str, str]]:
+        sources = self._sources(oid)
+        if len(sources) < 2:
+            return []
+        damaged, intact = [], []
+        for copy, where in enumerate(sources):
+            if isinstance(where, Pack):
+                name = f"pack {where.path}"
+            else:
+                name = "this batch" if where is None else f"the loose file {where}"
+            try:
+                if quick:
+                    with self.open_object(oid, verify=False, copy=copy) as reader:
+                        reader.kind
+                else:
+                    self._verify_copy(oid, copy)
+                intact.append(name)
+            except CorruptObjectError as exc:
+                damaged.append((name, reason_of(exc, oid)))
+        if not intact:
+            return []  # no copy is intact: the object itself is reported
+        return [(name, f"{why}; an intact copy in {intact[0]} is used") for name, why in damaged]
+
     def _temp_name(self, folder: str) -> str:
         return f"{folder}/{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_temp_counter)}"
 
     def put(self, kind: str, payload: bytes) -> str:
-        # The hot path of every add: plain os calls; in a batch the frame
-        # goes to the batch's pack, otherwise to a temporary file in the
-        # object's own folder and one rename.
+        # The hot path of every add: plain os calls.
         oid = hashlib.sha256(payload).hexdigest()
         if self._refresh(oid, quick=True):
             return oid
@@ -460,17 +681,37 @@ class DiskStore(ObjectStore):
         return self._refresh(oid, quick=True)
 
     def _put_frame(self, oid: str, frame: bytes) -> None:
+        # In a batch, to the batch's pack; otherwise (or too big for a pack)
+        # to a temporary file in the object's own folder and one rename.
         writer = self._writer
-        if writer is not None and len(frame) <= MAX_FRAME:
-            writer.add(oid, frame)
-        else:
-            self._put_loose(oid, frame)
+        with self._writing():
+            if writer is not None and len(frame) <= MAX_FRAME:
+                writer.add(oid, frame)
+            else:
+                self._put_loose(oid, frame)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except StoreWriteError:
+            raise
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                message = f"no space left to write to the object store {self.root}{where}"
+                hints = ["free some space and run the command again; nothing committed was lost"]
+            else:
+                message = f"cannot write to the object store {self.root}: {exc.strerror or exc}{where}"
+                hints = ["in a store shared by a team, every member needs write access to it: "
+                         "`rnstore init --objects PATH --shared=group` sets that up"]
+            raise StoreWriteError(message, hints=hints) from exc
 
     def _put_loose(self, oid: str, frame: bytes) -> None:
         folder = f"{self._root}/{oid[:2]}"
         temp = self._temp_name(folder)
         try:  # from naming the temporary file on, so Ctrl-C anywhere removes it
-            write_new_file(temp, frame, make_parent=True)
+            write_new_file(temp, frame, make_parent=True, shared=self.group_shared)
             self._publish(temp, oid)
         except BaseException:
             remove_quietly(temp)
@@ -479,7 +720,10 @@ class DiskStore(ObjectStore):
     def _new_temp(self):
         path = self._temp_name(self._root)
         try:
-            return open(path, "xb"), path
+            out = open(path, "xb")
+            if self.group_shared:
+                share(out.fileno())
+            return out, path
         except BaseException:  # Ctrl-C between creating and returning it
             remove_quietly(path)
             raise
@@ -508,7 +752,7 @@ class DiskStore(ObjectStore):
         try:
             os.replace(temp, final)
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(final), exist_ok=True)
+            make_folder(os.path.dirname(final), shared=self.group_shared, parents=True)
             os.replace(temp, final)
         self._known_fanouts().add(oid[:2])
 
@@ -516,10 +760,9 @@ class DiskStore(ObjectStore):
         remove_quietly(temp_token)
 
     def delete(self, oid: str) -> None:
-        """Remove every stored copy of the object, loose or packed."""
         self._check_id(oid)
         raw = bytes.fromhex(oid)
-        self.delete_stored([OnDisk(oid, 0, 0.0), *(
+        self.delete_stored([OnDisk(oid, 0, 0.0, self._path(oid)), *(
             OnDisk(oid, 0, pack.mtime, path) for path, pack in self._load_packs().items() if raw in pack)])
 
     def _loose_ids(self) -> Iterator[str]:
@@ -565,43 +808,42 @@ class DiskStore(ObjectStore):
         return sorted(found)
 
     def stored_size(self, oid: str) -> int:
-        """Stored bytes of the object's frame; FileNotFoundError if absent."""
         try:
             return os.stat(self._checked_path(oid)).st_size
         except FileNotFoundError:
             pack = self._find_pack(oid)
             if pack is None:
-                raise
+                raise MissingObjectError(f"object {oid} is missing", oid) from None
             return pack.length(bytes.fromhex(oid))
 
     def stored_objects(self) -> Iterator[OnDisk]:
-        """Every stored copy of every object, loose files then packed frames
-        (an object stored twice, by racing writers, is listed twice). Files
-        whose names are not object ids are left out (and left alone)."""
+        """Loose files first, then packed frames."""
         for oid in self._loose_ids():
             if not is_object_id(oid):
                 continue
+            path = self._path(oid)
             try:
-                st = os.stat(self._path(oid))
+                st = os.stat(path)
             except FileNotFoundError:
                 continue
-            yield OnDisk(oid, st.st_size, st.st_mtime)
+            yield OnDisk(oid, st.st_size, st.st_mtime, path)
         for path, pack in self._load_packs().items():
+            mtime = _current_mtime(path, pack)
             for raw_id, length in pack.entries():
-                yield OnDisk(raw_id.hex(), length, pack.mtime, path)
+                yield OnDisk(raw_id.hex(), length, mtime, path)
 
     def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
-        """Delete these copies: loose files are removed; a pack loses them
-        by being rewritten without them (keeping its mtime), or removed when
-        nothing in it stays. For gc, under the exclusive store lock."""
+        """Loose files are removed; a pack loses its copies by being
+        rewritten without them (keeping its mtime), or is removed when
+        nothing in it stays. A copy somewhere else is left alone."""
         by_pack: dict[str, set[bytes]] = {}
         fanouts = set()
         for obj in doomed:
-            if obj.pack is None:
-                remove_quietly(self._path(obj.id))
+            if obj.where == self._path(obj.id):
+                remove_quietly(obj.where)
                 fanouts.add(obj.id[:2])
             else:
-                by_pack.setdefault(obj.pack, set()).add(bytes.fromhex(obj.id))
+                by_pack.setdefault(obj.where, set()).add(bytes.fromhex(obj.id))
         for fanout in sorted(fanouts):
             try:
                 os.rmdir(f"{self._root}/{fanout}")  # only succeeds when empty
@@ -612,37 +854,48 @@ class DiskStore(ObjectStore):
             pack = packs.get(path)
             if pack is None:
                 continue
+            mtime = _current_mtime(path, pack)
             # read frame by frame while writing: memory stays flat however big the pack
             kept = ((raw_id.hex(), pack.read(raw_id)) for raw_id, _ in pack.entries()
                     if raw_id not in raw_ids)
             rewritten = write_pack(self._pack_folder, self._temp_name(self._pack_folder), kept,
-                                   fsync=self.fsync)
+                                   fsync=self.fsync, shared=self.group_shared)
             if rewritten is not None:
-                os.utime(rewritten, (pack.mtime, pack.mtime))
+                os.utime(rewritten, (mtime, mtime))
             if rewritten != path:
                 remove_quietly(path)
         if by_pack:
             self._load_packs()
 
-    def temp_files(self) -> Iterator[Path]:
-        """Leftovers of writers that crashed (or are still running)."""
+    def temp_files(self) -> Iterator[TempFile]:
+        """Temporary files in objects/, its fan-out folders and pack/."""
         folders = [self.root, *sorted(p for p in self.root.glob("??") if p.is_dir())]
         folders.append(Path(self._pack_folder))
         for folder in folders:
             for path in folder.glob(TMP_PREFIX + "*"):
-                yield path
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:  # its writer finished meanwhile
+                    continue
+                yield TempFile(str(path), st.st_size, st.st_mtime)
+
+    def delete_temp_files(self, leftovers: Iterable[TempFile]) -> None:
+        for leftover in leftovers:
+            if os.path.basename(leftover.where).startswith(TMP_PREFIX):
+                remove_quietly(leftover.where)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         outermost = self._batch_depth == 0
         if outermost:
             self._writer = PackWriter(self._pack_folder, self._temp_name(self._pack_folder),
-                                      fsync=self.fsync)
+                                      fsync=self.fsync, shared=self.group_shared)
         self._batch_depth += 1
         try:
             yield
             if outermost:
-                self._publish_batch()
+                with self._writing():
+                    self._publish_batch()
         except BaseException:
             if outermost:
                 self._writer.abort()
@@ -674,23 +927,19 @@ class DiskStore(ObjectStore):
             pending, self._pending = self._pending, {}
         if not pending:
             return
+        many = len(pending) > SYNCFS_THRESHOLD
         try:
-            many = len(pending) > SYNCFS_THRESHOLD
             if many:
                 sync_filesystem(self.root)
             else:
                 for temp in pending.values():
                     _fsync_file(temp)
+            for oid, temp in pending.items():
+                self._rename_into_place(temp, oid)
         except BaseException:
-            for temp in pending.values():
+            for temp in pending.values():  # those renamed already are gone from these names
                 remove_quietly(temp)
             raise
-        for oid, temp in pending.items():
-            try:
-                self._rename_into_place(temp, oid)
-            except BaseException:
-                remove_quietly(temp)
-                raise
         if many:
             sync_filesystem(self.root)
             return
@@ -712,9 +961,13 @@ def _refresh_whole_file(path: str) -> bool:
     that kept the name but not the data) is no stored object, and storing
     the object again replaces it. Costs a read per zstd block, not a decode."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
+        fd = open_regular(path, follow=False)  # a FIFO there is no object: never waited on
+    except (FileNotFoundError, NotRegularFileError):
         return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink is no object either
+            return False
+        raise
     try:
         size = os.fstat(fd).st_size
         if codec.frame_length(lambda at, n: os.pread(fd, n, at), size) is None:
@@ -725,6 +978,15 @@ def _refresh_whole_file(path: str) -> bool:
         os.close(fd)
 
 
+def _current_mtime(path: str, pack: Pack) -> float:
+    """A pack's mtime as it is now: a writer (maybe in another process) that
+    found an object in it since it was opened has freshened it."""
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:  # replaced since: it is read through the open file
+        return pack.mtime
+
+
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -733,22 +995,32 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+#: Where MemoryStore's copies are (OnDisk.where).
+MEMORY = "memory"
+
+
 class MemoryStore(ObjectStore):
     """Frames in a dict: the same contract as DiskStore, nothing on disk."""
 
     def __init__(self, *, level: int = 3):
         super().__init__(level=level)
         self.frames: dict[str, bytes] = {}
+        self.mtimes: dict[str, float] = {}  # when stored or freshened, as gc reads an mtime
 
     def has(self, oid: str) -> bool:
         self._check_id(oid)
         return oid in self.frames
 
     def freshen(self, oid: str) -> bool:
-        return self.has(oid)
+        if not self.has(oid):
+            return False
+        self.mtimes[oid] = time.time()
+        return True
 
-    def _open_frame(self, oid: str) -> BinaryIO:
+    def _open_frame(self, oid: str, copy: int = 0) -> BinaryIO:
         self._check_id(oid)
+        if copy:
+            raise MissingObjectError(f"object {oid} is missing", oid)
         try:
             return io.BytesIO(self.frames[oid])
         except KeyError:
@@ -760,18 +1032,44 @@ class MemoryStore(ObjectStore):
 
     def _publish(self, temp_token, oid: str) -> None:
         self.frames[oid] = temp_token.kept
+        self.mtimes[oid] = time.time()
 
     def _discard(self, temp_token) -> None:
         pass
 
     def delete(self, oid: str) -> None:
+        self._check_id(oid)
         self.frames.pop(oid, None)
+        self.mtimes.pop(oid, None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self.frames))
 
     def stored_size(self, oid: str) -> int:
-        return len(self.frames[oid])
+        self._check_id(oid)
+        try:
+            return len(self.frames[oid])
+        except KeyError:
+            raise MissingObjectError(f"object {oid} is missing", oid) from None
+
+    def stored_objects(self) -> Iterator[OnDisk]:
+        for oid, frame in list(self.frames.items()):
+            yield OnDisk(oid, len(frame), self.mtimes.get(oid, 0.0), MEMORY)
+
+    def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
+        for obj in doomed:
+            if obj.where == MEMORY:
+                self.frames.pop(obj.id, None)
+                self.mtimes.pop(obj.id, None)
+
+    def temp_files(self) -> Iterator[TempFile]:
+        return iter(())  # a crashed writer leaves nothing in memory
+
+    def delete_temp_files(self, leftovers: Iterable[TempFile]) -> None:
+        pass
+
+    def damaged_packs(self) -> dict[str, str]:
+        return {}
 
 
 class _KeepOnClose(io.BytesIO):
@@ -783,4 +1081,4 @@ class _KeepOnClose(io.BytesIO):
         super().close()
 
 
-__all__ = ["ObjectStore", "DiskStore", "MemoryStore", "OnDisk", "SizeChangedError", "KINDS"]
+__all__ = ["ObjectStore", "DiskStore", "MemoryStore", "OnDisk", "TempFile", "SizeChangedError", "KINDS"]

@@ -23,6 +23,7 @@ from .plumbing import parse_meta
 from .reachability import Marker, Root, StoreLoader, collect_roots
 from .refs import TAGS, short_name
 from .units import parse_duration
+from .views import ObjectsView, WorkspaceView
 
 
 @dataclass
@@ -65,7 +66,7 @@ class StoreView:
     problems: list[str] = field(default_factory=list)
 
 
-def _scan(repo, problems: list[str]):
+def _scan(repo: WorkspaceView, problems: list[str]):
     def on_problem(kind: str, oid: str, detail: str) -> None:
         problems.append(detail)
     return collect_roots(repo, on_problem, grace=float(repo.config.get("gc.prune")), now=time.time())
@@ -86,7 +87,7 @@ def _keeper(root: Root) -> tuple[str | None, str]:
     return where, f"{kind} {short_name(root.name)} of {where}"
 
 
-def store_snapshots(repo, *, tags: Iterable[str] = (), meta: Iterable[str] = (),
+def store_snapshots(repo: WorkspaceView, *, tags: Iterable[str] = (), meta: Iterable[str] = (),
                     workspace: str | os.PathLike | None = None, since: str | None = None,
                     until: str | None = None) -> StoreView:
     """Every snapshot the store keeps alive, newest first, filtered: by tag
@@ -137,7 +138,7 @@ def store_snapshots(repo, *, tags: Iterable[str] = (), meta: Iterable[str] = (),
     return view
 
 
-def _info(repo, oid: str, problems: list[str]) -> SnapshotInfo:
+def _info(repo: ObjectsView, oid: str, problems: list[str]) -> SnapshotInfo:
     try:
         snap = repo.store.get_snapshot(oid)
     except ObjectError as exc:
@@ -147,7 +148,7 @@ def _info(repo, oid: str, problems: list[str]) -> SnapshotInfo:
     return SnapshotInfo(oid, snap.time, meta.get("workspace"), meta.get("host"), snap.message, meta)
 
 
-def store_workspaces(repo) -> StoreView:
+def store_workspaces(repo: WorkspaceView) -> StoreView:
     """Every workspace registered in the store (or, with a store of its
     own, this one): alive or gone since when, its newest snapshot, how many
     snapshots it keeps alive, and the stored bytes only it keeps alive."""

@@ -25,9 +25,10 @@ from .refs import ANY, TAGS, RefStore
 TAGS_LOCK = "tags.lock"
 
 
-def store_tag_refs(store_root: Path, lock: Callable[[], FileLock], *, durable: bool) -> RefStore:
+def store_tag_refs(store_root: Path, lock: Callable[[], FileLock], *, durable: bool,
+                   group_shared: bool = False) -> RefStore:
     """The tags of a shared store, as a RefStore rooted at the store."""
-    return RefStore(store_root, lock, durable=durable)
+    return RefStore(store_root, lock, durable=durable, group_shared=group_shared)
 
 
 class WorkspaceRefs:

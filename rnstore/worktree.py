@@ -15,14 +15,15 @@ from typing import Iterable, NamedTuple
 from .errors import InvalidValueError
 from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
 from .index import RACY_NS, stat_key_if_settled, StatKey
-from .objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE
+from .objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_stream
 from .objects import BLOB
 from .store import SMALL_FILE, ObjectStore, SizeChangedError
 
 #: How often a file that keeps changing while it is read is tried.
 READ_ATTEMPTS = 5
 _HASH_CHUNK = 1 << 20
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+#: O_NONBLOCK: a file swapped for a FIFO since the scan is refused, not waited on.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 def _read_up_to(fd: int, limit: int) -> bytes:
@@ -286,7 +287,6 @@ def _hash_fd(fd: int, size: int) -> str | None:
 def hash_entry(root: Path, found: Found) -> Stored:
     """Like store_entry, but only hashes: nothing is written."""
     from .objects import hash_bytes
-    from .plumbing import hash_stream
     full = os.path.join(os.fsencode(root), found.path)
     if found.mode == MODE_LINK:
         target = os.readlink(full)
@@ -297,6 +297,8 @@ def hash_entry(root: Path, found: Found) -> Stored:
     fd = os.open(full, _READ_FLAGS)
     with os.fdopen(fd, "rb") as fh:
         before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise OSError(f"{os.fsdecode(found.path)} is no longer a regular file")
         oid = hash_stream(fh)
         after = os.fstat(fd)
     key = None

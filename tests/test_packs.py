@@ -15,7 +15,7 @@ import pytest
 import zstandard
 
 from rnstore import packs
-from rnstore.errors import CorruptObjectError, MissingObjectError
+from rnstore.errors import CorruptObjectError, MissingObjectError, StoreWriteError
 from rnstore.objects import BLOB
 from rnstore.store import DiskStore
 
@@ -280,8 +280,8 @@ def test_fsck_and_gc_name_a_damaged_pack(tmp_path, run_cli):
 
 
 def test_a_write_that_fails_half_way_costs_only_its_own_object(objects, monkeypatch):
-    """A full disk mid-frame (the caller skips that file and goes on, as
-    `add --ignore-errors` does): every other object of the pack reads back."""
+    """A full disk mid-frame (a StoreWriteError, never blamed on the file
+    being stored; a caller that goes on): every other object of the pack reads back."""
     import errno
     store = DiskStore(objects)
     payloads = [os.urandom(3000) for _ in range(MANY + 20)]
@@ -301,7 +301,7 @@ def test_a_write_that_fails_half_way_costs_only_its_own_object(objects, monkeypa
         for p in payloads:
             try:
                 stored.append((store.put(BLOB, p), p))
-            except OSError:
+            except StoreWriteError:
                 failed.append(p)
     monkeypatch.undo()
     assert len(failed) == 1

@@ -1,19 +1,24 @@
-"""One contract, every object store implementation (DiskStore, MemoryStore)."""
+"""One contract, every object store implementation (DiskStore, MemoryStore):
+objects, frames, inventory, and gc, du and fsck on a workspace using each."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+import ast
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+import rnstore
 from rnstore import codec, packs, store as store_module
 from rnstore.errors import CorruptObjectError, InvalidValueError, MissingObjectError
 from rnstore.objects import BLOB, SNAPSHOT, TREE, Snapshot, Tree, TreeEntry
-from rnstore.store import DiskStore, MemoryStore, SizeChangedError
+from rnstore.repo import Repository
+from rnstore.store import DiskStore, MemoryStore, ObjectStore, SizeChangedError
 
 ABSENT = "0" * 64
 
@@ -27,16 +32,21 @@ class PackingStore(DiskStore):
             return super().put(kind, payload)
 
 
-@pytest.fixture(params=["disk", "packed", "memory"])
-def store(request, tmp_path, monkeypatch):
-    if request.param == "memory":
+STORES = ["disk", "packed", "memory"]
+
+
+def new_store(kind: str, root: Path) -> ObjectStore:
+    if kind == "memory":
         return MemoryStore()
-    root = tmp_path / "objects"
-    root.mkdir()
+    root.mkdir(exist_ok=True)
+    return PackingStore(root) if kind == "packed" else DiskStore(root)
+
+
+@pytest.fixture(params=STORES)
+def store(request, tmp_path, monkeypatch):
     if request.param == "packed":
         monkeypatch.setattr(packs, "MIN_OBJECTS", 1)
-        return PackingStore(root)
-    return DiskStore(root)
+    return new_store(request.param, tmp_path / "objects")
 
 
 @pytest.fixture
@@ -64,6 +74,22 @@ def plant(store, oid: str, frame: bytes) -> None:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def age(store, seconds: float) -> None:
+    """Make every stored copy `seconds` older, as time passing would."""
+    if isinstance(store, MemoryStore):
+        for oid in store.mtimes:
+            store.mtimes[oid] -= seconds
+        return
+    for where in {copy.where for copy in store.stored_objects()}:
+        mtime = os.stat(where).st_mtime - seconds
+        os.utime(where, (mtime, mtime))
+
+
+def mtime_of(store, oid: str) -> float:
+    [copy] = [c for c in store.stored_objects() if c.id == oid]
+    return copy.mtime
 
 
 # -- has / get / put / iterate / delete ----------------------------------------------------
@@ -179,10 +205,10 @@ def test_missing_object(store):
 
 def test_put_existing_writes_nothing(store, monkeypatch):
     oid = store.put(BLOB, b"same bytes")
+    age(store, 10 * 86400)
+    assert mtime_of(store, oid) < time.time() - 86400  # as it is now, not as first seen
     if isinstance(store, DiskStore):
-        path = store.file_of(oid)
-        os.utime(path, (1_000_000_000, 1_000_000_000))
-        inode = path.stat().st_ino
+        inode = store.file_of(oid).stat().st_ino
     else:
         frame = store.frames[oid]
 
@@ -192,25 +218,22 @@ def test_put_existing_writes_nothing(store, monkeypatch):
     monkeypatch.setattr(store, "_new_temp", no_writes)
     assert store.put(BLOB, b"same bytes") == oid
     assert store.put_stream(io.BytesIO(b"same bytes"), 10) == oid
+    assert mtime_of(store, oid) > time.time() - 86400  # freshened, as gc's grace period needs
     if isinstance(store, DiskStore):
-        st = path.stat()
-        assert st.st_ino == inode
-        assert st.st_mtime > 1_000_000_000 + 86400  # freshened, as gc's grace period needs
-        assert list(store.temp_files()) == []
+        assert store.file_of(oid).stat().st_ino == inode
     else:
         assert store.frames[oid] is frame
+    assert list(store.temp_files()) == []
     assert store.freshen(oid) is True
 
 
 def test_put_existing_large_stream_freshens(store, small_threshold):
     data = os.urandom(200 << 10)
     oid = store.put_stream(io.BytesIO(data), len(data))
-    if isinstance(store, DiskStore):
-        os.utime(store.file_of(oid), (1_000_000_000, 1_000_000_000))
+    age(store, 10 * 86400)
     assert store.put_stream(io.BytesIO(data), len(data)) == oid
-    if isinstance(store, DiskStore):
-        assert store.file_of(oid).stat().st_mtime > 1_000_000_000 + 86400
-        assert list(store.temp_files()) == []
+    assert mtime_of(store, oid) > time.time() - 86400
+    assert list(store.temp_files()) == []
     assert b"".join(store.iter_blob(oid)) == data
 
 
@@ -244,8 +267,7 @@ def test_size_changed(store, small_threshold, size_kib, delta):
     with pytest.raises(SizeChangedError):
         store.put_stream(io.BytesIO(actual), announced)
     assert list(store) == []
-    if isinstance(store, DiskStore):
-        assert list(store.temp_files()) == []
+    assert list(store.temp_files()) == []
 
 
 def test_put_file_rereads_a_file_that_changes(store, small_threshold, tmp_path):
@@ -371,7 +393,10 @@ def test_disk_iteration_skips_leftovers(tmp_path):
     (root / oid[:2] / "short").write_bytes(b"")
     (root / "README").write_bytes(b"")
     assert list(store) == [oid]
-    assert [p.name for p in store.temp_files()] == [".tmp-object-123-abcd"]
+    [leftover] = store.temp_files()
+    assert (leftover.where, leftover.size) == (str(root / ".tmp-object-123-abcd"), 4)
+    store.delete_temp_files([leftover])
+    assert list(store.temp_files()) == [] and list(store) == [oid]
 
 
 def test_disk_batch_publishes_every_object(tmp_path):
@@ -412,6 +437,236 @@ def test_disk_store_without_fsync(tmp_path):
 
 def test_disk_missing_root_iterates_empty(tmp_path):
     assert list(DiskStore(Path(tmp_path / "nowhere"))) == []
+
+
+# -- the contract itself -----------------------------------------------------------------
+
+def test_every_store_implements_the_whole_contract():
+    """The contract is the abstract methods plus the shared logic built on
+    them: a store missing one cannot even be made."""
+    required = {"has", "freshen", "delete", "__iter__", "stored_size",
+                "stored_objects", "delete_stored", "temp_files", "delete_temp_files", "damaged_packs"}
+    assert required <= ObjectStore.__abstractmethods__
+    shared = {"read_frame", "add_frames", "get", "put", "put_stream", "open_object", "header", "verify",
+              "ids_with_prefix", "batch"}
+    assert shared <= set(dir(ObjectStore)) - ObjectStore.__abstractmethods__
+    for cls in (DiskStore, MemoryStore):
+        assert not cls.__abstractmethods__, cls
+
+    class WithoutInventory(ObjectStore):  # objects, but no stored_objects() & co.
+        has = freshen = delete = MemoryStore.has
+        _open_frame = _new_temp = _publish = _discard = MemoryStore.has
+    with pytest.raises(TypeError, match="stored_objects"):
+        WithoutInventory()
+
+
+def _store_attributes_used(path: Path) -> set[str]:
+    """Attributes read off a store (store.x, repo.store.x) in
+    a library module."""
+    used = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Attribute):
+            continue
+        value = node.value
+        if isinstance(value, ast.Name) and value.id == "store" or (
+                isinstance(value, ast.Attribute) and value.attr == "store"
+                and isinstance(value.value, ast.Name) and value.value.id == "repo"):
+            used.add(node.attr)
+    return used
+
+
+def test_the_library_uses_only_the_contract():
+    """gc, du, fsck and the rest call only what every store has: nothing
+    that only DiskStore knows (its root, paths, packs)."""
+    package = Path(rnstore.__file__).parent
+    contract = {name for name in dir(ObjectStore) if not name.startswith("_")} | {"__iter__"}
+    outside = {}
+    for path in sorted(package.rglob("*.py")):
+        if path.name in ("store.py", "packs.py") or "cli" in path.relative_to(package).parts:
+            continue
+        extra = _store_attributes_used(path) - contract
+        if extra:
+            outside[str(path.relative_to(package))] = sorted(extra)
+    assert outside == {}
+    assert "stored_objects" in _store_attributes_used(package / "gc.py")  # the scan sees uses
+
+
+def test_missing_object_in_the_inventory(store):
+    with pytest.raises(MissingObjectError) as info:
+        store.stored_size(ABSENT)
+    assert info.value.object_id == ABSENT
+    with pytest.raises(MissingObjectError):
+        store.read_frame(ABSENT)
+    with pytest.raises(InvalidValueError):
+        store.stored_size("not an id")
+    with pytest.raises(InvalidValueError):
+        store.read_frame("not an id")
+
+
+def test_stored_objects_list_every_copy(store):
+    ids = {store.put(BLOB, b"%d" % i) for i in range(10)}
+    copies = list(store.stored_objects())
+    assert {c.id for c in copies} == ids == set(store)
+    for copy in copies:
+        assert copy.size == store.stored_size(copy.id) == len(store.read_frame(copy.id))
+        assert time.time() - 3600 < copy.mtime <= time.time() + 5
+    doomed = [c for c in copies if c.id in sorted(ids)[:4]]
+    store.delete_stored(doomed)
+    assert set(store) == ids - {c.id for c in doomed}
+    assert {c.id for c in store.stored_objects()} == set(store)
+    for oid in sorted(ids)[4:]:
+        assert store.get(oid)[1] in {b"%d" % i for i in range(10)}
+    store.delete_stored([])
+
+
+def test_read_frame_is_the_frame_as_stored(store):
+    payload = os.urandom(5000)
+    oid = store.put(BLOB, payload)
+    frame = store.read_frame(oid)
+    assert codec.FrameReader(io.BytesIO(frame), oid).read_all(1 << 20) == payload
+    damaged = codec.compress(BLOB, b"other", 3)
+    victim = sha(b"promised")
+    plant(store, victim, damaged)
+    assert store.read_frame(victim) == damaged  # as stored: not verified
+
+
+@pytest.mark.parametrize("target_kind", STORES)
+@pytest.mark.parametrize("count", [3, 200])
+def test_add_frames_transfers_between_stores(store, target_kind, count, tmp_path, monkeypatch):
+    """What a transfer does: frames read from one store, added to another."""
+    ids = [store.put(BLOB, b"object %d" % i) for i in range(count)]
+    ids.append(store.put_tree(Tree()))
+    target = new_store(target_kind, tmp_path / "target")
+    target.add_frames((oid, store.read_frame(oid)) for oid in ids)
+    assert set(target) == set(ids)
+    for oid in ids:
+        assert target.read_frame(oid) == store.read_frame(oid)
+        assert target.verify(oid) == store.verify(oid)
+    if isinstance(target, DiskStore):
+        packed = packs.list_packs(str(target.root / "pack"))
+        loose = [c for c in target.stored_objects() if c.where not in packed]
+        if count >= packs.MIN_OBJECTS:
+            assert len(packed) == 1 and loose == []  # many: one pack
+        elif not isinstance(target, PackingStore):
+            assert packed == [] and len(loose) == len(ids)  # few: loose
+
+
+def test_add_frames_freshens_what_is_there(store):
+    oid = store.put(BLOB, b"already here")
+    age(store, 10 * 86400)
+    copies = [c for c in store.stored_objects() if c.id == oid]
+    store.add_frames([(oid, store.read_frame(oid))])
+    assert [c.id for c in store.stored_objects() if c.id == oid] == [oid]  # not stored twice
+    assert mtime_of(store, oid) > copies[0].mtime + 86400
+    with pytest.raises(InvalidValueError):
+        store.add_frames([("not an id", b"")])
+
+
+def test_temp_files_of_a_store_without_leftovers(store):
+    store.put(BLOB, b"x")
+    assert list(store.temp_files()) == []
+    store.delete_temp_files([])
+
+
+# -- gc, du and fsck on a workspace using each store -------------------------------------
+
+@pytest.fixture(params=STORES)
+def workspace(request, tmp_path, monkeypatch) -> Repository:
+    """A workspace whose objects live in the store under test."""
+    kind = request.param
+    if kind == "packed":
+        monkeypatch.setattr(packs, "MIN_OBJECTS", 1)
+    made = []
+
+    def open_store(repo: Repository) -> ObjectStore:
+        made.append(new_store(kind, repo.store_root / "objects"))
+        return made[-1]
+
+    repo = Repository.init(tmp_path / "ws", default_ignore=False, store=open_store)
+    assert repo.store is made[0]
+    assert isinstance(repo.store, MemoryStore) == (kind == "memory")
+    return repo
+
+
+def write(repo: Repository, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (repo.root / name).write_bytes(data)
+
+
+def two_snapshots(repo: Repository) -> tuple[str, str, str]:
+    """A first snapshot holding a file only it has; a second without it.
+    Returns (first snapshot, second snapshot, the first's own blob id)."""
+    write(repo, {"kept.txt": b"kept\n", "gone.txt": b"only in the first\n"})
+    first = repo.snapshot("first").id
+    (repo.root / "gone.txt").unlink()
+    write(repo, {"new.txt": b"new\n"})
+    second = repo.snapshot("second").id
+    return first, second, sha(b"only in the first\n")
+
+
+def test_gc_on_every_store(workspace):
+    repo = workspace
+    first, second, only_first = two_snapshots(repo)
+    repo.forget([first])
+    before = set(repo.store)
+    assert repo.gc().deleted_objects == 0  # all young: the grace period spares them
+    stats = repo.gc(prune="1h", dry_run=True)
+    assert stats.deleted_objects == 0 and stats.young_objects == 3  # snapshot, tree, blob
+    age(repo.store, 2 * 3600)
+    stats = repo.gc(prune="1h", dry_run=True)
+    assert stats.deleted_objects == 3 and set(repo.store) == before
+    stats = repo.gc(prune="1h")
+    assert stats.deleted_objects == 3 and stats.freed_bytes > 0
+    assert not repo.store.has(first) and not repo.store.has(only_first)
+    assert len(before - set(repo.store)) == 3
+    assert stats.reachable_objects == len(set(repo.store))
+    out = repo.root.parent / "out"
+    repo.checkout(second, target=out)
+    assert sorted(p.name for p in out.iterdir()) == ["kept.txt", "new.txt"]
+    result = repo.fsck()
+    assert result.ok and result.problems == []
+
+
+def test_du_on_every_store(workspace):
+    repo = workspace
+    first, second, only_first = two_snapshots(repo)
+    stats = repo.du()
+    usage = stats.store
+    assert usage.objects == len(set(repo.store))
+    assert usage.stored_bytes == sum(repo.store.stored_size(oid) for oid in repo.store)
+    assert (usage.blobs, usage.trees, usage.snapshots) == (3, 2, 2)
+    assert usage.live_snapshots == 2 and usage.unreachable_objects == 0
+    by_id = {row.id: row for row in stats.snapshots}
+    assert by_id[first].exclusive_bytes >= repo.store.stored_size(only_first)
+    repo.forget([first])
+    usage = repo.du().store
+    assert usage.unreachable_objects == 3 and usage.reclaimable_bytes > 0
+
+
+def test_fsck_on_every_store(workspace):
+    repo = workspace
+    first, second, only_first = two_snapshots(repo)
+    result = repo.fsck()
+    assert result.ok and result.checked_objects == len(set(repo.store))
+    # damage: a blob whose bytes no longer hash to its id, and a missing one
+    kept = sha(b"kept\n")
+    repo.store.delete(kept)
+    plant(repo.store, kept, codec.compress(BLOB, b"tampered\n", 3))
+    repo.store.delete(sha(b"new\n"))
+    result = repo.fsck()
+    assert not result.ok
+    found = {(p.kind, p.id) for p in result.problems}
+    assert ("hash mismatch", kept) in found
+    assert ("missing", sha(b"new\n")) in found
+    assert ("hash mismatch", kept) not in {(p.kind, p.id) for p in repo.fsck(quick=True).problems}
+
+
+def test_repository_open_and_init_still_use_the_disk_store(tmp_path):
+    repo = Repository.init(tmp_path / "ws")
+    assert type(repo.store) is DiskStore and repo.store.root == tmp_path / "ws" / ".rnstore" / "objects"
+    assert type(Repository.open(tmp_path / "ws").store) is DiskStore
+    memory = MemoryStore()
+    assert Repository.open(tmp_path / "ws", store=memory).store is memory
 
 
 # -- frames as stored: read_frame / add_frames (remote transfers) ---------------------------

@@ -19,18 +19,21 @@ def init(
     objects: Annotated[Optional[Path], typer.Option("--objects", metavar="PATH",
         help="Keep objects in a shared object store at PATH.")] = None,
     branch: Annotated[str, typer.Option("--branch", "-b", help="Name of the first branch.")] = "main",
+    shared: Annotated[str, typer.Option("--shared", metavar="umask|group",
+        help="group: the store is shared by a team (group-writable, setgid folders, "
+             "whatever the umask).")] = "umask",
     no_default_ignore: Annotated[bool, typer.Option("--no-default-ignore",
         help="Do not write a default .rnignore.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing.")] = False,
 ) -> None:
     """Make a workspace (running it again changes nothing).
 
-    Example: rnstore init --objects /shared/rnstore
+    Example: rnstore init --objects /shared/rnstore --shared=group
     """
     from ..repo import DOTDIR, Repository
     target = directory or Path(".")
     existed = (target / DOTDIR / "HEAD").is_file()
-    repo = Repository.init(target, objects=objects, branch=branch,
+    repo = Repository.init(target, objects=objects, branch=branch, shared=shared,
                            default_ignore=not no_default_ignore, notify=out.notice)
     out.quiet = out.quiet or quiet
     verb = "Reinitialized existing" if existed else "Initialized empty"
@@ -56,6 +59,8 @@ def _warn_add(result) -> None:
 Excludes = Annotated[Optional[List[str]], typer.Option(
     "--exclude", metavar="PATTERN", help="Also ignore PATTERN (gitignore syntax, repeatable).")]
 NoIgnore = Annotated[bool, typer.Option("--no-ignore", help="Disable .rnignore files.")]
+StrictIgnore = Annotated[bool, typer.Option(
+    "--strict-ignore", help="Refuse a bad .rnignore pattern instead of skipping it with a warning.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -69,6 +74,7 @@ def add(
     force: Annotated[bool, typer.Option("--force", "-f", help="Ignore the size limits.")] = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
+    strict_ignore: StrictIgnore = False,
     ignore_errors: Annotated[bool, typer.Option("--ignore-errors", help="Skip unreadable files with a warning.")] = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -81,7 +87,8 @@ def add(
     bar = _common_progress(quiet, no_progress)
     targets = [str(repo.root)] if all_ else paths
     result = repo.add(targets, dry_run=dry_run, force=force, excludes=exclude or [],
-                      no_ignore=no_ignore, ignore_errors=ignore_errors, progress=bar)
+                      no_ignore=no_ignore, ignore_errors=ignore_errors, progress=bar,
+                      strict_ignore=strict_ignore)
     _warn_add(result)
     if not dry_run and result.changed:
         _start_auto_gc(repo)
@@ -101,12 +108,14 @@ def status(
     json_: Json = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
+    strict_ignore: StrictIgnore = False,
 ) -> None:
     """Show staged, changed and untracked paths.
 
     Example: rnstore status --porcelain
     """
-    result = open_repo().status(excludes=exclude or [], no_ignore=no_ignore)
+    result = open_repo().status(excludes=exclude or [], no_ignore=no_ignore,
+                                strict_ignore=strict_ignore)
     if json_:
         out.json({
             "branch": result.branch, "head": result.head,
@@ -150,6 +159,7 @@ def commit(
     force: Annotated[bool, typer.Option("--force", "-f", help="With -a: ignore the size limits.")] = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
+    strict_ignore: StrictIgnore = False,
     ignore_errors: Annotated[bool, typer.Option("--ignore-errors", help="With -a: skip unreadable files.")] = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -161,7 +171,7 @@ def commit(
     repo = open_repo()
     bar = _common_progress(quiet, no_progress)
     add_options = {"force": force, "excludes": exclude or [], "no_ignore": no_ignore,
-                   "ignore_errors": ignore_errors}
+                   "ignore_errors": ignore_errors, "strict_ignore": strict_ignore}
     result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty,
                          progress=bar, add_options=add_options)
     if result.added is not None:

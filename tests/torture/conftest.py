@@ -530,11 +530,11 @@ class StoreChecker:
         problems: list[str] = []
         current: dict[str, tuple] = {}
         for obj in store.stored_objects():
-            if obj.pack is not None:
-                current[obj.id] = (obj.pack, obj.size)
+            if obj.where != str(store.path_for(obj.id)):  # packed
+                current[obj.id] = (obj.where, obj.size)
                 continue
             try:
-                st = os.stat(store.path_for(obj.id))
+                st = os.stat(obj.where)
             except FileNotFoundError:
                 continue
             current[obj.id] = (st.st_ino, st.st_size)
