@@ -288,7 +288,7 @@ def _switch(repo: WorkspaceView, rev: str, snapshot_id: str, force: bool, progre
     return result
 
 
-def fast_forward(repo, snapshot_id: str, *, expected: str | None,
+def fast_forward(repo: WorkspaceView, snapshot_id: str, *, expected: str | None,
                  progress: Progress = NO_PROGRESS) -> CheckoutResult:
     """Move the current branch from `expected` to `snapshot_id` and make the
     files match, as a checkout from HEAD would: local changes in the way are

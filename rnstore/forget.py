@@ -93,7 +93,7 @@ def forget(repo: HistoryView, revs: Iterable[str] = (), *, keep_last: int | None
     return result
 
 
-def select(repo, revs: Iterable[str] = (), *, keep_last: int | None = None,
+def select(repo: HistoryView, revs: Iterable[str] = (), *, keep_last: int | None = None,
            keep_within: str | float | None = None, dry_run: bool = False) -> ForgetResult:
     """Which live snapshots the REVs and keep rules forget, and which they
     keep; changes nothing. `repo` needs only `journal` (the live ids),

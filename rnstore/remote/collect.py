@@ -34,6 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
+from ..views import WorkspaceView
 from ..errors import CorruptObjectError, CorruptStoreError, InvalidValueError
 from ..objects import MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
 from ..refs import HEADS, TAGS
@@ -132,14 +133,14 @@ def _get_or_none(remote: Remote, key: str) -> bytes | None:
         return None  # forgotten since the listing
 
 
-def remote_snapshots(repo, name: str) -> list[RemoteSnapshot]:
+def remote_snapshots(repo: WorkspaceView, name: str) -> list[RemoteSnapshot]:
     """The snapshots a remote keeps alive (its records), newest first."""
     remote = open_remote(repo, name)
     remote.require()
     return RemoteView(remote).snapshots()
 
 
-def forget_remote(repo, name: str, revs: Iterable[str] = (), **options):
+def forget_remote(repo: WorkspaceView, name: str, revs: Iterable[str] = (), **options):
     """The local forget's rules and report, applied to a remote's records
     (a forgotten snapshot's record is deleted; gc --remote frees the rest)."""
     from ..forget import select
@@ -152,7 +153,7 @@ def forget_remote(repo, name: str, revs: Iterable[str] = (), **options):
     return result
 
 
-def delete_refs(repo, name: str, refs: Iterable[str]):
+def delete_refs(repo: WorkspaceView, name: str, refs: Iterable[str]):
     """push --delete: remove remote branches or tags by compare-and-swap."""
     from .transfer import RefUpdate, TransferResult
     remote = open_remote(repo, name)
@@ -197,7 +198,7 @@ class RemoteGcStats:
         return asdict(self)
 
 
-def gc_remote(repo, name: str, *, dry_run: bool = False, prune: str | float | None = None,
+def gc_remote(repo: WorkspaceView, name: str, *, dry_run: bool = False, prune: str | float | None = None,
               wait_for: Callable[[float], None] = time.sleep) -> RemoteGcStats:
     """Delete the packs no remote root reaches; see the module docstring."""
     from ..units import parse_duration

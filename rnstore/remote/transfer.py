@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ..views import ObjectsView, WorkspaceView
 from ..errors import CorruptObjectError, InvalidValueError, RnstoreError
 from ..objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
 from ..packs import Pack, PackWriter
@@ -93,7 +94,7 @@ class TransferResult:
 
 # -- remotes of a workspace ------------------------------------------------------------------
 
-def add_remote(repo, name: str, url: str, options: Iterable[str] = ()) -> settings.RemoteSettings:
+def add_remote(repo: WorkspaceView, name: str, url: str, options: Iterable[str] = ()) -> settings.RemoteSettings:
     settings.check_name(name)
     parsed = settings.parse_options(options)
     open_backend(url, parsed)  # a bad URL or a missing extra fails now, not at the first push
@@ -107,7 +108,7 @@ def add_remote(repo, name: str, url: str, options: Iterable[str] = ()) -> settin
     return remotes[name]
 
 
-def remove_remote(repo, name: str) -> None:
+def remove_remote(repo: WorkspaceView, name: str) -> None:
     with repo.lock():
         remotes = settings.load(repo.dotdir)
         if name not in remotes:
@@ -119,18 +120,18 @@ def remove_remote(repo, name: str) -> None:
     shutil.rmtree(repo.dotdir / "remotes" / name, ignore_errors=True)
 
 
-def list_remotes(repo) -> list[settings.RemoteSettings]:
+def list_remotes(repo: WorkspaceView) -> list[settings.RemoteSettings]:
     return sorted(settings.load(repo.dotdir).values(), key=lambda r: r.name)
 
 
-def open_remote(repo, name: str) -> Remote:
+def open_remote(repo: WorkspaceView, name: str) -> Remote:
     config = settings.get(repo.dotdir, name)
     return Remote(open_backend(config.url, config.options), repo.dotdir / "remotes" / name)
 
 
 # -- push --------------------------------------------------------------------------------------
 
-def push(repo, name: str, refs: Iterable[str] = (), *, force: bool = False,
+def push(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, force: bool = False,
          progress: Progress = NO_PROGRESS) -> TransferResult:
     """Upload what the remote lacks for `refs` (default: the current
     branch), then move the remote refs. Raises PushRefusedError (after
@@ -175,7 +176,7 @@ def push(repo, name: str, refs: Iterable[str] = (), *, force: bool = False,
     return result
 
 
-def _push_targets(repo, refs: Iterable[str]) -> list[tuple[str, str]]:
+def _push_targets(repo: WorkspaceView, refs: Iterable[str]) -> list[tuple[str, str]]:
     names = list(refs)
     if not names:
         branch, head = repo.refs.head()
@@ -201,7 +202,7 @@ def _push_targets(repo, refs: Iterable[str]) -> list[tuple[str, str]]:
     return targets
 
 
-def _verdict(repo, ref: str, remote_id: str | None, new: str, force: bool) -> str:
+def _verdict(repo: ObjectsView, ref: str, remote_id: str | None, new: str, force: bool) -> str:
     if remote_id == new:
         return "up-to-date"
     if remote_id is None:
@@ -221,7 +222,7 @@ def _why_refused(ref: str, remote_id: str | None) -> str:
             "`rnstore pull` (or fetch) first, or --force to drop them")
 
 
-def _move_ref(repo, remote: Remote, ref: str, new: str, force: bool) -> RefUpdate:
+def _move_ref(repo: WorkspaceView, remote: Remote, ref: str, new: str, force: bool) -> RefUpdate:
     """The compare-and-swap loop: a lost race is looked at again, and
     retried only if the ref may still move from its new value to ours."""
     while True:
@@ -293,7 +294,7 @@ def _missing_in_tree(store, index, root: str, seen: set[str]) -> Iterator[tuple[
                     yield entry.id, BLOB
 
 
-def _upload(repo, remote: Remote, index: dict[str, Location], tips: list[str],
+def _upload(repo: ObjectsView, remote: Remote, index: dict[str, Location], tips: list[str],
             result: TransferResult, progress: Progress, *, marker, condemned: set[str]) -> list[str]:
     """Pack and upload every missing object; the snapshots among them."""
     snapshots: list[str] = []
@@ -385,7 +386,7 @@ def _send_pack(remote: Remote, path: str, kinds: dict[str, str], result: Transfe
     progress.advance(files=len(entries), nbytes=size)
 
 
-def _write_records(repo, remote: Remote, snapshots: list[str]) -> None:
+def _write_records(repo: ObjectsView, remote: Remote, snapshots: list[str]) -> None:
     """A record per snapshot pushed: the remote's live set (a record's
     bytes are the snapshot's frame, so listing history needs no pack)."""
     # an exclusive create: a record already there (a retried push) stays as it is
@@ -395,7 +396,7 @@ def _write_records(repo, remote: Remote, snapshots: list[str]) -> None:
 
 # -- fetch -------------------------------------------------------------------------------------
 
-def fetch(repo, name: str, refs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS
+def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS
           ) -> TransferResult:
     """Download what the local store lacks for the remote's refs (or only
     `refs`), verified, then record them: branches as refs/remotes/NAME/X,
@@ -427,7 +428,7 @@ def _select_refs(current: dict[str, RemoteRef], names: list[str]) -> list[str]:
     return chosen
 
 
-def _record_fetched(repo, name: str, fetched: dict[str, str], result: TransferResult, *,
+def _record_fetched(repo: WorkspaceView, name: str, fetched: dict[str, str], result: TransferResult, *,
                     prune: bool, remote_refs: dict[str, RemoteRef]) -> None:
     tracked = repo.refs.list(f"{REMOTES}{name}/")
     for ref, oid in sorted(fetched.items()):
@@ -647,7 +648,7 @@ def _read_range(remote: Remote, item, keep_payload: bool) -> list[tuple[str, byt
 
 # -- pull and clone ----------------------------------------------------------------------------
 
-def pull(repo, name: str, refs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS
+def pull(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS
          ) -> TransferResult:
     """fetch, then fast-forward the current branch (and its files) to the
     remote's branch of the same name when the workspace is clean. Never
@@ -716,7 +717,7 @@ def clone(url: str, directory, *, options: Iterable[str] = (), progress: Progres
 
 # -- helpers -----------------------------------------------------------------------------------
 
-def _track(repo, name: str, pushed: list[tuple[str, str | None]]) -> None:
+def _track(repo: WorkspaceView, name: str, pushed: list[tuple[str, str | None]]) -> None:
     for ref, new in pushed:
         if ref.startswith(HEADS) and new is not None:
             repo.refs.update(f"{REMOTES}{name}/{ref[len(HEADS):]}", new, ANY)
