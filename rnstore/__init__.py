@@ -13,9 +13,9 @@ __all__ = ["Repository", "__version__", "errors"]
 
 def __getattr__(name: str):
     if name == "Repository":
-        from .repo import Repository
+        from .repo import Repository  # on first use: `import rnstore` stays cheap
         return Repository
     if name == "errors":
-        from . import errors
+        from . import errors  # on first use: `import rnstore` stays cheap
         return errors
     raise AttributeError(f"module 'rnstore' has no attribute {name!r}")

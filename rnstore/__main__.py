@@ -1,6 +1,5 @@
 try:
     from rnstore.cli import main
-except KeyboardInterrupt:  # Ctrl-C while starting: nothing to clean up
+    main()
+except KeyboardInterrupt:  # Ctrl-C while starting, before main() set its handler: nothing to clean up
     raise SystemExit(130) from None
-
-main()

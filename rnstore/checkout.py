@@ -56,7 +56,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .alloc import cycle_collector_paused
 from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidValueError,
                      MissingObjectError, NotWritableError, ObjectError, RefConflictError)
 from .fsutil import TMP_PREFIX, left_by_dead_process
@@ -64,9 +63,12 @@ from .index import Index, IndexEntry, StatKey
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import HEAD, HEADS, check_ref_name
+from .revparse import resolve_snapshot
 from .safefs import (O_CLOEXEC, O_DIR, O_NEW, Dirs, ancestors, place, prune, remove_folder, rmdir_quietly,
                      split, write_all)
+from .staging import head_entries
 from .trees import MAX_PATH, FlatEntry, check_blob_size, check_link_target, lookup, shorten
+from .worktree import Found, hash_entry, mode_of, parallel_map, relative_pathspecs, under
 from .views import HistoryView, ObjectsView, WorkspaceView
 
 PROTECTED = b".rnstore"
@@ -116,7 +118,6 @@ class CheckoutResult:
         return len(self.skipped)
 
 
-@cycle_collector_paused
 def checkout(repo: WorkspaceView, rev: str, paths: Iterable[str | os.PathLike] | None = None, *,
              target: str | os.PathLike | None = None, force: bool = False,
              skip_missing: bool = False, progress: Progress = NO_PROGRESS,
@@ -128,9 +129,6 @@ def checkout(repo: WorkspaceView, rev: str, paths: Iterable[str | os.PathLike] |
     have, MissingObjectError/CorruptObjectError naming the affected paths;
     with `skip_missing`, files whose objects are missing or corrupt are
     left out and listed in the result's `missing` instead."""
-    from .revparse import resolve_snapshot
-    from .worktree import relative_pathspecs
-
     paths = list(paths or [])
     prefixes = relative_pathspecs(repo.root, paths, cwd) if paths else None
     if target is not None:
@@ -146,7 +144,6 @@ def checkout(repo: WorkspaceView, rev: str, paths: Iterable[str | os.PathLike] |
         return _switch(repo, rev, snapshot_id, force, progress, skip_missing)
 
 
-@cycle_collector_paused
 def materialise(repo: ObjectsView, snapshot_id: str, target: Path, prefixes: list[bytes] | None = None, *,
                 force: bool = False, skip_missing: bool = False, progress: Progress = NO_PROGRESS,
                 form: str = "target") -> CheckoutResult:
@@ -247,11 +244,8 @@ def _remove_stale_staging(folder: Path, *, locked: bool) -> None:
 
 def _switch(repo: WorkspaceView, rev: str, snapshot_id: str, force: bool, progress: Progress,
             skip_missing: bool = False) -> CheckoutResult:
-    from .staging import head_entries
-
     branch_ref, head = repo.refs.head()
     attach = _branch_named(repo, rev)
-    from .worktree import under
 
     tree = repo.store.get_snapshot(snapshot_id).tree
     unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
@@ -306,8 +300,6 @@ def fast_forward(repo: WorkspaceView, snapshot_id: str, *, expected: str | None,
 
 def _restore_paths(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes], force: bool,
                    progress: Progress, skip_missing: bool = False) -> CheckoutResult:
-    from .worktree import under
-
     tree = repo.store.get_snapshot(snapshot_id).tree
     unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
     entries, excluded = _select(repo.store, tree, prefixes, snapshot_id, unreadable)
@@ -395,20 +387,8 @@ def _new_index(base: Index, desired: dict[bytes, FlatEntry | None],
         else:
             key = None
         base.set(IndexEntry(path, wanted.mode, wanted.id, wanted.size, key))
-    _drop_shadowed_folders(base)
+    base.drop_shadowed_folders()
     return base
-
-
-def _drop_shadowed_folders(index: Index) -> None:
-    folders = {e.path for e in index if e.mode == MODE_TREE}
-    if not folders:
-        return
-    for path in list(index.entries):
-        parts = path.split(b"/")
-        for depth in range(1, len(parts)):
-            ancestor = b"/".join(parts[:depth])
-            if ancestor in folders:
-                index.remove(ancestor)
 
 
 # -- selecting snapshot entries --------------------------------------------------------
@@ -423,8 +403,6 @@ def _select(store, tree: str, prefixes: list[bytes] | None, snapshot_id: str,
     """The snapshot's leaves (files, links, empty folders) below `prefixes`
     (None: all), and the paths excluded because a component is .rnstore.
     With `unreadable`, see _leaves."""
-    from .worktree import under
-
     if prefixes is None or b"" in prefixes:
         found = _leaves(store, tree, b"", unreadable)
     else:
@@ -621,8 +599,6 @@ def _current(root: Path, disk: _Disk, desired: dict[bytes, FlatEntry | None],
     written below it), MODE_TREE for a folder, "other" for a special file.
     Files are hashed only when the stat cache cannot answer and the size
     matches what they are compared with; otherwise the id is _UNKNOWN."""
-    from .worktree import Found, hash_entry, mode_of, parallel_map
-
     have: dict[bytes, tuple[str | None, str]] = {}
     to_hash: list[Found] = []
     for path, wanted in desired.items():
@@ -809,8 +785,6 @@ def _stage_all(store, writes: list[FlatEntry], stage_fd: int, progress: Progress
                skip_missing: bool = False) -> list[tuple[bytes, str, ObjectError]]:
     """Stage every write; with `skip_missing`, return the (path, id, error)
     of those whose objects are missing or corrupt instead of failing."""
-    from .worktree import parallel_map
-
     def fetch(item: tuple[int, FlatEntry]):
         number, entry = item
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -73,7 +74,6 @@ def default_user() -> str:
         if os.environ.get(variable):
             return os.environ[variable]
     try:
-        import pwd
         return pwd.getpwuid(os.getuid()).pw_name
     except (ImportError, KeyError):
         return "unknown"

@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass
 from typing import Iterable
 
-from .alloc import cycle_collector_paused
 from .objects import MODE_LINK, MODE_TREE
 from .revparse import resolve_tree
 from .staging import compare, ignore_rules, workspace_entries
@@ -53,7 +52,6 @@ def _workspace_side(repo: WorkspaceView, excludes: Iterable[str],
     return {path: entry for path, entry in side.items() if entry[1] != "unreadable"}
 
 
-@cycle_collector_paused
 def diff(repo: WorkspaceView, old_rev: str | None = None, new_rev: str | None = None, *,
          excludes: Iterable[str] = (), no_ignore: bool = False) -> Diff:
     old = _tree_side(repo, old_rev or "HEAD")

@@ -26,12 +26,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .alloc import cycle_collector_paused
 from .errors import CorruptStoreError, ObjectError
 from .reachability import Marker, StoreLoader, collect_roots, mark_roots
 from .objects import BLOB, SNAPSHOT, TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import TAGS, short_name
+from .revparse import resolve_snapshot
 from .views import WorkspaceView
 
 
@@ -114,11 +114,9 @@ def _refuse(kind: str, oid: str, detail: str) -> None:
                             hints=["`rnstore fsck` lists the damage"])
 
 
-@cycle_collector_paused
 def du(repo: WorkspaceView, revs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS) -> DuStats:
     """Store totals and, for each live snapshot of this workspace (or each
     snapshot `revs` name), its restore size and exclusive stored bytes."""
-    from .revparse import resolve_snapshot
     wanted = [resolve_snapshot(repo, rev) for rev in revs]
     # Shared: gc (exclusive) cannot delete what is being counted.
     with repo.store_lock(shared=True):

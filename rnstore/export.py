@@ -28,17 +28,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
-from .errors import CorruptObjectError, InvalidValueError, ObjectError
+from .checkout import materialise
+from .errors import BadInputError, CorruptObjectError, InvalidValueError, ObjectError
 from .fsutil import left_by_dead_process, remove_quietly, temp_name_for
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
 from .trees import check_blob_size, check_link_target, shorten
 from .progress import NO_PROGRESS, Progress
+from .revparse import resolve_snapshot
+from .trees import lookup
+from .worktree import relative_pathspecs, under
 from .views import WorkspaceView
 
 FORMATS = ("zip", "tar", "tar.gz", "tar.zst", "dir")
@@ -89,16 +94,12 @@ def export(repo: WorkspaceView, rev: str, output: str | os.PathLike | BinaryIO, 
     """Write snapshot `rev` (or only `paths`, relative to `cwd`) to `output`:
     a file name, a folder name for the dir format, or a writable binary
     stream (a tar unless `format` says tar.gz, tar.zst or zip)."""
-    from .revparse import resolve_snapshot
-    from .worktree import relative_pathspecs
-
     stream = output if hasattr(output, "write") else None
     fmt = format_for(None if stream else output, format, stream=stream is not None)
     snapshot_id = resolve_snapshot(repo, rev)
     paths = list(paths or [])
     prefixes = relative_pathspecs(repo.root, paths, cwd) if paths else None
     if fmt == "dir":
-        from .checkout import materialise
         done = materialise(repo, snapshot_id, Path(output), prefixes, progress=progress)
         return ExportResult(snapshot_id, fmt, os.fsdecode(output),
                             len(done.written) + len(done.skipped), 0, done.bytes_written)
@@ -142,7 +143,6 @@ def export(repo: WorkspaceView, rev: str, output: str | os.PathLike | BinaryIO, 
 def _remove_stale_temps(final: Path) -> None:
     """Temporary archives (`.tmp-NAME-PID-XXXXXXXX`) that a killed export to
     the same name left beside it."""
-    import re
     pattern = re.compile(re.escape(temp_name_for(final).name.rsplit("-", 2)[0]) + r"-(\d+)-[0-9a-f]{8}\Z")
     try:
         names = os.listdir(final.parent)
@@ -202,8 +202,6 @@ def _read_tree(store, tree_id: str, prefix: bytes) -> list:
 
 
 def _check_prefixes(store, tree: str, prefixes: list[bytes] | None, snapshot_id: str) -> None:
-    from .errors import BadInputError
-    from .trees import lookup
     for prefix in prefixes or []:
         if prefix and lookup(store, tree, prefix) is None:
             raise BadInputError(
@@ -214,8 +212,6 @@ def _check_prefixes(store, tree: str, prefixes: list[bytes] | None, snapshot_id:
 def _walk(store, tree: str, prefixes: list[bytes] | None) -> Iterator[_Entry]:
     """Every entry (folders included) in path order, or only those below
     `prefixes` and the folders that lead to them."""
-    from .trees import lookup
-    from .worktree import under
     if prefixes is None or b"" in prefixes:
         yield from _walk_tree(store, tree, b"")
         return
@@ -324,14 +320,14 @@ def _compressed(raw: BinaryIO, fmt: str):
     if fmt == "tar":
         return raw, lambda: None, lambda: None
     if fmt == "tar.gz":
-        import gzip
+        import gzip  # loaded for the archive format asked for
         gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0)
 
         def abandon() -> None:
             gz.fileobj = None  # GzipFile.close() then writes nothing
         return gz, gz.close, abandon
     if fmt == "tar.zst":
-        import zstandard
+        import zstandard  # loaded for the archive format asked for
         writer = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).stream_writer(
             raw, closefd=False)
 
@@ -344,7 +340,7 @@ def _compressed(raw: BinaryIO, fmt: str):
 
 def _write_tar(store, sink: BinaryIO, entries: Iterable[_Entry], mtime: int,
                result: ExportResult, progress: Progress, verify_first: bool) -> None:
-    import tarfile
+    import tarfile  # loaded for the archive format asked for
     archive = tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT,
                            encoding="utf-8", errors="surrogateescape", copybufsize=_COPY_BUFFER)
     try:
@@ -360,7 +356,7 @@ def _write_tar(store, sink: BinaryIO, entries: Iterable[_Entry], mtime: int,
 
 def _add_tar_entries(store, archive, entries: Iterable[_Entry], mtime: int,
                      result: ExportResult, progress: Progress, verify_first: bool) -> None:
-    import tarfile
+    import tarfile  # loaded for the archive format asked for
     for entry in entries:
         info = tarfile.TarInfo(os.fsdecode(entry.path))
         info.mtime = mtime
@@ -396,11 +392,14 @@ def _zip_info(path: bytes, date_time: tuple):
     the UTF-8 flag when they are UTF-8 and not ASCII), made by a Unix host."""
     global _raw_name_info
     if _raw_name_info is None:
-        import zipfile
+        import zipfile  # loaded for the archive format asked for
 
         class RawNameInfo(zipfile.ZipInfo):
             __slots__ = ("raw_name",)
 
+            # zipfile's undocumented hook for a name's bytes and flags, used for
+            # the local header and the central directory alike; checked by
+            # tests/test_pinned_dependencies.py for the Pythons pyproject.toml allows
             def _encodeFilenameFlags(self):  # noqa: N802 - overrides zipfile's
                 try:
                     self.raw_name.decode("ascii")
@@ -430,7 +429,7 @@ def _zip_date(mtime: int) -> tuple:
 
 def _write_zip(store, raw: BinaryIO, entries: Iterable[_Entry], mtime: int,
                result: ExportResult, progress: Progress, verify_first: bool) -> None:
-    import zipfile
+    import zipfile  # loaded for the archive format asked for
     date_time = _zip_date(mtime)
     archive = zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
     try:
@@ -443,7 +442,7 @@ def _write_zip(store, raw: BinaryIO, entries: Iterable[_Entry], mtime: int,
 
 def _add_zip_entries(store, archive, entries: Iterable[_Entry], date_time: tuple,
                      result: ExportResult, progress: Progress, verify_first: bool) -> None:
-    import zipfile
+    import zipfile  # loaded for the archive format asked for
     for entry in entries:
         if entry.mode == MODE_TREE:
             info = _zip_info(entry.path + b"/", date_time)

@@ -25,15 +25,18 @@ store) still reaches it. It is counted by marking every root of the store
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable
 
 from .errors import CorruptStoreError, InvalidValueError, ObjectError
 from .objects import is_object_id
+from .reachability import ANY_ROOT, Marker, StoreLoader, collect_roots
 from .refs import HEADS, TAGS, short_name
-from .views import HistoryView, ObjectsView
-from .views import WorkspaceView
+from .revparse import resolve_snapshot
+from .units import parse_duration
+from .views import HistoryView, ObjectsView, WorkspaceView
 
 
 @dataclass
@@ -113,7 +116,6 @@ def select(repo: HistoryView, revs: Iterable[str] = (), *, keep_last: int | None
         if isinstance(keep_within, (int, float)):
             within, within_text = float(keep_within), f"{keep_within:g}s"
         else:
-            from .units import parse_duration
             within, within_text = parse_duration(keep_within), str(keep_within)
 
     live = list(repo.journal)
@@ -161,9 +163,6 @@ def select(repo: HistoryView, revs: Iterable[str] = (), *, keep_last: int | None
 
 def _count_freed(repo: WorkspaceView, result: ForgetResult) -> None:
     """Fill in what forgetting `result.removed` frees and what stays."""
-    import time
-
-    from .reachability import ANY_ROOT, Marker, StoreLoader, collect_roots
 
     def on_problem(kind: str, oid: str, detail: str) -> None:
         result.problems.append(detail)
@@ -212,7 +211,6 @@ def _resolve(repo: HistoryView, rev: str, live: set[str]) -> str:
     a live snapshot whose object is lost can still be forgotten."""
     if is_object_id(rev.lower()) and rev.lower() in live:
         return rev.lower()
-    from .revparse import resolve_snapshot
     return resolve_snapshot(repo, rev)
 
 

@@ -31,9 +31,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from .alloc import cycle_collector_paused
-from .errors import MissingObjectError, ObjectError
+from .errors import ObjectError, MissingObjectError
 from .reachability import ANY_ROOT, Marker, collect_roots, problem_kind, reason
+from .worktree import parallel_map
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree, is_object_id
 from .progress import NO_PROGRESS, Progress
 from .views import WorkspaceView
@@ -84,7 +84,6 @@ class _AlreadyReported(ObjectError):
     pass
 
 
-@cycle_collector_paused
 def fsck(repo: WorkspaceView, *, quick: bool = False, progress: Progress = NO_PROGRESS) -> FsckResult:
     """Check every stored object (with `quick`, headers and the decoding of
     trees and snapshots, without hashing blob contents) and every root."""
@@ -239,7 +238,6 @@ def _size_of(oid: str, kind: str, kinds, sizes, decoded) -> int | None:
 def _check_objects(store, listed: dict[str, int], quick: bool, report, progress: Progress):
     """Read every object (in parallel): kinds, payload sizes, decoded trees
     and snapshots, and the ids that failed."""
-    from .worktree import parallel_map
     kinds: dict[str, str] = {}
     sizes: dict[str, int] = {}
     decoded: dict = {}

@@ -31,6 +31,10 @@ from typing import Callable, Iterable
 from .errors import CorruptStoreError, LockTimeoutError
 
 TMP_PREFIX = ".tmp-"
+#: A file changed this recently may still be being written, and its times
+#: may not show the last change yet: far above the coarse clock tick that
+#: stamps file times (<= 10 ms).
+RACY_NS = 100_000_000
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: Opening a state file: never through a symlink, never blocking on a FIFO.
 _STATE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC

@@ -38,12 +38,13 @@ The rules that make it safe:
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import registry
-from .alloc import cycle_collector_paused
 from .errors import CorruptStoreError
 from .fsutil import TMP_PREFIX, atomic_write, pid_alive, remove_quietly, temp_writer_pid
 from .progress import NO_PROGRESS, Progress
@@ -127,7 +128,6 @@ def _refuse(kind: str, oid: str, detail: str) -> None:
         hints=["`rnstore fsck` lists the damage; gc runs once every root can be read"])
 
 
-@cycle_collector_paused
 def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None = None, auto: bool = False,
        progress: Progress = NO_PROGRESS) -> GcStats:
     """Delete the objects no root reaches that are older than the grace
@@ -189,8 +189,6 @@ def start_auto_gc(repo: WorkspaceView) -> int | None:
     session, at low priority, no terminal), when it is due; its pid, or None
     when it is not due, gc.auto is false, or it could not be started. Never
     raises: the command that added objects has succeeded whatever happens."""
-    import subprocess
-    import sys
     try:
         if not repo.config.get("gc.auto"):
             return None

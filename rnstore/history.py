@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import heapq
-import os
+from fnmatch import fnmatchcase
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable
 
-from .alloc import cycle_collector_paused
-from .errors import (InvalidValueError, MissingObjectError, NothingToCommitError, RefConflictError,
-                     UnknownRevisionError)
+from .errors import (InvalidValueError, MissingObjectError, NothingToCommitError, ObjectError,
+                     RefConflictError, UnknownRevisionError)
 from .objects import MODE_TREE, Snapshot
 from .plumbing import parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
 from .progress import NO_PROGRESS, Progress
@@ -31,7 +29,6 @@ class CommitResult:
     added: AddResult | None = None
 
 
-@cycle_collector_paused
 def commit(repo: WorkspaceView, message: str, *, all: bool = False, meta: Iterable[str] = (),
            allow_empty: bool = False, progress: Progress = NO_PROGRESS,
            add_options: dict | None = None) -> CommitResult:
@@ -188,8 +185,6 @@ class TagInfo:
 def describe_tags(repo: HistoryView, pattern: str | None = None) -> list[TagInfo]:
     """The tags (matching the glob `pattern`), with their snapshot's time
     and the workspace that made it, sorted by name."""
-    from fnmatch import fnmatchcase
-    from .errors import ObjectError
     found = []
     for name, oid in list_tags(repo).items():
         if pattern is not None and not fnmatchcase(name, pattern):

@@ -20,7 +20,7 @@ from .errors import InvalidValueError
 from .fsutil import NotRegularFileError, open_regular
 
 if TYPE_CHECKING:  # loaded when a rule is compiled: most commands read no rules
-    import pathspec
+    import pathspec  # compiled only when a rule file exists: most commands read none
 
 IGNORE_FILE = ".rnignore"
 #: Never stored, whatever the rules say.
@@ -81,7 +81,7 @@ def _compile(lines: Sequence[str], source: str = "--exclude",
                 if line.strip() and not line.lstrip().startswith("#")]
     if not numbered:
         return None
-    import pathspec
+    import pathspec  # compiled only when a rule file exists: most commands read none
     try:
         return _Rules(pathspec.GitIgnoreSpec.from_lines([line for _, line in numbered]))
     except Exception:  # noqa: BLE001 - pathspec raises its own error, ValueError or re.error

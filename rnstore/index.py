@@ -22,6 +22,7 @@ file is replaced atomically under the workspace lock.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import os
@@ -30,8 +31,8 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 from .errors import CorruptStoreError
-from .fsutil import open_state, atomic_write
-from .objects import MODES_BY_BYTES, is_object_id
+from .fsutil import RACY_NS, atomic_write, open_state
+from .objects import MODE_TREE, MODES_BY_BYTES, is_object_id
 from .trees import all_safe_paths, is_safe_path
 
 HEADER = b"rnindex 2\n"
@@ -39,7 +40,6 @@ HEADER = b"rnindex 2\n"
 HEADER_V1 = b"rnindex 1\n"
 _FOLDER = b"tree"
 _RECORDS_PER_CHUNK = 1024  # about 150 KB: few writes, little memory
-RACY_NS = 100_000_000  # far above the coarse clock tick that stamps file times (<= 10 ms)
 
 
 class StatKey(NamedTuple):
@@ -100,6 +100,18 @@ class Index:
     def remove(self, path: bytes) -> None:
         if self.entries.pop(path, None) is not None:
             self._forget_trees_above(path)
+
+    def drop_shadowed_folders(self) -> None:
+        """An empty-folder entry goes once something is below it."""
+        folders = [path for path, e in self.entries.items() if e.mode == MODE_TREE]
+        if not folders:
+            return
+        paths = sorted(self.entries)
+        for folder in folders:
+            # the paths below `folder` sort right after `folder/`
+            position = bisect.bisect_right(paths, folder + b"/")
+            if position < len(paths) and paths[position].startswith(folder + b"/"):
+                self.remove(folder)
 
     @property
     def tree_id(self) -> str | None:

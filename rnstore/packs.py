@@ -1,8 +1,8 @@
 """Pack files: many small objects in one file, written once, never changed.
 
-Creating a file costs ~120 µs on the machines we measure, more than hashing
-and compressing a typical source file, so a batch that stores many objects
-(a first snapshot, say) appends their frames to one pack instead. A pack is
+Creating a file costs more than hashing and compressing a typical source
+file (README, Performance), so a batch that stores many objects (a first
+snapshot, say) appends their frames to one pack instead. A pack is
 published by one rename, so readers see all of it or none of it::
 
     "rnpack 1\\n"   frame*   index   trailer

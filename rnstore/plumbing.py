@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from ._version import __version__
-from .errors import InvalidValueError, MissingObjectError, UnknownRevisionError
+from .errors import CorruptObjectError, InvalidValueError, MissingObjectError, UnknownRevisionError
 from .index import Index, IndexEntry
-from .objects import (BLOB, HASH_CHUNK, MODE_TREE, SNAPSHOT, TREE, Snapshot, TreeEntry, hash_stream,
-                      kind_of_mode, parse_mode)
+from .objects import (BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, Tree, TreeEntry, kind_of_mode, parse_mode,
+                      HASH_CHUNK, hash_stream)
 from .refs import ANY, HEAD, HEADS, check_ref_name
 from .revparse import is_stored_tree, resolve_entry, resolve_snapshot, resolve_tree, rev_parse
 from .trees import FlatEntry, build_tree, iter_tree
@@ -44,7 +44,7 @@ def hash_object(repo: WorkspaceView | None, path: str | None, *, write: bool,
 
 def _put_unsized(store, source: BinaryIO) -> str:
     """Stdin has no size up front: spool it to a temporary file first."""
-    import tempfile
+    import tempfile  # only hash-object --stdin spools; rev-parse loads this module
     with tempfile.TemporaryFile() as spool:
         for chunk in iter(lambda: source.read(HASH_CHUNK), b""):
             spool.write(chunk)
@@ -189,8 +189,6 @@ def mktree(repo: WorkspaceView, lines: Iterable[str]) -> str:
         if kind == TREE:
             size = repo.store.get_tree(oid).total_size
         entries.append(TreeEntry(os.fsencode(name), mode, oid, size))
-    from .errors import CorruptObjectError
-    from .objects import Tree
     try:
         tree = Tree.from_entries(entries)
     except CorruptObjectError as exc:

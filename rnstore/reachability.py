@@ -29,7 +29,6 @@ from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import check_ref_name
 from .views import WorkspaceView
-from .views import WorkspaceView
 
 # -- roots ------------------------------------------------------------------------------
 

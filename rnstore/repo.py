@@ -357,7 +357,7 @@ class Repository:
                 if new:
                     # What it holds now, as gc would record it: if it is deleted
                     # before any gc reads it, gc still knows (gc.py, rule 4).
-                    from .reachability import workspace_roots
+                    from .reachability import workspace_roots  # rare (a workspace registering anew): rev-parse skips it
                     roots = workspace_roots(self, lambda kind, oid, detail: None)
                     registry.record_roots(path, [(r.kind, r.id) for r in roots], durable=self.durable,
                                           shared=self.group_shared)

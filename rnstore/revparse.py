@@ -17,6 +17,7 @@ import re
 from .errors import AmbiguousRevisionError, CorruptObjectError, InvalidValueError, UnknownRevisionError
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, TREE_HEADER, TreeEntry, is_object_id
 from .refs import HEAD, HEADS, REMOTES, TAGS
+from .trees import lookup
 from .views import HistoryView, ObjectsView
 
 MIN_PREFIX = 4
@@ -142,7 +143,6 @@ def is_stored_tree(store, oid: str) -> bool:
 
 
 def resolve_path(repo: ObjectsView, oid: str, path: str, rev: str) -> TreeEntry:
-    from .trees import lookup
     tree_id = tree_of(repo, oid, rev)
     try:
         entry = lookup(repo.store, tree_id, os.fsencode(path))

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .alloc import cycle_collector_paused
-from .errors import InvalidValueError, LimitExceededError, UnreadableFileError
+from .errors import InvalidValueError, LimitExceededError, LockTimeoutError, UnreadableFileError
 from .ignore import IgnoreRules
 from .index import Index, IndexEntry
 from .objects import MODE_LINK, MODE_TREE
@@ -84,7 +83,6 @@ def _check_limits(repo: WorkspaceView, files: int, total: int,
     raise LimitExceededError(message, hints=hints)
 
 
-@cycle_collector_paused
 def add(repo: WorkspaceView, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = False,
         force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
         ignore_errors: bool = False, progress: Progress = NO_PROGRESS,
@@ -150,7 +148,7 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
     for path in deleted:
         index.remove(path)
     result.deleted = deleted
-    _drop_shadowed_folders(index)
+    index.drop_shadowed_folders()
     _totals(result, ((e.mode, e.size) for e in index.entries.values()))
     result.index_changed = bool(result.changed or to_store)
     return result
@@ -235,19 +233,6 @@ def _store_all(repo: WorkspaceView, index: Index, to_store: list[Found], result:
     finally:
         progress.finish()
     result.unreadable.extend(failures)
-
-
-def _drop_shadowed_folders(index: Index) -> None:
-    """An empty-folder entry goes once something is staged below it."""
-    folders = [path for path, e in index.entries.items() if e.mode == MODE_TREE]
-    if not folders:
-        return
-    paths = sorted(index.entries)
-    import bisect
-    for folder in folders:
-        position = bisect.bisect_right(paths, folder + b"/")
-        if position < len(paths) and paths[position].startswith(folder + b"/"):
-            index.remove(folder)
 
 
 def _unreadable_error(problems: list[tuple[bytes, str]]) -> UnreadableFileError:
@@ -338,7 +323,6 @@ def workspace_entries(repo: WorkspaceView, index: Index, found: Scan, *, hash_un
     return current, refreshed
 
 
-@cycle_collector_paused
 def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool = False,
            strict_ignore: bool = False) -> Status:
     branch_ref, head = repo.refs.head()
@@ -363,7 +347,6 @@ def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool
 def _refresh_index(repo: WorkspaceView, refreshed: list[IndexEntry]) -> None:
     """Save stat information learned while hashing, so the next status is
     fast. Skipped quietly when another process holds the workspace lock."""
-    from .errors import LockTimeoutError
     lock = repo.lock()
     lock.wait = 0
     try:

@@ -34,7 +34,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 from . import codec
 from .errors import CorruptObjectError, InvalidValueError, MissingObjectError, StoreWriteError
-from .fsutil import (TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, open_regular,
+from .fsutil import (RACY_NS, TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, open_regular,
                      remove_quietly, share, sync_filesystem, write_new_file)
 from .objects import (BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree,
                       is_object_id)
@@ -47,6 +47,39 @@ SMALL_FILE = 4 << 20
 BUFFERED_BLOB = 16 << 20
 #: More pending objects than this are made durable with one syncfs(2).
 SYNCFS_THRESHOLD = 64
+#: How often a file that keeps changing while it is read is read again.
+READ_ATTEMPTS = 5
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    """Read until EOF or `limit` bytes, whichever comes first."""
+    chunks = []
+    while limit > 0:
+        chunk = os.read(fd, limit)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        limit -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _same_change(st: os.stat_result, before: os.stat_result) -> bool:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns) == \
+        (before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+
+
+def _hash_fd(fd: int, size: int) -> str | None:
+    """The SHA-256 of the first `size` bytes of an open file; None if it
+    has fewer, or more."""
+    digest = hashlib.sha256()
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, min(codec.CHUNK, size - offset), offset)
+        if not chunk:
+            return None
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest() if not os.pread(fd, 1, size) else None
 
 
 class SizeChangedError(Exception):
@@ -227,17 +260,48 @@ class ObjectStore(abc.ABC):
                 self._discard(token)
             raise
 
-    def put_file(self, path: Path) -> tuple[str, int]:
-        """Store a regular file's bytes; re-reads a file that changes while it
-        is read, so the stored bytes always match the id."""
-        for _ in range(10):
-            with open(open_regular(path), "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
+    def put_file(self, path: str | bytes | os.PathLike) -> tuple[str, int]:
+        """Store a file's bytes (following symlinks); (id, size). See put_regular_file."""
+        oid, before = self.put_regular_file(path)
+        return oid, before.st_size
+
+    def put_regular_file(self, path: str | bytes | os.PathLike, *,
+                         follow_symlinks: bool = True) -> tuple[str, os.stat_result]:
+        """Store a file's bytes; (id, its stat as read). A file that changes
+        while it is read (it gives more or fewer bytes than its size, or its
+        size or times differ after) is read again, up to READ_ATTEMPTS times,
+        and one changed within RACY_NS before the read must give the same
+        bytes twice (a write sets the times as it starts, so no stat shows
+        one under way): the stored bytes always match the id. A file that
+        never holds still is an OSError, and so is anything but a regular
+        file (a FIFO is refused, not waited on); without `follow_symlinks`
+        (a file a walk found), so is a symlink."""
+        for _ in range(READ_ATTEMPTS):
+            started = time.time_ns()
+            fd = open_regular(path, follow=follow_symlinks)
+            try:
+                before = os.fstat(fd)
                 try:
-                    return self.put_stream(fh, size), size
+                    oid = self._put_open_file(fd, before.st_size)
                 except SizeChangedError:
                     continue
-        raise OSError(f"{path} keeps changing while it is read")
+                unchanged = _same_change(os.fstat(fd), before)
+                if unchanged and max(before.st_mtime_ns, before.st_ctime_ns) >= started - RACY_NS:
+                    unchanged = _hash_fd(fd, before.st_size) == oid and _same_change(os.fstat(fd), before)
+            finally:
+                os.close(fd)
+            if unchanged:
+                return oid, before
+        raise OSError(errno.EAGAIN, "kept changing while it was read", path)
+
+    def _put_open_file(self, fd: int, size: int) -> str:
+        if size <= SMALL_FILE:  # whole, with plain reads: no file object per small file
+            data = _read_up_to(fd, size + 1)
+            if len(data) != size:
+                raise SizeChangedError()
+            return self.put(BLOB, data)
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as fh:
+            return self.put_stream(fh, size)
 
     @contextlib.contextmanager
     def open_object(self, oid: str, *, verify: bool = True, copy: int = 0

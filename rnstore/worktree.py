@@ -4,38 +4,21 @@ found into blobs. Names stay bytes end to end, so any POSIX name round-trips.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from .errors import InvalidValueError
+from .fsutil import open_regular
 from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
-from .index import RACY_NS, stat_key_if_settled, StatKey
-from .objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_stream
-from .objects import BLOB
-from .store import SMALL_FILE, ObjectStore, SizeChangedError
-
-#: How often a file that keeps changing while it is read is tried.
-READ_ATTEMPTS = 5
-_HASH_CHUNK = 1 << 20
-#: O_NONBLOCK: a file swapped for a FIFO since the scan is refused, not waited on.
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-
-
-def _read_up_to(fd: int, limit: int) -> bytes:
-    """Read until EOF or `limit` bytes, whichever comes first."""
-    chunks = []
-    while limit > 0:
-        chunk = os.read(fd, limit)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        limit -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+from .index import stat_key_if_settled, StatKey
+from .objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_bytes, hash_stream
+from .store import ObjectStore
 
 
 class Found(NamedTuple):
@@ -226,79 +209,26 @@ def store_entry(store: ObjectStore, root: Path, found: Found) -> Stored:
         oid = store.put("blob", target)
         return Stored(found.path, MODE_LINK, oid, len(target), stat_key_if_settled(st))
     if found.mode == MODE_TREE:
-        from .objects import EMPTY_TREE_ID
         return Stored(found.path, MODE_TREE, EMPTY_TREE_ID, 0, None)
-    for _ in range(READ_ATTEMPTS):
-        started = time.time_ns()
-        fd = os.open(full, _READ_FLAGS)
-        try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                raise OSError(f"{os.fsdecode(found.path)} is no longer a regular file")
-            size = before.st_size
-            if size <= SMALL_FILE:
-                data = _read_up_to(fd, size + 1)
-                if len(data) != size:
-                    continue
-                oid = store.put(BLOB, data)
-            else:
-                with os.fdopen(fd, "rb", buffering=0, closefd=False) as fh:
-                    try:
-                        oid = store.put_stream(fh, size)
-                    except SizeChangedError:
-                        continue
-            unchanged = _same_change(os.fstat(fd), before)
-            if unchanged and max(before.st_mtime_ns, before.st_ctime_ns) >= started - RACY_NS:
-                # It changed just before we read it: a write may still have
-                # been under way (a write sets the times as it starts, so no
-                # stat shows it). A second read must give the same bytes.
-                unchanged = _hash_fd(fd, size) == oid and _same_change(os.fstat(fd), before)
-        finally:
-            os.close(fd)
-        if not unchanged:
-            continue
-        mode = MODE_EXEC if before.st_mode & stat.S_IXUSR else MODE_FILE
-        key = stat_key_if_settled(before, time.time_ns())
-        if key == found.stat:
-            key = found.stat  # the scan's tuple, not a copy: the index keeps one per file
-        return Stored(found.path, mode, oid, size, key)
-    raise OSError(f"{os.fsdecode(found.path)} kept changing while it was read")
-
-
-def _same_change(st: os.stat_result, before: os.stat_result) -> bool:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns) == \
-        (before.st_size, before.st_mtime_ns, before.st_ctime_ns)
-
-
-def _hash_fd(fd: int, size: int) -> str | None:
-    """The SHA-256 of the first `size` bytes of an open file; None if it
-    has fewer, or more."""
-    digest = hashlib.sha256()
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fd, min(_HASH_CHUNK, size - offset), offset)
-        if not chunk:
-            return None
-        digest.update(chunk)
-        offset += len(chunk)
-    return digest.hexdigest() if not os.pread(fd, 1, size) else None
+    oid, st = store.put_regular_file(full, follow_symlinks=False)
+    mode = MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE
+    key = stat_key_if_settled(st, time.time_ns())
+    if key == found.stat:
+        key = found.stat  # the scan's tuple, not a copy: the index keeps one per file
+    return Stored(found.path, mode, oid, st.st_size, key)
 
 
 def hash_entry(root: Path, found: Found) -> Stored:
     """Like store_entry, but only hashes: nothing is written."""
-    from .objects import hash_bytes
     full = os.path.join(os.fsencode(root), found.path)
     if found.mode == MODE_LINK:
         target = os.readlink(full)
         return Stored(found.path, MODE_LINK, hash_bytes(target), len(target), None)
     if found.mode == MODE_TREE:
-        from .objects import EMPTY_TREE_ID
         return Stored(found.path, MODE_TREE, EMPTY_TREE_ID, 0, None)
-    fd = os.open(full, _READ_FLAGS)
+    fd = open_regular(full, follow=False)  # a FIFO swapped in since the scan is refused
     with os.fdopen(fd, "rb") as fh:
         before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
-            raise OSError(f"{os.fsdecode(found.path)} is no longer a regular file")
         oid = hash_stream(fh)
         after = os.fstat(fd)
     key = None
@@ -328,8 +258,6 @@ def parallel_map(function, items: list, workers: int = WORKERS):
         for item in items:
             yield attempt(item)
         return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
 
     # Items go to the workers in runs: a future per file costs as much as
     # hashing a small one. Runs stay short enough to spread a short list.

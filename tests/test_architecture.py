@@ -17,7 +17,7 @@ from rnstore import plumbing
 from rnstore.index import Index, IndexEntry
 from rnstore.repo import Repository
 
-from testkit import cli_env  # tests/conftest.py
+from helpers.cli import cli_env
 
 PACKAGE = Path(rnstore.__file__).parent
 CLI = PACKAGE / "cli"

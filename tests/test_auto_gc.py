@@ -13,7 +13,7 @@ import re
 import time
 from pathlib import Path
 
-from _porcelain_helpers import commit, new_workspace, ok, write_files
+from helpers.porcelain import commit, new_workspace, ok, write_files
 
 DAY = 86400
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from _porcelain_helpers import assert_error, commit, new_workspace, object_path, ok, picture, write_files
+from helpers.porcelain import assert_error, commit, new_workspace, object_path, ok, picture, write_files
 
 
 def snapshot(tmp_path: Path, run_cli) -> tuple[Path, str]:

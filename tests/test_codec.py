@@ -11,6 +11,8 @@ import zstandard
 from rnstore import codec
 from rnstore.errors import CorruptObjectError
 
+from helpers.frames import zeros_frame
+
 PAYLOAD = b"hello world\n" * 40
 
 
@@ -27,23 +29,6 @@ def raw_frame(data: bytes, *, content_size: bool = True, checksum: bool = True) 
     out = io.BytesIO()
     with cctx.stream_writer(out, closefd=False) as writer:
         writer.write(data)
-    return out.getvalue()
-
-
-def zeros_frame(header: bytes, zeros: int, *, content_size: int | None = None) -> bytes:
-    """`header` followed by `zeros` zero bytes, compressed chunk by chunk so
-    the test itself never holds the expanded bytes."""
-    out = io.BytesIO()
-    cctx = zstandard.ZstdCompressor(write_checksum=True, write_content_size=content_size is not None)
-    size = -1 if content_size is None else content_size
-    with cctx.stream_writer(out, size=size, closefd=False) as writer:
-        writer.write(header)
-        block = bytes(1 << 20)
-        remaining = zeros
-        while remaining:
-            n = min(len(block), remaining)
-            writer.write(block[:n])
-            remaining -= n
     return out.getvalue()
 
 

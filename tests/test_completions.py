@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from _porcelain_helpers import cli_env
+from helpers.porcelain import cli_env
 from rnstore.cli import completions
 
 ROOT = Path(__file__).resolve().parents[1]

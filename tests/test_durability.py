@@ -17,7 +17,7 @@ from rnstore.repo import Repository
 from rnstore.store import DiskStore
 
 from _durability import Layout, check_write_rules, record_durability
-from _porcelain_helpers import ok
+from helpers.porcelain import ok
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names fds through /proc")
 

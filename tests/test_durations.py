@@ -11,7 +11,7 @@ import pytest
 
 from rnstore.errors import InvalidValueError
 from rnstore.units import parse_duration, parse_stored_duration
-from _porcelain_helpers import assert_error, commit, new_workspace, ok, write_files
+from helpers.porcelain import assert_error, commit, new_workspace, ok, write_files
 
 
 @pytest.mark.parametrize("text, seconds", [("30s", 30), ("15m", 900), ("2h", 7200), ("7d", 604800),

@@ -21,7 +21,7 @@ from rnstore.errors import CorruptObjectError, InvalidValueError
 from rnstore.export import export, format_for
 from rnstore.repo import Repository
 from rnstore.trees import iter_tree
-from _porcelain_helpers import picture
+from helpers.porcelain import failed, ok, picture
 
 NON_UTF8 = b"caf\xe9.txt"
 LONG = "a-rather-long-folder-name-" * 3 + "/" + "and-a-long-file-name-" * 3 + ".txt"  # > 100 bytes
@@ -33,20 +33,6 @@ def needs(*names: str) -> None:
     missing = [n for n in names if not TOOLS[n]]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed")
-
-
-def ok(result):
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr}"
-    return result
-
-
-def failed(result, code: int, *needles: str) -> str:
-    assert result.returncode == code, f"exit {result.returncode}, expected {code}\n{result.stderr}"
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in result.stderr, result.stderr
-    return result.stderr
 
 
 @pytest.fixture(scope="module")

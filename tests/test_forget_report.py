@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from _porcelain_helpers import assert_error, commit, new_workspace, object_path, ok, write_files
+from helpers.porcelain import assert_error, commit, new_workspace, object_path, ok, write_files
 
 
 def three_snapshots(ws, run_cli):

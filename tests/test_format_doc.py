@@ -20,7 +20,7 @@ from rnstore.index import HEADER as INDEX_HEADER
 from rnstore.objects import Snapshot
 from rnstore.repo import STORE_FORMAT
 
-from testkit import cli_env  # tests/conftest.py
+from helpers.cli import cli_env
 
 DOC = Path(__file__).resolve().parents[1] / "rnstore" / "FORMAT.md"  # the source tree's
 TEXT = DOC.read_text(encoding="utf-8")

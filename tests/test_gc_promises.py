@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 
 from rnstore.errors import CorruptStoreError
 from rnstore.packs import _TRAILER
 from rnstore.repo import Repository
-from test_space_gc import HOUR, age, commit, make_repo, object_files, reachable, run, write
-from test_space_gc import cli_runner  # noqa: F401 - an autouse fixture: run() needs it
+from helpers.porcelain import write_files
+from helpers.space import HOUR, age, commit, make_repo, object_files, reachable, run
 
 
 def every_stored_id(repo) -> set[str]:
@@ -28,7 +27,7 @@ def every_stored_id(repo) -> set[str]:
 
 def test_gc_refuses_when_a_damaged_pack_hides_blobs_a_root_reaches(tmp_path):
     repo = make_repo(tmp_path / "ws")
-    write(repo.root, {f"f{i:03}.txt": f"file {i}\n" for i in range(80)})
+    write_files(repo.root, {f"f{i:03}.txt": f"file {i}\n" for i in range(80)})
     repo.add([repo.root])  # 80 blobs: one pack
     snap = repo.commit("m").id
     packs = list((repo.store_root / "objects" / "pack").glob("*.pack"))
@@ -102,7 +101,7 @@ def test_a_new_registration_records_the_roots_the_workspace_holds(tmp_path):
     copy = tmp_path / "b-copy"
     shutil.copytree(b.root, copy, symlinks=True)
     shutil.rmtree(b.root)
-    write(copy, {"new.txt": "n\n"})
+    write_files(copy, {"new.txt": "n\n"})
     Repository.open(copy).add([copy])  # registers the copy
     registration = Repository.open(copy).registration_path()
     recorded = registration.with_name(registration.name + ".roots").read_text()

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from _porcelain_helpers import (hand_over, ls_files, needs_unprivileged_runner, new_workspace, ok,
+from helpers.porcelain import (hand_over, ls_files, needs_unprivileged_runner, new_workspace, ok,
                                 porcelain, run_parallel, run_unprivileged, unprivileged_folder,
                                 write_files)
 

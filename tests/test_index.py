@@ -269,3 +269,16 @@ def test_stat_key_survives_the_file(tmp_path):
     later = os.stat(index_path).st_mtime_ns + 10**9
     os.utime(index_path, ns=(later, later))  # as if written a second later
     assert Index.load(index_path).lookup_fresh(b"f", StatKey.of(os.lstat(path))) == entry
+
+
+def test_a_folder_entry_goes_once_something_is_below_it():
+    """Empty-folder entries shadowed by an entry below them go; folders
+    whose names only share a prefix (`a` and `a-b/x`, `ab/y`) stay."""
+    def folder(path: bytes) -> IndexEntry:
+        return IndexEntry(path, MODE_TREE, EMPTY_TREE_ID, 0)
+
+    index = Index([folder(b"a"), IndexEntry(b"a-b/x", MODE_FILE, A, 1), IndexEntry(b"ab/y", MODE_FILE, A, 1),
+                   folder(b"c"), folder(b"c/d"), folder(b"c/d/e"),
+                   folder(b"f"), IndexEntry(b"f/g/h", MODE_LINK, B, 3), folder(b"z")])
+    index.drop_shadowed_folders()
+    assert sorted(index.entries) == [b"a", b"a-b/x", b"ab/y", b"c/d/e", b"f/g/h", b"z"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from _porcelain_helpers import ok
+from helpers.porcelain import ok
 
 HEADER = re.compile(rb"rn1 (blob|tree|snapshot) (raw) (0|[1-9][0-9]{0,19})\n")
 

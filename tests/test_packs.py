@@ -19,7 +19,7 @@ from rnstore.errors import CorruptObjectError, MissingObjectError, StoreWriteErr
 from rnstore.objects import BLOB
 from rnstore.store import DiskStore
 
-from _porcelain_helpers import assert_error, commit, new_workspace, ok, write_files
+from helpers.porcelain import assert_error, commit, new_workspace, ok, write_files
 
 MANY = packs.MIN_OBJECTS + 6
 

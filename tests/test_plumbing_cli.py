@@ -25,8 +25,8 @@ from rnstore.index import Index, IndexEntry
 from rnstore.objects import EMPTY_TREE_ID, TreeEntry
 from rnstore.repo import Repository
 
-from testkit import run_cli  # the same helper the fixture hands out (this is conftest)
-from test_codec import zeros_frame
+from helpers.cli import run_cli  # the same helper the fixture hands out
+from helpers.frames import zeros_frame
 
 NON_UTF8 = b"caf\xe9.txt"
 

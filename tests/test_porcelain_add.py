@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from _porcelain_helpers import (assert_error, commit, hand_over, ls_files, ls_files_stage,
+from helpers.porcelain import (assert_error, commit, hand_over, ls_files, ls_files_stage,
                                 ls_tree, needs_unprivileged_runner, new_workspace, object_files,
                                 ok, porcelain, run_parallel, run_unprivileged, sha256,
                                 store_state, unprivileged_folder, write_files)

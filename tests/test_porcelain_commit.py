@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import rnstore
-from _porcelain_helpers import (HEX64, assert_error, commit, ls_tree, new_workspace, ok, run_parallel,
+from helpers.porcelain import (HEX64, assert_error, commit, ls_tree, new_workspace, ok, run_parallel,
                                 write_files)
 
 

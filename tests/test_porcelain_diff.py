@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from _porcelain_helpers import (assert_error, commit, new_workspace, ok, run_cli, run_parallel,
+from helpers.porcelain import (assert_error, commit, new_workspace, ok, run_cli, run_parallel,
                                 sha256, write_files)
 
 OLD_A = "line 1\nline 2\nline 3\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from _porcelain_helpers import (assert_error, commit, folder_state, ls_files, object_files,
+from helpers.porcelain import (assert_error, commit, folder_state, ls_files, object_files,
                                 object_path, ok, run_parallel, sha256, write_files)
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from _porcelain_helpers import (assert_error, commit, new_workspace, ok, run_cli, run_parallel,
+from helpers.porcelain import (assert_error, commit, new_workspace, ok, run_cli, run_parallel,
                                 write_files)
 
 LOG_KEYS = {"id", "tree", "parents", "time", "message", "meta", "tags"}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from _porcelain_helpers import HEX64, new_workspace, ok, run_cli, run_parallel
+from helpers.porcelain import HEX64, new_workspace, ok, run_cli, run_parallel
 
 RESERVED = {b".", b"..", b".rnstore", b".rnignore"}
 

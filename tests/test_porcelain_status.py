@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from _porcelain_helpers import commit, new_workspace, ok, porcelain, run_parallel, write_files
+from helpers.porcelain import commit, new_workspace, ok, porcelain, run_parallel, write_files
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from _porcelain_helpers import (assert_error, commit, new_workspace, ok, run_parallel, store_state,
+from helpers.porcelain import (assert_error, commit, new_workspace, ok, run_parallel, store_state,
                                 write_files)
 
 KEYS = ["compression.level", "limits.max_bytes", "limits.max_files", "gc.prune", "gc.interval", "gc.auto",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from _porcelain_helpers import assert_error, cli_env, new_workspace, ok
+from helpers.porcelain import assert_error, cli_env, new_workspace, ok
 
 BAR = "━".encode()            # rich's bar segment
 SGR = re.compile(rb"\x1b\[([0-9;]*)m")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from _remote_helpers import SECRET, keys, tree_bytes, write_files
-from testkit import cli_env, run_cli
+from helpers.remote import SECRET, keys, tree_bytes, write_files
+from helpers.cli import cli_env, run_cli
 
 from rnstore import Repository
 from rnstore.errors import CorruptStoreError
@@ -90,7 +90,7 @@ _PUSHER = textwrap.dedent("""
     import shutil, sys
     from pathlib import Path
     sys.path.insert(0, {tests!r})
-    from _remote_helpers import write_files
+    from helpers.remote import write_files
     from rnstore import Repository
     from rnstore.remote import collect, transfer
     root, me, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from _remote_helpers import race, tree_bytes, workspace_with_snapshot
-from testkit import run_cli
+from helpers.remote import race, tree_bytes, workspace_with_snapshot
+from helpers.cli import run_cli
 
 from rnstore import Repository
 from rnstore.errors import CorruptObjectError, CorruptStoreError, InvalidValueError

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from _remote_helpers import SECRET, keys, race, tree_bytes, workspace_with_snapshot, write_files
-from testkit import cli_env, run_cli
+from helpers.remote import SECRET, keys, race, tree_bytes, workspace_with_snapshot, write_files
+from helpers.cli import cli_env, run_cli
 
 from rnstore import Repository
 from rnstore.errors import CorruptObjectError

@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from _remote_helpers import listening, race, tree_bytes, workspace_with_snapshot
-from testkit import run_cli
+from helpers.remote import listening, race, tree_bytes, workspace_with_snapshot
+from helpers.cli import run_cli
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import zstandard
 
-from _porcelain_helpers import assert_error, ok, write_files
-from test_space_gc import HOUR, age, object_files, run
-from test_space_gc import cli_runner  # noqa: F401 - an autouse fixture: run() needs it
+from helpers.porcelain import assert_error, ok, write_files
+from helpers.shared import commit, shared
+from helpers.space import HOUR, age, object_files, run
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -42,23 +42,6 @@ def rnstore_on_path(tmp_path: Path) -> str:
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m rnstore "$@"\n')
     shim.chmod(0o755)
     return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
-
-
-def shared(tmp_path: Path, *names: str) -> tuple[Path, list[Path]]:
-    store = tmp_path / "store"
-    folders = []
-    for name in names:
-        folder = tmp_path / name
-        folder.mkdir()
-        ok(run(["init", "-q", "--no-default-ignore", "--objects", str(store)], cwd=folder))
-        ok(run(["config", "core.fsync", "false"], cwd=folder))
-        folders.append(folder)
-    return store, folders
-
-
-def commit(folder: Path, files: dict, message: str = "m") -> str:
-    write_files(folder, files)
-    return ok(run(["commit", "-a", "-q", "-m", message], cwd=folder)).out.strip()
 
 
 def test_readme_ci_recipe_keeps_every_tagged_snapshot_through_workspace_deletion_and_gc(tmp_path):

@@ -10,8 +10,7 @@ from rnstore import plumbing
 from rnstore.errors import InvalidValueError, UnknownRevisionError
 from rnstore.objects import Snapshot
 from rnstore.repo import Repository
-from test_space_gc import commit, make_repo, run
-from test_space_gc import cli_runner  # noqa: F401 - an autouse fixture: run() needs it
+from helpers.space import commit, make_repo, run
 
 
 def snapshot_at(repo: Repository, time: str, message: str) -> str:

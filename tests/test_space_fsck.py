@@ -10,8 +10,7 @@ import pytest
 
 from rnstore import codec
 from rnstore.repo import Repository
-from test_space_gc import commit, make_repo, object_files, run
-from test_space_gc import cli_runner  # noqa: F401 - an autouse fixture: run() needs it
+from helpers.space import commit, make_repo, object_files, run
 
 
 def fsck_json(repo, *args, cli: bool = True):

@@ -14,96 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers.porcelain import write_files
+from helpers.space import (HOUR, age, age_objects, cli_json, commit, disk_bytes, make_repo, object_files,
+                           reachable, run)
 from rnstore.errors import CorruptStoreError
 from rnstore.fsutil import TMP_PREFIX
 from rnstore.repo import Repository
-
-HOUR = 3600
-
-
-# -- the CLI runner ---------------------------------------------------------------------------
-
-_runner: list = []
-
-
-@pytest.fixture(autouse=True)
-def cli_runner(run_cli):
-    """conftest's `run_cli` fixture, for the helpers below. (Importing it by
-    module name would pick whichever conftest.py was loaded last.) Other
-    test_space_* modules import this fixture, which makes it theirs too."""
-    _runner[:] = [run_cli]
-    return run_cli
-
-
-def run(args, cwd, **kw):
-    """`rnstore ARGS` in a real subprocess (see conftest.run_cli)."""
-    return _runner[0](args, cwd=cwd, **kw)
-
-
-# -- helpers --------------------------------------------------------------------------------
-
-def make_repo(path: Path, **kw) -> Repository:
-    """A workspace without fsync (tests make many) and without a default .rnignore."""
-    Repository.init(path, default_ignore=False, **kw)
-    Repository.open(path).config.set("core.fsync", "false", durable=False)
-    return Repository.open(path)
-
-
-def write(root: Path, files: dict[str, str | bytes]) -> None:
-    for name, content in files.items():
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content.encode() if isinstance(content, str) else content)
-
-
-def commit(repo: Repository, files: dict[str, str | bytes], message: str = "m") -> str:
-    write(repo.root, files)
-    return repo.commit(message, all=True).id
-
-
-def object_files(store_root: Path) -> dict[str, bytes]:
-    """Every object file under objects/: id -> its bytes."""
-    found = {}
-    for folder in sorted((store_root / "objects").glob("??")):
-        for path in folder.iterdir():
-            if len(path.name) == 62 and not path.name.startswith(TMP_PREFIX):
-                found[folder.name + path.name] = path.read_bytes()
-    return found
-
-
-def disk_bytes(store_root: Path) -> int:
-    return sum(len(b) for b in object_files(store_root).values())
-
-
-def age(paths, seconds: float) -> None:
-    then = time.time() - seconds
-    for path in paths:
-        os.utime(path, (then, then))
-
-
-def age_objects(repo: Repository, seconds: float) -> None:
-    age([repo.store.path_for(oid) for oid in object_files(repo.store_root)], seconds)
-
-
-def cli_json(args, cwd) -> dict:
-    result = run([*args, "--json"], cwd=cwd)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def reachable(repo: Repository, snapshot_id: str) -> set[str]:
-    """Objects a snapshot reaches, found independently of rnstore.gc."""
-    found = {snapshot_id}
-    stack = [repo.store.get_snapshot(snapshot_id).tree]
-    while stack:
-        tree_id = stack.pop()
-        found.add(tree_id)
-        for entry in repo.store.get_tree(tree_id).entries:
-            if entry.mode == "040000":
-                stack.append(entry.id)
-            else:
-                found.add(entry.id)
-    return found
 
 
 # -- dedup ----------------------------------------------------------------------------------
@@ -207,7 +123,7 @@ def test_a_forgotten_snapshot_named_by_a_tag_or_detached_head_is_kept(tmp_path):
 def test_staged_but_uncommitted_files_are_kept(tmp_path):
     repo = make_repo(tmp_path / "ws")
     commit(repo, {"a": "a\n"})
-    write(repo.root, {"new.txt": "staged, not committed\n"})
+    write_files(repo.root, {"new.txt": "staged, not committed\n"})
     repo.add(["new.txt"], cwd=repo.root)
     blob = hashlib.sha256(b"staged, not committed\n").hexdigest()
     assert repo.gc(prune="now").deleted_objects == 0

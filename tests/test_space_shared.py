@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 from rnstore.repo import Repository
-from test_space_gc import HOUR, age, commit, make_repo, object_files, reachable, run
-from test_space_gc import cli_runner  # noqa: F401 - an autouse fixture: run() needs it
+from helpers.space import HOUR, age, commit, make_repo, object_files, reachable, run
 
 def shared_pair(tmp_path: Path) -> tuple[Path, Repository, Repository]:
     store = tmp_path / "store"

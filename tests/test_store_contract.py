@@ -349,7 +349,7 @@ def test_corrupt_frames(store, damage):
     elif damage == "empty":
         frame = b""
     else:  # declares 3000 bytes, expands to 50 MB
-        from test_codec import zeros_frame
+        from helpers.frames import zeros_frame
         frame = zeros_frame(b"rn1 blob raw 3000\n", 50 << 20)
     plant(store, oid, frame)
     for call in (store.get, store.verify):

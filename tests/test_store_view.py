@@ -7,10 +7,9 @@ import json
 import shutil
 import time
 
-from _porcelain_helpers import assert_error, ok
-from test_shared_tags import commit, shared
-from test_space_gc import run
-from test_space_gc import cli_runner  # noqa: F401 - an autouse fixture: run() needs it
+from helpers.porcelain import assert_error, ok
+from helpers.shared import commit, shared
+from helpers.space import run
 
 
 def snapshots(cwd, *args) -> list[dict]:

@@ -2,7 +2,9 @@
 
 `main` answers `--version` before importing typer, maps every error to one
 `error:` line and an exit code (see _errors.py), and never shows a traceback
-unless RNSTORE_DEBUG=1.
+unless RNSTORE_DEBUG=1. Importing this package changes nothing in the
+process: the SIGINT handler, the allocator and the cycle collector are set
+by `main` and `run`, for a command-line process only.
 """
 
 from __future__ import annotations
@@ -10,38 +12,73 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+
+from .._version import __version__
+from ..alloc import cycle_collector_paused
 
 
-def _interrupted_while_starting(signum, frame):  # nothing to clean up yet
+def _interrupted_outside_the_command(signum, frame):
+    """Ctrl-C before the command starts or after it ended: nothing to clean
+    up, and no KeyboardInterrupt to surface as a traceback."""
     os._exit(130)
 
 
-signal.signal(signal.SIGINT, _interrupted_while_starting)
+def _interrupt_the_command(signum, frame):
+    """Python's KeyboardInterrupt, except inside the import machinery: there
+    it can land in a callback that prints and drops it ("Exception ignored")
+    or leave a module half imported, so SIGINT is sent again a moment later,
+    until it lands in rnstore's own code."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            again = threading.Timer(_RETRY_SECONDS, os.kill, (os.getpid(), signal.SIGINT))
+            again.daemon = True
+            again.start()
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
 
-from .._version import __version__
+
+_RETRY_SECONDS = 0.01
 
 
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGINT, _interrupted_outside_the_command)
     args = sys.argv[1:] if argv is None else list(argv)
     if args in (["--version"], ["-V"]):
         sys.stdout.write(f"rnstore {__version__}\n")
         sys.exit(0)
     _keep_large_buffers_out_of_the_heap()
-    sys.exit(run(args))
+    code = 130
+    try:
+        code = run(args)  # turns SIGINT into KeyboardInterrupt while the command runs
+    except KeyboardInterrupt:  # landed after run() handled its errors
+        pass
+    finally:
+        # the interpreter's exit (joining threads, atexit) is no place for a
+        # KeyboardInterrupt; one may land while the handler is switched
+        # (signal.signal is Python code), so switch until it is done
+        while True:
+            try:
+                signal.signal(signal.SIGINT, _interrupted_outside_the_command)
+                break
+            except KeyboardInterrupt:
+                pass
+    sys.exit(code)
 
 
 def _keep_large_buffers_out_of_the_heap() -> None:
     """glibc gives a buffer of 128 KiB or more its own mapping, returned when
     freed, but raises that threshold to the size of each such buffer freed.
     Workers read files of up to 4 MiB whole, so the threshold soon reaches
-    megabytes and freed file buffers stay resident in the threads' heaps
-    (a first snapshot of 28,000 files peaked 5 MB higher). Fixed thresholds
-    keep buffers over 1 MiB in mappings, and the 1 MiB chunks of streaming
-    reads in the heap, which is trimmed past 4 MiB free: lower, every chunk
-    of a streamed 1 GB export was mapped or trimmed again (3x slower). The
-    CLI only: a library does not set its host's allocator."""
+    megabytes and freed file buffers stay resident in the threads' heaps.
+    Fixed thresholds keep buffers over 1 MiB in mappings, and the 1 MiB
+    chunks of streaming reads in the heap, which is trimmed only past 4 MiB
+    free: any lower, and every chunk of a streamed export is mapped or
+    trimmed again (README, Performance, has the figures). The CLI only: a
+    library does not set its host's allocator."""
     try:
-        import ctypes
+        import ctypes  # only to tune a command's allocator: --version answers without it
         libc = ctypes.CDLL(None)
         libc.mallopt(_M_MMAP_THRESHOLD, (1 << 20) + (64 << 10))
         libc.mallopt(_M_TRIM_THRESHOLD, 4 << 20)
@@ -62,12 +99,18 @@ def _accept_click_completion_order() -> None:
             os.environ["_RNSTORE_COMPLETE"] = f"{value[len(shell) + 1:]}_{shell}"
 
 
+@cycle_collector_paused  # one short-lived command: see alloc.py; a library caller keeps its own
 def run(args: list[str]) -> int:
     _accept_click_completion_order()
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         from .app import build_command  # everything heavy loads inside the try
-        result = build_command(args).main(args=args, prog_name="rnstore", standalone_mode=False)
+        command = build_command(args)
+        # From here on a Ctrl-C interrupts the command (KeyboardInterrupt: it
+        # cleans up, exit 130). Before, under main's handler, it ends the
+        # process at once: nothing is written yet, and a KeyboardInterrupt
+        # inside an import can surface as an "Exception ignored" traceback.
+        signal.signal(signal.SIGINT, _interrupt_the_command)
+        result = command.main(args=args, prog_name="rnstore", standalone_mode=False)
         _flush_stdout()
         return result if isinstance(result, int) else 0
     except BaseException as exc:  # noqa: BLE001 - this is the one place that handles all
@@ -80,7 +123,7 @@ def _flush_stdout() -> None:
 
 def _handle(exc: BaseException) -> int:
     try:
-        from ._errors import EXIT_INTERRUPTED, EXIT_PIPE, EXIT_USAGE, report
+        from ._errors import EXIT_INTERRUPTED, EXIT_PIPE, report  # traceback and all: only on an error
     except KeyboardInterrupt:
         return 130
     if isinstance(exc, BrokenPipeError) or (
@@ -89,21 +132,24 @@ def _handle(exc: BaseException) -> int:
         return EXIT_PIPE
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    # click's exceptions, whether typer vendors click or not
-    if "Exit" in names and hasattr(exc, "exit_code"):
-        return exc.exit_code
-    if "Abort" in names:
-        sys.stderr.write("error: interrupted\n")
-        return EXIT_INTERRUPTED
-    if "ClickException" in names:
-        # NoArgsIsHelpError has shown the help already and has no message
-        message = exc.format_message().strip() or "missing command"
-        sys.stderr.write(f"error: {message}\n")
-        ctx = getattr(exc, "ctx", None)
-        if ctx is not None:
-            sys.stderr.write(f"hint: see `{ctx.command_path} --help`\n")
-        return EXIT_USAGE if "UsageError" in names else exc.exit_code
+    typer = sys.modules.get("typer")  # not loaded yet: the error cannot be typer's
+    if typer is not None:
+        # typer's public classes; every click exception typer vendors is a
+        # TyperException (tests/test_cli_dependencies.py checks, for the
+        # typer versions pyproject.toml allows)
+        if isinstance(exc, typer.Exit):
+            return exc.exit_code
+        if isinstance(exc, typer.Abort):
+            sys.stderr.write("error: interrupted\n")
+            return EXIT_INTERRUPTED
+        if isinstance(exc, typer.TyperException):
+            # NoArgsIsHelpError has shown the help already and has no message
+            message = exc.format_message().strip() or "missing command"
+            sys.stderr.write(f"error: {message}\n")
+            ctx = getattr(exc, "ctx", None)  # a usage error names its command
+            if ctx is not None:
+                sys.stderr.write(f"hint: see `{ctx.command_path} --help`\n")
+            return exc.exit_code  # a usage error's is EXIT_USAGE
     return report(exc)
 
 

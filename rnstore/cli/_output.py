@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Any
 
+from ..progress import NO_PROGRESS
+
 
 class Output:
     def __init__(self) -> None:
@@ -62,10 +64,16 @@ class Output:
 out = Output()
 
 
-def progress():
-    """A Progress receiver for one command: a rich bar on a terminal, else
-    one that ignores everything."""
-    from ..progress import NO_PROGRESS
+def first_line(message: str | None) -> str:
+    """A message's first line (a snapshot's subject); "" for none."""
+    return message.splitlines()[0] if message else ""
+
+
+def progress(quiet: bool = False, no_progress: bool = False):
+    """A Progress receiver for one command, after its -q and --no-progress:
+    a rich bar on a terminal, else one that ignores everything."""
+    out.quiet = out.quiet or quiet
+    out.no_progress = out.no_progress or no_progress
     if not out.progress_enabled:
         return NO_PROGRESS
     return RichProgress()
@@ -80,7 +88,7 @@ class RichProgress:
 
     def start(self, description: str, total_files: int | None = None,
               total_bytes: int | None = None) -> None:
-        from rich.console import Console
+        from rich.console import Console  # rich loads only when a bar is drawn
         from rich.progress import (BarColumn, DownloadColumn, Progress,
                                    TextColumn, TimeRemainingColumn, TransferSpeedColumn)
         self.finish()

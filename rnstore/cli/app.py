@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .._version import __version__
+from ..repo import Repository
 from ._output import out
 
 HELP = """A git-like, content-addressed store for experiment folders and CI.
@@ -44,22 +45,25 @@ def main_options(
 
 
 def open_repo():
-    from ..repo import Repository
     return Repository.open(notify=out.notice)
 
 
 def build_command(args: list[str] | None = None):
-    """The click command for a run with `args`. Converting a typer command
-    costs about 4 ms, so only the command being invoked is converted (all of
-    them for top-level help and shell completion)."""
+    """The click command for a run with `args`. Converting every typer
+    command would cost more than the start-up of a cheap command (README,
+    Performance), so only the command being invoked is converted (all of
+    them for top-level help and shell completion). typer's registry
+    (registered_commands, info, registered_callback) is not documented:
+    tests/test_pinned_dependencies.py checks it for the typer versions
+    pyproject.toml allows."""
     if os.environ.get("_RNSTORE_COMPLETE"):
-        from typer.completion import completion_init
+        from typer.completion import completion_init  # only when a shell asks for completions
         completion_init()  # shell completion asks: register typer's shells
-    from . import plumbing  # noqa: F401 - registers the plumbing commands
-    from . import porcelain  # noqa: F401 - registers the porcelain commands
-    from . import restore  # noqa: F401 - registers checkout and export
-    from . import space  # noqa: F401 - registers forget, gc, du, fsck
-    from . import remote  # noqa: F401 - registers remote, push, fetch, pull, clone
+    from . import plumbing  # noqa: F401 - registers the plumbing commands on `app`, which it imports
+    from . import porcelain  # noqa: F401 - registers the porcelain commands on `app`, which it imports
+    from . import restore  # noqa: F401 - registers checkout and export on `app`, which it imports
+    from . import space  # noqa: F401 - registers forget, gc, du, fsck on `app`, which it imports
+    from . import remote  # noqa: F401 - registers remote, push, fetch, pull, clone on `app`, which it imports
     name = _invoked_command(args or [])
     selected = [c for c in app.registered_commands if c.name == name]
     if not selected:

@@ -8,9 +8,17 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from .. import plumbing
+from ..config import SETTINGS, _setting
+from ..errors import InvalidValueError
+from ..gc import start_auto_gc
+from ..repo import DOTDIR, Repository
 from ..units import format_size
 from .app import app, open_repo
-from ._output import out, progress
+from ._options import (Excludes, Force, IgnoreErrors, Json, NoIgnore, NoProgress, Quiet, StrictIgnore,
+                       staging_options)
+from ._output import first_line, out, progress
+from .plumbing import _print_tree
 
 
 @app.command("init")
@@ -30,7 +38,6 @@ def init(
 
     Example: rnstore init --objects /shared/rnstore --shared=group
     """
-    from ..repo import DOTDIR, Repository
     target = directory or Path(".")
     existed = (target / DOTDIR / "HEAD").is_file()
     repo = Repository.init(target, objects=objects, branch=branch, shared=shared,
@@ -38,12 +45,6 @@ def init(
     out.quiet = out.quiet or quiet
     verb = "Reinitialized existing" if existed else "Initialized empty"
     out.summary(f"{verb} rnstore workspace in {repo.dotdir}")
-
-
-def _common_progress(quiet: bool, no_progress: bool):
-    out.quiet = out.quiet or quiet
-    out.no_progress = out.no_progress or no_progress
-    return progress()
 
 
 def _warn_add(result) -> None:
@@ -56,26 +57,16 @@ def _warn_add(result) -> None:
                  f"(--no-ignore stages it)")
 
 
-Excludes = Annotated[Optional[List[str]], typer.Option(
-    "--exclude", metavar="PATTERN", help="Also ignore PATTERN (gitignore syntax, repeatable).")]
-NoIgnore = Annotated[bool, typer.Option("--no-ignore", help="Disable .rnignore files.")]
-StrictIgnore = Annotated[bool, typer.Option(
-    "--strict-ignore", help="Refuse a bad .rnignore pattern instead of skipping it with a warning.")]
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-
-
 @app.command("add")
 def add(
     paths: Annotated[List[str], typer.Argument(metavar="PATH...")],
     all_: Annotated[bool, typer.Option("-A", "--all", help="Stage the whole workspace.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be staged.")] = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Ignore the size limits.")] = False,
+    force: Force = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
     strict_ignore: StrictIgnore = False,
-    ignore_errors: Annotated[bool, typer.Option("--ignore-errors", help="Skip unreadable files with a warning.")] = False,
+    ignore_errors: IgnoreErrors = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -84,11 +75,10 @@ def add(
     Example: rnstore add .
     """
     repo = open_repo()
-    bar = _common_progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     targets = [str(repo.root)] if all_ else paths
-    result = repo.add(targets, dry_run=dry_run, force=force, excludes=exclude or [],
-                      no_ignore=no_ignore, ignore_errors=ignore_errors, progress=bar,
-                      strict_ignore=strict_ignore)
+    result = repo.add(targets, dry_run=dry_run, progress=bar,
+                      **staging_options(force, exclude, no_ignore, ignore_errors, strict_ignore))
     _warn_add(result)
     if not dry_run and result.changed:
         _start_auto_gc(repo)
@@ -156,11 +146,11 @@ def commit(
     all_: Annotated[bool, typer.Option("-a", "--all", help="Stage the whole workspace first.")] = False,
     meta: Annotated[Optional[List[str]], typer.Option("--meta", metavar="K=V", help="Extra metadata (repeatable).")] = None,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Commit even if nothing changed.")] = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="With -a: ignore the size limits.")] = False,
+    force: Force = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
     strict_ignore: StrictIgnore = False,
-    ignore_errors: Annotated[bool, typer.Option("--ignore-errors", help="With -a: skip unreadable files.")] = False,
+    ignore_errors: IgnoreErrors = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -169,16 +159,15 @@ def commit(
     Example: SNAP=$(rnstore commit -a -m "run 42" --meta lr=0.1)
     """
     repo = open_repo()
-    bar = _common_progress(quiet, no_progress)
-    add_options = {"force": force, "excludes": exclude or [], "no_ignore": no_ignore,
-                   "ignore_errors": ignore_errors, "strict_ignore": strict_ignore}
-    result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty,
-                         progress=bar, add_options=add_options)
+    bar = progress(quiet, no_progress)
+    result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty, progress=bar,
+                         add_options=staging_options(force, exclude, no_ignore, ignore_errors,
+                                                     strict_ignore))
     if result.added is not None:
         _warn_add(result.added)
     out.line(result.id)
     where = result.branch or "detached HEAD"
-    out.summary(f"[{where} {result.id[:12]}] {message.splitlines()[0] if message else ''} "
+    out.summary(f"[{where} {result.id[:12]}] {first_line(message)} "
                 f"({result.files:,} files, {format_size(result.bytes)})")
     _start_auto_gc(repo)
 
@@ -186,7 +175,6 @@ def commit(
 def _start_auto_gc(repo) -> None:
     """After a command that added objects: `gc --auto` in the background
     when gc.interval has passed since the last gc (unless gc.auto=false)."""
-    from ..gc import start_auto_gc
     pid = start_auto_gc(repo)
     if pid is not None:
         out.notice(f"gc: the last gc ran more than gc.interval ago; `rnstore gc --auto` "
@@ -209,7 +197,7 @@ def log(
     if json_:
         out.json([e.as_json() for e in history.entries])
     elif oneline:
-        out.bytes("".join(f"{e.id[:12]}{_decorations(e)} {_first_line(e.snapshot.message)}\n"
+        out.bytes("".join(f"{e.id[:12]}{_decorations(e)} {first_line(e.snapshot.message)}\n"
                           for e in history.entries).encode())
     else:
         blocks = []
@@ -231,10 +219,6 @@ def log(
 _STANDARD_META = ("user", "host", "rnstore_version", "files", "bytes", "workspace")
 
 
-def _first_line(message: str) -> str:
-    return message.splitlines()[0] if message else ""
-
-
 def _decorations(entry) -> str:
     names = entry.branches + [f"tag: {t}" for t in entry.tags]
     return f" ({', '.join(names)})" if names else ""
@@ -246,8 +230,7 @@ def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]")] = "HEAD") -> 
 
     Example: rnstore show HEAD~3:train.py > old_train.py
     """
-    from .. import plumbing
-    from ..history import names_by_id
+    from ..history import names_by_id  # loads the store and zstandard, which rev-parse must not
     repo = open_repo()
     info = plumbing.object_info(repo, rev)
     if info.kind == "blob":
@@ -255,7 +238,6 @@ def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]")] = "HEAD") -> 
             out.bytes(chunk)
         return
     if info.kind == "tree":
-        from .plumbing import _print_tree
         _print_tree(plumbing.ls_tree(repo, info.id), long=True, name_only=False)
         return
     s = repo.store.get_snapshot(info.id)
@@ -283,10 +265,9 @@ def diff(
 
     Example: rnstore diff HEAD~1 HEAD --stat
     """
-    from .. import diff as difflib_
+    from .. import diff as difflib_  # loads the store and zstandard, which rev-parse must not
     revs = revs or []
     if len(revs) > 2:
-        from ..errors import InvalidValueError
         raise InvalidValueError("diff takes at most two revisions")
     repo = open_repo()
     result = difflib_.diff(repo, revs[0] if revs else None, revs[1] if len(revs) > 1 else None,
@@ -338,7 +319,7 @@ def tag(
 
     Example: rnstore tag paper-v1 HEAD
     """
-    from .. import history
+    from .. import history  # loads the store and zstandard, which rev-parse must not
     repo = open_repo()
     if delete:
         old = history.delete_tag(repo, delete)
@@ -366,7 +347,6 @@ def config(
 
     Example: rnstore config limits.max_bytes 2GB
     """
-    from ..config import SETTINGS
     repo = open_repo()
     if key is None:
         for name in SETTINGS:
@@ -386,5 +366,4 @@ def _config_text(repo, key: str) -> str:
 
 
 def _default(key: str) -> str:
-    from ..config import _setting
     return _setting(key).default

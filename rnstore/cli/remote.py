@@ -73,12 +73,6 @@ def remote_remove(name: RemoteName) -> None:
     out.summary(f"removed remote {name}")
 
 
-def _start(quiet: bool, no_progress: bool):
-    out.quiet = out.quiet or quiet
-    out.no_progress = out.no_progress or no_progress
-    return progress()
-
-
 def _render(result, verb: str, as_json: bool) -> None:
     if as_json:
         out.json(result.as_json())
@@ -119,7 +113,7 @@ def push(
     Example: rnstore push origin main v1.0
     """
     from ..remote.transfer import PushRefusedError, push as push_refs
-    receiver = _start(quiet, no_progress)
+    receiver = progress(quiet, no_progress)
     if delete:
         from ..errors import InvalidValueError
         from ..remote.collect import delete_refs
@@ -147,7 +141,7 @@ def fetch(
     Example: rnstore fetch origin && rnstore log origin/main
     """
     from ..remote.transfer import fetch as fetch_refs
-    result = fetch_refs(open_repo(), name, refs or [], progress=_start(quiet, no_progress))
+    result = fetch_refs(open_repo(), name, refs or [], progress=progress(quiet, no_progress))
     _render(result, "received", as_json)
 
 
@@ -168,7 +162,7 @@ def pull(
     """
     from ..remote.transfer import CannotFastForwardError, pull as pull_refs
     try:
-        result = pull_refs(open_repo(), name, refs or [], progress=_start(quiet, no_progress))
+        result = pull_refs(open_repo(), name, refs or [], progress=progress(quiet, no_progress))
     except CannotFastForwardError as exc:
         _render_refused(exc, "received", as_json)
     _render(result, "received", as_json)
@@ -190,7 +184,7 @@ def clone(
     Example: rnstore clone s3://team-bucket/experiments exp
     """
     from ..remote.transfer import clone as clone_remote
-    result = clone_remote(url, directory, options=options or [], progress=_start(quiet, no_progress))
+    result = clone_remote(url, directory, options=options or [], progress=progress(quiet, no_progress))
     _render(result, "received", as_json)
     if not as_json:
         out.summary(f"cloned into {result.path}")

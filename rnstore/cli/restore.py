@@ -10,19 +10,13 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..errors import InvalidValueError
+from ..units import format_size
 from .app import app, open_repo
+from ._options import NoProgress, Quiet
 from ._output import out, progress
 
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
 Paths = Annotated[Optional[List[str]], typer.Argument(
     metavar="PATH", help="Only these files or folders of the snapshot (after `--`).")]
-
-
-def _progress(quiet: bool, no_progress: bool):
-    out.quiet = out.quiet or quiet
-    out.no_progress = out.no_progress or no_progress
-    return progress()
 
 
 def _count(n: int, what: str) -> str:
@@ -52,9 +46,9 @@ def checkout(
 
     Example: rnstore checkout run-42 -- train.py configs/
     """
-    from ..checkout import checkout as run_checkout
+    from ..checkout import checkout as run_checkout  # loads the store and zstandard, which rev-parse must not
     repo = open_repo()
-    bar = _progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     result = run_checkout(repo, rev, paths or None, target=target, force=force,
                           skip_missing=skip_missing, progress=bar)
     for path in result.excluded:
@@ -79,7 +73,6 @@ def checkout(
     else:
         out.summary(f"HEAD is now detached at {short} ({detail})")
     if result.missing:
-        import sys
         where = Path(result.root)
         for path, oid, why in result.missing:
             sys.stderr.write(f"{why}: {where / os.fsdecode(path)} ({oid})\n")
@@ -109,7 +102,7 @@ def export(
 
     Example: rnstore export HEAD -o code.tar.zst
     """
-    from ..export import export as run_export
+    from ..export import export as run_export  # loads the store and zstandard, which rev-parse must not
     if output is None:
         raise InvalidValueError("give -o OUT (an archive name, a folder with --format dir, or - for stdout)")
     stream = output == "-"
@@ -117,10 +110,9 @@ def export(
         raise InvalidValueError("refusing to write an archive to a terminal",
                                 hints=["redirect stdout, or give -o FILE"])
     repo = open_repo()
-    bar = _progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     result = run_export(repo, rev, sys.stdout.buffer if stream else output,
                         format=format_, paths=paths or None, progress=bar)
     where = "stdout" if stream else output
-    from ..units import format_size
     out.summary(f"Exported {result.snapshot[:12]} to {where} ({result.format}, "
                 f"{result.files:,} files, {format_size(result.bytes)})")

@@ -4,32 +4,23 @@ function, renders."""
 from __future__ import annotations
 
 import os
+import sys
+import time as time_
 from typing import Annotated, List, Optional
 
 import typer
 
+from ..storeview import store_snapshots, store_workspaces
 from ..units import format_size
 from .app import app, open_repo
-from ._output import out, progress
+from ._options import Json, NoProgress, Quiet
+from ._output import first_line, out, progress
 
 SPACE = "Space"
 
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", "-n", help="Change nothing; show what would happen.")]
 Remote = Annotated[Optional[str], typer.Option(
     "--remote", metavar="NAME", help="Act on the remote NAME instead of this workspace's store.")]
-
-
-def _progress(quiet: bool, no_progress: bool):
-    out.quiet = out.quiet or quiet
-    out.no_progress = out.no_progress or no_progress
-    return progress()
-
-
-def _first_line(message: str | None) -> str:
-    return (message or "").splitlines()[0] if message else ""
 
 
 @app.command("forget", rich_help_panel=SPACE)
@@ -76,10 +67,10 @@ def forget(
             f"  [frees {item.freed_objects:,} objects ({format_size(item.freed_bytes)}), "
             f"{item.kept_objects:,} ({format_size(item.kept_bytes)}) stay]")
         lines.append(f"{verb:<12} {item.id[:12]}  {_time(item.time)}  "
-                     f"{_first_line(item.message)}{note}{frees}")
+                     f"{first_line(item.message)}{note}{frees}")
     for item in result.kept:
         lines.append(f"{'keep':<12} {item.id[:12]}  {_time(item.time)}  "
-                     f"{_first_line(item.message)}  ({', '.join(item.reasons)})")
+                     f"{first_line(item.message)}  ({', '.join(item.reasons)})")
     if lines and not json_:
         out.line("\n".join(lines))
     for oid in result.not_live:
@@ -126,7 +117,7 @@ def gc(
     Example: rnstore gc --auto -q
     """
     repo = open_repo()
-    bar = _progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     if remote is not None:
         from ..remote.collect import gc_remote
         from .remote import render_remote_gc
@@ -170,10 +161,9 @@ def du(
 
 
 def _print_du(stats) -> None:
-    import sys
 
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console  # rich loads only for du's table
+    from rich.table import Table  # rich loads only for du's table
 
     console = Console(file=sys.stdout, no_color=bool(os.environ.get("NO_COLOR")),
                       highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -185,7 +175,7 @@ def _print_du(stats) -> None:
     for s in stats.snapshots:
         table.add_row(s.id[:12] + ("" if s.live else " *"), s.time[:19].replace("T", " "),
                       f"{s.files:,}", format_size(s.logical_bytes), format_size(s.exclusive_bytes),
-                      ", ".join(s.tags), _first_line(s.message))
+                      ", ".join(s.tags), first_line(s.message))
     store = stats.store
     summary = Table(title="Store", title_justify="left", show_header=False)
     summary.add_column("what")
@@ -221,7 +211,7 @@ def fsck(
     Example: rnstore fsck --json
     """
     repo = open_repo()
-    bar = _progress(quiet, no_progress)
+    bar = progress(quiet, no_progress)
     result = repo.fsck(quick=quick, progress=bar)
     if json_:
         out.json(result.as_json())
@@ -237,7 +227,6 @@ def fsck(
     dangling = len(result.problems) - len(fatal)
     tail = f", {dangling:,} dangling" if dangling else ""
     if fatal:
-        import sys
         sys.stderr.write(f"error: fsck found {len(fatal):,} problem{'s' if len(fatal) != 1 else ''} "
                          f"in {result.checked_objects:,} objects{tail}\n")
         return 1
@@ -273,7 +262,6 @@ def snapshots(
         from .remote import render_remote_snapshots
         render_remote_snapshots(open_repo(), remote, json_)
         return
-    from ..storeview import store_snapshots
     view = store_snapshots(open_repo(), tags=tag or [], meta=meta or [], workspace=workspace,
                            since=since, until=until)
     for problem in view.problems:
@@ -285,7 +273,7 @@ def snapshots(
     for s in view.snapshots:
         tags = f"  [{', '.join(s.tags)}]" if s.tags else ""
         lines.append(f"{s.id[:12]}  {_time(s.time)}  {s.workspace or '?'}  {s.host or '?'}"
-                     f"{tags}  {_first_line(s.message)}")
+                     f"{tags}  {first_line(s.message)}")
     if lines:
         out.line("\n".join(lines))
     out.summary(f"{len(view.snapshots):,} snapshot{'s' if len(view.snapshots) != 1 else ''}")
@@ -301,8 +289,6 @@ def workspaces(json_: Json = False) -> None:
 
     Example: rnstore workspaces --json
     """
-    import time as time_
-    from ..storeview import store_workspaces
     view = store_workspaces(open_repo())
     for problem in view.problems:
         out.warn(problem)

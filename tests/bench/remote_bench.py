@@ -148,7 +148,7 @@ def gc_cost(count: int) -> None:
     (each one file changed in a 200-file tree), half of them forgotten."""
     import random
     sys.path.insert(0, str(HERE.parent))
-    from _remote_helpers import write_files
+    from helpers.remote import write_files
     from rnstore import Repository
     from rnstore.remote import collect, transfer
     port, server = start_moto()

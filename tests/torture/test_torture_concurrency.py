@@ -15,13 +15,12 @@ import random
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from torture_helpers import (NOTES, STATS, commit, fsck_problems, init, make_tree, manifest,
-                             manifest_diff, mutate, ok, out, run, scale)
+from helpers.torture import (NOTES, STATS, commit, fsck_problems, gc_loop, gc_looping, init, make_tree, manifest,
+                             manifest_diff, materialise_matches, mutate, ok, out, run, scale)
 
 pytestmark = pytest.mark.torture
 
@@ -34,49 +33,6 @@ def shared_content(k: int) -> bytes:
     appearing and disappearing: gc may collect one while a writer stores
     it again."""
     return random.Random(1000 + k).randbytes(700)
-
-
-def materialise_matches(ws: Path, snap: str, expected: dict, target: Path) -> str | None:
-    from rnstore.checkout import materialise
-    from rnstore.repo import Repository
-    if target.exists():
-        shutil.rmtree(target)
-    try:
-        materialise(Repository.open(ws), snap, target)
-    except Exception as exc:  # noqa: BLE001 - the finding
-        return f"{snap[:12]} of {ws.name} cannot be checked out: {type(exc).__name__}: {exc}"
-    actual = manifest(target)
-    shutil.rmtree(target)
-    if actual != expected:
-        return f"{snap[:12]} of {ws.name} differs:\n{manifest_diff(expected, actual)}"
-    STATS["checks.checkouts"] += 1
-    return None
-
-
-def gc_loop(ws: Path, stop: threading.Event, problems: list[str], runs: list[int]) -> None:
-    while not stop.is_set():
-        proc = run(["gc", "--prune", "now", "-q"], ws)
-        if proc.returncode != 0:
-            problems.append(f"gc exited {proc.returncode}: {proc.stderr}")
-            return
-        runs.append(1)
-
-
-@contextmanager
-def gc_looping(ws: Path, problems: list[str]):
-    """`gc --prune now` in a loop in `ws` while the block runs, then once
-    more; yields the list of runs (one item per run)."""
-    stop = threading.Event()
-    runs: list[int] = []
-    thread = threading.Thread(target=gc_loop, args=(ws, stop, problems, runs))
-    thread.start()
-    try:
-        yield runs
-    finally:
-        stop.set()
-        thread.join()
-    ok(["gc", "--prune", "now", "-q"], ws)
-    runs.append(1)
 
 
 def test_shared_store_writers_beside_gc_loop(scratch):

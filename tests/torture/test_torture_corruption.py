@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from torture_helpers import (STATS, commit, copy_tree, fsck_problems, init, make_tree, manifest, ok,
+from helpers.torture import (STATS, commit, copy_tree, fsck_problems, init, make_tree, manifest, ok,
                              out, run, temp_leftovers)
 
 pytestmark = pytest.mark.torture

@@ -5,7 +5,7 @@ work); a lane repeats: prepare, start the command, wait a seeded random
 delay between 5 ms and the command's typical duration (measured at the
 start of the lane; a quarter of the moments anywhere in that span, the
 rest after the CLI's start-up, while the command works: see
-conftest.random_moment), SIGKILL it, then check:
+helpers.torture.random_moment), SIGKILL it, then check:
 
 - the store is consistent: fsck finds no problem but dangling objects (if
   it does, `gc --prune now` may tidy first: "clean after gc at most");
@@ -18,7 +18,7 @@ conftest.random_moment), SIGKILL it, then check:
   or is absent; nothing else is ever there.
 
 Most checks run in the lane's process, to save interpreter start-ups:
-the store check is conftest.StoreChecker (fsck's checks, incremental: new
+the store check is helpers.torture.StoreChecker (fsck's checks, incremental: new
 objects are verified, roots re-read, new trees walked), status and the
 next commit go through the library functions the CLI calls. Every
 DEEP_EVERY-th kill and the end of each lane use the CLI itself
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from torture_helpers import (NOTES, STATS, StoreChecker, assert_manifest, build_two_snapshots, commit,
+from helpers.torture import (NOTES, STATS, StoreChecker, assert_manifest, build_two_snapshots, commit,
                              copy_tree, finished, fsck_problems, init, kill_group, lane_violations,
                              make_tree, manifest, manifest_diff, mutate, ok, random_moment, run,
                              run_lanes, scale, spawn, startup_seconds, temp_leftovers)

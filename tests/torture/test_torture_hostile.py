@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from torture_helpers import (STATS, commit, copy_tree, fsck_problems, init, manifest, ok, run,
+from helpers.torture import (STATS, commit, copy_tree, fsck_problems, init, manifest, ok, run,
                              temp_leftovers)
 
 pytestmark = pytest.mark.torture

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from torture_helpers import STATS, commit, fsck_ok, init, make_tree, manifest, ok, out
+from helpers.torture import STATS, commit, fsck_ok, init, make_tree, manifest, ok, out
 
 pytestmark = pytest.mark.torture
 

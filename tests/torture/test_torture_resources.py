@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from torture_helpers import (NOTES, STATS, commit, fsck_problems, init, make_tree, manifest,
+from helpers.torture import (NOTES, STATS, commit, fsck_problems, init, make_tree, manifest,
                              manifest_diff, mutate, ok, out, run, scale, temp_leftovers)
 
 pytestmark = pytest.mark.torture
@@ -378,7 +378,7 @@ def test_sparse_4gib_file_memory_bounded(scratch):
     assert out(["cat-file", "-s", "HEAD:huge.bin"], ws) == str(SPARSE_SIZE)
     if scale() > 1:
         # streaming it back out as a tar on stdout: memory bounded too
-        from torture_helpers import RNSTORE, cli_env
+        from helpers.torture import RNSTORE, cli_env
         proc = subprocess.Popen(["/usr/bin/time", "-f", "MAXRSS %M", *RNSTORE, "export", "HEAD", "-o", "-", "-q"],
                                 cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
         total = 0

@@ -1,5 +1,5 @@
 """SIGINT (Ctrl-C) during add, commit -a, a workspace checkout, export and
-gc, at seeded random moments (conftest.random_moment: mostly while the
+gc, at seeded random moments (helpers.torture.random_moment: mostly while the
 command works, a quarter anywhere from 5 ms on):
 
 - exit code 130 (or death by SIGINT while the interpreter shuts down,
@@ -12,9 +12,10 @@ command works, a quarter anywhere from 5 ms on):
 
 One lane per command, in forked workers, two at a time. A SIGINT that
 lands while CPython itself imports `site` ("Fatal Python error:
-init_import_site") or finds the `rnstore` package (a traceback with no
-rnstore frame) is counted apart, not failed: no Python program can handle
-a signal before its first line runs.
+init_import_site") or finds and imports the `rnstore` package (a
+traceback with no rnstore frame but the package's `__init__.py`) is counted
+apart, not failed: no Python program can handle a signal before its first
+line runs, and a library does not install handlers.
 Separate tests simulate, deterministically, the two moments random
 signals only hit now and then: right after a temporary is created, and
 while the CLI imports its modules.
@@ -35,7 +36,7 @@ import pytest
 
 import rnstore
 
-from torture_helpers import (NOTES, STATS, build_two_snapshots, commit, finished, fsck_problems, init,
+from helpers.torture import (NOTES, STATS, build_two_snapshots, commit, finished, fsck_problems, init,
                              lane_violations, make_tree, manifest, manifest_diff, mutate, ok,
                              random_moment, run, run_lanes, scale, spawn, startup_seconds,
                              temp_leftovers)
@@ -59,14 +60,19 @@ def interrupted_before_rnstore_ran(stderr: str) -> bool:
     """A KeyboardInterrupt traceback none of whose frames is rnstore's own
     code: the signal came while CPython was still finding or importing the
     `rnstore` package (runpy, importlib, the editable install's finder),
-    before the first line that could install a handler. Only the
-    `__main__.py` line that imports the CLI inside its `try` counts as
-    not-yet-running too (test_sigint_while_starting covers that moment)."""
+    before the first line that could install a handler. The package's own
+    `__init__.py` (and the `_version.py` it imports), which runpy imports
+    before `__main__.py`, count as not-yet-running too: a library leaves
+    SIGINT to its host. So do the `__main__.py` lines inside its `try`
+    (test_sigint_while_starting covers that moment)."""
     if not stderr.rstrip().endswith("KeyboardInterrupt"):
         return False
     for match in re.finditer(r'^ *File "([^"]+)", line (\d+)', stderr, re.MULTILINE):
         path, line = Path(match.group(1)), int(match.group(2))
-        if path.is_relative_to(RNSTORE_SOURCE) and not (path.name == "__main__.py" and line <= 2):
+        if not path.is_relative_to(RNSTORE_SOURCE):
+            continue
+        package_import = path.parent == RNSTORE_SOURCE and path.name in ("__init__.py", "_version.py")
+        if not (package_import or (path.name == "__main__.py" and line <= 3)):
             return False
     return True
 
@@ -79,6 +85,12 @@ def test_interrupted_before_rnstore_ran_tells_cpython_from_rnstore():
                                                 "KeyboardInterrupt")
     assert interrupted_before_rnstore_ran(cpython)
     assert not interrupted_before_rnstore_ran(ours)
+    package = cpython.replace("KeyboardInterrupt", f'  File "{RNSTORE_SOURCE / "__init__.py"}", line 9, in <module>\n'
+                                                   "KeyboardInterrupt")
+    assert interrupted_before_rnstore_ran(package)
+    cli = cpython.replace("KeyboardInterrupt", f'  File "{RNSTORE_SOURCE / "cli" / "__init__.py"}", line 9, in <module>\n'
+                                               "KeyboardInterrupt")
+    assert not interrupted_before_rnstore_ran(cli)
     assert not interrupted_before_rnstore_ran(cpython.replace("KeyboardInterrupt", "OSError: boom"))
 
 
@@ -331,7 +343,7 @@ sys.argv = ["rnstore", "status"]
 runpy.run_module("rnstore", run_name="__main__", alter_sys=True)
 """)
     import sys
-    from torture_helpers import cli_env
+    from helpers.torture import cli_env
     proc = subprocess.run([sys.executable, str(script)], cwd=ws, capture_output=True, env=cli_env(),
                           timeout=120)
     STATS["sigint.startup"] += 1

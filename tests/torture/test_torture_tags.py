@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from test_torture_concurrency import gc_looping, materialise_matches
-from torture_helpers import NOTES, STATS, fsck_problems, init, make_tree, manifest, mutate, ok, run, scale
+from helpers.torture import (NOTES, STATS, fsck_problems, gc_looping, init, make_tree, manifest,
+                             materialise_matches, mutate, run, scale)
 
 pytestmark = pytest.mark.torture
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from torture_helpers import STATS, commit, copy_tree, fsck_problems, init, manifest, ok, out, run
+from helpers.torture import STATS, commit, copy_tree, fsck_problems, init, manifest, ok, out, run
 
 pytestmark = pytest.mark.torture
 

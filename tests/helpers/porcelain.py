@@ -1,16 +1,14 @@
 """Helpers shared by the porcelain end-to-end tests (tests/test_porcelain_*.py,
-test_ignore.py, test_progress_tty.py, test_completions.py): building folders,
-taking byte-exact pictures of them, and checking the CLI's `error:` convention.
-
-The CLI itself runs through tests/conftest.py's `run_cli` (a real subprocess),
-re-exported here with `cli_env` and `CliResult` for module-scoped fixtures
-and Hypothesis tests. Do not write `from conftest import ...`: the test tree
-has two conftest.py files, both top-level modules called `conftest`, and
-which one that name finds depends on what pytest collected first.
+test_ignore.py, test_progress_tty.py, test_completions.py, test_checkout.py,
+test_export.py): building folders, taking byte-exact pictures of them, and
+checking the CLI's `error:` convention. The CLI itself runs through
+helpers.cli's `run_cli` (a real subprocess), re-exported here with
+`cli_env` and `CliResult`.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import json
@@ -18,29 +16,16 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping
 
-def _suite_conftest():
-    """tests/conftest.py as a module, whatever `conftest` names right now."""
-    import importlib.util
-    import sys
-    path = Path(__file__).resolve().with_name("conftest.py")
-    for module in list(sys.modules.values()):
-        location = getattr(module, "__file__", None)
-        if location and Path(location).resolve() == path:
-            return module
-    spec = importlib.util.spec_from_file_location("_rnstore_tests_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+import pytest
 
-
-_conftest = _suite_conftest()
-run_cli = _conftest.run_cli
-cli_env = _conftest.cli_env
-CliResult = _conftest.CliResult
+from helpers.cli import CliResult, cli_env, run_cli  # noqa: F401 - re-exported
 
 HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
 OBJECT_NAME = re.compile(rb"\A[0-9a-f]{62}\Z")
@@ -58,12 +43,14 @@ def write_files(root: Path, files: Mapping[str, bytes | str]) -> None:
         path.write_bytes(content.encode() if isinstance(content, str) else content)
 
 
-def folder_state(root: Path | str, *, mtimes: bool = False) -> dict[bytes, tuple]:
+def folder_state(root: Path | str, *, mtimes: bool = False, skip=()) -> dict[bytes, tuple]:
     """Everything below `root`, byte-exact: path -> ("dir", perms) |
-    ("file", perms, bytes[, mtime_ns]) | ("link", target). Nothing is followed."""
+    ("file", perms, bytes[, mtime_ns]) | ("link", target). Nothing is followed;
+    folders named in `skip` (bytes) are left out, with what they hold."""
     state: dict[bytes, tuple] = {}
     base = os.fsencode(root)
     for folder, dirs, files in os.walk(base):
+        dirs[:] = [d for d in dirs if d not in skip]
         for name in dirs + files:
             full = os.path.join(folder, name)
             rel = os.path.relpath(full, base)
@@ -120,6 +107,12 @@ def assert_error(result, code: int | tuple[int, ...], *needles: str) -> str:
     return errors[0]
 
 
+def failed(result, code: int, *needles: str) -> str:
+    """assert_error, returning all of stderr."""
+    assert_error(result, code, *needles)
+    return result.stderr
+
+
 def ls_files(run_cli, cwd: Path) -> list[bytes]:
     return ok(run_cli(["ls-files"], cwd=cwd)).stdout.splitlines()
 
@@ -158,8 +151,6 @@ def copy_tree(source: Path, target: Path) -> None:
 def run_parallel(run_cli, calls, workers: int = 2):
     """Run independent CLI calls [(args, cwd[, env])] two at a time (the
     machines running this suite have two cores); results in order."""
-    from concurrent.futures import ThreadPoolExecutor
-
     def one(call):
         args, cwd, *rest = call
         return run_cli(args, cwd=cwd, env=rest[0] if rest else None)
@@ -176,7 +167,6 @@ IS_ROOT = os.geteuid() == 0
 def unprivileged_folder(prefix: str = "rnstore-unpriv-") -> Path:
     """A fresh folder in /tmp that the unprivileged runner can use (pytest's
     tmp_path lives below a 0700 folder of root's). The caller removes it."""
-    import tempfile
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     os.chmod(folder, 0o755)
     return folder
@@ -196,9 +186,7 @@ def run_unprivileged(args, cwd: Path, env=None):
     """`python -m rnstore ARGS` where file permissions apply: as root (how
     this suite runs in CI), with privileges dropped to uid/gid 65534 through
     setpriv; otherwise as ourselves. Same result and traceback check as
-    conftest's run_cli."""
-    import subprocess
-    import sys
+    helpers.cli.run_cli."""
     environment = cli_env(env)
     environment["HOME"] = str(cwd)
     environment["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -216,7 +204,6 @@ def needs_unprivileged_runner() -> None:
     root, and without setpriv we cannot become another user), or when uid
     65534 cannot run this interpreter and import rnstore (a checkout or
     virtual env below a private home folder)."""
-    import pytest
     if not IS_ROOT:
         return
     if SETPRIV is None:
@@ -230,8 +217,6 @@ def needs_unprivileged_runner() -> None:
 
 @functools.lru_cache(maxsize=1)
 def _unprivileged_problem() -> str:
-    import subprocess
-    import sys
     try:
         proc = subprocess.run(
             [SETPRIV, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
@@ -261,8 +246,6 @@ def new_workspace(root: Path, *, default_ignore: bool = False) -> Path:
     template = _TEMPLATES.get(default_ignore)
     if template is None or not (template / ".rnstore" / "HEAD").is_file():
         # (made again if something cleaned /tmp under a long session)
-        import atexit
-        import tempfile
         folder = Path(tempfile.mkdtemp(prefix="rnstore-template-"))
         atexit.register(shutil.rmtree, folder, True)
         ok(run_cli(["init", "-q"] + ([] if default_ignore else ["--no-default-ignore"]), cwd=folder))
@@ -275,19 +258,12 @@ def new_workspace(root: Path, *, default_ignore: bool = False) -> Path:
 def picture(root: Path, *, skip=(b".rnstore",)) -> dict[bytes, tuple]:
     """Everything below `root`, nothing followed: path -> ("dir",) |
     ("file", executable, bytes) | ("link", target)."""
-    state: dict[bytes, tuple] = {}
-    base = os.fsencode(root)
-    for folder, dirs, files in os.walk(base):
-        dirs[:] = [d for d in dirs if d not in skip]
-        for name in dirs + files:
-            full = os.path.join(folder, name)
-            rel = os.path.relpath(full, base)
-            st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                state[rel] = ("link", os.readlink(full))
-            elif stat.S_ISDIR(st.st_mode):
-                state[rel] = ("dir",)
-            else:
-                with open(full, "rb") as fh:
-                    state[rel] = ("file", bool(st.st_mode & stat.S_IXUSR), fh.read())
+    state = {}
+    for path, entry in folder_state(root, skip=skip).items():
+        if entry[0] == "dir":
+            state[path] = ("dir",)
+        elif entry[0] == "file":
+            state[path] = ("file", bool(entry[1] & stat.S_IXUSR), entry[2])
+        else:
+            state[path] = entry
     return state
