@@ -63,6 +63,7 @@ def build_command(args: list[str] | None = None):
     from . import porcelain  # noqa: F401 - registers the porcelain commands on `app`, which it imports
     from . import restore  # noqa: F401 - registers checkout and export on `app`, which it imports
     from . import space  # noqa: F401 - registers forget, gc, du, fsck on `app`, which it imports
+    from . import remote  # noqa: F401 - registers remote, push, fetch, pull, clone on `app`, which it imports
     name = _invoked_command(args or [])
     selected = [c for c in app.registered_commands if c.name == name]
     if not selected:
