@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidValueError,
-                     MissingObjectError, NotWritableError, ObjectError)
+                     MissingObjectError, NotWritableError, ObjectError, RefConflictError)
 from .fsutil import TMP_PREFIX, left_by_dead_process
 from .index import Index, IndexEntry, StatKey
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
@@ -293,6 +293,22 @@ def _switch(repo: WorkspaceView, rev: str, snapshot_id: str, force: bool, progre
         raise failed.finished(f"; HEAD and the index moved to {snapshot_id[:12]}, so those paths "
                               f"show as changes in `rnstore status`")
     return result
+
+
+def fast_forward(repo: WorkspaceView, snapshot_id: str, *, expected: str | None,
+                 progress: Progress = NO_PROGRESS) -> CheckoutResult:
+    """Move the current branch from `expected` to `snapshot_id` and make the
+    files match, as a checkout from HEAD would: local changes in the way are
+    a ConflictError and nothing moves (pull's fast-forward)."""
+    with repo.lock():
+        branch_ref, head = repo.refs.head()
+        if branch_ref is None or head != expected:
+            raise RefConflictError(f"HEAD moved while pulling (now {head or 'nothing'})",
+                                   hints=["run the command again"])
+        result = _switch(repo, HEAD, snapshot_id, False, progress)
+        repo.refs.update(branch_ref, snapshot_id, expected=expected)
+        result.head_moved = True
+        return result
 
 
 def _restore_paths(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes], force: bool,

@@ -85,6 +85,23 @@ class ForgetResult:
 def forget(repo: HistoryView, revs: Iterable[str] = (), *, keep_last: int | None = None,
            keep_within: str | float | None = None, dry_run: bool = False) -> ForgetResult:
     """Drop snapshots from the live set; see the module docstring."""
+    result = select(repo, revs, keep_last=keep_last, keep_within=keep_within, dry_run=dry_run)
+    # shared: no gc runs between counting and forgetting
+    with repo.store_lock(shared=True):
+        if result.removed:
+            _count_freed(repo, result)
+        if not dry_run:
+            for item in result.removed:
+                repo.journal.discard(item.id)
+    return result
+
+
+def select(repo: HistoryView, revs: Iterable[str] = (), *, keep_last: int | None = None,
+           keep_within: str | float | None = None, dry_run: bool = False) -> ForgetResult:
+    """Which live snapshots the REVs and keep rules forget, and which they
+    keep; changes nothing. `repo` needs only `journal` (the live ids),
+    `refs` and a `store` holding the snapshots, so a remote's live set
+    (remote/collect.py) follows the very same rules."""
     revs = list(revs)
     if not revs and keep_last is None and keep_within is None:
         raise InvalidValueError(
@@ -141,13 +158,6 @@ def forget(repo: HistoryView, revs: Iterable[str] = (), *, keep_last: int | None
             result.kept.append(item)
     result.removed.sort(key=_newest_first, reverse=True)
     result.kept.sort(key=_newest_first, reverse=True)
-    # shared: no gc runs between counting and forgetting
-    with repo.store_lock(shared=True):
-        if result.removed:
-            _count_freed(repo, result)
-        if not dry_run:
-            for item in result.removed:
-                repo.journal.discard(item.id)
     return result
 
 

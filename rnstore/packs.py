@@ -117,6 +117,11 @@ class Pack:
         _, offset, length = self._entry(slot)
         return os.pread(self._fd, length, offset)
 
+    def locations(self):
+        """(raw id, offset, frame length) of every object, in id order."""
+        for slot in range(len(self._ids)):
+            yield self._entry(slot)
+
     def entries(self):
         """(raw id, frame length) of every object, in id order."""
         for slot in range(len(self._ids)):
@@ -169,6 +174,26 @@ class PackWriter:
             self._held_bytes += len(frame)
             if self._eager or len(self._held) >= MIN_OBJECTS or self._held_bytes >= MIN_BYTES:
                 self._start_file()
+
+    def add_file(self, oid: str, source, length: int) -> None:
+        """add() of a frame read from the file `source` in chunks (memory
+        stays bounded however large the frame)."""
+        with self._lock:
+            if oid in self:
+                return
+            if self._fd < 0:
+                self._start_file()
+            start = self._end
+            remaining = length
+            while remaining:
+                chunk = source.read(min(1 << 20, remaining))
+                if not chunk:
+                    raise ValueError(f"frame of {oid} is shorter than {length} bytes")
+                _write_at(self._fd, chunk, self._end)
+                self._end += len(chunk)
+                remaining -= len(chunk)
+            self._slots[oid] = len(self._slots)
+            self._entries += _ENTRY.pack(bytes.fromhex(oid), start, length)
 
     def read(self, oid: str) -> bytes | None:
         with self._lock:

@@ -24,6 +24,8 @@ from .objects import is_object_id
 
 HEADS = "refs/heads/"
 TAGS = "refs/tags/"
+#: What `fetch` records of a remote's branches: refs/remotes/NAME/BRANCH.
+REMOTES = "refs/remotes/"
 HEAD = "HEAD"
 #: Pass as `expected` to update unconditionally.
 ANY = object()

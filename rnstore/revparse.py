@@ -4,8 +4,9 @@
     BASE     = full id | hex prefix (>= 4) | HEAD | branch | tag | refs/...
     SUFFIX   = "~" [N] | "^" [N]
 
-Names are looked up as refs first (HEAD, refs/heads/X, refs/tags/X, the full
-ref), then as an id prefix over all objects, as in git.
+Names are looked up as refs first (HEAD, refs/heads/X, refs/tags/X,
+refs/remotes/X as fetched from a remote, the full ref), then as an id
+prefix over all objects, as in git.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 
 from .errors import AmbiguousRevisionError, CorruptObjectError, InvalidValueError, UnknownRevisionError
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, TREE_HEADER, TreeEntry, is_object_id
-from .refs import HEAD, HEADS, TAGS
+from .refs import HEAD, HEADS, REMOTES, TAGS
 from .trees import lookup
 from .views import HistoryView, ObjectsView
 
@@ -39,7 +40,7 @@ def resolve_name(repo: HistoryView, name: str) -> str:
         if oid is None:
             raise _unknown(name, f"{branch or 'HEAD'} has no snapshot yet")
         return oid
-    refs = (name,) if name.startswith("refs/") else (HEADS + name, TAGS + name)
+    refs = (name,) if name.startswith("refs/") else (HEADS + name, TAGS + name, REMOTES + name)
     for ref in refs:
         try:
             oid = repo.refs.resolve(ref)

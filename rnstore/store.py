@@ -425,8 +425,11 @@ class ObjectStore(abc.ABC):
         with self.batch():
             for oid, frame in frames:
                 self._check_id(oid)
-                if not self.freshen(oid):
+                if not self._stored_already(oid):
                     self._put_frame(oid, frame)
+
+    def _stored_already(self, oid: str) -> bool:
+        return self.freshen(oid)
 
     def _put_frame(self, oid: str, frame: bytes) -> None:
         with self._writing():
@@ -735,6 +738,11 @@ class DiskStore(ObjectStore):
             return oid
         self._put_frame(oid, codec.compress(kind, payload, self.level))
         return oid
+
+    def _stored_already(self, oid: str) -> bool:
+        # as put(): a miss does not read the pack folder again (an object
+        # another process stored meanwhile is then stored once more)
+        return self._refresh(oid, quick=True)
 
     def _put_frame(self, oid: str, frame: bytes) -> None:
         # In a batch, to the batch's pack; otherwise (or too big for a pack)

@@ -69,3 +69,7 @@ def stage_fixture():
 @pytest.fixture(name="commit_index")
 def commit_index_fixture():
     return commit_index
+
+
+# -- a real S3 server on loopback, for tests/test_remote_*.py -----------------------------
+from helpers.remote import s3_server  # noqa: E402,F401 - registers the session fixture

@@ -667,3 +667,31 @@ def test_repository_open_and_init_still_use_the_disk_store(tmp_path):
     assert type(Repository.open(tmp_path / "ws").store) is DiskStore
     memory = MemoryStore()
     assert Repository.open(tmp_path / "ws", store=memory).store is memory
+
+
+# -- frames as stored: read_frame / add_frames (remote transfers) ---------------------------
+
+def test_read_frame_and_add_frames_round_trip(store, tmp_path):
+    ids = [store.put(BLOB, b"frame %d\n" % i) for i in range(3)]
+    frames = [(oid, store.read_frame(oid)) for oid in ids]
+    assert all(codec.FrameReader(io.BytesIO(f), oid).read_all() for oid, f in frames)
+    other = DiskStore(tmp_path / "other")
+    other.add_frames(frames)
+    assert [other.get(oid) for oid in ids] == [store.get(oid) for oid in ids]
+    other.add_frames(frames)  # already stored: nothing changes
+    assert sorted(other) == sorted(ids)
+
+
+def test_read_frame_of_a_missing_object(store):
+    with pytest.raises(MissingObjectError):
+        store.read_frame(ABSENT)
+
+
+def test_add_frames_packs_many(tmp_path):
+    source = MemoryStore()
+    ids = [source.put(BLOB, b"many %d\n" % i) for i in range(packs.MIN_OBJECTS + 1)]
+    target = DiskStore(tmp_path / "objects")
+    target.add_frames((oid, source.read_frame(oid)) for oid in ids)
+    assert len(packs.list_packs(str(tmp_path / "objects" / "pack"))) == 1
+    assert not list(target._loose_ids())
+    assert all(target.verify(oid) == (BLOB, len(source.get(oid)[1])) for oid in ids)

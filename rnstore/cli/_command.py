@@ -158,7 +158,7 @@ class Group(TyperGroup):
     suggestions that never name a command doing something else."""
 
     def format_help(self, ctx, formatter) -> None:
-        formatter.write_usage(ctx.command_path, "[OPTIONS] COMMAND [ARGS]...")
+        formatter.write_usage(ctx.command_path, "[OPTIONS] COMMAND [ARGS...]")
         _write_description(formatter, self.help)
         options = [_option_record(p) for p in self.get_params(ctx)
                    if p.param_type_name == "option" and not p.hidden]

@@ -19,7 +19,7 @@ HELP = """A git-like, content-addressed store for experiment folders and CI.
 Example: rnstore init && rnstore add . && rnstore commit -m "run 42"
 """
 
-class _App(typer.Typer):
+class App(typer.Typer):
     """Every command gets rnstore's command class (see _command.py); with
     `paths_after_dashdash=True`, the one that keeps paths after `--`."""
 
@@ -28,7 +28,7 @@ class _App(typer.Typer):
         return super().command(*args, **kw)
 
 
-app = _App(
+app = App(
     name="rnstore",
     cls=Group,
     help=HELP,
@@ -75,6 +75,7 @@ def build_command(args: list[str] | None = None):
     from . import porcelain  # noqa: F401 - registers the porcelain commands on `app`, which it imports
     from . import restore  # noqa: F401 - registers checkout and export on `app`, which it imports
     from . import space  # noqa: F401 - registers forget, gc, du, fsck on `app`, which it imports
+    from . import remote  # noqa: F401 - registers remote, push, fetch, pull, clone on `app`, which it imports
     from . import plumbing  # noqa: F401 - registers the plumbing commands on `app`, which it imports
     name = _invoked_command(args or [])
     selected = [c for c in app.registered_commands if c.name == name]

@@ -20,6 +20,8 @@ from ._output import first_line, out, progress
 SPACE = "Space"
 
 DryRun = Annotated[bool, typer.Option("--dry-run", "-n", help="Change nothing; show what would happen.")]
+Remote = Annotated[Optional[str], typer.Option(
+    "--remote", metavar="NAME", help="Act on the remote NAME instead of this workspace's store.")]
 
 
 @app.command("forget", rich_help_panel=SPACE)
@@ -33,6 +35,7 @@ def forget(
     dry_run: DryRun = False,
     json_: Json = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary.")] = False,
+    remote: Remote = None,
 ) -> None:
     """Drop snapshots from the live set; `gc` then frees what nothing else holds.
 
@@ -43,8 +46,13 @@ def forget(
 
     Example: rnstore forget --keep-last 10 --keep-within 30d
     """
-    result = open_repo().forget(revs or [], keep_last=keep_last, keep_within=keep_within,
-                                dry_run=dry_run)
+    if remote is not None:
+        from ..remote.collect import forget_remote
+        result = forget_remote(open_repo(), remote, revs or [], keep_last=keep_last,
+                               keep_within=keep_within, dry_run=dry_run)
+    else:
+        result = open_repo().forget(revs or [], keep_last=keep_last, keep_within=keep_within,
+                                    dry_run=dry_run)
     out.quiet = out.quiet or quiet
     for problem in result.problems:
         out.warn(f"not counted: {problem}")
@@ -56,10 +64,11 @@ def forget(
         note = ""
         if item.still_named_by:
             note = f"  (still kept by {', '.join(item.still_named_by)})"
-        frees = (f"frees {plural(item.freed_objects, 'object')} ({format_size(item.freed_bytes)}), "
-                 f"{item.kept_objects:,} ({format_size(item.kept_bytes)}) stay")
+        frees = "" if remote is not None else (  # a remote's bytes: gc --remote counts them
+            f"  [frees {plural(item.freed_objects, 'object')} ({format_size(item.freed_bytes)}), "
+            f"{item.kept_objects:,} ({format_size(item.kept_bytes)}) stay]")
         lines.append(f"{verb:<12} {item.id[:12]}  {_time(item.time)}  "
-                     f"{first_line(item.message)}{note}  [{frees}]")
+                     f"{first_line(item.message)}{note}{frees}")
     for item in result.kept:
         lines.append(f"{'keep':<12} {item.id[:12]}  {_time(item.time)}  "
                      f"{first_line(item.message)}  ({', '.join(item.reasons)})")
@@ -74,9 +83,13 @@ def forget(
     done = "would be forgotten" if dry_run else "forgotten"
     kept = f", {len(result.kept)} kept by the rules" if keep_last is not None or keep_within else ""
     frees = "would free" if dry_run else "`rnstore gc --prune now` frees"
+    if remote is not None:
+        tail = f"; `rnstore gc --remote {remote}` frees their space" if result.removed else ""
+    else:
+        tail = (f"; {frees} {plural(result.freed_objects, 'object')} ({format_size(result.freed_bytes)})"
+                if result.removed else "")
     out.summary(f"{len(result.removed)} snapshot{'s' if len(result.removed) != 1 else ''} {done}{kept}"
-                + (f"; {frees} {plural(result.freed_objects, 'object')} ({format_size(result.freed_bytes)})"
-                   if result.removed else ""))
+                + tail)
 
 
 def _time(text: str | None) -> str:
@@ -95,6 +108,7 @@ def gc(
     json_: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
+    remote: Remote = None,
 ) -> None:
     """Delete objects no root reaches that are older than the grace period.
 
@@ -105,6 +119,11 @@ def gc(
     """
     repo = open_repo()
     bar = progress(quiet, no_progress)
+    if remote is not None:
+        from ..remote.collect import gc_remote
+        from .remote import render_remote_gc
+        render_remote_gc(gc_remote(repo, remote, dry_run=dry_run, prune=prune), json_)
+        return
     stats = repo.gc(dry_run=dry_run, prune=prune, auto=auto, progress=bar)
     for note in stats.notes:
         out.warn(note)
@@ -228,15 +247,21 @@ def snapshots(
     until: Annotated[Optional[str], typer.Option(
         "--until", metavar="T", help="Only snapshots made at or before T.")] = None,
     json_: Json = False,
+    remote: Remote = None,
 ) -> None:
     """List every snapshot the store keeps alive, from every workspace of the store.
 
     Each line: id, time, workspace, host, tags and message. A snapshot is
     kept alive by a workspace (live, or named by a branch or HEAD), by a
     tag of the store, or by a workspace gone within the grace period.
+    With --remote NAME: the snapshots that remote keeps alive (its records).
 
     Example: rnstore snapshots --tag 'build-*' --since 7d --json
     """
+    if remote is not None:
+        from .remote import render_remote_snapshots
+        render_remote_snapshots(open_repo(), remote, json_)
+        return
     view = store_snapshots(open_repo(), tags=tag or [], meta=meta or [], workspace=workspace,
                            since=since, until=until)
     for problem in view.problems:

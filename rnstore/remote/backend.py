@@ -1,0 +1,447 @@
+"""The one narrow interface between rnstore and a remote's storage.
+
+A Backend stores opaque byte strings under keys (slash-separated, relative
+to the remote's prefix) and offers only what object storage offers
+everywhere: get (whole or a byte range), put (overwrite), create (exclusive:
+fails when the key exists; the compare-and-swap that ref updates are built
+on), list by prefix, stat and delete. Nothing above this module knows which
+service it talks to (as restic's `internal/backend` and kopia's `repo/blob`).
+
+FsspecBackend is the one implementation, for every fsspec file system. A
+local path (file:// or a plain path, a mounted share) gets atomic puts by
+temporary file and rename, and exclusive creates by link(2), because a local
+file is visible while it is written; object stores make an upload visible
+whole by themselves and give exclusive create as If-None-Match.
+
+RetryingBackend is the one place where transient failures (throttling,
+timeouts, dropped connections) are retried, with exponential backoff and a
+bound on the total time; every other error passes through at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import BadInputError, RnstoreError
+
+#: How long one call keeps retrying a transient failure before giving up.
+DEFAULT_RETRY_SECONDS = 60.0
+RETRY_ENV = "RNSTORE_REMOTE_TIMEOUT"
+#: Network time-outs per request, passed to backends that take them.
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 30
+
+#: URL scheme -> (pip extra, the fsspec protocol's package)
+EXTRAS = {
+    "s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"),
+    "gs": ("gcs", "gcsfs"), "gcs": ("gcs", "gcsfs"),
+    "az": ("azure", "adlfs"), "abfs": ("azure", "adlfs"), "abfss": ("azure", "adlfs"),
+    "sftp": ("sftp", "sshfs"), "ssh": ("sftp", "sshfs"),
+}
+
+
+class RemoteError(RnstoreError):
+    """The remote cannot be reached or refused a request (exit 1)."""
+
+
+class ShortReadError(Exception):
+    """A ranged read past the end of a key: the key is shorter than its
+    index says (truncated), which no retry will change."""
+
+
+class MissingExtraError(BadInputError):
+    """The backend's optional dependency is not installed (exit 2)."""
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    size: int
+    mtime: float | None  # seconds since the epoch, by the storage's clock
+
+
+class Backend:
+    """Keys to bytes. Missing keys: get/get_range raise FileNotFoundError,
+    stat returns None, delete does nothing."""
+
+    def get(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the key."""
+        raise NotImplementedError
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store (or replace) the key; readers see all of it or nothing."""
+        raise NotImplementedError
+
+    def put_file(self, key: str, local_path: str) -> None:
+        """put() of a local file's bytes, streamed."""
+        raise NotImplementedError
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Store the key only if it does not exist (atomically); False if it did."""
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> dict[str, KeyInfo]:
+        """Every key below the folder `prefix` (recursively)."""
+        raise NotImplementedError
+
+    def stat(self, key: str) -> KeyInfo | None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+
+class FsspecBackend(Backend):
+    def __init__(self, fs, root: str, *, local: bool, native_create: bool = False):
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.local = local
+        # s3fs implements pipe_file(mode="create") as If-None-Match; fsspec's
+        # generic one is "exists, then write", no compare-and-swap, so the
+        # others open the key with mode "xb" (O_EXCL over SFTP)
+        self.native_create = native_create
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def get(self, key: str) -> bytes:
+        return self.fs.cat_file(self._path(key))
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        try:
+            data = self.fs.cat_file(self._path(key), start=start, end=end)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and "range" in str(exc).lower():  # HTTP 416
+                raise ShortReadError(f"{key}: shorter than {end} bytes") from None
+            raise
+        if len(data) != end - start:
+            raise ShortReadError(f"{key}: shorter than {end} bytes")
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        if self.local:
+            self._local_write(key, lambda fh: fh.write(data), exclusive=False)
+        else:
+            self.fs.pipe_file(self._path(key), data)
+
+    def put_file(self, key: str, local_path: str) -> None:
+        if self.local:
+            def copy(fh):
+                with open(local_path, "rb") as source:
+                    while chunk := source.read(1 << 20):
+                        fh.write(chunk)
+            self._local_write(key, copy, exclusive=False)
+        else:
+            self.fs.put_file(local_path, self._path(key))
+
+    def create(self, key: str, data: bytes) -> bool:
+        try:
+            if self.local:
+                self._local_write(key, lambda fh: fh.write(data), exclusive=True)
+            elif self.native_create:
+                self.fs.pipe_file(self._path(key), data, mode="create")
+            else:
+                path = self._path(key)
+                self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+                try:
+                    with self.fs.open(path, "xb") as fh:
+                        fh.write(data)
+                except Exception as exc:
+                    # SFTP (version 3) answers a lost O_EXCL race with a bare "Failure"
+                    if not isinstance(exc, FileExistsError) and self.fs.exists(path):
+                        return False
+                    raise
+        except FileExistsError:
+            return False
+        return True
+
+    def _local_write(self, key: str, write: Callable, *, exclusive: bool) -> None:
+        from ..fsutil import TMP_PREFIX, fsync_dir
+        final = self._path(key)
+        folder = os.path.dirname(final)
+        os.makedirs(folder, exist_ok=True)
+        temp = f"{folder}/{TMP_PREFIX}{os.getpid()}-{random.getrandbits(48):012x}"
+        try:
+            with open(temp, "xb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if exclusive:
+                os.link(temp, final)  # fails if `final` exists: the compare-and-swap
+                os.unlink(temp)
+            else:
+                os.replace(temp, final)
+            fsync_dir(folder)
+        finally:
+            try:
+                os.unlink(temp)
+            except FileNotFoundError:
+                pass
+
+    def list(self, prefix: str) -> dict[str, KeyInfo]:
+        base = self._path(prefix.rstrip("/"))
+        self.fs.invalidate_cache(base)
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            if self.local:
+                return {}
+            raise
+        strip = len(self.root) + 1
+        keys = {}
+        for path, info in found.items():
+            if info.get("type") == "directory":
+                continue
+            key = path[strip:] if path.startswith(self.root + "/") else path
+            name = key.rsplit("/", 1)[-1]
+            if self.local and name.startswith(".tmp-"):
+                continue  # a local writer's temporary file
+            keys[key] = _key_info(info)
+        return keys
+
+    def stat(self, key: str) -> KeyInfo | None:
+        path = self._path(key)
+        self.fs.invalidate_cache(path)
+        try:
+            return _key_info(self.fs.info(path))
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        try:
+            self.fs.rm_file(self._path(key))
+        except FileNotFoundError:
+            pass
+
+
+def _key_info(info: dict) -> KeyInfo:
+    mtime = info.get("LastModified") or info.get("mtime") or info.get("last_modified")
+    if hasattr(mtime, "timestamp"):
+        mtime = mtime.timestamp()
+    return KeyInfo(int(info.get("size") or 0), float(mtime) if mtime is not None else None)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: throttling, time-outs, dropped or refused connections.
+    Missing keys, existing keys (a lost race) and refusals are answers."""
+    if isinstance(exc, (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                        NotADirectoryError)):
+        return False
+    if isinstance(exc, (TimeoutError, ConnectionError, EOFError)):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.EBUSY, errno.EAGAIN, errno.ETIMEDOUT, errno.ECONNRESET,
+                             errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, None)
+    name = type(exc).__name__
+    return any(word in name for word in ("Connection", "Timeout", "Endpoint", "Throttl",
+                                         "ClientPayload", "ServerDisconnected", "IncompleteRead"))
+
+
+class RetryingBackend(Backend):
+    """Retries transient failures of any call, with exponential backoff and
+    jitter, for at most `retry_for` seconds; then raises RemoteError."""
+
+    def __init__(self, inner: Backend, describe: str, *, retry_for: float | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.inner = inner
+        self.describe = describe  # the remote's URL, password masked
+        if retry_for is None:
+            retry_for = float(os.environ.get(RETRY_ENV) or DEFAULT_RETRY_SECONDS)
+        self.retry_for = retry_for
+        self._sleep = sleep
+        self.requests = 0
+
+    def _call(self, what: str, key: str, call: Callable):
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.2
+        while True:
+            self.requests += 1
+            try:
+                return call()
+            except (FileNotFoundError, FileExistsError, ShortReadError):
+                raise
+            except PermissionError as exc:
+                raise RemoteError(f"{self.describe}: access denied ({what} {key}): {_brief(exc)}",
+                                  hints=["check the credentials the backend uses (AWS_*, "
+                                         "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*, ssh)"]) from None
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise RemoteError(f"{self.describe}: {what} {key} failed: {_brief(exc)}") from None
+                if time.monotonic() + delay > deadline:
+                    raise RemoteError(
+                        f"{self.describe}: unreachable or failing, gave up after "
+                        f"{self.retry_for:g} s: {_brief(exc)}",
+                        hints=[f"{RETRY_ENV}=SECONDS sets how long to retry"]) from None
+                self._sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 10.0)
+
+    def get(self, key):
+        return self._call("get", key, lambda: self.inner.get(key))
+
+    def get_range(self, key, start, end):
+        return self._call("get", key, lambda: self.inner.get_range(key, start, end))
+
+    def put(self, key, data):
+        return self._call("put", key, lambda: self.inner.put(key, data))
+
+    def put_file(self, key, local_path):
+        return self._call("put", key, lambda: self.inner.put_file(key, local_path))
+
+    def create(self, key, data):
+        return self._call("create", key, lambda: self.inner.create(key, data))
+
+    def list(self, prefix):
+        return self._call("list", prefix, lambda: self.inner.list(prefix))
+
+    def stat(self, key):
+        return self._call("stat", key, lambda: self.inner.stat(key))
+
+    def delete(self, key):
+        return self._call("delete", key, lambda: self.inner.delete(key))
+
+
+def _brief(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """(scheme, the rest); a plain path has scheme 'file'."""
+    if "://" in url:
+        scheme, rest = url.split("://", 1)
+        return scheme.lower(), rest
+    return "file", url
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    scheme, rest = split_url(url)
+    if "://" not in url:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        userinfo, host = authority.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        authority = f"{userinfo}@{host}"
+    return f"{scheme}://{authority}{slash}{path}"
+
+
+def _backend_defaults(scheme: str) -> dict:
+    # Object stores: fsspec's listings cache off (another machine changes
+    # the remote between two looks, and a cached listing also answers
+    # info() without asking). sshfs passes every option on to asyncssh.
+    if scheme in ("s3", "s3a"):
+        return {"use_listings_cache": False,
+                "config_kwargs": {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
+                                  "retries": {"max_attempts": 1}}}
+    if scheme in ("sftp", "ssh"):
+        return {"connect_timeout": CONNECT_TIMEOUT}
+    return {"use_listings_cache": False}
+
+
+def open_backend(url: str, options: dict[str, str] | None = None, *,
+                 retry_for: float | None = None) -> RetryingBackend:
+    """The backend for a remote URL; MissingExtraError when its fsspec
+    package is not installed."""
+    scheme, rest = split_url(url)
+    describe = mask_url(url)
+    if scheme == "file":
+        path = os.path.abspath(os.path.expanduser(rest))
+        try:
+            from fsspec.implementations.local import LocalFileSystem
+            fs = LocalFileSystem()
+        except ImportError:
+            fs = _PlainLocalFileSystem()
+        return RetryingBackend(FsspecBackend(fs, path, local=True), describe, retry_for=retry_for)
+    extra, package = EXTRAS.get(scheme, (None, None))
+    try:
+        import fsspec
+        from fsspec.core import url_to_fs
+    except ImportError:
+        raise _missing(extra or "s3", "fsspec") from None
+    merged = {**_backend_defaults(scheme), **_typed(options or {})}
+    try:
+        # fsspec's instance cache keeps one client (and its connections) per process
+        fs, root = url_to_fs(url, **merged)
+    except ImportError:
+        raise _missing(extra, package or scheme) from None
+    except ValueError as exc:
+        if "Protocol not known" in str(exc) or "not known" in str(exc):
+            raise BadInputError(f"unknown remote URL scheme '{scheme}://' in {describe}",
+                                hints=["use s3://, gs://, az://, sftp://, file:// or a path"]) from None
+        raise BadInputError(f"cannot use remote {describe}: {_brief(exc)}") from None
+    except TypeError as exc:
+        raise BadInputError(f"bad option for remote {describe}: {_brief(exc)}") from None
+    if scheme in ("s3", "s3a") and hasattr(fs, "retries"):
+        fs.retries = 1  # s3fs's own retry loop; RetryingBackend is the one that retries
+    if not root.strip("/"):
+        raise BadInputError(f"remote URL {describe} names no bucket or folder")
+    del fsspec
+    return RetryingBackend(FsspecBackend(fs, root, local=False, native_create=scheme in ("s3", "s3a")),
+                           describe, retry_for=retry_for)
+
+
+def _typed(options: dict[str, str]) -> dict:
+    """-o values are strings; the few that backends expect typed are converted."""
+    typed: dict = {}
+    for key, value in options.items():
+        low = value.lower()
+        if low in ("true", "false"):
+            typed[key] = low == "true"
+        elif value.isdigit():
+            typed[key] = int(value)
+        else:
+            typed[key] = value
+    return typed
+
+
+def _missing(extra: str | None, package: str) -> MissingExtraError:
+    pip = f"pip install 'rnstore[{extra}]'" if extra else f"pip install {package}"
+    return MissingExtraError(f"this remote needs the Python package '{package}', which is not installed",
+                             hints=[f"install it: {pip}"])
+
+
+class _PlainLocalFileSystem:
+    """Enough of fsspec's LocalFileSystem for a plain-path remote, so a
+    mounted share works without fsspec installed."""
+
+    def cat_file(self, path, start=None, end=None):
+        with open(path, "rb") as fh:
+            if start is None:
+                return fh.read()
+            fh.seek(start)
+            return fh.read(end - start)
+
+    def invalidate_cache(self, path=None):
+        pass
+
+    def find(self, base, detail=True):
+        found = {}
+        for folder, _dirs, files in os.walk(base):
+            for name in files:
+                path = os.path.join(folder, name)
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                found[path] = {"type": "file", "size": st.st_size, "mtime": st.st_mtime}
+        return found
+
+    def info(self, path):
+        st = os.stat(path)
+        return {"type": "file", "size": st.st_size, "mtime": st.st_mtime}
+
+    def rm_file(self, path):
+        os.unlink(path)
+
+
+__all__ = ["Backend", "FsspecBackend", "RetryingBackend", "KeyInfo", "RemoteError", "ShortReadError",
+           "MissingExtraError", "open_backend", "mask_url", "split_url"]

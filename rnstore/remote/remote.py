@@ -1,0 +1,222 @@
+"""One remote, seen through its Backend: its refs, its pack indexes (with a
+local cache), its snapshot records, and the markers that let a collector
+run beside pushers. The rules these methods follow are FORMAT.md's
+"Remotes" section; push and fetch (transfer.py) are built on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CorruptStoreError
+from ..fsutil import atomic_write, remove_quietly
+from . import layout
+from .backend import Backend, RemoteError, RetryingBackend
+from .layout import Location
+
+#: Parallel requests (S3 answers in tens of milliseconds; latency, not
+#: bandwidth, is what parallel requests hide).
+PARALLEL = 8
+
+
+@dataclass(frozen=True)
+class RemoteRef:
+    ref: str
+    version: int          # the highest version key; the next update creates version + 1
+    id: str | None        # None: deleted (a tombstone version)
+
+
+class Remote:
+    def __init__(self, backend: RetryingBackend, cache: Path | None = None):
+        self.backend = backend
+        self.cache = cache  # <dotdir>/remotes/NAME, or None (no index cache)
+        self.describe = backend.describe
+
+    # -- the marker --------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.backend.stat(layout.MARKER) is not None
+
+    def require(self) -> None:
+        """RemoteError unless the prefix holds an rnstore remote."""
+        if not self.exists():
+            raise RemoteError(f"{self.describe} holds no rnstore remote",
+                              hints=["`rnstore push` to it creates one; check the URL"])
+
+    def ensure(self) -> None:
+        """Make the prefix an rnstore remote (idempotent)."""
+        info = self.backend.stat(layout.MARKER)
+        if info is None:
+            self.backend.create(layout.MARKER, layout.MARKER_TEXT)
+            return
+        if self.backend.get(layout.MARKER) != layout.MARKER_TEXT:
+            raise RemoteError(f"{self.describe} holds an rnstore remote of another format")
+
+    # -- refs -------------------------------------------------------------------------------
+
+    def refs(self) -> dict[str, RemoteRef]:
+        """Every ref's latest version (deleted ones included, with id None):
+        one listing, then one read per ref, in parallel."""
+        latest: dict[str, int] = {}
+        for key in self.backend.list(layout.REFS):
+            parsed = layout.parse_ref_key(key)
+            if parsed is not None and parsed[1] > latest.get(parsed[0], -1):
+                latest[parsed[0]] = parsed[1]
+        return dict(zip(sorted(latest), self._map(
+            lambda ref: self._read_ref(ref, latest[ref]), sorted(latest))))
+
+    def _read_ref(self, ref: str, version: int) -> RemoteRef:
+        key = layout.ref_version_key(ref, version)
+        return RemoteRef(ref, version, layout.decode_ref(self.backend.get(key), key))
+
+    def ref(self, ref: str) -> RemoteRef:
+        """One ref's latest version (version 0 and id None if it never existed)."""
+        versions = [parsed[1] for parsed in map(layout.parse_ref_key, self.backend.list(ref + "/"))
+                    if parsed is not None and parsed[0] == ref]
+        if not versions:
+            return RemoteRef(ref, 0, None)
+        return self._read_ref(ref, max(versions))
+
+    def swap_ref(self, current: RemoteRef, new_id: str | None) -> bool:
+        """Compare-and-swap: create the ref's next version, which only one
+        writer can do. False if another writer created it first."""
+        key = layout.ref_version_key(current.ref, current.version + 1)
+        return self.backend.create(key, layout.encode_ref(new_id, current.id, _who()))
+
+    def default_branch(self) -> str | None:
+        try:
+            text = self.backend.get(layout.HEAD).decode("utf-8", "replace").strip()
+        except FileNotFoundError:
+            return None
+        return text[5:] if text.startswith("ref: refs/heads/") else None
+
+    def set_default_branch(self, ref: str) -> None:
+        """The first branch pushed becomes the default (created once)."""
+        if self.backend.stat(layout.HEAD) is None:
+            self.backend.create(layout.HEAD, f"ref: {ref}\n".encode())
+
+    # -- pack indexes --------------------------------------------------------------------------
+
+    def pack_names(self) -> set[str]:
+        return {name for name in (layout.pack_name_of(key, layout.INDEX, layout.INDEX_SUFFIX)
+                                  for key in self.backend.list(layout.INDEX)) if name}
+
+    def load_index(self, *, without: set[str] = frozenset()) -> dict[str, Location]:
+        """id -> where the remote holds it, from every pack index (read from
+        the local cache when there, else downloaded and cached). Packs in
+        `without` (condemned by a collector) are left out."""
+        index: dict[str, Location] = {}
+        for name, found in sorted(self.load_pack_indexes(without=without).items()):
+            for oid, location in found.items():
+                index.setdefault(oid, location)
+        return index
+
+    def load_pack_indexes(self, *, without: set[str] = frozenset(), cached: bool = True
+                          ) -> dict[str, dict[str, Location]]:
+        """pack name -> (id -> Location) of every indexed pack but `without`;
+        with `cached` False, every index is read from the remote (gc must
+        see the damage others would see, not an intact local copy)."""
+        names = sorted(self.pack_names() - set(without))
+        folder = self.cache / "index" if self.cache is not None and cached else None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            keep = set(names) | set(without)
+            for entry in os.listdir(folder):  # packs a collector deleted
+                if entry.endswith(layout.INDEX_SUFFIX) and entry[:-len(layout.INDEX_SUFFIX)] not in keep:
+                    remove_quietly(folder / entry)
+        found = self._map(lambda name: self._pack_index(name, folder), names)
+        return {name: entries for name, entries in zip(names, found) if entries is not None}
+
+    def _pack_index(self, name: str, folder: Path | None) -> dict[str, Location] | None:
+        cached = folder / (name + layout.INDEX_SUFFIX) if folder is not None else None
+        if cached is not None:
+            try:
+                return layout.decode_index(cached.read_bytes(), name)
+            except (FileNotFoundError, CorruptStoreError):
+                pass
+        try:
+            data = self.backend.get(layout.index_key(name))
+        except FileNotFoundError:
+            return None  # deleted by a collector since the listing
+        found = layout.decode_index(data, name)
+        if cached is not None:
+            atomic_write(cached, data, durable=False)
+        return found
+
+    # -- snapshot records ----------------------------------------------------------------------
+
+    def record_ids(self) -> set[str]:
+        from ..objects import is_object_id
+        return {key[len(layout.SNAPSHOTS):] for key in self.backend.list(layout.SNAPSHOTS)
+                if is_object_id(key[len(layout.SNAPSHOTS):])}
+
+    # -- collector plans and pending pushes (see FORMAT.md "Remote gc") -------------------------
+
+    def condemned_packs(self) -> set[str]:
+        condemned: set[str] = set()
+        for key in self.backend.list(layout.PLANS):
+            if key.endswith(".plan"):
+                try:
+                    condemned.update(json.loads(self.backend.get(key))["packs"])
+                except FileNotFoundError:
+                    continue  # finished since the listing
+                except (ValueError, KeyError, TypeError):
+                    raise CorruptStoreError(f"remote gc plan {key} is damaged") from None
+        return condemned
+
+    def begin_push(self) -> "PushMarker":
+        """Announce a push in progress (see FORMAT.md "Remote gc")."""
+        marker = PushMarker(self.backend, f"{layout.PUSHES}{secrets.token_hex(12)}")
+        marker.refresh()
+        return marker
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _map(self, function, items) -> list:
+        items = list(items)
+        if len(items) <= 1:
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(min(PARALLEL, len(items))) as pool:
+            return list(pool.map(function, items))
+
+
+class PushMarker:
+    """pushes/TOKEN: written before a push reads the remote's indexes,
+    rewritten while it runs (a collector takes a marker not rewritten for
+    collect.PUSH_STALE seconds for a dead push's), removed when its refs
+    are written."""
+
+    #: Rewrite the marker when it is older than this (well below PUSH_STALE).
+    REFRESH = 120.0
+
+    def __init__(self, backend: Backend, key: str):
+        self.backend, self.key = backend, key
+        self._written = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        self.backend.put(self.key, json.dumps({"by": _who()}).encode() + b"\n")
+        self._written = time.monotonic()
+
+    def refresh_if_due(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._written > self.REFRESH:
+                self.refresh()
+
+    def end(self) -> None:
+        self.backend.delete(self.key)
+
+
+def _who() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+__all__ = ["Remote", "RemoteRef", "Backend"]

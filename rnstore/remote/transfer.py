@@ -1,0 +1,744 @@
+"""push, fetch, pull and clone: snapshots between a workspace and a remote.
+
+push: announce the push (pushes/TOKEN), read the collectors' plans and the
+remote's pack indexes, walk what the refs need and pack what the remote
+lacks (frames as the local store holds them, no recompression), upload each
+pack and then its index, then the snapshot records, then move each ref by
+compare-and-swap (exclusive create of its next version), refusing a branch
+that would lose remote snapshots and a tag that names another snapshot.
+
+fetch: read the remote's refs and indexes, download what the local store
+lacks level by level (snapshots, then trees, then blobs) with ranged reads
+of the packs, verify every frame against its id before the local store
+sees it, and only then record the remote's branches as refs/remotes/NAME/X.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..views import ObjectsView, WorkspaceView
+from ..errors import CorruptObjectError, InvalidValueError, RnstoreError
+from ..objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
+from ..packs import Pack, PackWriter
+from ..progress import NO_PROGRESS, Progress
+from ..refs import ANY, HEADS, REMOTES, TAGS, check_ref_name, short_name
+from . import layout, settings
+from .backend import RemoteError, ShortReadError, open_backend
+from .layout import Location
+from .remote import PARALLEL, Remote, RemoteRef
+
+#: A remote pack is closed once it holds this many bytes of frames (an
+#: upload holds a pack in memory, twice: 16 MiB keeps two uploads at once
+#: near 64 MiB; a first push of 30,000 files is still a handful of packs).
+PACK_TARGET = 16 << 20
+#: Frames larger than this travel in chunks, through temporary files.
+LARGE_FRAME = 8 << 20
+#: Ranged reads of one pack are merged across gaps up to this size, and
+#: kept below READ_LIMIT bytes each (memory stays bounded).
+READ_GAP = 256 << 10
+READ_LIMIT = 4 << 20
+
+
+class PushRefusedError(RnstoreError):
+    """Some refs were refused (non-fast-forward, tag elsewhere); the rest were pushed."""
+
+    def __init__(self, message: str, result: "TransferResult", **kw):
+        super().__init__(message, **kw)
+        self.result = result
+
+
+class CannotFastForwardError(RnstoreError):
+    def __init__(self, message: str, result: "TransferResult", **kw):
+        super().__init__(message, **kw)
+        self.result = result
+
+
+@dataclass
+class RefUpdate:
+    ref: str
+    old: str | None
+    new: str | None
+    status: str           # created, updated, forced, deleted, up-to-date, refused
+    reason: str = ""
+
+
+@dataclass
+class TransferResult:
+    remote: str
+    objects: int = 0
+    bytes: int = 0
+    packs: int = 0
+    refs: list[RefUpdate] = field(default_factory=list)
+    fast_forwarded: str | None = None   # pull: the snapshot the branch moved to
+    path: str | None = None             # clone: the new workspace
+
+    @property
+    def refused(self) -> list[RefUpdate]:
+        return [r for r in self.refs if r.status == "refused"]
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+# -- remotes of a workspace ------------------------------------------------------------------
+
+def add_remote(repo: WorkspaceView, name: str, url: str, options: Iterable[str] = ()) -> settings.RemoteSettings:
+    settings.check_name(name)
+    parsed = settings.parse_options(options)
+    open_backend(url, parsed)  # a bad URL or a missing extra fails now, not at the first push
+    with repo.lock():
+        remotes = settings.load(repo.dotdir)
+        if name in remotes:
+            raise InvalidValueError(f"remote '{name}' exists already",
+                                    hints=["`rnstore remote remove NAME` first"])
+        remotes[name] = settings.RemoteSettings(name, url, parsed)
+        settings.save(repo.dotdir, remotes, durable=repo.durable)
+    return remotes[name]
+
+
+def remove_remote(repo: WorkspaceView, name: str) -> None:
+    with repo.lock():
+        remotes = settings.load(repo.dotdir)
+        if name not in remotes:
+            settings.get(repo.dotdir, name)  # raises the usual error
+        del remotes[name]
+        settings.save(repo.dotdir, remotes, durable=repo.durable)
+        for ref in repo.refs.list(f"{REMOTES}{name}/"):
+            repo.refs.delete(ref)
+    shutil.rmtree(repo.dotdir / "remotes" / name, ignore_errors=True)
+
+
+def list_remotes(repo: WorkspaceView) -> list[settings.RemoteSettings]:
+    return sorted(settings.load(repo.dotdir).values(), key=lambda r: r.name)
+
+
+def open_remote(repo: WorkspaceView, name: str) -> Remote:
+    config = settings.get(repo.dotdir, name)
+    return Remote(open_backend(config.url, config.options), repo.dotdir / "remotes" / name)
+
+
+# -- push --------------------------------------------------------------------------------------
+
+def push(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, force: bool = False,
+         progress: Progress = NO_PROGRESS) -> TransferResult:
+    """Upload what the remote lacks for `refs` (default: the current
+    branch), then move the remote refs. Raises PushRefusedError (after
+    pushing the rest) when a ref is refused."""
+    remote = open_remote(repo, name)
+    targets = _push_targets(repo, refs)
+    result = TransferResult(name)
+    with _remote_errors(remote):
+        remote.ensure()
+        marker = remote.begin_push()
+        try:
+            # After the marker, before the indexes: a collector either sees
+            # this push's marker and waits for it, or this push sees its plan.
+            condemned = remote.condemned_packs()
+            index = remote.load_index(without=condemned)
+            current = remote.refs()
+            accepted = []
+            for ref, new in targets:
+                state = current.get(ref) or RemoteRef(ref, 0, None)
+                verdict = _verdict(repo, ref, state.id, new, force)
+                if verdict in ("refused", "up-to-date"):
+                    result.refs.append(RefUpdate(ref, state.id, new, verdict, _why_refused(ref, state.id)
+                                                 if verdict == "refused" else ""))
+                else:
+                    accepted.append((ref, new))
+            snapshots = _upload(repo, remote, index, [new for _, new in accepted], result, progress,
+                                marker=marker, condemned=condemned)
+            _write_records(repo, remote, snapshots)
+            for ref, new in accepted:
+                result.refs.append(_move_ref(repo, remote, ref, new, force))
+            pushed_branches = [u.ref for u in result.refs if u.ref.startswith(HEADS)
+                               and u.status in ("created", "updated", "forced", "up-to-date")]
+            if pushed_branches:
+                remote.set_default_branch(pushed_branches[0])
+        finally:
+            marker.end()
+    _track(repo, name, [(u.ref, u.new) for u in result.refs if u.status != "refused"])
+    if result.refused:
+        refused = ", ".join(short_name(u.ref) for u in result.refused)
+        raise PushRefusedError(f"push to {name} refused for {refused}", result,
+                               hints=[u.reason for u in result.refused])
+    return result
+
+
+def _push_targets(repo: WorkspaceView, refs: Iterable[str]) -> list[tuple[str, str]]:
+    names = list(refs)
+    if not names:
+        branch, head = repo.refs.head()
+        if branch is None or head is None:
+            raise InvalidValueError("nothing to push: HEAD is not a branch with snapshots",
+                                    hints=["name the branches or tags to push"])
+        return [(branch, head)]
+    targets = []
+    for name in names:
+        candidates = [name] if name.startswith("refs/") else [HEADS + name, TAGS + name]
+        for ref in candidates:
+            try:
+                check_ref_name(ref)
+                oid = repo.refs.resolve(ref)
+            except InvalidValueError:
+                oid = None
+            if oid is not None:
+                targets.append((ref, oid))
+                break
+        else:
+            raise InvalidValueError(f"no branch or tag named '{name}' to push",
+                                    hints=["`rnstore show-ref` lists them"])
+    return targets
+
+
+def _verdict(repo: ObjectsView, ref: str, remote_id: str | None, new: str, force: bool) -> str:
+    if remote_id == new:
+        return "up-to-date"
+    if remote_id is None:
+        return "created"
+    if force:
+        return "forced"
+    if ref.startswith(HEADS) and is_ancestor(repo.store, remote_id, new):
+        return "updated"
+    return "refused"
+
+
+def _why_refused(ref: str, remote_id: str | None) -> str:
+    if ref.startswith(TAGS):
+        return (f"tag {short_name(ref)} exists on the remote as {remote_id[:12]}; "
+                "tags do not move (--force replaces it)")
+    return (f"the remote branch {short_name(ref)} has snapshots this one lacks; "
+            "`rnstore pull` (or fetch) first, or --force to drop them")
+
+
+def _move_ref(repo: WorkspaceView, remote: Remote, ref: str, new: str, force: bool) -> RefUpdate:
+    """The compare-and-swap loop: a lost race is looked at again, and
+    retried only if the ref may still move from its new value to ours."""
+    while True:
+        state = remote.ref(ref)
+        verdict = _verdict(repo, ref, state.id, new, force)
+        if verdict == "refused":
+            return RefUpdate(ref, state.id, new, "refused", _why_refused(ref, state.id))
+        if verdict == "up-to-date":
+            return RefUpdate(ref, state.id, new, "up-to-date")
+        if remote.swap_ref(state, new):
+            return RefUpdate(ref, state.id, new, verdict)
+
+
+def is_ancestor(store, ancestor: str, descendant: str) -> bool:
+    """Whether `ancestor` is `descendant` or one of its (locally held) parents."""
+    seen = set()
+    queue = deque([descendant])
+    while queue:
+        oid = queue.popleft()
+        if oid == ancestor:
+            return True
+        if oid in seen or not store.has(oid):
+            continue
+        seen.add(oid)
+        queue.extend(store.get_snapshot(oid).parents)
+    return False
+
+
+def _missing_objects(store, index: dict[str, Location], tips: list[str]
+                     ) -> Iterator[tuple[str, str]]:
+    """(id, kind) of every object the tips need that the remote lacks,
+    children before the tree or snapshot naming them, in a stable order.
+    Every tree is walked, even one the remote holds: the remote holding a
+    tree does not prove it holds what the tree names (a collector may have
+    kept the tree's pack and deleted another)."""
+    seen: set[str] = set()
+    history = deque(tips)
+    while history:
+        sid = history.popleft()
+        if sid in seen or not store.has(sid):
+            continue  # history cut short locally (forgotten and collected)
+        seen.add(sid)
+        snapshot = store.get_snapshot(sid)
+        yield from _missing_in_tree(store, index, snapshot.tree, seen)
+        if sid not in index:
+            yield sid, SNAPSHOT
+            history.extend(p for p in snapshot.parents if p not in index)
+
+
+def _missing_in_tree(store, index, root: str, seen: set[str]) -> Iterator[tuple[str, str]]:
+    # Depth first, children first, without recursion (deep trees).
+    stack: list[tuple[str, bool]] = [(root, False)]
+    while stack:
+        tree_id, expanded = stack.pop()
+        if expanded:
+            if tree_id not in index:
+                yield tree_id, TREE
+            continue
+        if tree_id in seen:
+            continue
+        seen.add(tree_id)
+        stack.append((tree_id, True))
+        for entry in reversed(store.get_tree(tree_id).entries):
+            if entry.mode == MODE_TREE:
+                stack.append((entry.id, False))
+            elif entry.id not in seen:
+                seen.add(entry.id)
+                if entry.id not in index:
+                    yield entry.id, BLOB
+
+
+def _upload(repo: ObjectsView, remote: Remote, index: dict[str, Location], tips: list[str],
+            result: TransferResult, progress: Progress, *, marker, condemned: set[str]) -> list[str]:
+    """Pack and upload every missing object; the snapshots among them."""
+    snapshots: list[str] = []
+    progress.start("pushing")
+    with tempfile.TemporaryDirectory(prefix="rnstore-push-") as folder, \
+            ThreadPoolExecutor(2) as pool:
+        pending: list[Future] = []
+        writer: PackWriter | None = None
+        kinds: dict[str, str] = {}
+        size = 0
+        count = 0
+
+        def close_pack():
+            nonlocal writer, kinds, size
+            if writer is None:
+                return
+            path = writer.finish()
+            pending.append(pool.submit(_send_pack, remote, path, kinds, result, progress,
+                                       marker, condemned))
+            while len(pending) > 2:  # at most a few packs on disk, two in flight
+                pending.pop(0).result()
+            writer, kinds, size = None, {}, 0
+
+        for oid, kind in _missing_objects(repo.store, index, tips):
+            if writer is None:
+                count += 1
+                writer = PackWriter(folder, f"{folder}/.tmp-{count}", fsync=False, eager=True)
+            loose = _large_loose_frame(repo.store, oid)
+            if loose is not None:  # a large file's frame: copied in chunks, never whole in memory
+                with open(loose, "rb") as source:
+                    length = os.fstat(source.fileno()).st_size
+                    writer.add_file(oid, source, length)
+            else:
+                frame = repo.store.read_frame(oid)
+                writer.add(oid, frame)
+                length = len(frame)
+            kinds[oid] = kind
+            size += length
+            if kind == SNAPSHOT:
+                snapshots.append(oid)
+            if size >= PACK_TARGET:
+                close_pack()
+        close_pack()
+        for future in pending:
+            future.result()
+    progress.finish()
+    return snapshots
+
+
+_result_lock = threading.Lock()
+
+
+def _large_loose_frame(store, oid: str) -> str | None:
+    """The loose file of a frame too large to hold in memory, if the store
+    keeps one (DiskStore keeps frames over packs.MAX_FRAME loose)."""
+    file_of = getattr(store, "file_of", None)
+    if file_of is None:
+        return None
+    try:
+        if store.stored_size(oid) <= LARGE_FRAME:
+            return None
+        path = str(file_of(oid))
+    except (OSError, RnstoreError):
+        return None
+    return None if path.endswith(".pack") else path
+
+
+def _send_pack(remote: Remote, path: str, kinds: dict[str, str], result: TransferResult,
+               progress: Progress, marker, condemned: set[str]) -> None:
+    """The pack, then its index: an index never names a pack not fully
+    stored. A pack already there (a retried push) is not sent again, unless
+    a collector condemned that name: then it goes under another one."""
+    marker.refresh_if_due()
+    name = os.path.basename(path)[:-len(".pack")]
+    if name in condemned:
+        name = hashlib.sha256(f"{name} {secrets.token_hex(16)}".encode()).hexdigest()
+    entries = [(raw, offset, length, kinds[raw.hex()])
+               for raw, offset, length in Pack.open(path).locations()]
+    size = os.path.getsize(path)
+    known = remote.backend.stat(layout.pack_key(name))
+    if known is None or known.size != size:
+        remote.backend.put_file(layout.pack_key(name), path)
+    remote.backend.put(layout.index_key(name), layout.encode_index(entries))
+    os.unlink(path)
+    with _result_lock:
+        result.objects += len(entries)
+        result.bytes += size
+        result.packs += 1
+    progress.advance(files=len(entries), nbytes=size)
+
+
+def _write_records(repo: ObjectsView, remote: Remote, snapshots: list[str]) -> None:
+    """A record per snapshot pushed: the remote's live set (a record's
+    bytes are the snapshot's frame, so listing history needs no pack)."""
+    # an exclusive create: a record already there (a retried push) stays as it is
+    remote._map(lambda sid: remote.backend.create(layout.SNAPSHOTS + sid, repo.store.read_frame(sid)),
+                snapshots)
+
+
+# -- fetch -------------------------------------------------------------------------------------
+
+def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS
+          ) -> TransferResult:
+    """Download what the local store lacks for the remote's refs (or only
+    `refs`), verified, then record them: branches as refs/remotes/NAME/X,
+    tags as local tags where no other tag of that name exists."""
+    remote = open_remote(repo, name)
+    result = TransferResult(name)
+    with _remote_errors(remote):
+        remote.require()
+        current = {ref: state for ref, state in remote.refs().items() if state.id is not None}
+        wanted = _select_refs(current, list(refs))
+        index = remote.load_index()
+        with repo.store_lock(shared=True):
+            download(repo.store, remote, index, [current[r].id for r in wanted], result, progress)
+            _record_fetched(repo, name, {r: current[r].id for r in wanted}, result,
+                            prune=not refs, remote_refs=current)
+    return result
+
+
+def _select_refs(current: dict[str, RemoteRef], names: list[str]) -> list[str]:
+    if not names:
+        return sorted(current)
+    chosen = []
+    for name in names:
+        candidates = [name] if name.startswith("refs/") else [HEADS + name, TAGS + name]
+        found = next((ref for ref in candidates if ref in current), None)
+        if found is None:
+            raise InvalidValueError(f"the remote has no branch or tag named '{name}'")
+        chosen.append(found)
+    return chosen
+
+
+def _record_fetched(repo: WorkspaceView, name: str, fetched: dict[str, str], result: TransferResult, *,
+                    prune: bool, remote_refs: dict[str, RemoteRef]) -> None:
+    tracked = repo.refs.list(f"{REMOTES}{name}/")
+    for ref, oid in sorted(fetched.items()):
+        if ref.startswith(HEADS):
+            local = f"{REMOTES}{name}/{ref[len(HEADS):]}"
+            old = tracked.get(local)
+            if old != oid:
+                repo.refs.update(local, oid, ANY)
+                result.refs.append(RefUpdate(local, old, oid, "updated" if old else "created"))
+        elif ref.startswith(TAGS):
+            old = repo.refs.resolve(ref)
+            if old is None:
+                repo.refs.update(ref, oid, None)
+                result.refs.append(RefUpdate(ref, None, oid, "created"))
+            elif old != oid:
+                result.refs.append(RefUpdate(ref, old, oid, "refused",
+                                             f"local tag {short_name(ref)} names {old[:12]}; kept"))
+    if prune:
+        for local, old in tracked.items():
+            branch = HEADS + local[len(f"{REMOTES}{name}/"):]
+            if branch not in remote_refs:
+                repo.refs.delete(local)
+                result.refs.append(RefUpdate(local, old, None, "deleted"))
+
+
+def download(store, remote: Remote, index: dict[str, Location], tips: list[str],
+             result: TransferResult, progress: Progress) -> None:
+    """Everything the tips reach that `store` lacks, level by level:
+    snapshots (and their parents the remote holds), trees, then blobs.
+    Frames are verified before they are stored; a missing or corrupt one
+    raises before any ref names it."""
+    progress.start("fetching")
+    # An empty store (a clone) has nothing: no need to ask it about every
+    # object (a miss costs a look at its pack folder).
+    has = store.has if next(iter(store), None) is not None else (lambda oid: False)
+    seen: set[str] = set()
+    level = [(oid, SNAPSHOT) for oid in tips]
+    blobs: list[str] = []
+    metadata: list[tuple[str, bytes]] = []  # verified tree and snapshot frames: stored with the blobs
+    while level:
+        todo = []
+        for oid, kind in level:
+            if oid not in seen:
+                seen.add(oid)
+                todo.append((oid, kind, has(oid)))
+        local = [(oid, kind) for oid, kind, held in todo if held]
+        absent = [oid for oid, kind, held in todo if not held]
+        payloads: dict[str, bytes] = {}
+        for oid, kind in local:
+            payloads[oid] = store.get(oid, kind)[1]
+        fetched = list(_fetch_frames(remote, index, absent, result, progress, keep_payload=True))
+        metadata.extend((oid, frame) for oid, frame, _ in fetched)
+        payloads.update((oid, payload) for oid, _, payload in fetched)
+        level = []
+        for oid, kind, _ in todo:
+            payload = payloads[oid]
+            if kind == SNAPSHOT:
+                snapshot = _decoded(decode_snapshot, payload, oid)
+                level.append((snapshot.tree, TREE))
+                level.extend((p, SNAPSHOT) for p in snapshot.parents if p in index or has(p))
+            else:
+                for entry in _decoded(decode_tree, payload, oid).entries:
+                    if entry.mode == MODE_TREE:
+                        level.append((entry.id, TREE))
+                    elif entry.id not in seen:
+                        seen.add(entry.id)
+                        if not has(entry.id):
+                            blobs.append(entry.id)
+    large = [oid for oid in blobs if oid in index and index[oid].length > LARGE_FRAME]
+    small = [oid for oid in blobs if oid not in large] if large else blobs
+    store.add_frames(itertools.chain(metadata, ((oid, frame) for oid, frame, _ in _fetch_frames(
+        remote, index, small, result, progress, keep_payload=False))))
+    for oid in large:
+        _fetch_large_blob(store, remote, oid, index[oid], result, progress)
+    progress.finish()
+
+
+def _fetch_large_blob(store, remote: Remote, oid: str, location: Location,
+                      result: TransferResult, progress: Progress) -> None:
+    """A large file's frame, downloaded in chunks to an unnamed temporary
+    file beside the store, verified in a first pass, then stored through
+    put_stream in a second (recompressed: memory stays bounded)."""
+    from .. import codec
+    from ..export import _ChunkReader
+    key = layout.pack_key(location.pack)
+    end = location.offset + location.length
+    folder = getattr(store, "root", None)
+    with tempfile.TemporaryFile(dir=folder if folder is not None and os.path.isdir(folder) else None) as temp:
+        for start in range(location.offset, end, LARGE_FRAME):
+            try:
+                data = remote.backend.get_range(key, start, min(start + LARGE_FRAME, end))
+            except ShortReadError:
+                data = b""
+            except FileNotFoundError:
+                raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
+                                  hints=["run the command again"]) from None
+            temp.write(data)
+            progress.advance(nbytes=len(data))
+            if not data:
+                break
+        try:
+            temp.seek(0)
+            reader = codec.FrameReader(temp, oid)
+            digest = hashlib.sha256()
+            for chunk in reader.chunks():
+                digest.update(chunk)
+            if digest.hexdigest() != oid:
+                raise CorruptObjectError("hash mismatch", oid)
+            temp.seek(0)
+            reader = codec.FrameReader(temp, oid)
+            stored = store.put_stream(_ChunkReader(reader.chunks()), reader.size, BLOB)
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"remote object {oid} in {key} is corrupt: "
+                                     f"{str(exc).split(': ', 1)[-1]}", oid,
+                                     hints=["nothing was stored from it; the remote needs "
+                                            "the snapshot pushed again"]) from None
+        if stored != oid:  # the file changed under us between the two passes
+            raise CorruptObjectError(f"remote object {oid} changed while it was stored", oid)
+    with _result_lock:
+        result.objects += 1
+        result.bytes += location.length
+
+
+def _decoded(decode, payload: bytes, oid: str):
+    try:
+        return decode(payload)
+    except CorruptObjectError as exc:
+        raise CorruptObjectError(f"remote object {oid} is corrupt: {exc}", oid) from None
+
+
+def _fetch_frames(remote: Remote, index: dict[str, Location], ids: list[str],
+                  result: TransferResult, progress: Progress, *, keep_payload: bool
+                  ) -> Iterator[tuple[str, bytes, bytes | None]]:
+    """(id, frame, payload if asked) of each id, verified, read from the
+    packs in merged ranges, several at once, in bounded memory."""
+    missing = [oid for oid in ids if oid not in index]
+    if missing:
+        raise RemoteError(f"{remote.describe} is missing object {missing[0]} "
+                          f"({len(missing)} missing in all) that its refs need",
+                          hints=["push the snapshot again from a machine that has it"])
+    ranges = _ranges([(oid, index[oid]) for oid in ids])
+    if not ranges:
+        return
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        window: deque[Future] = deque()
+        for item in ranges:
+            window.append(pool.submit(_read_range, remote, item, keep_payload))
+            if len(window) >= PARALLEL:  # bounded memory: at most PARALLEL ranges held
+                yield from _collect(window.popleft(), result, progress)
+        while window:
+            yield from _collect(window.popleft(), result, progress)
+
+
+def _collect(future: Future, result: TransferResult, progress: Progress):
+    frames = future.result()
+    size = sum(len(frame) for _, frame, _ in frames)
+    with _result_lock:
+        result.objects += len(frames)
+        result.bytes += size
+    progress.advance(files=len(frames), nbytes=size)
+    return frames
+
+
+def _ranges(located: list[tuple[str, Location]]) -> list[tuple[str, int, int, list]]:
+    by_pack: dict[str, list[tuple[str, Location]]] = {}
+    for oid, location in located:
+        by_pack.setdefault(location.pack, []).append((oid, location))
+    ranges = []
+    for pack, items in sorted(by_pack.items()):
+        items.sort(key=lambda item: item[1].offset)
+        start = end = None
+        members: list = []
+        for oid, location in items:
+            if start is not None and (location.offset - end > READ_GAP
+                                      or location.offset + location.length - start > READ_LIMIT):
+                ranges.append((pack, start, end, members))
+                start, members = None, []
+            if start is None:
+                start = location.offset
+            end = location.offset + location.length
+            members.append((oid, location))
+        if members:
+            ranges.append((pack, start, end, members))
+    return ranges
+
+
+def _read_range(remote: Remote, item, keep_payload: bool) -> list[tuple[str, bytes, bytes | None]]:
+    from ..store import MemoryStore
+    pack, start, end, members = item
+    key = layout.pack_key(pack)
+    try:
+        data = remote.backend.get_range(key, start, end)
+    except FileNotFoundError:
+        raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
+                          hints=["run the command again"]) from None
+    except ShortReadError:
+        data = remote.backend.get(key)[start:end]  # truncated: what is there reads as corrupt
+    out = []
+    for oid, location in members:
+        frame = data[location.offset - start:location.offset - start + location.length]
+        checker = MemoryStore()
+        checker.frames[oid] = frame
+        try:
+            if keep_payload:
+                payload = checker.get(oid, location.kind)[1]
+            else:
+                checker.verify(oid)
+                payload = None
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"remote object {oid} in {key} is corrupt: "
+                                     f"{str(exc).split(': ', 1)[-1]}", oid,
+                                     hints=["nothing was stored from it; the remote needs "
+                                            "the snapshot pushed again"]) from None
+        out.append((oid, frame, payload))
+    return out
+
+
+# -- pull and clone ----------------------------------------------------------------------------
+
+def pull(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS
+         ) -> TransferResult:
+    """fetch, then fast-forward the current branch (and its files) to the
+    remote's branch of the same name when the workspace is clean. Never
+    merges: otherwise CannotFastForwardError, exit 1, after fetching."""
+    from ..checkout import fast_forward
+    branch_ref, head = repo.refs.head()
+    if branch_ref is None:
+        raise InvalidValueError("HEAD is detached: pull moves a branch",
+                                hints=["`rnstore checkout BRANCH` first, or `rnstore fetch`"])
+    branch = branch_ref[len(HEADS):]
+    result = fetch(repo, name, list(refs) or [branch], progress=progress)
+    target = repo.refs.resolve(f"{REMOTES}{name}/{branch}")
+    if target is None or target == head:
+        return result
+    if head is not None and not is_ancestor(repo.store, head, target):
+        raise CannotFastForwardError(
+            f"cannot fast-forward {branch}: it and {name}/{branch} have both moved on", result,
+            hints=[f"fetched {result.objects} objects; `rnstore log {name}/{branch}` shows the "
+                   "remote's snapshots; nothing was merged or changed here"])
+    status = repo.status()
+    if status.staged or status.unstaged:
+        raise CannotFastForwardError(
+            f"cannot fast-forward {branch}: the workspace has uncommitted changes", result,
+            hints=[f"fetched {result.objects} objects into {name}/{branch}; commit or "
+                   "restore your changes, then pull again"])
+    fast_forward(repo, target, expected=head, progress=progress)
+    result.fast_forwarded = target
+    return result
+
+
+def clone(url: str, directory, *, options: Iterable[str] = (), progress: Progress = NO_PROGRESS
+          ) -> TransferResult:
+    """A new workspace in `directory` with remote `origin`, every object
+    verified, the remote's default branch checked out."""
+    from ..repo import Repository
+    target = Path(directory).absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InvalidValueError(f"{directory} exists and is not an empty folder")
+    made = not target.exists()
+    try:
+        repo = Repository.init(target, default_ignore=False)
+        add_remote(repo, "origin", url, options)
+        result = fetch(repo, "origin", progress=progress)
+        remote = open_remote(repo, "origin")
+        with _remote_errors(remote):
+            default = remote.default_branch()
+        branches = sorted(r.ref[len(f"{REMOTES}origin/"):] for r in result.refs
+                          if r.ref.startswith(REMOTES) and r.new)
+        branch = default if default in branches else ("main" if "main" in branches else
+                                                      (branches[0] if branches else None))
+        if branch is not None:
+            oid = repo.refs.resolve(f"{REMOTES}origin/{branch}")
+            repo.refs.update(HEADS + branch, oid, None)
+            repo.refs.set_head_symbolic(HEADS + branch)
+            repo.checkout(branch, force=True, progress=progress)
+        result.path = str(target)
+        return result
+    except BaseException:
+        if made:
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            for entry in list(target.iterdir()):
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+        raise
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _track(repo: WorkspaceView, name: str, pushed: list[tuple[str, str | None]]) -> None:
+    for ref, new in pushed:
+        if ref.startswith(HEADS) and new is not None:
+            repo.refs.update(f"{REMOTES}{name}/{ref[len(HEADS):]}", new, ANY)
+
+
+class _remote_errors:
+    """A missing bucket or folder, from any call, as one clear error."""
+
+    def __init__(self, remote: Remote):
+        self.remote = remote
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None and issubclass(kind, FileNotFoundError) and not isinstance(exc, RnstoreError):
+            why = " ".join(str(exc).split())[:200]
+            raise RemoteError(f"{self.remote.describe} cannot be used: {why}",
+                              hints=["check that the bucket or folder exists"]) from None
+        return False
+
+
+__all__ = ["push", "fetch", "pull", "clone", "add_remote", "remove_remote", "list_remotes",
+           "TransferResult", "RefUpdate", "PushRefusedError", "CannotFastForwardError", "is_ancestor"]

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Remotes benchmark: rnstore push / clone / incremental push against restic
+backup / restore / incremental backup, both into one S3 server on loopback
+(moto's, started here). Prints times, ratios, new keys and peak RSS.
+
+    python tests/bench/remote_bench.py [--tree medium] [--corpus /tmp/peerbench/corpus]
+    python tests/bench/remote_bench.py --gc-cost 1000    # gc --remote on 1,000 pushed snapshots
+
+Needs the benchmark corpus (bash tests/bench/make_corpus.sh), restic
+(apt-get install restic) and moto[server] + s3fs (pip install -e '.[test]').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_moto() -> tuple[int, subprocess.Popen]:
+    """A moto S3 server on a free loopback port, accepting connections."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return port, server
+        except OSError:
+            time.sleep(0.1)
+
+
+def timed(args, cwd, env) -> tuple[float, int]:
+    """(seconds, peak RSS in MB) of one command, which must succeed."""
+    start = time.monotonic()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *args], cwd=cwd, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(map(str, args))}\n{proc.stderr[-3000:]}")
+    rss_kb = int(proc.stderr.strip().splitlines()[-1])
+    return elapsed, rss_kb // 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tree", default="medium")
+    parser.add_argument("--corpus", default=os.environ.get("PB", "/tmp/peerbench") + "/corpus")
+    parser.add_argument("--json", default="/tmp/rnstore-remote-bench.json")
+    options = parser.parse_args()
+    source = Path(options.corpus) / options.tree
+    if not source.is_dir():
+        raise SystemExit(f"no corpus at {source}: run bash tests/bench/make_corpus.sh")
+    if not shutil.which("restic"):
+        raise SystemExit("restic is not installed: apt-get install restic")
+    port, server = start_moto()
+    endpoint = f"http://127.0.0.1:{port}"
+    work = Path(tempfile.mkdtemp(prefix="rnstore-remote-bench-"))
+    try:
+        env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
+               "AWS_SECRET_ACCESS_KEY": "benchsecret", "AWS_DEFAULT_REGION": "us-east-1",
+               "RESTIC_PASSWORD": "bench", "RNSTORE_PROGRESS": "0"}
+        os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                                               "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
+        import s3fs
+        fs = s3fs.S3FileSystem(use_listings_cache=False)
+        fs.mkdir("rnstore-bench")
+        fs.mkdir("restic-bench")
+        rn = [sys.executable, "-m", "rnstore"]
+        results: dict[str, dict] = {}
+
+        ws = work / "rn"
+        shutil.copytree(source, ws, symlinks=True)
+        subprocess.run([*rn, "init", "-q", "--no-default-ignore"], cwd=ws, env=env, check=True)
+        results["rnstore commit"] = dict(zip(("s", "rss_mb"), timed([*rn, "commit", "-a", "-q", "-m", "1"], ws, env)))
+        subprocess.run([*rn, "remote", "add", "origin", "s3://rnstore-bench/b"], cwd=ws, env=env, check=True)
+        results["rnstore push"] = dict(zip(("s", "rss_mb"), timed([*rn, "push", "-q", "origin"], ws, env)))
+        first_keys = set(fs.find("rnstore-bench"))
+        results["rnstore push"]["keys"] = len(first_keys)
+        results["rnstore clone"] = dict(zip(("s", "rss_mb"), timed(
+            [*rn, "clone", "-q", "s3://rnstore-bench/b", str(work / "rn-clone")], work, env)))
+        # gen.py edit walks everything under DIR: the workspace's .rnstore goes aside meanwhile
+        (ws / ".rnstore").rename(work / "rnstore.aside")
+        subprocess.run([sys.executable, str(HERE / "gen.py"), "edit", str(ws)], check=True)
+        (work / "rnstore.aside").rename(ws / ".rnstore")
+        results["rnstore commit (edit)"] = dict(zip(("s", "rss_mb"), timed([*rn, "commit", "-a", "-q", "-m", "2"], ws, env)))
+        results["rnstore push (edit)"] = dict(zip(("s", "rss_mb"), timed([*rn, "push", "-q", "origin"], ws, env)))
+        results["rnstore push (edit)"]["new_keys"] = len(set(fs.find("rnstore-bench")) - first_keys)
+
+        rs = work / "restic"
+        shutil.copytree(source, rs, symlinks=True)
+        repo = ["restic", "-q", "-r", f"s3:{endpoint}/restic-bench"]
+        subprocess.run([*repo, "init"], env=env, check=True, stdout=subprocess.DEVNULL)
+        results["restic backup"] = dict(zip(("s", "rss_mb"), timed([*repo, "backup", "--compression", "auto", "."], rs, env)))
+        first_restic = set(fs.find("restic-bench"))
+        results["restic restore"] = dict(zip(("s", "rss_mb"), timed(
+            [*repo, "restore", "latest", "--target", str(work / "restic-restore")], work, env)))
+        subprocess.run([sys.executable, str(HERE / "gen.py"), "edit", str(rs)], check=True)
+        results["restic backup (edit)"] = dict(zip(("s", "rss_mb"), timed(
+            [*repo, "backup", "--compression", "auto", "."], rs, env)))
+        results["restic backup (edit)"]["new_keys"] = len(set(fs.find("restic-bench")) - first_restic)
+
+        ratios = {
+            "first push / restic backup": results["rnstore push"]["s"] / results["restic backup"]["s"],
+            "commit + first push / restic backup": (results["rnstore commit"]["s"] + results["rnstore push"]["s"])
+            / results["restic backup"]["s"],
+            "clone / restic restore": results["rnstore clone"]["s"] / results["restic restore"]["s"],
+            "incremental push / restic backup (edit)": results["rnstore push (edit)"]["s"]
+            / results["restic backup (edit)"]["s"],
+            "commit + incremental push / restic backup (edit)":
+                (results["rnstore commit (edit)"]["s"] + results["rnstore push (edit)"]["s"])
+                / results["restic backup (edit)"]["s"],
+        }
+        for name, row in results.items():
+            extra = "".join(f"  {k}={v}" for k, v in row.items() if k not in ("s", "rss_mb"))
+            print(f"{name:<28} {row['s']:7.2f} s  peak RSS {row['rss_mb']:4d} MB{extra}")
+        for name, value in ratios.items():
+            print(f"{name:<50} {value:5.2f}x")
+        Path(options.json).write_text(json.dumps({"tree": options.tree, "results": results,
+                                                  "ratios": ratios}, indent=2))
+    finally:
+        server.kill()
+        server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__" and "--gc-cost" not in sys.argv:
+    main()
+
+
+def gc_cost(count: int) -> None:
+    """What `gc --remote` costs on a bucket holding `count` pushed snapshots
+    (each one file changed in a 200-file tree), half of them forgotten."""
+    import random
+    sys.path.insert(0, str(HERE.parent))
+    from helpers.remote import write_files
+    from rnstore import Repository
+    from rnstore.remote import collect, transfer
+    port, server = start_moto()
+    work = Path(tempfile.mkdtemp(prefix="rnstore-gc-cost-"))
+    try:
+        os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
+                           "AWS_SECRET_ACCESS_KEY": "benchsecret", "AWS_DEFAULT_REGION": "us-east-1"})
+        import s3fs
+        s3fs.S3FileSystem(use_listings_cache=False).mkdir("gc-cost")
+        repo = Repository.init(work / "ws", default_ignore=False)
+        write_files(work / "ws", 200, size=2000)
+        transfer.add_remote(repo, "origin", "s3://gc-cost/b")
+        rng = random.Random(0)
+        start = time.monotonic()
+        for n in range(count):
+            # one file rewritten each time (a metrics log, say): a forgotten
+            # snapshot leaves nothing any other needs
+            (work / "ws" / "d0" / "f0.txt").write_bytes(rng.randbytes(3000))
+            repo.snapshot(f"run {n}")
+            transfer.push(repo, "origin")
+        pushing = time.monotonic() - start
+        collect.forget_remote(repo, "origin", keep_last=count // 2)
+        start = time.monotonic()
+        stats = collect.gc_remote(repo, "origin", prune="now")
+        first = time.monotonic() - start
+        start = time.monotonic()
+        again = collect.gc_remote(repo, "origin", prune="now")
+        second = time.monotonic() - start
+        print(f"{count} pushes: {pushing:.1f} s; gc --remote after forgetting half: {first:.1f} s, "
+              f"{stats.requests} requests, {stats.deleted_packs} packs deleted, {stats.kept_packs} kept; "
+              f"a second gc: {second:.1f} s, {again.requests} requests")
+    finally:
+        server.kill()
+        server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__" and "--gc-cost" in sys.argv:
+    gc_cost(int(sys.argv[sys.argv.index("--gc-cost") + 1]))

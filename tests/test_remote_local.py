@@ -1,0 +1,254 @@
+"""Remotes on a local path (file:// or a plain path: a mounted share), the
+commands around them, and the pieces (layout, backend) on their own."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from helpers.remote import race, tree_bytes, workspace_with_snapshot
+from helpers.cli import run_cli
+
+from rnstore import Repository
+from rnstore.errors import CorruptObjectError, CorruptStoreError, InvalidValueError
+from rnstore.remote import layout, transfer
+from rnstore.remote.backend import (RemoteError, RetryingBackend, mask_url,
+                                    open_backend)
+from rnstore.remote.remote import Remote
+
+
+@pytest.mark.parametrize("form", ["file-url", "plain-path"])
+def test_round_trip_through_a_local_remote(tmp_path, form):
+    target = tmp_path / "share" / "team"
+    url = f"file://{target}" if form == "file-url" else str(target)
+    a = workspace_with_snapshot(tmp_path / "a", files=80, url=url)
+    pushed = transfer.push(a, "origin")
+    assert pushed.packs == 1 and pushed.objects > 80
+    assert not [p for p in target.rglob("*") if p.name.startswith(".tmp-")]
+    assert not list((target / "pushes").iterdir())
+    clone = transfer.clone(url, tmp_path / "b")
+    assert clone.objects == pushed.objects
+    assert tree_bytes(tmp_path / "b") == tree_bytes(tmp_path / "a")
+    b = Repository.open(tmp_path / "b")
+    assert b.fsck().ok
+    assert transfer.push(a, "origin").objects == 0
+
+
+def test_cli_remote_add_list_remove_and_remote_branches_as_revisions(tmp_path):
+    a = workspace_with_snapshot(tmp_path / "a")
+    share = tmp_path / "share"
+    assert run_cli(["remote", "add", "origin", str(share)], tmp_path / "a").returncode == 0
+    again = run_cli(["remote", "add", "origin", str(share)], tmp_path / "a")
+    assert again.returncode == 2 and "exists already" in again.stderr
+    bad = run_cli(["remote", "add", "-bad", str(share)], tmp_path / "a")
+    assert bad.returncode == 2
+    result = run_cli(["push", "--json", "origin"], tmp_path / "a")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["refs"][0]["status"] == "created"
+    b = workspace_with_snapshot(tmp_path / "b", seed=1)
+    transfer.add_remote(b, "share", str(share))
+    result = run_cli(["fetch", "share"], tmp_path / "b")
+    assert result.returncode == 0, result.stderr
+    assert "refs/remotes/share/main" in result.out
+    log = run_cli(["log", "--oneline", "share/main"], tmp_path / "b")
+    assert log.returncode == 0 and a.refs.resolve("refs/heads/main")[:12] in log.out
+    assert run_cli(["remote"], tmp_path / "b").out == "share\n"
+    assert run_cli(["remote", "remove", "share"], tmp_path / "b").returncode == 0
+    assert run_cli(["remote"], tmp_path / "b").out == ""
+    assert b.refs.resolve("refs/remotes/share/main") is None
+    missing = run_cli(["push", "share"], tmp_path / "b")
+    assert missing.returncode == 2 and "no remote named 'share'" in missing.stderr
+
+
+def test_missing_backend_extra_is_exit_2_with_the_pip_command(tmp_path):
+    pytest.importorskip("fsspec")
+    workspace_with_snapshot(tmp_path / "a")
+    for url, extra, package in [("gs://bucket/x", "gcs", "gcsfs"), ("az://container/x", "azure", "adlfs"),
+                                ("sftp://me@127.0.0.1/x", "sftp", "sshfs")]:
+        try:
+            __import__(package)
+            continue  # installed here: nothing to test for this one
+        except ImportError:
+            pass
+        result = run_cli(["remote", "add", "x", url], tmp_path / "a")
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            f"error: this remote needs the Python package '{package}', which is not installed",
+            f"hint: install it: pip install 'rnstore[{extra}]'"]
+
+
+def test_fetch_of_a_folder_that_is_no_remote(tmp_path):
+    a = workspace_with_snapshot(tmp_path / "a", url=str(tmp_path / "nothing"))
+    with pytest.raises(RemoteError, match="holds no rnstore remote"):
+        transfer.fetch(a, "origin")
+    result = run_cli(["clone", str(tmp_path / "nothing"), "c"], tmp_path)
+    assert result.returncode == 1 and result.stderr.startswith("error: ")
+    assert not (tmp_path / "c").exists()
+
+
+def test_fetch_selected_refs_and_tags(tmp_path):
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", url=url)
+    a.tag("v1")
+    (tmp_path / "a" / "x.txt").write_bytes(b"x")
+    a.snapshot("second")
+    transfer.push(a, "origin", ["main", "v1"])
+    b = workspace_with_snapshot(tmp_path / "b", seed=3, url=url)
+    b.tag("v1")  # another snapshot under the same name: kept, reported
+    result = transfer.fetch(b, "origin", ["v1"])
+    assert [(r.ref, r.status) for r in result.refs] == [("refs/tags/v1", "refused")]
+    assert b.refs.resolve("refs/tags/v1") != a.refs.resolve("refs/tags/v1")
+    assert b.refs.resolve("refs/remotes/origin/main") is None
+    transfer.fetch(b, "origin")
+    assert b.refs.resolve("refs/remotes/origin/main") == a.refs.resolve("refs/heads/main")
+
+
+def test_corrupt_frame_in_a_local_remote_stores_nothing(tmp_path):
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", url=url)
+    transfer.push(a, "origin")
+    (pack,) = (tmp_path / "share" / "packs").iterdir()
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 4] ^= 0x55
+    pack.write_bytes(bytes(data))
+    b = Repository.init(tmp_path / "b", default_ignore=False)
+    transfer.add_remote(b, "origin", url)
+    with pytest.raises(CorruptObjectError, match="remote object .* is corrupt"):
+        transfer.fetch(b, "origin")
+    for oid in b.store:
+        b.store.verify(oid)
+    assert b.refs.list() == {}
+
+
+def test_pull_on_an_unborn_branch_and_a_detached_head(tmp_path):
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", url=url)
+    transfer.push(a, "origin")
+    b = Repository.init(tmp_path / "b", default_ignore=False)
+    transfer.add_remote(b, "origin", url)
+    result = transfer.pull(b, "origin")
+    assert result.fast_forwarded == a.refs.resolve("refs/heads/main")
+    assert tree_bytes(tmp_path / "b") == tree_bytes(tmp_path / "a")
+    b.checkout(result.fast_forwarded)  # detach
+    with pytest.raises(InvalidValueError, match="detached"):
+        transfer.pull(b, "origin")
+
+
+# -- the pieces -------------------------------------------------------------------------------
+
+def test_mask_url_hides_passwords_only():
+    assert mask_url("sftp://me:hunter2@host/path") == "sftp://me:***@host/path"
+    assert mask_url("sftp://me@host/path") == "sftp://me@host/path"
+    assert mask_url("s3://bucket/prefix") == "s3://bucket/prefix"
+    assert mask_url("/plain/path") == "/plain/path"
+
+
+def test_index_encoding_round_trips_and_detects_damage():
+    entries = [(bytes([i]) * 32, 9 + i * 10, 10, kind) for i, kind in enumerate(["blob", "tree", "snapshot"])]
+    data = layout.encode_index(entries)
+    decoded = layout.decode_index(data, "p" * 64)
+    assert decoded[(b"\x01" * 32).hex()] == layout.Location("p" * 64, 19, 10, "tree")
+    damaged = bytearray(data)
+    damaged[20] ^= 1
+    with pytest.raises(CorruptStoreError):
+        layout.decode_index(bytes(damaged), "p" * 64)
+
+
+def test_ref_keys():
+    key = layout.ref_version_key("refs/heads/a/b", 3)
+    assert key == "refs/heads/a/b/00000000000000000003"
+    assert layout.parse_ref_key(key) == ("refs/heads/a/b", 3)
+    assert layout.parse_ref_key("refs/heads/a/b") is None
+
+
+def test_exclusive_create_on_a_local_path_has_one_winner(tmp_path):
+    backend = open_backend(str(tmp_path / "r"))
+    wins = race(8, lambda i: backend.create("refs/heads/x/00000000000000000001", b"%d" % i))
+    assert len(wins) == 1
+    assert backend.get("refs/heads/x/00000000000000000001") == b"%d" % wins[0]
+    assert not [n for n in os.listdir(tmp_path / "r" / "refs" / "heads" / "x") if n.startswith(".tmp")]
+
+
+class FlakyThenFine:
+    """A backend whose first `failures` calls fail like a throttled S3."""
+
+    def __init__(self, failures, error):
+        self.failures, self.error, self.calls = failures, error, 0
+
+    def get(self, key):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return b"ok"
+
+
+def test_retries_transient_errors_with_backoff_and_gives_up_in_bounded_time():
+    slept = []
+    flaky = FlakyThenFine(3, OSError(16, "SlowDown: please reduce your request rate"))  # EBUSY
+    backend = RetryingBackend(flaky, "s3://b/p", retry_for=60, sleep=slept.append)
+    assert backend.get("k") == b"ok" and flaky.calls == 4 and len(slept) == 3
+    assert slept[0] < slept[2]
+    never = RetryingBackend(FlakyThenFine(10**9, ConnectionRefusedError(111, "refused")), "s3://b/p",
+                            retry_for=0.5)
+    with pytest.raises(RemoteError, match="gave up after 0.5 s"):
+        never.get("k")
+    answer = RetryingBackend(FlakyThenFine(1, FileNotFoundError("k")), "s3://b/p", retry_for=60,
+                             sleep=slept.append)
+    with pytest.raises(FileNotFoundError):
+        answer.get("k")  # an answer, not a failure: no retry
+    denied = RetryingBackend(FlakyThenFine(1, PermissionError("Access Denied")), "s3://b/p", retry_for=60)
+    with pytest.raises(RemoteError, match="access denied"):
+        denied.get("k")
+
+
+def test_a_ref_version_that_is_damaged_is_reported(tmp_path):
+    remote = Remote(open_backend(str(tmp_path / "r")))
+    remote.ensure()
+    remote.backend.create("refs/heads/main/00000000000000000001", b"not json")
+    with pytest.raises(CorruptStoreError, match="refs/heads/main/00000000000000000001"):
+        remote.refs()
+
+
+def test_a_large_file_travels_in_bounded_memory_and_is_verified(tmp_path, monkeypatch):
+    import tracemalloc
+    monkeypatch.setattr(transfer, "LARGE_FRAME", 1 << 20, raising=False)
+    url = str(tmp_path / "share")
+    repo = Repository.init(tmp_path / "a", default_ignore=False)
+    big = random_bytes(24 << 20, seed=5)
+    (tmp_path / "a" / "weights.bin").write_bytes(big)
+    (tmp_path / "a" / "small.txt").write_bytes(b"small")
+    repo.snapshot("big")
+    transfer.add_remote(repo, "origin", url)
+    tracemalloc.start()
+    try:
+        transfer.push(repo, "origin")
+        _, pushing = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        transfer.clone(url, tmp_path / "b")
+        _, cloning = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "b" / "weights.bin").read_bytes() == big
+    assert pushing < 12 << 20 and cloning < 12 << 20, (pushing, cloning)  # the file is 24 MiB
+
+    (pack,) = [p for p in (tmp_path / "share" / "packs").iterdir()
+               if p.stat().st_size > 20 << 20]
+    with open(pack, "r+b") as fh:
+        fh.seek(pack.stat().st_size // 2)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    c = Repository.init(tmp_path / "c", default_ignore=False)
+    transfer.add_remote(c, "origin", url)
+    with pytest.raises(CorruptObjectError, match="corrupt"):
+        transfer.fetch(c, "origin")
+    head = repo.refs.resolve("refs/heads/main")
+    weights = repo.store.get_tree(repo.store.get_snapshot(head).tree).get(b"weights.bin")
+    assert not c.store.has(weights.id)
+
+
+def random_bytes(size: int, seed: int) -> bytes:
+    import random
+    return random.Random(seed).randbytes(size)
