@@ -1,4 +1,4 @@
-"""Automatic gc: after `commit` and `add`, when gc.interval has passed since
+"""Automatic gc: after `commit`, `add` and `pull`, when gc.interval has passed since
 the store's last gc, rnstore starts `gc --auto` detached in the background
 and says so in one stderr line; not when the last gc is recent, nor with
 gc.auto=false. The command itself is neither delayed nor failed.
@@ -107,3 +107,22 @@ def test_the_background_gc_never_fails_the_command(tmp_path, run_cli):
         time.sleep(0.05)
     assert last_gc(ws) == old  # it refused, and said nothing to anyone
     os.unlink(ws / ".rnstore" / "refs" / "heads" / "broken")
+
+
+def test_pull_starts_gc_auto_too(tmp_path, run_cli):
+    """pull adds objects, as commit does: an old last gc starts one."""
+    source, remote, ws = tmp_path / "source", tmp_path / "remote", tmp_path / "ws"
+    new_workspace(source)
+    write_files(source, {"a": "1"})
+    commit(run_cli, source, "first", "-a", "-q")
+    ok(run_cli(["remote", "add", "origin", str(remote)], cwd=source))
+    ok(run_cli(["push", "origin", "-q"], cwd=source))
+    ok(run_cli(["clone", str(remote), str(ws), "-q"], cwd=tmp_path))
+    write_files(source, {"a": "2"})
+    commit(run_cli, source, "second", "-a", "-q")
+    ok(run_cli(["push", "origin", "-q"], cwd=source))
+    old = time.time() - 8 * DAY
+    (ws / ".rnstore" / "gc.last").write_text(f"{old}\n")
+    pulled = ok(run_cli(["pull", "origin"], cwd=ws))
+    wait_for_background_gc(pulled.stderr, ws, old)
+    assert (ws / "a").read_text() == "2"

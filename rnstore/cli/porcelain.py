@@ -84,7 +84,7 @@ def add(
                       **staging_options(force, exclude, no_ignore, ignore_errors, strict_ignore))
     _warn_add(result)
     if not dry_run and result.changed:
-        _start_auto_gc(repo)
+        start_background_gc(repo)
     if dry_run:
         lines = [b"add " + p for p in result.added] + [b"update " + p for p in result.modified] + \
                 [b"delete " + p for p in result.deleted]
@@ -205,11 +205,11 @@ def commit(
     where = result.branch or "detached HEAD"
     out.summary(f"[{where} {result.id[:12]}] {first_line(message)} "
                 f"({plural(result.files, 'file')}, {format_size(result.bytes)})")
-    _start_auto_gc(repo)
+    start_background_gc(repo)
 
 
-def _start_auto_gc(repo) -> None:
-    """After a command that added objects: `gc --auto` in the background
+def start_background_gc(repo) -> None:
+    """After a command that added objects (add, commit, pull): `gc --auto` in the background
     when gc.interval has passed since the last gc (unless gc.auto=false)."""
     pid = start_auto_gc(repo)
     if pid is not None:

@@ -13,6 +13,7 @@ from .app import App, app, open_repo
 from ._command import Group
 from ._options import Json, NoProgress, Quiet
 from ._output import out, progress
+from .porcelain import start_background_gc
 
 REMOTES = "Remotes"
 
@@ -160,13 +161,15 @@ def pull(
     Example: rnstore pull origin
     """
     from ..remote.transfer import CannotFastForwardError, pull as pull_refs
+    repo = open_repo()
     try:
-        result = pull_refs(open_repo(), name, refs or [], progress=progress(quiet, no_progress))
+        result = pull_refs(repo, name, refs or [], progress=progress(quiet, no_progress))
     except CannotFastForwardError as exc:
         _render_refused(exc, "received", as_json)
     _render(result, "received", as_json)
     if result.fast_forwarded and not as_json:
         out.summary(f"fast-forwarded to {result.fast_forwarded[:12]}")
+    start_background_gc(repo)
 
 
 @app.command("clone", rich_help_panel=REMOTES)
