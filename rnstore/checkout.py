@@ -7,8 +7,11 @@ Three forms share one materialiser:
   else detaches it). Untracked and ignored files are left alone.
 - ``checkout(repo, REV, paths)``: only those paths (files or folders), in the
   workspace and the index; HEAD stays. Tracked entries below the paths are
-  restored (local changes to them are discarded, as `git restore` does, and
-  tracked files absent from REV there are deleted).
+  restored (tracked files absent from REV there are deleted). Uncommitted
+  changes to them (edited on disk, or staged) stop it unless `force`.
+- ``checkout(repo, None, paths)``: those paths from the index, as
+  `git checkout -- PATH` does: edits on disk are discarded (that is what it
+  is for); the index and HEAD stay.
 - ``checkout(repo, REV, target=DIR)``: REV (or its paths) into any folder;
   the workspace, index and HEAD are untouched.
 
@@ -68,6 +71,7 @@ from .safefs import (O_CLOEXEC, O_DIR, O_NEW, Dirs, ancestors, place, prune, rem
                      split, write_all)
 from .staging import head_entries
 from .trees import MAX_PATH, FlatEntry, check_blob_size, check_link_target, lookup, shorten
+from .units import plural
 from .worktree import Found, hash_entry, mode_of, parallel_map, relative_pathspecs, under
 from .views import HistoryView, ObjectsView, WorkspaceView
 
@@ -82,7 +86,8 @@ class CheckoutResult:
     snapshot: str
     #: the folder written into (the workspace root, or DIR)
     root: Path
-    #: "switch" (checkout REV), "paths" (checkout REV -- PATH...) or "target"
+    #: "switch" (checkout REV), "paths" (checkout REV -- PATH...), "index"
+    #: (checkout -- PATH...) or "target"
     form: str
     #: files and links written
     written: list[bytes] = field(default_factory=list)
@@ -118,7 +123,7 @@ class CheckoutResult:
         return len(self.skipped)
 
 
-def checkout(repo: WorkspaceView, rev: str, paths: Iterable[str | os.PathLike] | None = None, *,
+def checkout(repo: WorkspaceView, rev: str | None, paths: Iterable[str | os.PathLike] | None = None, *,
              target: str | os.PathLike | None = None, force: bool = False,
              skip_missing: bool = False, progress: Progress = NO_PROGRESS,
              cwd: Path | None = None) -> CheckoutResult:
@@ -131,6 +136,14 @@ def checkout(repo: WorkspaceView, rev: str, paths: Iterable[str | os.PathLike] |
     left out and listed in the result's `missing` instead."""
     paths = list(paths or [])
     prefixes = relative_pathspecs(repo.root, paths, cwd) if paths else None
+    if rev is None:
+        if prefixes is None:
+            raise InvalidValueError("give a revision, or paths to restore from the index")
+        if target is not None:
+            raise InvalidValueError("a target folder needs a revision to write")
+        with repo.lock():
+            _remove_stale_staging(repo.dotdir, locked=True)
+            return _restore_from_index(repo, prefixes, force, progress)
     if target is not None:
         snapshot_id = resolve_snapshot(repo, rev)
         return materialise(repo, snapshot_id, Path(target), prefixes, force=force,
@@ -310,7 +323,8 @@ def _restore_paths(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes],
         if entry.path not in desired and under(entry.path, prefixes) and not _protected(entry.path) \
                 and not under(entry.path, unknown):
             desired[entry.path] = None
-    plan = _plan(repo.root, desired, index.entries, None, force=force)
+    guard = None if force else head_entries(repo, repo.refs.head()[1])
+    plan = _plan(repo.root, desired, index.entries, guard, force=force)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts)
     result = CheckoutResult(snapshot_id, repo.root, "paths", excluded=excluded,
@@ -321,6 +335,34 @@ def _restore_paths(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes],
     if failed:
         raise failed.finished("; the index records the snapshot's entries, so those paths show "
                               "as changes in `rnstore status`")
+    return result
+
+
+def _restore_from_index(repo: WorkspaceView, prefixes: list[bytes], force: bool,
+                        progress: Progress) -> CheckoutResult:
+    """The staged version of each tracked entry below `prefixes`, on disk."""
+
+    index = repo.read_index()
+    desired: dict[bytes, FlatEntry | None] = {
+        e.path: FlatEntry(e.path, e.mode, e.id, e.size)
+        for e in index if under(e.path, prefixes) and not _protected(e.path)}
+    for prefix in prefixes:
+        if not any(under(path, [prefix]) for path in desired):
+            raise BadInputError(
+                f"pathspec '{os.fsdecode(prefix)}' did not match any file in the index",
+                hints=["`rnstore ls-files` lists what the index holds"])
+    # No guard: discarding edits is what it is for. An untracked entry in
+    # the way of a tracked file is still a conflict unless `force`.
+    plan = _plan(repo.root, desired, index.entries, None, force=force)
+    if plan.conflicts:
+        raise _conflict_error(plan.conflicts)
+    snapshot = repo.refs.head()[1] or ""
+    result = CheckoutResult(snapshot, repo.root, "index")
+    placed, failed = _execute_keeping_going(repo, plan, result, force, progress, False)
+    kept = Index(e for e in index if e.path not in desired)
+    repo.write_index(_new_index(kept, desired, index.entries, plan, placed))
+    if failed:
+        raise failed.finished("")
     return result
 
 
@@ -679,10 +721,11 @@ def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False)
     if len(paths) > LISTED:
         listed.append(f"... and {len(paths) - LISTED} more")
     if target:
-        message = f"{len(paths)} path(s) in the target folder differ from the snapshot; nothing was written"
+        message = (f"{plural(len(paths), 'path')} in the target folder "
+                   f"{'differs' if len(paths) == 1 else 'differ'} from the snapshot; nothing was written")
         way_out = "remove them, choose another folder, or pass --force to overwrite them"
     else:
-        message = (f"checkout would overwrite or delete {len(paths)} path(s) with uncommitted "
+        message = (f"checkout would overwrite or delete {plural(len(paths), 'path')} with uncommitted "
                    f"changes or untracked content; nothing was changed")
         way_out = "commit your changes (`rnstore commit -a`) or move them away, or pass --force to discard them"
     return ConflictError(message, [os.fsdecode(p) for p in paths], hints=listed + [way_out])

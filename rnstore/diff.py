@@ -5,13 +5,15 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
+from .errors import InvalidValueError
 from .objects import MODE_LINK, MODE_TREE
 from .revparse import resolve_tree
 from .staging import compare, ignore_rules, workspace_entries
 from .trees import iter_tree
-from .worktree import scan
+from .worktree import relative_pathspecs, scan, under
 from .views import HistoryView, ObjectsView, WorkspaceView
 
 #: Blobs larger than this are not diffed line by line.
@@ -53,14 +55,42 @@ def _workspace_side(repo: WorkspaceView, excludes: Iterable[str],
 
 
 def diff(repo: WorkspaceView, old_rev: str | None = None, new_rev: str | None = None, *,
-         excludes: Iterable[str] = (), no_ignore: bool = False) -> Diff:
-    old = _tree_side(repo, old_rev or "HEAD")
-    if new_rev is None:
+         cached: bool = False, paths: Iterable[str | os.PathLike] | None = None,
+         cwd: Path | None = None, excludes: Iterable[str] = (), no_ignore: bool = False) -> Diff:
+    """What changed from `old_rev` (default HEAD; before the first
+    snapshot, nothing: everything is added) to `new_rev`, or to the index
+    (`cached`), or to the workspace. `paths` (relative to `cwd`) limit it."""
+    if cached and new_rev is not None:
+        raise InvalidValueError("compare the index with one revision, not two")
+    if old_rev is None:
+        head = repo.refs.head()[1]
+        old = _tree_side(repo, head) if head is not None else {}
+    else:
+        old = _tree_side(repo, old_rev)
+    workspace = None
+    if cached:
+        new = {e.path: (e.mode, e.id) for e in repo.read_index()}
+    elif new_rev is None:
         new = _workspace_side(repo, excludes, no_ignore)
         workspace = repo.root
     else:
         new = _tree_side(repo, new_rev)
-        workspace = None
+    if paths:
+        prefixes = relative_pathspecs(repo.root, list(paths), cwd)
+        old = {p: e for p, e in old.items() if under(p, prefixes)}
+        new = {p: e for p, e in new.items() if under(p, prefixes)}
+    return _compare_sides(old, new, workspace)
+
+
+def diff_trees(repo: ObjectsView, old_tree: str | None, new_tree: str) -> Diff:
+    """What changed from one tree (None: nothing) to another."""
+    old = {e.path: (e.mode, e.id) for e in iter_tree(repo.store, old_tree)} if old_tree else {}
+    new = {e.path: (e.mode, e.id) for e in iter_tree(repo.store, new_tree)}
+    return _compare_sides(old, new, None)
+
+
+def _compare_sides(old: dict[bytes, tuple[str, str]], new: dict[bytes, tuple[str, str]],
+                   workspace) -> Diff:
     entries = []
     for change in compare(old, new):
         before, after = old.get(change.path), new.get(change.path)

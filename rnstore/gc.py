@@ -49,6 +49,7 @@ from .errors import CorruptStoreError
 from .fsutil import TMP_PREFIX, atomic_write, pid_alive, remove_quietly, temp_writer_pid
 from .progress import NO_PROGRESS, Progress
 from .reachability import Marker, RootScan, StoreLoader, WorkspaceState, collect_roots, mark_roots
+from .plumbing import utc_iso
 from .units import parse_duration
 from .views import ObjectsView, WorkspaceView
 
@@ -99,7 +100,7 @@ class GcStats:
             "deleted_temp_files": self.deleted_temp_files,
             "freed_temp_bytes": self.freed_temp_bytes,
             "skipped": self.skipped,
-            "last_run": self.last_run,
+            "last_run": utc_iso(self.last_run),
             "workspaces": [{"path": str(ws.root), "state": ws.state, "released": ws.released}
                            for ws in self.workspaces],
         }

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import heapq
-from fnmatch import fnmatchcase
+import os
 from dataclasses import dataclass, field
-from typing import Iterable
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
 
 from .errors import (InvalidValueError, MissingObjectError, NothingToCommitError, ObjectError,
                      RefConflictError, UnknownRevisionError)
 from .objects import MODE_TREE, Snapshot
-from .plumbing import parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
+from .plumbing import meta_text, parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
 from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, TAGS, short_name, tag_ref
 from .revparse import resolve_snapshot
-from .staging import AddResult, stage
+from .staging import AddResult, stage, status
+from .trees import lookup
+from .units import plural
 from .views import HistoryView, WorkspaceView
+from .worktree import relative_pathspecs
 
 
 @dataclass
@@ -27,9 +32,11 @@ class CommitResult:
     files: int
     bytes: int
     added: AddResult | None = None
+    #: snapshot() on unchanged code: no new snapshot, `id` is the current one
+    unchanged: bool = False
 
 
-def commit(repo: WorkspaceView, message: str, *, all: bool = False, meta: Iterable[str] = (),
+def commit(repo: WorkspaceView, message: str, *, all: bool = False, meta: Mapping | Iterable[str] = (),
            allow_empty: bool = False, progress: Progress = NO_PROGRESS,
            add_options: dict | None = None) -> CommitResult:
     """Make a snapshot from the index (with `all`, stage the whole workspace
@@ -59,23 +66,60 @@ def commit(repo: WorkspaceView, message: str, *, all: bool = False, meta: Iterab
             unchanged = repo.store.get_snapshot(head).tree == tree_id
         else:
             unchanged = len(index) == 0
-        if unchanged and not allow_empty:
-            raise NothingToCommitError(
-                "nothing to commit" + (", the workspace matches HEAD" if head else ", nothing is staged"),
-                hints=["`rnstore add PATH` stages changes; --allow-empty commits anyway"])
-        files = sum(1 for e in index.entries.values() if e.mode != MODE_TREE)
-        snapshot = Snapshot(tree_id, (head,) if head else (), utc_now(), message,
-                            snapshot_meta(repo, tree_id, extra, files=files))
-        snapshot_id = store_snapshot(repo, snapshot)
-        repo.refs.update("HEAD", snapshot_id, expected=head)
-        return CommitResult(snapshot_id, tree_id, head,
-                            branch_ref[len(HEADS):] if branch_ref else None,
-                            files, int(snapshot.meta["bytes"]), staged)
+        if not unchanged or allow_empty:
+            return _store_commit(repo, index, tree_id, head, branch_ref, message, extra, staged)
+    # outside the locks: status refreshes the index under the workspace lock
+    raise _nothing_to_commit(repo, head, all)
+
+
+def _store_commit(repo: WorkspaceView, index, tree_id: str, head: str | None, branch_ref: str | None,
+                  message: str, extra: dict, staged: AddResult | None) -> CommitResult:
+    """The snapshot of `tree_id`, and HEAD's branch moved to it (the caller
+    holds the workspace and store locks)."""
+    files = sum(1 for e in index.entries.values() if e.mode != MODE_TREE)
+    snapshot = Snapshot(tree_id, (head,) if head else (), utc_now(), message,
+                        snapshot_meta(repo, tree_id, extra, files=files))
+    snapshot_id = store_snapshot(repo, snapshot)
+    repo.refs.update("HEAD", snapshot_id, expected=head)
+    return CommitResult(snapshot_id, tree_id, head,
+                        branch_ref[len(HEADS):] if branch_ref else None,
+                        files, int(snapshot.meta["bytes"]), staged)
+
+
+def _nothing_to_commit(repo: WorkspaceView, head: str | None, staged_all: bool) -> NothingToCommitError:
+    """Say what git says: whether anything waits in the workspace, unstaged."""
+    waiting = []
+    if not staged_all:
+        pending = status(repo)
+        modified = sum(1 for c in pending.unstaged if c.status != "D")
+        deleted = len(pending.unstaged) - modified
+        for count, what in ((modified, "modified"), (deleted, "deleted"),
+                            (len(pending.untracked), "untracked")):
+            if count:
+                waiting.append(f"{plural(count, 'file')} {'is' if count == 1 else 'are'} {what}")
+    if waiting:
+        return NothingToCommitError(
+            f"nothing to commit: nothing is staged, {', '.join(waiting)}",
+            hints=["`rnstore add PATH` stages them, or `rnstore commit -a` stages everything and commits"])
+    return NothingToCommitError(
+        "nothing to commit, " + ("the workspace matches HEAD" if head else "the workspace is empty"),
+        hints=["--allow-empty commits anyway"])
 
 
 def snapshot(repo: WorkspaceView, message: str, **kw) -> CommitResult:
-    """Stage everything and commit, in one call."""
-    return commit(repo, message, all=True, **kw)
+    """Stage everything and commit, in one call. When nothing changed since
+    HEAD, HEAD's snapshot comes back marked `unchanged` (no error)."""
+    try:
+        return commit(repo, message, all=True, **kw)
+    except NothingToCommitError:
+        branch_ref, head = repo.refs.head()
+        if head is None:
+            raise
+        current = repo.store.get_snapshot(head)
+        return CommitResult(head, current.tree, current.parents[0] if current.parents else None,
+                            branch_ref[len(HEADS):] if branch_ref else None,
+                            int(current.meta.get("files", 0)), int(current.meta.get("bytes", 0)),
+                            unchanged=True)
 
 
 # -- log --------------------------------------------------------------------------------
@@ -99,6 +143,12 @@ class Log:
     #: parents that are gone (forgotten and collected): history ends there
     missing_parents: list[str] = field(default_factory=list)
 
+    def __iter__(self) -> Iterator[LogEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
 
 def names_by_id(repo: HistoryView) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     tags: dict[str, list[str]] = {}
@@ -111,11 +161,17 @@ def names_by_id(repo: HistoryView) -> tuple[dict[str, list[str]], dict[str, list
     return tags, branches
 
 
-def log(repo: HistoryView, rev: str | None = None, *, limit: int | None = None, all: bool = False) -> Log:
+def log(repo: WorkspaceView, rev: str | None = None, *, limit: int | None = None, all: bool = False,
+        grep: str | None = None, meta: dict | Iterable[str] | None = None,
+        paths: Iterable[str | os.PathLike] | None = None, cwd: Path | None = None) -> Log:
     """History from `rev` (default HEAD), newest first; with `all`, every
     live snapshot and every tagged one (in a shared store, the store's
-    tags), newest first."""
+    tags), newest first. Only snapshots whose message contains `grep`
+    (case-insensitive), whose metadata holds every `meta` pair (a dict, or
+    "KEY=VALUE" strings), and that changed one of `paths` (relative to
+    `cwd`) against their first parent are listed; `limit` counts those."""
     tags, branches = names_by_id(repo)
+    keep = _snapshot_filter(repo, grep, meta, paths, cwd)
 
     def entry(oid: str, snap: Snapshot) -> LogEntry:
         return LogEntry(oid, snap, tags.get(oid, []), branches.get(oid, []))
@@ -124,7 +180,7 @@ def log(repo: HistoryView, rev: str | None = None, *, limit: int | None = None, 
         wanted = dict.fromkeys([*repo.journal, *sorted(tags)])
         snapshots = [(oid, repo.store.get_snapshot(oid)) for oid in wanted]
         snapshots.sort(key=lambda item: (item[1].time, item[0]), reverse=True)
-        entries = [entry(oid, snap) for oid, snap in snapshots]
+        entries = [entry(oid, snap) for oid, snap in snapshots if keep(snap)]
         return Log(entries[:limit] if limit is not None else entries)
 
     if rev is None:
@@ -150,11 +206,54 @@ def log(repo: HistoryView, rev: str | None = None, *, limit: int | None = None, 
     push(start)
     while queue and (limit is None or len(result.entries) < limit):
         _, oid, snap = heapq.heappop(queue)
-        result.entries.append(entry(oid, snap))
+        if keep(snap):
+            result.entries.append(entry(oid, snap))
         for parent in snap.parents:
             if parent not in seen:
                 seen.add(parent)
                 push(parent)
+    return result
+
+
+def _snapshot_filter(repo: WorkspaceView, grep: str | None, meta, paths, cwd: Path | None):
+    """A predicate on snapshots for log's filters (True for all without any)."""
+    needle = grep.casefold() if grep else None
+    pairs = {str(k): meta_text(v) for k, v in meta.items()} if isinstance(meta, Mapping) \
+        else _parse_filter_pairs(meta or ())
+    prefixes = relative_pathspecs(repo.root, list(paths), cwd) if paths else None
+
+    def at(tree: str | None, prefix: bytes):
+        if tree is None:
+            return None
+        found = lookup(repo.store, tree, prefix)
+        return None if found is None else (found.mode, found.id)
+
+    def changed(snap: Snapshot) -> bool:
+        parent_tree = None
+        if snap.parents:
+            try:
+                parent_tree = repo.store.get_snapshot(snap.parents[0]).tree
+            except MissingObjectError:
+                parent_tree = None  # a forgotten parent: the snapshot counts as adding PATH
+        return any(at(snap.tree, p) != at(parent_tree, p) for p in prefixes)
+
+    def keep(snap: Snapshot) -> bool:
+        if needle is not None and needle not in snap.message.casefold():
+            return False
+        if any(k not in snap.meta or meta_text(snap.meta[k]) != v for k, v in pairs.items()):
+            return False
+        return prefixes is None or changed(snap)
+
+    return keep
+
+
+def _parse_filter_pairs(pairs: Iterable[str]) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise InvalidValueError(f"a metadata filter is KEY=VALUE, not '{pair}'")
+        result[key] = value
     return result
 
 

@@ -33,8 +33,10 @@ class _Rules:
     only a path it matches is checked pattern by pattern, where the last
     matching pattern decides, as gitignore says."""
 
-    def __init__(self, spec: pathspec.PathSpec):
+    def __init__(self, spec: pathspec.PathSpec, source: str = "", numbers: Sequence[int] = ()):
         self.spec = spec
+        #: where the rules come from, and the line number of each pattern
+        self.source, self.numbers = source, list(numbers)
         self.prefilter = True
         # A pattern without a slash matches a name at any depth; pathspec
         # spells it "^(?:.+/)?NAME", which backtracks. All of them together
@@ -64,6 +66,22 @@ class _Rules:
         return self.spec.check_file(relative).include
 
 
+    def explain(self, relative: str) -> tuple[bool, str] | None:
+        """(ignored, "SOURCE:LINE: PATTERN") of the pattern deciding
+        `relative`, or None when no pattern matches it."""
+        result = self.spec.check_file(relative)
+        index = getattr(result, "index", None)
+        if result.include is None:
+            return None
+        if index is None:
+            return result.include, self.source
+        pattern = getattr(self.spec.patterns[index], "pattern", "") or ""
+        if self.source.startswith("--"):
+            return result.include, f"{self.source} {pattern}"
+        line = self.numbers[index] if index < len(self.numbers) else "?"
+        return result.include, f"{self.source}:{line}: {pattern}"
+
+
 def _alternation(regexes: list[str]) -> str:
     return "(?:" + "|".join(f"(?:{r})" for r in regexes) + ")"
 
@@ -83,7 +101,8 @@ def _compile(lines: Sequence[str], source: str = "--exclude",
         return None
     import pathspec  # compiled only when a rule file exists: most commands read none
     try:
-        return _Rules(pathspec.GitIgnoreSpec.from_lines([line for _, line in numbered]))
+        return _Rules(pathspec.GitIgnoreSpec.from_lines([line for _, line in numbered]),
+                      source, [number for number, _ in numbered])
     except Exception:  # noqa: BLE001 - pathspec raises its own error, ValueError or re.error
         pass
     good = []
@@ -97,8 +116,11 @@ def _compile(lines: Sequence[str], source: str = "--exclude",
                 raise InvalidValueError(problem, hints=["fix or remove the pattern"]) from None
             on_bad(problem + "; skipped")
             continue
-        good.append(line)
-    return _Rules(pathspec.GitIgnoreSpec.from_lines(good)) if good else None
+        good.append((number, line))
+    if not good:
+        return None
+    return _Rules(pathspec.GitIgnoreSpec.from_lines([line for _, line in good]),
+                  source, [number for number, _ in good])
 
 
 def _why(exc: Exception, line: str) -> str:
@@ -193,3 +215,30 @@ class IgnoreRules:
             if result is not None:
                 verdict = result
         return bool(verdict)
+
+    def why_ignored(self, path: bytes) -> str | None:
+        """The rule that ignores `path` or the first of its folders it
+        ignores ("SOURCE:LINE: PATTERN", as `git check-ignore -v` says), or
+        None when the path is not ignored."""
+        parts = path.split(b"/")
+        for depth in range(1, len(parts) + 1):
+            sub = b"/".join(parts[:depth])
+            is_dir = depth < len(parts) or os.path.isdir(os.path.join(self._root_b, sub))
+            rule = self._deciding_rule(sub, is_dir)
+            if rule is not None:
+                return rule
+        return None
+
+    def _deciding_rule(self, path: bytes, is_dir: bool) -> str | None:
+        folder, _, name = path.rpartition(b"/")
+        if name in ALWAYS_EXCLUDED:
+            return f"{os.fsdecode(name)} (always excluded)"
+        suffix = "/" if is_dir else ""
+        decided: tuple[bool, str] | None = None
+        parts = path.split(b"/")
+        for depth, rules in self._chain(folder):
+            relative = os.fsdecode(b"/".join(parts[depth:]) if depth else path) + suffix
+            decided = rules.explain(relative) or decided
+        if self.extra is not None:
+            decided = self.extra.explain(os.fsdecode(path) + suffix) or decided
+        return decided[1] if decided is not None and decided[0] else None

@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator, Mapping
 
 from ._version import __version__
 from .errors import CorruptObjectError, InvalidValueError, MissingObjectError, UnknownRevisionError
@@ -203,16 +203,42 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_meta(pairs: Iterable[str]) -> dict[str, str]:
+def utc_iso(seconds: float | None) -> str | None:
+    """A Unix time as ISO 8601 UTC, as every time field rnstore prints."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_meta(pairs) -> dict[str, str]:
+    """Metadata from "KEY=VALUE" strings or a dict ({"lr": 0.1}); values are
+    stored as text (True as "true", None as "")."""
+    if isinstance(pairs, Mapping):
+        items = [(str(key), meta_text(value)) for key, value in pairs.items()]
+        if any(not key.strip() or "=" in key for key, _ in items):
+            raise InvalidValueError("metadata keys must be non-empty and hold no '='")
+    else:
+        items = []
+        for pair in pairs:
+            key, eq, value = pair.partition("=")
+            if not eq or not key.strip():
+                raise InvalidValueError(f"metadata is given as KEY=VALUE, not '{pair}'")
+            items.append((key, value))
     meta = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key.strip():
-            raise InvalidValueError(f"--meta takes KEY=VALUE, not '{pair}'")
+    for key, value in items:
         if key in RESERVED_META:
-            raise InvalidValueError(f"--meta key '{key}' is recorded by rnstore itself")
+            raise InvalidValueError(f"metadata key '{key}' is recorded by rnstore itself")
         meta[key] = value
     return meta
+
+
+def meta_text(value) -> str:
+    """A metadata value as text: True -> "true", 0.1 -> "0.1", None -> ""."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def git_commit_of(folder: Path) -> str | None:

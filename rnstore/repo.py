@@ -25,19 +25,28 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Union
 
 from . import registry
 from .config import OBJECTS_KEY, Config
 from .errors import CorruptStoreError, InvalidValueError, NotAWorkspaceError
 from .fsutil import FileLock, atomic_write, make_folder, read_state, share, write_new_file
 from .index import Index
+from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, Journal, RefStore, branch_ref
 from .registry import STORE_MARKER
 from .tags import TAGS_LOCK, WorkspaceRefs, store_tag_refs
 
 if TYPE_CHECKING:  # store.py loads zstandard: only commands that touch objects pay for it
     from .store import ObjectStore
+
+#: Snapshot metadata as the API takes it: {"lr": 0.1} or ["lr=0.1"].
+Meta = Union[Mapping[str, object], Iterable[str]]
+
+
+def _path_or_none(path: str | os.PathLike | None) -> Path | None:
+    return None if path is None else Path(path)
+
 
 DOTDIR = ".rnstore"
 STORE_FORMAT = "rnstore object store, format 1\n"
@@ -148,12 +157,14 @@ class Repository:
     @classmethod
     def init(cls, path: str | os.PathLike = ".", *, objects: str | os.PathLike | None = None,
              branch: str = "main", default_ignore: bool = True, shared: str = "umask",
-             **kw) -> "Repository":
+             nested: bool = False, **kw) -> "Repository":
         """Make a workspace at `path`; on an existing workspace, change nothing
         (but `shared="group"` still makes its store group-shared).
         `shared`: "umask" (files 0666, folders 0777, less the umask) or
         "group" (group-writable and setgid whatever the umask, as git's
-        core.sharedRepository=group)."""
+        core.sharedRepository=group). Inside another workspace, refuse
+        unless `nested` (the outer one would otherwise store the inner one's
+        files, and commands run below it would silently switch workspaces)."""
         if shared not in SHARED_MODES:
             raise InvalidValueError(f"--shared must be one of {', '.join(SHARED_MODES)}, not '{shared}'")
         root = Path(path).absolute()
@@ -163,6 +174,12 @@ class Repository:
             if shared == "group" and not repo.group_shared:
                 prepare_store(repo.store_root, fresh_ok=repo.shared_store, group=True)
             return repo
+        outer = next((folder for folder in root.parents if (folder / DOTDIR / "HEAD").is_file()), None)
+        if outer is not None and not nested:
+            raise InvalidValueError(
+                f"{root} is inside the workspace {outer}",
+                hints=["pass --nested (nested=True) to make a workspace inside it anyway; add the "
+                       "folder to the outer workspace's .rnignore so its snapshots skip it"])
         head_ref = branch_ref(branch)
         objects = objects or os.environ.get("RNSTORE_OBJECTS")
         root.mkdir(parents=True, exist_ok=True)
@@ -270,71 +287,114 @@ class Repository:
     # -- the Python API: each method is one library function, imported when
     # first called so that `import rnstore` stays cheap ----------------------
 
-    def add(self, paths=(".",), **options):
-        """Stage additions, changes and deletions under `paths`; an AddResult.
-        Options: dry_run, force, excludes, no_ignore, ignore_errors, progress, cwd."""
+    def add(self, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = False,
+            force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
+            ignore_errors: bool = False, strict_ignore: bool = False,
+            progress: Progress = NO_PROGRESS, cwd: str | os.PathLike | None = None):
+        """Stage additions, changes and deletions under `paths` (relative to
+        `cwd`, default the current folder); an AddResult. `force` ignores the
+        size limits; `ignore_errors` skips unreadable files; `strict_ignore`
+        makes a bad .rnignore pattern an error instead of a warning."""
         from .staging import add
-        return add(self, paths, **options)
+        return add(self, paths, dry_run=dry_run, force=force, excludes=excludes,
+                   no_ignore=no_ignore, ignore_errors=ignore_errors, strict_ignore=strict_ignore,
+                   progress=progress, cwd=_path_or_none(cwd))
 
-    def status(self, **options):
-        """Staged, unstaged and untracked paths; a Status. Options: excludes, no_ignore."""
+    def status(self, *, excludes: Iterable[str] = (), no_ignore: bool = False,
+               ignored: bool = False, strict_ignore: bool = False):
+        """Staged, unstaged and untracked paths; a Status. With `ignored`,
+        also what the ignore rules hide."""
         from .staging import status
-        return status(self, **options)
+        return status(self, excludes=excludes, no_ignore=no_ignore, ignored=ignored,
+                      strict_ignore=strict_ignore)
 
-    def commit(self, message: str, **options):
-        """Snapshot the index and move the branch; a CommitResult. Options:
-        all (stage everything first), meta (["K=V", ...]), allow_empty, progress."""
+    def commit(self, message: str, *, all: bool = False, meta: Meta = (),
+               allow_empty: bool = False, force: bool = False, excludes: Iterable[str] = (),
+               no_ignore: bool = False, ignore_errors: bool = False,
+               strict_ignore: bool = False, progress: Progress = NO_PROGRESS):
+        """Snapshot the index and move the branch; a CommitResult. `all`
+        stages the whole workspace first (with `force`, `excludes`,
+        `no_ignore`, `ignore_errors` as for add). `meta` is a dict
+        ({"lr": 0.1}) or "KEY=VALUE" strings. Nothing to commit raises
+        NothingToCommitError unless `allow_empty`."""
         from .history import commit
-        return commit(self, message, **options)
+        return commit(self, message, all=all, meta=meta, allow_empty=allow_empty,
+                      progress=progress, add_options=dict(
+                          force=force, excludes=excludes, no_ignore=no_ignore,
+                          ignore_errors=ignore_errors, strict_ignore=strict_ignore))
 
-    def snapshot(self, message: str, **options):
-        """Stage everything and commit, in one call; a CommitResult."""
+    def snapshot(self, message: str, *, meta: Meta = (), allow_empty: bool = False,
+                 force: bool = False, excludes: Iterable[str] = (), no_ignore: bool = False,
+                 ignore_errors: bool = False, strict_ignore: bool = False,
+                 progress: Progress = NO_PROGRESS):
+        """Stage everything and commit, in one call; a CommitResult. On
+        unchanged code it returns the current snapshot with `unchanged`
+        True instead of raising (a training script can call it at every
+        launch); `allow_empty` makes a new snapshot anyway."""
         from .history import snapshot
-        return snapshot(self, message, **options)
+        return snapshot(self, message, meta=meta, allow_empty=allow_empty, progress=progress,
+                        add_options=dict(force=force, excludes=excludes, no_ignore=no_ignore,
+                                         ignore_errors=ignore_errors, strict_ignore=strict_ignore))
 
-    def log(self, rev: str | None = None, **options):
-        """History from `rev` (default HEAD), newest first; a Log. Options: limit, all."""
+    def log(self, rev: str | None = None, *, limit: int | None = None, all: bool = False,
+            grep: str | None = None, meta: Meta | None = None,
+            paths: Iterable[str | os.PathLike] | None = None,
+            cwd: str | os.PathLike | None = None):
+        """History from `rev` (default HEAD), newest first; a Log, which
+        iterates over its entries. `all`: every live or tagged snapshot.
+        Filters: `grep` (in the message, any case), `meta` (every pair must
+        match), `paths` (snapshots that changed them); `limit` counts those."""
         from .history import log
-        return log(self, rev, **options)
+        return log(self, rev, limit=limit, all=all, grep=grep, meta=meta, paths=paths,
+                   cwd=_path_or_none(cwd))
 
-    def tag(self, name: str, rev: str = "HEAD", **options) -> str:
-        """Bind a tag to a snapshot (force=True moves it); the snapshot id."""
+    def tag(self, name: str, rev: str = "HEAD", *, force: bool = False) -> str:
+        """Bind a tag to a snapshot (`force` moves it); the snapshot id."""
         from .history import tag
-        return tag(self, name, rev, **options)
+        return tag(self, name, rev, force=force)
 
-    def checkout(self, rev: str, paths=None, **options):
-        """Make the workspace (or `target`, or only `paths`) match `rev`; a
-        CheckoutResult. Options: target, force, progress."""
+    def checkout(self, rev: str | None, paths: Iterable[str | os.PathLike] | None = None, *,
+                 target: str | os.PathLike | None = None, force: bool = False,
+                 skip_missing: bool = False, progress: Progress = NO_PROGRESS,
+                 cwd: str | os.PathLike | None = None):
+        """Make the workspace (or `target`, or only `paths`) match `rev`; with
+        `rev` None, restore `paths` from the index. A CheckoutResult."""
         from .checkout import checkout
-        return checkout(self, rev, paths, **options)
+        return checkout(self, rev, paths, target=target, force=force, skip_missing=skip_missing,
+                        progress=progress, cwd=_path_or_none(cwd))
 
-    def export(self, rev: str, output, **options):
-        """Write a snapshot as zip, tar, tar.gz, tar.zst or a folder; an
-        ExportResult. Options: format, paths, progress."""
+    def export(self, rev: str, output, *, format: str | None = None,
+               paths: Iterable[str | os.PathLike] | None = None,
+               progress: Progress = NO_PROGRESS, cwd: str | os.PathLike | None = None):
+        """Write a snapshot to `output` (a file or folder name, or a binary
+        stream) as zip, tar, tar.gz, tar.zst or a folder ("dir"); an ExportResult."""
         from .export import export
-        return export(self, rev, output, **options)
+        return export(self, rev, output, format=format, paths=paths, progress=progress,
+                      cwd=_path_or_none(cwd))
 
-    def forget(self, revs=(), **options):
-        """Drop snapshots from the live set; a ForgetResult. Options:
-        keep_last, keep_within, dry_run."""
+    def forget(self, revs: Iterable[str] = (), *, keep_last: int | None = None,
+               keep_within: str | None = None, dry_run: bool = False):
+        """Drop snapshots from the live set; a ForgetResult. `keep_within` is
+        a duration such as "30d"."""
         from .forget import forget
-        return forget(self, revs, **options)
+        return forget(self, revs, keep_last=keep_last, keep_within=keep_within, dry_run=dry_run)
 
-    def gc(self, **options):
-        """Delete what no root reaches; GcStats. Options: dry_run, prune, auto, progress."""
+    def gc(self, *, dry_run: bool = False, prune: str | None = None, auto: bool = False,
+           progress: Progress = NO_PROGRESS):
+        """Delete what no root reaches; GcStats. `prune` is the grace period
+        ("1h", "now"; default the gc.prune setting)."""
         from .gc import gc
-        return gc(self, **options)
+        return gc(self, dry_run=dry_run, prune=prune, auto=auto, progress=progress)
 
-    def du(self, revs=(), **options):
+    def du(self, revs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS):
         """Space used by the store and each live snapshot; DuStats."""
         from .du import du
-        return du(self, revs, **options)
+        return du(self, revs, progress=progress)
 
-    def fsck(self, **options):
-        """Verify every object, ref, journal entry and the index; an FsckResult.
-        Options: quick, progress."""
+    def fsck(self, *, quick: bool = False, progress: Progress = NO_PROGRESS):
+        """Verify every object, ref, journal entry and the index; an FsckResult."""
         from .fsck import fsck
-        return fsck(self, **options)
+        return fsck(self, quick=quick, progress=progress)
 
     # -- shared stores ---------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from .index import Index, IndexEntry
 from .objects import MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .trees import iter_tree
-from .units import format_size
+from .units import format_size, plural
 from .worktree import Found, Scan, hash_entry, parallel_map, relative_pathspecs, scan, store_entry, under
 from .views import ObjectsView, WorkspaceView
 
@@ -36,6 +36,8 @@ class AddResult:
     dry_run: bool = False
     #: whether the index needs writing (also when only stat data changed)
     index_changed: bool = False
+    #: the paths of added, modified and deleted that are empty folders, not files
+    folders: set[bytes] = field(default_factory=set)
 
     @property
     def changed(self) -> bool:
@@ -59,10 +61,10 @@ def _check_limits(repo: WorkspaceView, files: int, total: int,
     if total <= max_bytes and files <= max_files:
         return
     if total > max_bytes:
-        message = (f"the snapshot would hold {format_size(total)} in {files:,} files, "
+        message = (f"the snapshot would hold {format_size(total)} in {plural(files, 'file')}, "
                    f"over limits.max_bytes ({format_size(max_bytes)})")
     else:
-        message = (f"the snapshot would hold {files:,} files, over limits.max_files "
+        message = (f"the snapshot would hold {plural(files, 'file')}, over limits.max_files "
                    f"({max_files:,})")
     sizes = {p: size for p, (mode, size) in planned().items() if mode != MODE_TREE}
     folders: dict[bytes, int] = defaultdict(int)
@@ -78,7 +80,7 @@ def _check_limits(repo: WorkspaceView, files: int, total: int,
     if folders:
         hints.append("largest folders:")
         for path, size in sorted(folders.items(), key=lambda kv: -kv[1])[:10]:
-            hints.append(f"  {format_size(size):>10}  {os.fsdecode(path)} ({counts[path]:,} files)")
+            hints.append(f"  {format_size(size):>10}  {os.fsdecode(path)} ({plural(counts[path], 'file')})")
     hints.append("add what should not be stored to .rnignore, or pass --force to store it anyway")
     raise LimitExceededError(message, hints=hints)
 
@@ -144,6 +146,8 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
         result.files, result.bytes = files, total
         return result
 
+    result.folders.update(f.path for f in to_store if f.mode == MODE_TREE)
+    result.folders.update(p for p in deleted if index.entries[p].mode == MODE_TREE)
     _store_all(repo, index, to_store, result, ignore_errors, progress)
     for path in deleted:
         index.remove(path)
@@ -258,10 +262,15 @@ class Status:
     staged: list[Change] = field(default_factory=list)
     unstaged: list[Change] = field(default_factory=list)
     untracked: list[bytes] = field(default_factory=list)
+    #: tracked paths still on disk that a rule now ignores: (path, rule);
+    #: the next `add` of their folder drops them from the index
+    now_ignored: list[tuple[bytes, str]] = field(default_factory=list)
+    #: with ignored=True: what the rules hide (a hidden folder once, ending in "/")
+    ignored: list[bytes] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.staged or self.unstaged or self.untracked)
+        return not (self.staged or self.unstaged or self.untracked or self.now_ignored)
 
 
 def _kind(mode: str) -> str:
@@ -324,11 +333,14 @@ def workspace_entries(repo: WorkspaceView, index: Index, found: Scan, *, hash_un
 
 
 def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool = False,
-           strict_ignore: bool = False) -> Status:
+           ignored: bool = False, strict_ignore: bool = False) -> Status:
+    """Staged, unstaged and untracked paths; with `ignored`, also what the
+    ignore rules hide."""
     branch_ref, head = repo.refs.head()
     branch = branch_ref[len("refs/heads/"):] if branch_ref else None
     index = repo.read_index()
-    found = scan(repo.root, [b""], ignore_rules(repo, excludes, no_ignore, strict_ignore))
+    rules = ignore_rules(repo, excludes, no_ignore, strict_ignore)
+    found = scan(repo.root, [b""], rules, list_ignored=ignored)
     current, refreshed = workspace_entries(repo, index, found)
     indexed = {e.path: (e.mode, e.id) for e in index}
     result = Status(branch, head)
@@ -338,10 +350,28 @@ def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool
         result.staged = compare(head_entries(repo, head), indexed)
     tracked_now = {p: v for p, v in current.items() if p in indexed}
     result.unstaged = compare(indexed, tracked_now)
+    _separate_now_ignored(repo, rules, result)
     result.untracked = sorted(p for p in current if p not in indexed)
+    result.ignored = sorted(found.hidden)
     if refreshed:
         _refresh_index(repo, refreshed)
     return result
+
+
+def _separate_now_ignored(repo: WorkspaceView, rules, result: Status) -> None:
+    """A tracked path the scan did not see because a rule now hides it is
+    not deleted while it is still on disk: move it to `now_ignored`."""
+    root = os.fsencode(repo.root)
+    kept = []
+    for change in result.unstaged:
+        rule = None
+        if change.status == "D" and os.path.lexists(os.path.join(root, change.path)):
+            rule = rules.why_ignored(change.path)
+        if rule is None:
+            kept.append(change)
+        else:
+            result.now_ignored.append((change.path, rule))
+    result.unstaged = kept
 
 
 def _refresh_index(repo: WorkspaceView, refreshed: list[IndexEntry]) -> None:

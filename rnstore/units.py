@@ -59,3 +59,8 @@ def format_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """'1 file', '2 files', '1,024 files'."""
+    return f"{n:,} {noun if n == 1 else nouns or noun + 's'}"

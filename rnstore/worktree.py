@@ -44,6 +44,8 @@ class Scan:
     ignored: list[bytes] = field(default_factory=list)
     #: paths asked for by name that do not exist
     missing: list[bytes] = field(default_factory=list)
+    #: with list_ignored: what the rules hide (a hidden folder once, with a "/")
+    hidden: list[bytes] = field(default_factory=list)
 
 
 def mode_of(st: os.stat_result) -> str | None:
@@ -91,8 +93,9 @@ def under(path: bytes, prefixes: list[bytes]) -> bool:
     return False
 
 
-def scan(root: Path, prefixes: list[bytes], rules) -> Scan:
-    """Everything under the given paths that the ignore rules keep."""
+def scan(root: Path, prefixes: list[bytes], rules, *, list_ignored: bool = False) -> Scan:
+    """Everything under the given paths that the ignore rules keep (and,
+    with `list_ignored`, what they hide, in Scan.hidden)."""
     result = Scan()
     root_b = os.fsencode(root)
     for prefix in sorted(set(prefixes)):
@@ -114,7 +117,7 @@ def scan(root: Path, prefixes: list[bytes], rules) -> Scan:
             if not stat.S_ISDIR(st.st_mode):
                 _add_entry(result, prefix, st)
                 continue
-        _walk(root_b, prefix, rules, result)
+        _walk(root_b, prefix, rules, result, list_ignored)
     return result
 
 
@@ -142,7 +145,7 @@ def _add_entry(result: Scan, path: bytes, st: os.stat_result) -> None:
     result.found.append(Found(path, mode, StatKey(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)))
 
 
-def _walk(root_b: bytes, folder: bytes, rules, result: Scan) -> None:
+def _walk(root_b: bytes, folder: bytes, rules, result: Scan, list_ignored: bool = False) -> None:
     # The hot loop of every add, status and commit.
     is_ignored = rules.is_ignored
     rule_file = os.fsencode(IGNORE_FILE)
@@ -170,6 +173,8 @@ def _walk(root_b: bytes, folder: bytes, rules, result: Scan) -> None:
             except OSError:
                 is_dir = False
             if not no_rules and is_ignored(path, is_dir):
+                if list_ignored and name not in ALWAYS_EXCLUDED:
+                    result.hidden.append(path + b"/" if is_dir else path)
                 continue
             if is_dir:
                 stack.append(path)

@@ -418,7 +418,12 @@ def test_restore_paths_only_touches_them_and_keeps_head(run_cli, two_snapshots):
     (ws.root / "new" / "dir" / "file.txt").unlink()
     head_before = (ws.dotdir / "HEAD").read_bytes()
 
-    result = run_cli(["checkout", "HEAD", "--", "change.txt", "new"], cwd=ws.root)
+    # an edit to a named path stops it (issue 16): nothing changes
+    refused = run_cli(["checkout", "HEAD", "--", "change.txt", "new"], cwd=ws.root)
+    assert refused.returncode == 1 and "modified: change.txt" in refused.stderr, refused.stderr
+    assert (ws.root / "change.txt").read_bytes() == b"edit 1\n"
+    assert not (ws.root / "new" / "dir" / "file.txt").exists()
+    result = run_cli(["checkout", "HEAD", "--force", "--", "change.txt", "new"], cwd=ws.root)
     ok(result)
     assert "HEAD unchanged" in result.stderr
     assert (ws.root / "change.txt").read_bytes() == b"v2, longer\n"

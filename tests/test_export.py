@@ -198,7 +198,6 @@ def test_paths_select_entries_and_their_folders(run_cli, snap, tmp_path):
 
 def test_bad_usage_exits_2(run_cli, snap, tmp_path):
     repo, snapshot_id = snap
-    failed(run_cli(["export", snapshot_id], cwd=repo.root), 2, "-o")
     failed(run_cli(["export", snapshot_id, "-o", str(tmp_path / "code.rar")], cwd=repo.root), 2, "--format")
     failed(run_cli(["export", snapshot_id, "-o", "x.tar", "--format", "7z"], cwd=repo.root), 2, "7z")
     failed(run_cli(["export", "no-such-rev", "-o", str(tmp_path / "x.tar")], cwd=repo.root), 2)

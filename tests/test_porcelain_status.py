@@ -53,7 +53,7 @@ def test_json_keys_and_letters(committed, run_cli):
     ws, head = committed
     _change_everything(ws, run_cli)
     doc = json.loads(ok(run_cli(["status", "--json"], cwd=ws)).stdout)
-    assert set(doc) == {"branch", "head", "staged", "unstaged", "untracked"}
+    assert set(doc) == {"branch", "head", "staged", "unstaged", "untracked", "now_ignored"}
     assert doc["branch"] == "main" and doc["head"] == head
     for entry in doc["staged"] + doc["unstaged"]:
         assert set(entry) == {"path", "status"}
@@ -69,12 +69,14 @@ def test_json_before_the_first_snapshot_and_when_detached(tmp_path, run_cli):
     ok(run_cli(["init", "--no-default-ignore", "--branch", "dev"], cwd=tmp_path))
     write_files(tmp_path, {"a": "a"})
     doc = json.loads(ok(run_cli(["status", "--json"], cwd=tmp_path)).stdout)
-    assert doc == {"branch": "dev", "head": None, "staged": [], "unstaged": [], "untracked": ["a"]}
+    assert doc == {"branch": "dev", "head": None, "staged": [], "unstaged": [], "untracked": ["a"],
+                   "now_ignored": []}
     head = commit(run_cli, tmp_path, "m", "-a")
     # detach HEAD (repo.py documents HEAD as "ref: ..." or a snapshot id)
     (tmp_path / ".rnstore" / "HEAD").write_text(head + "\n")
     doc = json.loads(ok(run_cli(["status", "--json"], cwd=tmp_path)).stdout)
-    assert doc == {"branch": None, "head": head, "staged": [], "unstaged": [], "untracked": []}
+    assert doc == {"branch": None, "head": head, "staged": [], "unstaged": [], "untracked": [],
+                   "now_ignored": []}
 
 
 def test_clean_after_commit(committed, run_cli):

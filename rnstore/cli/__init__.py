@@ -143,6 +143,10 @@ def _handle(exc: BaseException) -> int:
             sys.stderr.write("error: interrupted\n")
             return EXIT_INTERRUPTED
         if isinstance(exc, typer.TyperException):
+            if getattr(exc, "possibilities", None) and getattr(exc, "option_name", None):
+                # an unknown option: click proposes anything alike, keep the close ones
+                from ._command import close_names  # loads typer's click, which start-up must not
+                exc.possibilities = close_names(exc.option_name, exc.possibilities)
             # NoArgsIsHelpError has shown the help already and has no message
             message = exc.format_message().strip() or "missing command"
             sys.stderr.write(f"error: {message}\n")

@@ -116,3 +116,23 @@ class RichProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def print_tree(entries, *, long: bool, name_only: bool) -> None:
+    """`ls-tree`'s lines (also `show` of a folder)."""
+    lines = []
+    for e in entries:
+        if name_only:
+            lines.append(e.path + b"\n")
+        elif long:
+            size = b"-" if e.kind == "tree" else b"%d" % e.size
+            lines.append(b"%s %s %s %7s\t%s\n" % (e.mode.encode(), e.kind.encode(), e.id.encode(), size, e.path))
+        else:
+            lines.append(b"%s %s %s\t%s\n" % (e.mode.encode(), e.kind.encode(), e.id.encode(), e.path))
+    out.bytes(b"".join(lines))
+
+
+def tree_json(entries) -> list[dict]:
+    """`ls-tree --json`'s document (also `show --json` of a folder)."""
+    return [{"mode": e.mode, "type": e.kind, "id": e.id, "path": os.fsdecode(e.path),
+             "size": e.size} for e in entries]

@@ -9,7 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from .._version import __version__
+from ..errors import InvalidValueError
 from ..repo import Repository
+from ._command import Command, Group, PathsCommand
 from ._output import out
 
 HELP = """A git-like, content-addressed store for experiment folders and CI.
@@ -17,8 +19,18 @@ HELP = """A git-like, content-addressed store for experiment folders and CI.
 Example: rnstore init && rnstore add . && rnstore commit -m "run 42"
 """
 
-app = typer.Typer(
+class App(typer.Typer):
+    """Every command gets rnstore's command class (see _command.py); with
+    `paths_after_dashdash=True`, the one that keeps paths after `--`."""
+
+    def command(self, *args, paths_after_dashdash: bool = False, **kw):
+        kw.setdefault("cls", PathsCommand if paths_after_dashdash else Command)
+        return super().command(*args, **kw)
+
+
+app = App(
     name="rnstore",
+    cls=Group,
     help=HELP,
     add_completion=False,
     no_args_is_help=True,
@@ -59,16 +71,17 @@ def build_command(args: list[str] | None = None):
     if os.environ.get("_RNSTORE_COMPLETE"):
         from typer.completion import completion_init  # only when a shell asks for completions
         completion_init()  # shell completion asks: register typer's shells
-    from . import plumbing  # noqa: F401 - registers the plumbing commands on `app`, which it imports
+    # porcelain first: completion lists commands in this order
     from . import porcelain  # noqa: F401 - registers the porcelain commands on `app`, which it imports
     from . import restore  # noqa: F401 - registers checkout and export on `app`, which it imports
     from . import space  # noqa: F401 - registers forget, gc, du, fsck on `app`, which it imports
     from . import remote  # noqa: F401 - registers remote, push, fetch, pull, clone on `app`, which it imports
+    from . import plumbing  # noqa: F401 - registers the plumbing commands on `app`, which it imports
     name = _invoked_command(args or [])
     selected = [c for c in app.registered_commands if c.name == name]
     if not selected:
         return typer.main.get_command(app)
-    slim = typer.Typer()
+    slim = typer.Typer(cls=Group)
     slim.info = app.info
     slim.registered_callback = app.registered_callback
     slim.registered_commands = selected
@@ -88,3 +101,23 @@ def _invoked_command(args: list[str]) -> str | None:
         else:
             return word
     return None
+
+
+@app.command("help")
+def help_(command: Annotated[Optional[str], typer.Argument(
+        metavar="[COMMAND]", help="The command to explain; without it, every command.")] = None) -> None:
+    """Show a command's help, as `COMMAND --help` does.
+
+    Example: rnstore help checkout
+    """
+    group = build_command([command] if command else [])
+    with group.make_context("rnstore", [], resilient_parsing=True) as ctx:
+        if command is None:
+            out.bytes(group.get_help(ctx).encode() + b"\n")
+            return
+        target = group.get_command(ctx, command)
+        if target is None:
+            raise InvalidValueError(f"no such command '{command}'",
+                                    hints=["`rnstore help` lists every command"])
+        with target.make_context(command, [], parent=ctx, resilient_parsing=True) as sub:
+            out.bytes(target.get_help(sub).encode() + b"\n")

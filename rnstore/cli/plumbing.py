@@ -11,8 +11,10 @@ import typer
 from .. import plumbing
 from ..errors import InvalidValueError
 from ..objects import KINDS
+from . import _complete as complete
 from .app import app, open_repo
-from ._output import out
+from ._options import Json
+from ._output import out, print_tree, tree_json
 
 PLUMBING = "Plumbing"
 
@@ -67,7 +69,7 @@ def cat_file(
     elif size:
         out.line(str(info.size))
     elif info.kind == "tree":
-        _print_tree(plumbing.ls_tree(repo, info.id), long=False, name_only=False)
+        print_tree(plumbing.ls_tree(repo, info.id), long=False, name_only=False)
     elif info.kind == "snapshot":
         snapshot = repo.store.get_snapshot(info.id)
         out.json({"tree": snapshot.tree, "parents": list(snapshot.parents), "time": snapshot.time,
@@ -76,19 +78,6 @@ def cat_file(
         for chunk in plumbing.cat_file(repo, info.id):
             out.bytes(chunk)
     return 0
-
-
-def _print_tree(entries, *, long: bool, name_only: bool) -> None:
-    lines = []
-    for e in entries:
-        if name_only:
-            lines.append(e.path + b"\n")
-        elif long:
-            size = b"-" if e.kind == "tree" else b"%d" % e.size
-            lines.append(b"%s %s %s %7s\t%s\n" % (e.mode.encode(), e.kind.encode(), e.id.encode(), size, e.path))
-        else:
-            lines.append(b"%s %s %s\t%s\n" % (e.mode.encode(), e.kind.encode(), e.id.encode(), e.path))
-    out.bytes(b"".join(lines))
 
 
 @app.command("ls-tree", rich_help_panel=PLUMBING)
@@ -106,20 +95,24 @@ def ls_tree(
     """
     entries = plumbing.ls_tree(open_repo(), treeish, path, recursive=recursive)
     if json_:
-        out.json([{"mode": e.mode, "type": e.kind, "id": e.id, "path": os.fsdecode(e.path),
-                   "size": e.size} for e in entries])
+        out.json(tree_json(entries))
     else:
-        _print_tree(entries, long=long, name_only=name_only)
+        print_tree(entries, long=long, name_only=name_only)
 
 
 @app.command("ls-files", rich_help_panel=PLUMBING)
 def ls_files(
     stage: Annotated[bool, typer.Option("-s", help="Show mode and id too.")] = False,
+    json_: Json = False,
 ) -> None:
     """List the paths in the index.
 
     Example: rnstore ls-files -s
     """
+    if json_:
+        out.json([{"path": os.fsdecode(e.path), "mode": e.mode, "id": e.id, "size": e.size}
+                  for e in plumbing.ls_files(open_repo())])
+        return
     lines = []
     for e in plumbing.ls_files(open_repo()):
         if stage:
@@ -237,7 +230,7 @@ def show_ref() -> int:
 
 
 @app.command("manifest", rich_help_panel=PLUMBING)
-def manifest(rev: Annotated[str, typer.Argument(metavar="REV")]) -> None:
+def manifest(rev: Annotated[str, typer.Argument(metavar="REV", autocompletion=complete.revisions)]) -> None:
     """Print a snapshot's files as one flat JSON document.
 
     Example: rnstore manifest HEAD > manifest.json

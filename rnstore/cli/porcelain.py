@@ -10,15 +10,16 @@ import typer
 
 from .. import plumbing
 from ..config import SETTINGS, _setting
-from ..errors import InvalidValueError
+from ..errors import InvalidValueError, MissingObjectError
 from ..gc import start_auto_gc
 from ..repo import DOTDIR, Repository
-from ..units import format_size
+from ..units import format_size, plural
+from ._command import LogCommand, after_dashdash
+from . import _complete as complete
 from .app import app, open_repo
 from ._options import (Excludes, Force, IgnoreErrors, Json, NoIgnore, NoProgress, Quiet, StrictIgnore,
                        staging_options)
-from ._output import first_line, out, progress
-from .plumbing import _print_tree
+from ._output import first_line, out, print_tree, progress, tree_json
 
 
 @app.command("init")
@@ -32,6 +33,8 @@ def init(
              "whatever the umask).")] = "umask",
     no_default_ignore: Annotated[bool, typer.Option("--no-default-ignore",
         help="Do not write a default .rnignore.")] = False,
+    nested: Annotated[bool, typer.Option("--nested",
+        help="Allow a workspace inside another workspace.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing.")] = False,
 ) -> None:
     """Make a workspace (running it again changes nothing).
@@ -41,7 +44,7 @@ def init(
     target = directory or Path(".")
     existed = (target / DOTDIR / "HEAD").is_file()
     repo = Repository.init(target, objects=objects, branch=branch, shared=shared,
-                           default_ignore=not no_default_ignore, notify=out.notice)
+                           default_ignore=not no_default_ignore, nested=nested, notify=out.notice)
     out.quiet = out.quiet or quiet
     verb = "Reinitialized existing" if existed else "Initialized empty"
     out.summary(f"{verb} rnstore workspace in {repo.dotdir}")
@@ -87,41 +90,62 @@ def add(
                 [b"delete " + p for p in result.deleted]
         out.bytes(b"".join(line + b"\n" for line in lines))
         return
-    out.summary(f"staged {len(result.added)} added, {len(result.modified)} modified, "
-                f"{len(result.deleted)} deleted; the index holds {result.files:,} files, "
-                f"{format_size(result.bytes)}")
+    def files(paths) -> int:
+        return sum(1 for p in paths if p not in result.folders)
+
+    folders = "".join(
+        f", {plural(count, 'empty folder')} {verb}" for count, verb in (
+            (len(result.folders.intersection(result.added)), "added"),
+            (len(result.folders.intersection(result.deleted)), "removed")) if count)
+    out.summary(f"staged {files(result.added)} added, {files(result.modified)} modified, "
+                f"{files(result.deleted)} deleted{folders}; the index holds "
+                f"{plural(result.files, 'file')}, {format_size(result.bytes)}")
 
 
 @app.command("status")
 def status(
-    porcelain: Annotated[bool, typer.Option("--porcelain", help="git's `XY path` short format.")] = False,
+    short: Annotated[bool, typer.Option("-s", "--short", help="git's `XY path` format, paths relative to here.")] = False,
+    porcelain: Annotated[bool, typer.Option("--porcelain", help="git's `XY path` format, paths from the workspace root (for scripts).")] = False,
+    ignored: Annotated[bool, typer.Option("--ignored", help="Also list what .rnignore hides.")] = False,
     json_: Json = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
     strict_ignore: StrictIgnore = False,
 ) -> None:
-    """Show staged, changed and untracked paths.
+    """Show staged, changed and untracked paths, relative to the current folder.
 
-    Example: rnstore status --porcelain
+    A tracked file that a rule now ignores is shown as "now ignored", with the
+    rule: the next `add` of its folder drops it from the index.
+
+    Example: rnstore status -s
     """
-    result = open_repo().status(excludes=exclude or [], no_ignore=no_ignore,
-                                strict_ignore=strict_ignore)
+    repo = open_repo()
+    result = repo.status(excludes=exclude or [], no_ignore=no_ignore, ignored=ignored,
+                         strict_ignore=strict_ignore)
     if json_:
-        out.json({
+        document = {
             "branch": result.branch, "head": result.head,
             "staged": [{"path": os.fsdecode(c.path), "status": c.status} for c in result.staged],
             "unstaged": [{"path": os.fsdecode(c.path), "status": c.status} for c in result.unstaged],
             "untracked": [os.fsdecode(p) for p in result.untracked],
-        })
+            "now_ignored": [{"path": os.fsdecode(p), "rule": rule} for p, rule in result.now_ignored],
+        }
+        if ignored:
+            document["ignored"] = [os.fsdecode(p) for p in result.ignored]
+        out.json(document)
         return
-    if porcelain:
+    shown = (lambda path: path) if porcelain else (lambda path: os.fsencode(_here(repo, path)))
+    if porcelain or short:
         codes: dict[bytes, list[str]] = {}
         for change in result.staged:
             codes.setdefault(change.path, [" ", " "])[0] = change.status
         for change in result.unstaged:
             codes.setdefault(change.path, [" ", " "])[1] = change.status
-        lines = [("".join(codes[p])).encode() + b" " + p for p in sorted(codes)]
-        lines += [b"?? " + p for p in result.untracked]
+        for path, _rule in result.now_ignored:  # what the next `add .` does to the index
+            codes.setdefault(path, [" ", " "])[1] = "D"
+        lines = [("".join(codes[p])).encode() + b" " + shown(p) for p in sorted(codes)]
+        lines += [b"?? " + shown(p) for p in result.untracked]
+        lines += [b"!! " + shown(p) for p in result.ignored]
         out.bytes(b"".join(line + b"\n" for line in lines))
         return
     where = f"On branch {result.branch}" if result.branch else f"HEAD detached at {result.head[:12]}"
@@ -132,12 +156,25 @@ def status(
     for title, changes in (("Changes to be committed:", result.staged),
                            ("Changes not staged for commit:", result.unstaged)):
         if changes:
-            lines += ["", title] + [f"  {names[c.status] + ':':<12}{os.fsdecode(c.path)}" for c in changes]
+            lines += ["", title] + [f"  {names[c.status] + ':':<12}{_here(repo, c.path)}" for c in changes]
+    if result.now_ignored:
+        lines += ["", "Tracked but now ignored (the next `rnstore add` of their folder drops them):"]
+        lines += [f"  {'now ignored:':<14}{_here(repo, p)}  ({rule})" for p, rule in result.now_ignored]
     if result.untracked:
-        lines += ["", "Untracked files:"] + [f"  {os.fsdecode(p)}" for p in result.untracked]
+        lines += ["", "Untracked files:"] + [f"  {_here(repo, p)}" for p in result.untracked]
+    if ignored and result.ignored:
+        lines += ["", "Ignored files:"] + [f"  {_here(repo, p)}" for p in result.ignored]
     if result.clean:
         lines += ["", "nothing to commit, workspace clean"]
     out.line("\n".join(lines))
+
+
+def _here(repo, path: bytes) -> str:
+    """A workspace path (from the root) as the user should type it from the
+    current folder, as git shows paths; a folder keeps its trailing "/"."""
+    full = os.path.join(os.fsencode(repo.root), path)
+    shown = os.fsdecode(os.path.relpath(full, os.fsencode(os.getcwd())))
+    return shown + "/" if path.endswith(b"/") and not shown.endswith("/") else shown
 
 
 @app.command("commit")
@@ -161,14 +198,13 @@ def commit(
     repo = open_repo()
     bar = progress(quiet, no_progress)
     result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty, progress=bar,
-                         add_options=staging_options(force, exclude, no_ignore, ignore_errors,
-                                                     strict_ignore))
+                         **staging_options(force, exclude, no_ignore, ignore_errors, strict_ignore))
     if result.added is not None:
         _warn_add(result.added)
     out.line(result.id)
     where = result.branch or "detached HEAD"
     out.summary(f"[{where} {result.id[:12]}] {first_line(message)} "
-                f"({result.files:,} files, {format_size(result.bytes)})")
+                f"({plural(result.files, 'file')}, {format_size(result.bytes)})")
     start_background_gc(repo)
 
 
@@ -181,24 +217,37 @@ def start_background_gc(repo) -> None:
                    f"started in the background (pid {pid}; `rnstore config gc.auto false` turns this off)")
 
 
-@app.command("log")
+@app.command("log", cls=LogCommand)
 def log(
-    rev: Annotated[Optional[str], typer.Argument(metavar="[REV]")] = None,
-    number: Annotated[Optional[int], typer.Option("-n", "--max-count", min=0, help="Show at most N snapshots.")] = None,
+    ctx: typer.Context,
+    rev: Annotated[Optional[str], typer.Argument(metavar="[REV]", autocompletion=complete.revisions)] = None,
+    number: Annotated[Optional[int], typer.Option("-n", "--max-count", min=0, metavar="N",
+        help="Show at most N snapshots (-N says the same).")] = None,
     oneline: Annotated[bool, typer.Option("--oneline", help="One line per snapshot.")] = False,
+    stat: Annotated[bool, typer.Option("--stat", help="Files changed in each snapshot, with lines added and removed.")] = False,
+    grep: Annotated[Optional[str], typer.Option("--grep", metavar="TEXT",
+        help="Only snapshots whose message contains TEXT (any case).")] = None,
+    meta: Annotated[Optional[List[str]], typer.Option("--meta", metavar="K=V",
+        help="Only snapshots recorded with K=V (repeatable: all must match).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every live or tagged snapshot, newest first.")] = False,
     json_: Json = False,
 ) -> None:
-    """Show history from REV (default HEAD).
+    """Show history from REV (default HEAD); `-- PATH` keeps the snapshots that changed PATH.
 
-    Example: rnstore log --oneline -n 5
+    Example: rnstore log --meta lr=0.05 --oneline -5
     """
-    history = open_repo().log(rev, limit=number, all=all_)
+    repo = open_repo()
+    history = repo.log(rev, limit=number, all=all_, grep=grep, meta=meta or [],
+                       paths=after_dashdash(ctx) or None)
     if json_:
         out.json([e.as_json() for e in history.entries])
     elif oneline:
-        out.bytes("".join(f"{e.id[:12]}{_decorations(e)} {first_line(e.snapshot.message)}\n"
-                          for e in history.entries).encode())
+        chunks = []
+        for e in history.entries:
+            chunks.append(f"{e.id[:12]}{_decorations(e)} {first_line(e.snapshot.message)}\n")
+            if stat:
+                chunks.extend(_snapshot_stat(repo, e.snapshot))
+        out.bytes("".join(chunks).encode("utf-8", "surrogateescape"))
     else:
         blocks = []
         for e in history.entries:
@@ -206,14 +255,48 @@ def log(
             lines = [f"snapshot {e.id}{_decorations(e)}",
                      f"Date:   {s.time}",
                      f"User:   {s.meta.get('user', '?')}@{s.meta.get('host', '?')}",
-                     f"Files:  {int(s.meta.get('files', 0)):,} ({format_size(int(s.meta.get('bytes', 0)))})"]
+                     f"Files:  {plural(int(s.meta.get('files', 0)), 'file')} ({format_size(int(s.meta.get('bytes', 0)))})"]
             extra = {k: v for k, v in s.meta.items() if k not in _STANDARD_META}
             lines += [f"Meta:   {k}={v}" for k, v in sorted(extra.items())]
             lines += [""] + [f"    {line}" for line in (s.message.splitlines() or [""])]
-            blocks.append("\n".join(lines) + "\n")
-        out.bytes("\n".join(blocks).encode())
+            block = "\n".join(lines) + "\n"
+            if stat:
+                block += "\n" + "".join(_snapshot_stat(repo, s))
+            blocks.append(block)
+        out.bytes("\n".join(blocks).encode("utf-8", "surrogateescape"))
     for parent in history.missing_parents:
         out.warn(f"history ends at {parent[:12]}: that parent was forgotten and collected")
+
+
+def _snapshot_stat(repo, snapshot) -> list[str]:
+    """`--stat` lines of a snapshot against its first parent (or, without
+    one, against nothing: every file added)."""
+    from .. import diff as difflib_  # loads the store and zstandard, which rev-parse must not
+    parent = snapshot.parents[0] if snapshot.parents else None
+    try:
+        result = difflib_.diff_trees(repo, repo.store.get_snapshot(parent).tree if parent else None,
+                                     snapshot.tree)
+    except MissingObjectError:
+        result = difflib_.diff_trees(repo, None, snapshot.tree)
+    return _stat_lines(repo, result)
+
+
+def _stat_lines(repo, result) -> list[str]:
+    """git's `--stat`: one line per file, then the totals."""
+    from .. import diff as difflib_  # loads the store and zstandard, which rev-parse must not
+    stats = []
+    for entry in result.entries:
+        lines, added, removed = difflib_.unified(repo, result, entry)
+        stats.append((os.fsdecode(entry.path), added, removed, lines is None))
+    width = max((len(p) for p, *_ in stats), default=0)
+    chunks = []
+    for path, added, removed, binary in stats:
+        change = "Bin" if binary else f"{added + removed:>5} {'+' * min(added, 40)}{'-' * min(removed, 40)}"
+        chunks.append(f" {path:<{width}} | {change}\n")
+    inserted, deleted = sum(s[1] for s in stats), sum(s[2] for s in stats)
+    chunks.append(f" {plural(len(stats), 'file')} changed, {plural(inserted, 'insertion')}(+), "
+                  f"{plural(deleted, 'deletion')}(-)\n")
+    return chunks
 
 
 _STANDARD_META = ("user", "host", "rnstore_version", "files", "bytes", "workspace")
@@ -225,20 +308,34 @@ def _decorations(entry) -> str:
 
 
 @app.command("show")
-def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]")] = "HEAD") -> None:
+def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]", autocompletion=complete.revisions)] = "HEAD",
+         json_: Json = False) -> None:
     """Show a snapshot's summary, or a file's bytes (REV:PATH) on stdout.
+
+    With --json: a snapshot as `log --json` shows it, a folder as
+    `ls-tree --json`, a file's id and size.
 
     Example: rnstore show HEAD~3:train.py > old_train.py
     """
-    from ..history import names_by_id  # loads the store and zstandard, which rev-parse must not
+    from ..history import LogEntry, names_by_id  # loads the store and zstandard, which rev-parse must not
     repo = open_repo()
     info = plumbing.object_info(repo, rev)
+    if json_:
+        if info.kind == "snapshot":
+            tags, branches = names_by_id(repo)
+            out.json(LogEntry(info.id, repo.store.get_snapshot(info.id),
+                              tags.get(info.id, []), branches.get(info.id, [])).as_json())
+        elif info.kind == "tree":
+            out.json(tree_json(plumbing.ls_tree(repo, info.id)))
+        else:
+            out.json({"id": info.id, "type": info.kind, "size": info.size})
+        return
     if info.kind == "blob":
         for chunk in plumbing.cat_file(repo, info.id):
             out.bytes(chunk)
         return
     if info.kind == "tree":
-        _print_tree(plumbing.ls_tree(repo, info.id), long=True, name_only=False)
+        print_tree(plumbing.ls_tree(repo, info.id), long=True, name_only=False)
         return
     s = repo.store.get_snapshot(info.id)
     tags, branches = names_by_id(repo)
@@ -252,10 +349,13 @@ def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]")] = "HEAD") -> 
     out.line("\n".join(lines))
 
 
-@app.command("diff")
+@app.command("diff", paths_after_dashdash=True)
 def diff(
-    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV [REV]]")] = None,
+    ctx: typer.Context,
+    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV [REV]]", autocompletion=complete.revisions)] = None,
+    cached: Annotated[bool, typer.Option("--cached", "--staged", help="What is staged: the index against REV (default HEAD).")] = False,
     name_status: Annotated[bool, typer.Option("--name-status", help="Status letter and path only.")] = False,
+    name_only: Annotated[bool, typer.Option("--name-only", help="Paths only.")] = False,
     stat: Annotated[bool, typer.Option("--stat", help="Lines added and removed per file.")] = False,
     json_: Json = False,
     exclude: Excludes = None,
@@ -263,48 +363,46 @@ def diff(
 ) -> None:
     """Show what changed between two snapshots, or a snapshot (default HEAD) and the workspace.
 
+    Before the first snapshot, everything is added. `-- PATH` limits it to
+    PATHs; paths are shown from the workspace root, as git does.
+
     Example: rnstore diff HEAD~1 HEAD --stat
     """
     from .. import diff as difflib_  # loads the store and zstandard, which rev-parse must not
     revs = revs or []
-    if len(revs) > 2:
-        raise InvalidValueError("diff takes at most two revisions")
+    if len(revs) > (1 if cached else 2):
+        raise InvalidValueError("diff takes at most two revisions (one with --cached)")
     repo = open_repo()
     result = difflib_.diff(repo, revs[0] if revs else None, revs[1] if len(revs) > 1 else None,
+                           cached=cached, paths=after_dashdash(ctx) or None,
                            excludes=exclude or [], no_ignore=no_ignore)
     if json_:
         out.json([e.as_json() for e in result.entries])
         return
-    if name_status:
-        out.bytes(b"".join(e.status.encode() + b"\t" + e.path + b"\n" for e in result.entries))
+    if name_status or name_only:
+        out.bytes(b"".join((b"" if name_only else e.status.encode() + b"\t") + e.path + b"\n"
+                           for e in result.entries))
+        return
+    if stat:
+        out.bytes("".join(_stat_lines(repo, result)).encode("utf-8", "surrogateescape"))
         return
     chunks = []
-    stats = []
     for entry in result.entries:
-        lines, added, removed = difflib_.unified(repo, result, entry)
+        lines, _added, _removed = difflib_.unified(repo, result, entry)
         path = os.fsdecode(entry.path)
-        if stat:
-            stats.append((path, added, removed, lines is None))
-        elif lines is None:
+        if lines is None:
             chunks.append(f"Binary files a/{path} and b/{path} differ\n")
         else:
             chunks.append(f"diff a/{path} b/{path} ({entry.status})\n")
             chunks.extend(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
                           for line in lines)
-    if stat:
-        width = max((len(p) for p, *_ in stats), default=0)
-        for path, added, removed, binary in stats:
-            change = "Bin" if binary else f"{added + removed:>5} {'+' * min(added, 40)}{'-' * min(removed, 40)}"
-            chunks.append(f" {path:<{width}} | {change}\n")
-        chunks.append(f" {len(stats)} files changed, {sum(s[1] for s in stats)} insertions(+), "
-                      f"{sum(s[2] for s in stats)} deletions(-)\n")
     out.bytes("".join(chunks).encode("utf-8", "surrogateescape"))
 
 
 @app.command("tag")
 def tag(
     name: Annotated[Optional[str], typer.Argument(metavar="[NAME]")] = None,
-    rev: Annotated[Optional[str], typer.Argument(metavar="[REV]")] = None,
+    rev: Annotated[Optional[str], typer.Argument(metavar="[REV]", autocompletion=complete.revisions)] = None,
     list_: Annotated[bool, typer.Option("-l", "--list", help="List tags (NAME: a glob pattern).")] = False,
     delete: Annotated[Optional[str], typer.Option("-d", "--delete", metavar="NAME", help="Unbind NAME.")] = None,
     force: Annotated[bool, typer.Option("-f", "--force", help="Move an existing tag.")] = False,
@@ -340,15 +438,19 @@ def tag(
 
 @app.command("config")
 def config(
-    key: Annotated[Optional[str], typer.Argument(metavar="[KEY]")] = None,
+    key: Annotated[Optional[str], typer.Argument(metavar="[KEY]", autocompletion=complete.config_keys)] = None,
     value: Annotated[Optional[str], typer.Argument(metavar="[VALUE]")] = None,
+    json_: Json = False,
 ) -> None:
     """Read or set a setting; without KEY, list them all.
 
     Example: rnstore config limits.max_bytes 2GB
     """
     repo = open_repo()
-    if key is None:
+    if json_ and value is None:
+        names = list(SETTINGS) if key is None else [key]
+        out.json({name: _config_text(repo, name) for name in names})
+    elif key is None:
         for name in SETTINGS:
             out.line(f"{name}={_config_text(repo, name)}")
     elif value is None:

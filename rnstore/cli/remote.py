@@ -9,22 +9,21 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..units import format_size
-from .app import app, open_repo
+from .app import App, app, open_repo
+from ._command import Group
+from ._options import Json, NoProgress, Quiet
 from ._output import out, progress
 from .porcelain import start_background_gc
 
 REMOTES = "Remotes"
 
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 RemoteName = Annotated[str, typer.Argument(metavar="NAME", help="The remote (see `rnstore remote`).")]
 Refs = Annotated[Optional[List[str]], typer.Argument(metavar="[REF...]", help="Branches or tags.")]
 Options = Annotated[Optional[List[str]], typer.Option(
     "-o", "--option", metavar="KEY=VALUE",
     help="Passed to the storage backend (e.g. endpoint_url=...); repeatable.")]
 
-remote_app = typer.Typer(help="List, add and remove remotes.", no_args_is_help=False)
+remote_app = App(cls=Group, help="List, add and remove remotes.", no_args_is_help=False)
 app.add_typer(remote_app, name="remote", rich_help_panel=REMOTES)
 
 

@@ -10,23 +10,24 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..errors import InvalidValueError
-from ..units import format_size
+from ..units import format_size, plural
+from ._command import after_dashdash
+from . import _complete as complete
 from .app import app, open_repo
 from ._options import NoProgress, Quiet
 from ._output import out, progress
 
-Paths = Annotated[Optional[List[str]], typer.Argument(
-    metavar="PATH", help="Only these files or folders of the snapshot (after `--`).")]
-
 
 def _count(n: int, what: str) -> str:
-    return f"{n:,} {what}"
+    return f"{n:,} {what}"  # "3 written", "1 deleted": participles need no plural
 
 
-@app.command("checkout")
+@app.command("checkout", paths_after_dashdash=True)
 def checkout(
-    rev: Annotated[str, typer.Argument(metavar="REV", help="A snapshot, branch or tag.")],
-    paths: Paths = None,
+    ctx: typer.Context,
+    rev: Annotated[Optional[str], typer.Argument(
+        metavar="[REV]", autocompletion=complete.revisions, help="A snapshot, branch or tag; without it, PATHs come from the index.")] = None,
+    paths: Annotated[Optional[List[str]], typer.Argument(hidden=True)] = None,
     target: Annotated[Optional[Path], typer.Option(
         "--target", metavar="DIR", help="Write into DIR instead; the workspace, HEAD and index stay.")] = None,
     force: Annotated[bool, typer.Option(
@@ -41,12 +42,16 @@ def checkout(
     """Make the workspace match REV (or restore PATHs, or fill DIR).
 
     A branch name attaches HEAD to it; any other revision detaches HEAD.
-    Uncommitted changes or untracked files in the way stop it (exit 1)
-    unless --force.
+    Uncommitted changes (edited or staged) or untracked files in the way
+    stop it (exit 1) unless --force. `checkout -- PATH` restores PATH from
+    the index, discarding its edits, as git does.
 
     Example: rnstore checkout run-42 -- train.py configs/
     """
     from ..checkout import checkout as run_checkout  # loads the store and zstandard, which rev-parse must not
+    paths = (paths or []) + after_dashdash(ctx)
+    if rev is None and not paths:
+        raise InvalidValueError("give a revision to check out, or `-- PATH...` to restore from the index")
     repo = open_repo()
     bar = progress(quiet, no_progress)
     result = run_checkout(repo, rev, paths or None, target=target, force=force,
@@ -65,7 +70,9 @@ def checkout(
     if result.form == "target":
         out.summary(f"Checked out {short} into {target} ({detail})")
     elif result.form == "paths":
-        out.summary(f"Restored {len(paths or [])} path(s) from {short} ({detail}); HEAD unchanged")
+        out.summary(f"Restored {plural(len(paths), 'path')} from {short} ({detail}); HEAD unchanged")
+    elif result.form == "index":
+        out.summary(f"Restored {plural(len(paths), 'path')} from the index ({detail})")
     elif result.branch is not None:
         name = result.branch.removeprefix("refs/heads/")
         verb = "Switched to" if result.head_moved else "On"
@@ -76,21 +83,23 @@ def checkout(
         where = Path(result.root)
         for path, oid, why in result.missing:
             sys.stderr.write(f"{why}: {where / os.fsdecode(path)} ({oid})\n")
-        sys.stderr.write(f"error: {len(result.missing):,} file(s) not restored: their objects are "
+        sys.stderr.write(f"error: {plural(len(result.missing), 'file')} not restored: their objects are "
                          f"missing or corrupt; every other file was restored\n"
                          "hint: `rnstore fsck` lists the damage\n")
         return 1
     return 0
 
 
-@app.command("export")
+@app.command("export", paths_after_dashdash=True)
 def export(
-    rev: Annotated[str, typer.Argument(metavar="REV", help="The snapshot to write.")],
-    paths: Paths = None,
+    ctx: typer.Context,
+    rev: Annotated[str, typer.Argument(metavar="REV", autocompletion=complete.revisions, help="The snapshot to write.")],
+    paths: Annotated[Optional[List[str]], typer.Argument(hidden=True)] = None,
     output: Annotated[Optional[str], typer.Option(
-        "-o", "--output", metavar="OUT", help="The archive or folder to write; - for stdout (a tar).")] = None,
+        "-o", "--output", metavar="OUT",
+        help="The archive or folder to write; - or none for stdout (a tar, when stdout is not a terminal).")] = None,
     format_: Annotated[Optional[str], typer.Option(
-        "--format", metavar="FORMAT",
+        "--format", metavar="FORMAT", autocompletion=complete.formats,
         help="zip, tar, tar.gz, tar.zst or dir; by default from OUT's extension.")] = None,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -100,19 +109,21 @@ def export(
     The same snapshot always gives the same bytes; exec bits and symlinks
     are kept.
 
-    Example: rnstore export HEAD -o code.tar.zst
+    Without -o, the archive goes to stdout (as `git archive` does) unless
+    stdout is a terminal.
+
+    Example: rnstore export HEAD -o ../code.tar.zst
     """
     from ..export import export as run_export  # loads the store and zstandard, which rev-parse must not
-    if output is None:
-        raise InvalidValueError("give -o OUT (an archive name, a folder with --format dir, or - for stdout)")
-    stream = output == "-"
+    stream = output in (None, "-")
     if stream and sys.stdout.isatty():
         raise InvalidValueError("refusing to write an archive to a terminal",
-                                hints=["redirect stdout, or give -o FILE"])
+                                hints=["redirect stdout (`rnstore export REV > code.tar`), or give -o FILE"])
     repo = open_repo()
     bar = progress(quiet, no_progress)
     result = run_export(repo, rev, sys.stdout.buffer if stream else output,
-                        format=format_, paths=paths or None, progress=bar)
+                        format=format_, paths=(paths or []) + after_dashdash(ctx) or None,
+                        progress=bar)
     where = "stdout" if stream else output
     out.summary(f"Exported {result.snapshot[:12]} to {where} ({result.format}, "
-                f"{result.files:,} files, {format_size(result.bytes)})")
+                f"{plural(result.files, 'file')}, {format_size(result.bytes)})")

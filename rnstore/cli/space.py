@@ -11,7 +11,8 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..storeview import store_snapshots, store_workspaces
-from ..units import format_size
+from ..units import format_size, plural
+from . import _complete as complete
 from .app import app, open_repo
 from ._options import Json, NoProgress, Quiet
 from ._output import first_line, out, progress
@@ -25,7 +26,7 @@ Remote = Annotated[Optional[str], typer.Option(
 
 @app.command("forget", rich_help_panel=SPACE)
 def forget(
-    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV...]", help="Snapshots to forget.")] = None,
+    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV...]", autocompletion=complete.revisions, help="Snapshots to forget.")] = None,
     keep_last: Annotated[Optional[int], typer.Option(
         "--keep-last", metavar="N", help="Keep the N newest live snapshots, forget the rest.")] = None,
     keep_within: Annotated[Optional[str], typer.Option(
@@ -64,7 +65,7 @@ def forget(
         if item.still_named_by:
             note = f"  (still kept by {', '.join(item.still_named_by)})"
         frees = "" if remote is not None else (  # a remote's bytes: gc --remote counts them
-            f"  [frees {item.freed_objects:,} objects ({format_size(item.freed_bytes)}), "
+            f"  [frees {plural(item.freed_objects, 'object')} ({format_size(item.freed_bytes)}), "
             f"{item.kept_objects:,} ({format_size(item.kept_bytes)}) stay]")
         lines.append(f"{verb:<12} {item.id[:12]}  {_time(item.time)}  "
                      f"{first_line(item.message)}{note}{frees}")
@@ -85,7 +86,7 @@ def forget(
     if remote is not None:
         tail = f"; `rnstore gc --remote {remote}` frees their space" if result.removed else ""
     else:
-        tail = (f"; {frees} {result.freed_objects:,} objects ({format_size(result.freed_bytes)})"
+        tail = (f"; {frees} {plural(result.freed_objects, 'object')} ({format_size(result.freed_bytes)})"
                 if result.removed else "")
     out.summary(f"{len(result.removed)} snapshot{'s' if len(result.removed) != 1 else ''} {done}{kept}"
                 + tail)
@@ -137,13 +138,13 @@ def gc(
         temp = f" and {stats.deleted_temp_files} stale temporary file" + \
                ("s" if stats.deleted_temp_files != 1 else "")
     young = f" ({stats.young_objects:,} unreachable but within the grace period)" if stats.young_objects else ""
-    out.summary(f"gc: {verb} {stats.deleted_objects:,} objects ({format_size(stats.freed_bytes)}){temp}; "
+    out.summary(f"gc: {verb} {plural(stats.deleted_objects, 'object')} ({format_size(stats.freed_bytes)}){temp}; "
                 f"kept {stats.kept_objects:,}{young}")
 
 
 @app.command("du", rich_help_panel=SPACE)
 def du(
-    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV...]", help="Only these snapshots.")] = None,
+    revs: Annotated[Optional[List[str]], typer.Argument(metavar="[REV...]", autocompletion=complete.revisions, help="Only these snapshots.")] = None,
     json_: Json = False,
 ) -> None:
     """Show store usage and what each live snapshot holds alone.
@@ -161,7 +162,6 @@ def du(
 
 
 def _print_du(stats) -> None:
-
     from rich.console import Console  # rich loads only for du's table
     from rich.table import Table  # rich loads only for du's table
 
@@ -228,9 +228,9 @@ def fsck(
     tail = f", {dangling:,} dangling" if dangling else ""
     if fatal:
         sys.stderr.write(f"error: fsck found {len(fatal):,} problem{'s' if len(fatal) != 1 else ''} "
-                         f"in {result.checked_objects:,} objects{tail}\n")
+                         f"in {plural(result.checked_objects, 'object')}{tail}\n")
         return 1
-    out.summary(f"fsck: {result.checked_objects:,} objects checked, no problems{tail}")
+    out.summary(f"fsck: {plural(result.checked_objects, 'object')} checked, no problems{tail}")
     return 0
 
 

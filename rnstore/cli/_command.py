@@ -1,0 +1,194 @@
+"""typer's command classes, made to read like git's: help shows flags as
+flags (no `<bool>`, `<list[str]>`, `{REV}` or `[[REV [REV]]]...`, whatever
+typer version renders it), porcelain comes before plumbing, `--` passes
+paths to commands that take them, and "did you mean" only proposes what
+does the same thing.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from typer.core import TyperCommand, TyperGroup
+
+#: ctx.meta key holding what followed `--` on the command line
+AFTER_DASHDASH = "rnstore.after_dashdash"
+
+#: Commands of git and restic whose rnstore equivalent has another name.
+HABITS = {
+    "restore": "checkout -- PATH",
+    "switch": "checkout",
+    "st": "status",
+    "ci": "commit",
+    "backup": "commit -a",
+    "snapshot": "commit -a",
+    "prune": "gc",
+    "check": "fsck",
+    "stats": "du",
+    "ls": "ls-tree -r REV",
+    "cat": "show REV:PATH",
+    "dump": "show REV:PATH",
+    "archive": "export",
+}
+
+
+#: Help lists porcelain first, plumbing last.
+PANELS = ("Commands", "Remotes", "Space", "Plumbing")
+
+
+def close_names(typo: str, names) -> list[str]:
+    """The names `typo` is a slip of: a unique prefix of at least three
+    letters, or one or two letters off (two only for long words). Names
+    that merely look alike (`restore`, `read-tree`) are not proposed."""
+    if len(typo.lstrip("-")) < 3:
+        return []
+    prefixed = [n for n in names if n.startswith(typo)]
+    if len(prefixed) == 1:
+        return prefixed
+    allowed = 2 if len(typo.lstrip("-")) >= 6 else 1
+    return [n for n in names if _distance(typo, n) <= allowed]
+
+
+def _distance(a: str, b: str) -> int:
+    """Edit distance counting a swap of neighbours as one edit."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def after_dashdash(ctx) -> list[str]:
+    """The words after `--` (paths), for a command made with `paths_after_dashdash`."""
+    return list(ctx.meta.get(AFTER_DASHDASH, []))
+
+
+def _argument_usage(param) -> str:
+    name = param.metavar or param.name.upper()
+    if param.nargs != 1 and "..." not in name and " " not in name:
+        name += "..."
+    if not param.required and not name.startswith("["):
+        name = f"[{name}]"
+    return name
+
+
+def _option_record(param) -> tuple[str, str]:
+    names = sorted(param.opts, key=lambda o: (o.startswith("--"), o))
+    text = ", ".join(names + list(param.secondary_opts))
+    if not param.is_flag and not getattr(param, "count", False):
+        text += " " + (param.metavar or param.name.upper())
+    help_text = " ".join((param.help or "").split())
+    default = param.default
+    if not param.is_flag and default not in (None, (), []) and not callable(default) \
+            and not getattr(param, "multiple", False):
+        help_text += f" (default: {default})"
+    return text, help_text
+
+
+def _write_description(formatter, doc: str | None) -> None:
+    text = inspect.cleandoc(doc or "")
+    if text:
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text(text)
+
+
+class Command(TyperCommand):
+    """A command with git-like plain help. With `paths_after_dashdash`,
+    what follows `--` is kept apart (see after_dashdash), so `checkout --
+    PATH` and `log -- PATH` can tell revisions from paths."""
+
+    paths_after_dashdash = False
+
+    def parse_args(self, ctx, args):
+        if self.paths_after_dashdash and "--" in args:
+            at = args.index("--")
+            ctx.meta[AFTER_DASHDASH] = args[at + 1:]
+            args = args[:at]
+        return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = ["[OPTIONS]"] if any(
+            p.param_type_name == "option" and not p.hidden for p in self.get_params(ctx)) else []
+        pieces += [_argument_usage(p) for p in self.get_params(ctx)
+                   if p.param_type_name == "argument" and not p.hidden]
+        if self.paths_after_dashdash:
+            pieces.append("[-- PATH...]")
+        return pieces
+
+    def format_help(self, ctx, formatter) -> None:
+        formatter.write_usage(ctx.command_path, " ".join(self.collect_usage_pieces(ctx)))
+        _write_description(formatter, self.help)
+        arguments = [(_argument_usage(p).strip("[]"), " ".join((p.help or "").split()))
+                     for p in self.get_params(ctx)
+                     if p.param_type_name == "argument" and not p.hidden and p.help]
+        options = [_option_record(p) for p in self.get_params(ctx)
+                   if p.param_type_name == "option" and not p.hidden]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+class PathsCommand(Command):
+    paths_after_dashdash = True
+
+
+class LogCommand(PathsCommand):
+    """`log -5` is `log -n 5`, as in git."""
+
+    def parse_args(self, ctx, args):
+        end = args.index("--") if "--" in args else len(args)
+        rewritten = []
+        for position, word in enumerate(args):
+            if position < end and len(word) > 1 and word[0] == "-" and word[1:].isdigit():
+                rewritten += ["-n", word[1:]]
+            else:
+                rewritten.append(word)
+        return super().parse_args(ctx, rewritten)
+
+
+class Group(TyperGroup):
+    """The top-level command: plain help with porcelain first, and
+    suggestions that never name a command doing something else."""
+
+    def format_help(self, ctx, formatter) -> None:
+        formatter.write_usage(ctx.command_path, "[OPTIONS] COMMAND [ARGS...]")
+        _write_description(formatter, self.help)
+        options = [_option_record(p) for p in self.get_params(ctx)
+                   if p.param_type_name == "option" and not p.hidden]
+        with formatter.section("Options"):
+            formatter.write_dl(options)
+        panels: dict[str, list[tuple[str, str]]] = {}
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                continue
+            panel = getattr(command, "rich_help_panel", None) or "Commands"
+            panels.setdefault(panel, []).append((name, command.get_short_help_str(limit=300)))
+        order = list(PANELS) + [p for p in panels if p not in PANELS]
+        for title in sorted(panels, key=order.index):
+            rows = panels[title]
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+    def resolve_command(self, ctx, args):
+        self.suggest_commands = False  # typer's own, from difflib: ours below
+        try:
+            return super().resolve_command(ctx, args)
+        except Exception as exc:
+            if type(exc).__name__ != "UsageError" or not args:
+                raise
+            typo = args[0]
+            hints = [f"`rnstore {HABITS[typo]}`"] if typo in HABITS else \
+                [f"`rnstore {name}`" for name in close_names(typo, self.commands)]
+            message = f"no such command '{typo}'"
+            if hints:
+                message += f"; did you mean {' or '.join(hints)}?"
+            exc.message = message
+            raise
