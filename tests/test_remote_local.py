@@ -88,6 +88,18 @@ def test_fetch_of_a_folder_that_is_no_remote(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_clone_inside_a_workspace_needs_nested(tmp_path):
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", url=url)
+    transfer.push(a, "origin")
+    refused = run_cli(["clone", url, "inner"], tmp_path / "a")
+    assert refused.returncode == 2 and "is inside the workspace" in refused.stderr
+    assert "--nested" in refused.stderr and not (tmp_path / "a" / "inner").exists()
+    nested = run_cli(["clone", "-q", "--nested", url, "inner"], tmp_path / "a")
+    assert nested.returncode == 0, nested.stderr
+    assert (tmp_path / "a" / "inner" / ".rnstore").is_dir()
+
+
 def test_fetch_selected_refs_and_tags(tmp_path):
     url = str(tmp_path / "share")
     a = workspace_with_snapshot(tmp_path / "a", url=url)

@@ -9,6 +9,7 @@ import typer
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+Nested = Annotated[bool, typer.Option("--nested", help="Allow a workspace inside another workspace.")]
 
 # -- what `add` and `commit -a` stage -----------------------------------------------------
 

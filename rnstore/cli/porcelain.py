@@ -17,7 +17,7 @@ from ..units import format_size, plural
 from ._command import LogCommand, after_dashdash
 from . import _complete as complete
 from .app import app, open_repo
-from ._options import (Excludes, Force, IgnoreErrors, Json, NoIgnore, NoProgress, Quiet, StrictIgnore,
+from ._options import (Excludes, Force, IgnoreErrors, Json, Nested, NoIgnore, NoProgress, Quiet, StrictIgnore,
                        staging_options)
 from ._output import first_line, out, print_tree, progress, tree_json
 
@@ -33,8 +33,7 @@ def init(
              "whatever the umask).")] = "umask",
     no_default_ignore: Annotated[bool, typer.Option("--no-default-ignore",
         help="Do not write a default .rnignore.")] = False,
-    nested: Annotated[bool, typer.Option("--nested",
-        help="Allow a workspace inside another workspace.")] = False,
+    nested: Nested = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing.")] = False,
 ) -> None:
     """Make a workspace (running it again changes nothing).

@@ -11,7 +11,7 @@ import typer
 from ..units import format_size
 from .app import App, app, open_repo
 from ._command import Group
-from ._options import Json, NoProgress, Quiet
+from ._options import Json, Nested, NoProgress, Quiet
 from ._output import out, progress
 from .porcelain import start_background_gc
 
@@ -177,6 +177,7 @@ def clone(
     url: Annotated[str, typer.Argument(metavar="URL", help="The remote, as for `remote add`.")],
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="A new or empty folder.")],
     options: Options = None,
+    nested: Nested = False,
     as_json: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -186,7 +187,7 @@ def clone(
     Example: rnstore clone s3://team-bucket/experiments exp
     """
     from ..remote.transfer import clone as clone_remote
-    result = clone_remote(url, directory, options=options or [], progress=progress(quiet, no_progress))
+    result = clone_remote(url, directory, options=options or [], nested=nested, progress=progress(quiet, no_progress))
     _render(result, "received", as_json)
     if not as_json:
         out.summary(f"cloned into {result.path}")

@@ -679,17 +679,18 @@ def pull(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress: 
     return result
 
 
-def clone(url: str, directory, *, options: Iterable[str] = (), progress: Progress = NO_PROGRESS
-          ) -> TransferResult:
+def clone(url: str, directory, *, options: Iterable[str] = (), nested: bool = False,
+          progress: Progress = NO_PROGRESS) -> TransferResult:
     """A new workspace in `directory` with remote `origin`, every object
-    verified, the remote's default branch checked out."""
+    verified, the remote's default branch checked out. Inside another
+    workspace only when `nested`, as `Repository.init`."""
     from ..repo import Repository
     target = Path(directory).absolute()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InvalidValueError(f"{directory} exists and is not an empty folder")
     made = not target.exists()
     try:
-        repo = Repository.init(target, default_ignore=False)
+        repo = Repository.init(target, default_ignore=False, nested=nested)
         add_remote(repo, "origin", url, options)
         result = fetch(repo, "origin", progress=progress)
         remote = open_remote(repo, "origin")

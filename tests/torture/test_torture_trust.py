@@ -725,5 +725,5 @@ def test_checkout_whose_write_fails_midway_ends_consistent(scratch, monkeypatch)
     assert ok(["status", "--porcelain"], ws).stdout == b" M bb/f1.txt\n"
     expected = dict(after, **{"bb/f1.txt": before["bb/f1.txt"]})
     assert manifest(ws) == expected
-    ok(["checkout", "-q", "HEAD", "--", "bb/f1.txt"], ws)
+    ok(["checkout", "-q", "--force", "HEAD", "--", "bb/f1.txt"], ws)
     assert manifest(ws) == after
