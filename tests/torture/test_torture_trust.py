@@ -194,7 +194,7 @@ def plant_index(ws: Path, paths: list[bytes]) -> None:
     for path in paths:
         mode = "040000" if path.endswith(b"dir") else "100644"
         oid = "1a" * 32 if mode == "040000" else blob
-        index.entries[path] = IndexEntry(path, mode, oid, 0 if mode == "040000" else 7)
+        index.set(IndexEntry(path, mode, oid, 0 if mode == "040000" else 7))
     index.trees = {}
     (ws / ".rnstore" / "index").write_bytes(index.encode())
 
