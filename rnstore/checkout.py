@@ -892,31 +892,29 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
     failures: list[tuple[bytes, OSError]] = []
     try:
         gone: list[bytes] = []
-        for path in plan.unlink:
-            parent, name = split(path)
-            try:
-                fd = dirs.open(parent)
-                if fd is None:
-                    continue
-                if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-                    continue  # became a folder since the plan: left alone
-                os.unlink(name, dir_fd=fd)
-                gone.append(path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                failures.append((path, exc))
-        for path in plan.clear:
-            parent, name = split(path)
-            try:
-                fd = dirs.open(parent)
-                if fd is None:
-                    continue
-                dirs.forget(path)
-                remove_folder(fd, name, force)
-                gone.append(path)
-            except OSError as exc:
-                failures.append((path, exc))
+
+        def unlink_file(fd: int, name: bytes, path: bytes) -> bool:
+            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                return False  # became a folder since the plan: left alone
+            os.unlink(name, dir_fd=fd)
+            return True
+
+        def clear_folder(fd: int, name: bytes, path: bytes) -> bool:
+            dirs.forget(path)
+            remove_folder(fd, name, force)
+            return True
+
+        for paths, remove in ((plan.unlink, unlink_file), (plan.clear, clear_folder)):
+            for path in paths:
+                parent, name = split(path)
+                try:
+                    fd = dirs.open(parent)
+                    if fd is not None and remove(fd, name, path):
+                        gone.append(path)
+                except FileNotFoundError:
+                    pass  # gone already
+                except OSError as exc:
+                    failures.append((path, exc))
         for path in plan.rmdir:
             if path in plan.needed:
                 continue
