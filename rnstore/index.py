@@ -434,38 +434,41 @@ class Index:
         count = len(paths)
         # no stat is trusted from an index never written (or written in the future)
         written = -(1 << 63) if self.written_ns is None else self.written_ns
-        i = unchanged = kept_files = kept_bytes = 0
+        dropped: list[int] = []  # rows not kept: changed, or gone
+        outside = i = 0
         # The hot loop of every status and commit -a: locals and plain
-        # comparisons; a no-op creates no object per file.
+        # comparisons, the common case first; a no-op makes no object per file.
         for path, mode, st in found:
-            while i < count and paths[i] < path:
-                if in_reach is None or in_reach(paths[i]):
-                    gone.append(paths[i])
-                elif modes[i] not in _TREE_CODES:
-                    kept_files += 1
-                    kept_bytes += sizes[i]
-                i += 1
-            if i < count and paths[i] == path:
-                size, mtime, ctime = sizes[i], mtimes[i], ctimes[i]
-                if (modes[i] == codes[mode] and size == st.st_size and mtime == st.st_mtime_ns
-                        and ctime == st.st_ctime_ns and inos[i] == st.st_ino
-                        and mtime < written and ctime < written):
-                    unchanged += 1
-                    if mode != MODE_TREE:
-                        kept_files += 1
-                        kept_bytes += size
-                else:
-                    changed.append(path, mode, StatKey.of(st))
-                i += 1
-            else:
-                untracked.append(path, mode, StatKey.of(st))
+            if i >= count or paths[i] != path:
+                while i < count and paths[i] < path:  # entries the walk did not see
+                    if in_reach is None or in_reach(paths[i]):
+                        gone.append(paths[i])
+                        dropped.append(i)
+                    else:
+                        outside += 1
+                    i += 1
+                if i >= count or paths[i] != path:
+                    untracked.append(path, mode, StatKey.of(st))
+                    continue
+            mtime, ctime = mtimes[i], ctimes[i]
+            if not (modes[i] == codes[mode] and sizes[i] == st.st_size and mtime == st.st_mtime_ns
+                    and ctime == st.st_ctime_ns and inos[i] == st.st_ino
+                    and mtime < written and ctime < written):
+                changed.append(path, mode, StatKey.of(st))
+                dropped.append(i)
+            i += 1
         for i in range(i, count):
             if in_reach is None or in_reach(paths[i]):
                 gone.append(paths[i])
-            elif modes[i] not in _TREE_CODES:
-                kept_files += 1
-                kept_bytes += sizes[i]
-        result.unchanged, result.kept_files, result.kept_bytes = unchanged, kept_files, kept_bytes
+                dropped.append(i)
+            else:
+                outside += 1
+        result.unchanged = count - outside - len(dropped)
+        files, total = self.totals()
+        for i in dropped:
+            if modes[i] not in _TREE_CODES:
+                files, total = files - 1, total - sizes[i]
+        result.kept_files, result.kept_bytes = files, total
         return result
 
     def build_tree(self, store, *, base: str | None = None) -> str:

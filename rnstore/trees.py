@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
 from .errors import CorruptObjectError, InvalidValueError, MissingObjectError
-from .objects import EMPTY_TREE_ID, MODE_TREE, TREE, Tree, TreeEntry, check_name, hash_bytes
+from .objects import EMPTY_TREE_ID, MODE_TREE, TREE, TREE_HEADER, Tree, TreeEntry, check_name, hash_bytes
 
 if TYPE_CHECKING:  # store imports codec, hence zstandard: keep it off the import path
     from .store import ObjectStore
@@ -247,14 +247,30 @@ def _build_run(store: ObjectStore, paths: list[bytes], entry_at, path: bytes, lo
     return tree_id, tree.total_size
 
 
+_SUBTREE = MODE_TREE.encode() + b" "
+
+
 def _subtrees(store: ObjectStore, tree_id: str | None) -> dict[bytes, str]:
-    """name -> id of the folders in a tree ({} for none, or a damaged one)."""
+    """name -> id of the folders in a tree ({} for none, or a damaged one).
+    Only the folder records are parsed: the store checked the payload
+    against its id, and an id read here is only ever compared with
+    another (a commit after a small edit reads hundreds of these)."""
     if tree_id is None:
         return {}
     try:
-        return {e.name: e.id for e in store.get_tree(tree_id).entries if e.mode == MODE_TREE}
+        payload = store.get(tree_id, TREE)[1]
     except (MissingObjectError, CorruptObjectError):
         return {}  # a damaged base only costs us the shortcut
+    if not payload.startswith(TREE_HEADER):
+        return {}
+    subtrees = {}
+    for record in payload[len(TREE_HEADER):].split(b"\0"):
+        if record.startswith(_SUBTREE):
+            fields = record.split(b" ", 3)
+            if len(fields) != 4:
+                return {}  # malformed: no shortcut either
+            subtrees[fields[3]] = fields[1].decode("ascii", "replace")
+    return subtrees
 
 
 def iter_tree(store: ObjectStore, tree_id: str, prefix: bytes = b"",

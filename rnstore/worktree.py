@@ -171,19 +171,12 @@ def _walk(root_b: bytes, folder: bytes, rules, result: Scan, list_ignored: bool 
               folder + b"/" if folder else b"")]
     while stack:
         entries, prefix = stack[-1]
-        for key, entry in entries:
-            if key[-1] == _SLASH:  # a folder: walk it now, then come back
+        for key, st in entries:
+            if st is None:  # a folder ("name/"): walk it now, then come back
                 path = prefix + key[:-1]
                 stack.append((iter(_listing(root_b, path, rules, result, list_ignored)), prefix + key))
                 break
             path = prefix + key
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                result.unreadable.append((path, exc.strerror or str(exc)))
-                continue
             st_mode = st.st_mode
             if S_ISREG(st_mode):
                 yield path, MODE_EXEC if st_mode & S_IXUSR else MODE_FILE, st
@@ -196,10 +189,43 @@ def _walk(root_b: bytes, folder: bytes, rules, result: Scan, list_ignored: bool 
 
 
 def _listing(root_b: bytes, current: bytes, rules, result: Scan, list_ignored: bool
-             ) -> list[tuple[bytes, os.DirEntry]]:
+             ) -> list[tuple[bytes, os.stat_result | None]]:
     """A folder's entries the rules keep, sorted by key: the name, with
-    "/" after a folder's."""
+    "/" after a folder's; with the lstat result of each file and link
+    (None for a folder)."""
     full = os.path.join(root_b, current) if current else root_b
+    kept = _kept_entries(full, current, rules, result, list_ignored)
+    prefix = current + b"/" if current else b""
+    try:  # lstat by name in the open folder: no path resolved again per file
+        folder_fd = os.open(full, _FOLDER_FLAGS)
+    except OSError:
+        folder_fd = None
+    stats = []
+    try:
+        for key, entry in kept:
+            if key[-1] == _SLASH:
+                stats.append((key, None))
+                continue
+            try:
+                st = os.lstat(key, dir_fd=folder_fd) if folder_fd is not None else entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                result.unreadable.append((prefix + key, exc.strerror or str(exc)))
+                continue
+            stats.append((key, st))
+    finally:
+        if folder_fd is not None:
+            os.close(folder_fd)
+    return stats
+
+
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+
+
+def _kept_entries(full: bytes, current: bytes, rules, result: Scan, list_ignored: bool
+                  ) -> list[tuple[bytes, os.DirEntry]]:
+    """_listing's entries, before their lstat."""
     try:
         with os.scandir(full) as entries:
             listing = list(entries)
