@@ -170,6 +170,13 @@ def _build(store: ObjectStore, node: dict, path: bytes, known: dict[bytes, tuple
             entries.append(TreeEntry(name, MODE_TREE, child_id, child_size))
         else:
             entries.append(TreeEntry(name, child.mode, child.id, child.size))
+    return _store_folder(store, entries, path, known, base_id)
+
+
+def _store_folder(store: ObjectStore, entries: Iterable[TreeEntry], path: bytes,
+                  known: dict[bytes, tuple[str, int]], base_id: str | None) -> tuple[str, int]:
+    """Encode a folder's entries, record its (id, size) in `known`, and
+    store it unless `base_id` is the same tree."""
     tree = Tree.from_entries(entries)
     payload = tree.encode()
     tree_id = hash_bytes(payload)
@@ -238,13 +245,7 @@ def _build_run(store: ObjectStore, paths: list[bytes], entry_at, path: bytes, lo
             child = _build_run(store, paths, entry_at, prefix + name, hi, hi, known,
                                base_subtrees.get(name), reuse)
             entries[name] = TreeEntry(name, MODE_TREE, *child)
-    tree = Tree.from_entries(entries.values())
-    payload = tree.encode()
-    tree_id = hash_bytes(payload)
-    known[path] = (tree_id, tree.total_size)
-    if tree_id != base_id:
-        store.put(TREE, payload)
-    return tree_id, tree.total_size
+    return _store_folder(store, entries.values(), path, known, base_id)
 
 
 _SUBTREE = MODE_TREE.encode() + b" "

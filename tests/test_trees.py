@@ -131,6 +131,20 @@ operations = st.lists(st.one_of(
     st.tuples(st.just("commit"))), max_size=40)
 
 
+def stage_op(store, index: Index, op: tuple, stamp: int) -> bool:
+    """Apply one of `operations` to `index`; True for "commit" (the caller's)."""
+    if op[0] == "write":
+        _, path, data, mode = op
+        index.set(IndexEntry(path, mode, blob(store, data), len(data)))
+    elif op[0] == "touch" and index.get(op[1]) is not None:
+        index.set(index.get(op[1])._replace(stat=StatKey(1, 2, 3, stamp)))
+    elif op[0] == "empty":
+        index.set(IndexEntry(op[1], MODE_TREE, EMPTY_TREE_ID, 0))
+    elif op[0] == "remove":
+        index.remove(op[1])
+    return op[0] == "commit"
+
+
 @settings(max_examples=300, deadline=None)
 @given(operations)
 def test_known_folders_build_what_a_fresh_build_does(ops):
@@ -141,16 +155,7 @@ def test_known_folders_build_what_a_fresh_build_does(ops):
     index = Index()
     base = None
     for op in ops:
-        if op[0] == "write":
-            _, path, data, mode = op
-            index.set(IndexEntry(path, mode, blob(store, data), len(data)))
-        elif op[0] == "touch" and index.get(op[1]) is not None:
-            index.set(index.get(op[1])._replace(stat=StatKey(1, 2, 3, len(ops))))
-        elif op[0] == "empty":
-            index.set(IndexEntry(op[1], MODE_TREE, EMPTY_TREE_ID, 0))
-        elif op[0] == "remove":
-            index.remove(op[1])
-        elif op[0] == "commit":
+        if stage_op(store, index, op, len(ops)):
             base = build_tree(store, index.entries.values(), base=base, known=index.trees)
             assert base == build_tree(MemoryStore(), index.entries.values())
             assert sorted(iter_tree(store, base)) == sorted(
@@ -206,16 +211,7 @@ def test_the_index_builds_what_build_tree_does(ops):
     index = Index()
     base = None
     for op in ops:
-        if op[0] == "write":
-            _, path, data, mode = op
-            index.set(IndexEntry(path, mode, blob(store, data), len(data)))
-        elif op[0] == "touch" and index.get(op[1]) is not None:
-            index.set(index.get(op[1])._replace(stat=StatKey(1, 2, 3, len(ops))))
-        elif op[0] == "empty":
-            index.set(IndexEntry(op[1], MODE_TREE, EMPTY_TREE_ID, 0))
-        elif op[0] == "remove":
-            index.remove(op[1])
-        elif op[0] == "commit":
+        if stage_op(store, index, op, len(ops)):
             fresh = build_tree(MemoryStore(), index.entries.values())
             base = index.build_tree(store, base=base)
             assert base == fresh

@@ -831,17 +831,7 @@ class Bench:
         order = self.tools[rep % len(self.tools):] + self.tools[:rep % len(self.tools)]
         editable = tree in EDITABLE_TREES
         log(f"\n== {tree}, repetition {rep + 1}/{self.args.runs}, order: {', '.join(t.name for t in order)}")
-        alive = []
-        for t in order:  # untimed: a private copy of the tree and a fresh store
-            t.reset()
-            t.tree = t.work / tree
-            copy_tree(src, t.tree, hardlink=not editable)
-            try:
-                t.setup(self.r)
-                alive.append(t)
-            except RuntimeError as exc:
-                loud(f"{t.name} setup failed on {tree}: {exc}")
-        os.sync()
+        alive = self.fresh_copies(order, tree, src, hardlink=not editable)
 
         n = 0
         for op in ("first", "noop", "edit") if editable else ("first", "noop"):
@@ -888,6 +878,21 @@ class Bench:
         for t in order:
             rmtree(t.work)
 
+    def fresh_copies(self, tools: list[Tool], tree: str, src: Path, *, hardlink: bool) -> list[Tool]:
+        """Untimed: each tool's private copy of the tree and a fresh store; the tools set up."""
+        alive = []
+        for t in tools:
+            t.reset()
+            t.tree = t.work / tree
+            copy_tree(src, t.tree, hardlink=hardlink)
+            try:
+                t.setup(self.r)
+                alive.append(t)
+            except RuntimeError as exc:
+                loud(f"{t.name} setup failed on {tree}: {exc}")
+        os.sync()
+        return alive
+
     def time_status(self, tree, rep, alive) -> None:
         """`status` of the clean workspace the snapshots left, for the tools that have one."""
         for t in alive:
@@ -903,20 +908,11 @@ class Bench:
         src = ensure_scale_tree(self.pb, tree)
         order = self.tools[rep % len(self.tools):] + self.tools[:rep % len(self.tools)]
         log(f"\n== {tree}, repetition {rep + 1}/{self.args.runs}, order: {', '.join(t.name for t in order)}")
-        alive = []
-        for t in order:  # untimed: a hard-linked copy (never edited) and a fresh store
+        for t in order:
             if t.name not in ("rnstore", "git"):
                 self.skip(tree, "first", t, "timed on the scale tree for rnstore and git only")
-                continue
-            t.reset()
-            t.tree = t.work / tree
-            copy_tree(src, t.tree, hardlink=True)
-            try:
-                t.setup(self.r)
-                alive.append(t)
-            except RuntimeError as exc:
-                loud(f"{t.name} setup failed on {tree}: {exc}")
-        os.sync()
+        alive = self.fresh_copies([t for t in order if t.name in ("rnstore", "git")], tree, src,
+                                  hardlink=True)  # never edited
         for n, op in enumerate(("first", "noop"), 1):
             for t in list(alive):
                 if not self.timed(tree, op, t, t.snapshot(op, n), rep)["ok"]:
