@@ -274,13 +274,15 @@ import os, sys
 from pathlib import Path
 from rnstore import Repository
 from rnstore.ignore import IgnoreRules
+from rnstore.index import Found, StatKey
 from rnstore.worktree import hash_entry, scan, store_entry
 ws = Path(sys.argv[1])
 repo = Repository.open(ws)
-found = scan(ws, [b""], IgnoreRules(ws))
+# walked to the end first (the walk is lazy), then swapped
+found = [Found(path, mode, StatKey.of(st)) for path, mode, st in scan(ws, [b""], IgnoreRules(ws)).found]
 (ws / "a.txt").unlink()
 os.mkfifo(ws / "a.txt")
-entry = [f for f in found.found if f.path == b"a.txt"][0]
+entry = [f for f in found if f.path == b"a.txt"][0]
 for function in (lambda: store_entry(repo.store, ws, entry), lambda: hash_entry(ws, entry)):
     try:
         function()
