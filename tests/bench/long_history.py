@@ -497,9 +497,10 @@ def build_report(b: LongBench, info: dict, args) -> tuple[str, dict]:
     n = b.done
     names = [t.name for t in b.tools]
     label = {t.name: t.label for t in b.tools}
+    versions = [f"{info['tools'].get('rnstore', '?')} (commit {info['rnstore_commit']})",
+                *dict.fromkeys(v for k, v in info["tools"].items() if not k.startswith("rnstore"))]
     L.append(f"Machine: {info['nproc']} cores, {info['cpu']}, {info['memory']}, Linux {info['kernel']}, "
-             f"Python {info['python']}; {info['tools'].get('rnstore', '?')} (commit {info['rnstore_commit']}); "
-             + "; ".join(dict.fromkeys(v for k, v in info["tools"].items() if not k.startswith("rnstore"))))
+             f"Python {info['python']}; " + "; ".join(versions))
     if info.get("loadavg_end"):
         L.append("")
         L.append("Load average (1/5/15 min) at start: " + " ".join(f"{x:.2f}" for x in info["loadavg_start"])
@@ -582,7 +583,7 @@ def build_report(b: LongBench, info: dict, args) -> tuple[str, dict]:
 
     # ---- packs
     packs = {}
-    for name, gs in b.gc_auto.items():
+    for name, gs in sorted(b.gc_auto.items(), key=lambda kv: names.index(kv[0]) if kv[0] in names else 99):
         counts = [g["packs"] for g in gs[:n]]
         if not counts:
             continue
@@ -633,9 +634,14 @@ def build_report(b: LongBench, info: dict, args) -> tuple[str, dict]:
                fig, None if r is None else r <= 1.1))
     p = packs.get("rnstore")
     if p:
-        tg.append(("pack count after `gc --auto` bounded (no growth in the second half of the history)",
-                   f"max {p['max_first_half']} in the first half, {p['max_second_half']} in the second",
-                   p["max_second_half"] <= p["max_first_half"]))
+        bound = b.settings.get("gc.auto_packs")
+        if bound is None:  # nothing in this build consolidates packs: the count grows with history
+            tg.append(("pack count after `gc --auto` bounded",
+                       f"max {p['max']}; this build states no bound (no gc.auto_packs setting)", False))
+        else:
+            tg.append((f"pack count after `gc --auto` bounded by gc.auto_packs={bound}",
+                       f"max {p['max']} (after commit {p['at']})",
+                       bound.isdigit() and (int(bound) == 0 or p["max"] <= int(bound))))
     for which, limit in (("newest", 1.0), ("oldest", 1.5)):
         x = med(b.ops.get(f"checkout {which}", {}).get("rnstore", []))
         y = med(b.ops.get(f"checkout {which}", {}).get("rnstore-nodelta", []))
@@ -717,8 +723,10 @@ def main(argv=None) -> int:
     peers = rb.ensure_tools(peers, want_hyperfine=False)
     exe = rb.find_rnstore(args.rnstore, work)
     rn_python = rb.python_of(exe)
-    rc, where = capture([rn_python, "-c", "import rnstore; print(rnstore.__file__)"])
-    if rc != 0 or not Path(where).resolve().is_relative_to(rb.REPO.resolve()):
+    # from "/": in this checkout, the folder rnstore/ would shadow what `exe` imports
+    rc, where = capture([rn_python, "-c", "import rnstore; print(rnstore.__file__)"], cwd="/")
+    own_build = rc == 0 and Path(where).resolve().is_relative_to(rb.REPO.resolve())
+    if not own_build:
         note(f"the rnstore benchmarked ({exe}) is not this checkout's ({rb.REPO}): it imports {where}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RNSTORE_", "GIT_", "RESTIC_", "BORG_"))}
     env.update(RNSTORE_PROGRESS="0", NO_COLOR="1", LC_ALL="C.UTF-8", RNSTORE_USER="bench")
@@ -729,6 +737,8 @@ def main(argv=None) -> int:
     tools = [Rnstore(runs, env, exe, deltas=True), Rnstore(runs, env, exe, deltas=False),
              *[cls[p](runs, env) for p in peers]]
     info = rb.machine_info({t.name: t for t in tools}, rn_python)
+    if not own_build:
+        info["rnstore_commit"] = f"not this checkout's: {where}"
     log("machine: " + json.dumps(info))
 
     bench = LongBench(args, runs, cache, releases, tools, runner)
@@ -759,6 +769,7 @@ def main(argv=None) -> int:
             depth = rnstore_setting(exe, "pack.depth", env, rn.tree)
             if depth is not None:
                 bench.settings["deltas"] += f", pack.depth={depth}"
+        bench.settings["gc.auto_packs"] = rnstore_setting(exe, "gc.auto_packs", env, rn.tree)
         bench.replay()
         bench.measure_sizes("snapshots")
         emit(final=False)

@@ -1,5 +1,4 @@
-"""Smoke tests of the benchmark harness (run_bench.py --quick: small tree, 1 run, rnstore + git;
-long_history.py --commits 20: rnstore alone).
+"""Smoke test of the benchmark harness (run_bench.py --quick: small tree, 1 run, rnstore + git).
 
 Skipped unless RNSTORE_BENCH=1: it builds the shared corpus if missing (minutes) and may
 apt-get install tools, so CI never runs it. It checks that every timed command succeeded and
@@ -25,7 +24,6 @@ pytestmark = [
 ]
 
 SCRIPT = Path(__file__).with_name("run_bench.py")
-LONG_HISTORY = Path(__file__).with_name("long_history.py")
 
 
 def test_quick_run(tmp_path):
@@ -45,21 +43,3 @@ def test_quick_run(tmp_path):
     assert samples["restore"]["git"][0]["valid"]
     assert doc["store_sizes"]["small"]["rnstore"]["snapshots"][0]["apparent"] > 0
     assert doc["startup"]["rnstore --version"]["times"]
-
-
-def test_long_history_short_run(tmp_path):
-    """20 releases (downloaded into /tmp/rnstore-long-cache the first time), rnstore alone."""
-    out = tmp_path / "long.json"
-    proc = subprocess.run([sys.executable, str(LONG_HISTORY), "--commits", "20", "--peers", "", "--runs", "1",
-                           "--verify-every", "5", "--work", str(tmp_path / "work"), "--json", str(out)],
-                          capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads(out.read_text())
-    assert doc["complete"]
-    commits = doc["commits"]["rnstore"]
-    assert len(commits) == 20 and all(s["ok"] for s in commits), [s.get("error") for s in commits]
-    checks = doc["verified"]["rnstore"]
-    assert [c["snapshot"] for c in checks] == [1, 5, 10, 15, 20]
-    assert all(c["ok"] for c in checks), checks
-    assert doc["store_sizes"]["rnstore:after_gc"]["allocated"] > 0
-    assert "| target |" in proc.stdout
