@@ -1,0 +1,298 @@
+"""Deltas between versions (FORMAT.md, Deltas): an object stored as a zstd
+frame compressed against its base's payload, rebuilt and verified on every
+read, on every store; checked against the `zstd` CLI as an independent
+decoder; chains bounded on write and on read."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from rnstore import codec, packs
+from rnstore.errors import BrokenDeltaError, CorruptObjectError, MissingObjectError
+from rnstore.store import MEMORY, DiskStore, MemoryStore, ObjectStore
+
+STORES = ["disk", "memory"]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def new_store(kind: str, root: Path) -> ObjectStore:
+    if kind == "memory":
+        return MemoryStore()
+    root.mkdir(exist_ok=True)
+    return DiskStore(root)
+
+
+@pytest.fixture(params=STORES)
+def store(request, tmp_path):
+    return new_store(request.param, tmp_path / "objects")
+
+
+def versions(count: int, *, seed: bytes = b"") -> list[bytes]:
+    """`count` versions of a text file, each a small edit of the one before."""
+    import random
+    rng = random.Random(seed)
+    words = [rng.randbytes(rng.randint(2, 9)).hex().encode() for _ in range(400)]
+    lines = [b" ".join(rng.choices(words, k=8)) + b"\n" for _ in range(300)]
+    out = []
+    for version in range(count):
+        lines[(version * 37) % len(lines)] = b"edited in version %d\n" % version
+        if version % 3 == 0:
+            lines.insert(version % 50, b"inserted in version %d\n" % version)
+        out.append(b"".join(lines))
+    return out
+
+
+def chain_frames(payloads: list[bytes], *, kind: str = "blob") -> list[tuple[str, bytes]]:
+    """The first payload whole, each next one a delta against the one before:
+    a chain of len(payloads) - 1 deltas, bases first."""
+    frames = [(sha(payloads[0]), codec.compress(kind, payloads[0], 3))]
+    for base, payload in zip(payloads, payloads[1:]):
+        frames.append((sha(payload), codec.encode_delta(kind, payload, sha(base), base, 3)))
+    return frames
+
+
+# -- the codec -------------------------------------------------------------------------------
+
+def test_a_delta_frame_is_one_zstd_frame_with_a_delta_header():
+    base, payload = versions(2)
+    frame = codec.encode_delta("blob", payload, sha(base), base, 3)
+    content = codec._decompressor().decompress(frame)
+    header, inner = content.split(b"\n", 1)
+    assert header == b"rn1 blob delta %d %s" % (len(payload), sha(base).encode())
+    assert codec.decode_delta(inner, len(payload), base) == payload
+    assert codec.frame_base(frame) == sha(base)
+    assert codec.frame_base(codec.compress("blob", payload, 3)) is None
+    assert len(frame) < len(codec.compress("blob", payload, 3)) / 4
+
+
+def test_snapshots_and_oversized_payloads_are_never_deltas(monkeypatch):
+    with pytest.raises(ValueError, match="snapshot"):
+        codec.encode_delta("snapshot", b"x", "0" * 64, b"y", 3)
+    monkeypatch.setattr(codec, "DELTA_MAX_SIZE", 10)
+    with pytest.raises(ValueError, match="limited"):
+        codec.encode_delta("blob", b"x" * 11, "0" * 64, b"y", 3)
+    with pytest.raises(ValueError, match="not an object id"):
+        codec.encode_delta("blob", b"x", "0" * 63, b"y", 3)
+
+
+def _zstd(*args: str, cwd: Path) -> bytes:
+    return subprocess.run(["zstd", "-q", *args], cwd=cwd, check=True, capture_output=True).stdout
+
+
+needs_zstd_cli = pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd CLI is not installed")
+
+
+@needs_zstd_cli
+@settings(max_examples=25)
+@given(base=st.binary(max_size=3000), edits=st.lists(
+    st.tuples(st.integers(0, 3000), st.integers(0, 40), st.binary(max_size=40)), max_size=6),
+    kind=st.sampled_from(["blob", "tree"]), level=st.sampled_from([1, 3, 9]))
+def test_the_zstd_cli_decodes_a_delta(tmp_path_factory, base, edits, kind, level):
+    """An independent decoder: `zstd -d` opens the object frame, and
+    `zstd -d --patch-from=BASE` rebuilds the payload from the inner frame."""
+    payload = base
+    for at, cut, insert in edits:
+        at = min(at, len(payload))
+        payload = payload[:at] + insert + payload[at + cut:]
+    folder = tmp_path_factory.mktemp("zstd")
+    (folder / "object").write_bytes(codec.encode_delta(kind, payload, sha(base), base, level))
+    (folder / "base").write_bytes(base)
+    content = _zstd("-dc", "object", cwd=folder)
+    header, inner = content.split(b"\n", 1)
+    assert header == b"rn1 %s delta %d %s" % (kind.encode(), len(payload), sha(base).encode())
+    (folder / "inner.zst").write_bytes(inner)
+    assert _zstd("-dc", "--patch-from=base", "inner.zst", cwd=folder) == payload
+
+
+@needs_zstd_cli
+def test_the_zstd_cli_decodes_a_delta_of_a_large_file(tmp_path):
+    """A window over the whole base: a 6 MiB file with a few edits is a
+    small delta, which `zstd --patch-from` decodes."""
+    import random
+    rng = random.Random(5)
+    base = rng.randbytes(6 << 20)
+    payload = base[:1 << 20] + b"an insertion" + base[1 << 20:4 << 20] + base[(4 << 20) + 99:]
+    frame = codec.encode_delta("blob", payload, sha(base), base, 3)
+    assert len(frame) < 64 << 10
+    (tmp_path / "object").write_bytes(frame)
+    (tmp_path / "base").write_bytes(base)
+    inner = _zstd("-dc", "object", cwd=tmp_path).split(b"\n", 1)[1]
+    (tmp_path / "inner.zst").write_bytes(inner)
+    assert _zstd("-dc", "--patch-from=base", "inner.zst", cwd=tmp_path) == payload
+
+
+@settings(max_examples=50)
+@given(payloads=st.lists(st.binary(max_size=2000), min_size=2, max_size=6))
+def test_chains_round_trip_in_memory(payloads):
+    store = MemoryStore()
+    distinct = list(dict.fromkeys(payloads))  # a chain never holds an object twice
+    store.write_pack(chain_frames(distinct))
+    for payload in payloads:
+        assert store.get(sha(payload))[1] == payload
+        assert store.verify(sha(payload)) == ("blob", len(payload))
+
+
+# -- reading through a store -------------------------------------------------------------------
+
+def test_every_read_rebuilds_a_delta(store):
+    payloads = versions(4)
+    where = store.write_pack(chain_frames(payloads))
+    assert where == MEMORY if isinstance(store, MemoryStore) else where.endswith(".pack")
+    newest = sha(payloads[-1])
+    assert store.delta_base(newest) == sha(payloads[-2])
+    assert store.delta_base(sha(payloads[0])) is None
+    assert store.header(newest) == ("blob", len(payloads[-1]))
+    assert store.get(newest)[1] == payloads[-1]
+    assert b"".join(store.iter_blob(newest)) == payloads[-1]
+    assert store.verify(newest) == ("blob", len(payloads[-1]))
+    with store.open_verified(newest) as reader:
+        assert b"".join(reader.chunks()) == payloads[-1]
+    assert store.has(newest) and sha(payloads[0]) in set(store)
+
+
+def test_a_tree_may_be_a_delta(store, tmp_path):
+    from rnstore.objects import Tree, TreeEntry
+    trees = [Tree.from_entries([TreeEntry(b"f%03d" % i, "100644", sha(b"%d %d" % (i, v)), i)
+                                for i in range(50)]) for v in range(2)]
+    payloads = [t.encode() for t in trees]
+    store.write_pack(chain_frames(payloads, kind="tree"))
+    assert store.get_tree(trees[1].id) == trees[1]
+
+
+def test_a_delta_whose_rebuilt_payload_does_not_hash_to_its_id_is_corrupt(store):
+    base, payload = versions(2)
+    frame = codec.encode_delta("blob", payload + b"!", sha(base), base, 3)
+    store.write_pack([(sha(base), codec.compress("blob", base, 3)), (sha(payload), frame)])
+    with pytest.raises(CorruptObjectError, match="hash mismatch"):
+        store.get(sha(payload))
+    with pytest.raises(CorruptObjectError, match="hash mismatch"):
+        store.verify(sha(payload))
+
+
+def test_a_delta_against_the_wrong_base_is_corrupt(store):
+    """The inner frame decodes against another base's bytes: zstd's checksum
+    or the id check refuses it, never wrong bytes handed out."""
+    base, payload = versions(2)
+    other = versions(1, seed=b"other")[0]
+    frame = codec.encode_delta("blob", payload, sha(other), base, 3)  # names `other`, made from `base`
+    store.write_pack([(sha(other), codec.compress("blob", other, 3)), (sha(payload), frame)])
+    with pytest.raises(CorruptObjectError):
+        store.get(sha(payload))
+
+
+def test_a_missing_base_names_the_culprit(store):
+    payloads = versions(4)
+    store.write_pack(chain_frames(payloads))
+    store.delete(sha(payloads[0]))
+    with pytest.raises(BrokenDeltaError) as info:
+        store.get(sha(payloads[-1]))
+    error = info.value
+    assert error.object_id == sha(payloads[-1])
+    assert error.base == sha(payloads[-2])
+    assert error.culprit == sha(payloads[0]) and error.culprit_missing
+    assert f"needs {sha(payloads[0])}, which is missing" in str(error)
+    with pytest.raises(BrokenDeltaError, match=f"its delta base {sha(payloads[0])} is missing"):
+        store.verify(sha(payloads[1]))
+    assert store.header(sha(payloads[-1])) == ("blob", len(payloads[-1]))  # the header needs no base
+
+
+def damage(store: ObjectStore, oid: str) -> None:
+    """Flip a byte in the middle of the object's stored frame, where it lies."""
+    if isinstance(store, MemoryStore):
+        frame = bytearray(store.frames[oid])
+        frame[len(frame) // 2] ^= 0xff
+        store.frames[oid] = bytes(frame)
+        return
+    for path in packs.list_packs(store._pack_folder):
+        for raw_id, offset, length in packs.Pack.open(path).locations():
+            if raw_id.hex() == oid:
+                with open(path, "r+b") as fh:
+                    fh.seek(offset + length // 2)
+                    byte = fh.read(1)
+                    fh.seek(offset + length // 2)
+                    fh.write(bytes([byte[0] ^ 0xff]))
+                return
+    raise AssertionError(f"{oid} is in no pack")
+
+
+def test_a_corrupt_base_names_the_culprit(store):
+    payloads = versions(3)
+    store.write_pack(chain_frames(payloads))
+    damage(store, sha(payloads[0]))
+    with pytest.raises(BrokenDeltaError) as info:
+        store.get(sha(payloads[2]))
+    assert info.value.culprit == sha(payloads[0]) and not info.value.culprit_missing
+    assert "is corrupt" in str(info.value)
+
+
+# -- chain depth -------------------------------------------------------------------------------
+
+def test_chains_at_the_read_limit_are_read_and_longer_ones_refused(monkeypatch):
+    """A chain of MAX_CHAIN_DEPTH deltas reads; one more is corrupt, and so
+    is a chain that loops, without unbounded recursion."""
+    payloads = versions(codec.MAX_CHAIN_DEPTH + 2)
+    store = MemoryStore()
+    frames = chain_frames(payloads)
+    store.write_pack(frames[:-1])
+    assert store.get(sha(payloads[-2]))[1] == payloads[-2]  # 64 deltas deep
+    with pytest.raises(ValueError, match="over the limit of 64"):
+        store.write_pack(frames)  # writers refuse it
+    store.frames[frames[-1][0]] = frames[-1][1]  # as another program might write it
+    with pytest.raises(CorruptObjectError, match="longer than 64") as info:
+        store.get(sha(payloads[-1]))
+    assert info.value.object_id == sha(payloads[-1])
+
+
+def test_a_chain_that_loops_is_corrupt():
+    a, b = versions(2)
+    store = MemoryStore()
+    store.frames[sha(a)] = codec.encode_delta("blob", a, sha(b), b, 3)
+    store.frames[sha(b)] = codec.encode_delta("blob", b, sha(a), a, 3)
+    with pytest.raises(CorruptObjectError, match="loops"):
+        store.get(sha(a))
+    store.frames[sha(a)] = codec.encode_delta("blob", a, sha(a), b, 3)  # its own base
+    with pytest.raises(CorruptObjectError, match="loops"):
+        store.get(sha(a))
+
+
+def test_write_pack_keeps_the_depth_limit_and_the_base_first_rule(store):
+    payloads = versions(5)
+    frames = chain_frames(payloads)
+    with pytest.raises(ValueError, match="over the limit of 3"):
+        store.write_pack(frames, max_depth=3)
+    with pytest.raises(ValueError, match="not earlier in the same pack"):
+        store.write_pack([frames[1], frames[0]])
+    for payload in payloads:  # nothing was published
+        assert not store.has(sha(payload))
+    assert store.write_pack(frames, max_depth=4) is not None
+    assert store.write_pack([]) is None
+
+
+# -- frames leaving their pack ---------------------------------------------------------------
+
+def test_read_frame_whole_rebuilds_a_delta(store):
+    payloads = versions(2)
+    store.write_pack(chain_frames(payloads))
+    newest = sha(payloads[1])
+    assert codec.frame_base(store.read_frame(newest)) == sha(payloads[0])
+    whole = store.read_frame(newest, whole=True)
+    assert codec.frame_base(whole) is None
+    other = MemoryStore()
+    other.add_frames([(newest, whole)])
+    assert other.get(newest)[1] == payloads[1]
+
+
+def test_add_frames_refuses_a_delta(store):
+    payloads = versions(2)
+    frames = chain_frames(payloads)
+    with pytest.raises(ValueError, match="only write_pack"):
+        store.add_frames(frames)
