@@ -296,3 +296,63 @@ def test_add_frames_refuses_a_delta(store):
     frames = chain_frames(payloads)
     with pytest.raises(ValueError, match="only write_pack"):
         store.add_frames(frames)
+
+
+# -- a workspace whose store holds deltas ------------------------------------------------------
+
+def history(path: Path, commits: int = 6):
+    """A workspace with `commits` snapshots of a few files edited a little each time."""
+    from rnstore import Repository
+    repo = Repository.init(path, default_ignore=False)
+    texts = {name: versions(commits, seed=name.encode()) for name in ("a.txt", "src/b.py", "src/c.py")}
+    for number in range(commits):
+        for name, text in texts.items():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            (path / name).write_bytes(text[number])
+        repo.snapshot(f"version {number}")
+    return repo
+
+
+def test_a_deltified_workspace_reads_checks_out_and_passes_fsck(tmp_path):
+    from helpers.deltas import deltify
+    from helpers.remote import tree_bytes
+    repo = history(tmp_path / "ws")
+    before = tree_bytes(repo.root)
+    where, deltas = deltify(repo, depth=3)
+    assert deltas >= 10
+    assert [c.where for c in repo.store.stored_objects()] == [where] * len(set(repo.store))
+    result = repo.fsck()
+    assert result.ok and not result.problems, result.problems
+    oldest = list(repo.log())[-1].id
+    repo.checkout(oldest)
+    repo.checkout("main")
+    assert tree_bytes(repo.root) == before
+
+
+def test_push_sends_whole_frames_and_a_clone_reads_them(tmp_path):
+    """A remote never holds a delta: push rebuilds each one whole."""
+    from helpers.deltas import deltify
+    from helpers.remote import tree_bytes
+    from rnstore import Repository
+    from rnstore.remote import transfer
+    repo = history(tmp_path / "a")
+    deltify(repo, depth=3)
+    url = str(tmp_path / "share")
+    transfer.add_remote(repo, "origin", url)
+    pushed = transfer.push(repo, "origin")
+    assert pushed.objects == len(set(repo.store))
+    for pack_file in (tmp_path / "share" / "packs").iterdir():
+        pack = packs.Pack.open(str(pack_file))
+        for raw_id, _ in pack.entries():
+            assert codec.frame_base(pack.read(raw_id)) is None
+    transfer.clone(url, tmp_path / "b")
+    assert tree_bytes(tmp_path / "b") == tree_bytes(tmp_path / "a")
+    clone = Repository.open(tmp_path / "b")
+    assert clone.fsck().ok
+    # and a fetch into the store holding deltas reads what it has through them
+    (tmp_path / "b" / "a.txt").write_bytes(b"changed in the clone\n")
+    clone.snapshot("in the clone")
+    transfer.push(clone, "origin")
+    transfer.pull(repo, "origin")
+    assert (tmp_path / "a" / "a.txt").read_bytes() == b"changed in the clone\n"
+    assert repo.fsck().ok
