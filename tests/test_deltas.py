@@ -356,3 +356,148 @@ def test_push_sends_whole_frames_and_a_clone_reads_them(tmp_path):
     transfer.pull(repo, "origin")
     assert (tmp_path / "a" / "a.txt").read_bytes() == b"changed in the clone\n"
     assert repo.fsck().ok
+
+
+# -- gc keeps bases ------------------------------------------------------------------------------
+
+@pytest.fixture(params=STORES)
+def workspace(request, tmp_path):
+    """A workspace whose objects live in the store under test."""
+    from rnstore import Repository
+    kind = request.param
+    return Repository.init(tmp_path / "ws", default_ignore=False,
+                           store=lambda repo: new_store(kind, repo.store_root / "objects"))
+
+
+def repack_as(repo, frames: list[tuple[str, bytes]]) -> str:
+    """Every object in one new pack: `frames` first, the rest whole; the old copies deleted."""
+    store = repo.store
+    given = {oid for oid, _ in frames}
+    rest = [(oid, store.read_frame(oid, whole=True)) for oid in sorted(set(store) - given)]
+    where = store.write_pack([*frames, *rest])
+    store.delete_stored([copy for copy in store.stored_objects() if copy.where != where])
+    return where
+
+
+def test_gc_keeps_the_dead_base_of_a_kept_delta(workspace):
+    """A newer version no root reaches any more is the base of an older one
+    a snapshot keeps: gc keeps it (and says so in its counts), drops what
+    else is dead in the pack, and the delta still reads."""
+    from helpers.library import age_copies
+    repo = workspace
+    older, newer, dead = versions(3)
+    (repo.root / "f.txt").write_bytes(older)
+    repo.snapshot("the older version")
+    for payload in (newer, dead):
+        repo.store.put("blob", payload)  # stored, reached by nothing
+    repack_as(repo, [(sha(newer), codec.compress("blob", newer, 3)),
+                     (sha(older), codec.encode_delta("blob", older, sha(newer), newer, 3)),
+                     (sha(dead), codec.compress("blob", dead, 3))])
+    age_copies(repo.store, 2 * 3600)
+    dry = repo.gc(prune="1h", dry_run=True)
+    assert dry.deleted_objects == 1
+    stats = repo.gc(prune="1h")
+    assert (stats.deleted_objects, stats.kept_objects) == (1, dry.kept_objects)
+    assert stats.freed_bytes == dry.freed_bytes
+    assert not repo.store.has(sha(dead))
+    assert repo.store.has(sha(newer))
+    assert repo.store.get(sha(older))[1] == older
+    result = repo.fsck()
+    assert result.ok and result.problems == [], result.problems  # the base is no dangling object
+    assert repo.gc(prune="now").deleted_objects == 0
+
+
+def test_delete_stored_keeps_bases_down_the_chain(store):
+    """Three versions, the oldest reached: the two newer ones are its base
+    and its base's base, and stay."""
+    payloads = versions(4)
+    frames = chain_frames(payloads)  # payloads[i + 1] is a delta against payloads[i]
+    where = store.write_pack(frames)
+    copies = {c.id: c for c in store.stored_objects()}
+    doomed = [copies[sha(p)] for p in payloads[:3]]  # all but the last delta
+    assert set(store.needed_bases(doomed)) == set(doomed)
+    store.delete_stored(doomed)
+    assert store.get(sha(payloads[3]))[1] == payloads[3]
+    store.delete_stored([copies[sha(payloads[3])]])  # the delta goes: nothing needs the rest
+    store.delete_stored([c for c in store.stored_objects()])
+    assert list(store) == []
+    assert where is not None
+
+
+def test_a_rewritten_pack_keeps_bases_before_their_deltas(tmp_path):
+    """gc rewrites a pack in the order its frames lie, not by id: a delta
+    never comes before its base in the new pack."""
+    store = DiskStore(tmp_path / "objects")
+    payloads = versions(12)
+    frames = chain_frames(payloads)
+    extra = b"dead weight\n"
+    store.write_pack([(sha(extra), codec.compress("blob", extra, 3)), *frames])
+    (copy,) = [c for c in store.stored_objects() if c.id == sha(extra)]
+    store.delete_stored([copy])
+    (path,) = packs.list_packs(store._pack_folder)
+    order = [raw.hex() for raw, _, _ in sorted(packs.Pack.open(path).locations(), key=lambda e: e[1])]
+    assert order == [oid for oid, _ in frames]
+    for payload in payloads:
+        assert store.get(sha(payload))[1] == payload
+
+
+# -- fsck on broken chains ---------------------------------------------------------------------
+
+def deltified(tmp_path):
+    """A workspace with history, repacked with deltas; (repo, a whole object
+    some deltas are stored against, every delta whose chain needs it)."""
+    from helpers.deltas import deltify
+    repo = history(tmp_path / "ws", commits=6)
+    deltify(repo, depth=3)
+    bases = {oid: repo.store.delta_base(oid) for oid in repo.store}
+    needing: dict[str, set[str]] = {}
+    for oid in bases:
+        base = bases[oid]
+        while base is not None:
+            if bases[base] is None:
+                needing.setdefault(base, set()).add(oid)
+            base = bases[base]
+    culprit = max(sorted(needing), key=lambda oid: len(needing[oid]))
+    assert len(needing[culprit]) >= 2
+    return repo, culprit, needing[culprit]
+
+
+def test_fsck_names_a_missing_base_and_every_delta_needing_it(tmp_path, run_cli):
+    import json
+    repo, culprit, needing = deltified(tmp_path)
+    repo.store.delete(culprit)
+    for quick in (False, True):
+        result = repo.fsck(quick=quick)
+        assert not result.ok
+        problems = {p.id: p for p in result.problems}
+        assert problems[culprit].kind == "missing"
+        assert set(problems[culprit].dependents) == needing
+        assert "delta base of" in problems[culprit].detail
+        for oid in needing:
+            assert problems[oid].kind == "corrupt", problems[oid]
+            assert culprit in problems[oid].detail
+    cli = run_cli(["fsck"], cwd=repo.root)
+    assert cli.returncode == 1
+    out = cli.stdout.decode()
+    assert f"missing blob {culprit}: the delta base of {len(needing)} objects" in out
+    for oid in needing:
+        assert f"  needed by delta {oid}" in out
+    cli = run_cli(["fsck", "--json"], cwd=repo.root)
+    assert cli.returncode == 1
+    found = {p["id"]: p for p in json.loads(cli.stdout)["problems"]}
+    assert sorted(found[culprit]["dependents"]) == sorted(needing)
+
+
+def test_fsck_names_a_corrupt_base_and_every_delta_needing_it(tmp_path, run_cli):
+    import json
+    repo, culprit, needing = deltified(tmp_path)
+    damage(repo.store, culprit)
+    result = repo.fsck()
+    problems = {p.id: p for p in result.problems}
+    assert problems[culprit].kind in ("corrupt", "hash mismatch")
+    assert set(problems[culprit].dependents) == needing
+    for oid in needing:
+        assert problems[oid].kind == "corrupt" and culprit in problems[oid].detail
+    cli = run_cli(["fsck", "--json"], cwd=repo.root)
+    found = {p["id"]: p for p in json.loads(cli.stdout)["problems"]}
+    assert sorted(found[culprit]["dependents"]) == sorted(needing)
