@@ -501,3 +501,20 @@ def test_fsck_names_a_corrupt_base_and_every_delta_needing_it(tmp_path, run_cli)
     cli = run_cli(["fsck", "--json"], cwd=repo.root)
     found = {p["id"]: p for p in json.loads(cli.stdout)["problems"]}
     assert sorted(found[culprit]["dependents"]) == sorted(needing)
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+def test_pack_settings_have_defaults_and_bounds(tmp_path, run_cli):
+    from rnstore import Repository
+    from rnstore.config import MAX_PACK_DEPTH
+    repo = Repository.init(tmp_path / "ws", default_ignore=False)
+    assert repo.config.get("pack.deltas") is True and repo.config.get("pack.depth") == 10
+    assert MAX_PACK_DEPTH < codec.MAX_CHAIN_DEPTH  # what writers may write, readers read
+    assert run_cli(["config", "pack.depth", "20"], cwd=repo.root).returncode == 0
+    assert run_cli(["config", "pack.deltas", "false"], cwd=repo.root).returncode == 0
+    bad = run_cli(["config", "pack.depth", str(MAX_PACK_DEPTH + 1)], cwd=repo.root)
+    assert bad.returncode == 2 and f"from 0 to {MAX_PACK_DEPTH}" in bad.stderr
+    assert run_cli(["config", "pack.deltas", "maybe"], cwd=repo.root).returncode == 2
+    reopened = Repository.open(repo.root)
+    assert (reopened.config.get("pack.depth"), reopened.config.get("pack.deltas")) == (20, False)
