@@ -20,6 +20,7 @@ an invalid id InvalidValueError, and damage CorruptObjectError, from every store
 from __future__ import annotations
 
 import abc
+import collections
 import contextlib
 import errno
 import functools
@@ -114,6 +115,7 @@ class ObjectStore(abc.ABC):
 
     def __init__(self, *, level: int = 3):
         self.level = level
+        self._bases = _BaseCache()
 
     # -- what a store implements: objects --------------------------------------------
 
@@ -332,8 +334,13 @@ class ObjectStore(abc.ABC):
         if len(chain) > codec.MAX_CHAIN_DEPTH:
             raise _ChainError(f"object {oid} is corrupt: its chain of delta bases is longer "
                               f"than {codec.MAX_CHAIN_DEPTH}", oid)
+        payload = self._bases.get(base)
+        if payload is not None:
+            return payload
         try:
-            return self.get(base, verify=True, limit=codec.DELTA_MAX_SIZE, chain=chain)[1]
+            payload = self.get(base, verify=True, limit=codec.DELTA_MAX_SIZE, chain=chain)[1]
+            self._bases.add(base, payload)
+            return payload
         except _ChainError as exc:  # the whole chain is at fault, reported from its top
             raise _ChainError(f"object {oid} is corrupt: {reason_of(exc, exc.object_id)}", oid) from None
         except BrokenDeltaError as exc:
@@ -552,6 +559,46 @@ class ObjectStore(abc.ABC):
             except BaseException:
                 self._discard(token)
                 raise
+
+
+class _BaseCache:
+    """The payloads of the latest delta bases read (verified: an id names
+    one payload forever), so that reading many versions of a file (fsck, a
+    repack, the trees of a long history) rebuilds each base once, not once
+    per delta above it. Bounded in bytes; thread-safe."""
+
+    LIMIT = 32 << 20
+    #: a larger payload is not kept: it would push out many smaller ones
+    ENTRY_LIMIT = 4 << 20
+
+    def __init__(self):
+        self._payloads: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, oid: str) -> bytes | None:
+        with self._lock:
+            payload = self._payloads.get(oid)
+            if payload is not None:
+                self._payloads.move_to_end(oid)
+            return payload
+
+    def add(self, oid: str, payload: bytes) -> None:
+        if len(payload) > self.ENTRY_LIMIT:
+            return
+        with self._lock:
+            if oid in self._payloads:
+                return
+            self._payloads[oid] = payload
+            self._bytes += len(payload)
+            while self._bytes > self.LIMIT:
+                _, dropped = self._payloads.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._payloads.clear()
+            self._bytes = 0
 
 
 class _ChainError(CorruptObjectError):
@@ -1051,6 +1098,7 @@ class DiskStore(ObjectStore):
 
     def _delete_copies(self, doomed: Iterable[OnDisk]) -> None:
         """delete_stored without sparing anything."""
+        self._bases.clear()  # what is deleted reads as missing from now on
         by_pack: dict[str, set[bytes]] = {}
         fanouts = set()
         for obj in doomed:
@@ -1255,6 +1303,7 @@ class MemoryStore(ObjectStore):
 
     def delete(self, oid: str) -> None:
         self._check_id(oid)
+        self._bases.clear()
         self.frames.pop(oid, None)
         self.mtimes.pop(oid, None)
 
@@ -1294,6 +1343,7 @@ class MemoryStore(ObjectStore):
     def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
         doomed = list(doomed)
         spared = set(self.needed_bases(doomed))
+        self._bases.clear()
         for obj in doomed:
             if obj.where == MEMORY and obj not in spared:
                 self.frames.pop(obj.id, None)

@@ -234,6 +234,22 @@ def test_a_corrupt_base_names_the_culprit(store):
     assert "is corrupt" in str(info.value)
 
 
+def test_reading_every_version_rebuilds_each_base_once(store, monkeypatch):
+    """fsck, a repack or the trees of a long history read many versions: a
+    verified base is kept (bounded), not rebuilt for every delta above it."""
+    payloads = versions(30)
+    store.write_pack(chain_frames(payloads))
+    decoded = []
+    real = codec.decode_delta
+    monkeypatch.setattr(codec, "decode_delta", lambda *a: decoded.append(1) or real(*a))
+    for payload in payloads:
+        assert store.get(sha(payload))[1] == payload
+    assert len(decoded) <= 2 * len(payloads)  # without the cache: 1 + 2 + ... + 29
+    store.delete(sha(payloads[0]))  # what is deleted is no base any more
+    with pytest.raises(BrokenDeltaError):
+        store.get(sha(payloads[5]))
+
+
 # -- chain depth -------------------------------------------------------------------------------
 
 def test_chains_at_the_read_limit_are_read_and_longer_ones_refused(monkeypatch):
