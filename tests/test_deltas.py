@@ -540,3 +540,41 @@ def test_pack_settings_have_defaults_and_bounds(tmp_path, run_cli):
     assert run_cli(["config", "pack.deltas", "maybe"], cwd=repo.root).returncode == 2
     reopened = Repository.open(repo.root)
     assert (reopened.config.get("pack.depth"), reopened.config.get("pack.deltas")) == (20, False)
+
+
+def test_a_delta_found_on_a_remote_is_refused_and_nothing_stored(tmp_path):
+    """Remotes never hold deltas; one written there by another program
+    (its base in the same pack or not) is a corrupt remote object: a fetch
+    reads each frame on its own, and stores nothing."""
+    from rnstore import Repository
+    from rnstore.remote import layout, transfer
+    repo = history(tmp_path / "a", commits=2)
+    url = tmp_path / "share"
+    transfer.add_remote(repo, "origin", str(url))
+    transfer.push(repo, "origin")
+    (pack_file,) = (url / "packs").iterdir()
+    name = pack_file.name[:-len(".pack")]
+    kinds = {oid: location.kind for oid, location in
+             layout.decode_index((url / "index" / f"{name}.idx").read_bytes(), name).items()}
+    pack = packs.Pack.open(str(pack_file))
+    frames = {raw.hex(): pack.read(raw) for raw, _ in pack.entries()}
+    old, new = versions(2, seed=b"a.txt")
+    assert sha(old) in frames and sha(new) in frames
+    frames[sha(old)] = codec.encode_delta("blob", old, sha(new), new, 3)
+    order = [sha(new), *(oid for oid in frames if oid != sha(new))]
+    rewritten = packs.write_pack(str(tmp_path / "tmp"), str(tmp_path / "tmp" / ".tmp-pack"),
+                                 [(oid, frames[oid]) for oid in order], fsync=False)
+    new_name = Path(rewritten).name[:-len(".pack")]
+    entries = [(raw, at, length, kinds[raw.hex()])
+               for raw, at, length in packs.Pack.open(rewritten).locations()]
+    pack_file.unlink()
+    (url / "index" / f"{name}.idx").unlink()
+    Path(rewritten).rename(url / "packs" / f"{new_name}.pack")
+    (url / "index" / f"{new_name}.idx").write_bytes(layout.encode_index(entries))
+    with pytest.raises(CorruptObjectError, match=f"remote object {sha(old)} .*is corrupt"):
+        transfer.clone(str(url), tmp_path / "b")
+    b = Repository.init(tmp_path / "c", default_ignore=False)
+    transfer.add_remote(b, "origin", str(url))
+    with pytest.raises(CorruptObjectError, match=f"remote object {sha(old)} .*is corrupt"):
+        transfer.fetch(b, "origin")
+    assert list(b.store) == [] and b.refs.list() == {}
