@@ -321,6 +321,11 @@ class FrameReader:
         if self.base is not None:  # rebuilt whole in memory: handed out as one chunk
             yield self._rebuild()
             return
+        yield from self._body()
+
+    def _body(self) -> Iterator[bytes]:
+        """What follows the header line, as stored; checks the frame ends
+        exactly where the header and frame size say."""
         if self._pending:
             yield self._pending
             self._pending = b""
@@ -341,21 +346,12 @@ class FrameReader:
     def _rebuild(self) -> bytes:
         """A delta's payload: its inner frame (read whole, bounded by the
         outer frame's declared size) decoded against its base's payload."""
-        parts = [self._pending]
-        self._pending = b""
-        while self._remaining > 0:
-            data = self._read(min(CHUNK, self._remaining))
-            if not data:
-                raise self._corrupt("truncated object")
-            self._remaining -= len(data)
-            parts.append(data)
-        if self._read(1):
-            raise self._corrupt("object decodes past its declared size")
+        inner = b"".join(self._body())
         if self._load_base is None:
             raise self._corrupt(f"a delta against {self.base}, which cannot be read here")
         base_payload = self._load_base(self.base)
         try:
-            return decode_delta(b"".join(parts), self.size, base_payload)
+            return decode_delta(inner, self.size, base_payload)
         except ValueError as exc:
             raise self._corrupt(str(exc)) from None
 
