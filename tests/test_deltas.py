@@ -6,6 +6,7 @@ decoder; chains bounded on write and on read."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -139,6 +140,48 @@ def test_chains_round_trip_in_memory(payloads):
     for payload in payloads:
         assert store.get(sha(payload))[1] == payload
         assert store.verify(sha(payload)) == ("blob", len(payload))
+
+
+def outer(content: bytes, *, content_size: bool = True) -> bytes:
+    import zstandard
+    return zstandard.ZstdCompressor(write_checksum=True, write_content_size=content_size).compress(content)
+
+
+def hostile_frames() -> dict[str, tuple[str, bytes]]:
+    """why -> (id, frame) of delta frames a reader must refuse, against the
+    base `versions(2)[0]`, stored beside them."""
+    import zstandard
+    base, payload = versions(2)
+    good = codec.encode_delta("blob", payload, sha(base), base, 3)
+    inner = codec._decompressor().decompress(good).split(b"\n", 1)[1]
+    header = b"rn1 blob delta %d %s\n" % (len(payload), sha(base).encode())
+    bomb = zstandard.ZstdCompressor(write_content_size=True, write_checksum=True).compress(
+        payload + bytes(1 << 20))
+    return {
+        "over the limit": (sha(payload), outer(b"rn1 blob delta %d %s\n" % (
+            codec.DELTA_MAX_SIZE + 1, sha(base).encode()) + inner)),
+        "a snapshot stored as a delta": (sha(payload), outer(header.replace(b"blob", b"snapshot") + inner)),
+        "does not record its size": (sha(payload), outer(header + inner, content_size=False)),
+        "not one whole zstd frame": (sha(payload), outer(header + inner + b"junk")),
+        "out of bounds": (sha(payload[:100]), outer(  # an inner frame far larger than the payload
+            b"rn1 blob delta 100 %s\n" % sha(base).encode() + codec.compress("blob", os.urandom(4096), 3))),
+        "frame size disagrees": (sha(payload), outer(header + bomb)),  # would expand far past SIZE
+        "decodes to another size|frame size disagrees": (sha(payload), outer(header + zstandard.ZstdCompressor(
+            write_content_size=True, write_checksum=True).compress(payload[:-1]))),
+    }
+
+
+@pytest.mark.parametrize("why", sorted(hostile_frames()))
+def test_hostile_delta_frames_are_corrupt(why):
+    base = versions(2)[0]
+    oid, frame = hostile_frames()[why]
+    store = MemoryStore()
+    store.frames[sha(base)] = codec.compress("blob", base, 3)
+    store.frames[oid] = frame
+    with pytest.raises(CorruptObjectError, match=why):
+        store.get(oid)
+    with pytest.raises(CorruptObjectError):
+        store.verify(oid)
 
 
 # -- reading through a store -------------------------------------------------------------------
