@@ -98,7 +98,7 @@ def _delta_compressor(size: int, base: bytes, level: int) -> zstandard.ZstdCompr
     match tables index all of it (zstd indexes only the last 8 << max(hashLog,
     chainLog) bytes of a dictionary): what `zstd --patch-from` does."""
     defaults = zstandard.ZstdCompressionParameters.from_level(level, source_size=size)
-    window_log = max(defaults.window_log, (len(base) + size).bit_length(), 10)
+    window_log = max(defaults.window_log, (len(base) + size - 1).bit_length(), 10)
     table_log = max(6, (len(base) - 1).bit_length() - 3)
     params = zstandard.ZstdCompressionParameters.from_level(
         level, source_size=size, window_log=min(window_log, _DELTA_WINDOW_LOG),
@@ -111,7 +111,7 @@ def _delta_compressor(size: int, base: bytes, level: int) -> zstandard.ZstdCompr
 
 
 #: A window covering a base and a payload of DELTA_MAX_SIZE each.
-_DELTA_WINDOW_LOG = (2 * DELTA_MAX_SIZE).bit_length()
+_DELTA_WINDOW_LOG = (2 * DELTA_MAX_SIZE - 1).bit_length()
 
 
 def decode_delta(inner: bytes, size: int, base_payload: bytes) -> bytes:

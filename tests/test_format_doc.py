@@ -155,3 +155,10 @@ def test_constants_the_document_quotes():
     assert f"{BUFFERED_BLOB >> 20} MiB" in TEXT
     from rnstore.index import RACY_NS
     assert f"within {RACY_NS // 10**6} ms of being hashed" in TEXT
+    # Deltas
+    from rnstore.config import MAX_PACK_DEPTH, SETTINGS
+    assert f"deeper than {codec.MAX_CHAIN_DEPTH}" in TEXT
+    assert f"default {SETTINGS['pack.depth'].default},\n  at most {MAX_PACK_DEPTH}" in TEXT
+    assert f"over {codec.DELTA_MAX_SIZE >> 20} MiB" in TEXT
+    assert f"at most 2^{codec._DELTA_WINDOW_LOG} bytes" in TEXT
+    assert codec.DELTA_KINDS == ("blob", "tree") and 'delta-kind  = "blob" / "tree"' in TEXT
