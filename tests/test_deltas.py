@@ -412,7 +412,7 @@ def test_push_sends_whole_frames_and_a_clone_reads_them(tmp_path):
         pack = packs.Pack.open(str(pack_file))
         for raw_id, _ in pack.entries():
             assert codec.frame_base(pack.read(raw_id)) is None
-    transfer.clone(url, tmp_path / "b")
+    Repository.clone(url, tmp_path / "b")
     assert tree_bytes(tmp_path / "b") == tree_bytes(tmp_path / "a")
     clone = Repository.open(tmp_path / "b")
     assert clone.fsck().ok
@@ -617,7 +617,7 @@ def test_a_delta_found_on_a_remote_is_refused_and_nothing_stored(tmp_path):
     Path(rewritten).rename(url / "packs" / f"{new_name}.pack")
     (url / "index" / f"{new_name}.idx").write_bytes(layout.encode_index(entries))
     with pytest.raises(CorruptObjectError, match=f"remote object {sha(old)} .*is corrupt"):
-        transfer.clone(str(url), tmp_path / "b")
+        Repository.clone(str(url), tmp_path / "b")
     b = Repository.init(tmp_path / "c", default_ignore=False)
     transfer.add_remote(b, "origin", str(url))
     with pytest.raises(CorruptObjectError, match=f"remote object {sha(old)} .*is corrupt"):
