@@ -67,7 +67,8 @@ def release_files(sdist: Path) -> dict[str, bytes]:
     return files
 
 
-def pack_frames(releases: list[dict[str, bytes]], depth: int) -> tuple[list[tuple[str, bytes]], int]:
+def pack_frames(releases: list[dict[str, bytes]], depth: int, layout: str = "chain"
+                ) -> tuple[list[tuple[str, bytes]], int]:
     """Every distinct version of every path: newest whole, older ones deltas
     of the next newer one, at most `depth` deltas per chain; (frames in
     writing order, how many are deltas)."""
@@ -79,24 +80,29 @@ def pack_frames(releases: list[dict[str, bytes]], depth: int) -> tuple[list[tupl
                 versions.append(data)
     frames, written, deltas = [], set(), 0
     for versions in by_path.values():
-        base, run = None, 0
+        # newest first; chain: each against the one before it here; tree:
+        # version i against version i - lowbit(i) (depth = bits set in i)
+        chain: list[tuple[str, bytes, int]] = []  # (id, payload, depth) since the last whole one
         for data in reversed(versions):
             oid = hashlib.sha256(data).hexdigest()
             if oid in written:
                 continue
             written.add(oid)
-            frame = None
-            if base is not None and run < depth and len(data) <= codec.DELTA_MAX_SIZE:
-                frame = codec.encode_delta("blob", data, base[0], base[1], 3)
-                whole = codec.compress("blob", data, 3)
-                if len(frame) >= len(whole):  # not worth it: whole, and a new chain
-                    frame = None
+            i = len(chain)
+            frame, my_depth = None, 0
+            if chain and len(data) <= codec.DELTA_MAX_SIZE:
+                base_id, base_data, base_depth = chain[i - (i & -i)] if layout == "tree" else chain[-1]
+                if base_depth < depth:
+                    frame = codec.encode_delta("blob", data, base_id, base_data, 3)
+                    if len(frame) >= len(codec.compress("blob", data, 3)):
+                        frame = None  # not worth it
+                    my_depth = base_depth + 1
             if frame is None:
-                frame, run = codec.compress("blob", data, 3), 0
+                frame, chain, my_depth = codec.compress("blob", data, 3), [], 0
             else:
-                run, deltas = run + 1, deltas + 1
+                deltas += 1
+            chain.append((oid, data, my_depth))
             frames.append((oid, frame))
-            base = (oid, data)
     return frames, deltas
 
 
@@ -126,6 +132,9 @@ def main() -> None:
     parser.add_argument("--releases", type=int, default=50)
     parser.add_argument("--depths", default="0,1,2,5,10,20,50")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--layout", choices=["chain", "tree"], default="chain",
+                        help="chain: each version against the next newer one; tree: version i "
+                             "(newest = 0) against version i - lowbit(i), so depth grows as log2")
     args = parser.parse_args()
     cache = Path(os.environ.get("RNSTORE_BENCH_CACHE", "/tmp/rnstore-delta-bench"))
     sdists = download(args.releases, cache)
@@ -145,7 +154,7 @@ def main() -> None:
         for depth in [int(d) for d in args.depths.split(",")]:
             root = Path(tmp) / f"depth{depth}"
             root.mkdir()
-            frames, deltas = pack_frames(releases, depth)
+            frames, deltas = pack_frames(releases, depth, args.layout)
             store = DiskStore(root, fsync=False)
             where = store.write_pack(frames, max_depth=max(depth, 0))
             size = os.path.getsize(where)
