@@ -50,7 +50,7 @@ def _workspace_side(repo: WorkspaceView, excludes: Iterable[str],
                     no_ignore: bool) -> dict[bytes, tuple[str, str]]:
     """The workspace as `commit -a` would see it: tracked and untracked."""
     found = scan(repo.root, [b""], ignore_rules(repo, excludes, no_ignore))
-    side, _ = workspace_entries(repo, repo.read_index(), found, hash_untracked=True)
+    side = workspace_entries(repo, repo.read_index(), found)
     return {path: entry for path, entry in side.items() if entry[1] != "unreadable"}
 
 

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator, Mapping
 
 from .errors import (InvalidValueError, MissingObjectError, NothingToCommitError, ObjectError,
                      RefConflictError, UnknownRevisionError)
-from .objects import MODE_TREE, Snapshot
+from .objects import Snapshot
 from .plumbing import meta_text, parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
 from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, TAGS, short_name, tag_ref
@@ -60,7 +60,8 @@ def commit(repo: WorkspaceView, message: str, *, all: bool = False, meta: Mappin
             base = repo.store.get_snapshot(head).tree if head is not None else None
             known_before = dict(index.trees)
             tree_id = write_tree(repo, index, base=base)
-        if (staged is not None and staged.index_changed) or index.trees != known_before:
+        if (staged is not None and staged.index_changed) or index.trees != known_before \
+                or index.outdated:
             repo.write_index(index)
         if head is not None:
             unchanged = repo.store.get_snapshot(head).tree == tree_id
@@ -76,7 +77,7 @@ def _store_commit(repo: WorkspaceView, index, tree_id: str, head: str | None, br
                   message: str, extra: dict, staged: AddResult | None) -> CommitResult:
     """The snapshot of `tree_id`, and HEAD's branch moved to it (the caller
     holds the workspace and store locks)."""
-    files = sum(1 for e in index.entries.values() if e.mode != MODE_TREE)
+    files = index.totals()[0]
     snapshot = Snapshot(tree_id, (head,) if head else (), utc_now(), message,
                         snapshot_meta(repo, tree_id, extra, files=files))
     snapshot_id = store_snapshot(repo, snapshot)

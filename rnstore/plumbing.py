@@ -18,7 +18,7 @@ from .objects import (BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, Tree, TreeEntry
                       HASH_CHUNK, hash_stream)
 from .refs import ANY, HEAD, HEADS, check_ref_name
 from .revparse import is_stored_tree, resolve_entry, resolve_snapshot, resolve_tree, rev_parse
-from .trees import FlatEntry, build_tree, iter_tree
+from .trees import FlatEntry, iter_tree
 from .views import HistoryView, WorkspaceView
 
 #: Metadata keys rnstore records itself; --meta may not override them.
@@ -147,9 +147,8 @@ def write_tree(repo: WorkspaceView, index: Index | None = None, *, base: str | N
     The index's folder ids are brought up to date (in memory)."""
     index = repo.read_index() if index is None else index
     # The index is a root, so gc spares its blobs: no need to refresh them.
-    # Its entries have a FlatEntry's fields, in no particular order: no copies.
     with repo.store_lock(shared=True), repo.store.batch():
-        return build_tree(repo.store, index.entries.values(), base=base, known=index.trees)
+        return index.build_tree(repo.store, base=base)
 
 
 def read_tree(repo: WorkspaceView, treeish: str) -> int:

@@ -6,16 +6,16 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from .errors import InvalidValueError, LimitExceededError, LockTimeoutError, UnreadableFileError
 from .ignore import IgnoreRules
-from .index import Index, IndexEntry
+from .index import Found, FoundList, Index, IndexEntry, Sweep
 from .objects import MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .trees import iter_tree
 from .units import format_size, plural
-from .worktree import Found, Scan, hash_entry, parallel_map, relative_pathspecs, scan, store_entry, under
+from .worktree import Scan, hash_entry, parallel_map, relative_pathspecs, scan, store_entry, under
 from .views import ObjectsView, WorkspaceView
 
 
@@ -113,25 +113,19 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
     prefixes = relative_pathspecs(repo.root, list(paths) or ["."], cwd)
     rules = ignore_rules(repo, excludes, no_ignore, strict_ignore)
     found = scan(repo.root, prefixes, rules)
-    unmatched = [p for p in found.missing if not any(under(e, [p]) for e in index.entries)]
+    unmatched = [p for p in found.missing if not index.holds(p)]
     if unmatched:
         raise InvalidValueError(
             f"pathspec '{os.fsdecode(unmatched[0])}' did not match any files",
             hints=["check the spelling; `rnstore status` lists what is there"])
     result = AddResult(skipped=found.skipped, ignored=found.ignored, dry_run=dry_run)
+    everything = b"" in prefixes
+    sweep = index.sweep(found.found, None if everything else (lambda path: under(path, prefixes)))
     if found.unreadable and not ignore_errors:
         raise _unreadable_error(found.unreadable)
     result.unreadable.extend(found.unreadable)
-    protected = [p for p, _ in found.unreadable]
-
-    everything = b"" in prefixes and not protected
-
-    def in_reach(path: bytes) -> bool:  # what this add stages or deletes
-        return everything or (under(path, prefixes) and not under(path, protected))
-
-    to_store, deleted, files, total = _compare(repo, index, found.found, in_reach, everything,
-                                               force, result)
-    del found  # a record per file: only those to store are kept while storing
+    to_store, deleted, files, total = _compare(repo, index, sweep, found, force, result)
+    del found, sweep  # a record per changed file: only those to store are kept while storing
 
     if dry_run:
         # Hash (without storing) what the stat cache cannot vouch for,
@@ -146,92 +140,90 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
         result.files, result.bytes = files, total
         return result
 
-    result.folders.update(f.path for f in to_store if f.mode == MODE_TREE)
-    result.folders.update(p for p in deleted if index.entries[p].mode == MODE_TREE)
+    result.folders.update(path for path, mode in zip(to_store.paths, to_store.modes) if mode == MODE_TREE)
+    result.folders.update(p for p in deleted if index.get(p).mode == MODE_TREE)
     _store_all(repo, index, to_store, result, ignore_errors, progress)
     for path in deleted:
         index.remove(path)
     result.deleted = deleted
     index.drop_shadowed_folders()
-    _totals(result, ((e.mode, e.size) for e in index.entries.values()))
-    result.index_changed = bool(result.changed or to_store)
+    result.files, result.bytes = index.totals()
+    result.index_changed = bool(result.changed or to_store or index.outdated)
     return result
 
 
-def _compare(repo: WorkspaceView, index: Index, found: list[Found], in_reach: Callable[[bytes], bool],
-             everything: bool, force: bool, result: AddResult
-             ) -> tuple[list[Found], list[bytes], int, int]:
-    """The scan against the index: what to store (the stat cache cannot
-    vouch for it), the paths deleted, and the files and bytes the snapshot
-    would hold, checked against the limits unless `force`. Counts the
-    unchanged in `result`."""
-    # Once per file on every add and commit -a: plain loops over dicts.
-    entries = index.entries
-    to_store: list[Found] = []
-    files = total = 0
-    if not everything:
-        for path, e in entries.items():
-            if e.mode != MODE_TREE and not in_reach(path):
-                files += 1
-                total += e.size
-    lookup_fresh = index.lookup_fresh
-    for f in found:
-        entry = entries.get(f.path)
-        if entry is not None and entry.mode == f.mode and (
-                f.mode == MODE_TREE or lookup_fresh(f.path, f.stat)):
-            result.unchanged += 1
-            size = entry.size
+def _compare(repo: WorkspaceView, index: Index, sweep: Sweep, found: Scan, force: bool,
+             result: AddResult) -> tuple[FoundList, list[bytes], int, int]:
+    """The sweep of the workspace against the index, settled: what to store
+    (the stat cache cannot vouch for it), the paths deleted, and the files
+    and bytes the snapshot would hold, checked against the limits unless
+    `force`. Counts the unchanged in `result`."""
+    protected = [p for p, _ in found.unreadable]
+    files, total = sweep.kept_files, sweep.kept_bytes
+    deleted = []
+    for path in sweep.gone:
+        if protected and under(path, protected):  # unreadable now: left as it was
+            entry = index.get(path)
+            if entry.mode != MODE_TREE:
+                files, total = files + 1, total + entry.size
         else:
-            to_store.append(f)
-            size = f.size
-        if f.mode != MODE_TREE:
-            files += 1
-            total += size
+            deleted.append(path)
+    to_store = sweep.changed
+    to_store.extend(sweep.untracked)  # in path order again below: the index merges them so
+    result.unchanged = sweep.unchanged
+    # Empty folders sort apart from the walk (see Scan.empty_folders).
+    empty = {f.path: f for f in found.empty_folders}
+    if empty:
+        deleted = [path for path in deleted if path not in empty]
+        for f in found.empty_folders:
+            entry = index.get(f.path)
+            if entry is not None and entry.mode == MODE_TREE:
+                result.unchanged += 1
+            else:
+                to_store.append(*f)
+    to_store.sort()
+    for mode, size in zip(to_store.modes, to_store.sizes):
+        if mode != MODE_TREE:  # (an empty folder's stat size is the folder's)
+            files, total = files + 1, total + size
 
     def planned() -> dict[bytes, tuple[str, int]]:
-        view = {path: (e.mode, e.size) for path, e in entries.items() if not in_reach(path)}
-        changed = {f.path for f in to_store}
-        view.update((f.path, (entries[f.path].mode, entries[f.path].size))
-                    for f in found if f.path not in changed)
+        gone = set(deleted)
+        view = {e.path: (e.mode, e.size) for e in index if e.path not in gone}
         view.update((f.path, (f.mode, f.size)) for f in to_store)
         return view
 
     if not force:
         _check_limits(repo, files, total, planned)
-    seen = {f.path for f in found}
-    deleted = sorted(path for path in entries if path not in seen and in_reach(path))
-    return to_store, deleted, files, total
+    return to_store, sorted(deleted), files, total
 
 
-def _totals(result: AddResult, entries: Iterable[tuple[str, int]]) -> None:
-    """Files and bytes of (mode, size) pairs."""
-    files = [size for mode, size in entries if mode != MODE_TREE]
-    result.files, result.bytes = len(files), sum(files)
-
-
-def _store_all(repo: WorkspaceView, index: Index, to_store: list[Found], result: AddResult,
+def _store_all(repo: WorkspaceView, index: Index, to_store: FoundList, result: AddResult,
                ignore_errors: bool, progress: Progress) -> None:
     store = repo.store
-    progress.start("add", len(to_store), sum(f.size for f in to_store))
+    progress.start("add", len(to_store),
+                   sum(size for mode, size in zip(to_store.modes, to_store.sizes) if mode != MODE_TREE))
     failures: list[tuple[bytes, str]] = []
+
+    def stored_entries() -> Iterator[IndexEntry]:  # in to_store's order, the path order
+        for found, stored, error in parallel_map(lambda f: store_entry(store, repo.root, f), to_store):
+            progress.advance(1, found.size)
+            if error is not None:
+                if isinstance(error, FileNotFoundError):
+                    continue  # vanished since the scan: the next add sees it gone
+                failures.append((found.path, error.strerror or str(error)))
+                continue
+            before = index.get(found.path)
+            if before is None:
+                result.added.append(found.path)
+            elif (before.mode, before.id) != (stored.mode, stored.id):
+                result.modified.append(found.path)
+            else:
+                result.unchanged += 1
+            yield IndexEntry(stored.path, stored.mode, stored.id, stored.size, stored.stat)
+
     try:
         with repo.store_lock(shared=True), store.batch():
-            for found, stored, error in parallel_map(
-                    lambda f: store_entry(store, repo.root, f), to_store):
-                progress.advance(1, found.size)
-                if error is not None:
-                    if isinstance(error, FileNotFoundError):
-                        continue  # vanished since the scan: the next add sees it gone
-                    failures.append((found.path, error.strerror or str(error)))
-                    continue
-                before = index.get(found.path)
-                if before is None:
-                    result.added.append(found.path)
-                elif (before.mode, before.id) != (stored.mode, stored.id):
-                    result.modified.append(found.path)
-                else:
-                    result.unchanged += 1
-                index.set(IndexEntry(stored.path, stored.mode, stored.id, stored.size, stored.stat))
+            index.update_sorted(stored_entries())
             if failures and not ignore_errors:
                 raise _unreadable_error(failures)
     finally:
@@ -302,34 +294,61 @@ def head_entries(repo: ObjectsView, head: str | None) -> dict[bytes, tuple[str, 
     return {e.path: (e.mode, e.id) for e in iter_tree(repo.store, tree)}
 
 
-def workspace_entries(repo: WorkspaceView, index: Index, found: Scan, *, hash_untracked: bool = False
-                      ) -> tuple[dict[bytes, tuple[str, str]], list[IndexEntry]]:
-    """The workspace as path -> (mode, id), trusting the stat cache where it
-    holds and hashing the rest (untracked files only with `hash_untracked`;
-    otherwise their id is ""); also the index entries whose stat can be
-    refreshed because only their timestamps changed."""
-    current: dict[bytes, tuple[str, str]] = {}
-    to_hash = []
-    for f in found.found:
-        entry = index.get(f.path)
-        if entry is not None and entry.mode == f.mode and (
-                f.mode == MODE_TREE or index.lookup_fresh(f.path, f.stat)):
-            current[f.path] = (entry.mode, entry.id)
-        elif entry is None and not hash_untracked:
-            current[f.path] = (f.mode, "")
-        else:
-            to_hash.append(f)
+@dataclass
+class _Workspace:
+    """The workspace against the index, as status and diff need it."""
+    #: tracked paths whose content differs from the index: path -> (mode, id);
+    #: the id is "unreadable" for a file that could not be read
+    modified: dict[bytes, tuple[str, str]]
+    #: tracked paths not found
+    gone: list[bytes]
+    #: untracked entries found (files, links and empty folders)
+    untracked: list[Found]
+    #: index entries whose stat can be refreshed because only their timestamps changed
+    refreshed: list[IndexEntry]
+
+
+def _against_index(repo: WorkspaceView, index: Index, found: Scan) -> _Workspace:
+    """Sweep the workspace against the index, hashing only what the stat
+    cache cannot vouch for."""
+    sweep = index.sweep(found.found)
+    untracked = list(sweep.untracked)
+    gone, to_hash = sweep.gone, list(sweep.changed)
+    empty = {f.path: f for f in found.empty_folders}
+    if empty:  # they sort apart from the walk (see Scan.empty_folders)
+        gone = [path for path in gone if path not in empty]
+        for f in found.empty_folders:
+            entry = index.get(f.path)
+            if entry is None:
+                untracked.append(f)
+            elif entry.mode != MODE_TREE:
+                to_hash.append(f)
+    del sweep
+    modified: dict[bytes, tuple[str, str]] = {}
     refreshed = []
     for f, stored, error in parallel_map(lambda f: hash_entry(repo.root, f), to_hash):
-        if error is not None:
-            current[f.path] = (f.mode, "unreadable")
-            continue
-        current[f.path] = (stored.mode, stored.id)
         entry = index.get(f.path)
-        if entry is not None and (entry.mode, entry.id) == (stored.mode, stored.id) \
-                and stored.stat is not None:
+        if error is not None:
+            modified[f.path] = (f.mode, "unreadable")
+        elif (entry.mode, entry.id) != (stored.mode, stored.id):
+            modified[f.path] = (stored.mode, stored.id)
+        elif stored.stat is not None:
             refreshed.append(IndexEntry(entry.path, entry.mode, entry.id, entry.size, stored.stat))
-    return current, refreshed
+    return _Workspace(modified, gone, untracked, refreshed)
+
+
+def workspace_entries(repo: WorkspaceView, index: Index, found: Scan
+                      ) -> dict[bytes, tuple[str, str]]:
+    """The workspace as path -> (mode, id), as `commit -a` would see it,
+    trusting the stat cache where it holds and hashing the rest (an
+    unreadable file's id is "unreadable")."""
+    seen = _against_index(repo, index, found)
+    gone = set(seen.gone)
+    current = {e.path: (e.mode, e.id) for e in index if e.path not in gone}
+    current.update(seen.modified)
+    for f, stored, error in parallel_map(lambda f: hash_entry(repo.root, f), seen.untracked):
+        current[f.path] = (f.mode, "unreadable") if error is not None else (stored.mode, stored.id)
+    return current
 
 
 def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool = False,
@@ -341,20 +360,21 @@ def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool
     index = repo.read_index()
     rules = ignore_rules(repo, excludes, no_ignore, strict_ignore)
     found = scan(repo.root, [b""], rules, list_ignored=ignored)
-    current, refreshed = workspace_entries(repo, index, found)
-    indexed = {e.path: (e.mode, e.id) for e in index}
+    seen = _against_index(repo, index, found)
     result = Status(branch, head)
     if head is not None and index.tree_id == repo.store.get_snapshot(head).tree:
         result.staged = []  # the index still builds HEAD's tree: no need to read it all
     else:
-        result.staged = compare(head_entries(repo, head), indexed)
-    tracked_now = {p: v for p, v in current.items() if p in indexed}
-    result.unstaged = compare(indexed, tracked_now)
+        result.staged = compare(head_entries(repo, head), {e.path: (e.mode, e.id) for e in index})
+    changes = [(path, "D") for path in seen.gone]
+    for path, (mode, _) in seen.modified.items():
+        changes.append((path, "T" if _kind(mode) != _kind(index.get(path).mode) else "M"))
+    result.unstaged = [Change(path, why) for path, why in sorted(changes)]
     _separate_now_ignored(repo, rules, result)
-    result.untracked = sorted(p for p in current if p not in indexed)
+    result.untracked = sorted(f.path for f in seen.untracked)
     result.ignored = sorted(found.hidden)
-    if refreshed:
-        _refresh_index(repo, refreshed)
+    if seen.refreshed:
+        _refresh_index(repo, seen.refreshed)
     return result
 
 

@@ -6,11 +6,12 @@ An empty folder is a flat entry of mode 040000 whose id is the empty tree.
 
 from __future__ import annotations
 
+import bisect
 import os
-from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
 from .errors import CorruptObjectError, InvalidValueError, MissingObjectError
-from .objects import EMPTY_TREE_ID, MODE_TREE, TREE, Tree, TreeEntry, check_name, hash_bytes
+from .objects import EMPTY_TREE_ID, MODE_TREE, TREE, TREE_HEADER, Tree, TreeEntry, check_name, hash_bytes
 
 if TYPE_CHECKING:  # store imports codec, hence zstandard: keep it off the import path
     from .store import ObjectStore
@@ -160,13 +161,7 @@ def _build(store: ObjectStore, node: dict, path: bytes, known: dict[bytes, tuple
         if rebuilt[0] != tree_id:
             raise _StaleFolderId(path)
         return rebuilt
-    base_subtrees: dict[bytes, str] = {}
-    if base_id is not None:
-        try:
-            base_subtrees = {e.name: e.id for e in store.get_tree(base_id).entries
-                             if e.mode == MODE_TREE}
-        except (MissingObjectError, CorruptObjectError):
-            base_subtrees = {}  # a damaged base only costs us the shortcut
+    base_subtrees = _subtrees(store, base_id)
     entries = []
     for name, child in node.items():
         if isinstance(child, dict):
@@ -175,6 +170,13 @@ def _build(store: ObjectStore, node: dict, path: bytes, known: dict[bytes, tuple
             entries.append(TreeEntry(name, MODE_TREE, child_id, child_size))
         else:
             entries.append(TreeEntry(name, child.mode, child.id, child.size))
+    return _store_folder(store, entries, path, known, base_id)
+
+
+def _store_folder(store: ObjectStore, entries: Iterable[TreeEntry], path: bytes,
+                  known: dict[bytes, tuple[str, int]], base_id: str | None) -> tuple[str, int]:
+    """Encode a folder's entries, record its (id, size) in `known`, and
+    store it unless `base_id` is the same tree."""
     tree = Tree.from_entries(entries)
     payload = tree.encode()
     tree_id = hash_bytes(payload)
@@ -182,6 +184,94 @@ def _build(store: ObjectStore, node: dict, path: bytes, known: dict[bytes, tuple
     if tree_id != base_id:
         store.put(TREE, payload)
     return tree_id, tree.total_size
+
+
+def build_sorted_tree(store: ObjectStore, paths: list[bytes], entry_at: Callable[[int], tuple[str, str, int]],
+                      *, base: str | None = None, known: dict[bytes, tuple[str, int]] | None = None) -> str:
+    """build_tree for a listing already sorted by path bytes (the index's):
+    `paths`, and `entry_at(i)` giving (mode, id, size) of paths[i]. The
+    entries below a folder are a contiguous run there, so a folder that
+    `known` and `base` both vouch for is skipped whole (a bisect, not a
+    visit per file), and nothing is built for the others but their own
+    listings: a snapshot after a small edit touches what changed."""
+    if known and base is not None and known.get(b"", ("",))[0] == base:
+        return base
+    known = {} if known is None else known
+    try:
+        return _build_run(store, paths, entry_at, b"", 0, len(paths), known, base)[0]
+    except _StaleFolderId:
+        known.clear()  # a bug, not damage; never write a tree from a wrong id
+        return _build_run(store, paths, entry_at, b"", 0, len(paths), known, base)[0]
+
+
+def _build_run(store: ObjectStore, paths: list[bytes], entry_at, path: bytes, lo: int, hi: int,
+               known: dict[bytes, tuple[str, int]], base_id: str | None, reuse: bool = True
+               ) -> tuple[str, int]:
+    """_build for the folder `path`, whose entries are paths[lo:hi]."""
+    if reuse and path in known:
+        tree_id, size = known[path]
+        if tree_id == base_id:
+            return tree_id, size
+        rebuilt = _build_run(store, paths, entry_at, path, lo, hi, known, base_id, reuse=False)
+        if rebuilt[0] != tree_id:
+            raise _StaleFolderId(path)
+        return rebuilt
+    base_subtrees = _subtrees(store, base_id)
+    prefix = path + b"/" if path else b""
+    skip = len(prefix)
+    entries: dict[bytes, TreeEntry | None] = {}  # None: an empty folder, unless filled
+    i = lo
+    while i < hi:
+        rest = paths[i][skip:]
+        slash = rest.find(b"/")
+        if slash < 0:
+            if rest in entries:
+                raise InvalidValueError(f"{paths[i]!r} is both a file and a folder")
+            mode, oid, size = entry_at(i)
+            entries[rest] = None if mode == MODE_TREE else TreeEntry(rest, mode, oid, size)
+            i += 1
+            continue
+        name = rest[:slash]
+        if entries.get(name) is not None:
+            raise InvalidValueError(f"{paths[i]!r} lies below a file")
+        # the paths below "name/" end where "name0" would sort ("0" follows "/")
+        end = bisect.bisect_left(paths, prefix + name + b"0", i, hi)
+        child = _build_run(store, paths, entry_at, prefix + name, i, end, known,
+                           base_subtrees.get(name), reuse)
+        entries[name] = TreeEntry(name, MODE_TREE, *child)
+        i = end
+    for name, entry in entries.items():
+        if entry is None:
+            child = _build_run(store, paths, entry_at, prefix + name, hi, hi, known,
+                               base_subtrees.get(name), reuse)
+            entries[name] = TreeEntry(name, MODE_TREE, *child)
+    return _store_folder(store, entries.values(), path, known, base_id)
+
+
+_SUBTREE = MODE_TREE.encode() + b" "
+
+
+def _subtrees(store: ObjectStore, tree_id: str | None) -> dict[bytes, str]:
+    """name -> id of the folders in a tree ({} for none, or a damaged one).
+    Only the folder records are parsed: the store checked the payload
+    against its id, and an id read here is only ever compared with
+    another (a commit after a small edit reads hundreds of these)."""
+    if tree_id is None:
+        return {}
+    try:
+        payload = store.get(tree_id, TREE)[1]
+    except (MissingObjectError, CorruptObjectError):
+        return {}  # a damaged base only costs us the shortcut
+    if not payload.startswith(TREE_HEADER):
+        return {}
+    subtrees = {}
+    for record in payload[len(TREE_HEADER):].split(b"\0"):
+        if record.startswith(_SUBTREE):
+            fields = record.split(b" ", 3)
+            if len(fields) != 4:
+                return {}  # malformed: no shortcut either
+            subtrees[fields[3]] = fields[1].decode("ascii", "replace")
+    return subtrees
 
 
 def iter_tree(store: ObjectStore, tree_id: str, prefix: bytes = b"",

@@ -10,32 +10,27 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator
 
 from .errors import InvalidValueError
 from .fsutil import open_regular
 from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
-from .index import stat_key_if_settled, StatKey
+from .index import Found, StatKey, stat_key_if_settled
 from .objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_bytes, hash_stream
 from .store import ObjectStore
 
 
-class Found(NamedTuple):
-    """One entry found by a scan: a file, a symlink or an empty folder."""
-    # A tuple, not a dataclass: a scan makes one per file.
-    path: bytes            # relative, '/'-separated
-    mode: str
-    stat: StatKey          # not the os.stat_result: a scan holds one per file
-
-    @property
-    def size(self) -> int:
-        return 0 if self.mode == MODE_TREE else self.stat.size
-
-
 @dataclass
 class Scan:
-    found: list[Found] = field(default_factory=list)
+    #: every file and link found, as (path, mode, lstat result), in
+    #: path-byte order (the index's): a one-pass iterator, so a walk of
+    #: 200,000 files holds none of them; the lists below are complete
+    #: once it is exhausted
+    found: Iterator[tuple[bytes, str, os.stat_result]] = field(default_factory=lambda: iter(()))
+    #: empty folders found (apart: a folder is known empty only once listed)
+    empty_folders: list[Found] = field(default_factory=list)
     #: (path, why) of sockets, FIFOs and devices, which are never stored
     skipped: list[tuple[bytes, str]] = field(default_factory=list)
     #: (path, error) of files and folders that could not be read
@@ -95,30 +90,48 @@ def under(path: bytes, prefixes: list[bytes]) -> bool:
 
 def scan(root: Path, prefixes: list[bytes], rules, *, list_ignored: bool = False) -> Scan:
     """Everything under the given paths that the ignore rules keep (and,
-    with `list_ignored`, what they hide, in Scan.hidden)."""
+    with `list_ignored`, what they hide, in Scan.hidden). The walk happens
+    as Scan.found is consumed."""
     result = Scan()
     root_b = os.fsencode(root)
+    starts: list[tuple[bytes, bytes, os.stat_result | None]] = []  # (sort key, path, lstat of a file)
     for prefix in sorted(set(prefixes)):
         if any(p != prefix and under(prefix, [p]) for p in prefixes):
             continue  # covered by a shorter prefix
-        if prefix:
-            if _ignored_on_the_way(rules, prefix):
-                result.ignored.append(prefix)
-                continue
-            full = os.path.join(root_b, prefix)
-            try:
-                st = os.lstat(full)
-            except FileNotFoundError:
-                result.missing.append(prefix)  # a deletion, if the index has it
-                continue
-            except OSError as exc:
-                result.unreadable.append((prefix, exc.strerror or str(exc)))
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                _add_entry(result, prefix, st)
-                continue
-        _walk(root_b, prefix, rules, result, list_ignored)
+        if not prefix:
+            starts.append((b"", b"", None))
+            continue
+        if _ignored_on_the_way(rules, prefix):
+            result.ignored.append(prefix)
+            continue
+        try:
+            st = os.lstat(os.path.join(root_b, prefix))
+        except FileNotFoundError:
+            result.missing.append(prefix)  # a deletion, if the index has it
+            continue
+        except OSError as exc:
+            result.unreadable.append((prefix, exc.strerror or str(exc)))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            starts.append((prefix + b"/", prefix, None))  # where its files sort
+        else:
+            starts.append((prefix, prefix, st))
+    starts.sort()
+    if len(starts) == 1 and starts[0][2] is None:
+        result.found = _walk(root_b, starts[0][1], rules, result, list_ignored)
+    else:
+        result.found = _found_under(root_b, starts, rules, result, list_ignored)
     return result
+
+
+def _found_under(root_b: bytes, starts, rules, result: Scan, list_ignored: bool):
+    for _, path, st in starts:
+        if st is None:
+            yield from _walk(root_b, path, rules, result, list_ignored)
+            continue
+        mode = _mode_or_skip(result, path, st)
+        if mode is not None:
+            yield path, mode, st
 
 
 def _ignored_on_the_way(rules, path: bytes) -> bool:
@@ -131,67 +144,139 @@ def _ignored_on_the_way(rules, path: bytes) -> bool:
     return False
 
 
-def _add_entry(result: Scan, path: bytes, st: os.stat_result) -> None:
+def _mode_or_skip(result: Scan, path: bytes, st: os.stat_result) -> str | None:
+    """The mode to store `st` as; None for a folder (walked, not stored) and
+    for special files (listed in result.skipped)."""
     st_mode = st.st_mode
     if stat.S_ISREG(st_mode):  # the common case first: once per file of every scan
-        mode = MODE_EXEC if st_mode & stat.S_IXUSR else MODE_FILE
-    else:
-        mode = mode_of(st)
-        if mode is None:
-            result.skipped.append((path, _kind_name(st)))
-            return
-        if mode == MODE_TREE:
-            return
-    result.found.append(Found(path, mode, StatKey(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)))
+        return MODE_EXEC if st_mode & stat.S_IXUSR else MODE_FILE
+    mode = mode_of(st)
+    if mode is None:
+        result.skipped.append((path, _kind_name(st)))
+        return None
+    return None if mode == MODE_TREE else mode
 
 
-def _walk(root_b: bytes, folder: bytes, rules, result: Scan, list_ignored: bool = False) -> None:
+_SLASH = ord("/")
+
+
+def _walk(root_b: bytes, folder: bytes, rules, result: Scan, list_ignored: bool = False
+          ) -> Iterator[tuple[bytes, str, os.stat_result]]:
+    """(path, mode, lstat result) of each file and link below `folder`, in
+    path-byte order: each listing is sorted with a folder's name as
+    "name/", which is where the paths below it sort."""
     # The hot loop of every add, status and commit.
-    is_ignored = rules.is_ignored
-    rule_file = os.fsencode(IGNORE_FILE)
-    stack = [folder]
+    S_ISREG, S_IXUSR = stat.S_ISREG, stat.S_IXUSR
+    stack = [(iter(_listing(root_b, folder, rules, result, list_ignored)),
+              folder + b"/" if folder else b"")]
     while stack:
-        current = stack.pop()
-        full = os.path.join(root_b, current) if current else root_b
-        try:
-            with os.scandir(full) as entries:
-                listing = list(entries)
-        except OSError as exc:
-            result.unreadable.append((current, exc.strerror or str(exc)))
-            continue
-        if not any(entry.name == rule_file for entry in listing):
-            rules.has_no_rule_file(current)
-        prefix = current + b"/" if current else b""
-        no_rules = rules.only_always_excluded(current)
-        for entry in listing:
-            name = entry.name
-            if no_rules and name in ALWAYS_EXCLUDED:
+        entries, prefix = stack[-1]
+        for key, st in entries:
+            if st is None:  # a folder ("name/"): walk it now, then come back
+                path = prefix + key[:-1]
+                stack.append((iter(_listing(root_b, path, rules, result, list_ignored)), prefix + key))
+                break
+            path = prefix + key
+            st_mode = st.st_mode
+            if S_ISREG(st_mode):
+                yield path, MODE_EXEC if st_mode & S_IXUSR else MODE_FILE, st
+            else:
+                mode = _mode_or_skip(result, path, st)
+                if mode is not None:
+                    yield path, mode, st
+        else:
+            stack.pop()
+
+
+def _listing(root_b: bytes, current: bytes, rules, result: Scan, list_ignored: bool
+             ) -> list[tuple[bytes, os.stat_result | None]]:
+    """A folder's entries the rules keep, sorted by key: the name, with
+    "/" after a folder's; with the lstat result of each file and link
+    (None for a folder)."""
+    full = os.path.join(root_b, current) if current else root_b
+    kept = _kept_entries(full, current, rules, result, list_ignored)
+    prefix = current + b"/" if current else b""
+    try:  # lstat by name in the open folder: no path resolved again per file
+        folder_fd = os.open(full, _FOLDER_FLAGS)
+    except OSError:
+        folder_fd = None
+    stats = []
+    try:
+        for key, entry in kept:
+            if key[-1] == _SLASH:
+                stats.append((key, None))
                 continue
-            path = prefix + name
             try:
-                is_dir = entry.is_dir(follow_symlinks=False)
-            except OSError:
-                is_dir = False
-            if not no_rules and is_ignored(path, is_dir):
-                if list_ignored and name not in ALWAYS_EXCLUDED:
-                    result.hidden.append(path + b"/" if is_dir else path)
-                continue
-            if is_dir:
-                stack.append(path)
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
+                st = os.lstat(key, dir_fd=folder_fd) if folder_fd is not None else entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                result.unreadable.append((path, exc.strerror or str(exc)))
+                result.unreadable.append((prefix + key, exc.strerror or str(exc)))
                 continue
-            _add_entry(result, path, st)
-        if current and not listing:
-            try:
-                result.found.append(Found(current, MODE_TREE, StatKey.of(os.lstat(full))))
-            except OSError:
-                pass
+            stats.append((key, st))
+    finally:
+        if folder_fd is not None:
+            os.close(folder_fd)
+    return stats
+
+
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+
+
+def _kept_entries(full: bytes, current: bytes, rules, result: Scan, list_ignored: bool
+                  ) -> list[tuple[bytes, os.DirEntry]]:
+    """_listing's entries, before their lstat."""
+    try:
+        with os.scandir(full) as entries:
+            listing = list(entries)
+    except OSError as exc:
+        result.unreadable.append((current, exc.strerror or str(exc)))
+        return []
+    if current and not listing:
+        try:
+            result.empty_folders.append(Found(current, MODE_TREE, StatKey.of(os.lstat(full))))
+        except OSError:
+            pass
+        return []
+    names = [entry.name for entry in listing]
+    if _RULE_FILE not in names:
+        rules.has_no_rule_file(current)
+    prefix = current + b"/" if current else b""
+    if rules.only_always_excluded(current):
+        # The common case, at C speed where it can be: no rule applies here.
+        try:
+            kept = [(entry.name + b"/", entry) if entry.is_dir(follow_symlinks=False) else (entry.name, entry)
+                    for entry in listing]
+        except OSError:  # is_dir had to lstat a name that went away: the careful loop
+            kept = None
+        if kept is not None:
+            if not ALWAYS_EXCLUDED.isdisjoint(names):
+                kept = [pair for pair in kept if pair[1].name not in ALWAYS_EXCLUDED]
+            kept.sort(key=itemgetter(0))
+            return kept
+    no_rules = rules.only_always_excluded(current)
+    is_ignored = rules.is_ignored
+    kept = []
+    for entry in listing:
+        name = entry.name
+        if no_rules and name in ALWAYS_EXCLUDED:
+            continue
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        if not no_rules and is_ignored(prefix + name, is_dir):
+            if list_ignored and name not in ALWAYS_EXCLUDED:
+                result.hidden.append(prefix + name + b"/" if is_dir else prefix + name)
+            continue
+        kept.append((name + b"/" if is_dir else name, entry))
+    kept.sort(key=itemgetter(0))
+    return kept
+
+
+
+
+_RULE_FILE = os.fsencode(IGNORE_FILE)
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ def test_constants_the_document_quotes():
     assert f"`{codec.FORMAT_TAG.decode()}`" in TEXT
     assert "`rntree 1`" in TEXT and objects.TREE_HEADER == b"rntree 1\n"
     assert "`rnsnapshot 1`" in TEXT and objects.SNAPSHOT_HEADER == b"rnsnapshot 1\n"
-    assert "`rnindex 2`" in TEXT and INDEX_HEADER == b"rnindex 2\n"
+    assert "`rnindex 3`" in TEXT and INDEX_HEADER == b"rnindex 3\n"
     assert f"`{STORE_FORMAT.strip()}`" in TEXT
     for mode in objects.MODES:
         assert f"`{mode}`" in TEXT

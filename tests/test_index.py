@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import time
 
 import pytest
@@ -45,16 +46,36 @@ def test_missing_file_is_an_empty_index(tmp_path):
 
 
 def test_exact_encoding():
-    index = Index([IndexEntry(b"b", MODE_FILE, A, 3, StatKey(3, 11, 22, 33)),
+    index = Index([IndexEntry(b"b", MODE_FILE, A, 3, StatKey(3, 11, -22, 33)),
                    IndexEntry(b"a", MODE_EXEC, B, 5)])
     index.trees.update({b"": (A, 8), b"sub dir": (B, 0)})
-    body = (b"rnindex 2\n"
-            + b"100755 " + B.encode() + b" 5 - - - a\0"
-            + b"100644 " + A.encode() + b" 3 11 22 33 b\0"
-            + b"tree " + A.encode() + b" 8 \0"
-            + b"tree " + B.encode() + b" 0 sub dir\0")
-    assert index.encode() == body + hashlib.sha256(body).hexdigest().encode() + b"\n"
+    body = (b"rnindex 3\n"
+            + struct.pack("<IIQQ", 2, 2, len(b"a\0b\0"), len(b"\0sub dir\0"))
+            + bytes([0x82, 0x01])                       # modes: 100755 smudged, 100644
+            + bytes.fromhex(B) + bytes.fromhex(A)        # ids
+            + struct.pack("<2Q", 5, 3)                   # sizes
+            + struct.pack("<2q", 0, 11) + struct.pack("<2q", 0, -22)  # mtimes, ctimes
+            + struct.pack("<2Q", 0, 33)                  # inodes
+            + b"a\0b\0"                                  # paths
+            + bytes.fromhex(A) + bytes.fromhex(B) + struct.pack("<2Q", 8, 0)  # folders
+            + b"\0sub dir\0")
+    assert index.encode() == body + hashlib.sha256(body).digest()
     assert Index.decode(index.encode()).trees == index.trees
+
+
+def v2_text(entries: list[bytes], folders: list[bytes] = ()) -> bytes:
+    return with_checksum(b"rnindex 2\n" + b"".join(r + b"\0" for r in [*entries, *folders]))
+
+
+def test_version_2_is_read_and_written_as_version_3():
+    data = v2_text([b"100755 " + B.encode() + b" 5 - - - a", b"100644 " + A.encode() + b" 3 11 22 33 b"],
+                   [b"tree " + A.encode() + b" 8 ", b"tree " + B.encode() + b" 0 sub dir"])
+    index = Index.decode(data)
+    assert list(index) == [IndexEntry(b"a", MODE_EXEC, B, 5), IndexEntry(b"b", MODE_FILE, A, 3, StatKey(3, 11, 22, 33))]
+    assert index.trees == {b"": (A, 8), b"sub dir": (B, 0)}
+    assert index.outdated  # worth writing anew
+    again = Index.decode(index.encode())
+    assert index.encode().startswith(HEADER) and list(again) == list(index) and not again.outdated
 
 
 def test_version_1_without_folder_lines_is_read():
@@ -64,11 +85,11 @@ def test_version_1_without_folder_lines_is_read():
     assert index.encode().startswith(HEADER)
 
 
-@pytest.mark.parametrize("line", [b"tree " + b"x" * 64 + b" 3 a\0", b"tree " + A.encode() + b" -1 a\0",
-                                  b"tree " + A.encode() + b" 3\0"])
+@pytest.mark.parametrize("line", [b"tree " + b"x" * 64 + b" 3 a", b"tree " + A.encode() + b" -1 a",
+                                  b"tree " + A.encode() + b" 3"])
 def test_malformed_folder_line_is_corrupt(line):
     with pytest.raises(CorruptStoreError):
-        Index.decode(with_checksum(HEADER + line))
+        Index.decode(v2_text([], [line]))
 
 
 def test_a_change_forgets_the_folders_above_it_and_only_those():
@@ -109,8 +130,39 @@ def test_set_get_remove():
 
 def test_empty_index_encodes():
     data = Index().encode()
-    assert data == HEADER + hashlib.sha256(HEADER).hexdigest().encode() + b"\n"
+    body = HEADER + bytes(24)
+    assert data == body + hashlib.sha256(body).digest()
     assert len(Index.decode(data)) == 0
+
+
+def test_changes_wait_in_an_overlay_and_fold_in_order():
+    index = sample()
+    index.set(IndexEntry(b"a-new", MODE_FILE, A, 1))
+    index.remove(b"link")
+    index.set(IndexEntry(b"z.txt", MODE_FILE, B, 4))
+    assert index.get(b"link") is None and index.get(b"z.txt").id == B and len(index) == 5
+    assert b"a-new" in index.entries and b"link" not in index.entries
+    paths = [e.path for e in index]
+    assert paths == sorted(paths) and b"a-new" in paths and b"link" not in paths
+    assert list(Index.decode(index.encode())) == list(index)
+
+
+def test_update_sorted_is_set_for_many():
+    index, other = sample(), sample()
+    new = [IndexEntry(b"bin/run", MODE_EXEC, A, 10), IndexEntry(b"m", MODE_FILE, B, 2),
+           IndexEntry(b"zz", MODE_LINK, A, 1, StatKey(1, 2, 3, 4))]
+    index.update_sorted(new)
+    for entry in new:
+        other.set(entry)
+    assert list(index) == list(other) and len(index) == len(other) == 7
+    index.update_sorted(reversed(new))  # out of order: still right, one by one
+    assert list(index) == list(other)
+
+
+def test_holds_a_path_or_what_lies_below_it():
+    index = Index([IndexEntry(b"a.txt", MODE_FILE, A, 1), IndexEntry(b"a/b", MODE_FILE, A, 1)])
+    assert index.holds(b"a") and index.holds(b"a/b") and index.holds(b"a.txt")
+    assert not index.holds(b"a/c") and not index.holds(b"b") and not index.holds(b"a.t")
 
 
 # -- damage --------------------------------------------------------------------------------
@@ -152,31 +204,73 @@ def with_checksum(body: bytes) -> bytes:
     b"100600 " + A.encode() + b" 3 - - - a",          # unknown mode
     b"100644 " + A[:-1].encode() + b" 3 - - - a",     # short id
     b"100644 " + A.encode() + b" x - - - a",          # bad size
+    b"100644 " + A.encode() + b" -3 - - - a",         # negative size
     b"100644 " + A.encode() + b" 3 1 2 a",            # missing field
     b"100644 " + A.encode() + b" 3 1 x 3 a",          # bad stat field
+    b"100644 " + A.encode() + b" 3 1 2 -3 a",         # negative inode
+    b"100644 " + A.encode() + b" 3 " + b"9" * 30 + b" 2 3 a",  # out of range
     b"100644 " + A.encode() + b" 3 - - - ",           # empty path
     b"100644 \xff" + A.encode()[1:] + b" 3 - - - a",  # not ASCII
 ])
-def test_malformed_records_with_a_valid_checksum(record):
+def test_malformed_version_2_records_with_a_valid_checksum(record):
     with pytest.raises(CorruptStoreError):
-        Index.decode(with_checksum(HEADER + record + b"\0"))
+        Index.decode(v2_text([record]))
+
+
+def test_version_2_record_without_terminator():
+    with pytest.raises(CorruptStoreError):
+        Index.decode(with_checksum(b"rnindex 2\n" + b"100644 " + A.encode() + b" 3 - - - a"))
+
+
+def rechecked(data: bytes) -> bytes:
+    """`data` (version 3) with its checksum made right again."""
+    body = data[:-32]
+    return body + hashlib.sha256(body).digest()
+
+
+def damaged(index: Index, offset_of, value: bytes) -> bytes:
+    data = bytearray(index.encode())
+    at = offset_of(bytes(data))
+    data[at:at + len(value)] = value
+    return rechecked(bytes(data))
+
+
+MODES_AT = len(HEADER) + 24
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: damaged(sample(), lambda _: MODES_AT, b"\x05"),          # unknown mode
+    lambda d: damaged(sample(), lambda _: MODES_AT, b"\x00"),          # no mode
+    lambda d: damaged(sample(), lambda b: b.index(b"bin/run"), b"z"),  # out of order
+    lambda d: damaged(sample(), lambda b: b.index(b"bin/run\0"), b"bin/ru\0"),  # a NUL too many
+    lambda d: damaged(sample(), lambda b: b.index(b"bin/run\0") + 3, b"//"),   # an empty component
+    lambda d: damaged(Index([IndexEntry(b"b", MODE_FILE, A, 1), IndexEntry(b"c", MODE_FILE, A, 1)]),
+                      lambda b: b.index(b"b\0c\0"), b"c"),              # a path twice
+    lambda d: damaged(sample(), lambda _: len(HEADER), b"\x06"),       # a count the sizes contradict
+])
+def test_malformed_version_3_with_a_valid_checksum(damage):
+    with pytest.raises(CorruptStoreError):
+        Index.decode(damage(None))
 
 
 def test_record_without_terminator():
+    data = bytearray(Index([IndexEntry(b"a", MODE_FILE, A, 1)]).encode())
+    path_end = data.index(b"a\0", MODES_AT + 1 + 32 + 32)
+    data[path_end + 1] = ord("b")  # the NUL that ends the only path
     with pytest.raises(CorruptStoreError):
-        Index.decode(with_checksum(HEADER + b"100644 " + A.encode() + b" 3 - - - a"))
+        Index.decode(rechecked(bytes(data)))
 
 
-@pytest.mark.parametrize("data", [b"", b"rnindex 2\n", b"RNINDEX 2\n" + b"0" * 65])
+@pytest.mark.parametrize("data", [b"", b"rnindex 3\n", b"rnindex 2\n", b"RNINDEX 2\n" + b"0" * 65])
 def test_bad_header(data):
     with pytest.raises(CorruptStoreError):
         Index.decode(data)
 
 
 def test_unknown_version_is_refused():
-    body = b"rnindex 3\n"
+    body = b"rnindex 4\n" + bytes(24)
     with pytest.raises(CorruptStoreError):
-        Index.decode(with_checksum(body))
+        Index.decode(body + hashlib.sha256(body).digest())
 
 
 def test_load_names_the_file_and_hints(tmp_path):

@@ -270,7 +270,7 @@ def test_a_file_that_changes_while_add_reads_it_is_read_again(tmp_path, monkeypa
 
 def test_add_smudges_a_file_that_changed_as_it_was_hashed(bare, run_cli):
     """A file whose last change is within RACY_NS of its hashing is staged
-    without stat fields (FORMAT.md: smudged, `-`), so the next look reads
+    without stat fields (FORMAT.md: smudged), so the next look reads
     it again: it may change again within the same timestamp tick."""
     import time
     from rnstore.index import Index
@@ -285,7 +285,10 @@ def test_add_smudges_a_file_that_changed_as_it_was_hashed(bare, run_cli):
     assert index.get(b"fresh.txt").stat is None
     assert index.get(b"settled.txt").stat is not None
     raw = (bare / ".rnstore" / "index").read_bytes()
-    assert b" - - - fresh.txt\0" in raw
+    count = int.from_bytes(raw[10:14], "little")
+    modes = raw[34:34 + count]  # FORMAT.md: a mode byte per entry, 0x80 set when smudged
+    paths = [e.path for e in index]
+    assert modes[paths.index(b"fresh.txt")] == 0x81 and modes[paths.index(b"settled.txt")] == 0x01
 
 
 def test_a_change_that_no_stat_shows_is_caught_by_a_second_read(tmp_path, monkeypatch):

@@ -131,6 +131,20 @@ operations = st.lists(st.one_of(
     st.tuples(st.just("commit"))), max_size=40)
 
 
+def stage_op(store, index: Index, op: tuple, stamp: int) -> bool:
+    """Apply one of `operations` to `index`; True for "commit" (the caller's)."""
+    if op[0] == "write":
+        _, path, data, mode = op
+        index.set(IndexEntry(path, mode, blob(store, data), len(data)))
+    elif op[0] == "touch" and index.get(op[1]) is not None:
+        index.set(index.get(op[1])._replace(stat=StatKey(1, 2, 3, stamp)))
+    elif op[0] == "empty":
+        index.set(IndexEntry(op[1], MODE_TREE, EMPTY_TREE_ID, 0))
+    elif op[0] == "remove":
+        index.remove(op[1])
+    return op[0] == "commit"
+
+
 @settings(max_examples=300, deadline=None)
 @given(operations)
 def test_known_folders_build_what_a_fresh_build_does(ops):
@@ -141,16 +155,7 @@ def test_known_folders_build_what_a_fresh_build_does(ops):
     index = Index()
     base = None
     for op in ops:
-        if op[0] == "write":
-            _, path, data, mode = op
-            index.set(IndexEntry(path, mode, blob(store, data), len(data)))
-        elif op[0] == "touch" and index.get(op[1]) is not None:
-            index.set(index.get(op[1])._replace(stat=StatKey(1, 2, 3, len(ops))))
-        elif op[0] == "empty":
-            index.set(IndexEntry(op[1], MODE_TREE, EMPTY_TREE_ID, 0))
-        elif op[0] == "remove":
-            index.remove(op[1])
-        elif op[0] == "commit":
+        if stage_op(store, index, op, len(ops)):
             base = build_tree(store, index.entries.values(), base=base, known=index.trees)
             assert base == build_tree(MemoryStore(), index.entries.values())
             assert sorted(iter_tree(store, base)) == sorted(
@@ -195,3 +200,41 @@ def test_a_wrong_folder_id_beside_a_stale_one_rebuilds_from_nothing(store):
     assert known[b""][0] == right and known[b"b"][0] == store.get_tree(right).get(b"b").id
     assert [(e.path, e.id) for e in iter_tree(store, right, recursive=True)] == [
         (e.path, e.id) for e in entries]
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations)
+def test_the_index_builds_what_build_tree_does(ops):
+    """Index.build_tree (a sorted build that skips folders its ids vouch
+    for) gives build_tree's id from nothing, and stores every tree it names."""
+    store = MemoryStore()
+    index = Index()
+    base = None
+    for op in ops:
+        if stage_op(store, index, op, len(ops)):
+            fresh = build_tree(MemoryStore(), index.entries.values())
+            base = index.build_tree(store, base=base)
+            assert base == fresh
+            assert [e.path for e in iter_tree(store, base)] == [
+                e.path for e in iter_tree(store, build_tree(store, index.entries.values()))]
+            index = Index.decode(index.encode())  # as the next command reads it
+
+
+def test_the_index_build_rebuilds_from_nothing_on_a_wrong_folder_id(store):
+    """As build_tree: a known id that its entries contradict is never written."""
+    base_entries = [flat(store, b"a/x", b"x"), flat(store, b"b/y", b"y")]
+    base = build_tree(store, base_entries)
+    base_b = store.get_tree(base).get(b"b")
+    entries = [base_entries[0], flat(store, b"b/y", b"y changed")]
+    right = build_tree(MemoryStore(), entries)
+    index = Index([IndexEntry(*e) for e in entries],
+                  trees={b"a": ("e" * 64, 1), b"b": (base_b.id, base_b.size)})
+    assert index.build_tree(store, base=base) == right
+    assert index.trees[b""][0] == right
+
+
+def test_the_index_build_refuses_a_file_with_entries_below_it(store):
+    index = Index([IndexEntry(b"a", MODE_FILE, blob(store, b"f"), 1),
+                   IndexEntry(b"a/b", MODE_FILE, blob(store, b"f"), 1)])
+    with pytest.raises(InvalidValueError):
+        index.build_tree(store)

@@ -58,6 +58,10 @@ OP_LABEL = {
     "forget": "forget 1st snapshot", "gc": "gc / prune",
 }
 EXCLUDE_TOP = (".rnstore", ".git")
+#: trees generated on demand (`gen.py many`), timed for scale only: first snapshot, no-op, status
+SCALE_TREES = {"many": 200_000}
+OPS += ("status",)
+OP_LABEL["status"] = "status (clean)"
 
 NOTES: list[str] = []
 
@@ -365,6 +369,10 @@ class Tool:
     def forget(self, r: Runner): ...
     def gc(self): ...
 
+    def status(self):
+        """`status` of a clean workspace, or None where the tool has none."""
+        return None
+
 
 class Rnstore(Tool):
     name = "rnstore"
@@ -426,6 +434,9 @@ class Rnstore(Tool):
     def gc(self):
         return [self.exe, "gc", "--prune", "now"], self.tree, (0,)
 
+    def status(self):
+        return [self.exe, "status"], self.tree, (0,)
+
 
 class Git(Tool):
     name = "git"
@@ -462,6 +473,9 @@ class Git(Tool):
 
     def restore(self, target):
         return ["git", f"--work-tree={target}", "checkout", "-f", "HEAD", "--", "."], target, (0,)
+
+    def status(self):
+        return ["git", "status"], self.tree, (0,)
 
     def du(self):
         return ["git", "count-objects", "-v"], self.tree, (0,)
@@ -588,6 +602,18 @@ def corpus_complete(pb: Path) -> bool:
         return all((big / n).stat().st_size == s for n, s in BIG_SIZES.items())
     except OSError:
         return False
+
+
+def ensure_scale_tree(pb: Path, tree: str) -> Path:
+    """$PB/corpus/TREE, generated with `gen.py many` when missing or incomplete."""
+    target = pb / "corpus" / tree
+    files = SCALE_TREES[tree]
+    if sum(len(f) for _, _, f in os.walk(target)) != files:
+        log(f"corpus: generating {target} ({files:,} files) with gen.py many ...")
+        rmtree(target)
+        subprocess.run([sys.executable, str(CORPUS_TOOLS / "gen.py"), "many", str(target), str(files)],
+                       check=True, stdout=sys.stderr)
+    return target
 
 
 def ensure_corpus(pb: Path) -> None:
@@ -798,21 +824,14 @@ class Bench:
              + "\n".join("    " + p for p in probs[:10]))
 
     def run_tree(self, tree: str, rep: int) -> None:
+        if tree in SCALE_TREES:
+            self.run_scale_tree(tree, rep)
+            return
         src = self.pb / "corpus" / tree
         order = self.tools[rep % len(self.tools):] + self.tools[:rep % len(self.tools)]
         editable = tree in EDITABLE_TREES
         log(f"\n== {tree}, repetition {rep + 1}/{self.args.runs}, order: {', '.join(t.name for t in order)}")
-        alive = []
-        for t in order:  # untimed: a private copy of the tree and a fresh store
-            t.reset()
-            t.tree = t.work / tree
-            copy_tree(src, t.tree, hardlink=not editable)
-            try:
-                t.setup(self.r)
-                alive.append(t)
-            except RuntimeError as exc:
-                loud(f"{t.name} setup failed on {tree}: {exc}")
-        os.sync()
+        alive = self.fresh_copies(order, tree, src, hardlink=not editable)
 
         n = 0
         for op in ("first", "noop", "edit") if editable else ("first", "noop"):
@@ -837,6 +856,7 @@ class Bench:
                 res = self.timed(tree, op, t, t.snapshot(op, n), rep)
                 if not res["ok"]:
                     alive.remove(t)
+        self.time_status(tree, rep, alive)
         for t in alive:
             self.sizes.setdefault(tree, {}).setdefault(t.name, {}).setdefault(
                 "snapshots", []).append(store_size(t.store_paths()))
@@ -855,6 +875,49 @@ class Bench:
         self.export(tree, rep, alive, expected)
         if editable:
             self.gc(tree, rep, alive)
+        for t in order:
+            rmtree(t.work)
+
+    def fresh_copies(self, tools: list[Tool], tree: str, src: Path, *, hardlink: bool) -> list[Tool]:
+        """Untimed: each tool's private copy of the tree and a fresh store; the tools set up."""
+        alive = []
+        for t in tools:
+            t.reset()
+            t.tree = t.work / tree
+            copy_tree(src, t.tree, hardlink=hardlink)
+            try:
+                t.setup(self.r)
+                alive.append(t)
+            except RuntimeError as exc:
+                loud(f"{t.name} setup failed on {tree}: {exc}")
+        os.sync()
+        return alive
+
+    def time_status(self, tree, rep, alive) -> None:
+        """`status` of the clean workspace the snapshots left, for the tools that have one."""
+        for t in alive:
+            spec = t.status()
+            if spec is None:
+                self.skip(tree, "status", t, "no status command")
+            else:
+                self.timed(tree, "status", t, spec, rep)
+
+    def run_scale_tree(self, tree: str, rep: int) -> None:
+        """A generated tree of SCALE_TREES[tree] small files (rnstore's default file limit):
+        first snapshot, no-op, status; peak RSS shows in the RSS table."""
+        src = ensure_scale_tree(self.pb, tree)
+        order = self.tools[rep % len(self.tools):] + self.tools[:rep % len(self.tools)]
+        log(f"\n== {tree}, repetition {rep + 1}/{self.args.runs}, order: {', '.join(t.name for t in order)}")
+        for t in order:
+            if t.name not in ("rnstore", "git"):
+                self.skip(tree, "first", t, "timed on the scale tree for rnstore and git only")
+        alive = self.fresh_copies([t for t in order if t.name in ("rnstore", "git")], tree, src,
+                                  hardlink=True)  # never edited
+        for n, op in enumerate(("first", "noop"), 1):
+            for t in list(alive):
+                if not self.timed(tree, op, t, t.snapshot(op, n), rep)["ok"]:
+                    alive.remove(t)
+        self.time_status(tree, rep, alive)
         for t in order:
             rmtree(t.work)
 
@@ -1119,7 +1182,8 @@ def report(bench: Bench, info: dict, startup: dict | None, args) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trees", default=None, help="comma list of small,medium,big (default medium,big)")
+    ap.add_argument("--trees", default=None, help="comma list of small,medium,big (default medium,big), "
+                                                  "or many (200,000 generated files: first, no-op, status)")
     ap.add_argument("--runs", type=int, default=None, help="repetitions (default 3)")
     ap.add_argument("--peers", default=None,
                     help="comma list of git,restic,borg,borg-zstd (default git,restic,borg); '' for none")
@@ -1144,7 +1208,7 @@ def main(argv=None) -> int:
     trees = [t for t in args.trees.split(",") if t]
     peers = [p for p in args.peers.split(",") if p]
     for t in trees:
-        if t not in ALL_TREES:
+        if t not in ALL_TREES and t not in SCALE_TREES:
             ap.error(f"unknown tree {t!r}")
     for p in peers:
         if p not in KNOWN_PEERS:
@@ -1229,7 +1293,10 @@ def main(argv=None) -> int:
             except RuntimeError as exc:
                 loud(f"start-up timings failed: {exc}")
         for tree in trees:
-            manifest(pb / "corpus" / tree)  # warm the page cache with the source tree
+            if tree in SCALE_TREES:
+                manifest(ensure_scale_tree(pb, tree))  # warm, as the others
+            else:
+                manifest(pb / "corpus" / tree)  # warm the page cache with the source tree
             for rep in range(args.runs):
                 bench.run_tree(tree, rep)
                 emit(final=False)  # a long run stopped later still leaves its results

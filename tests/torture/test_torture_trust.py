@@ -194,7 +194,7 @@ def plant_index(ws: Path, paths: list[bytes]) -> None:
     for path in paths:
         mode = "040000" if path.endswith(b"dir") else "100644"
         oid = "1a" * 32 if mode == "040000" else blob
-        index.entries[path] = IndexEntry(path, mode, oid, 0 if mode == "040000" else 7)
+        index.set(IndexEntry(path, mode, oid, 0 if mode == "040000" else 7))
     index.trees = {}
     (ws / ".rnstore" / "index").write_bytes(index.encode())
 
@@ -274,13 +274,15 @@ import os, sys
 from pathlib import Path
 from rnstore import Repository
 from rnstore.ignore import IgnoreRules
+from rnstore.index import Found, StatKey
 from rnstore.worktree import hash_entry, scan, store_entry
 ws = Path(sys.argv[1])
 repo = Repository.open(ws)
-found = scan(ws, [b""], IgnoreRules(ws))
+# walked to the end first (the walk is lazy), then swapped
+found = [Found(path, mode, StatKey.of(st)) for path, mode, st in scan(ws, [b""], IgnoreRules(ws)).found]
 (ws / "a.txt").unlink()
 os.mkfifo(ws / "a.txt")
-entry = [f for f in found.found if f.path == b"a.txt"][0]
+entry = [f for f in found if f.path == b"a.txt"][0]
 for function in (lambda: store_entry(repo.store, ws, entry), lambda: hash_entry(ws, entry)):
     try:
         function()
