@@ -94,6 +94,7 @@ class OnDisk:
     size: int        # stored bytes of the frame
     mtime: float     # when it was stored or last freshened (a packed copy: its pack's)
     where: str       # which copy: a loose file's or a pack's path, or MEMORY
+    packed: bool = False  # `where` is a pack (holding other objects too), not a file of its own
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,21 @@ class ObjectStore(abc.ABC):
     def damaged_packs(self) -> dict[str, str]:
         """Containers of objects that cannot be read at all (where -> why):
         their objects are not listed. fsck reports them."""
+
+    #: Whether the store keeps packs that gc may consolidate (repack).
+    keeps_packs = False
+
+    def loose_and_packs(self, enough: int) -> tuple[int, int]:
+        """(loose objects small enough to pack, packs), cheaply, for
+        `gc --auto`: loose objects are counted up to `enough` only."""
+        return 0, 0
+
+    def repack(self, frames: Iterable[tuple[str, bytes]], replaced: Iterable[OnDisk]) -> str | None:
+        """Store the (id, verified frame) pairs as one new pack, durable
+        before anything else changes, then delete the `replaced` copies of
+        objects it holds (FORMAT.md, "Repacking"); the new pack's place, or
+        None when there were no frames or the store keeps no packs."""
+        return None
 
     # -- shared logic ---------------------------------------------------------------
 
@@ -411,6 +427,18 @@ class ObjectStore(abc.ABC):
 
     # -- frames as they are stored (for transfers between stores) ------------------
 
+    def intact_frame(self, oid: str) -> tuple[str, bytes]:
+        """(kind, frame) of a stored copy verified whole against its id (an
+        intact one, where a copy is corrupt), for a repack."""
+        def read(copy: int) -> tuple[str, bytes]:
+            with self._open_frame(oid, copy) as fh:
+                frame = fh.read()
+            reader = _VerifiedFrameReader(io.BytesIO(frame), oid)
+            for _ in reader.chunks():
+                pass
+            return reader.kind, frame
+        return self._any_copy(oid, read)
+
     def read_frame(self, oid: str) -> bytes:
         """The stored frame exactly as stored (not decoded, not verified),
         for a transfer or a repack; MissingObjectError if absent."""
@@ -493,6 +521,7 @@ class DiskStore(ObjectStore):
         self._pending_lock = threading.Lock()
         self._packs: dict[str, Pack] | None = None  # loaded on first need
         self._packs_stale = False  # we published a pack since
+        self._listing: tuple[tuple[int, int] | None, int] | None = None  # (folder stamp, when listed)
         self._damaged: dict[str, str] = {}
         self._packs_lock = threading.Lock()
         self._writer: PackWriter | None = None
@@ -526,49 +555,91 @@ class DiskStore(ObjectStore):
 
     # -- packs ---------------------------------------------------------------------
 
-    def _load_packs(self) -> dict[str, Pack]:
+    def _load_packs(self, *, if_changed: bool = False) -> dict[str, Pack]:
         """The published packs, read again from disk: packs that appeared
-        are opened, packs that are gone are dropped."""
+        are opened, packs that are gone are dropped. With `if_changed`, the
+        folder is listed again only when its mtime says it may have changed
+        since the last listing (a miss then costs one stat, however many
+        packs there are)."""
         with self._packs_lock:
+            if if_changed and self._packs is not None and not self._packs_stale and self._listing_current():
+                return self._packs
             known = self._packs or {}
-            current: dict[str, Pack] = {}
-            for path in list_packs(self._pack_folder):
-                pack = known.get(path)
-                if pack is None:
-                    try:
-                        pack = Pack.open(path)
-                    except FileNotFoundError:
-                        continue
-                    except (DamagedPackError, OSError) as exc:
-                        self._damaged[path] = str(exc)
-                        continue
-                current[path] = pack
-            self._packs, self._packs_stale = current, False
-            return current
+            while True:
+                stamp = self._folder_stamp()
+                listed_at = time.time_ns()
+                current: dict[str, Pack] = {}
+                vanished = False
+                for path in list_packs(self._pack_folder):
+                    pack = known.get(path)
+                    if pack is None:
+                        try:
+                            pack = Pack.open(path)
+                        except FileNotFoundError:
+                            # Replaced by a repack between the listing and
+                            # the open: its replacement was published before
+                            # it went, so a new listing shows it.
+                            vanished = True
+                            continue
+                        except (DamagedPackError, OSError) as exc:
+                            self._damaged[path] = str(exc)
+                            continue
+                    current[path] = pack
+                if not vanished:
+                    break
+                known = {**known, **current}
+            # The largest packs first: they hold most objects, so most hits end early.
+            ordered = dict(sorted(current.items(), key=lambda item: -item[1].count))
+            self._packs, self._packs_stale = ordered, False
+            self._listing = (stamp, listed_at)
+            return ordered
+
+    def _folder_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._pack_folder)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def _listing_current(self) -> bool:
+        """Whether the pack folder is unchanged since it was last listed: its
+        mtime is the same and was already older than the listing by more
+        than the clock's granularity (an mtime set in the very moment of the
+        listing could hide a later change in the same tick)."""
+        if self._listing is None:
+            return False
+        stamp, listed_at = self._listing
+        if stamp is None or stamp != self._folder_stamp():
+            return False
+        return stamp[1] < listed_at - RACY_NS
 
     def _pack_of(self, oid: str, *, reload: bool = False) -> Pack | None:
         """The pack holding `oid` among those loaded (loading them the first
         time; with `reload`, reading the pack folder again first)."""
-        packs = self._packs
-        if reload or packs is None or self._packs_stale:
-            packs = self._load_packs()
         raw = bytes.fromhex(oid)
-        for pack in packs.values():
+        for pack in self._fresh_packs(reload).values():
             if raw in pack:
                 return pack
         return None
 
     def _packs_holding(self, oid: str, *, reload: bool = False) -> list[Pack]:
-        packs = self._packs
-        if reload or packs is None or self._packs_stale:
-            packs = self._load_packs()
         raw = bytes.fromhex(oid)
-        return [pack for pack in packs.values() if raw in pack]
+        return [pack for pack in self._fresh_packs(reload).values() if raw in pack]
 
     def _find_pack(self, oid: str) -> Pack | None:
         """Like _pack_of, looking again on a miss: another process may have
         published a pack (or gc replaced one) since the packs were loaded."""
         return self._pack_of(oid) or self._pack_of(oid, reload=True)
+
+    def _fresh_packs(self, reload: bool) -> dict[str, Pack]:
+        """The loaded packs; with `reload` (after a miss), the folder listed
+        again when it changed since the last listing."""
+        packs = self._packs
+        if packs is None or self._packs_stale:
+            return self._load_packs()
+        if reload:
+            return self._load_packs(if_changed=True)
+        return packs
 
     def damaged_packs(self) -> dict[str, str]:
         """Pack files that cannot be read (path -> why), as of the last look."""
@@ -827,7 +898,8 @@ class DiskStore(ObjectStore):
         self._check_id(oid)
         raw = bytes.fromhex(oid)
         self.delete_stored([OnDisk(oid, 0, 0.0, self._path(oid)), *(
-            OnDisk(oid, 0, pack.mtime, path) for path, pack in self._load_packs().items() if raw in pack)])
+            OnDisk(oid, 0, pack.mtime, path, packed=True)
+            for path, pack in self._load_packs().items() if raw in pack)])
 
     def _loose_ids(self) -> Iterator[str]:
         try:
@@ -894,7 +966,7 @@ class DiskStore(ObjectStore):
         for path, pack in self._load_packs().items():
             mtime = _current_mtime(path, pack)
             for raw_id, length in pack.entries():
-                yield OnDisk(raw_id.hex(), length, mtime, path)
+                yield OnDisk(raw_id.hex(), length, mtime, path, packed=True)
 
     def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
         """Loose files are removed; a pack loses its copies by being
@@ -930,6 +1002,52 @@ class DiskStore(ObjectStore):
                 remove_quietly(path)
         if by_pack:
             self._load_packs()
+
+    keeps_packs = True
+
+    def loose_and_packs(self, enough: int) -> tuple[int, int]:
+        """Names are counted first (one listing per fan-out folder, stopping
+        at `enough`); only when there are enough are the loose files too
+        large for a pack (which a repack leaves loose) told apart by a stat."""
+        packs = len(list_packs(self._pack_folder))
+        if enough <= 0:
+            return 0, packs
+        names = sum(1 for _ in itertools.islice(self._loose_ids(), enough))
+        if names < enough:
+            return names, packs
+        small = 0
+        for oid in self._loose_ids():
+            try:
+                small += os.stat(self._path(oid)).st_size <= MAX_FRAME
+            except FileNotFoundError:
+                pass
+            if small >= enough:
+                break
+        return small, packs
+
+    def repack(self, frames: Iterable[tuple[str, bytes]], replaced: Iterable[OnDisk]) -> str | None:
+        """The new pack is written under a temporary name, fsynced, renamed
+        into place and its folder fsynced before any replaced copy is
+        touched: a crash at any moment leaves every object readable (at
+        worst twice). Replaced loose files are then removed, and replaced
+        packs rewritten without the objects (or removed when nothing else
+        stays in them), as gc's sweep does."""
+        with self._writing():
+            final = write_pack(self._pack_folder, self._temp_name(self._pack_folder), frames,
+                               fsync=self.fsync, shared=self.group_shared)
+            if final is None:
+                return None
+            if self.fsync:
+                fsync_dir(self._root)  # the pack folder's own entry, when it was just made
+        with self._packs_lock:
+            self._packs_stale = True
+        new = self._load_packs().get(final)
+        if new is None:  # cannot happen short of another process deleting it
+            raise StoreWriteError(f"the new pack {final} vanished as it was written")
+        doomed = [copy for copy in replaced if copy.where != final and bytes.fromhex(copy.id) in new]
+        with self._writing():
+            self.delete_stored(doomed)
+        return final
 
     def temp_files(self) -> Iterator[TempFile]:
         """Temporary files in objects/, its fan-out folders and pack/."""
