@@ -63,7 +63,8 @@ def age(paths, seconds: float) -> None:
 
 
 def age_objects(repo: Repository, seconds: float) -> None:
-    age([repo.store.path_for(oid) for oid in object_files(repo.store_root)], seconds)
+    """Make every object look `seconds` old (its loose file, or its pack)."""
+    age({repo.store.file_of(oid) for oid in object_files(repo.store_root)}, seconds)
 
 
 def cli_json(args, cwd) -> dict:
