@@ -184,7 +184,7 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
     return stats
 
 
-def _repack(repo: ObjectsView, marker: Marker, stats: GcStats, stored: list, doomed: list,
+def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, doomed: list,
             progress: Progress) -> None:
     """Consolidate loose objects and small packs (repack.py); with dry_run,
     count what it would do."""
@@ -204,7 +204,8 @@ def _repack(repo: ObjectsView, marker: Marker, stats: GcStats, stored: list, doo
             if any(o.where == where and o.id not in marker for o in stored if (o.id, o.where) not in gone))
         return
     if not plan.empty:
-        repack(store, plan, progress)
+        repack(store, plan, kinds=marker.kind, deltas=repo.config.get("pack.deltas"),
+               depth=repo.config.get("pack.depth"), progress=progress)
     stats.repacked_objects = len(plan.objects) - len(plan.skipped)
     stats.loose_after, stats.packs_after = _counts(repo)
 

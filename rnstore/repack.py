@@ -25,12 +25,15 @@ between its first object and the ref that names it meanwhile (gc.py, rule
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Container, Iterator
+from typing import TYPE_CHECKING, Container, Iterator, Mapping
 
-from .errors import CorruptObjectError, MissingObjectError
+from .errors import CorruptObjectError, MissingObjectError, ObjectError
+from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE
 from .packs import MAX_FRAME
 from .progress import NO_PROGRESS, Progress
-from .store import ObjectStore, OnDisk
+
+if TYPE_CHECKING:  # store.py loads zstandard: gc.py (and so this) is imported by every porcelain command
+    from .store import ObjectStore, OnDisk
 
 #: Each pack kept is at least this many times all smaller packs together.
 FACTOR = 2
@@ -96,12 +99,18 @@ def _geometric_merge(loose: int, counts: dict[str, int]) -> list[str]:
     return ordered[:cut]
 
 
-def repack(store: ObjectStore, plan: RepackPlan, progress: Progress = NO_PROGRESS) -> str | None:
+def repack(store: ObjectStore, plan: RepackPlan, *, kinds: Mapping[str, str] | None = None,
+           deltas: bool = False, depth: int = 0, progress: Progress = NO_PROGRESS) -> str | None:
     """Carry out a plan: the new pack (durable first), then the copies it
-    replaces and the redundant ones go. The new pack's place, or None."""
-    progress.start("gc: repacking", len(plan.objects))
+    replaces and the redundant ones go. With `deltas`, blobs and trees are
+    stored as deltas against another version of the same path (`kinds`:
+    the kind of each reached object, from gc's mark), in chains of at most
+    `depth`. The new pack's place, or None."""
+    order = delta_order(store, plan.objects, kinds or {}, depth) if deltas and depth else \
+        [(oid, None) for oid in plan.objects]
+    progress.start("gc: repacking", len(order))
     try:
-        written = store.repack(_frames(store, plan, progress), plan.replaced)
+        written = store.repack(_frames(store, plan, order, progress), plan.replaced, max_depth=max(depth, 1))
     finally:
         progress.finish()
     if plan.redundant:
@@ -109,17 +118,128 @@ def repack(store: ObjectStore, plan: RepackPlan, progress: Progress = NO_PROGRES
     return written
 
 
-def _frames(store: ObjectStore, plan: RepackPlan, progress: Progress) -> Iterator[tuple[str, bytes]]:
-    """Each object's frame, verified against its id; an object no intact
-    copy of is found is left where it is (fsck names it)."""
-    for oid in plan.objects:
+def delta_order(store: ObjectStore, members: list[str], kinds: Mapping[str, str],
+                depth: int) -> list[tuple[str, str | None]]:
+    """(id, base or None) of every object in `members`, in the order they
+    are written: for each path, its versions from the newest snapshot to the
+    oldest; the newest stored whole (a checkout of the latest snapshot reads
+    no chain), each older one a delta against the next newer version, a
+    chain cut after `depth` deltas. A base is always written before the
+    deltas against it, and lies in the same pack."""
+    wanted = set(members)
+    versions = _versions_by_path(store, members, kinds, wanted)
+    depth_of: dict[str, int] = {}
+    order: list[tuple[str, str | None]] = []
+    for chain in versions.values():
+        newer = None
+        for oid in chain:
+            if oid not in depth_of:
+                if newer is not None and depth_of[newer] < depth:
+                    order.append((oid, newer))
+                    depth_of[oid] = depth_of[newer] + 1
+                else:
+                    order.append((oid, None))
+                    depth_of[oid] = 0
+            newer = oid
+    order += [(oid, None) for oid in members if oid not in depth_of]
+    return order
+
+
+def _versions_by_path(store: ObjectStore, members: list[str], kinds: Mapping[str, str],
+                      wanted: set[str]) -> dict[tuple[bytes, str], list[str]]:
+    """(path, kind) -> the distinct versions among `wanted`, newest first,
+    over the snapshots being repacked, newest first. A folder not being
+    repacked is not descended: it is unchanged since an earlier repack, and
+    so is what it holds."""
+    snapshots = []
+    for oid in members:
+        if kinds.get(oid) == SNAPSHOT:
+            try:
+                snapshots.append(store.get_snapshot(oid))
+            except ObjectError:
+                continue  # gc checked every reached snapshot; a repack only loses a delta
+    snapshots.sort(key=lambda snapshot: snapshot.time, reverse=True)
+    versions: dict[tuple[bytes, str], list[str]] = {}
+    visited: set[tuple[bytes, str]] = set()
+
+    def add(path: bytes, kind: str, oid: str) -> None:
+        chain = versions.setdefault((path, kind), [])
+        if oid not in chain:
+            chain.append(oid)
+
+    for snapshot in snapshots:
+        stack = [(b"", snapshot.tree)]
+        while stack:
+            path, tree_id = stack.pop()
+            if tree_id not in wanted or (path, tree_id) in visited:
+                continue
+            visited.add((path, tree_id))
+            add(path, TREE, tree_id)
+            try:
+                entries = store.get_tree(tree_id).entries
+            except ObjectError:
+                continue
+            for entry in entries:
+                below = path + b"/" + entry.name
+                if entry.mode == MODE_TREE:
+                    stack.append((below, entry.id))
+                elif entry.id in wanted:
+                    add(below, BLOB, entry.id)
+    return versions
+
+
+#: Payloads of recent bases kept in memory (the next delta of a chain
+#: needs the one before); an evicted base is read from the store again.
+BASE_CACHE_BYTES = 64 << 20
+
+
+def _frames(store: ObjectStore, plan: RepackPlan, order: list[tuple[str, str | None]],
+            progress: Progress) -> Iterator[tuple[str, bytes]]:
+    """Each object's frame, verified against its id: whole (its stored frame
+    when that is whole), or a delta against its base when that is smaller.
+    An object no intact copy of is found is left where it is (fsck names it)."""
+    written: set[str] = set()
+    cache: dict[str, bytes] = {}
+    cached = 0
+    for oid, base in order:
         try:
-            _, frame = store.intact_frame(oid)
+            frame, payload = _frame(store, oid, base if base in written else None, cache)
         except (CorruptObjectError, MissingObjectError):
             plan.skipped.append(oid)
             continue
+        if payload is not None:
+            cache[oid] = payload
+            cached += len(payload)
+            while cached > BASE_CACHE_BYTES and cache:
+                cached -= len(cache.pop(next(iter(cache))))
+        written.add(oid)
         progress.advance(1, len(frame))
         yield oid, frame
 
 
-__all__ = ["RepackPlan", "plan_repack", "repack", "FACTOR"]
+def _frame(store: ObjectStore, oid: str, base: str | None,
+           cache: dict[str, bytes]) -> tuple[bytes, bytes | None]:
+    """(the frame to write, the payload when it was read: the base of the next delta)."""
+    from . import codec
+    if base is None:
+        kind, frame = store.intact_frame(oid)
+        if codec.frame_base(frame) is None:
+            return frame, None
+        kind, payload = store.get(oid, limit=codec.DELTA_MAX_SIZE)
+        return codec.compress(kind, payload, store.level), payload
+    kind, size = store.header(oid)
+    if kind not in codec.DELTA_KINDS or size > codec.DELTA_MAX_SIZE:
+        return _frame(store, oid, None, cache)
+    kind, payload = store.get(oid, limit=codec.DELTA_MAX_SIZE)
+    base_payload = cache.get(base)
+    if base_payload is None:
+        try:
+            base_payload = store.get(base, limit=codec.DELTA_MAX_SIZE)[1]
+        except (CorruptObjectError, MissingObjectError):
+            return codec.compress(kind, payload, store.level), payload
+    delta = codec.encode_delta(kind, payload, base, base_payload, store.level)
+    whole = codec.compress(kind, payload, store.level)
+    return (delta if len(delta) < len(whole) else whole), payload
+
+
+__all__ = ["RepackPlan", "plan_repack", "repack", "delta_order", "FACTOR"]
