@@ -189,11 +189,13 @@ def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, d
     """Consolidate loose objects and small packs (repack.py); with dry_run,
     count what it would do."""
     store = repo.store
+    most_packs = repo.config.get("gc.auto_packs")
     if stats.dry_run:
         gone = {(o.id, o.where) for o in doomed}
-        plan = plan_repack(store, [o for o in stored if (o.id, o.where) not in gone], marker)
-    else:
-        plan = plan_repack(store, list(store.stored_objects()), marker)  # as the sweep left it
+        plan = plan_repack(store, [o for o in stored if (o.id, o.where) not in gone], marker,
+                           most_packs=most_packs)
+    else:  # as the sweep left it
+        plan = plan_repack(store, list(store.stored_objects()), marker, most_packs=most_packs)
     stats.merged_packs = len(plan.merged_packs)
     if stats.dry_run:
         stats.repacked_objects = len(plan.objects)
@@ -205,7 +207,8 @@ def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, d
         return
     if not plan.empty:
         repack(store, plan, kinds=marker.kind, deltas=repo.config.get("pack.deltas"),
-               depth=repo.config.get("pack.depth"), progress=progress)
+               depth=repo.config.get("pack.depth"), level=repo.config.get("compression.level"),
+               progress=progress)
     stats.repacked_objects = len(plan.objects) - len(plan.skipped)
     stats.loose_after, stats.packs_after = _counts(repo)
 

@@ -53,8 +53,12 @@ class RepackPlan:
         return not self.objects and not self.redundant
 
 
-def plan_repack(store: ObjectStore, stored: list[OnDisk], reached: Container[str]) -> RepackPlan:
-    """What a repack of these copies (stored_objects, after the sweep) does."""
+def plan_repack(store: ObjectStore, stored: list[OnDisk], reached: Container[str], *,
+                most_packs: int = 0) -> RepackPlan:
+    """What a repack of these copies (stored_objects, after the sweep) does.
+    With `most_packs` (gc.auto_packs), more packs are merged when needed so
+    that at most half that many are left: gc --auto, which runs past that
+    many, then always has room before it runs again."""
     plan = RepackPlan()
     if not store.keeps_packs:
         return plan
@@ -65,7 +69,12 @@ def plan_repack(store: ObjectStore, stored: list[OnDisk], reached: Container[str
             packs.setdefault(copy.where, []).append(copy)
         elif copy.size <= MAX_FRAME:  # larger frames stay loose files (FORMAT.md, "Pack files")
             loose.append(copy)
-    merged = _geometric_merge(len(loose), {where: len(copies) for where, copies in packs.items()})
+    counts = {where: len(copies) for where, copies in packs.items()}
+    merged = _geometric_merge(len(loose), counts)
+    if most_packs:
+        kept = sorted(set(counts) - set(merged), key=lambda where: (counts[where], where))
+        while kept and len(kept) + 1 > max(1, most_packs // 2):
+            merged.append(kept.pop(0))
     if not loose and len(merged) < 2:
         merged = []  # one pack merged alone would only be copied
     plan.merged_packs = sorted(merged)
@@ -100,17 +109,18 @@ def _geometric_merge(loose: int, counts: dict[str, int]) -> list[str]:
 
 
 def repack(store: ObjectStore, plan: RepackPlan, *, kinds: Mapping[str, str] | None = None,
-           deltas: bool = False, depth: int = 0, progress: Progress = NO_PROGRESS) -> str | None:
+           deltas: bool = False, depth: int = 0, level: int = 3, progress: Progress = NO_PROGRESS) -> str | None:
     """Carry out a plan: the new pack (durable first), then the copies it
     replaces and the redundant ones go. With `deltas`, blobs and trees are
     stored as deltas against another version of the same path (`kinds`:
     the kind of each reached object, from gc's mark), in chains of at most
-    `depth`. The new pack's place, or None."""
+    `depth`; frames written anew are compressed at `level`. The new pack's
+    place, or None."""
     order = delta_order(store, plan.objects, kinds or {}, depth) if deltas and depth else \
         [(oid, None) for oid in plan.objects]
     progress.start("gc: repacking", len(order))
     try:
-        written = store.repack(_frames(store, plan, order, progress), plan.replaced, max_depth=max(depth, 1))
+        written = store.repack(_frames(store, plan, order, level, progress), plan.replaced, max_depth=max(depth, 1))
     finally:
         progress.finish()
     if plan.redundant:
@@ -193,7 +203,7 @@ def _versions_by_path(store: ObjectStore, members: list[str], kinds: Mapping[str
 BASE_CACHE_BYTES = 64 << 20
 
 
-def _frames(store: ObjectStore, plan: RepackPlan, order: list[tuple[str, str | None]],
+def _frames(store: ObjectStore, plan: RepackPlan, order: list[tuple[str, str | None]], level: int,
             progress: Progress) -> Iterator[tuple[str, bytes]]:
     """Each object's frame, verified against its id: whole (its stored frame
     when that is whole), or a delta against its base when that is smaller.
@@ -203,7 +213,7 @@ def _frames(store: ObjectStore, plan: RepackPlan, order: list[tuple[str, str | N
     cached = 0
     for oid, base in order:
         try:
-            frame, payload = _frame(store, oid, base if base in written else None, cache)
+            frame, payload = _frame(store, oid, base if base in written else None, cache, level)
         except (CorruptObjectError, MissingObjectError):
             plan.skipped.append(oid)
             continue
@@ -217,8 +227,8 @@ def _frames(store: ObjectStore, plan: RepackPlan, order: list[tuple[str, str | N
         yield oid, frame
 
 
-def _frame(store: ObjectStore, oid: str, base: str | None,
-           cache: dict[str, bytes]) -> tuple[bytes, bytes | None]:
+def _frame(store: ObjectStore, oid: str, base: str | None, cache: dict[str, bytes],
+           level: int) -> tuple[bytes, bytes | None]:
     """(the frame to write, the payload when it was read: the base of the next delta)."""
     from . import codec
     if base is None:
@@ -226,19 +236,19 @@ def _frame(store: ObjectStore, oid: str, base: str | None,
         if codec.frame_base(frame) is None:
             return frame, None
         kind, payload = store.get(oid, limit=codec.DELTA_MAX_SIZE)
-        return codec.compress(kind, payload, store.level), payload
+        return codec.compress(kind, payload, level), payload
     kind, size = store.header(oid)
     if kind not in codec.DELTA_KINDS or size > codec.DELTA_MAX_SIZE:
-        return _frame(store, oid, None, cache)
+        return _frame(store, oid, None, cache, level)
     kind, payload = store.get(oid, limit=codec.DELTA_MAX_SIZE)
     base_payload = cache.get(base)
     if base_payload is None:
         try:
             base_payload = store.get(base, limit=codec.DELTA_MAX_SIZE)[1]
         except (CorruptObjectError, MissingObjectError):
-            return codec.compress(kind, payload, store.level), payload
-    delta = codec.encode_delta(kind, payload, base, base_payload, store.level)
-    whole = codec.compress(kind, payload, store.level)
+            return codec.compress(kind, payload, level), payload
+    delta = codec.encode_delta(kind, payload, base, base_payload, level)
+    whole = codec.compress(kind, payload, level)
     return (delta if len(delta) < len(whole) else whole), payload
 
 

@@ -742,16 +742,26 @@ class DiskStore(ObjectStore):
 
     def _pack_of(self, oid: str, *, reload: bool = False) -> Pack | None:
         """The pack holding `oid` among those loaded (loading them the first
-        time; with `reload`, reading the pack folder again first)."""
+        time). `reload` is for after a miss among those: the pack folder is
+        looked at again, and only packs that appeared since are searched."""
         raw = bytes.fromhex(oid)
-        for pack in self._fresh_packs(reload).values():
+        for pack in self._unsearched_packs(reload):
             if raw in pack:
                 return pack
         return None
 
     def _packs_holding(self, oid: str, *, reload: bool = False) -> list[Pack]:
         raw = bytes.fromhex(oid)
-        return [pack for pack in self._fresh_packs(reload).values() if raw in pack]
+        return [pack for pack in self._unsearched_packs(reload) if raw in pack]
+
+    def _unsearched_packs(self, reload: bool) -> list[Pack]:
+        searched = self._packs if reload and not self._packs_stale else None
+        packs = self._fresh_packs(reload)
+        if searched is None:
+            return list(packs.values())
+        if packs is searched:  # the folder is as it was: a miss is a miss
+            return []
+        return [pack for path, pack in packs.items() if searched.get(path) is not pack]
 
     def _find_pack(self, oid: str) -> Pack | None:
         """Like _pack_of, looking again on a miss: another process may have
