@@ -177,7 +177,8 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
             _update_registrations(repo, scan, now)
         stats.loose_before, stats.packs_before = _counts(repo)
         doomed = _sweep(repo, marker, scan, stats, stored, grace=grace, now=now, progress=progress)
-        _repack(repo, marker, stats, stored, doomed, progress)
+        _repack(repo, marker, stats, stored, doomed, progress, collectable=lambda obj: (
+            obj.id not in marker and not _young(obj, scan, grace=grace, cutoff=now - grace)))
         if not dry_run:
             atomic_write(repo.store_root / LAST_RUN, f"{now:.3f}\n".encode(), durable=False,
                          shared=repo.group_shared)
@@ -185,18 +186,24 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
 
 
 def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, doomed: list,
-            progress: Progress) -> None:
+            progress: Progress, collectable) -> None:
     """Consolidate loose objects and small packs (repack.py); with dry_run,
-    count what it would do."""
+    count what it would do. `collectable(copy)`: whether the sweep would
+    delete an unreachable copy but for a delta that needs it (repack.py)."""
     store = repo.store
     most_packs = repo.config.get("gc.auto_packs")
     if stats.dry_run:
         gone = {(o.id, o.where) for o in doomed}
         plan = plan_repack(store, [o for o in stored if (o.id, o.where) not in gone], marker,
-                           most_packs=most_packs)
+                           most_packs=most_packs, collectable=collectable)
     else:  # as the sweep left it
-        plan = plan_repack(store, list(store.stored_objects()), marker, most_packs=most_packs)
+        plan = plan_repack(store, list(store.stored_objects()), marker, most_packs=most_packs,
+                           collectable=collectable)
     stats.merged_packs = len(plan.merged_packs)
+    # the dead bases it removes were counted as kept by the sweep
+    stats.deleted_objects += len(plan.collectable)
+    stats.freed_bytes += sum(o.size for o in plan.collectable)
+    stats.kept_objects -= len(plan.collectable)
     if stats.dry_run:
         stats.repacked_objects = len(plan.objects)
         moved = {o.where for o in plan.replaced if not o.packed} | {o.where for o in plan.redundant if not o.packed}
@@ -326,6 +333,12 @@ def _writer_alive(name: str) -> bool:
     return pid is not None and pid_alive(pid)
 
 
+def _young(obj, scan: RootScan, *, grace: float, cutoff: float) -> bool:
+    """An unreachable copy gc spares for its age (rules 3 and 4)."""
+    return (grace > 0 and obj.mtime >= cutoff) or (
+        scan.keep_newer_than is not None and obj.mtime >= scan.keep_newer_than)
+
+
 def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, stored: list, *, grace: float,
            now: float, progress: Progress) -> list:
     """Delete what no root reaches and is old enough; what it deleted."""
@@ -336,8 +349,7 @@ def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, 
     for obj in stored:
         if obj.id in marker:
             kept += 1
-        elif (grace > 0 and obj.mtime >= cutoff) or (
-                scan.keep_newer_than is not None and obj.mtime >= scan.keep_newer_than):
+        elif _young(obj, scan, grace=grace, cutoff=cutoff):
             kept += 1
             stats.young_objects += 1
         else:

@@ -25,7 +25,7 @@ between its first object and the ref that names it meanwhile (gc.py, rule
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Container, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Container, Iterator, Mapping
 
 from .errors import CorruptObjectError, MissingObjectError, ObjectError
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE
@@ -47,6 +47,7 @@ class RepackPlan:
     replaced: list[OnDisk] = field(default_factory=list)    # copies the new pack replaces
     redundant: list[OnDisk] = field(default_factory=list)   # copies of objects a kept pack holds
     skipped: list[str] = field(default_factory=list)        # reached objects no intact copy of was found
+    collectable: list[OnDisk] = field(default_factory=list)  # dead bases the sweep spared in merged packs
 
     @property
     def empty(self) -> bool:
@@ -54,11 +55,15 @@ class RepackPlan:
 
 
 def plan_repack(store: ObjectStore, stored: list[OnDisk], reached: Container[str], *,
-                most_packs: int = 0) -> RepackPlan:
+                most_packs: int = 0, collectable: Callable[[OnDisk], bool] | None = None) -> RepackPlan:
     """What a repack of these copies (stored_objects, after the sweep) does.
     With `most_packs` (gc.auto_packs), more packs are merged when needed so
     that at most half that many are left: gc --auto, which runs past that
-    many, then always has room before it runs again."""
+    many, then always has room before it runs again. `collectable(copy)`
+    tells an unreachable copy old enough to delete, which the sweep spared
+    in a merged pack as the base of a delta: the repack moves that delta
+    out, so the base goes after it (spared again if a delta that stays
+    still needs it)."""
     plan = RepackPlan()
     if not store.keeps_packs:
         return plan
@@ -83,6 +88,8 @@ def plan_repack(store: ObjectStore, stored: list[OnDisk], reached: Container[str
     chosen: set[str] = set()
     for copy in [*loose, *(c for where in plan.merged_packs for c in packs[where])]:
         if copy.id not in reached:
+            if copy.packed and collectable is not None and collectable(copy):
+                plan.collectable.append(copy)
             continue  # unreachable but young: stays where it is, with its own mtime
         if copy.id in in_kept:
             plan.redundant.append(copy)
@@ -120,7 +127,8 @@ def repack(store: ObjectStore, plan: RepackPlan, *, kinds: Mapping[str, str] | N
         [(oid, None) for oid in plan.objects]
     progress.start("gc: repacking", len(order))
     try:
-        written = store.repack(_frames(store, plan, order, level, progress), plan.replaced, max_depth=max(depth, 1))
+        written = store.repack(_frames(store, plan, order, level, progress), plan.replaced,
+                               dead=plan.collectable, max_depth=max(depth, 1))
     finally:
         progress.finish()
     if plan.redundant:

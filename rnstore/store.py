@@ -199,12 +199,13 @@ class ObjectStore(abc.ABC):
         return 0, 0
 
     def repack(self, frames: Iterable[tuple[str, bytes]], replaced: Iterable[OnDisk], *,
-               max_depth: int = codec.MAX_CHAIN_DEPTH) -> str | None:
+               dead: Iterable[OnDisk] = (), max_depth: int = codec.MAX_CHAIN_DEPTH) -> str | None:
         """Store the (id, verified frame) pairs as one new pack (as
         write_pack does: deltas after their bases), durable before anything
         else changes, then delete the `replaced` copies of objects it holds
-        (FORMAT.md, "Repacking"); the new pack's place, or None when there
-        were no frames or the store keeps no packs (nothing is changed)."""
+        and the `dead` copies, which gc may delete (FORMAT.md, "Repacking");
+        the new pack's place, or None when there were no frames or the store
+        keeps no packs (nothing is changed)."""
         return None
 
     # -- shared logic ---------------------------------------------------------------
@@ -1191,7 +1192,7 @@ class DiskStore(ObjectStore):
         return small, packs
 
     def repack(self, frames: Iterable[tuple[str, bytes]], replaced: Iterable[OnDisk], *,
-               max_depth: int = codec.MAX_CHAIN_DEPTH) -> str | None:
+               dead: Iterable[OnDisk] = (), max_depth: int = codec.MAX_CHAIN_DEPTH) -> str | None:
         """write_pack() makes the new pack durable (written under a temporary
         name, fsynced, renamed into place, its folder fsynced) before any
         replaced copy is touched: a crash at any moment leaves every object
@@ -1205,6 +1206,7 @@ class DiskStore(ObjectStore):
         if new is None:  # cannot happen short of another process deleting it
             raise StoreWriteError(f"the new pack {final} vanished as it was written")
         doomed = [copy for copy in replaced if copy.where != final and bytes.fromhex(copy.id) in new]
+        doomed += [copy for copy in dead if copy.where != final]
         with self._writing():
             self.delete_stored(doomed)
         return final
