@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.torture import (NOTES, STATS, commit, fsck_problems, gc_loop, init, make_tree, manifest,
+from helpers.torture import (NOTES, STATS, checkout_exactly, commit, fsck_problems, gc_loop, init, make_tree, manifest,
                              manifest_diff, mutate, ok, run, scale)
 from test_torture_crash import Lane, attempts_left, run_crash_lanes
 
@@ -176,14 +176,7 @@ def test_readers_and_a_writer_racing_repacks(scratch):
     try:
         for _ in range(2 * scale()):
             for snap, expected in snaps.items():
-                target = scratch / "read-target"
-                if target.exists():
-                    shutil.rmtree(target)
-                proc = run(["checkout", snap, "--target", target, "-q"], ws)
-                if proc.returncode != 0:
-                    problems.append(f"checkout {snap[:12]} exited {proc.returncode}: {proc.stderr}")
-                elif manifest(target) != expected:
-                    problems.append(f"checkout {snap[:12]} differs:\n{manifest_diff(expected, manifest(target))}")
+                checkout_exactly(ws, snap, expected, scratch / "read-target", problems)
                 oid = blobs[reads % len(blobs)]
                 proc = run(["cat-file", "-p", oid], ws)
                 if proc.returncode != 0 or hashlib.sha256(proc.stdout).hexdigest() != oid:
