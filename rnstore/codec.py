@@ -98,7 +98,7 @@ def _delta_compressor(size: int, base: bytes, level: int) -> zstandard.ZstdCompr
     match tables index all of it (zstd indexes only the last 8 << max(hashLog,
     chainLog) bytes of a dictionary): what `zstd --patch-from` does."""
     defaults = zstandard.ZstdCompressionParameters.from_level(level, source_size=size)
-    window_log = max(defaults.window_log, (len(base) + size).bit_length(), 10)
+    window_log = max(defaults.window_log, (len(base) + size - 1).bit_length(), 10)
     table_log = max(6, (len(base) - 1).bit_length() - 3)
     params = zstandard.ZstdCompressionParameters.from_level(
         level, source_size=size, window_log=min(window_log, _DELTA_WINDOW_LOG),
@@ -111,7 +111,7 @@ def _delta_compressor(size: int, base: bytes, level: int) -> zstandard.ZstdCompr
 
 
 #: A window covering a base and a payload of DELTA_MAX_SIZE each.
-_DELTA_WINDOW_LOG = (2 * DELTA_MAX_SIZE).bit_length()
+_DELTA_WINDOW_LOG = (2 * DELTA_MAX_SIZE - 1).bit_length()
 
 
 def decode_delta(inner: bytes, size: int, base_payload: bytes) -> bytes:
@@ -321,6 +321,11 @@ class FrameReader:
         if self.base is not None:  # rebuilt whole in memory: handed out as one chunk
             yield self._rebuild()
             return
+        yield from self._body()
+
+    def _body(self) -> Iterator[bytes]:
+        """What follows the header line, as stored; checks the frame ends
+        exactly where the header and frame size say."""
         if self._pending:
             yield self._pending
             self._pending = b""
@@ -341,27 +346,32 @@ class FrameReader:
     def _rebuild(self) -> bytes:
         """A delta's payload: its inner frame (read whole, bounded by the
         outer frame's declared size) decoded against its base's payload."""
-        parts = [self._pending]
-        self._pending = b""
-        while self._remaining > 0:
-            data = self._read(min(CHUNK, self._remaining))
-            if not data:
-                raise self._corrupt("truncated object")
-            self._remaining -= len(data)
-            parts.append(data)
-        if self._read(1):
-            raise self._corrupt("object decodes past its declared size")
+        inner = b"".join(self._body())
         if self._load_base is None:
             raise self._corrupt(f"a delta against {self.base}, which cannot be read here")
         base_payload = self._load_base(self.base)
         try:
-            return decode_delta(b"".join(parts), self.size, base_payload)
+            return decode_delta(inner, self.size, base_payload)
         except ValueError as exc:
             raise self._corrupt(str(exc)) from None
+
+
+#: A frame header, a block header and the largest block: the header line
+#: of an object is in its frame's first block.
+_FIRST_BLOCK = 18 + 3 + (128 << 10)
 
 
 def frame_base(frame: bytes) -> str | None:
     """The base a stored frame is a delta against (None for a whole
     object), read from its header alone; CorruptObjectError when the frame
-    does not decode that far."""
+    does not decode that far. Cheap (gc asks it of every frame of a pack it
+    rewrites): the first block only, and the full reader when in doubt."""
+    try:
+        content = _decompressor().decompressobj().decompress(frame[:_FIRST_BLOCK])
+    except zstandard.ZstdError:
+        content = b""
+    newline = content.find(b"\n", 0, HEADER_MAX)
+    match = _HEADER.match(content[:newline + 1]) if newline >= 0 else None
+    if match is not None:
+        return match.group(6).decode() if match.group(4) else None
     return FrameReader(io.BytesIO(frame)).base

@@ -20,6 +20,7 @@ an invalid id InvalidValueError, and damage CorruptObjectError, from every store
 from __future__ import annotations
 
 import abc
+import collections
 import contextlib
 import errno
 import functools
@@ -115,6 +116,7 @@ class ObjectStore(abc.ABC):
 
     def __init__(self, *, level: int = 3):
         self.level = level
+        self._bases = _BaseCache()
 
     # -- what a store implements: objects --------------------------------------------
 
@@ -349,23 +351,43 @@ class ObjectStore(abc.ABC):
             raise _ChainError(f"object {oid} is corrupt: its chain of delta bases loops "
                               f"through {base}", oid)
         if len(chain) > codec.MAX_CHAIN_DEPTH:
-            raise _ChainError(f"object {oid} is corrupt: its chain of delta bases is longer "
-                              f"than {codec.MAX_CHAIN_DEPTH}", oid)
-        try:
-            return self.get(base, verify=True, limit=codec.DELTA_MAX_SIZE, chain=chain)[1]
-        except _ChainError as exc:  # the whole chain is at fault, reported from its top
-            raise _ChainError(f"object {oid} is corrupt: {reason_of(exc, exc.object_id)}", oid) from None
-        except BrokenDeltaError as exc:
-            culprit, missing = exc.culprit, exc.culprit_missing
-        except MissingObjectError:
-            culprit, missing = base, True
-        except CorruptObjectError:
-            culprit, missing = base, False
+            raise self._too_deep(oid)
+        cached = self._bases.get(base)
+        if cached is not None:
+            payload, base_depth = cached
+        else:
+            try:
+                self._bases.rebuilt.last = None
+                payload = self.get(base, verify=True, limit=codec.DELTA_MAX_SIZE, chain=chain)[1]
+            except _ChainError as exc:  # the whole chain is at fault, reported from its top
+                raise _ChainError(f"object {oid} is corrupt: {reason_of(exc, exc.object_id)}",
+                                  oid) from None
+            except BrokenDeltaError as exc:
+                raise self._broken(oid, base, exc.culprit, exc.culprit_missing) from None
+            except MissingObjectError:
+                raise self._broken(oid, base, base, True) from None
+            except CorruptObjectError:
+                raise self._broken(oid, base, base, False) from None
+            last = getattr(self._bases.rebuilt, "last", None)  # set when `base` is a delta itself
+            base_depth = last[1] if last is not None and last[0] == base else 0
+            self._bases.add(base, payload, base_depth)
+        if len(chain) + base_depth > codec.MAX_CHAIN_DEPTH:  # a chain cached part-way down
+            raise self._too_deep(oid)
+        self._bases.rebuilt.last = (oid, base_depth + 1)
+        return payload
+
+    @staticmethod
+    def _too_deep(oid: str) -> CorruptObjectError:
+        return _ChainError(f"object {oid} is corrupt: its chain of delta bases is longer "
+                           f"than {codec.MAX_CHAIN_DEPTH}", oid)
+
+    @staticmethod
+    def _broken(oid: str, base: str, culprit: str, missing: bool) -> BrokenDeltaError:
         what = "missing" if missing else "corrupt"
         needs = f"delta base {culprit}" if culprit == base else \
             f"chain of delta bases (through {base}) needs {culprit}, which"
-        raise BrokenDeltaError(f"object {oid} is corrupt: its {needs} is {what}",
-                               oid, base=base, culprit=culprit, culprit_missing=missing)
+        return BrokenDeltaError(f"object {oid} is corrupt: its {needs} is {what}",
+                                oid, base=base, culprit=culprit, culprit_missing=missing)
 
     def delta_base(self, oid: str) -> str | None:
         """The object the stored copy of `oid` is a delta against (None when
@@ -586,6 +608,51 @@ class ObjectStore(abc.ABC):
                 raise
 
 
+class _BaseCache:
+    """The payloads of the latest delta bases read (verified: an id names
+    one payload forever), with the depth of their own chains, so that
+    reading many versions of a file (fsck, a repack, the trees of a long
+    history) rebuilds each base once, not once per delta above it, and a
+    chain too deep is refused whatever was read before. Bounded in bytes;
+    thread-safe. `rebuilt.last` is (id, depth) of the delta this thread
+    last rebuilt, which tells the reader of a base how deep its chain went."""
+
+    LIMIT = 32 << 20
+    #: a larger payload is not kept: it would push out many smaller ones
+    ENTRY_LIMIT = 4 << 20
+
+    def __init__(self):
+        self._payloads: collections.OrderedDict[str, tuple[bytes, int]] = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.rebuilt = threading.local()
+
+    def get(self, oid: str) -> tuple[bytes, int] | None:
+        """(payload, depth of its chain: 0 when stored whole), if kept."""
+        with self._lock:
+            found = self._payloads.get(oid)
+            if found is not None:
+                self._payloads.move_to_end(oid)
+            return found
+
+    def add(self, oid: str, payload: bytes, depth: int) -> None:
+        if len(payload) > self.ENTRY_LIMIT:
+            return
+        with self._lock:
+            if oid in self._payloads:
+                return
+            self._payloads[oid] = (payload, depth)
+            self._bytes += len(payload)
+            while self._bytes > self.LIMIT:
+                _, (dropped, _) = self._payloads.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._payloads.clear()
+            self._bytes = 0
+
+
 class _ChainError(CorruptObjectError):
     """A chain of deltas that loops or is too long: corrupt as a whole."""
 
@@ -655,6 +722,7 @@ class DiskStore(ObjectStore):
         self._writer: PackWriter | None = None
         self._freshened_packs: set[str] = set()
         self._fanouts: set[str] | None = None
+        self._pack_bases: dict[str, dict[str, str]] = {}  # pack -> its deltas' bases
 
     def _path(self, oid: str) -> str:
         """The file of an id we computed ourselves (no validation)."""
@@ -1116,6 +1184,9 @@ class DiskStore(ObjectStore):
         self._delete_copies([obj for obj in doomed if obj not in spared])
 
     def _delta_bases_in(self, where: str) -> dict[str, str]:
+        known = self._pack_bases.get(where)
+        if known is not None:
+            return known
         pack = (self._packs or {}).get(where)
         if pack is None:  # a loose file: never a delta
             return {}
@@ -1124,6 +1195,8 @@ class DiskStore(ObjectStore):
             base = _base_or_none(pack.read(raw_id))
             if base is not None:
                 bases[raw_id.hex()] = base
+        # a pack never changes (its name is its index's hash): gc asks twice
+        self._pack_bases[where] = bases
         return bases
 
     def _write_pack(self, frames: Iterator[tuple[str, bytes]]) -> str | None:
@@ -1137,6 +1210,7 @@ class DiskStore(ObjectStore):
 
     def _delete_copies(self, doomed: Iterable[OnDisk]) -> None:
         """delete_stored without sparing anything."""
+        self._bases.clear()  # what is deleted reads as missing from now on
         by_pack: dict[str, set[bytes]] = {}
         fanouts = set()
         for obj in doomed:
@@ -1383,6 +1457,7 @@ class MemoryStore(ObjectStore):
 
     def delete(self, oid: str) -> None:
         self._check_id(oid)
+        self._bases.clear()
         self.frames.pop(oid, None)
         self.mtimes.pop(oid, None)
 
@@ -1422,6 +1497,7 @@ class MemoryStore(ObjectStore):
     def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
         doomed = list(doomed)
         spared = set(self.needed_bases(doomed))
+        self._bases.clear()
         for obj in doomed:
             if obj.where == MEMORY and obj not in spared:
                 self.frames.pop(obj.id, None)

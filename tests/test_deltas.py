@@ -6,6 +6,7 @@ decoder; chains bounded on write and on read."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -126,6 +127,8 @@ def test_the_zstd_cli_decodes_a_delta_of_a_large_file(tmp_path):
     (tmp_path / "object").write_bytes(frame)
     (tmp_path / "base").write_bytes(base)
     inner = _zstd("-dc", "object", cwd=tmp_path).split(b"\n", 1)[1]
+    import zstandard
+    assert zstandard.get_frame_parameters(inner).window_size <= 1 << 27
     (tmp_path / "inner.zst").write_bytes(inner)
     assert _zstd("-dc", "--patch-from=base", "inner.zst", cwd=tmp_path) == payload
 
@@ -139,6 +142,48 @@ def test_chains_round_trip_in_memory(payloads):
     for payload in payloads:
         assert store.get(sha(payload))[1] == payload
         assert store.verify(sha(payload)) == ("blob", len(payload))
+
+
+def outer(content: bytes, *, content_size: bool = True) -> bytes:
+    import zstandard
+    return zstandard.ZstdCompressor(write_checksum=True, write_content_size=content_size).compress(content)
+
+
+def hostile_frames() -> dict[str, tuple[str, bytes]]:
+    """why -> (id, frame) of delta frames a reader must refuse, against the
+    base `versions(2)[0]`, stored beside them."""
+    import zstandard
+    base, payload = versions(2)
+    good = codec.encode_delta("blob", payload, sha(base), base, 3)
+    inner = codec._decompressor().decompress(good).split(b"\n", 1)[1]
+    header = b"rn1 blob delta %d %s\n" % (len(payload), sha(base).encode())
+    bomb = zstandard.ZstdCompressor(write_content_size=True, write_checksum=True).compress(
+        payload + bytes(1 << 20))
+    return {
+        "over the limit": (sha(payload), outer(b"rn1 blob delta %d %s\n" % (
+            codec.DELTA_MAX_SIZE + 1, sha(base).encode()) + inner)),
+        "a snapshot stored as a delta": (sha(payload), outer(header.replace(b"blob", b"snapshot") + inner)),
+        "does not record its size": (sha(payload), outer(header + inner, content_size=False)),
+        "not one whole zstd frame": (sha(payload), outer(header + inner + b"junk")),
+        "out of bounds": (sha(payload[:100]), outer(  # an inner frame far larger than the payload
+            b"rn1 blob delta 100 %s\n" % sha(base).encode() + codec.compress("blob", os.urandom(4096), 3))),
+        "frame size disagrees": (sha(payload), outer(header + bomb)),  # would expand far past SIZE
+        "decodes to another size|frame size disagrees": (sha(payload), outer(header + zstandard.ZstdCompressor(
+            write_content_size=True, write_checksum=True).compress(payload[:-1]))),
+    }
+
+
+@pytest.mark.parametrize("why", sorted(hostile_frames()))
+def test_hostile_delta_frames_are_corrupt(why):
+    base = versions(2)[0]
+    oid, frame = hostile_frames()[why]
+    store = MemoryStore()
+    store.frames[sha(base)] = codec.compress("blob", base, 3)
+    store.frames[oid] = frame
+    with pytest.raises(CorruptObjectError, match=why):
+        store.get(oid)
+    with pytest.raises(CorruptObjectError):
+        store.verify(oid)
 
 
 # -- reading through a store -------------------------------------------------------------------
@@ -234,6 +279,22 @@ def test_a_corrupt_base_names_the_culprit(store):
     assert "is corrupt" in str(info.value)
 
 
+def test_reading_every_version_rebuilds_each_base_once(store, monkeypatch):
+    """fsck, a repack or the trees of a long history read many versions: a
+    verified base is kept (bounded), not rebuilt for every delta above it."""
+    payloads = versions(30)
+    store.write_pack(chain_frames(payloads))
+    decoded = []
+    real = codec.decode_delta
+    monkeypatch.setattr(codec, "decode_delta", lambda *a: decoded.append(1) or real(*a))
+    for payload in payloads:
+        assert store.get(sha(payload))[1] == payload
+    assert len(decoded) <= 2 * len(payloads)  # without the cache: 1 + 2 + ... + 29
+    store.delete(sha(payloads[0]))  # what is deleted is no base any more
+    with pytest.raises(BrokenDeltaError):
+        store.get(sha(payloads[5]))
+
+
 # -- chain depth -------------------------------------------------------------------------------
 
 def test_chains_at_the_read_limit_are_read_and_longer_ones_refused(monkeypatch):
@@ -248,8 +309,14 @@ def test_chains_at_the_read_limit_are_read_and_longer_ones_refused(monkeypatch):
         store.write_pack(frames)  # writers refuse it
     store.frames[frames[-1][0]] = frames[-1][1]  # as another program might write it
     with pytest.raises(CorruptObjectError, match="longer than 64") as info:
-        store.get(sha(payloads[-1]))
+        store.get(sha(payloads[-1]))  # its bases were read (and kept) just before
     assert info.value.object_id == sha(payloads[-1])
+    cold = MemoryStore()
+    cold.frames.update(store.frames)
+    with pytest.raises(CorruptObjectError, match="longer than 64"):
+        cold.get(sha(payloads[-1]))  # nothing read before
+    for payload in payloads[:-1]:
+        assert cold.get(sha(payload))[1] == payload
 
 
 def test_a_chain_that_loops_is_corrupt():
@@ -345,7 +412,7 @@ def test_push_sends_whole_frames_and_a_clone_reads_them(tmp_path):
         pack = packs.Pack.open(str(pack_file))
         for raw_id, _ in pack.entries():
             assert codec.frame_base(pack.read(raw_id)) is None
-    transfer.clone(url, tmp_path / "b")
+    Repository.clone(url, tmp_path / "b")
     assert tree_bytes(tmp_path / "b") == tree_bytes(tmp_path / "a")
     clone = Repository.open(tmp_path / "b")
     assert clone.fsck().ok
@@ -501,3 +568,58 @@ def test_fsck_names_a_corrupt_base_and_every_delta_needing_it(tmp_path, run_cli)
     cli = run_cli(["fsck", "--json"], cwd=repo.root)
     found = {p["id"]: p for p in json.loads(cli.stdout)["problems"]}
     assert sorted(found[culprit]["dependents"]) == sorted(needing)
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+def test_pack_settings_have_defaults_and_bounds(tmp_path, run_cli):
+    from rnstore import Repository
+    from rnstore.config import MAX_PACK_DEPTH
+    repo = Repository.init(tmp_path / "ws", default_ignore=False)
+    assert repo.config.get("pack.deltas") is True and repo.config.get("pack.depth") == 10
+    assert MAX_PACK_DEPTH < codec.MAX_CHAIN_DEPTH  # what writers may write, readers read
+    assert run_cli(["config", "pack.depth", "20"], cwd=repo.root).returncode == 0
+    assert run_cli(["config", "pack.deltas", "false"], cwd=repo.root).returncode == 0
+    bad = run_cli(["config", "pack.depth", str(MAX_PACK_DEPTH + 1)], cwd=repo.root)
+    assert bad.returncode == 2 and f"from 0 to {MAX_PACK_DEPTH}" in bad.stderr
+    assert run_cli(["config", "pack.deltas", "maybe"], cwd=repo.root).returncode == 2
+    reopened = Repository.open(repo.root)
+    assert (reopened.config.get("pack.depth"), reopened.config.get("pack.deltas")) == (20, False)
+
+
+def test_a_delta_found_on_a_remote_is_refused_and_nothing_stored(tmp_path):
+    """Remotes never hold deltas; one written there by another program
+    (its base in the same pack or not) is a corrupt remote object: a fetch
+    reads each frame on its own, and stores nothing."""
+    from rnstore import Repository
+    from rnstore.remote import layout, transfer
+    repo = history(tmp_path / "a", commits=2)
+    url = tmp_path / "share"
+    transfer.add_remote(repo, "origin", str(url))
+    transfer.push(repo, "origin")
+    (pack_file,) = (url / "packs").iterdir()
+    name = pack_file.name[:-len(".pack")]
+    kinds = {oid: location.kind for oid, location in
+             layout.decode_index((url / "index" / f"{name}.idx").read_bytes(), name).items()}
+    pack = packs.Pack.open(str(pack_file))
+    frames = {raw.hex(): pack.read(raw) for raw, _ in pack.entries()}
+    old, new = versions(2, seed=b"a.txt")
+    assert sha(old) in frames and sha(new) in frames
+    frames[sha(old)] = codec.encode_delta("blob", old, sha(new), new, 3)
+    order = [sha(new), *(oid for oid in frames if oid != sha(new))]
+    rewritten = packs.write_pack(str(tmp_path / "tmp"), str(tmp_path / "tmp" / ".tmp-pack"),
+                                 [(oid, frames[oid]) for oid in order], fsync=False)
+    new_name = Path(rewritten).name[:-len(".pack")]
+    entries = [(raw, at, length, kinds[raw.hex()])
+               for raw, at, length in packs.Pack.open(rewritten).locations()]
+    pack_file.unlink()
+    (url / "index" / f"{name}.idx").unlink()
+    Path(rewritten).rename(url / "packs" / f"{new_name}.pack")
+    (url / "index" / f"{new_name}.idx").write_bytes(layout.encode_index(entries))
+    with pytest.raises(CorruptObjectError, match=f"remote object {sha(old)} .*is corrupt"):
+        Repository.clone(str(url), tmp_path / "b")
+    b = Repository.init(tmp_path / "c", default_ignore=False)
+    transfer.add_remote(b, "origin", str(url))
+    with pytest.raises(CorruptObjectError, match=f"remote object {sha(old)} .*is corrupt"):
+        transfer.fetch(b, "origin")
+    assert list(b.store) == [] and b.refs.list() == {}
