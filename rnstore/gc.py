@@ -200,10 +200,10 @@ def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, d
         plan = plan_repack(store, list(store.stored_objects()), marker, most_packs=most_packs,
                            collectable=collectable)
     stats.merged_packs = len(plan.merged_packs)
-    # the dead bases it removes were counted as kept by the sweep
-    stats.deleted_objects += len(plan.collectable)
-    stats.freed_bytes += sum(o.size for o in plan.collectable)
-    stats.kept_objects -= len(plan.collectable)
+    if plan.objects:  # the dead bases it removes with what it replaces were counted as kept by the sweep
+        stats.deleted_objects += len(plan.collectable)
+        stats.freed_bytes += sum(o.size for o in plan.collectable)
+        stats.kept_objects -= len(plan.collectable)
     if stats.dry_run:
         stats.repacked_objects = len(plan.objects)
         moved = {o.where for o in plan.replaced if not o.packed} | {o.where for o in plan.redundant if not o.packed}
