@@ -350,3 +350,28 @@ def test_format_and_readme_document_repacking_and_its_settings():
         assert needle in readme, needle
     from rnstore.config import SETTINGS
     assert SETTINGS["gc.auto_loose"].default in section and SETTINGS["gc.auto_packs"].default in section
+
+
+def test_a_dead_base_in_a_merged_pack_goes_with_the_repack(tmp_path):
+    """The newest snapshot forgotten: its file, the base of the older
+    versions' deltas, is dead but spared by the sweep while they need it; the repack
+    moves them out and deletes it in the same gc, not one gc later."""
+    from rnstore import plumbing
+    repo = make_repo(tmp_path / "ws")
+    repo.config.set("gc.auto_packs", "2", durable=False)  # every pack merged
+    snaps = history(repo, 3)
+    repo.gc()
+    store = repo.store
+    def notes(snap):
+        return next(e.id for e in store.get_tree(store.get_snapshot(snap).tree).entries if e.name == b"notes.txt")
+    newest, older = notes(snaps[-1]), notes(snaps[-2])
+    assert store.delta_base(older) == newest
+    repo.forget([snaps[-1]])
+    plumbing.update_ref(repo, "refs/heads/main", snaps[-2])
+    # loose objects (a repack merges the pack), the file back as the kept snapshot has it
+    commit(repo, {"other.txt": "something new\n", "notes.txt": "".join(LINES[:41])})
+    stats = Repository.open(repo.root).gc(prune="now")
+    assert not Repository.open(repo.root).store.has(newest)
+    assert stats.packs_after == 1 and stats.deleted_objects >= 3
+    assert Repository.open(repo.root).fsck().ok
+    assert every_payload(Repository.open(repo.root))
