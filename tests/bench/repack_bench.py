@@ -101,18 +101,21 @@ def commits_table(base: Path, commits: int, files: int, runs: int) -> None:
         time.sleep(0.2)
         return lookup_us(store, absent_ids(2000), runs), lookup_us(store, ids, runs)
 
-    size = sum(f.stat().st_size for f in objects.rglob("*") if f.is_file())
-    before = store_counts(objects), lookups(), size
-    start = time.perf_counter()
+    def sizes() -> tuple[int, int]:
+        files = [f.stat() for f in objects.rglob("*") if f.is_file()]
+        return sum(st.st_size for st in files), sum(st.st_blocks * 512 for st in files)
+
+    before = store_counts(objects), lookups(), sizes()
+    start, cpu = time.perf_counter(), time.process_time()
     stats = Repository.open(ws).gc()
-    repack_s = time.perf_counter() - start
-    size = sum(f.stat().st_size for f in objects.rglob("*") if f.is_file())
-    after = store_counts(objects), lookups(), size
+    repack_s, repack_cpu = time.perf_counter() - start, time.process_time() - cpu
+    after = store_counts(objects), lookups(), sizes()
     print(f"{commits} commits of {files} changed files each ({made:.1f} s to make)")
-    print("         packs  loose   miss us  hit us   stored bytes")
-    for name, ((packs, loose), (miss, hit), size) in (("before", before), ("after", after)):
-        print(f"{name:7s} {packs:6d} {loose:6d} {miss:9.1f} {hit:7.1f} {size:14,d}")
-    print(f"gc (mark, sweep, repack): {repack_s:.2f} s; repacked {getattr(stats, 'repacked_objects', '?')} objects")
+    print("         packs  loose   miss us  hit us   apparent bytes  allocated bytes")
+    for name, ((packs, loose), (miss, hit), (size, allocated)) in (("before", before), ("after", after)):
+        print(f"{name:7s} {packs:6d} {loose:6d} {miss:9.1f} {hit:7.1f} {size:16,d} {allocated:16,d}")
+    print(f"gc (mark, sweep, repack): {repack_s:.2f} s, {repack_cpu:.2f} s of CPU; "
+          f"repacked {getattr(stats, 'repacked_objects', '?')} objects")
     start = time.perf_counter()
     Repository.open(ws).gc()
     print(f"a second gc (nothing to repack): {time.perf_counter() - start:.2f} s")
