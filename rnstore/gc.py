@@ -222,7 +222,7 @@ def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, d
 
 def _counts(repo: ObjectsView) -> tuple[int, int]:
     """(loose objects, packs) in the store now."""
-    return repo.store.loose_and_packs(1 << 62)
+    return repo.store.loose_and_packs()
 
 
 def _refuse_missing(repo: ObjectsView, marker: Marker, scan: RootScan, stored: set[str]) -> None:
@@ -278,7 +278,7 @@ def _due(repo: WorkspaceView, previous: float | None) -> str | None:
     if previous is None or time.time() - previous > float(repo.config.get("gc.interval")):
         return "the last gc ran more than gc.interval ago"
     most_loose, most_packs = repo.config.get("gc.auto_loose"), repo.config.get("gc.auto_packs")
-    loose, packs = repo.store.loose_and_packs(most_loose + 1 if most_loose else 0)
+    loose, packs = repo.store.loose_and_packs(estimate=True)
     if most_loose and loose > most_loose:
         return f"the store holds more than {most_loose:,} loose objects (gc.auto_loose)"
     if most_packs and packs > most_packs:
