@@ -74,13 +74,16 @@ def plan_repack(store: ObjectStore, stored: list[OnDisk], reached: Container[str
             packs.setdefault(copy.where, []).append(copy)
         elif copy.size <= MAX_FRAME:  # larger frames stay loose files (FORMAT.md, "Pack files")
             loose.append(copy)
+    packed = {copy.id for copies in packs.values() for copy in copies}
+    # the loose objects the new pack takes (a copy of a packed object just goes)
+    moving = sum(1 for copy in loose if copy.id in reached and copy.id not in packed)
     counts = {where: len(copies) for where, copies in packs.items()}
-    merged = _geometric_merge(len(loose), counts)
+    merged = _geometric_merge(moving, counts)
     if most_packs:
         kept = sorted(set(counts) - set(merged), key=lambda where: (counts[where], where))
         while kept and len(kept) + 1 > max(1, most_packs // 2):
             merged.append(kept.pop(0))
-    if not loose and len(merged) < 2:
+    if not moving and len(merged) < 2:
         merged = []  # one pack merged alone would only be copied
     plan.merged_packs = sorted(merged)
     plan.kept_packs = sorted(set(packs) - set(merged))
