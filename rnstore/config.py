@@ -72,6 +72,8 @@ SETTINGS: dict[str, Setting] = {
     "gc.interval": Setting("7d", parse_duration, "gc --auto runs when the last gc is older",
                            parse_stored_duration),
     "gc.auto": Setting("true", _bool, "start gc --auto in the background after commit and add"),
+    "gc.auto_loose": Setting("1000", _count, "gc --auto runs when more loose objects are stored (0: never)"),
+    "gc.auto_packs": Setting("20", _count, "gc --auto runs when more packs are stored (0: never)"),
     "core.fsync": Setting("true", _bool, "make objects and refs durable before reporting"),
     "core.lock_wait": Setting("10m", parse_duration, "how long to wait for a held lock",
                               parse_stored_duration),

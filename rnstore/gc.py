@@ -4,9 +4,10 @@ is old enough, and the leftovers of crashed writers.
 `gc.last` in the store root holds when the last gc ran (a Unix time;
 `--auto` reads it). After a command that adds objects, `start_auto_gc`
 starts `gc --auto` as a detached background process when gc.interval has
-passed since then (since the store was made, before its first gc) and
-gc.auto is not false; `gc --auto` checks again under the store lock, so two
-never collect at once.
+passed since then (since the store was made, before its first gc), or the
+store holds more loose objects than gc.auto_loose or more packs than
+gc.auto_packs, and gc.auto is not false; `gc --auto` checks again under the
+store lock, so two never collect at once. Every gc repacks (repack.py).
 
 The rules that make it safe:
 
@@ -48,6 +49,7 @@ from . import registry
 from .errors import CorruptStoreError
 from .fsutil import TMP_PREFIX, atomic_write, pid_alive, remove_quietly, temp_writer_pid
 from .progress import NO_PROGRESS, Progress
+from .repack import plan_repack, repack
 from .reachability import Marker, RootScan, StoreLoader, WorkspaceState, collect_roots, mark_roots
 from .plumbing import utc_iso
 from .units import parse_duration
@@ -69,6 +71,12 @@ class GcStats:
     workspaces: list[WorkspaceState] = field(default_factory=list)
     skipped: bool = False           # --auto: the last gc is recent enough
     last_run: float | None = None   # when the previous gc ran, if known
+    packs_before: int = 0
+    packs_after: int = 0            # (with dry_run: would be)
+    loose_before: int = 0           # loose objects
+    loose_after: int = 0
+    repacked_objects: int = 0       # reached objects copied into the new pack
+    merged_packs: int = 0           # packs merged into it
 
     @property
     def notes(self) -> list[str]:
@@ -101,6 +109,12 @@ class GcStats:
             "freed_temp_bytes": self.freed_temp_bytes,
             "skipped": self.skipped,
             "last_run": utc_iso(self.last_run),
+            "packs_before": self.packs_before,
+            "packs_after": self.packs_after,
+            "loose_objects_before": self.loose_before,
+            "loose_objects_after": self.loose_after,
+            "repacked_objects": self.repacked_objects,
+            "merged_packs": self.merged_packs,
             "workspaces": [{"path": str(ws.root), "state": ws.state, "released": ws.released}
                            for ws in self.workspaces],
         }
@@ -161,11 +175,54 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
         # Everything could be read: from here on gc may change the store.
         if not dry_run:
             _update_registrations(repo, scan, now)
-        _sweep(repo, marker, scan, stats, stored, grace=grace, now=now, progress=progress)
+        stats.loose_before, stats.packs_before = _counts(repo)
+        doomed = _sweep(repo, marker, scan, stats, stored, grace=grace, now=now, progress=progress)
+        _repack(repo, marker, stats, stored, doomed, progress, collectable=lambda obj: (
+            obj.id not in marker and not _young(obj, scan, grace=grace, cutoff=now - grace)))
         if not dry_run:
             atomic_write(repo.store_root / LAST_RUN, f"{now:.3f}\n".encode(), durable=False,
                          shared=repo.group_shared)
     return stats
+
+
+def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, doomed: list,
+            progress: Progress, collectable) -> None:
+    """Consolidate loose objects and small packs (repack.py); with dry_run,
+    count what it would do. `collectable(copy)`: whether the sweep would
+    delete an unreachable copy but for a delta that needs it (repack.py)."""
+    store = repo.store
+    most_packs = repo.config.get("gc.auto_packs")
+    if stats.dry_run:
+        gone = {(o.id, o.where) for o in doomed}
+        plan = plan_repack(store, [o for o in stored if (o.id, o.where) not in gone], marker,
+                           most_packs=most_packs, collectable=collectable)
+    else:  # as the sweep left it
+        plan = plan_repack(store, list(store.stored_objects()), marker, most_packs=most_packs,
+                           collectable=collectable)
+    stats.merged_packs = len(plan.merged_packs)
+    if plan.objects:  # the dead bases it removes with what it replaces were counted as kept by the sweep
+        stats.deleted_objects += len(plan.collectable)
+        stats.freed_bytes += sum(o.size for o in plan.collectable)
+        stats.kept_objects -= len(plan.collectable)
+    if stats.dry_run:
+        stats.repacked_objects = len(plan.objects)
+        moved = {o.where for o in plan.replaced if not o.packed} | {o.where for o in plan.redundant if not o.packed}
+        stats.loose_after = stats.loose_before - len(moved)
+        stats.packs_after = len(plan.kept_packs) + (1 if plan.objects else 0) + sum(
+            1 for where in plan.merged_packs
+            if any(o.where == where and o.id not in marker for o in stored if (o.id, o.where) not in gone))
+        return
+    if not plan.empty:
+        repack(store, plan, kinds=marker.kind, deltas=repo.config.get("pack.deltas"),
+               depth=repo.config.get("pack.depth"), level=repo.config.get("compression.level"),
+               progress=progress)
+    stats.repacked_objects = len(plan.objects) - len(plan.skipped)
+    stats.loose_after, stats.packs_after = _counts(repo)
+
+
+def _counts(repo: ObjectsView) -> tuple[int, int]:
+    """(loose objects, packs) in the store now."""
+    return repo.store.loose_and_packs()
 
 
 def _refuse_missing(repo: ObjectsView, marker: Marker, scan: RootScan, stored: set[str]) -> None:
@@ -185,10 +242,10 @@ def _refuse_missing(repo: ObjectsView, marker: Marker, scan: RootScan, stored: s
             f"{'are' if len(missing) != 1 else 'is'} missing: {listed}{more}{why}")
 
 
-def start_auto_gc(repo: WorkspaceView) -> int | None:
+def start_auto_gc(repo: WorkspaceView) -> tuple[int, str] | None:
     """Start `rnstore gc --auto -q` in the background, detached (its own
-    session, at low priority, no terminal), when it is due; its pid, or None
-    when it is not due, gc.auto is false, or it could not be started. Never
+    session, at low priority, no terminal), when it is due; (its pid, why it
+    is due), or None when it is not due, gc.auto is false, or it could not be started. Never
     raises: the command that added objects has succeeded whatever happens."""
     try:
         if not repo.config.get("gc.auto"):
@@ -196,14 +253,15 @@ def start_auto_gc(repo: WorkspaceView) -> int | None:
         previous = last_run(repo)
         if previous is None:  # never collected: count from when the store was made
             previous = os.stat(repo.store_root / registry.STORE_MARKER).st_mtime
-        if not _due(repo, previous):
+        reason = _due(repo, previous)
+        if reason is None:
             return None
         child = subprocess.Popen(
             [sys.executable, "-c", _LOW_PRIORITY_GC, "gc", "--auto", "-q"],
             cwd=repo.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
         child.returncode = 0  # never waited for: it outlives this process
-        return child.pid
+        return child.pid, reason
     except Exception:  # noqa: BLE001 - a background gc is never worth failing a commit
         return None
 
@@ -213,10 +271,19 @@ def start_auto_gc(repo: WorkspaceView) -> int | None:
 _LOW_PRIORITY_GC = "import os, sys; os.nice(10); from rnstore.cli import main; main(sys.argv[1:])"
 
 
-def _due(repo: WorkspaceView, previous: float | None) -> bool:
-    if previous is None:
-        return True
-    return time.time() - previous > float(repo.config.get("gc.interval"))
+def _due(repo: WorkspaceView, previous: float | None) -> str | None:
+    """Why gc --auto has work, or None: gc.interval has passed since the
+    last gc, or the store holds more loose objects than gc.auto_loose or
+    more packs than gc.auto_packs (0 turns either off)."""
+    if previous is None or time.time() - previous > float(repo.config.get("gc.interval")):
+        return "the last gc ran more than gc.interval ago"
+    most_loose, most_packs = repo.config.get("gc.auto_loose"), repo.config.get("gc.auto_packs")
+    loose, packs = repo.store.loose_and_packs(estimate=True)
+    if most_loose and loose > most_loose:
+        return f"the store holds more than {most_loose:,} loose objects (gc.auto_loose)"
+    if most_packs and packs > most_packs:
+        return f"the store holds more than {most_packs:,} packs (gc.auto_packs)"
+    return None
 
 
 def _update_registrations(repo: WorkspaceView, scan: RootScan, now: float) -> None:
@@ -266,8 +333,15 @@ def _writer_alive(name: str) -> bool:
     return pid is not None and pid_alive(pid)
 
 
+def _young(obj, scan: RootScan, *, grace: float, cutoff: float) -> bool:
+    """An unreachable copy gc spares for its age (rules 3 and 4)."""
+    return (grace > 0 and obj.mtime >= cutoff) or (
+        scan.keep_newer_than is not None and obj.mtime >= scan.keep_newer_than)
+
+
 def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, stored: list, *, grace: float,
-           now: float, progress: Progress) -> None:
+           now: float, progress: Progress) -> list:
+    """Delete what no root reaches and is old enough; what it deleted."""
     store = repo.store
     cutoff = now - grace
     doomed = []
@@ -275,8 +349,7 @@ def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, 
     for obj in stored:
         if obj.id in marker:
             kept += 1
-        elif (grace > 0 and obj.mtime >= cutoff) or (
-                scan.keep_newer_than is not None and obj.mtime >= scan.keep_newer_than):
+        elif _young(obj, scan, grace=grace, cutoff=cutoff):
             kept += 1
             stats.young_objects += 1
         else:
@@ -313,6 +386,7 @@ def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, 
                 remove_quietly(path)
     finally:
         progress.finish()
+    return doomed
 
 
 __all__ = ["gc", "GcStats", "grace_period", "last_run", "start_auto_gc"]

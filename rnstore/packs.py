@@ -93,6 +93,11 @@ class Pack:
             file.close()
             raise
 
+    @property
+    def count(self) -> int:
+        """How many objects the pack holds."""
+        return len(self._ids)
+
     def _slot(self, raw_id: bytes) -> int | None:
         ids = self._ids
         slot = bisect.bisect_left(ids, raw_id)

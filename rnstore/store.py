@@ -97,6 +97,7 @@ class OnDisk:
     size: int        # stored bytes of the frame
     mtime: float     # when it was stored or last freshened (a packed copy: its pack's)
     where: str       # which copy: a loose file's or a pack's path, or MEMORY
+    packed: bool = False  # `where` is a pack (holding other objects too), not a file of its own
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,25 @@ class ObjectStore(abc.ABC):
     def damaged_packs(self) -> dict[str, str]:
         """Containers of objects that cannot be read at all (where -> why):
         their objects are not listed. fsck reports them."""
+
+    #: Whether the store keeps packs that gc may consolidate (repack).
+    keeps_packs = False
+
+    def loose_and_packs(self, *, estimate: bool = False) -> tuple[int, int]:
+        """(loose objects, packs). With `estimate` (gc --auto, checked after
+        every commit), cheaply: the loose objects small enough to pack,
+        counted in a sample of the store and scaled up, as git does."""
+        return 0, 0
+
+    def repack(self, frames: Iterable[tuple[str, bytes]], replaced: Iterable[OnDisk], *,
+               dead: Iterable[OnDisk] = (), max_depth: int = codec.MAX_CHAIN_DEPTH) -> str | None:
+        """Store the (id, verified frame) pairs as one new pack (as
+        write_pack does: deltas after their bases), durable before anything
+        else changes, then delete the `replaced` copies of objects it holds
+        and the `dead` copies, which gc may delete (FORMAT.md, "Repacking");
+        the new pack's place, or None when there were no frames or the store
+        keeps no packs (nothing is changed)."""
+        return None
 
     # -- shared logic ---------------------------------------------------------------
 
@@ -475,6 +495,19 @@ class ObjectStore(abc.ABC):
 
     # -- frames as they are stored (for transfers between stores) ------------------
 
+    def intact_frame(self, oid: str) -> tuple[str, bytes]:
+        """(kind, frame) of a stored copy verified whole against its id (an
+        intact one, where a copy is corrupt; a delta is rebuilt from its base
+        to be verified), for a repack."""
+        def read(copy: int) -> tuple[str, bytes]:
+            with self._open_frame(oid, copy) as fh:
+                frame = fh.read()
+            reader = _VerifiedFrameReader(io.BytesIO(frame), oid, functools.partial(self._delta_base, oid, ()))
+            for _ in reader.chunks():
+                pass
+            return reader.kind, frame
+        return self._any_copy(oid, read)
+
     def read_frame(self, oid: str, *, whole: bool = False) -> bytes:
         """The stored frame exactly as stored (not decoded, not verified),
         for a transfer or a repack; MissingObjectError if absent. With
@@ -684,6 +717,7 @@ class DiskStore(ObjectStore):
         self._pending_lock = threading.Lock()
         self._packs: dict[str, Pack] | None = None  # loaded on first need
         self._packs_stale = False  # we published a pack since
+        self._listing: tuple[tuple[int, int] | None, int] | None = None  # (folder stamp, when listed)
         self._damaged: dict[str, str] = {}
         self._packs_lock = threading.Lock()
         self._writer: PackWriter | None = None
@@ -718,49 +752,101 @@ class DiskStore(ObjectStore):
 
     # -- packs ---------------------------------------------------------------------
 
-    def _load_packs(self) -> dict[str, Pack]:
+    def _load_packs(self, *, if_changed: bool = False) -> dict[str, Pack]:
         """The published packs, read again from disk: packs that appeared
-        are opened, packs that are gone are dropped."""
+        are opened, packs that are gone are dropped. With `if_changed`, the
+        folder is listed again only when its mtime says it may have changed
+        since the last listing (a miss then costs one stat, however many
+        packs there are)."""
         with self._packs_lock:
+            if if_changed and self._packs is not None and not self._packs_stale and self._listing_current():
+                return self._packs
             known = self._packs or {}
-            current: dict[str, Pack] = {}
-            for path in list_packs(self._pack_folder):
-                pack = known.get(path)
-                if pack is None:
-                    try:
-                        pack = Pack.open(path)
-                    except FileNotFoundError:
-                        continue
-                    except (DamagedPackError, OSError) as exc:
-                        self._damaged[path] = str(exc)
-                        continue
-                current[path] = pack
-            self._packs, self._packs_stale = current, False
-            return current
+            while True:
+                stamp = self._folder_stamp()
+                listed_at = time.time_ns()
+                current: dict[str, Pack] = {}
+                vanished = False
+                for path in list_packs(self._pack_folder):
+                    pack = known.get(path)
+                    if pack is None:
+                        try:
+                            pack = Pack.open(path)
+                        except FileNotFoundError:
+                            # Replaced by a repack between the listing and
+                            # the open: its replacement was published before
+                            # it went, so a new listing shows it.
+                            vanished = True
+                            continue
+                        except (DamagedPackError, OSError) as exc:
+                            self._damaged[path] = str(exc)
+                            continue
+                    current[path] = pack
+                if not vanished:
+                    break
+                known = {**known, **current}
+            # The largest packs first: they hold most objects, so most hits end early.
+            ordered = dict(sorted(current.items(), key=lambda item: -item[1].count))
+            self._packs, self._packs_stale = ordered, False
+            self._listing = (stamp, listed_at)
+            return ordered
+
+    def _folder_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._pack_folder)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def _listing_current(self) -> bool:
+        """Whether the pack folder is unchanged since it was last listed: its
+        mtime is the same and was already older than the listing by more
+        than the clock's granularity (an mtime set in the very moment of the
+        listing could hide a later change in the same tick)."""
+        if self._listing is None:
+            return False
+        stamp, listed_at = self._listing
+        if stamp is None or stamp != self._folder_stamp():
+            return False
+        return stamp[1] < listed_at - RACY_NS
 
     def _pack_of(self, oid: str, *, reload: bool = False) -> Pack | None:
         """The pack holding `oid` among those loaded (loading them the first
-        time; with `reload`, reading the pack folder again first)."""
-        packs = self._packs
-        if reload or packs is None or self._packs_stale:
-            packs = self._load_packs()
+        time). `reload` is for after a miss among those: the pack folder is
+        looked at again, and only packs that appeared since are searched."""
         raw = bytes.fromhex(oid)
-        for pack in packs.values():
+        for pack in self._unsearched_packs(reload):
             if raw in pack:
                 return pack
         return None
 
     def _packs_holding(self, oid: str, *, reload: bool = False) -> list[Pack]:
-        packs = self._packs
-        if reload or packs is None or self._packs_stale:
-            packs = self._load_packs()
         raw = bytes.fromhex(oid)
-        return [pack for pack in packs.values() if raw in pack]
+        return [pack for pack in self._unsearched_packs(reload) if raw in pack]
+
+    def _unsearched_packs(self, reload: bool) -> list[Pack]:
+        searched = self._packs if reload and not self._packs_stale else None
+        packs = self._fresh_packs(reload)
+        if searched is None:
+            return list(packs.values())
+        if packs is searched:  # the folder is as it was: a miss is a miss
+            return []
+        return [pack for path, pack in packs.items() if searched.get(path) is not pack]
 
     def _find_pack(self, oid: str) -> Pack | None:
         """Like _pack_of, looking again on a miss: another process may have
         published a pack (or gc replaced one) since the packs were loaded."""
         return self._pack_of(oid) or self._pack_of(oid, reload=True)
+
+    def _fresh_packs(self, reload: bool) -> dict[str, Pack]:
+        """The loaded packs; with `reload` (after a miss), the folder listed
+        again when it changed since the last listing."""
+        packs = self._packs
+        if packs is None or self._packs_stale:
+            return self._load_packs()
+        if reload:
+            return self._load_packs(if_changed=True)
+        return packs
 
     def damaged_packs(self) -> dict[str, str]:
         """Pack files that cannot be read (path -> why), as of the last look."""
@@ -1019,7 +1105,8 @@ class DiskStore(ObjectStore):
         self._check_id(oid)
         raw = bytes.fromhex(oid)
         self._delete_copies([OnDisk(oid, 0, 0.0, self._path(oid)), *(
-            OnDisk(oid, 0, pack.mtime, path) for path, pack in self._load_packs().items() if raw in pack)])
+            OnDisk(oid, 0, pack.mtime, path, packed=True)
+            for path, pack in self._load_packs().items() if raw in pack)])
 
     def _loose_ids(self) -> Iterator[str]:
         try:
@@ -1086,7 +1173,7 @@ class DiskStore(ObjectStore):
         for path, pack in self._load_packs().items():
             mtime = _current_mtime(path, pack)
             for raw_id, length in pack.entries():
-                yield OnDisk(raw_id.hex(), length, mtime, path)
+                yield OnDisk(raw_id.hex(), length, mtime, path, packed=True)
 
     def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
         """Loose files are removed; a pack loses its copies by being
@@ -1156,6 +1243,51 @@ class DiskStore(ObjectStore):
                 remove_quietly(path)
         if by_pack:
             self._load_packs()
+
+    keeps_packs = True
+
+    def loose_and_packs(self, *, estimate: bool = False) -> tuple[int, int]:
+        """The estimate counts the loose objects of 16 of the 256 fan-out
+        folders (one listing each, and a stat per object there: frames too
+        large for a pack stay loose and are not counted) times 16: about
+        25% off at 1000 loose objects, and cheap however many there are."""
+        packs = len(list_packs(self._pack_folder))
+        if not estimate:
+            return sum(1 for _ in self._loose_ids()), packs
+        small = 0
+        for fanout in _SAMPLED_FANOUTS:
+            try:
+                names = os.listdir(f"{self._root}/{fanout}")
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in names:
+                if len(name) != 62 or name.startswith(TMP_PREFIX):
+                    continue
+                try:
+                    small += os.stat(f"{self._root}/{fanout}/{name}").st_size <= MAX_FRAME
+                except FileNotFoundError:
+                    pass
+        return small * (256 // len(_SAMPLED_FANOUTS)), packs
+
+    def repack(self, frames: Iterable[tuple[str, bytes]], replaced: Iterable[OnDisk], *,
+               dead: Iterable[OnDisk] = (), max_depth: int = codec.MAX_CHAIN_DEPTH) -> str | None:
+        """write_pack() makes the new pack durable (written under a temporary
+        name, fsynced, renamed into place, its folder fsynced) before any
+        replaced copy is touched: a crash at any moment leaves every object
+        readable (at worst twice). Replaced loose files are then removed, and
+        replaced packs rewritten without the objects (or removed when nothing
+        else stays in them), as gc's sweep does."""
+        final = self.write_pack(frames, max_depth=max_depth)
+        if final is None:
+            return None
+        new = self._load_packs().get(final)
+        if new is None:  # cannot happen short of another process deleting it
+            raise StoreWriteError(f"the new pack {final} vanished as it was written")
+        doomed = [copy for copy in replaced if copy.where != final and bytes.fromhex(copy.id) in new]
+        doomed += [copy for copy in dead if copy.where != final]
+        with self._writing():
+            self.delete_stored(doomed)
+        return final
 
     def temp_files(self) -> Iterator[TempFile]:
         """Temporary files in objects/, its fan-out folders and pack/."""
@@ -1284,6 +1416,9 @@ def _fsync_file(path: Path) -> None:
     finally:
         os.close(fd)
 
+
+#: The fan-out folders gc --auto counts loose objects in (DiskStore.loose_and_packs).
+_SAMPLED_FANOUTS = [f"{n:02x}" for n in range(0x07, 0x100, 0x10)]
 
 #: Where MemoryStore's copies are (OnDisk.where).
 MEMORY = "memory"

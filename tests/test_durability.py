@@ -128,10 +128,11 @@ def test_gc_rewriting_a_pack_keeps_the_write_rules(tmp_path, monkeypatch):
     recorder = record_durability(monkeypatch, tmp_path)
     stats = repo.gc(prune="now")
     assert stats.deleted_objects > 70
-    [new_pack] = renamed_into(recorder, repo.store_root / "objects" / "pack")
+    # the rewritten pack, and the repack's (the second snapshot's loose objects)
+    new_packs = renamed_into(recorder, repo.store_root / "objects" / "pack")
+    assert len(new_packs) == 2 and str(old_pack.resolve()) not in new_packs
     assert str(old_pack.resolve()) in [e.path for _, e in recorder.ops("unlink")]
-    assert new_pack != str(old_pack.resolve())
-    assert_rules_kept(recorder, repo)
+    assert_rules_kept(recorder, repo)  # both durable before what they replace goes
 
 
 # -- a crash that kept the name and lost the data ----------------------------------------
@@ -184,3 +185,28 @@ def test_an_intact_object_is_refreshed_not_rewritten(tmp_path):
     assert DiskStore(root).put(BLOB, b"x" * 1000) == oid
     assert path.stat().st_ino == inode  # the same file, not stored again
     assert path.stat().st_mtime > time.time() - 60  # refreshed (rule 3)
+
+
+def test_a_repack_makes_its_pack_durable_before_it_removes_what_it_replaces(tmp_path, monkeypatch):
+    """FORMAT.md, "Repacking", rule 2: the new pack written under a
+    temporary name, fsynced, renamed, its folder fsynced, and only then a
+    replaced loose file or pack removed."""
+    repo = new_repo(tmp_path)
+    write(repo.root, {f"d/f{i:03}.txt": b"file %d\n" % i for i in range(80)})
+    repo.snapshot("a pack")
+    for i in range(5):
+        write(repo.root, {f"small{i}.txt": b"small %d\n" % i})
+        repo.snapshot(f"loose {i}")  # loose objects
+    repo.config.set("gc.auto_packs", "2", durable=False)  # the pack is merged too
+    repo = Repository.open(repo.root)
+    pack_folder = str((repo.store_root / "objects" / "pack").resolve())
+    recorder = record_durability(monkeypatch, tmp_path)
+    stats = repo.gc()
+    assert stats.repacked_objects > 80 and stats.packs_after == 1 and stats.loose_after == 0
+    [(renamed_at, new_pack)] = [(at, e) for at, e in recorder.ops("rename") if e.path.startswith(pack_folder)]
+    removed = [at for at, e in recorder.ops("unlink") if e.path.startswith(str(repo.store_root.resolve()))]
+    assert len(removed) > 15  # the loose files and the old pack
+    synced = [at for at, e in enumerate(recorder.events)
+              if at > renamed_at and (e.op == "syncfs" or (e.op == "fsync" and e.path == pack_folder))]
+    assert synced and synced[0] < min(removed), "a replaced copy went before the new pack was durable"
+    assert_rules_kept(recorder, repo)

@@ -198,10 +198,12 @@ def commit(
 
 def start_background_gc(repo) -> None:
     """After a command that added objects (add, commit, pull): `gc --auto` in the background
-    when gc.interval has passed since the last gc (unless gc.auto=false)."""
-    pid = start_auto_gc(repo)
-    if pid is not None:
-        out.notice(f"gc: the last gc ran more than gc.interval ago; `rnstore gc --auto` "
+    when gc.interval has passed since the last gc, or the store holds more loose objects
+    or packs than gc.auto_loose or gc.auto_packs (unless gc.auto=false)."""
+    started = start_auto_gc(repo)
+    if started is not None:
+        pid, reason = started
+        out.notice(f"gc: {reason}; `rnstore gc --auto` "
                    f"started in the background (pid {pid}; `rnstore config gc.auto false` turns this off)")
 
 

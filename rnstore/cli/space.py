@@ -104,16 +104,18 @@ def gc(
         "--prune", metavar="DURATION|now",
         help="Grace period: spare unreachable objects younger than this (default: gc.prune, 1h).")] = None,
     auto: Annotated[bool, typer.Option(
-        "--auto", help="Do nothing unless the last gc ran more than gc.interval ago.")] = False,
+        "--auto", help="Do nothing unless the last gc ran more than gc.interval ago, or the store holds "
+        "more loose objects than gc.auto_loose or more packs than gc.auto_packs.")] = False,
     json_: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
     remote: Remote = None,
 ) -> None:
-    """Delete objects no root reaches that are older than the grace period.
+    """Delete objects no root reaches that are older than the grace period, and repack.
 
     Roots are the live snapshots, refs, HEAD and index of every workspace
     using the store. If any root cannot be read, gc deletes nothing and exits 1.
+    gc then packs loose objects and small packs into one pack.
 
     Example: rnstore gc --auto -q
     """
@@ -130,7 +132,8 @@ def gc(
     if json_:
         out.json(stats.as_json())
     if stats.skipped:
-        out.summary("gc: nothing to do, the last gc ran less than gc.interval ago")
+        out.summary("gc: nothing to do, the last gc ran less than gc.interval ago "
+                    "and the store is below gc.auto_loose and gc.auto_packs")
         return
     verb = "would delete" if dry_run else "deleted"
     temp = ""
@@ -138,8 +141,13 @@ def gc(
         temp = f" and {stats.deleted_temp_files} stale temporary file" + \
                ("s" if stats.deleted_temp_files != 1 else "")
     young = f" ({stats.young_objects:,} unreachable but within the grace period)" if stats.young_objects else ""
+    packed = ""
+    if stats.repacked_objects or stats.packs_after != stats.packs_before:
+        packed = (f"; {'would repack' if dry_run else 'repacked'} {plural(stats.repacked_objects, 'object')} "
+                  f"(packs {stats.packs_before:,} -> {stats.packs_after:,}, "
+                  f"loose objects {stats.loose_before:,} -> {stats.loose_after:,})")
     out.summary(f"gc: {verb} {plural(stats.deleted_objects, 'object')} ({format_size(stats.freed_bytes)}){temp}; "
-                f"kept {stats.kept_objects:,}{young}")
+                f"kept {stats.kept_objects:,}{young}{packed}")
 
 
 @app.command("du", rich_help_panel=SPACE)

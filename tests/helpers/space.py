@@ -12,6 +12,7 @@ from pathlib import Path
 from helpers.cli import run_cli
 from helpers.porcelain import write_files
 from rnstore.fsutil import TMP_PREFIX
+from rnstore.packs import DamagedPackError, Pack
 from rnstore.repo import Repository
 
 HOUR = 3600
@@ -35,12 +36,19 @@ def commit(repo: Repository, files: dict[str, str | bytes], message: str = "m") 
 
 
 def object_files(store_root: Path) -> dict[str, bytes]:
-    """Every object file under objects/: id -> its bytes."""
+    """Every object stored under objects/, loose or packed (gc packs them):
+    id -> the bytes of its frame."""
     found = {}
     for folder in sorted((store_root / "objects").glob("??")):
         for path in folder.iterdir():
             if len(path.name) == 62 and not path.name.startswith(TMP_PREFIX):
                 found[folder.name + path.name] = path.read_bytes()
+    for path in sorted((store_root / "objects" / "pack").glob("*.pack")):
+        try:
+            pack = Pack.open(str(path))
+        except DamagedPackError:  # (a test damaged it): its objects are no longer stored
+            continue
+        found.update((raw_id.hex(), pack.read(raw_id)) for raw_id, _ in pack.entries())
     return found
 
 
@@ -55,7 +63,8 @@ def age(paths, seconds: float) -> None:
 
 
 def age_objects(repo: Repository, seconds: float) -> None:
-    age([repo.store.path_for(oid) for oid in object_files(repo.store_root)], seconds)
+    """Make every object look `seconds` old (its loose file, or its pack)."""
+    age({repo.store.file_of(oid) for oid in object_files(repo.store_root)}, seconds)
 
 
 def cli_json(args, cwd) -> dict:

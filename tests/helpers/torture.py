@@ -544,6 +544,18 @@ def materialise_matches(ws: Path, snap: str, expected: dict, target: Path) -> st
     return None
 
 
+def checkout_exactly(ws: Path, snap: str, expected: dict, target: Path, problems: list[str]) -> None:
+    """`checkout SNAP --target TARGET` (TARGET emptied first) must exit 0 and
+    give exactly the manifest `expected`; what goes wrong goes to `problems`."""
+    if target.exists():
+        shutil.rmtree(target)
+    proc = run(["checkout", snap, "--target", target, "-q"], ws)
+    if proc.returncode != 0:
+        problems.append(f"checkout {snap[:12]} exited {proc.returncode}: {proc.stderr}")
+    elif manifest(target) != expected:
+        problems.append(f"checkout {snap[:12]} differs:\n{manifest_diff(expected, manifest(target))}")
+
+
 def gc_loop(ws: Path, stop: threading.Event, problems: list[str], runs: list[int]) -> None:
     while not stop.is_set():
         proc = run(["gc", "--prune", "now", "-q"], ws)

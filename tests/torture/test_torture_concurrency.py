@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.torture import (NOTES, STATS, commit, fsck_problems, gc_loop, gc_looping, init, make_tree, manifest,
-                             manifest_diff, materialise_matches, mutate, ok, out, run, scale)
+from helpers.torture import (NOTES, STATS, checkout_exactly, commit, fsck_problems, gc_loop, gc_looping, init, make_tree, manifest,
+                             materialise_matches, mutate, ok, out, run, scale)
 
 pytestmark = pytest.mark.torture
 
@@ -204,14 +204,7 @@ def test_readers_beside_gc(scratch):
     try:
         for round_ in range(2 * scale()):
             for snap, expected in snaps.items():
-                target = scratch / "read-target"
-                if target.exists():
-                    shutil.rmtree(target)
-                proc = run(["checkout", snap, "--target", target, "-q"], reader_ws)
-                if proc.returncode != 0:
-                    problems.append(f"checkout {snap[:12]} exited {proc.returncode}: {proc.stderr}")
-                elif manifest(target) != expected:
-                    problems.append(f"checkout {snap[:12]} differs:\n{manifest_diff(expected, manifest(target))}")
+                checkout_exactly(reader_ws, snap, expected, scratch / "read-target", problems)
                 output = scratch / "read.tar.zst"
                 proc = run(["export", snap, "-o", output, "-q"], reader_ws)
                 if proc.returncode != 0:

@@ -307,8 +307,8 @@ def lane_main(body):
     return main
 
 
-def run_crash_lanes(kind: str, body, scratch: Path, seeds=(11, 23)) -> list[dict]:
-    kills = KILLS * scale()
+def run_crash_lanes(kind: str, body, scratch: Path, seeds=(11, 23), kills: int = KILLS) -> list[dict]:
+    kills = kills * scale()
     per_lane = [kills // LANES + (1 if i < kills % LANES else 0) for i in range(LANES)]
     configs = [{"kind": kind, "seed": seeds[i % len(seeds)] + 1000 * (i // len(seeds)),
                 "base": str(scratch / f"lane{i}"), "kills": per_lane[i]} for i in range(LANES)]
