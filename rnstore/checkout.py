@@ -723,11 +723,11 @@ def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False)
     if target:
         message = (f"{plural(len(paths), 'path')} in the target folder "
                    f"{'differs' if len(paths) == 1 else 'differ'} from the snapshot; nothing was written")
-        way_out = "remove them, choose another folder, or pass --force to overwrite them"
+        way_out = "remove them, choose another folder, or pass force=True to overwrite them"
     else:
         message = (f"checkout would overwrite or delete {plural(len(paths), 'path')} with uncommitted "
                    f"changes or untracked content; nothing was changed")
-        way_out = "commit your changes (`rnstore commit -a`) or move them away, or pass --force to discard them"
+        way_out = "commit your changes (`rnstore commit -a`) or move them away, or pass force=True to discard them"
     return ConflictError(message, [os.fsdecode(p) for p in paths], hints=listed + [way_out])
 
 
@@ -817,7 +817,7 @@ def _check_writable(plan: "_Plan", root_fd: int) -> None:
         raise NotWritableError(
             f"cannot check out: the folder(s) {shown}{more} are not writable, and the checkout "
             f"writes there; nothing was changed", [os.fsdecode(p) for p, _ in refused],
-            hints=["make them writable (chmod u+w), or check out into another folder with --target"])
+            hints=["make them writable (chmod u+w), or check out into another folder with target=FOLDER"])
 
 
 def _why_damaged(exc: ObjectError) -> str:
@@ -881,7 +881,7 @@ def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
     return cls(f"cannot check out {shown}{more}; nothing was changed",
                damaged[0][1].object_id,
                hints=["`rnstore fsck` lists every damaged object and the files that hold it",
-                      "`--skip-missing` restores every intact file and lists the missing ones"])
+                      "skip_missing=True restores every intact file and lists the missing ones"])
 
 
 def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,

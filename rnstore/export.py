@@ -74,7 +74,7 @@ def format_for(output: str | os.PathLike | None, format: str | None, *, stream: 
             raise InvalidValueError(f"unknown export format '{format}'",
                                     hints=[f"formats: {', '.join(FORMATS)}"])
         if stream and format == "dir":
-            raise InvalidValueError("the dir format needs -o DIR, not a stream")
+            raise InvalidValueError("the dir format writes a folder: give the folder's name as the output, not a stream")
         return format
     if stream:
         return "tar"
@@ -157,7 +157,7 @@ def _remove_stale_temps(final: Path) -> None:
 def _check_output(final: Path) -> Path:
     if final.is_dir():
         raise InvalidValueError(f"{final} is a folder",
-                                hints=["give an archive name, or pass --format dir"])
+                                hints=['give an archive name, or pass format="dir"'])
     if not final.absolute().parent.is_dir():
         raise InvalidValueError(f"the folder of {final} does not exist")
     return final.absolute()

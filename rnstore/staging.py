@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .config import SETTINGS
 from .errors import InvalidValueError, LimitExceededError, LockTimeoutError, UnreadableFileError
 from .ignore import IgnoreRules
 from .index import Index, IndexEntry
@@ -62,7 +63,7 @@ def _check_limits(repo: WorkspaceView, files: int, total: int,
         return
     if total > max_bytes:
         message = (f"the snapshot would hold {format_size(total)} in {plural(files, 'file')}, "
-                   f"over limits.max_bytes ({format_size(max_bytes)})")
+                   f"over limits.max_bytes ({_as_written(repo, 'limits.max_bytes', max_bytes)})")
     else:
         message = (f"the snapshot would hold {plural(files, 'file')}, over limits.max_files "
                    f"({max_files:,})")
@@ -81,8 +82,17 @@ def _check_limits(repo: WorkspaceView, files: int, total: int,
         hints.append("largest folders:")
         for path, size in sorted(folders.items(), key=lambda kv: -kv[1])[:10]:
             hints.append(f"  {format_size(size):>10}  {os.fsdecode(path)} ({plural(counts[path], 'file')})")
-    hints.append("add what should not be stored to .rnignore, or pass --force to store it anyway")
+    hints.append("add what should not be stored to .rnignore, or pass force=True to store it anyway")
     raise LimitExceededError(message, hints=hints)
+
+
+def _as_written(repo: WorkspaceView, key: str, size: int) -> str:
+    """A size setting as the user wrote it and in the units sizes are
+    printed in: '500MB = 476.8 MiB'."""
+    written = repo.config.raw(key) or SETTINGS[key].default
+    shown = format_size(size)
+    same = written.replace(" ", "") in (shown.replace(" ", ""), str(size))
+    return shown if same else f"{written} = {shown}"
 
 
 def add(repo: WorkspaceView, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = False,
@@ -244,7 +254,7 @@ def _unreadable_error(problems: list[tuple[bytes, str]]) -> UnreadableFileError:
     more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
     return UnreadableFileError(
         f"cannot read {first}{more}",
-        hints=["fix the permissions, add the paths to .rnignore, or pass --ignore-errors to skip them"])
+        hints=["fix the permissions, add the paths to .rnignore, or pass ignore_errors=True to skip them"])
 
 
 # -- status ------------------------------------------------------------------------------

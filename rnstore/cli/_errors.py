@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 import traceback
 
 from ..errors import BadInputError, OperationInterrupted, RnstoreError
+from ._output import close_progress_on_interrupt
 
 EXIT_OK, EXIT_ACT, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 130, 141
 
@@ -19,6 +21,32 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
 ]
 
 
+#: The library's errors name the API's keyword arguments; the command line
+#: names its flags instead. (API words, flag), longest first.
+FLAGS_FOR_API_WORDS: list[tuple[str, str]] = [
+    ("allow_empty=True", "--allow-empty"),
+    ("ignore_errors=True", "--ignore-errors"),
+    ("skip_missing=True", "--skip-missing"),
+    ("keep_within=DURATION", "--keep-within DURATION"),
+    ("keep_last=N", "--keep-last N"),
+    ("keep_last", "--keep-last"),
+    ("nested=True", "--nested"),
+    ("force=True", "--force"),
+    ("target=FOLDER", "--target DIR"),
+    ('format="dir"', "--format dir"),
+    ("a backend option is", "-o takes"),
+    ("in excludes", "in --exclude"),
+]
+
+
+def in_flags(text: str) -> str:
+    """A library message as the command line says it."""
+    for words, flag in FLAGS_FOR_API_WORDS:
+        if words in text:
+            text = re.sub(rf"(?<![\w-]){re.escape(words)}(?![\w=])", flag, text)
+    return text
+
+
 def exit_code_for(exc: BaseException) -> int:
     for cls, code in EXIT_CODES:
         if isinstance(exc, cls):
@@ -28,10 +56,11 @@ def exit_code_for(exc: BaseException) -> int:
 
 def message_for(exc: BaseException) -> tuple[str, list[str], int]:
     """(message, hints, exit code) for any exception that reaches the CLI."""
+    if isinstance(exc, (KeyboardInterrupt, OperationInterrupted)):
+        work = close_progress_on_interrupt()  # and say what the bar had done
+        return f"interrupted: {work}" if work else "interrupted", [], EXIT_INTERRUPTED
     if isinstance(exc, RnstoreError):
-        return str(exc), exc.hints, exit_code_for(exc)
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", [], EXIT_INTERRUPTED
+        return in_flags(str(exc)), [in_flags(hint) for hint in exc.hints], exit_code_for(exc)
     if isinstance(exc, OSError):
         where = f": {os.fsdecode(exc.filename)}" if exc.filename else ""
         reason = exc.strerror or str(exc)

@@ -420,6 +420,8 @@ def tag(
     repo = open_repo()
     if delete:
         old = history.delete_tag(repo, delete)
+        if json_:
+            out.json({"name": delete, "id": old, "deleted": True})
         out.summary(f"Deleted tag {delete} (was {old[:12]})")
     elif name is None or list_:
         tags = history.describe_tags(repo, name if list_ else None)
@@ -432,6 +434,8 @@ def tag(
             out.line(f"{t.name:<{width}}  {t.id[:12]}  {when}  {t.workspace or '?'}")
     else:
         target = history.tag(repo, name, rev or "HEAD", force=force)
+        if json_:
+            out.json({"name": name, "id": target, "deleted": False})
         out.summary(f"Tagged {target[:12]} as {name}")
 
 

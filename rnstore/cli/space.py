@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time as time_
 from typing import Annotated, List, Optional
 
 import typer
 
+from ..plumbing import utc_iso
 from ..storeview import store_snapshots, store_workspaces
 from ..units import format_size, plural
 from . import _complete as complete
@@ -299,7 +299,7 @@ def workspaces(json_: Json = False) -> None:
     for w in view.workspaces:
         state = w.state
         if w.state == "gone" and w.gone_since is not None:
-            state = "gone since " + time_.strftime("%Y-%m-%d %H:%M:%S", time_.localtime(w.gone_since))
+            state = "gone since " + _time(utc_iso(w.gone_since))
         lines.append(f"{w.path}{' (here)' if w.current else ''}  {state}  last commit {_time(w.last_commit)}  "
                      f"{w.snapshots:,} snapshot{'s' if w.snapshots != 1 else ''}  "
                      f"{format_size(w.exclusive_bytes)} only here")

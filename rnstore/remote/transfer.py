@@ -217,9 +217,9 @@ def _verdict(repo: ObjectsView, ref: str, remote_id: str | None, new: str, force
 def _why_refused(ref: str, remote_id: str | None) -> str:
     if ref.startswith(TAGS):
         return (f"tag {short_name(ref)} exists on the remote as {remote_id[:12]}; "
-                "tags do not move (--force replaces it)")
+                "tags do not move (force=True replaces it)")
     return (f"the remote branch {short_name(ref)} has snapshots this one lacks; "
-            "`rnstore pull` (or fetch) first, or --force to drop them")
+            "`rnstore pull` (or fetch) first, or force=True to drop them")
 
 
 def _move_ref(repo: WorkspaceView, remote: Remote, ref: str, new: str, force: bool) -> RefUpdate:
