@@ -102,7 +102,7 @@ def export(repo: WorkspaceView, rev: str, output: str | os.PathLike | BinaryIO, 
     if fmt == "dir":
         done = materialise(repo, snapshot_id, Path(output), prefixes, progress=progress)
         return ExportResult(snapshot_id, fmt, os.fsdecode(output),
-                            len(done.written) + len(done.skipped), 0, done.bytes_written)
+                            len(done.raw_written) + len(done.raw_skipped), 0, done.bytes_written)
 
     snapshot = repo.store.get_snapshot(snapshot_id)
     mtime = _epoch(snapshot.time)

@@ -94,7 +94,7 @@ def _nothing_to_commit(repo: WorkspaceView, head: str | None, staged_all: bool) 
         modified = sum(1 for c in pending.unstaged if c.status != "D")
         deleted = len(pending.unstaged) - modified
         for count, what in ((modified, "modified"), (deleted, "deleted"),
-                            (len(pending.untracked), "untracked")):
+                            (len(pending.raw_untracked), "untracked")):
             if count:
                 waiting.append(f"{plural(count, 'file')} {'is' if count == 1 else 'are'} {what}")
     if waiting:

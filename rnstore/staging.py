@@ -14,7 +14,7 @@ from .ignore import IgnoreRules
 from .index import Index, IndexEntry
 from .objects import MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
-from .trees import iter_tree
+from .trees import iter_tree, text_paths
 from .units import format_size, plural
 from .worktree import Found, Scan, hash_entry, parallel_map, relative_pathspecs, scan, store_entry, under
 from .views import ObjectsView, WorkspaceView
@@ -22,27 +22,37 @@ from .views import ObjectsView, WorkspaceView
 
 @dataclass
 class AddResult:
-    added: list[bytes] = field(default_factory=list)
-    modified: list[bytes] = field(default_factory=list)
-    deleted: list[bytes] = field(default_factory=list)
+    """What add staged. Paths are `str` (added, modified, ...); the raw_
+    fields hold them as bytes, exactly as named on disk."""
+    raw_added: list[bytes] = field(default_factory=list)
+    raw_modified: list[bytes] = field(default_factory=list)
+    raw_deleted: list[bytes] = field(default_factory=list)
     unchanged: int = 0
     #: (path, why) of entries never stored (sockets, FIFOs, devices)
-    skipped: list[tuple[bytes, str]] = field(default_factory=list)
+    raw_skipped: list[tuple[bytes, str]] = field(default_factory=list)
     #: (path, error) of what could not be read (only with ignore_errors)
-    unreadable: list[tuple[bytes, str]] = field(default_factory=list)
+    raw_unreadable: list[tuple[bytes, str]] = field(default_factory=list)
     #: paths named explicitly that the ignore rules exclude (not staged)
-    ignored: list[bytes] = field(default_factory=list)
+    raw_ignored: list[bytes] = field(default_factory=list)
     files: int = 0
     bytes: int = 0
     dry_run: bool = False
     #: whether the index needs writing (also when only stat data changed)
     index_changed: bool = False
     #: the paths of added, modified and deleted that are empty folders, not files
-    folders: set[bytes] = field(default_factory=set)
+    raw_folders: set[bytes] = field(default_factory=set)
+
+    added = text_paths("raw_added")
+    modified = text_paths("raw_modified")
+    deleted = text_paths("raw_deleted")
+    skipped = text_paths("raw_skipped")
+    unreadable = text_paths("raw_unreadable")
+    ignored = text_paths("raw_ignored")
+    folders = text_paths("raw_folders")
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.modified or self.deleted)
+        return bool(self.raw_added or self.raw_modified or self.raw_deleted)
 
 
 def ignore_rules(repo: WorkspaceView, excludes: Iterable[str] = (), no_ignore: bool = False,
@@ -128,10 +138,10 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
         raise InvalidValueError(
             f"pathspec '{os.fsdecode(unmatched[0])}' did not match any files",
             hints=["check the spelling; `rnstore status` lists what is there"])
-    result = AddResult(skipped=found.skipped, ignored=found.ignored, dry_run=dry_run)
+    result = AddResult(raw_skipped=found.skipped, raw_ignored=found.ignored, dry_run=dry_run)
     if found.unreadable and not ignore_errors:
         raise _unreadable_error(found.unreadable)
-    result.unreadable.extend(found.unreadable)
+    result.raw_unreadable.extend(found.unreadable)
     protected = [p for p, _ in found.unreadable]
 
     everything = b"" in prefixes and not protected
@@ -149,19 +159,19 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
         for f, seen_now, error in parallel_map(lambda f: hash_entry(repo.root, f), to_store):
             before = index.get(f.path)
             if before is None:
-                result.added.append(f.path)
+                result.raw_added.append(f.path)
             elif error is not None or (before.mode, before.id) != (seen_now.mode, seen_now.id):
-                result.modified.append(f.path)
-        result.deleted = deleted
+                result.raw_modified.append(f.path)
+        result.raw_deleted = deleted
         result.files, result.bytes = files, total
         return result
 
-    result.folders.update(f.path for f in to_store if f.mode == MODE_TREE)
-    result.folders.update(p for p in deleted if index.entries[p].mode == MODE_TREE)
+    result.raw_folders.update(f.path for f in to_store if f.mode == MODE_TREE)
+    result.raw_folders.update(p for p in deleted if index.entries[p].mode == MODE_TREE)
     _store_all(repo, index, to_store, result, ignore_errors, progress)
     for path in deleted:
         index.remove(path)
-    result.deleted = deleted
+    result.raw_deleted = deleted
     index.drop_shadowed_folders()
     _totals(result, ((e.mode, e.size) for e in index.entries.values()))
     result.index_changed = bool(result.changed or to_store)
@@ -236,9 +246,9 @@ def _store_all(repo: WorkspaceView, index: Index, to_store: list[Found], result:
                     continue
                 before = index.get(found.path)
                 if before is None:
-                    result.added.append(found.path)
+                    result.raw_added.append(found.path)
                 elif (before.mode, before.id) != (stored.mode, stored.id):
-                    result.modified.append(found.path)
+                    result.raw_modified.append(found.path)
                 else:
                     result.unchanged += 1
                 index.set(IndexEntry(stored.path, stored.mode, stored.id, stored.size, stored.stat))
@@ -246,7 +256,7 @@ def _store_all(repo: WorkspaceView, index: Index, to_store: list[Found], result:
                 raise _unreadable_error(failures)
     finally:
         progress.finish()
-    result.unreadable.extend(failures)
+    result.raw_unreadable.extend(failures)
 
 
 def _unreadable_error(problems: list[tuple[bytes, str]]) -> UnreadableFileError:
@@ -261,26 +271,37 @@ def _unreadable_error(problems: list[tuple[bytes, str]]) -> UnreadableFileError:
 
 @dataclass(frozen=True)
 class Change:
-    path: bytes
+    raw_path: bytes  # as named on disk
     status: str  # A, M, D or T
+
+    @property
+    def path(self) -> str:
+        """The path as str (os.fsdecode; raw_path holds its bytes)."""
+        return os.fsdecode(self.raw_path)
 
 
 @dataclass
 class Status:
+    """Paths are `str` (untracked, ...); the raw_ fields hold them as bytes,
+    and each Change its raw_path."""
     branch: str | None
     head: str | None
     staged: list[Change] = field(default_factory=list)
     unstaged: list[Change] = field(default_factory=list)
-    untracked: list[bytes] = field(default_factory=list)
+    raw_untracked: list[bytes] = field(default_factory=list)
     #: tracked paths still on disk that a rule now ignores: (path, rule);
     #: the next `add` of their folder drops them from the index
-    now_ignored: list[tuple[bytes, str]] = field(default_factory=list)
+    raw_now_ignored: list[tuple[bytes, str]] = field(default_factory=list)
     #: with ignored=True: what the rules hide (a hidden folder once, ending in "/")
-    ignored: list[bytes] = field(default_factory=list)
+    raw_ignored: list[bytes] = field(default_factory=list)
+
+    untracked = text_paths("raw_untracked")
+    now_ignored = text_paths("raw_now_ignored")
+    ignored = text_paths("raw_ignored")
 
     @property
     def clean(self) -> bool:
-        return not (self.staged or self.unstaged or self.untracked or self.now_ignored)
+        return not (self.staged or self.unstaged or self.raw_untracked or self.raw_now_ignored)
 
 
 def _kind(mode: str) -> str:
@@ -361,8 +382,8 @@ def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool
     tracked_now = {p: v for p, v in current.items() if p in indexed}
     result.unstaged = compare(indexed, tracked_now)
     _separate_now_ignored(repo, rules, result)
-    result.untracked = sorted(p for p in current if p not in indexed)
-    result.ignored = sorted(found.hidden)
+    result.raw_untracked = sorted(p for p in current if p not in indexed)
+    result.raw_ignored = sorted(found.hidden)
     if refreshed:
         _refresh_index(repo, refreshed)
     return result
@@ -375,12 +396,12 @@ def _separate_now_ignored(repo: WorkspaceView, rules, result: Status) -> None:
     kept = []
     for change in result.unstaged:
         rule = None
-        if change.status == "D" and os.path.lexists(os.path.join(root, change.path)):
-            rule = rules.why_ignored(change.path)
+        if change.status == "D" and os.path.lexists(os.path.join(root, change.raw_path)):
+            rule = rules.why_ignored(change.raw_path)
         if rule is None:
             kept.append(change)
         else:
-            result.now_ignored.append((change.path, rule))
+            result.raw_now_ignored.append((change.raw_path, rule))
     result.unstaged = kept
 
 

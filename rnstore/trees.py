@@ -62,6 +62,19 @@ class FlatEntry(NamedTuple):
     size: int
 
 
+def text_paths(raw_field: str) -> property:
+    """A result's paths as `str`, read from its `raw_field` of bytes paths:
+    os.fsdecode, so a name that is not UTF-8 keeps its bytes as surrogate
+    escapes (os.fsencode gives them back; the raw field holds them as is).
+    In (path, ...) tuples only the path is converted; a set stays a set."""
+    def paths(self):
+        raw = getattr(self, raw_field)
+        text = [(os.fsdecode(item[0]), *item[1:]) if isinstance(item, tuple) else os.fsdecode(item)
+                for item in raw]
+        return set(text) if isinstance(raw, (set, frozenset)) else text
+    return property(paths, doc=f"{raw_field[4:]} as str paths (bytes in {raw_field})")
+
+
 def split_path(path: bytes) -> list[bytes]:
     """A relative path's components; refuses anything that could escape."""
     parts = path.split(b"/")

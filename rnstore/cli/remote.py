@@ -9,6 +9,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..units import format_size
+from . import _complete as complete
 from .app import App, app, open_repo
 from ._command import Group
 from ._options import Json, Nested, NoProgress, Quiet
@@ -17,7 +18,9 @@ from .porcelain import start_background_gc
 
 REMOTES = "Remotes"
 
-RemoteName = Annotated[str, typer.Argument(metavar="NAME", help="The remote (see `rnstore remote`).")]
+RemoteName = Annotated[str, typer.Argument(metavar="NAME", help="The remote (see `rnstore remote`).",
+                                            autocompletion=complete.remotes)]
+NewRemoteName = Annotated[str, typer.Argument(metavar="NAME", help="The new remote's name.")]
 Refs = Annotated[Optional[List[str]], typer.Argument(metavar="[REF...]", help="Branches or tags.")]
 Options = Annotated[Optional[List[str]], typer.Option(
     "-o", "--option", metavar="KEY=VALUE",
@@ -45,7 +48,7 @@ def remote(
 
 @remote_app.command("add")
 def remote_add(
-    name: RemoteName,
+    name: NewRemoteName,
     url: Annotated[str, typer.Argument(metavar="URL", help=(
         "s3://bucket/prefix, gs://..., az://..., sftp://user@host/path, file:///path or a path."))],
     options: Options = None,

@@ -21,7 +21,8 @@ SPACE = "Space"
 
 DryRun = Annotated[bool, typer.Option("--dry-run", "-n", help="Change nothing; show what would happen.")]
 Remote = Annotated[Optional[str], typer.Option(
-    "--remote", metavar="NAME", help="Act on the remote NAME instead of this workspace's store.")]
+    "--remote", metavar="NAME", help="Act on the remote NAME instead of this workspace's store.",
+    autocompletion=complete.remotes)]
 
 
 @app.command("forget", rich_help_panel=SPACE)
