@@ -85,7 +85,7 @@ def format_for(output: str | os.PathLike | None, format: str | None, *, stream: 
     raise InvalidValueError(
         f"cannot tell the archive format from '{os.fsdecode(output)}'",
         hints=["name it .zip, .tar, .tar.gz, .tgz, .tar.zst or .tzst, or pass "
-               "--format zip|tar|tar.gz|tar.zst|dir"])
+               "format=NAME (zip, tar, tar.gz, tar.zst or dir)"])
 
 
 def export(repo: WorkspaceView, rev: str, output: str | os.PathLike | BinaryIO, *, format: str | None = None,

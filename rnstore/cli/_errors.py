@@ -34,6 +34,7 @@ FLAGS_FOR_API_WORDS: list[tuple[str, str]] = [
     ("force=True", "--force"),
     ("target=FOLDER", "--target DIR"),
     ('format="dir"', "--format dir"),
+    ("format=NAME", "--format NAME"),
     ("a backend option is", "-o takes"),
     ("in excludes", "in --exclude"),
 ]

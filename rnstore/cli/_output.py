@@ -115,9 +115,9 @@ class RichProgress:
             columns += [column(self._count_text), TimeElapsedColumn()]
         console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
         self._bar = Progress(*columns, console=console, transient=False)
-        self._bar.start()
+        out.progress_stage = self  # before the bar shows: a Ctrl-C from now on erases it
         self._task = self._bar.add_task(description, total=total)
-        out.progress_stage = self
+        self._bar.start()
 
     def _amount_text(self, task) -> str:
         if self._by_bytes:
