@@ -298,7 +298,7 @@ def _upload(repo: ObjectsView, remote: Remote, index: dict[str, Location], tips:
             result: TransferResult, progress: Progress, *, marker, condemned: set[str]) -> list[str]:
     """Pack and upload every missing object; the snapshots among them."""
     snapshots: list[str] = []
-    progress.start("pushing")
+    progress.start("pushing", unit="object")
     with tempfile.TemporaryDirectory(prefix="rnstore-push-") as folder, \
             ThreadPoolExecutor(2) as pool:
         pending: list[Future] = []
@@ -460,7 +460,7 @@ def download(store, remote: Remote, index: dict[str, Location], tips: list[str],
     snapshots (and their parents the remote holds), trees, then blobs.
     Frames are verified before they are stored; a missing or corrupt one
     raises before any ref names it."""
-    progress.start("fetching")
+    progress.start("fetching", unit="object")
     # An empty store (a clone) has nothing: no need to ask it about every
     # object (a miss costs a look at its pack folder).
     has = store.has if next(iter(store), None) is not None else (lambda oid: False)
