@@ -81,6 +81,7 @@ LISTED = 50
 
 
 
+@text_paths
 @dataclass
 class CheckoutResult:
     """What a checkout did. Paths are `str` (written, deleted, ...); the
@@ -112,14 +113,6 @@ class CheckoutResult:
     branch: str | None = None
     head_moved: bool = False
 
-    written = text_paths("raw_written")
-    folders = text_paths("raw_folders")
-    deleted = text_paths("raw_deleted")
-    skipped = text_paths("raw_skipped")
-    replaced = text_paths("raw_replaced")
-    excluded = text_paths("raw_excluded")
-    removed = text_paths("raw_removed")
-    missing = text_paths("raw_missing")
 
     @property
     def files_written(self) -> int:

@@ -12,7 +12,7 @@ from .errors import InvalidValueError
 from .objects import MODE_LINK, MODE_TREE
 from .revparse import resolve_tree
 from .staging import compare, ignore_rules, workspace_entries
-from .trees import iter_tree
+from .trees import iter_tree, text_paths
 from .worktree import relative_pathspecs, scan, under
 from .views import HistoryView, ObjectsView, WorkspaceView
 
@@ -20,6 +20,7 @@ from .views import HistoryView, ObjectsView, WorkspaceView
 TEXT_DIFF_LIMIT = 4 << 20
 
 
+@text_paths
 @dataclass(frozen=True)
 class DiffEntry:
     raw_path: bytes      # as named on disk
@@ -28,11 +29,6 @@ class DiffEntry:
     new: str | None
     old_mode: str | None
     new_mode: str | None
-
-    @property
-    def path(self) -> str:
-        """The path as str (os.fsdecode; raw_path holds its bytes)."""
-        return os.fsdecode(self.raw_path)
 
     def as_json(self) -> dict:
         return {"path": self.path, "status": self.status,

@@ -20,6 +20,7 @@ from .worktree import Found, Scan, hash_entry, parallel_map, relative_pathspecs,
 from .views import ObjectsView, WorkspaceView
 
 
+@text_paths
 @dataclass
 class AddResult:
     """What add staged. Paths are `str` (added, modified, ...); the raw_
@@ -42,13 +43,6 @@ class AddResult:
     #: the paths of added, modified and deleted that are empty folders, not files
     raw_folders: set[bytes] = field(default_factory=set)
 
-    added = text_paths("raw_added")
-    modified = text_paths("raw_modified")
-    deleted = text_paths("raw_deleted")
-    skipped = text_paths("raw_skipped")
-    unreadable = text_paths("raw_unreadable")
-    ignored = text_paths("raw_ignored")
-    folders = text_paths("raw_folders")
 
     @property
     def changed(self) -> bool:
@@ -269,17 +263,14 @@ def _unreadable_error(problems: list[tuple[bytes, str]]) -> UnreadableFileError:
 
 # -- status ------------------------------------------------------------------------------
 
+@text_paths
 @dataclass(frozen=True)
 class Change:
     raw_path: bytes  # as named on disk
     status: str  # A, M, D or T
 
-    @property
-    def path(self) -> str:
-        """The path as str (os.fsdecode; raw_path holds its bytes)."""
-        return os.fsdecode(self.raw_path)
 
-
+@text_paths
 @dataclass
 class Status:
     """Paths are `str` (untracked, ...); the raw_ fields hold them as bytes,
@@ -295,9 +286,6 @@ class Status:
     #: with ignored=True: what the rules hide (a hidden folder once, ending in "/")
     raw_ignored: list[bytes] = field(default_factory=list)
 
-    untracked = text_paths("raw_untracked")
-    now_ignored = text_paths("raw_now_ignored")
-    ignored = text_paths("raw_ignored")
 
     @property
     def clean(self) -> bool:
