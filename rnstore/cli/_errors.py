@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import sys
 import traceback
 
 from ..errors import BadInputError, OperationInterrupted, RnstoreError
-from ._output import close_progress_on_interrupt
+from ._output import close_progress_on_interrupt, in_flags
 
 EXIT_OK, EXIT_ACT, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 130, 141
 
@@ -19,33 +18,6 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (BadInputError, EXIT_USAGE),
     (RnstoreError, EXIT_ACT),
 ]
-
-
-#: The library's errors name the API's keyword arguments; the command line
-#: names its flags instead. (API words, flag), longest first.
-FLAGS_FOR_API_WORDS: list[tuple[str, str]] = [
-    ("allow_empty=True", "--allow-empty"),
-    ("ignore_errors=True", "--ignore-errors"),
-    ("skip_missing=True", "--skip-missing"),
-    ("keep_within=DURATION", "--keep-within DURATION"),
-    ("keep_last=N", "--keep-last N"),
-    ("keep_last", "--keep-last"),
-    ("nested=True", "--nested"),
-    ("force=True", "--force"),
-    ("target=FOLDER", "--target DIR"),
-    ('format="dir"', "--format dir"),
-    ("format=NAME", "--format NAME"),
-    ("a backend option is", "-o takes"),
-    ("in excludes", "in --exclude"),
-]
-
-
-def in_flags(text: str) -> str:
-    """A library message as the command line says it."""
-    for words, flag in FLAGS_FOR_API_WORDS:
-        if words in text:
-            text = re.sub(rf"(?<![\w-]){re.escape(words)}(?![\w=])", flag, text)
-    return text
 
 
 def exit_code_for(exc: BaseException) -> int:

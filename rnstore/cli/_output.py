@@ -9,11 +9,39 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any
 
 from ..progress import NO_PROGRESS
 from ..units import format_size, format_size_of
+
+
+#: The library's errors name the API's keyword arguments; the command line
+#: names its flags instead. (API words, flag), longest first.
+FLAGS_FOR_API_WORDS: list[tuple[str, str]] = [
+    ("allow_empty=True", "--allow-empty"),
+    ("ignore_errors=True", "--ignore-errors"),
+    ("skip_missing=True", "--skip-missing"),
+    ("keep_within=DURATION", "--keep-within DURATION"),
+    ("keep_last=N", "--keep-last N"),
+    ("keep_last", "--keep-last"),
+    ("nested=True", "--nested"),
+    ("force=True", "--force"),
+    ("target=FOLDER", "--target DIR"),
+    ('format="dir"', "--format dir"),
+    ("format=NAME", "--format NAME"),
+    ("a backend option is", "-o takes"),
+    ("in excludes", "in --exclude"),
+]
+
+
+def in_flags(text: str) -> str:
+    """A library message as the command line says it."""
+    for words, flag in FLAGS_FOR_API_WORDS:
+        if words in text:
+            text = re.sub(rf"(?<![\w-]){re.escape(words)}(?![\w=])", flag, text)
+    return text
 
 
 class Output:
