@@ -70,7 +70,7 @@ from .revparse import resolve_snapshot
 from .safefs import (O_CLOEXEC, O_DIR, O_NEW, Dirs, ancestors, place, prune, remove_folder, rmdir_quietly,
                      split, write_all)
 from .staging import head_entries
-from .trees import MAX_PATH, FlatEntry, check_blob_size, check_link_target, lookup, shorten
+from .trees import MAX_PATH, FlatEntry, check_blob_size, check_link_target, lookup, shorten, text_paths
 from .units import plural
 from .worktree import Found, hash_entry, mode_of, parallel_map, relative_pathspecs, under
 from .views import HistoryView, ObjectsView, WorkspaceView
@@ -81,8 +81,11 @@ LISTED = 50
 
 
 
+@text_paths
 @dataclass
 class CheckoutResult:
+    """What a checkout did. Paths are `str` (written, deleted, ...); the
+    raw_ fields hold them as bytes, exactly as named on disk."""
     snapshot: str
     #: the folder written into (the workspace root, or DIR)
     root: Path
@@ -90,37 +93,38 @@ class CheckoutResult:
     #: (checkout -- PATH...) or "target"
     form: str
     #: files and links written
-    written: list[bytes] = field(default_factory=list)
+    raw_written: list[bytes] = field(default_factory=list)
     #: empty folders of the snapshot created
-    folders: list[bytes] = field(default_factory=list)
+    raw_folders: list[bytes] = field(default_factory=list)
     #: tracked entries removed because REV does not have them
-    deleted: list[bytes] = field(default_factory=list)
+    raw_deleted: list[bytes] = field(default_factory=list)
     #: entries already identical, left as they were
-    skipped: list[bytes] = field(default_factory=list)
+    raw_skipped: list[bytes] = field(default_factory=list)
     #: untracked entries (or differing ones in a target) removed with `force`
-    replaced: list[bytes] = field(default_factory=list)
+    raw_replaced: list[bytes] = field(default_factory=list)
     #: snapshot entries never written (named .rnstore)
-    excluded: list[bytes] = field(default_factory=list)
+    raw_excluded: list[bytes] = field(default_factory=list)
     #: entries in a target folder that the snapshot does not have, removed with `force`
-    removed: list[bytes] = field(default_factory=list)
+    raw_removed: list[bytes] = field(default_factory=list)
     #: with `skip_missing`: (path, object id, why) of each file not restored
-    missing: list[tuple[bytes, str, str]] = field(default_factory=list)
+    raw_missing: list[tuple[bytes, str, str]] = field(default_factory=list)
     bytes_written: int = 0
     #: after a switch: the branch ref HEAD is attached to, or None (detached)
     branch: str | None = None
     head_moved: bool = False
 
+
     @property
     def files_written(self) -> int:
-        return len(self.written)
+        return len(self.raw_written)
 
     @property
     def files_deleted(self) -> int:
-        return len(self.deleted)
+        return len(self.raw_deleted)
 
     @property
     def files_skipped(self) -> int:
-        return len(self.skipped)
+        return len(self.raw_skipped)
 
 
 def checkout(repo: WorkspaceView, rev: str | None, paths: Iterable[str | os.PathLike] | None = None, *,
@@ -183,8 +187,8 @@ def materialise(repo: ObjectsView, snapshot_id: str, target: Path, prefixes: lis
     plan.rmdir.extend(extra_folders)
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(root, locked=False)
-    result = CheckoutResult(snapshot_id, root, form, excluded=excluded, removed=extra_files,
-                            missing=list(unreadable or ()))
+    result = CheckoutResult(snapshot_id, root, form, raw_excluded=excluded, raw_removed=extra_files,
+                            raw_missing=list(unreadable or ()))
     try:
         _execute(repo, plan, root, root, result, force, progress, for_index=False,
                  skip_missing=skip_missing)
@@ -278,7 +282,7 @@ def _plan_snapshot(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes] 
     if plan.conflicts:
         raise _conflict_error(plan.conflicts)
     result = CheckoutResult(snapshot_id, repo.root, "paths" if prefixes is not None else "switch",
-                            excluded=excluded, missing=list(unreadable or ()))
+                            raw_excluded=excluded, raw_missing=list(unreadable or ()))
     return index, desired, unknown, plan, result
 
 
@@ -720,11 +724,11 @@ def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False)
     if target:
         message = (f"{plural(len(paths), 'path')} in the target folder "
                    f"{'differs' if len(paths) == 1 else 'differ'} from the snapshot; nothing was written")
-        way_out = "remove them, choose another folder, or pass --force to overwrite them"
+        way_out = "remove them, choose another folder, or pass force=True to overwrite them"
     else:
         message = (f"checkout would overwrite or delete {plural(len(paths), 'path')} with uncommitted "
                    f"changes or untracked content; nothing was changed")
-        way_out = "commit your changes (`rnstore commit -a`) or move them away, or pass --force to discard them"
+        way_out = "commit your changes (`rnstore commit -a`) or move them away, or pass force=True to discard them"
     return ConflictError(message, [os.fsdecode(p) for p in paths], hints=listed + [way_out])
 
 
@@ -758,13 +762,13 @@ def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, r
             stage_fd = os.open(stage_path, O_DIR)
             damaged = _stage_all(repo.store, plan.writes, stage_fd, progress,
                                  skip_missing=skip_missing)
-            result.missing.extend((path, exc.object_id or entry_id, _why_damaged(exc))
+            result.raw_missing.extend((path, exc.object_id or entry_id, _why_damaged(exc))
                                   for path, entry_id, exc in damaged)
         if root_fd is None:
             root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
-        result.missing.sort()
+        result.raw_missing.sort()
         placed = _apply(plan, root_fd, stage_fd, force, result, for_index,
-                        skip={path for path, _, _ in result.missing})
+                        skip={path for path, _, _ in result.raw_missing})
     finally:
         for fd in (stage_fd, root_fd):
             if fd is not None:
@@ -772,9 +776,9 @@ def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, r
         if stage_path is not None:
             shutil.rmtree(stage_path, ignore_errors=True)
         progress.finish()
-    result.deleted = plan.deleted
-    result.skipped = plan.skipped
-    result.replaced = sorted(set(plan.replaced))
+    result.raw_deleted = plan.deleted
+    result.raw_skipped = plan.skipped
+    result.raw_replaced = sorted(set(plan.replaced))
     return placed
 
 
@@ -814,7 +818,7 @@ def _check_writable(plan: "_Plan", root_fd: int) -> None:
         raise NotWritableError(
             f"cannot check out: the folder(s) {shown}{more} are not writable, and the checkout "
             f"writes there; nothing was changed", [os.fsdecode(p) for p, _ in refused],
-            hints=["make them writable (chmod u+w), or check out into another folder with --target"])
+            hints=["make them writable (chmod u+w), or check out into another folder with target=FOLDER"])
 
 
 def _why_damaged(exc: ObjectError) -> str:
@@ -878,7 +882,7 @@ def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
     return cls(f"cannot check out {shown}{more}; nothing was changed",
                damaged[0][1].object_id,
                hints=["`rnstore fsck` lists every damaged object and the files that hold it",
-                      "`--skip-missing` restores every intact file and lists the missing ones"])
+                      "skip_missing=True restores every intact file and lists the missing ones"])
 
 
 def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
@@ -946,8 +950,8 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
                 continue
             written.append(entry.path)
             result.bytes_written += entry.size
-        result.written = sorted(written)
-        result.folders = sorted(created)
+        result.raw_written = sorted(written)
+        result.raw_folders = sorted(created)
     finally:
         dirs.close()
     if failures:

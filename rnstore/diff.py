@@ -12,7 +12,7 @@ from .errors import InvalidValueError
 from .objects import MODE_LINK, MODE_TREE
 from .revparse import resolve_tree
 from .staging import compare, ignore_rules, workspace_entries
-from .trees import iter_tree
+from .trees import iter_tree, text_paths
 from .worktree import relative_pathspecs, scan, under
 from .views import HistoryView, ObjectsView, WorkspaceView
 
@@ -20,9 +20,10 @@ from .views import HistoryView, ObjectsView, WorkspaceView
 TEXT_DIFF_LIMIT = 4 << 20
 
 
+@text_paths
 @dataclass(frozen=True)
 class DiffEntry:
-    path: bytes
+    raw_path: bytes      # as named on disk
     status: str          # A, M, D or T
     old: str | None
     new: str | None
@@ -30,7 +31,7 @@ class DiffEntry:
     new_mode: str | None
 
     def as_json(self) -> dict:
-        return {"path": os.fsdecode(self.path), "status": self.status,
+        return {"path": self.path, "status": self.status,
                 "old": self.old, "new": self.new}
 
 
@@ -93,8 +94,8 @@ def _compare_sides(old: dict[bytes, tuple[str, str]], new: dict[bytes, tuple[str
                    workspace) -> Diff:
     entries = []
     for change in compare(old, new):
-        before, after = old.get(change.path), new.get(change.path)
-        entries.append(DiffEntry(change.path, change.status,
+        before, after = old.get(change.raw_path), new.get(change.raw_path)
+        entries.append(DiffEntry(change.raw_path, change.status,
                                  before[1] if before else None, after[1] if after else None,
                                  before[0] if before else None, after[0] if after else None))
     return Diff(entries, workspace)
@@ -131,10 +132,10 @@ def _as_lines(data: bytes | None) -> list[str] | None:
 def unified(repo: ObjectsView, result: Diff, entry: DiffEntry) -> tuple[list[str] | None, int, int]:
     """A unified diff of one entry as text lines (None: binary), and the
     counts of added and removed lines."""
-    path = os.fsdecode(entry.path)
-    old = _as_lines(_content(repo, entry.old, entry.old_mode, entry.path, None))
+    path = entry.path
+    old = _as_lines(_content(repo, entry.old, entry.old_mode, entry.raw_path, None))
     new_workspace = result.workspace if entry.new is not None else None
-    new = _as_lines(_content(repo, entry.new, entry.new_mode, entry.path, new_workspace))
+    new = _as_lines(_content(repo, entry.new, entry.new_mode, entry.raw_path, new_workspace))
     if old is None or new is None:
         return None, 0, 0
     lines = list(difflib.unified_diff(

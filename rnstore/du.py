@@ -123,7 +123,7 @@ def du(repo: WorkspaceView, revs: Iterable[str] = (), *, progress: Progress = NO
         scan = collect_roots(repo, _refuse, grace=float(repo.config.get("gc.prune")), now=time.time())
         loader = StoreLoader(repo.store)
         marker = Marker(loader)
-        progress.start("du: reading trees")
+        progress.start("du: reading trees", unit="object")
         try:
             mark_roots(marker, scan.roots, _refuse, progress)
         finally:

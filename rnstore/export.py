@@ -74,7 +74,7 @@ def format_for(output: str | os.PathLike | None, format: str | None, *, stream: 
             raise InvalidValueError(f"unknown export format '{format}'",
                                     hints=[f"formats: {', '.join(FORMATS)}"])
         if stream and format == "dir":
-            raise InvalidValueError("the dir format needs -o DIR, not a stream")
+            raise InvalidValueError("the dir format writes a folder: give the folder's name as the output, not a stream")
         return format
     if stream:
         return "tar"
@@ -85,7 +85,7 @@ def format_for(output: str | os.PathLike | None, format: str | None, *, stream: 
     raise InvalidValueError(
         f"cannot tell the archive format from '{os.fsdecode(output)}'",
         hints=["name it .zip, .tar, .tar.gz, .tgz, .tar.zst or .tzst, or pass "
-               "--format zip|tar|tar.gz|tar.zst|dir"])
+               "format=NAME (zip, tar, tar.gz, tar.zst or dir)"])
 
 
 def export(repo: WorkspaceView, rev: str, output: str | os.PathLike | BinaryIO, *, format: str | None = None,
@@ -102,7 +102,7 @@ def export(repo: WorkspaceView, rev: str, output: str | os.PathLike | BinaryIO, 
     if fmt == "dir":
         done = materialise(repo, snapshot_id, Path(output), prefixes, progress=progress)
         return ExportResult(snapshot_id, fmt, os.fsdecode(output),
-                            len(done.written) + len(done.skipped), 0, done.bytes_written)
+                            len(done.raw_written) + len(done.raw_skipped), 0, done.bytes_written)
 
     snapshot = repo.store.get_snapshot(snapshot_id)
     mtime = _epoch(snapshot.time)
@@ -157,7 +157,7 @@ def _remove_stale_temps(final: Path) -> None:
 def _check_output(final: Path) -> Path:
     if final.is_dir():
         raise InvalidValueError(f"{final} is a folder",
-                                hints=["give an archive name, or pass --format dir"])
+                                hints=['give an archive name, or pass format="dir"'])
     if not final.absolute().parent.is_dir():
         raise InvalidValueError(f"the folder of {final} does not exist")
     return final.absolute()

@@ -106,10 +106,10 @@ def select(repo: HistoryView, revs: Iterable[str] = (), *, keep_last: int | None
     if not revs and keep_last is None and keep_within is None:
         raise InvalidValueError(
             "forget needs snapshots to forget or a keep rule",
-            hints=["`rnstore forget REV...` forgets those; `--keep-last N` or "
-                   "`--keep-within DURATION` forgets what the rules do not keep"])
+            hints=["`rnstore forget REV...` forgets those; keep_last=N or "
+                   "keep_within=DURATION forgets what the rules do not keep"])
     if keep_last is not None and keep_last < 1:
-        raise InvalidValueError(f"--keep-last takes a number of at least 1, not {keep_last}")
+        raise InvalidValueError(f"keep_last takes a number of at least 1, not {keep_last}")
     within = None
     within_text = None
     if keep_within is not None:

@@ -159,17 +159,14 @@ def fsck(repo: WorkspaceView, *, quick: bool = False, progress: Progress = NO_PR
                 return
             report(problem_kind(exc), oid, reason(exc, oid), kind)
 
+        # Following references reads the trees and snapshots decoded above,
+        # in memory: quick, so it shows no bar of its own.
         marker = Marker(load)
-        progress.start("fsck: following references")
-        try:
-            for root in scan.roots:
-                if root.id in listed:
-                    progress.advance(marker.mark(ANY_ROOT, root.id, root.kind,
-                                                 functools.partial(on_error, root=root)))
-                elif root.name != "last seen roots":
-                    report(MISSING, root.id, f"named by {root.label}", root.kind)
-        finally:
-            progress.finish()
+        for root in scan.roots:
+            if root.id in listed:
+                marker.mark(ANY_ROOT, root.id, root.kind, functools.partial(on_error, root=root))
+            elif root.name != "last seen roots":
+                report(MISSING, root.id, f"named by {root.label}", root.kind)
         needed = _bases_of_reached(marker, chains.bases)
         for oid in listed:
             if oid in marker or oid in needed:
@@ -332,7 +329,8 @@ def _check_objects(store, listed: dict[str, int], quick: bool, report, progress:
             return kind, None, None, exc, ()
 
     ids = sorted(listed)
-    progress.start("fsck: checking objects", len(ids), sum(listed.values()))
+    # the total is known before the first read: the bar's ETA is real
+    progress.start("fsck: checking objects", len(ids), sum(listed.values()), unit="object")
     try:
         for oid, result, error in parallel_map(check, ids):
             progress.advance(1, listed[oid])

@@ -164,7 +164,7 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
         scan = collect_roots(repo, _refuse, grace=grace, now=now)
         stats.workspaces = scan.workspaces
         marker = Marker(StoreLoader(repo.store))
-        progress.start("gc: marking")
+        progress.start("gc: marking", unit="object")
         try:
             mark_roots(marker, scan.roots, _refuse, progress, by_unit=False)
         finally:
@@ -363,7 +363,7 @@ def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, 
     stats.deleted_objects = len(doomed)
     stats.freed_bytes = sum(o.size for o in doomed)
     if doomed:
-        progress.start("gc: deleting", len(doomed), stats.freed_bytes)
+        progress.start("gc: deleting", len(doomed), stats.freed_bytes, unit="object")
     try:
         if not stats.dry_run:
             store.delete_stored(doomed)

@@ -95,7 +95,7 @@ def _nothing_to_commit(repo: WorkspaceView, head: str | None, staged_all: bool) 
         modified = sum(1 for c in pending.unstaged if c.status != "D")
         deleted = len(pending.unstaged) - modified
         for count, what in ((modified, "modified"), (deleted, "deleted"),
-                            (len(pending.untracked), "untracked")):
+                            (len(pending.raw_untracked), "untracked")):
             if count:
                 waiting.append(f"{plural(count, 'file')} {'is' if count == 1 else 'are'} {what}")
     if waiting:
@@ -104,7 +104,7 @@ def _nothing_to_commit(repo: WorkspaceView, head: str | None, staged_all: bool) 
             hints=["`rnstore add PATH` stages them, or `rnstore commit -a` stages everything and commits"])
     return NothingToCommitError(
         "nothing to commit, " + ("the workspace matches HEAD" if head else "the workspace is empty"),
-        hints=["--allow-empty commits anyway"])
+        hints=["allow_empty=True commits anyway"])
 
 
 def snapshot(repo: WorkspaceView, message: str, **kw) -> CommitResult:
@@ -331,7 +331,7 @@ def tag(repo: WorkspaceView, name: str, rev: str = "HEAD", *, force: bool = Fals
         if current not in (None, target):
             raise InvalidValueError(
                 f"tag '{name}' already names another snapshot ({current[:12]})",
-                hints=["pass -f to move it"])
+                hints=["pass force=True to move it"])
     return target
 
 

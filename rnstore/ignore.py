@@ -90,7 +90,11 @@ _ANY_DEPTH = "^(?:.+/)?"
 _NAMED_GROUP = re.compile(r"\(\?P<[^>]+>")
 
 
-def _compile(lines: Sequence[str], source: str = "--exclude",
+#: The source of the patterns a command adds (`excludes`), as rules name it.
+EXCLUDES = "--exclude"
+
+
+def _compile(lines: Sequence[str], source: str = EXCLUDES,
              on_bad: Callable[[str], None] | None = None) -> _Rules | None:
     """The rules of `lines` (from `source`, a file name or --exclude). A bad
     pattern is passed to `on_bad` as "SOURCE:LINE: ..." and skipped;
@@ -110,8 +114,9 @@ def _compile(lines: Sequence[str], source: str = "--exclude",
         try:
             pathspec.GitIgnoreSpec.from_lines([line])
         except Exception as exc:  # noqa: BLE001 - as above
-            where = f"{source}:{number}" if source != "--exclude" else f"--exclude '{line[:200]}'"
-            problem = f"{where}: invalid pattern '{line[:200]}' ({_why(exc, line)})"
+            pattern = f"invalid pattern '{line[:200]}'"
+            problem = (f"{pattern} in excludes" if source == EXCLUDES else f"{source}:{number}: {pattern}") \
+                + f" ({_why(exc, line)})"
             if on_bad is None:
                 raise InvalidValueError(problem, hints=["fix or remove the pattern"]) from None
             on_bad(problem + "; skipped")

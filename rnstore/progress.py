@@ -6,10 +6,15 @@ from __future__ import annotations
 
 class Progress:
     """The default receiver: ignores everything. Methods may be called from
-    worker threads."""
+    worker threads.
+
+    A stage starts with what it will do, as far as known up front: a count
+    of `unit`s ("file", "object") and of bytes; `advance` reports what was
+    done since the last call. A stage with neither total shows no bar, only
+    counts."""
 
     def start(self, description: str, total_files: int | None = None,
-              total_bytes: int | None = None) -> None:
+              total_bytes: int | None = None, *, unit: str = "file") -> None:
         pass
 
     def advance(self, files: int = 0, nbytes: int = 0) -> None:

@@ -190,7 +190,7 @@ class Repository:
         unless `nested` (the outer one would otherwise store the inner one's
         files, and commands run below it would silently switch workspaces)."""
         if shared not in SHARED_MODES:
-            raise InvalidValueError(f"--shared must be one of {', '.join(SHARED_MODES)}, not '{shared}'")
+            raise InvalidValueError(f"'{shared}' is no way to share a store: give {' or '.join(SHARED_MODES)}")
         root = Path(os.path.abspath(path))  # `..` resolved: ../sibling is not inside .
         dotdir = root / DOTDIR
         if (dotdir / "HEAD").is_file():
@@ -202,7 +202,7 @@ class Repository:
         if outer is not None and not nested:
             raise InvalidValueError(
                 f"{root} is inside the workspace {outer}",
-                hints=["pass --nested (nested=True) to make a workspace inside it anyway; add the "
+                hints=["pass nested=True to make a workspace inside it anyway; add the "
                        "folder to the outer workspace's .rnignore so its snapshots skip it"])
         head_ref = branch_ref(branch)
         objects = objects or os.environ.get("RNSTORE_OBJECTS")

@@ -8,40 +8,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .config import SETTINGS
 from .errors import InvalidValueError, LimitExceededError, LockTimeoutError, UnreadableFileError
 from .ignore import IgnoreRules
 from .index import Found, FoundList, Index, IndexEntry, Sweep
 from .objects import MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
-from .trees import iter_tree
+from .trees import iter_tree, text_paths
 from .units import format_size, plural
 from .worktree import Scan, hash_entry, parallel_map, relative_pathspecs, scan, store_entry, under
 from .views import ObjectsView, WorkspaceView
 
 
+@text_paths
 @dataclass
 class AddResult:
-    added: list[bytes] = field(default_factory=list)
-    modified: list[bytes] = field(default_factory=list)
-    deleted: list[bytes] = field(default_factory=list)
+    """What add staged. Paths are `str` (added, modified, ...); the raw_
+    fields hold them as bytes, exactly as named on disk."""
+    raw_added: list[bytes] = field(default_factory=list)
+    raw_modified: list[bytes] = field(default_factory=list)
+    raw_deleted: list[bytes] = field(default_factory=list)
     unchanged: int = 0
     #: (path, why) of entries never stored (sockets, FIFOs, devices)
-    skipped: list[tuple[bytes, str]] = field(default_factory=list)
+    raw_skipped: list[tuple[bytes, str]] = field(default_factory=list)
     #: (path, error) of what could not be read (only with ignore_errors)
-    unreadable: list[tuple[bytes, str]] = field(default_factory=list)
+    raw_unreadable: list[tuple[bytes, str]] = field(default_factory=list)
     #: paths named explicitly that the ignore rules exclude (not staged)
-    ignored: list[bytes] = field(default_factory=list)
+    raw_ignored: list[bytes] = field(default_factory=list)
     files: int = 0
     bytes: int = 0
     dry_run: bool = False
     #: whether the index needs writing (also when only stat data changed)
     index_changed: bool = False
     #: the paths of added, modified and deleted that are empty folders, not files
-    folders: set[bytes] = field(default_factory=set)
+    raw_folders: set[bytes] = field(default_factory=set)
+
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.modified or self.deleted)
+        return bool(self.raw_added or self.raw_modified or self.raw_deleted)
 
 
 def ignore_rules(repo: WorkspaceView, excludes: Iterable[str] = (), no_ignore: bool = False,
@@ -62,7 +67,7 @@ def _check_limits(repo: WorkspaceView, files: int, total: int,
         return
     if total > max_bytes:
         message = (f"the snapshot would hold {format_size(total)} in {plural(files, 'file')}, "
-                   f"over limits.max_bytes ({format_size(max_bytes)})")
+                   f"over limits.max_bytes ({_as_written(repo, 'limits.max_bytes', max_bytes)})")
     else:
         message = (f"the snapshot would hold {plural(files, 'file')}, over limits.max_files "
                    f"({max_files:,})")
@@ -81,8 +86,17 @@ def _check_limits(repo: WorkspaceView, files: int, total: int,
         hints.append("largest folders:")
         for path, size in sorted(folders.items(), key=lambda kv: -kv[1])[:10]:
             hints.append(f"  {format_size(size):>10}  {os.fsdecode(path)} ({plural(counts[path], 'file')})")
-    hints.append("add what should not be stored to .rnignore, or pass --force to store it anyway")
+    hints.append("add what should not be stored to .rnignore, or pass force=True to store it anyway")
     raise LimitExceededError(message, hints=hints)
+
+
+def _as_written(repo: WorkspaceView, key: str, size: int) -> str:
+    """A size setting as the user wrote it and in the units sizes are
+    printed in: '500MB = 476.8 MiB'."""
+    written = repo.config.raw(key) or SETTINGS[key].default
+    shown = format_size(size)
+    same = written.replace(" ", "") in (shown.replace(" ", ""), str(size))
+    return shown if same else f"{written} = {shown}"
 
 
 def add(repo: WorkspaceView, paths: Iterable[str | os.PathLike] = (".",), *, dry_run: bool = False,
@@ -118,12 +132,12 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
         raise InvalidValueError(
             f"pathspec '{os.fsdecode(unmatched[0])}' did not match any files",
             hints=["check the spelling; `rnstore status` lists what is there"])
-    result = AddResult(skipped=found.skipped, ignored=found.ignored, dry_run=dry_run)
+    result = AddResult(raw_skipped=found.skipped, raw_ignored=found.ignored, dry_run=dry_run)
     everything = b"" in prefixes
     sweep = index.sweep(found.found, None if everything else (lambda path: under(path, prefixes)))
     if found.unreadable and not ignore_errors:
         raise _unreadable_error(found.unreadable)
-    result.unreadable.extend(found.unreadable)
+    result.raw_unreadable.extend(found.unreadable)
     to_store, deleted, files, total = _compare(repo, index, sweep, found, force, result)
     del found, sweep  # a record per changed file: only those to store are kept while storing
 
@@ -133,19 +147,19 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
         for f, seen_now, error in parallel_map(lambda f: hash_entry(repo.root, f), to_store):
             before = index.get(f.path)
             if before is None:
-                result.added.append(f.path)
+                result.raw_added.append(f.path)
             elif error is not None or (before.mode, before.id) != (seen_now.mode, seen_now.id):
-                result.modified.append(f.path)
-        result.deleted = deleted
+                result.raw_modified.append(f.path)
+        result.raw_deleted = deleted
         result.files, result.bytes = files, total
         return result
 
-    result.folders.update(path for path, mode in zip(to_store.paths, to_store.modes) if mode == MODE_TREE)
-    result.folders.update(p for p in deleted if index.get(p).mode == MODE_TREE)
+    result.raw_folders.update(path for path, mode in zip(to_store.paths, to_store.modes) if mode == MODE_TREE)
+    result.raw_folders.update(p for p in deleted if index.get(p).mode == MODE_TREE)
     _store_all(repo, index, to_store, result, ignore_errors, progress)
     for path in deleted:
         index.remove(path)
-    result.deleted = deleted
+    result.raw_deleted = deleted
     index.drop_shadowed_folders()
     result.files, result.bytes = index.totals()
     result.index_changed = bool(result.changed or to_store or index.outdated)
@@ -214,9 +228,9 @@ def _store_all(repo: WorkspaceView, index: Index, to_store: FoundList, result: A
                 continue
             before = index.get(found.path)
             if before is None:
-                result.added.append(found.path)
+                result.raw_added.append(found.path)
             elif (before.mode, before.id) != (stored.mode, stored.id):
-                result.modified.append(found.path)
+                result.raw_modified.append(found.path)
             else:
                 result.unchanged += 1
             yield IndexEntry(stored.path, stored.mode, stored.id, stored.size, stored.stat)
@@ -228,7 +242,7 @@ def _store_all(repo: WorkspaceView, index: Index, to_store: FoundList, result: A
                 raise _unreadable_error(failures)
     finally:
         progress.finish()
-    result.unreadable.extend(failures)
+    result.raw_unreadable.extend(failures)
 
 
 def _unreadable_error(problems: list[tuple[bytes, str]]) -> UnreadableFileError:
@@ -236,33 +250,38 @@ def _unreadable_error(problems: list[tuple[bytes, str]]) -> UnreadableFileError:
     more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
     return UnreadableFileError(
         f"cannot read {first}{more}",
-        hints=["fix the permissions, add the paths to .rnignore, or pass --ignore-errors to skip them"])
+        hints=["fix the permissions, add the paths to .rnignore, or pass ignore_errors=True to skip them"])
 
 
 # -- status ------------------------------------------------------------------------------
 
+@text_paths
 @dataclass(frozen=True)
 class Change:
-    path: bytes
+    raw_path: bytes  # as named on disk
     status: str  # A, M, D or T
 
 
+@text_paths
 @dataclass
 class Status:
+    """Paths are `str` (untracked, ...); the raw_ fields hold them as bytes,
+    and each Change its raw_path."""
     branch: str | None
     head: str | None
     staged: list[Change] = field(default_factory=list)
     unstaged: list[Change] = field(default_factory=list)
-    untracked: list[bytes] = field(default_factory=list)
+    raw_untracked: list[bytes] = field(default_factory=list)
     #: tracked paths still on disk that a rule now ignores: (path, rule);
     #: the next `add` of their folder drops them from the index
-    now_ignored: list[tuple[bytes, str]] = field(default_factory=list)
+    raw_now_ignored: list[tuple[bytes, str]] = field(default_factory=list)
     #: with ignored=True: what the rules hide (a hidden folder once, ending in "/")
-    ignored: list[bytes] = field(default_factory=list)
+    raw_ignored: list[bytes] = field(default_factory=list)
+
 
     @property
     def clean(self) -> bool:
-        return not (self.staged or self.unstaged or self.untracked or self.now_ignored)
+        return not (self.staged or self.unstaged or self.raw_untracked or self.raw_now_ignored)
 
 
 def _kind(mode: str) -> str:
@@ -371,8 +390,8 @@ def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool
         changes.append((path, "T" if _kind(mode) != _kind(index.get(path).mode) else "M"))
     result.unstaged = [Change(path, why) for path, why in sorted(changes)]
     _separate_now_ignored(repo, rules, result)
-    result.untracked = sorted(f.path for f in seen.untracked)
-    result.ignored = sorted(found.hidden)
+    result.raw_untracked = sorted(f.path for f in seen.untracked)
+    result.raw_ignored = sorted(found.hidden)
     if seen.refreshed:
         _refresh_index(repo, seen.refreshed)
     return result
@@ -385,12 +404,12 @@ def _separate_now_ignored(repo: WorkspaceView, rules, result: Status) -> None:
     kept = []
     for change in result.unstaged:
         rule = None
-        if change.status == "D" and os.path.lexists(os.path.join(root, change.path)):
-            rule = rules.why_ignored(change.path)
+        if change.status == "D" and os.path.lexists(os.path.join(root, change.raw_path)):
+            rule = rules.why_ignored(change.raw_path)
         if rule is None:
             kept.append(change)
         else:
-            result.now_ignored.append((change.path, rule))
+            result.raw_now_ignored.append((change.raw_path, rule))
     result.unstaged = kept
 
 

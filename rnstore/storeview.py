@@ -19,7 +19,7 @@ from typing import Iterable
 from .errors import InvalidValueError, ObjectError
 from .forget import timestamp_of as _timestamp
 from .objects import SNAPSHOT
-from .plumbing import parse_meta
+from .plumbing import parse_meta, utc_iso
 from .reachability import Marker, Root, StoreLoader, collect_roots
 from .refs import TAGS, short_name
 from .units import parse_duration
@@ -47,14 +47,14 @@ class SnapshotInfo:
 class WorkspaceInfo:
     path: str
     state: str                    # "alive", "gone" or "elsewhere" (now uses another store)
-    gone_since: float | None
+    gone_since: float | None     # Unix time (ISO 8601 UTC in as_json, as every time field)
     last_commit: str | None       # the time of its newest snapshot
     snapshots: int                # snapshots it keeps alive
     exclusive_bytes: int          # stored bytes no other workspace and no tag keeps alive
     current: bool = False         # the workspace the command ran in
 
     def as_json(self) -> dict:
-        return {"path": self.path, "state": self.state, "gone_since": self.gone_since,
+        return {"path": self.path, "state": self.state, "gone_since": utc_iso(self.gone_since),
                 "last_commit": self.last_commit, "snapshots": self.snapshots,
                 "exclusive_bytes": self.exclusive_bytes, "current": self.current}
 

@@ -7,6 +7,7 @@ An empty folder is a flat entry of mode 040000 whose id is the empty tree.
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
@@ -61,6 +62,29 @@ class FlatEntry(NamedTuple):
     mode: str
     id: str
     size: int
+
+
+def text_paths(cls):
+    """A class decorator for results: each `raw_NAME` field of bytes paths
+    gets a `NAME` property of `str` paths. os.fsdecode, so a name that is
+    not UTF-8 keeps its bytes as surrogate escapes (os.fsencode gives them
+    back; the raw field holds them as named on disk). One path, a list, a
+    set, or (path, ...) tuples, whose other items are kept."""
+    for raw_field in getattr(cls, "__annotations__", {}):
+        if raw_field.startswith("raw_"):
+            setattr(cls, raw_field[4:], property(
+                functools.partial(_decoded, raw_field=raw_field),
+                doc=f"{raw_field[4:]} as str (bytes in {raw_field})"))
+    return cls
+
+
+def _decoded(result, raw_field: str):
+    raw = getattr(result, raw_field)
+    if isinstance(raw, bytes):
+        return os.fsdecode(raw)
+    text = [(os.fsdecode(item[0]), *item[1:]) if isinstance(item, tuple) else os.fsdecode(item)
+            for item in raw]
+    return set(text) if isinstance(raw, (set, frozenset)) else text
 
 
 def split_path(path: bytes) -> list[bytes]:

@@ -15,7 +15,9 @@ _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y"
 
 
 def parse_size(text: str) -> int:
-    """'500MB', '1.5GiB', '1000' -> bytes (decimal units, binary with 'i')."""
+    """'500MB', '1.5GiB', '1000' -> bytes, as written: SI prefixes are
+    decimal (500MB = 500 * 10^6, also '500M'), binary ones say so with an
+    'i' (500MiB = 500 * 2^20). Sizes are printed in binary units only."""
     match = _SIZE.match(str(text))
     if not match:
         raise InvalidValueError(f"'{text}' is not a size (examples: 500MB, 2GiB, 1000)")
@@ -53,12 +55,32 @@ def parse_stored_duration(text: str) -> float:
     return float(text) if text.isdigit() else parse_duration(text)
 
 
-def format_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def _binary_unit(n: float) -> tuple[float, str]:
+    """The divisor and unit format_size shows `n` bytes in."""
+    divisor = 1
+    for unit in _BINARY_UNITS:
+        if abs(n) < 1024 * divisor or unit == _BINARY_UNITS[-1]:
+            return divisor, unit
+        divisor *= 1024
     raise AssertionError("unreachable")
+
+
+def format_size(n: float) -> str:
+    """Bytes as every size rnstore prints: binary units (1 KiB = 1,024
+    bytes), whatever units a size was given in: '537 B', '1.5 MiB'."""
+    divisor, unit = _binary_unit(n)
+    return f"{n:.0f} B" if unit == "B" else f"{n / divisor:.1f} {unit}"
+
+
+def format_size_of(done: float, total: float) -> str:
+    """'12.3/28.6 MiB': part of a total, in the total's unit."""
+    divisor, unit = _binary_unit(total)
+    if unit == "B":
+        return f"{done:.0f}/{total:.0f} B"
+    return f"{done / divisor:.1f}/{total / divisor:.1f} {unit}"
 
 
 def plural(n: int, noun: str, nouns: str | None = None) -> str:

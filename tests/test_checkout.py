@@ -132,7 +132,7 @@ def test_target_refuses_differing_files_skips_identical_and_force_overwrites(run
     assert (after.st_ino, after.st_mtime_ns) == (a_stat.st_ino, a_stat.st_mtime_ns)  # skipped
 
     result = checkout(ws, snap, target=out)
-    assert result.written == [] and sorted(result.skipped) == [b"a.txt", b"b.txt", b"sub/c.txt"]
+    assert result.written == [] and sorted(result.skipped) == ["a.txt", "b.txt", "sub/c.txt"]
 
 
 def test_target_never_writes_through_a_planted_symlink(run_cli, ws, tmp_path):
@@ -194,7 +194,7 @@ def test_a_crafted_rnstore_entry_is_never_written(ws, tmp_path):
     head_before = (ws.dotdir / "HEAD").read_bytes()
 
     result = checkout(ws, snap, force=True)
-    assert result.excluded == [b".rnstore/HEAD"]
+    assert result.excluded == [".rnstore/HEAD"]
     assert (ws.dotdir / "HEAD").read_bytes() != b"ref: refs/heads/evil\n"
     assert (ws.root / "ok.txt").read_bytes() == b"fine\n"
     out = tmp_path / "out"
@@ -319,7 +319,7 @@ def test_an_identical_untracked_file_is_no_conflict(two_snapshots):
     ws, old, new = two_snapshots
     (ws.root / "gone.txt").write_bytes(b"only in old\n")
     result = checkout(ws, old)
-    assert b"gone.txt" in result.skipped
+    assert "gone.txt" in result.skipped
     assert ws.read_index().get(b"gone.txt") is not None
 
 
@@ -451,7 +451,7 @@ def test_restore_folder_deletes_tracked_files_rev_lacks(two_snapshots):
     assert not (ws.root / "new" / "dir").exists()
     assert ws.refs.head()[1] == new
     staged = {c.path: c.status for c in ws.status().staged}
-    assert staged[b"run.sh"] == "D" and staged[b"gone.txt"] == "A"
+    assert staged["run.sh"] == "D" and staged["gone.txt"] == "A"
 
 
 def test_restore_of_a_path_rev_lacks_is_bad_input(run_cli, two_snapshots):
@@ -506,8 +506,8 @@ def test_repository_checkout_method_and_result(two_snapshots):
     ws, old, new = two_snapshots
     result = ws.checkout(old)
     assert result.form == "switch" and result.snapshot == old
-    assert sorted(result.written) == [b"change.txt", b"gone.txt", b"link", b"old/deep/file.txt"]
-    assert sorted(result.deleted) == [b"new/dir/file.txt", b"run.sh"]
+    assert sorted(result.written) == ["change.txt", "gone.txt", "link", "old/deep/file.txt"]
+    assert sorted(result.deleted) == ["new/dir/file.txt", "run.sh"]
     assert result.files_written == 4 and result.files_deleted == 2
     assert result.bytes_written == len(b"v1\n") + len(b"only in old\n") + len(b"keep.txt") + len(b"old folder\n")
 
@@ -569,9 +569,9 @@ def test_deep_folders_go_through_descriptors_without_recursion(ws, tmp_path):
     snap = store_snapshot(ws, Snapshot(tree, (), utc_now(), "deep", {}))
     out = tmp_path / "out"
     result = checkout(ws, snap, target=out)
-    assert result.written == [b"d/" * 150 + b"f"]
+    assert result.written == ["d/" * 150 + "f"]
     assert (out / ("d/" * 150 + "f")).read_bytes() == b"deep\n"
-    assert checkout(ws, snap, target=out).skipped == [b"d/" * 150 + b"f"]
+    assert checkout(ws, snap, target=out).skipped == ["d/" * 150 + "f"]
 
 
 def dead_pid() -> int:

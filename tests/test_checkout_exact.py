@@ -57,7 +57,7 @@ def test_library_target_force_reports_removed(tmp_path, run_cli):
     target = tmp_path / "out"
     write_files(target, {"x/y": "1"})
     result = Repository.open(ws).checkout(snap, target=target, force=True)
-    assert result.removed == [b"x/y"] and not (target / "x").exists()
+    assert result.removed == ["x/y"] and not (target / "x").exists()
 
 
 def damage(ws: Path, run_cli, snap: str) -> tuple[str, str]:

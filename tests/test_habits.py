@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -17,11 +18,13 @@ from pathlib import Path
 import pytest
 
 import rnstore
+import rnstore.errors
 from rnstore import Repository
 from rnstore.errors import InvalidValueError
 
 from helpers.cli import cli_env
 from helpers.porcelain import assert_error, commit, new_workspace, ok, run_parallel, write_files
+from helpers.terminal import run_on_pty
 
 
 @pytest.fixture
@@ -424,3 +427,269 @@ def test_gc_json_last_run_is_iso_utc(ws, run_cli):
     ok(run_cli(["gc", "-q"], cwd=ws))
     document = json.loads(ok(run_cli(["gc", "--json", "-q"], cwd=ws)).stdout)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", document["last_run"]), document
+
+
+# -- one unit system ------------------------------------------------------------------
+
+DECIMAL_UNITS = re.compile(r"\d (kB|KB|MB|GB|TB)\b")
+
+
+def test_sizes_are_understood_as_written_and_printed_in_binary_units(ws, run_cli):
+    write_files(ws, {"f.bin": b"x" * 1010})
+    ok(run_cli(["config", "limits.max_bytes", "1KB"], cwd=ws))  # 1,000 bytes
+    refused = run_cli(["add", "."], cwd=ws)
+    assert_error(refused, 1, "1010 B in 1 file, over limits.max_bytes (1KB = 1000 B)")
+    assert "hint:       1010 B  f.bin" in refused.stderr and "--force" in refused.stderr, refused.stderr
+    ok(run_cli(["config", "limits.max_bytes", "1KiB"], cwd=ws))  # 1,024 bytes
+    assert "1010 B" in ok(run_cli(["add", "."], cwd=ws)).stderr
+    assert ok(run_cli(["config", "limits.max_bytes"], cwd=ws)).out == "1KiB\n"  # kept as written
+    ok(run_cli(["config", "limits.max_bytes", "2MB"], cwd=ws))
+    write_files(ws, {"big.bin": os.urandom(2_050_000)})  # over 2 MB, under 2 MiB
+    assert_error(run_cli(["add", "."], cwd=ws), 1,
+                 "the snapshot would hold 2.0 MiB in 2 files, over limits.max_bytes (2MB = 1.9 MiB)")
+    ok(run_cli(["config", "limits.max_bytes", "2MiB"], cwd=ws))
+    summary = ok(run_cli(["add", "."], cwd=ws)).stderr
+    assert "2.0 MiB" in summary, summary
+    commit(run_cli, ws, "sizes")
+    outputs = [ok(run_cli(args, cwd=ws)) for args in (["du"], ["gc"], ["log"], ["fsck"])]
+    printed = "".join(r.out + r.stderr for r in outputs)
+    assert "MiB" in printed and not DECIMAL_UNITS.search(printed), printed
+
+
+def test_the_readme_states_the_unit_system():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "500MB = 500,000,000 bytes" in readme and "500MiB = 524,288,000 bytes" in readme
+    assert "binary units" in readme
+
+
+# -- fsck progress and Ctrl-C -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def objects_to_check(tmp_path_factory):
+    """A workspace of 600 incompressible files (60 MB): fsck reads for a while."""
+    root = tmp_path_factory.mktemp("fsck") / "ws"
+    new_workspace(root)
+    for i in range(600):
+        (root / f"d{i // 100}").mkdir(exist_ok=True)
+        (root / f"d{i // 100}" / f"f{i:03}.bin").write_bytes(os.urandom(100_000))
+    subprocess.run([sys.executable, "-m", "rnstore", "commit", "-a", "-q", "-m", "data"], cwd=root,
+                   env=cli_env({"RNSTORE_PROGRESS": "0"}), check=True, capture_output=True)
+    return root
+
+
+def test_fsck_shows_one_bar_of_objects_with_a_real_eta(objects_to_check):
+    code, _, terminal = run_on_pty(["fsck"], objects_to_check)
+    assert code == 0, terminal
+    text = terminal.decode("utf-8", "replace")
+    assert "fsck: checking objects" in text and "/608 objects" in text, text[-600:]
+    assert "following references" not in text  # no second, empty bar
+    # bytes, speed, count and time left: the last frame, at the end
+    assert re.search(r"(5\d\.\d)/\1 MiB [\d.]+ (B|KiB|MiB|GiB)/s 608/608 objects\S* \S*\d:\d\d:\d\d", text), \
+        text[-600:]
+    assert not DECIMAL_UNITS.search(text), text[-600:]
+    assert text.endswith("fsck: 608 objects checked, no problems\r\n"), text[-300:]
+
+
+def test_ctrl_c_erases_the_bar_and_says_what_was_interrupted(objects_to_check):
+    """SIGINT as soon as fsck's bar shows: exit 130, the bar erased rather
+    than left half drawn, and one line saying how far fsck got."""
+    for _attempt in range(5):
+        code, _, terminal = run_on_pty(["fsck"], objects_to_check, interrupt_at=b"fsck: checking objects")
+        if code != 0:
+            break
+    else:
+        pytest.fail("fsck finished before every SIGINT: make the fixture bigger")
+    text = terminal.decode("utf-8", "replace")
+    assert code == 130, text[-600:]
+    erase = text.rindex("\x1b[2K")  # the bar's line cleared ...
+    after = text[erase + len("\x1b[2K"):]
+    # ... and then exactly one line
+    assert re.fullmatch(r"error: interrupted: fsck: checking objects, [\d,]+ of 608 objects done\r\n",
+                        after), repr(text[-400:])
+    assert "━" not in after and "\x1b[1A" in text[erase - 10:erase], repr(text[-400:])
+
+
+# -- JSON documents -------------------------------------------------------------------
+
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+TIME_KEYS = ("time", "last_run", "gone_since", "last_commit")
+
+
+def _time_fields(document, where: str = ""):
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if key in TIME_KEYS:
+                yield f"{where}.{key}", value
+            yield from _time_fields(value, f"{where}.{key}")
+    elif isinstance(document, list):
+        for item in document:
+            yield from _time_fields(item, f"{where}[]")
+
+
+def test_every_json_time_field_is_iso_8601_utc(tmp_path, run_cli):
+    store = tmp_path / "store"
+    a, gone, remote = tmp_path / "a", tmp_path / "gone", tmp_path / "remote"
+    for folder in (a, gone):
+        folder.mkdir()
+        ok(run_cli(["init", "-q", "--no-default-ignore", "--objects", str(store)], cwd=folder))
+    write_files(a, {"x.txt": "x\n"})
+    first = commit(run_cli, a, "first", "-a")
+    write_files(a, {"x.txt": "x2\n"})
+    commit(run_cli, a, "second", "-a")
+    write_files(gone, {"g.txt": "g\n"})
+    commit(run_cli, gone, "in gone", "-a")
+    ok(run_cli(["gc", "-q"], cwd=a))
+    shutil.rmtree(gone)
+    ok(run_cli(["gc", "-q"], cwd=a))  # first sees it gone: gone_since is set
+    ok(run_cli(["remote", "add", "origin", str(remote)], cwd=a))
+    ok(run_cli(["push", "origin", "-q"], cwd=a))
+    commands = [["log", "--json"], ["show", "--json"], ["snapshots", "--json"],
+                ["snapshots", "--json", "--remote", "origin"], ["forget", "--json", "--dry-run", first],
+                ["gc", "--json", "--dry-run"], ["du", "--json"], ["fsck", "--json"],
+                ["tag", "--json", "v1"], ["tag", "--json"], ["workspaces", "--json"]]
+    seen = {}
+    for args in commands:
+        document = json.loads(ok(run_cli(args, cwd=a)).stdout)
+        for field, value in _time_fields(document, " ".join(args[:1])):
+            seen[field] = value
+            assert value is None or ISO_UTC.fullmatch(value), (args, field, value)
+    for field in ("log[].time", "show.time", "snapshots[].time", "forget.forgotten[].time",
+                  "gc.last_run", "du.snapshots[].time", "tag[].time", "workspaces[].gone_since",
+                  "workspaces[].last_commit"):
+        assert field in seen, (field, sorted(seen))
+    assert any(value for field, value in seen.items() if field == "workspaces[].gone_since")
+
+
+def test_tag_and_forget_print_json(ws, run_cli):
+    write_files(ws, {"a.txt": "a\n"})
+    first = commit(run_cli, ws, "first", "-a")
+    write_files(ws, {"a.txt": "b\n"})
+    commit(run_cli, ws, "second", "-a")
+    bound = json.loads(ok(run_cli(["tag", "--json", "v1", first], cwd=ws)).stdout)
+    assert bound == {"name": "v1", "id": first, "deleted": False}
+    deleted = json.loads(ok(run_cli(["tag", "--json", "-d", "v1"], cwd=ws)).stdout)
+    assert deleted == {"name": "v1", "id": first, "deleted": True}
+    forgotten = json.loads(ok(run_cli(["forget", "--json", "--keep-last", "1"], cwd=ws)).stdout)
+    assert [item["id"] for item in forgotten["forgotten"]] == [first]
+    assert forgotten["kept"][0]["reasons"] == ["keep-last 1"]
+
+
+# -- Python API: paths and words ----------------------------------------------------------
+
+
+def test_api_result_paths_are_str_with_the_bytes_kept(tmp_path):
+    from rnstore.diff import diff
+
+    root = tmp_path / "exp"
+    root.mkdir()
+    odd = b"caf\xe9.txt"  # Latin-1, not UTF-8
+    (root / os.fsdecode(odd)).write_bytes(b"one\n")
+    (root / "plain.txt").write_text("plain\n")
+    repo = Repository.init(root, default_ignore=False)
+    added = repo.add(cwd=root)
+    assert added.added == [os.fsdecode(odd), "plain.txt"] and all(type(p) is str for p in added.added)
+    assert added.raw_added == [odd, b"plain.txt"]
+    first = repo.commit("first")
+    (root / os.fsdecode(odd)).write_bytes(b"two\n")
+    (root / "new.txt").write_text("new\n")
+    status = repo.status()
+    [change] = status.unstaged
+    assert (change.path, change.raw_path, change.status) == (os.fsdecode(odd), odd, "M")
+    assert status.untracked == ["new.txt"] and status.raw_untracked == [b"new.txt"]
+    [entry] = [e for e in diff(repo, None).entries if e.status == "M"]
+    assert entry.path == os.fsdecode(odd) and entry.raw_path == odd
+    assert os.fsencode(entry.path) == odd  # the str gives the bytes back, too
+    restored = repo.checkout(first.id, target=tmp_path / "out")
+    assert sorted(restored.written) == [os.fsdecode(odd), "plain.txt"]
+    assert sorted(restored.raw_written) == [odd, b"plain.txt"]
+
+
+def test_library_errors_name_api_keywords_and_the_cli_names_flags(ws, run_cli):
+    write_files(ws, {"a.txt": "a\n"})
+    commit(run_cli, ws, "first", "-a")
+    ok(run_cli(["tag", "v1"], cwd=ws))
+    write_files(ws, {"a.txt": "b\n"})
+    commit(run_cli, ws, "second", "-a")
+    repo = Repository.open(ws)
+    for call, words, flag in [
+            (lambda: repo.commit("again"), "allow_empty=True", "--allow-empty"),
+            (lambda: repo.tag("v1", "HEAD"), "force=True", "--force"),
+            (lambda: repo.forget(keep_last=0), "keep_last", "--keep-last")]:
+        with pytest.raises(rnstore.errors.RnstoreError) as caught:
+            call()
+        text = " ".join([str(caught.value), *caught.value.hints])
+        assert words in text and not re.search(r"(?<![\w`])--[a-z]", text), text
+    assert_error(run_cli(["commit", "-m", "again"], cwd=ws), 1, "--allow-empty")
+    error = assert_error(run_cli(["tag", "v1"], cwd=ws), 2, "--force")
+    assert "force=True" not in error
+    assert_error(run_cli(["forget", "--keep-last", "0"], cwd=ws), 2, "--keep-last")
+
+
+def test_no_library_message_names_a_cli_flag():
+    """Messages and hints raised by the library (rnstore/ minus cli/) name
+    the API's keywords; only a whole command to run (in backquotes, such as
+    `rnstore gc --prune now`) may carry flags."""
+    import ast
+
+    flag = re.compile(r"(?<![\w`-])--?[a-z][a-z-]*\b")
+    package = Path(rnstore.__file__).parent
+    found = []
+    for source in package.rglob("*.py"):
+        if "cli" in source.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+            parts = list(node.args[:1]) if name.endswith("Error") else []
+            parts += [kw.value for kw in node.keywords if kw.arg == "hints"]
+            for part in parts:
+                for text in ast.walk(part):
+                    if isinstance(text, ast.Constant) and isinstance(text.value, str) \
+                            and flag.search(re.sub(r"`[^`]*`", "", text.value)):
+                        found.append(f"{source.name}:{text.lineno}: {text.value!r}")
+    assert not found, "library messages naming CLI flags:\n" + "\n".join(found)
+
+
+# -- completions of remote names; default ignore rules; the CI recipe ---------------------------------
+
+
+def test_completion_offers_remote_names(ws, run_cli, tmp_path):
+    ok(run_cli(["remote", "add", "origin", str(tmp_path / "r1")], cwd=ws))
+    ok(run_cli(["remote", "add", "backup", str(tmp_path / "r2")], cwd=ws))
+    for words in (("push", ""), ("fetch", ""), ("pull", ""), ("remote", "remove", ""),
+                  ("gc", "--remote", ""), ("forget", "--remote", ""), ("snapshots", "--remote", "")):
+        assert _complete(run_cli, ws, *words) == ["backup", "origin"], words
+    assert _complete(run_cli, ws, "push", "or") == ["origin"]
+    assert _complete(run_cli, ws, "remote", "add", "") == []  # a new name: nothing to offer
+    assert _complete(run_cli, ws.parent, "push", "") == []
+
+
+def test_default_rnignore_keeps_data_folders_out_but_not_small_fixtures(tmp_path, run_cli):
+    ws = new_workspace(tmp_path / "ws", default_ignore=True)
+    files = {f"{folder}/x.{ext}": "1" for folder in ("data", "datasets", "checkpoints")
+             for ext in ("npy", "npz", "pkl", "parquet", "arrow", "onnx", "bin")}
+    files.update({"train.py": "p", "tests/fixture.npy": "f", "model.pt": "m"})
+    write_files(ws, files)
+    short = ok(run_cli(["status", "-s", "--ignored"], cwd=ws)).stdout.splitlines()
+    assert b"!! data/" in short and b"!! datasets/" in short and b"!! checkpoints/" in short, short
+    assert b"!! model.pt" in short and b"?? tests/fixture.npy" in short and b"?? train.py" in short, short
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "`*.npy`, `*.npz`, `*.pkl`, `*.parquet`" in readme and "small fixtures" in readme
+
+
+def test_the_readme_ci_recipe_exports_outside_the_workspace():
+    """tests/test_shared_tags.py runs the recipe; here: its export target is
+    not inside the job's folder, so it never lands in the next snapshot."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    recipe = readme.split("## In CI", 1)[1].split("```", 2)[1]
+    [export] = [line for line in recipe.splitlines() if line.startswith("rnstore export")]
+    assert '-o "$ARTIFACTS/' in export, export
+
+
+def test_diff_stat_before_the_first_snapshot_shows_everything_added(ws, run_cli):
+    write_files(ws, {"a.txt": "a\nb\n", "sub/c.txt": "c\n"})
+    stat = ok(run_cli(["diff", "--stat"], cwd=ws)).out
+    assert "a.txt" in stat and "sub/c.txt" in stat
+    assert "2 files changed, 3 insertions(+), 0 deletions(-)" in stat, stat

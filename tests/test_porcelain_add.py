@@ -262,7 +262,7 @@ def test_a_file_that_changes_while_add_reads_it_is_read_again(tmp_path, monkeypa
 
     monkeypatch.setattr(DiskStore, "put", put_then_edit)
     result = repo.add(["params.txt"], cwd=repo.root)
-    assert edits and result.added == [b"params.txt"]
+    assert edits and result.added == ["params.txt"]
     entry = repo.read_index().get(b"params.txt")
     assert entry.id == sha256(b"lr=0.2\n")
     assert entry.stat is None or entry.stat.mtime_ns == os.lstat(target).st_mtime_ns

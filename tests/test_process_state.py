@@ -61,7 +61,7 @@ class CollectorWatch(Progress):
     def __init__(self):
         self.states: list[bool] = []
 
-    def start(self, description, total_files=None, total_bytes=None):
+    def start(self, description, total_files=None, total_bytes=None, *, unit="file"):
         self.states.append(gc.isenabled())
 
     def advance(self, files=0, nbytes=0):

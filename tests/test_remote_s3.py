@@ -216,7 +216,7 @@ def test_tag_with_another_id_and_non_fast_forward_are_refused(tmp_path, s3):
     lib(b).tag("v1", force=True)
     with pytest.raises(transfer.PushRefusedError, match="v1") as refused:
         transfer.push(lib(b), "origin", ["v1"])
-    assert "--force" in refused.value.hints[0]
+    assert "force=True" in refused.value.hints[0]  # the API's word; the CLI says --force
     commit(a, "other.txt", b"other")
     transfer.push(lib(a), "origin")
     result = cli(["push", "--json", "origin"], b, server, check=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from datetime import datetime, timezone
 
 from helpers.porcelain import assert_error, ok
 from helpers.shared import commit, shared
@@ -67,6 +68,8 @@ def test_workspaces_lists_state_snapshots_and_exclusive_bytes(tmp_path):
     assert listed[str(c)]["state"] == "gone"
     ok(run(["gc"], cwd=a))  # first sees c gone
     listed = {w["path"]: w for w in json.loads(ok(run(["workspaces", "--json"], cwd=b)).stdout)}
-    assert listed[str(c)]["gone_since"] <= time.time() and listed[str(c)]["snapshots"] == 1
+    # ISO 8601 UTC, as every time field of a JSON document
+    gone = datetime.strptime(listed[str(c)]["gone_since"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    assert gone.timestamp() <= time.time() and listed[str(c)]["snapshots"] == 1
     human = ok(run(["workspaces"], cwd=b)).out
     assert f"{b} (here)  alive" in human and "gone since" in human

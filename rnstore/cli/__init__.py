@@ -123,7 +123,7 @@ def _flush_stdout() -> None:
 
 def _handle(exc: BaseException) -> int:
     try:
-        from ._errors import EXIT_INTERRUPTED, EXIT_PIPE, report  # traceback and all: only on an error
+        from ._errors import EXIT_PIPE, report  # traceback and all: only on an error
     except KeyboardInterrupt:
         return 130
     if isinstance(exc, BrokenPipeError) or (
@@ -139,9 +139,8 @@ def _handle(exc: BaseException) -> int:
         # typer versions pyproject.toml allows)
         if isinstance(exc, typer.Exit):
             return exc.exit_code
-        if isinstance(exc, typer.Abort):
-            sys.stderr.write("error: interrupted\n")
-            return EXIT_INTERRUPTED
+        if isinstance(exc, typer.Abort):  # click's name for a KeyboardInterrupt in a command
+            return report(KeyboardInterrupt())
         if isinstance(exc, typer.TyperException):
             if getattr(exc, "possibilities", None) and getattr(exc, "option_name", None):
                 # an unknown option: click proposes anything alike, keep the close ones

@@ -11,6 +11,8 @@ import inspect
 
 from typer.core import TyperCommand, TyperGroup
 
+from ..errors import OperationInterrupted
+
 #: ctx.meta key holding what followed `--` on the command line
 AFTER_DASHDASH = "rnstore.after_dashdash"
 
@@ -176,6 +178,14 @@ class Group(TyperGroup):
             rows = panels[title]
             with formatter.section(title):
                 formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            # typer turns a KeyboardInterrupt into a silent exit 130; the
+            # CLI's error handler says what was interrupted instead
+            raise OperationInterrupted("interrupted") from exc
 
     def resolve_command(self, ctx, args):
         self.suggest_commands = False  # typer's own, from difflib: ours below

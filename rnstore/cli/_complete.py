@@ -1,5 +1,5 @@
 """Shell completion of values: revisions (branches, tags, snapshot ids),
-export formats and config keys. Each runs inside a TAB press: it never
+export formats, config keys and remote names. Each runs inside a TAB press: it never
 raises and never prints."""
 
 from __future__ import annotations
@@ -34,3 +34,13 @@ def formats(incomplete: str) -> list[str]:
 
 def config_keys(incomplete: str) -> list[str]:
     return [name for name in SETTINGS if name.startswith(incomplete)]
+
+
+def remotes(incomplete: str) -> list[str]:
+    """The workspace's remotes (push, fetch, pull, remote remove, --remote)."""
+    try:
+        from ..remote.settings import load  # only when a shell asks: rev-parse must not load it
+        names = sorted(load(Repository.open().dotdir))
+    except Exception:  # noqa: BLE001 - outside a workspace, or damaged: offer nothing
+        return []
+    return [name for name in names if name.startswith(incomplete)]

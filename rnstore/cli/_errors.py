@@ -8,6 +8,7 @@ import sys
 import traceback
 
 from ..errors import BadInputError, OperationInterrupted, RnstoreError
+from ._output import close_progress_on_interrupt, in_flags
 
 EXIT_OK, EXIT_ACT, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 130, 141
 
@@ -28,10 +29,11 @@ def exit_code_for(exc: BaseException) -> int:
 
 def message_for(exc: BaseException) -> tuple[str, list[str], int]:
     """(message, hints, exit code) for any exception that reaches the CLI."""
+    if isinstance(exc, (KeyboardInterrupt, OperationInterrupted)):
+        work = close_progress_on_interrupt()  # and say what the bar had done
+        return f"interrupted: {work}" if work else "interrupted", [], EXIT_INTERRUPTED
     if isinstance(exc, RnstoreError):
-        return str(exc), exc.hints, exit_code_for(exc)
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", [], EXIT_INTERRUPTED
+        return in_flags(str(exc)), [in_flags(hint) for hint in exc.hints], exit_code_for(exc)
     if isinstance(exc, OSError):
         where = f": {os.fsdecode(exc.filename)}" if exc.filename else ""
         reason = exc.strerror or str(exc)

@@ -49,11 +49,11 @@ def init(
 
 
 def _warn_add(result) -> None:
-    for path, why in result.skipped:
+    for path, why in result.raw_skipped:
         out.warn(f"skipped {why} '{os.fsdecode(path)}'")
-    for path, why in result.unreadable:
+    for path, why in result.raw_unreadable:
         out.warn(f"could not read '{os.fsdecode(path)}' ({why}); left as it was")
-    for path in result.ignored:
+    for path in result.raw_ignored:
         out.warn(f"'{os.fsdecode(path)}' is ignored by .rnignore and was not staged "
                  f"(--no-ignore stages it)")
 
@@ -79,19 +79,19 @@ def add(
     if not dry_run and result.changed:
         start_background_gc(repo)
     if dry_run:
-        lines = [b"add " + p for p in result.added] + [b"update " + p for p in result.modified] + \
-                [b"delete " + p for p in result.deleted]
+        lines = [b"add " + p for p in result.raw_added] + [b"update " + p for p in result.raw_modified] + \
+                [b"delete " + p for p in result.raw_deleted]
         out.bytes(b"".join(line + b"\n" for line in lines))
         return
     def files(paths) -> int:
-        return sum(1 for p in paths if p not in result.folders)
+        return sum(1 for p in paths if p not in result.raw_folders)
 
     folders = "".join(
         f", {plural(count, 'empty folder')} {verb}" for count, verb in (
-            (len(result.folders.intersection(result.added)), "added"),
-            (len(result.folders.intersection(result.deleted)), "removed")) if count)
-    out.summary(f"staged {files(result.added)} added, {files(result.modified)} modified, "
-                f"{files(result.deleted)} deleted{folders}; the index holds "
+            (len(result.raw_folders.intersection(result.raw_added)), "added"),
+            (len(result.raw_folders.intersection(result.raw_deleted)), "removed")) if count)
+    out.summary(f"staged {files(result.raw_added)} added, {files(result.raw_modified)} modified, "
+                f"{files(result.raw_deleted)} deleted{folders}; the index holds "
                 f"{plural(result.files, 'file')}, {format_size(result.bytes)}")
 
 
@@ -118,27 +118,27 @@ def status(
     if json_:
         document = {
             "branch": result.branch, "head": result.head,
-            "staged": [{"path": os.fsdecode(c.path), "status": c.status} for c in result.staged],
-            "unstaged": [{"path": os.fsdecode(c.path), "status": c.status} for c in result.unstaged],
-            "untracked": [os.fsdecode(p) for p in result.untracked],
-            "now_ignored": [{"path": os.fsdecode(p), "rule": rule} for p, rule in result.now_ignored],
+            "staged": [{"path": c.path, "status": c.status} for c in result.staged],
+            "unstaged": [{"path": c.path, "status": c.status} for c in result.unstaged],
+            "untracked": result.untracked,
+            "now_ignored": [{"path": p, "rule": rule} for p, rule in result.now_ignored],
         }
         if ignored:
-            document["ignored"] = [os.fsdecode(p) for p in result.ignored]
+            document["ignored"] = result.ignored
         out.json(document)
         return
     shown = (lambda path: path) if porcelain else (lambda path: os.fsencode(_here(repo, path)))
     if porcelain or short:
         codes: dict[bytes, list[str]] = {}
         for change in result.staged:
-            codes.setdefault(change.path, [" ", " "])[0] = change.status
+            codes.setdefault(change.raw_path, [" ", " "])[0] = change.status
         for change in result.unstaged:
-            codes.setdefault(change.path, [" ", " "])[1] = change.status
-        for path, _rule in result.now_ignored:  # what the next `add .` does to the index
+            codes.setdefault(change.raw_path, [" ", " "])[1] = change.status
+        for path, _rule in result.raw_now_ignored:  # what the next `add .` does to the index
             codes.setdefault(path, [" ", " "])[1] = "D"
         lines = [("".join(codes[p])).encode() + b" " + shown(p) for p in sorted(codes)]
-        lines += [b"?? " + shown(p) for p in result.untracked]
-        lines += [b"!! " + shown(p) for p in result.ignored]
+        lines += [b"?? " + shown(p) for p in result.raw_untracked]
+        lines += [b"!! " + shown(p) for p in result.raw_ignored]
         out.bytes(b"".join(line + b"\n" for line in lines))
         return
     where = f"On branch {result.branch}" if result.branch else f"HEAD detached at {result.head[:12]}"
@@ -149,14 +149,14 @@ def status(
     for title, changes in (("Changes to be committed:", result.staged),
                            ("Changes not staged for commit:", result.unstaged)):
         if changes:
-            lines += ["", title] + [f"  {names[c.status] + ':':<12}{_here(repo, c.path)}" for c in changes]
-    if result.now_ignored:
+            lines += ["", title] + [f"  {names[c.status] + ':':<12}{_here(repo, c.raw_path)}" for c in changes]
+    if result.raw_now_ignored:
         lines += ["", "Tracked but now ignored (the next `rnstore add` of their folder drops them):"]
-        lines += [f"  {'now ignored:':<14}{_here(repo, p)}  ({rule})" for p, rule in result.now_ignored]
-    if result.untracked:
-        lines += ["", "Untracked files:"] + [f"  {_here(repo, p)}" for p in result.untracked]
-    if ignored and result.ignored:
-        lines += ["", "Ignored files:"] + [f"  {_here(repo, p)}" for p in result.ignored]
+        lines += [f"  {'now ignored:':<14}{_here(repo, p)}  ({rule})" for p, rule in result.raw_now_ignored]
+    if result.raw_untracked:
+        lines += ["", "Untracked files:"] + [f"  {_here(repo, p)}" for p in result.raw_untracked]
+    if ignored and result.raw_ignored:
+        lines += ["", "Ignored files:"] + [f"  {_here(repo, p)}" for p in result.raw_ignored]
     if result.clean:
         lines += ["", "nothing to commit, workspace clean"]
     out.line("\n".join(lines))
@@ -277,7 +277,7 @@ def _stat_lines(repo, result) -> list[str]:
     stats = []
     for entry in result.entries:
         lines, added, removed = difflib_.unified(repo, result, entry)
-        stats.append((os.fsdecode(entry.path), added, removed, lines is None))
+        stats.append((entry.path, added, removed, lines is None))
     width = max((len(p) for p, *_ in stats), default=0)
     chunks = []
     for path, added, removed, binary in stats:
@@ -370,7 +370,7 @@ def diff(
         out.json([e.as_json() for e in result.entries])
         return
     if name_status or name_only:
-        out.bytes(b"".join((b"" if name_only else e.status.encode() + b"\t") + e.path + b"\n"
+        out.bytes(b"".join((b"" if name_only else e.status.encode() + b"\t") + e.raw_path + b"\n"
                            for e in result.entries))
         return
     if stat:
@@ -379,7 +379,7 @@ def diff(
     chunks = []
     for entry in result.entries:
         lines, _added, _removed = difflib_.unified(repo, result, entry)
-        path = os.fsdecode(entry.path)
+        path = entry.path
         if lines is None:
             chunks.append(f"Binary files a/{path} and b/{path} differ\n")
         else:
@@ -411,6 +411,8 @@ def tag(
     repo = open_repo()
     if delete:
         old = history.delete_tag(repo, delete)
+        if json_:
+            out.json({"name": delete, "id": old, "deleted": True})
         out.summary(f"Deleted tag {delete} (was {old[:12]})")
     elif name is None or list_:
         tags = history.describe_tags(repo, name if list_ else None)
@@ -423,6 +425,8 @@ def tag(
             out.line(f"{t.name:<{width}}  {t.id[:12]}  {when}  {t.workspace or '?'}")
     else:
         target = history.tag(repo, name, rev or "HEAD", force=force)
+        if json_:
+            out.json({"name": name, "id": target, "deleted": False})
         out.summary(f"Tagged {target[:12]} as {name}")
 
 

@@ -11,10 +11,11 @@ import typer
 from ..errors import InvalidValueError
 from ..repo import Repository
 from ..units import format_size
+from . import _complete as complete
 from .app import App, app, open_repo
 from ._command import Group
 from ._options import JSON, PROGRESS, Nested, sharing
-from ._output import out, progress
+from ._output import in_flags, out, progress
 from .porcelain import start_background_gc
 
 # Each command imports the library's remote modules itself: they (and fsspec)
@@ -22,7 +23,9 @@ from .porcelain import start_background_gc
 
 REMOTES = "Remotes"
 
-RemoteName = Annotated[str, typer.Argument(metavar="NAME", help="The remote (see `rnstore remote`).")]
+RemoteName = Annotated[str, typer.Argument(metavar="NAME", help="The remote (see `rnstore remote`).",
+                                            autocompletion=complete.remotes)]
+NewRemoteName = Annotated[str, typer.Argument(metavar="NAME", help="The new remote's name.")]
 Refs = Annotated[Optional[List[str]], typer.Argument(metavar="[REF...]", help="Branches or tags.")]
 Options = Annotated[Optional[List[str]], typer.Option(
     "-o", "--option", metavar="KEY=VALUE",
@@ -50,7 +53,7 @@ def remote(
 
 @remote_app.command("add")
 def remote_add(
-    name: RemoteName,
+    name: NewRemoteName,
     url: Annotated[str, typer.Argument(metavar="URL", help=(
         "s3://bucket/prefix, gs://..., az://..., sftp://user@host/path, file:///path or a path."))],
     options: Options = None,
@@ -85,7 +88,7 @@ def _render(result, verb: str, as_json: bool) -> None:
     for update in result.refs:
         old = update.old[:12] if update.old else "-"
         new = update.new[:12] if update.new else "-"
-        reason = f"  ({update.reason})" if update.reason and update.status == "refused" else ""
+        reason = f"  ({in_flags(update.reason)})" if update.reason and update.status == "refused" else ""
         out.line(f"{update.status:<11} {update.ref}  {old} -> {new}{reason}")
     packs = f" in {result.packs} pack{'s' if result.packs != 1 else ''}" if result.packs else ""
     out.summary(f"{verb} {result.objects:,} object{'s' if result.objects != 1 else ''} "

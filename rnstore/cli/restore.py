@@ -56,16 +56,16 @@ def checkout(
     bar = progress(quiet, no_progress)
     result = run_checkout(repo, rev, paths or None, target=target, force=force,
                           skip_missing=skip_missing, progress=bar)
-    for path in result.excluded:
+    for path in result.raw_excluded:
         out.warn(f"not written: '{os.fsdecode(path)}' (a .rnstore name in the snapshot)")
-    for path in result.removed:
+    for path in result.raw_removed:
         out.summary(f"removed '{os.fsdecode(path)}' (not in the snapshot)")
     short = result.snapshot[:12]
-    counts = [_count(len(result.written), "written"), _count(len(result.deleted), "deleted")]
-    if result.skipped and result.form != "switch":
-        counts.append(_count(len(result.skipped), "identical skipped"))
-    if result.replaced:
-        counts.append(_count(len(result.replaced), "replaced"))
+    counts = [_count(len(result.raw_written), "written"), _count(len(result.raw_deleted), "deleted")]
+    if result.raw_skipped and result.form != "switch":
+        counts.append(_count(len(result.raw_skipped), "identical skipped"))
+    if result.raw_replaced:
+        counts.append(_count(len(result.raw_replaced), "replaced"))
     detail = ", ".join(counts)
     if result.form == "target":
         out.summary(f"Checked out {short} into {target} ({detail})")
@@ -79,11 +79,11 @@ def checkout(
         out.summary(f"{verb} branch '{name}' at {short} ({detail})")
     else:
         out.summary(f"HEAD is now detached at {short} ({detail})")
-    if result.missing:
+    if result.raw_missing:
         where = Path(result.root)
-        for path, oid, why in result.missing:
+        for path, oid, why in result.raw_missing:
             sys.stderr.write(f"{why}: {where / os.fsdecode(path)} ({oid})\n")
-        sys.stderr.write(f"error: {plural(len(result.missing), 'file')} not restored: their objects are "
+        sys.stderr.write(f"error: {plural(len(result.raw_missing), 'file')} not restored: their objects are "
                          f"missing or corrupt; every other file was restored\n"
                          "hint: `rnstore fsck` lists the damage\n")
         return 1

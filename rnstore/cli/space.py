@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time as time_
 from typing import Annotated, List, Optional
 
 import typer
 
+from ..plumbing import utc_iso
 from ..storeview import store_snapshots, store_workspaces
 from ..units import format_size, plural
 from . import _complete as complete
@@ -21,7 +21,8 @@ SPACE = "Space"
 
 DryRun = Annotated[bool, typer.Option("--dry-run", "-n", help="Change nothing; show what would happen.")]
 Remote = Annotated[Optional[str], typer.Option(
-    "--remote", metavar="NAME", help="Act on the remote NAME instead of this workspace's store.")]
+    "--remote", metavar="NAME", help="Act on the remote NAME instead of this workspace's store.",
+    autocompletion=complete.remotes)]
 
 
 @app.command("forget", rich_help_panel=SPACE)
@@ -311,7 +312,7 @@ def workspaces(json_: Json = False) -> None:
     def line(w) -> str:
         state = w.state
         if w.state == "gone" and w.gone_since is not None:
-            state = "gone since " + time_.strftime("%Y-%m-%d %H:%M:%S", time_.localtime(w.gone_since))
+            state = "gone since " + _time(utc_iso(w.gone_since))
         return (f"{w.path}{' (here)' if w.current else ''}  {state}  last commit {_time(w.last_commit)}  "
                 f"{w.snapshots:,} snapshot{'s' if w.snapshots != 1 else ''}  "
                 f"{format_size(w.exclusive_bytes)} only here")

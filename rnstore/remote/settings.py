@@ -46,7 +46,7 @@ def parse_options(pairs) -> dict[str, str]:
     for pair in pairs or ():
         key, eq, value = pair.partition("=")
         if not eq or not key.strip():
-            raise InvalidValueError(f"-o expects KEY=VALUE, not '{pair.split('=')[0]}...'")
+            raise InvalidValueError(f"a backend option is KEY=VALUE, not '{pair.split('=')[0]}...'")
         options[key.strip()] = value
     return options
 

@@ -220,9 +220,9 @@ def _verdict(repo: ObjectsView, ref: str, remote_id: str | None, new: str, force
 def _why_refused(ref: str, remote_id: str | None) -> str:
     if ref.startswith(TAGS):
         return (f"tag {short_name(ref)} exists on the remote as {remote_id[:12]}; "
-                "tags do not move (--force replaces it)")
+                "tags do not move (force=True replaces it)")
     return (f"the remote branch {short_name(ref)} has snapshots this one lacks; "
-            "`rnstore pull` (or fetch) first, or --force to drop them")
+            "`rnstore pull` (or fetch) first, or force=True to drop them")
 
 
 def _move_ref(repo: WorkspaceView, remote: Remote, ref: str, new: str, force: bool) -> RefUpdate:
@@ -301,7 +301,7 @@ def _upload(repo: ObjectsView, remote: Remote, index: dict[str, Location], tips:
             result: TransferResult, progress: Progress, *, marker, condemned: set[str]) -> list[str]:
     """Pack and upload every missing object; the snapshots among them."""
     snapshots: list[str] = []
-    progress.start("pushing")
+    progress.start("pushing", unit="object")
     with tempfile.TemporaryDirectory(prefix="rnstore-push-") as folder, \
             ThreadPoolExecutor(2) as pool:
         pending: list[Future] = []
@@ -465,7 +465,7 @@ def download(store, remote: Remote, index: dict[str, Location], tips: list[str],
     snapshots (and their parents the remote holds), trees, then blobs.
     Frames are verified before they are stored; a missing or corrupt one
     raises before any ref names it."""
-    progress.start("fetching")
+    progress.start("fetching", unit="object")
     # An empty store (a clone) has nothing: no need to ask it about every
     # object (a miss costs a look at its pack folder).
     has = store.has if next(iter(store), None) is not None else (lambda oid: False)
