@@ -16,8 +16,8 @@ from ._version import __version__
 from .errors import (AmbiguousRevisionError, BadInputError, CorruptObjectError, InvalidValueError,
                      MissingObjectError, RnstoreError, UnknownRevisionError)
 from .index import Index, IndexEntry
-from .objects import (BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, Tree, TreeEntry, kind_of_mode, parse_mode,
-                      HASH_CHUNK, hash_stream)
+from .objects import (BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, Tree, TreeEntry, is_object_id,
+                      kind_of_mode, parse_mode, HASH_CHUNK, hash_stream)
 from .refs import ANY, HEAD, HEADS, check_ref_name
 from .revparse import is_stored_tree, resolve_entry, resolve_snapshot, resolve_tree, rev_parse
 from .trees import FlatEntry, build_tree, iter_tree
@@ -159,28 +159,29 @@ def cat_file_batch(repo: HistoryView, requests: Iterable[str], *,
     payload must be consumed before the next reply is asked for."""
     for request in requests:
         try:
-            oid = rev_parse(repo, request)
+            reply = _batch_reply(repo, request, contents)
         except AmbiguousRevisionError:
-            yield BatchReply(request, status=AMBIGUOUS)
-            continue
+            reply = BatchReply(request, status=AMBIGUOUS)
         except (BadInputError, MissingObjectError):  # as git: any name that resolves to nothing
-            yield BatchReply(request, status=MISSING)
-            continue
-        except RnstoreError as exc:  # a damaged tree on the way to REV:PATH, a corrupt ref
-            yield BatchReply(request, error=exc)
-            continue
+            reply = BatchReply(request, status=MISSING)
+        except RnstoreError as exc:  # a damaged object, or tree on the way to REV:PATH, a corrupt ref
+            reply = BatchReply(request, error=exc)
+        yield reply
+
+
+def _batch_reply(repo: HistoryView, request: str, contents: bool) -> BatchReply:
+    if is_object_id(request):  # most requests of a script: read at once, with no look-up first
         try:
-            if contents:
-                info, payload = _verified_object(repo, oid)
-            else:
-                info, payload = ObjectInfo(oid, *repo.store.header(oid)), ()
-        except MissingObjectError:  # collected since it was resolved
-            yield BatchReply(request, status=MISSING)
-            continue
-        except RnstoreError as exc:
-            yield BatchReply(request, error=exc)
-            continue
-        yield BatchReply(request, info, payload)
+            return BatchReply(request, *_read_for_batch(repo, request, contents))
+        except MissingObjectError:
+            pass  # rev_parse has the last word (a ref could bear that name)
+    return BatchReply(request, *_read_for_batch(repo, rev_parse(repo, request), contents))
+
+
+def _read_for_batch(repo: HistoryView, oid: str, contents: bool) -> tuple[ObjectInfo, Iterable[bytes]]:
+    if contents:
+        return _verified_object(repo, oid)
+    return ObjectInfo(oid, *repo.store.header(oid)), ()
 
 
 def read_snapshot(repo: HistoryView, rev: str) -> tuple[str, Snapshot]:

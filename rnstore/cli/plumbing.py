@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
-from typing import Annotated, Iterator, List, Optional
+from typing import Annotated, BinaryIO, Iterator, List, Optional
 
 import typer
 
@@ -35,9 +37,9 @@ def hash_object(
         if files or stdin:
             raise InvalidValueError("--stdin-paths takes no FILE arguments and no --stdin")
         repo = open_repo() if write else None
-        sink = _binary_stdout()
-        for oid in plumbing.hash_objects(repo, _stdin_lines(sink.flush), write=write):
-            sink.write(oid.encode() + b"\n")
+        with _bulk_stdout() as sink:
+            for oid in plumbing.hash_objects(repo, _stdin_lines(sink.flush), write=write):
+                sink.write(oid.encode() + b"\n")
         return
     if not files and not stdin:
         raise InvalidValueError("give FILE arguments, --stdin or --stdin-paths")
@@ -109,29 +111,39 @@ def _cat_file_batch(*, contents: bool) -> int:
     gets an `error:` line on stderr and nothing on stdout, and the exit
     code becomes 1; the other names are still answered."""
     repo = open_repo()
-    sink = _binary_stdout()
     code = 0
-    for reply in plumbing.cat_file_batch(repo, _stdin_lines(sink.flush), contents=contents):
-        if reply.info is not None:
-            info = reply.info
-            sink.write(b"%s %s %d\n" % (info.id.encode(), info.kind.encode(), info.size))
-            if contents:
-                for chunk in reply.payload:
-                    sink.write(chunk)
-                sink.write(b"\n")
-        elif reply.status is not None:
-            sink.write(os.fsencode(reply.request) + b" " + reply.status.encode() + b"\n")
-        else:
-            from ._errors import report  # only when an object is damaged
-            sink.flush()  # what came before it, before its error
-            code = max(code, report(reply.error))
+    with _bulk_stdout() as sink:
+        for reply in plumbing.cat_file_batch(repo, _stdin_lines(sink.flush), contents=contents):
+            if reply.info is not None:
+                info = reply.info
+                sink.write(b"%s %s %d\n" % (info.id.encode(), info.kind.encode(), info.size))
+                if contents:
+                    for chunk in reply.payload:
+                        sink.write(chunk)
+                    sink.write(b"\n")
+            elif reply.status is not None:
+                sink.write(os.fsencode(reply.request) + b" " + reply.status.encode() + b"\n")
+            else:
+                from ._errors import report  # only when an object is damaged
+                sink.flush()  # the answers before it come before its error
+                code = max(code, report(reply.error))
     return code
 
 
-def _binary_stdout():
-    """stdout for bytes written in bulk: whatever text was written goes first."""
+@contextlib.contextmanager
+def _bulk_stdout() -> Iterator[BinaryIO]:
+    """stdout for many answers: buffered in large writes whatever
+    PYTHONUNBUFFERED says, flushed when the command waits for input (see
+    _stdin_lines) and at the end."""
     sys.stdout.flush()
-    return sys.stdout.buffer
+    try:
+        sink = io.BufferedWriter(io.FileIO(sys.stdout.fileno(), "wb", closefd=False), 1 << 16)
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # not a file (captured in-process)
+        sink = sys.stdout.buffer
+    try:
+        yield sink
+    finally:
+        sink.flush()
 
 
 def _stdin_lines(before_waiting) -> Iterator[str]:
