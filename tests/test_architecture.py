@@ -1,6 +1,7 @@
 """Layering and start-up cost: imports point down the layers that
 rnstore/ARCHITECTURE.md draws, the library never imports the CLI stack, and
-cheap commands do not pay for rich, pathspec or zstandard."""
+cheap commands do not pay for rich, pathspec, zstandard, pydantic or the
+modules of other commands."""
 
 from __future__ import annotations
 

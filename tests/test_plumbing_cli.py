@@ -236,7 +236,8 @@ def test_unborn_head_is_a_bad_revision(ws):
     assert "no snapshot yet" in failed(run_cli(["rev-parse", "HEAD"], ws), 2)
 
 
-def test_ambiguous_prefix_exit_2_lists_candidates(ws, wrepo):
+def store_two_blobs_sharing_a_prefix(repo: Repository) -> tuple[str, list[str]]:
+    """(their common 4-digit prefix, their ids)."""
     seen: dict[str, bytes] = {}
     i = 0
     while True:
@@ -246,7 +247,11 @@ def test_ambiguous_prefix_exit_2_lists_candidates(ws, wrepo):
             break
         seen[prefix] = data
         i += 1
-    ids = [wrepo.store.put("blob", d) for d in (seen[prefix], data)]
+    return prefix, [repo.store.put("blob", d) for d in (seen[prefix], data)]
+
+
+def test_ambiguous_prefix_exit_2_lists_candidates(ws, wrepo):
+    prefix, ids = store_two_blobs_sharing_a_prefix(wrepo)
     stderr = failed(run_cli(["rev-parse", prefix], ws), 2)
     assert "ambiguous" in stderr
     assert all(oid in stderr for oid in ids)
@@ -731,17 +736,7 @@ def test_batch_reads_ids_prefixes_and_revisions(ws, wrepo, batch_snap):
 
 
 def test_batch_missing_and_ambiguous_names_use_gits_words_and_go_on(ws, wrepo, batch_snap):
-    seen: dict[str, bytes] = {}
-    i = 0
-    while True:  # two blobs whose ids share their first 4 digits
-        data = b"ambiguous %d" % i
-        prefix = sha(data)[:4]
-        if prefix in seen:
-            break
-        seen[prefix] = data
-        i += 1
-    for d in (seen[prefix], data):
-        wrepo.store.put("blob", d)
+    prefix, _ = store_two_blobs_sharing_a_prefix(wrepo)
     readme = sha(b"read me\n")
     requests = [f"{readme}", "nope", "0" * 64, "HEAD:no/such", prefix, "abc", "HEAD~x", "", "HEAD^3",
                 f"{readme}:README", readme]
