@@ -1009,8 +1009,10 @@ def catfile_batch(pb: Path, r: Runner, rn: Rnstore, tree: str, runs: int) -> dic
     work = pb / "work" / "catfile"
     rmtree(work)
     rn_tree, git_tree = work / "rnstore-tree", work / "git-tree"
-    copy_tree(pb / "corpus" / tree, rn_tree, hardlink=True)  # neither tool writes into the files
-    copy_tree(pb / "corpus" / tree, git_tree, hardlink=True)
+    # a private copy, so that both tools commit the same bytes whatever happens to the corpus
+    # meanwhile; the second is hard links to it (neither tool writes into the files)
+    copy_tree(pb / "corpus" / tree, rn_tree, hardlink=False)
+    copy_tree(rn_tree, git_tree, hardlink=True)
     r.quiet([rn.exe, "init", "--no-default-ignore", "-q"], rn_tree, rn.env)
     r.quiet([rn.exe, "config", "limits.max_files", "100000000"], rn_tree, rn.env)
     r.quiet([rn.exe, "commit", "-a", "-m", "m", "-q"], rn_tree, rn.env)
