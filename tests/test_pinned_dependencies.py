@@ -8,7 +8,7 @@ versions this test has passed on: widen a range after running it there.
   their public classes (Exit, Abort, TyperException; cli/__init__.py).
 - typer: a parameter converts its value through `_runtime_param`, built
   lazily (with a pydantic TypeAdapter) when None; rnstore presets it for
-  text, paths and flags (cli/_command.py, PlainCoercion) so that cheap
+  absent values, text and paths (cli/_command.py, PlainCoercion) so that cheap
   commands never import pydantic.
 - typer's shell completion classes (typer._completion_classes, cli/completions.py):
   test_completions.py fails when the scripts they write change.
@@ -109,30 +109,31 @@ def _every_parameter():
 
 
 def test_plain_coercion_agrees_with_typers_own():
-    """Every parameter that PlainCoercion converts (cli/_command.py) gets
+    """Every parameter gets a PlainCoercion (cli/_command.py), and it gives
     what typer's own coercion gives, for every shape of value a command
-    line or a default hands over; the others keep typer's."""
+    line or a default hands over: None for any parameter, text, lists of
+    text and paths where it converts them itself."""
     from typer._coercion import build_runtime_param
 
-    from rnstore.cli._command import PlainCoercion, plain_coercion
-    covered = set()
+    from rnstore.cli._command import PlainCoercion
+    converted, absent_only = set(), set()
     for command, param in _every_parameter():
-        ours = plain_coercion(param)
-        if ours is None:
-            assert param._runtime_param is None or not isinstance(param._runtime_param, PlainCoercion)
-            continue
-        assert isinstance(param._runtime_param, PlainCoercion), (command.name, param.name)
+        ours = param._runtime_param
+        assert isinstance(ours, PlainCoercion), (command.name, param.name)
         typers = build_runtime_param(param.type_descriptor)
         ctx = command.make_context(command.name or "rnstore", [], resilient_parsing=True)
         many = param.multiple or param.nargs == -1
-        values = [None, ("a", "b/c"), (), ["", "x"], (1,)] if many else [None, "x", "", "a/b/", "caf\udce9"]
-        if param.type_descriptor.annotation is bool:
-            values = [None]
+        values = [None]
+        if ours.convert is not None:
+            values += [("a", "b/c"), (), ["", "x"], (1,)] if many else ["x", "", "a/b/", "caf\udce9"]
+        elif param.type_descriptor.annotation is int:
+            values += ["5", "0"]  # handed on to typer's own
         for value in values:
             assert ours.coerce(value, param, ctx) == typers.coerce(value, param=param, ctx=ctx), \
                 (command.name, param.name, value)
-        covered.add(repr(param.type_descriptor.annotation))
-    assert {"<class 'str'>", "<class 'pathlib.Path'>", "typing.List[str]", "<class 'bool'>"} <= covered
+        (converted if ours.convert else absent_only).add(repr(param.type_descriptor.annotation))
+    assert {"<class 'str'>", "<class 'pathlib.Path'>", "typing.List[str]"} <= converted
+    assert {"<class 'bool'>", "<class 'int'>"} <= absent_only
 
 
 def test_python_is_within_the_range_this_test_guards():

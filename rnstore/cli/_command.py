@@ -102,17 +102,17 @@ def _write_description(formatter, doc: str | None) -> None:
 
 #: What typer would convert the command line's text to through a pydantic
 #: TypeAdapter, and the conversion that does the same: the type itself.
-#: A flag is a bool already (typer converts none), but its value is None
-#: when it was not given and has no default (--help): that alone is plain.
+#: A flag is a bool already (typer converts none): it needs no conversion.
 PLAIN_CONVERSIONS = {str: str, Path: Path, bool: None}
 
 
 class PlainCoercion:
-    """typer's coercion contract (its RuntimeParam.coerce) for text, lists
-    of text, paths and absent flags. typer builds a pydantic TypeAdapter for
-    every parameter it converts, and importing pydantic costs more than all
-    the rest of a cheap command's start-up (README, Performance). A value
-    of any other shape goes to typer's own coercion.
+    """typer's coercion contract (its RuntimeParam.coerce) without pydantic,
+    for an absent value (None) of any parameter and for text, lists of
+    text and paths. typer builds a pydantic TypeAdapter for every parameter
+    it converts, even one left out, and importing pydantic costs more than
+    all the rest of a cheap command's start-up (README, Performance). Any
+    other value (`log -n 5`) goes to typer's own coercion.
     tests/test_pinned_dependencies.py checks that both agree, for the typer
     versions pyproject.toml allows."""
 
@@ -128,22 +128,23 @@ class PlainCoercion:
                 return [self.convert(v) for v in value]
             if not many and isinstance(value, str):
                 return self.convert(value)
-        from typer._coercion import build_runtime_param  # loads pydantic: only for an odd value
+        from typer._coercion import build_runtime_param  # loads pydantic: only for such a value
         return build_runtime_param(param.type_descriptor).coerce(value, param=param, ctx=ctx)
 
 
 def plain_coercion(param) -> PlainCoercion | None:
-    """A PlainCoercion for a parameter whose values it can convert."""
+    """A PlainCoercion for a typer parameter: converting, where the type
+    itself is the conversion, else for absent values only."""
     descriptor = getattr(param, "type_descriptor", None)
-    if descriptor is None or descriptor.parameter_info.parser is not None \
-            or descriptor.file_annotation is not None or descriptor.is_choice:
+    if descriptor is None:
         return None
     annotation = descriptor.annotation
     if get_origin(annotation) is list and len(get_args(annotation)) == 1:
         annotation = get_args(annotation)[0]
-    if annotation not in PLAIN_CONVERSIONS:
-        return None
-    return PlainCoercion(PLAIN_CONVERSIONS[annotation])
+    if descriptor.parameter_info.parser is not None or descriptor.file_annotation is not None \
+            or descriptor.is_choice:
+        return PlainCoercion(None)
+    return PlainCoercion(PLAIN_CONVERSIONS.get(annotation))
 
 
 def use_plain_coercion(params) -> None:
