@@ -8,12 +8,17 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from ..errors import InvalidValueError
+from ..repo import Repository
 from ..units import format_size
 from .app import App, app, open_repo
 from ._command import Group
 from ._options import JSON, PROGRESS, Nested, sharing
 from ._output import out, progress
 from .porcelain import start_background_gc
+
+# Each command imports the library's remote modules itself: they (and fsspec)
+# load for remote commands only, so that every other command starts faster.
 
 REMOTES = "Remotes"
 
@@ -121,7 +126,6 @@ def push(
     as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
     from ..remote.transfer import PushRefusedError, push as push_refs
     if delete:
-        from ..errors import InvalidValueError
         from ..remote.collect import delete_refs
         if not refs:
             raise InvalidValueError("push --delete needs the branches or tags to remove")
@@ -181,8 +185,7 @@ def clone(
     Example: rnstore clone s3://team-bucket/experiments exp
     """
     as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
-    from ..remote.transfer import clone as clone_remote
-    result = clone_remote(url, directory, options=options or [], nested=nested, progress=bar)
+    result = Repository.clone(url, directory, options=options or [], nested=nested, progress=bar)
     _render(result, "received", as_json)
     if not as_json:
         out.summary(f"cloned into {result.path}")

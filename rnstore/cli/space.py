@@ -47,7 +47,7 @@ def forget(
     Example: rnstore forget --keep-last 10 --keep-within 30d
     """
     if remote is not None:
-        from ..remote.collect import forget_remote
+        from ..remote.collect import forget_remote  # remote modules load for remote commands only (start-up)
         result = forget_remote(open_repo(), remote, revs or [], keep_last=keep_last,
                                keep_within=keep_within, dry_run=dry_run)
     else:
@@ -120,8 +120,8 @@ def gc(
     repo = open_repo()
     bar = progress(quiet, no_progress)
     if remote is not None:
-        from ..remote.collect import gc_remote
-        from .remote import render_remote_gc
+        from ..remote.collect import gc_remote  # remote modules load for remote commands only (start-up)
+        from .remote import render_remote_gc  # the remote commands' module: loaded with --remote only
         render_remote_gc(gc_remote(repo, remote, dry_run=dry_run, prune=prune), json_)
         return
     stats = repo.gc(dry_run=dry_run, prune=prune, auto=auto, progress=bar)
@@ -259,7 +259,7 @@ def snapshots(
     Example: rnstore snapshots --tag 'build-*' --since 7d --json
     """
     if remote is not None:
-        from .remote import render_remote_snapshots
+        from .remote import render_remote_snapshots  # the remote commands' module: loaded with --remote only
         render_remote_snapshots(open_repo(), remote, json_)
         return
     view = store_snapshots(open_repo(), tags=tag or [], meta=meta or [], workspace=workspace,
