@@ -899,3 +899,24 @@ def test_hash_object_stdin_paths_errors(ws, wrepo):
     assert not wrepo.store.has(sha(b"stored only if every path is\n"))  # ids come once all are stored
     failed(run_cli(["hash-object", "--stdin-paths", "one"], ws, input=b"one\n"), 2)
     failed(run_cli(["hash-object", "--stdin-paths", "--stdin"], ws, input=b"one\n"), 2)
+
+
+def test_batch_reads_an_intact_copy_past_a_damaged_one(ws, wrepo):
+    """An object stored twice, damaged in the pack read first and intact
+    loose: --batch answers with the intact bytes, as every reader does."""
+    from rnstore.packs import MIN_OBJECTS
+    blobs = [b"packed %d\n" % i for i in range(MIN_OBJECTS)]
+    with wrepo.store.batch():
+        for data in blobs:
+            wrepo.store.put("blob", data)
+    oid = sha(blobs[0])
+    pack = wrepo.store.file_of(oid)
+    assert pack.suffix == ".pack", pack  # the batch made a pack
+    frame = codec.compress("blob", blobs[0], 3)
+    content = bytearray(pack.read_bytes())
+    at = content.index(frame)
+    content[at + len(frame) // 2] ^= 0x5A
+    pack.write_bytes(bytes(content))
+    plant(wrepo, oid, frame)  # the intact loose copy, read second
+    assert ok(batch(ws, f"{oid}\n{sha(blobs[1])}\n".encode())) == \
+        batch_reply(oid, blobs[0]) + batch_reply(sha(blobs[1]), blobs[1])
