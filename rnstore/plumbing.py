@@ -8,14 +8,16 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Mapping
 
 from ._version import __version__
-from .errors import CorruptObjectError, InvalidValueError, MissingObjectError, UnknownRevisionError
+from .errors import (AmbiguousRevisionError, BadInputError, CorruptObjectError, InvalidValueError,
+                     MissingObjectError, RnstoreError, UnknownRevisionError)
 from .index import Index, IndexEntry
-from .objects import (BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, Tree, TreeEntry, kind_of_mode, parse_mode,
-                      HASH_CHUNK, hash_stream)
+from .objects import (BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, Tree, TreeEntry, is_object_id,
+                      kind_of_mode, parse_mode, HASH_CHUNK, hash_stream)
 from .refs import ANY, HEAD, HEADS, check_ref_name
 from .revparse import is_stored_tree, resolve_entry, resolve_snapshot, resolve_tree, rev_parse
 from .trees import FlatEntry, iter_tree
@@ -34,12 +36,31 @@ def hash_object(repo: WorkspaceView | None, path: str | None, *, write: bool,
     if not write:
         if path is None:
             return hash_stream(stdin)
-        with open(path, "rb") as fh:
-            return hash_stream(fh)
+        return _hash_file(path)
     with repo.store_lock(shared=True), repo.store.batch():
         if path is not None:
             return repo.store.put_file(Path(path))[0]
         return _put_unsized(repo.store, stdin)
+
+
+def hash_objects(repo: WorkspaceView | None, paths: Iterable[str], *, write: bool) -> Iterator[str]:
+    """The blob id of each file `paths` names, in order (`hash-object
+    --stdin-paths`). Without `write`, each id as soon as it is known (no
+    workspace needed: repo=None). With `write`, every file is stored in one
+    batch (one pack, one sync), and the ids come once all of them are
+    durable: an id is never handed out before its object can be read."""
+    if not write:
+        for path in paths:
+            yield _hash_file(path)
+        return
+    with repo.store_lock(shared=True), repo.store.batch():
+        ids = [repo.store.put_file(Path(path))[0] for path in paths]
+    yield from ids
+
+
+def _hash_file(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hash_stream(fh)
 
 
 def _put_unsized(store, source: BinaryIO) -> str:
@@ -81,12 +102,86 @@ def cat_file(repo: HistoryView, rev: str, expected_kind: str | None = None) -> I
     info = object_info(repo, rev)
     if expected_kind is not None and info.kind != expected_kind:
         raise InvalidValueError(f"'{rev}' is a {info.kind}, not a {expected_kind}")
+    return _payload(repo, info)
+
+
+def _payload(repo: HistoryView, info: ObjectInfo) -> Iterator[bytes]:
     if info.kind == BLOB:
         return repo.store.iter_blob(info.id)
     # Decoded like every other reader does, so a non-canonical tree or
     # snapshot is refused as corrupt; a valid one re-encodes to its payload.
     decoded = repo.store.get_tree(info.id) if info.kind == TREE else repo.store.get_snapshot(info.id)
     return iter([decoded.encode()])
+
+
+def _verified_object(repo: HistoryView, oid: str) -> tuple[ObjectInfo, Iterable[bytes]]:
+    """An object's info and payload, verified before anything is returned.
+    A blob small enough to hold is read once (cat-file --batch reads
+    thousands); anything else, or a damaged first copy, the general way."""
+    from .store import BUFFERED_BLOB  # loads zstandard, which rev-parse does without
+    try:
+        with repo.store.open_object(oid, verify=True) as reader:
+            if reader.kind == BLOB and reader.size <= BUFFERED_BLOB:
+                return ObjectInfo(oid, BLOB, reader.size), (reader.read_all(BUFFERED_BLOB),)
+    except CorruptObjectError:
+        pass  # another stored copy may be intact: the general way finds it, or raises
+    info = ObjectInfo(oid, *repo.store.header(oid))
+    chunks = _payload(repo, info)
+    first = next(chunks, None)  # the whole payload is verified before its first chunk comes
+    return info, (() if first is None else chain((first,), chunks))
+
+
+#: git's words for a request that names no object, and for one that names several.
+MISSING, AMBIGUOUS = "missing", "ambiguous"
+
+
+@dataclass(frozen=True)
+class BatchReply:
+    """cat_file_batch's answer to one request: the object's `info` (and,
+    when contents were asked for, its verified `payload` chunks), or a
+    `status` (MISSING, AMBIGUOUS), or the `error` that a damaged object or
+    ref raised."""
+    request: str
+    info: ObjectInfo | None = None
+    payload: Iterable[bytes] = ()
+    status: str | None = None
+    error: RnstoreError | None = None
+
+
+def cat_file_batch(repo: HistoryView, requests: Iterable[str], *,
+                   contents: bool) -> Iterator[BatchReply]:
+    """One reply per request (an id, a unique id prefix or any revision,
+    REV:PATH included), in order; a request that fails does not stop the
+    others (`cat-file --batch`, `--batch-check`). Without `contents` only
+    the header is read, as `cat-file -s` does. With it, the payload is
+    verified before the reply is made (a large blob in a first pass), so a
+    damaged object is an `error` reply and never partial bytes. A reply's
+    payload must be consumed before the next reply is asked for."""
+    for request in requests:
+        try:
+            reply = _batch_reply(repo, request, contents)
+        except AmbiguousRevisionError:
+            reply = BatchReply(request, status=AMBIGUOUS)
+        except (BadInputError, MissingObjectError):  # as git: any name that resolves to nothing
+            reply = BatchReply(request, status=MISSING)
+        except RnstoreError as exc:  # a damaged object, or tree on the way to REV:PATH, a corrupt ref
+            reply = BatchReply(request, error=exc)
+        yield reply
+
+
+def _batch_reply(repo: HistoryView, request: str, contents: bool) -> BatchReply:
+    if is_object_id(request):  # most requests of a script: read at once, with no look-up first
+        try:
+            return BatchReply(request, *_read_for_batch(repo, request, contents))
+        except MissingObjectError:
+            pass  # rev_parse has the last word (a ref could bear that name)
+    return BatchReply(request, *_read_for_batch(repo, rev_parse(repo, request), contents))
+
+
+def _read_for_batch(repo: HistoryView, oid: str, contents: bool) -> tuple[ObjectInfo, Iterable[bytes]]:
+    if contents:
+        return _verified_object(repo, oid)
+    return ObjectInfo(oid, *repo.store.header(oid)), ()
 
 
 def read_snapshot(repo: HistoryView, rev: str) -> tuple[str, Snapshot]:
@@ -344,7 +439,8 @@ def show_ref(repo: HistoryView) -> dict[str, str]:
 
 
 __all__ = [
-    "hash_object", "object_info", "object_exists", "cat_file", "ls_tree", "ls_files",
+    "hash_object", "hash_objects", "object_info", "object_exists", "cat_file", "cat_file_batch",
+    "BatchReply", "MISSING", "AMBIGUOUS", "ls_tree", "ls_files",
     "manifest", "write_tree", "read_tree", "mktree", "commit_tree", "update_ref",
     "delete_ref", "symbolic_ref", "show_ref", "rev_parse", "SNAPSHOT", "FlatEntry",
 ]

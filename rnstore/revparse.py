@@ -4,9 +4,10 @@
     BASE     = full id | hex prefix (>= 4) | HEAD | branch | tag | refs/...
     SUFFIX   = "~" [N] | "^" [N]
 
-Names are looked up as refs first (HEAD, refs/heads/X, refs/tags/X,
-refs/remotes/X as fetched from a remote, the full ref), then as an id
-prefix over all objects, as in git.
+A full object id names that object, if it is stored. Other names are
+looked up as refs first (HEAD, refs/heads/X, refs/tags/X, refs/remotes/X
+as fetched from a remote, the full ref), then as an id prefix over all
+objects, as in git.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def resolve_name(repo: HistoryView, name: str) -> str:
         if oid is None:
             raise _unknown(name, f"{branch or 'HEAD'} has no snapshot yet")
         return oid
+    lowered = name.lower()
+    full_id = is_object_id(lowered)
+    if full_id and repo.store.has(lowered):
+        return lowered  # as in git, before any ref of that name (and no ref read per id)
     refs = (name,) if name.startswith("refs/") else (HEADS + name, TAGS + name, REMOTES + name)
     for ref in refs:
         try:
@@ -48,11 +53,8 @@ def resolve_name(repo: HistoryView, name: str) -> str:
             continue
         if oid is not None:
             return oid
-    lowered = name.lower()
     if _HEX.match(lowered):
-        if is_object_id(lowered):
-            if repo.store.has(lowered):
-                return lowered
+        if full_id:
             raise _unknown(name, "no such object")
         if len(lowered) < MIN_PREFIX:
             raise _unknown(name, f"an id prefix needs at least {MIN_PREFIX} hex digits")

@@ -1,6 +1,7 @@
 """Layering and start-up cost: imports point down the layers that
 rnstore/ARCHITECTURE.md draws, the library never imports the CLI stack, and
-cheap commands do not pay for rich, pathspec or zstandard."""
+cheap commands do not pay for rich, pathspec, zstandard, pydantic or the
+modules of other commands."""
 
 from __future__ import annotations
 
@@ -316,13 +317,43 @@ def workspace_with_a_snapshot(tmp_path):
     return root, snapshot
 
 
-def test_rev_parse_head_loads_no_rich_pathspec_or_zstandard(workspace_with_a_snapshot):
+#: What `rev-parse HEAD` may load of rnstore: the workspace, revisions,
+#: and its own command module (README, Performance: start-up).
+REV_PARSE_MODULES = {
+    "rnstore", "rnstore._version", "rnstore.alloc", "rnstore.errors", "rnstore.units", "rnstore.progress",
+    "rnstore.objects", "rnstore.fsutil", "rnstore.refs", "rnstore.tags", "rnstore.config", "rnstore.registry",
+    "rnstore.views", "rnstore.trees", "rnstore.index", "rnstore.revparse", "rnstore.repo", "rnstore.plumbing",
+    "rnstore.cli", "rnstore.cli.app", "rnstore.cli._command", "rnstore.cli._output", "rnstore.cli._options",
+    "rnstore.cli._complete", "rnstore.cli.plumbing",
+}
+
+
+def test_rev_parse_head_loads_only_what_it_needs(workspace_with_a_snapshot):
+    """The start-up of a cheap command: no rich, pathspec or zstandard, no
+    pydantic (typer's coercion, cli/_command.py), no other command's
+    module, and of rnstore only what REV_PARSE_MODULES names."""
     root, snapshot = workspace_with_a_snapshot
     proc = subprocess.run([sys.executable, "-m", "rnstore", "rev-parse", "HEAD"], cwd=root,
                           capture_output=True, env=cli_env(), timeout=120)
     assert proc.stdout.decode().strip() == snapshot
     modules = loaded_modules(["rev-parse", "HEAD"], root)
-    assert heavy(modules, "rich", "pathspec", "zstandard") == set()
+    assert heavy(modules, "rich", "pathspec", "zstandard", "pydantic", "pydantic_core") == set()
+    assert heavy(modules, "rnstore") <= REV_PARSE_MODULES, sorted(heavy(modules, "rnstore") - REV_PARSE_MODULES)
+
+
+def test_every_command_is_in_the_table_of_command_modules():
+    """cli/app.py imports only the module of the command invoked, found in
+    COMMAND_MODULES: every registered command must be there, under the
+    module that registers it, or it would be reachable only through the
+    full app."""
+    from rnstore.cli.app import COMMAND_MODULES, app, build_command
+    build_command([])  # imports every command module
+    registered = {c.name: c.callback.__module__ for c in app.registered_commands if c.name != "help"}
+    registered.update({g.name: g.typer_instance.registered_commands[0].callback.__module__
+                       for g in app.registered_groups})
+    table = {name: f"rnstore.cli.{module}" for module, names in COMMAND_MODULES.items() for name in names}
+    assert table == registered
+    assert list(COMMAND_MODULES)[0] == "porcelain"  # help and completion list porcelain first
 
 
 def test_reading_an_object_loads_zstandard_but_not_rich(workspace_with_a_snapshot):

@@ -6,6 +6,10 @@ versions this test has passed on: widen a range after running it there.
 - typer: the CLI converts only the invoked command (Typer.registered_commands,
   .info and .registered_callback, cli/app.py), and maps typer's exceptions by
   their public classes (Exit, Abort, TyperException; cli/__init__.py).
+- typer: a parameter converts its value through `_runtime_param`, built
+  lazily (with a pydantic TypeAdapter) when None; rnstore presets it for
+  absent values, text and paths (cli/_command.py, PlainCoercion) so that cheap
+  commands never import pydantic.
 - typer's shell completion classes (typer._completion_classes, cli/completions.py):
   test_completions.py fails when the scripts they write change.
 - zipfile: export writes raw (non-UTF-8) entry names by overriding
@@ -53,11 +57,12 @@ def test_only_the_invoked_command_is_converted():
     """cli/app.py builds a slim Typer from the app's registered commands,
     info and callback; if typer renames or reshapes them, this fails."""
     slim = build_command(["status"])
-    assert {"status", "add", "commit", "cat-file"} <= {c.name for c in app.registered_commands}
+    assert {"status", "add", "commit"} <= {c.name for c in app.registered_commands}
     assert sorted(slim.commands) == ["status"]
     assert {"-C", "--version"} <= {opt for p in slim.params for opt in p.opts}
     assert slim.help and slim.help.startswith("A git-like")
     everything = build_command([])
+    assert "cat-file" in {c.name for c in app.registered_commands}
     assert len(everything.commands) == len(app.registered_commands) + len(app.registered_groups) > 1
 
 
@@ -86,6 +91,49 @@ def test_typer_raises_its_public_exception_classes():
                                               standalone_mode=False) == 0
     assert typer.Exit(3).exit_code == 3
     assert issubclass(typer.Abort, Exception)
+
+
+def _every_parameter():
+    from typer.core import TyperGroup
+    group = build_command([])
+
+    def walk(command, ctx):
+        for param in command.get_params(ctx):
+            yield command, param
+        if isinstance(command, TyperGroup):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                yield from walk(sub, sub.make_context(name, [], parent=ctx, resilient_parsing=True))
+
+    yield from walk(group, group.make_context("rnstore", [], resilient_parsing=True))
+
+
+def test_plain_coercion_agrees_with_typers_own():
+    """Every parameter gets a PlainCoercion (cli/_command.py), and it gives
+    what typer's own coercion gives, for every shape of value a command
+    line or a default hands over: None for any parameter, text, lists of
+    text and paths where it converts them itself."""
+    from typer._coercion import build_runtime_param
+
+    from rnstore.cli._command import PlainCoercion
+    converted, absent_only = set(), set()
+    for command, param in _every_parameter():
+        ours = param._runtime_param
+        assert isinstance(ours, PlainCoercion), (command.name, param.name)
+        typers = build_runtime_param(param.type_descriptor)
+        ctx = command.make_context(command.name or "rnstore", [], resilient_parsing=True)
+        many = param.multiple or param.nargs == -1
+        values = [None]
+        if ours.convert is not None:
+            values += [("a", "b/c"), (), ["", "x"], (1,)] if many else ["x", "", "a/b/", "caf\udce9"]
+        elif param.type_descriptor.annotation is int:
+            values += ["5", "0"]  # handed on to typer's own
+        for value in values:
+            assert ours.coerce(value, param, ctx) == typers.coerce(value, param=param, ctx=ctx), \
+                (command.name, param.name, value)
+        (converted if ours.convert else absent_only).add(repr(param.type_descriptor.annotation))
+    assert {"<class 'str'>", "<class 'pathlib.Path'>", "typing.List[str]"} <= converted
+    assert {"<class 'bool'>", "<class 'int'>"} <= absent_only
 
 
 def test_python_is_within_the_range_this_test_guards():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -25,7 +26,7 @@ from rnstore.index import Index, IndexEntry
 from rnstore.objects import EMPTY_TREE_ID, TreeEntry
 from rnstore.repo import Repository
 
-from helpers.cli import run_cli  # the same helper the fixture hands out
+from helpers.cli import cli_env, run_cli  # the same helper the fixture hands out
 from helpers.frames import zeros_frame
 
 NON_UTF8 = b"caf\xe9.txt"
@@ -235,7 +236,8 @@ def test_unborn_head_is_a_bad_revision(ws):
     assert "no snapshot yet" in failed(run_cli(["rev-parse", "HEAD"], ws), 2)
 
 
-def test_ambiguous_prefix_exit_2_lists_candidates(ws, wrepo):
+def store_two_blobs_sharing_a_prefix(repo: Repository) -> tuple[str, list[str]]:
+    """(their common 4-digit prefix, their ids)."""
     seen: dict[str, bytes] = {}
     i = 0
     while True:
@@ -245,7 +247,11 @@ def test_ambiguous_prefix_exit_2_lists_candidates(ws, wrepo):
             break
         seen[prefix] = data
         i += 1
-    ids = [wrepo.store.put("blob", d) for d in (seen[prefix], data)]
+    return prefix, [repo.store.put("blob", d) for d in (seen[prefix], data)]
+
+
+def test_ambiguous_prefix_exit_2_lists_candidates(ws, wrepo):
+    prefix, ids = store_two_blobs_sharing_a_prefix(wrepo)
     stderr = failed(run_cli(["rev-parse", prefix], ws), 2)
     assert "ambiguous" in stderr
     assert all(oid in stderr for oid in ids)
@@ -680,3 +686,237 @@ def test_a_held_lock_is_named_once_then_exit_1(ws, wrepo, snap):
     assert all(line.startswith(("waiting for", "error: ", "hint: ")) for line in err)
     # once the holder is gone the same command works
     ok(run_cli(["update-ref", "refs/tags/t", "HEAD"], ws))
+
+
+# -- cat-file --batch / --batch-check, hash-object --stdin-paths -------------------------
+
+BATCH_FILES = {
+    b"README": b"read me\n",
+    b"binary.bin": b"\n\n\x00\xff\n\r\nlast line without LF",
+    b"empty": b"",
+    b"newline-only": b"\n",
+    NON_UTF8: b"accent\n",
+}
+
+
+@pytest.fixture
+def batch_snap(ws, wrepo):
+    """One snapshot of BATCH_FILES on main."""
+    stage_paths(wrepo, {name: (data, "100644") for name, data in BATCH_FILES.items()})
+    snapshot = plumbing.commit_tree(wrepo, plumbing.write_tree(wrepo), [], "first")
+    plumbing.update_ref(wrepo, "refs/heads/main", snapshot)
+    return snapshot
+
+
+def batch(ws, requests: bytes, *flags: str):
+    return run_cli(["cat-file", *(flags or ("--batch",))], ws, input=requests)
+
+
+def batch_reply(oid: str, data: bytes, kind: str = "blob") -> bytes:
+    return b"%s %s %d\n%s\n" % (oid.encode(), kind.encode(), len(data), data)
+
+
+def test_batch_answers_every_request_in_order(ws, wrepo, batch_snap):
+    names = list(BATCH_FILES)
+    requests = b"".join(b"HEAD:%s\n" % name for name in names)
+    assert ok(batch(ws, requests)) == b"".join(batch_reply(sha(BATCH_FILES[n]), BATCH_FILES[n]) for n in names)
+    assert ok(batch(ws, requests, "--batch-check")) == b"".join(
+        b"%s blob %d\n" % (sha(BATCH_FILES[n]).encode(), len(BATCH_FILES[n])) for n in names)
+
+
+def test_batch_reads_ids_prefixes_and_revisions(ws, wrepo, batch_snap):
+    readme = sha(b"read me\n")
+    tree = wrepo.store.get_snapshot(batch_snap).tree
+    requests = [readme, readme[:8], readme.upper(), "HEAD:README", "main:README", "HEAD", tree[:12]]
+    stdout = ok(batch(ws, "".join(r + "\n" for r in requests).encode()))
+    expected = batch_reply(readme, b"read me\n") * 5
+    expected += batch_reply(batch_snap, ok(run_cli(["cat-file", "snapshot", "HEAD"], ws)), "snapshot")
+    expected += batch_reply(tree, wrepo.store.get_tree(tree).encode(), "tree")
+    assert stdout == expected
+
+
+def test_batch_missing_and_ambiguous_names_use_gits_words_and_go_on(ws, wrepo, batch_snap):
+    prefix, _ = store_two_blobs_sharing_a_prefix(wrepo)
+    readme = sha(b"read me\n")
+    requests = [f"{readme}", "nope", "0" * 64, "HEAD:no/such", prefix, "abc", "HEAD~x", "", "HEAD^3",
+                f"{readme}:README", readme]
+    stdout = ok(batch(ws, "".join(r + "\n" for r in requests).encode()))
+    reply = batch_reply(readme, b"read me\n")
+    assert stdout == (reply + b"nope missing\n" + b"0" * 64 + b" missing\n" + b"HEAD:no/such missing\n"
+                      + prefix.encode() + b" ambiguous\n" + b"abc missing\nHEAD~x missing\n missing\n"
+                      + b"HEAD^3 missing\n" + readme.encode() + b":README missing\n" + reply)
+    check = ok(batch(ws, b"nope\n" + prefix.encode() + b"\n", "--batch-check"))
+    assert check == b"nope missing\n" + prefix.encode() + b" ambiguous\n"
+
+
+def test_batch_names_are_bytes_in_and_out(ws, wrepo, batch_snap):
+    """A name that is not UTF-8 finds its file, and a missing one is echoed
+    byte for byte; the last line may lack its LF."""
+    stdout = ok(batch(ws, b"HEAD:" + NON_UTF8 + b"\nHEAD:\xff\xfe\nHEAD:README"))
+    assert stdout == (batch_reply(sha(b"accent\n"), b"accent\n") + b"HEAD:\xff\xfe missing\n"
+                      + batch_reply(sha(b"read me\n"), b"read me\n"))
+
+
+def test_batch_of_nothing_prints_nothing(ws, batch_snap):
+    assert ok(batch(ws, b"")) == b""
+    assert ok(batch(ws, b"", "--batch-check")) == b""
+
+
+def test_batch_streams_a_large_blob(ws, wrepo, batch_snap):
+    from rnstore.store import BUFFERED_BLOB
+    data = os.urandom(BUFFERED_BLOB + 12345)  # past the size read whole: verified, then streamed
+    oid = wrepo.store.put("blob", data)
+    stdout = ok(batch(ws, f"{oid}\nHEAD:README\n".encode()))
+    assert stdout == batch_reply(oid, data) + batch_reply(sha(b"read me\n"), b"read me\n")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_batch_output_is_gits_byte_for_byte(ws, wrepo, batch_snap, tmp_path):
+    """The same requests to git and to rnstore: the same bytes, once git's
+    SHA-1 ids are replaced by rnstore's SHA-256 ones for the same contents.
+    Kind words are git's for blobs and trees; a snapshot is rnstore's
+    word for git's commit."""
+    git_dir = tmp_path / "git"
+    subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
+    git_ids = {}
+    for data in BATCH_FILES.values():
+        git_ids[subprocess.run(["git", "--git-dir", str(git_dir), "hash-object", "-w", "--stdin"], input=data,
+                               capture_output=True, check=True).stdout.strip().decode()] = sha(data)
+    order = list(git_ids) * 2 + ["nope", "HEAD:nope"]
+    requests = "".join(oid + "\n" for oid in order).encode()
+    for flag in ("--batch", "--batch-check"):
+        theirs = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", flag], input=requests,
+                                capture_output=True, check=True).stdout
+        for git_id, our_id in git_ids.items():
+            theirs = theirs.replace(git_id.encode(), our_id.encode())
+        ours_requests = requests
+        for git_id, our_id in git_ids.items():
+            ours_requests = ours_requests.replace(git_id.encode(), our_id.encode())
+        assert ok(batch(ws, ours_requests, flag)) == theirs, flag
+
+
+@pytest.mark.parametrize("kind", ["flipped", "garbage", "hash mismatch", "large hash mismatch"])
+def test_batch_reports_a_damaged_object_and_goes_on(ws, wrepo, batch_snap, kind):
+    oid, frame = damaged_frame(kind)
+    plant(wrepo, oid, frame)
+    readme = sha(b"read me\n")
+    for flag in ("--batch", "--batch-check"):
+        result = batch(ws, f"{readme}\n{oid}\nHEAD:README\n".encode(), flag)
+        header = b"%s blob 8\n" % readme.encode()
+        if flag == "--batch-check":
+            try:  # --batch-check reads the header alone, as `cat-file -s`: an intact one is answered
+                kind_read, size = Repository.open(ws).store.header(oid)
+            except CorruptObjectError:
+                pass
+            else:
+                assert ok(result) == header + b"%s %s %d\n" % (oid.encode(), kind_read.encode(), size) + header
+                continue
+        assert result.returncode == 1, (flag, result.stderr)
+        errors = result.stderr.splitlines()
+        assert errors[0].startswith("error: ") and "corrupt" in errors[0] and oid in errors[0], errors
+        assert b"SECRET" not in result.stdout
+        expected = (header + b"read me\n\n") * 2 if flag == "--batch" else header * 2
+        assert result.stdout == expected, (flag, result.stdout[:300])
+
+
+def test_batch_answers_each_name_before_reading_the_next(ws, batch_snap):
+    """A script may write one name, then read its answer before writing
+    the next: the answer must come without the input being closed."""
+    import select
+    proc = subprocess.Popen([sys.executable, "-m", "rnstore", "cat-file", "--batch"], cwd=ws,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=cli_env())
+    try:
+        for name, data in ((b"README", b"read me\n"), (b"empty", b"")):
+            proc.stdin.write(b"HEAD:%s\n" % name)
+            proc.stdin.flush()
+            expected = batch_reply(sha(data), data)
+            got = b""
+            while len(got) < len(expected):
+                ready, _, _ = select.select([proc.stdout], [], [], 60)
+                assert ready, f"no answer to HEAD:{name!r} while the input stays open; got {got!r}"
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                assert chunk, proc.stderr.read()
+                got += chunk
+            assert got == expected
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+        assert proc.stdout.read() == b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("args", [
+    ["--batch", "HEAD"], ["--batch", "--batch-check"], ["--batch", "-p"], ["-t", "--batch-check"],
+])
+def test_batch_usage_errors(ws, batch_snap, args):
+    failed(run_cli(["cat-file", *args], ws, input=b"HEAD\n"), 2)
+
+
+def test_cat_file_batch_library(wrepo, batch_snap):
+    """The library function behind the CLI: replies in order, payloads
+    verified, missing and ambiguous names as statuses."""
+    readme = sha(b"read me\n")
+    replies = list(plumbing.cat_file_batch(wrepo, [readme, "nope", "HEAD:empty", "HEAD"], contents=True))
+    assert [r.request for r in replies] == [readme, "nope", "HEAD:empty", "HEAD"]
+    assert replies[0].info == plumbing.ObjectInfo(readme, "blob", 8)
+    assert b"".join(replies[0].payload) == b"read me\n"
+    assert (replies[1].status, replies[1].info, replies[1].error) == (plumbing.MISSING, None, None)
+    assert replies[2].info.size == 0 and b"".join(replies[2].payload) == b""
+    assert replies[3].info.kind == "snapshot"
+    assert b"".join(replies[3].payload) == wrepo.store.get(batch_snap)[1]
+    headers = list(plumbing.cat_file_batch(wrepo, [readme], contents=False))
+    assert headers[0].info == plumbing.ObjectInfo(readme, "blob", 8) and list(headers[0].payload) == []
+    oid, frame = damaged_frame("flipped")
+    plant(wrepo, oid, frame)
+    damaged, after = plumbing.cat_file_batch(Repository.open(wrepo.root), [oid, readme], contents=True)
+    assert isinstance(damaged.error, CorruptObjectError) and damaged.info is None
+    assert b"".join(after.payload) == b"read me\n"
+
+
+def test_hash_object_stdin_paths(ws, wrepo):
+    names = [b"one", b"two words", NON_UTF8, b"sub/three"]
+    contents = [b"1\n", b"", b"\xff\x00", os.urandom(100_000)]
+    for name, data in zip(names, contents):
+        put_file(ws, name, data)
+    requests = b"".join(n + b"\n" for n in names)
+    expected = b"".join(sha(d).encode() + b"\n" for d in contents)
+    assert ok(run_cli(["hash-object", "--stdin-paths"], ws, input=requests)) == expected
+    assert not any(wrepo.store.has(sha(d)) for d in contents)
+    assert ok(run_cli(["hash-object", "-w", "--stdin-paths"], ws, input=requests)) == expected
+    assert all(wrepo.store.get(sha(d)) == ("blob", d) for d in contents)
+    assert ok(run_cli(["hash-object", "--stdin-paths"], ws, input=b"")) == b""
+    assert list(plumbing.hash_objects(None, [os.fsdecode(ws / "one")], write=False)) == [sha(b"1\n")]
+
+
+def test_hash_object_stdin_paths_errors(ws, wrepo):
+    put_file(ws, "one", b"1\n")
+    put_file(ws, "later", b"stored only if every path is\n")
+    result = run_cli(["hash-object", "-w", "--stdin-paths"], ws, input=b"later\nno-such-file\n")
+    assert result.returncode == 2 and "no-such-file" in result.stderr, result
+    assert not wrepo.store.has(sha(b"stored only if every path is\n"))  # ids come once all are stored
+    failed(run_cli(["hash-object", "--stdin-paths", "one"], ws, input=b"one\n"), 2)
+    failed(run_cli(["hash-object", "--stdin-paths", "--stdin"], ws, input=b"one\n"), 2)
+
+
+def test_batch_reads_an_intact_copy_past_a_damaged_one(ws, wrepo):
+    """An object stored twice, damaged in the pack read first and intact
+    loose: --batch answers with the intact bytes, as every reader does."""
+    from rnstore.packs import MIN_OBJECTS
+    blobs = [b"packed %d\n" % i for i in range(MIN_OBJECTS)]
+    with wrepo.store.batch():
+        for data in blobs:
+            wrepo.store.put("blob", data)
+    oid = sha(blobs[0])
+    pack = wrepo.store.file_of(oid)
+    assert pack.suffix == ".pack", pack  # the batch made a pack
+    frame = codec.compress("blob", blobs[0], 3)
+    content = bytearray(pack.read_bytes())
+    at = content.index(frame)
+    content[at + len(frame) // 2] ^= 0x5A
+    pack.write_bytes(bytes(content))
+    plant(wrepo, oid, frame)  # the intact loose copy, read second
+    assert ok(batch(ws, f"{oid}\n{sha(blobs[1])}\n".encode())) == \
+        batch_reply(oid, blobs[0]) + batch_reply(sha(blobs[1]), blobs[1])

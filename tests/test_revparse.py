@@ -69,6 +69,17 @@ def test_full_id_and_prefixes(repo, history):
             assert rev_parse(repo, s1[:length]) == s1
 
 
+def test_a_full_id_names_its_object_before_any_ref(repo, history):
+    """As in git, a full object id is that object, even where a branch
+    has the same name (it costs no ref look-up per id: cat-file --batch);
+    a full-length name that is no object's id is still a ref name."""
+    repo.refs.update("refs/heads/" + history["s1"], history["s0"])
+    assert rev_parse(repo, history["s1"]) == history["s1"]
+    unstored = "ab" * 32
+    repo.refs.update("refs/heads/" + unstored, history["s2"])
+    assert rev_parse(repo, unstored) == history["s2"]
+
+
 def test_prefix_also_reaches_blobs_and_trees(repo, history):
     blob = hashlib.sha256(b"a2").hexdigest()
     assert rev_parse(repo, blob[:12]) == blob

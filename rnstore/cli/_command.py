@@ -8,6 +8,8 @@ does the same thing.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
+from typing import get_args, get_origin
 
 from typer.core import TyperCommand, TyperGroup
 
@@ -100,12 +102,70 @@ def _write_description(formatter, doc: str | None) -> None:
             formatter.write_text(text)
 
 
+#: What typer would convert the command line's text to through a pydantic
+#: TypeAdapter, and the conversion that does the same: the type itself.
+#: A flag is a bool already (typer converts none): it needs no conversion.
+PLAIN_CONVERSIONS = {str: str, Path: Path, bool: None}
+
+
+class PlainCoercion:
+    """typer's coercion contract (its RuntimeParam.coerce) without pydantic,
+    for an absent value (None) of any parameter and for text, lists of
+    text and paths. typer builds a pydantic TypeAdapter for every parameter
+    it converts, even one left out, and importing pydantic costs more than
+    all the rest of a cheap command's start-up (README, Performance). Any
+    other value (`log -n 5`) goes to typer's own coercion.
+    tests/test_pinned_dependencies.py checks that both agree, for the typer
+    versions pyproject.toml allows."""
+
+    def __init__(self, convert):
+        self.convert = convert
+
+    def coerce(self, value, param, ctx):
+        many = param.multiple or param.nargs == -1
+        if value is None:
+            return () if many else None
+        if self.convert is not None:
+            if many and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return [self.convert(v) for v in value]
+            if not many and isinstance(value, str):
+                return self.convert(value)
+        from typer._coercion import build_runtime_param  # loads pydantic: only for such a value
+        return build_runtime_param(param.type_descriptor).coerce(value, param=param, ctx=ctx)
+
+
+def plain_coercion(param) -> PlainCoercion | None:
+    """A PlainCoercion for a typer parameter: converting, where the type
+    itself is the conversion, else for absent values only."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is None:
+        return None
+    annotation = descriptor.annotation
+    if get_origin(annotation) is list and len(get_args(annotation)) == 1:
+        annotation = get_args(annotation)[0]
+    if descriptor.parameter_info.parser is not None or descriptor.file_annotation is not None \
+            or descriptor.is_choice:
+        return PlainCoercion(None)
+    return PlainCoercion(PLAIN_CONVERSIONS.get(annotation))
+
+
+def use_plain_coercion(params) -> None:
+    for param in params:
+        if getattr(param, "_runtime_param", False) is None:  # typer builds its own when None
+            param._runtime_param = plain_coercion(param)
+
+
 class Command(TyperCommand):
     """A command with git-like plain help. With `paths_after_dashdash`,
     what follows `--` is kept apart (see after_dashdash), so `checkout --
     PATH` and `log -- PATH` can tell revisions from paths."""
 
     paths_after_dashdash = False
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)  # with the --help option, made on demand
+        use_plain_coercion(params)
+        return params
 
     def parse_args(self, ctx, args):
         if self.paths_after_dashdash and "--" in args:
@@ -158,6 +218,11 @@ class LogCommand(PathsCommand):
 class Group(TyperGroup):
     """The top-level command: plain help with porcelain first, and
     suggestions that never name a command doing something else."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)  # with the --help option, made on demand
+        use_plain_coercion(params)
+        return params
 
     def format_help(self, ctx, formatter) -> None:
         formatter.write_usage(ctx.command_path, "[OPTIONS] COMMAND [ARGS...]")

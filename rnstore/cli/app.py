@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -60,24 +61,36 @@ def open_repo():
     return Repository.open(notify=out.notice)
 
 
+#: The module of rnstore/cli/ that registers each command, in the order
+#: help and completion list them (porcelain first). A command loads only
+#: its own module: start-up is most of a cheap command's time (README,
+#: Performance). tests/test_architecture.py checks this against the
+#: registrations.
+COMMAND_MODULES = {
+    "porcelain": ("init", "add", "status", "commit", "log", "show", "diff", "tag", "config"),
+    "restore": ("checkout", "export"),
+    "space": ("forget", "gc", "du", "fsck", "snapshots", "workspaces"),
+    "remote": ("remote", "push", "fetch", "pull", "clone"),
+    "plumbing": ("hash-object", "cat-file", "ls-tree", "ls-files", "write-tree", "read-tree", "mktree",
+                 "commit-tree", "update-ref", "symbolic-ref", "rev-parse", "show-ref", "manifest"),
+}
+
+
 def build_command(args: list[str] | None = None):
     """The click command for a run with `args`. Converting every typer
     command would cost more than the start-up of a cheap command (README,
-    Performance), so only the command being invoked is converted (all of
-    them for top-level help and shell completion). typer's registry
-    (registered_commands, info, registered_callback) is not documented:
-    tests/test_pinned_dependencies.py checks it for the typer versions
-    pyproject.toml allows."""
+    Performance), so only the command being invoked is imported and
+    converted (all of them for top-level help, shell completion and an
+    unknown name). typer's registry (registered_commands, info,
+    registered_callback) is not documented: tests/test_pinned_dependencies.py
+    checks it for the typer versions pyproject.toml allows."""
     if os.environ.get("_RNSTORE_COMPLETE"):
         from typer.completion import completion_init  # only when a shell asks for completions
         completion_init()  # shell completion asks: register typer's shells
-    # porcelain first: completion lists commands in this order
-    from . import porcelain  # noqa: F401 - registers the porcelain commands on `app`, which it imports
-    from . import restore  # noqa: F401 - registers checkout and export on `app`, which it imports
-    from . import space  # noqa: F401 - registers forget, gc, du, fsck on `app`, which it imports
-    from . import remote  # noqa: F401 - registers remote, push, fetch, pull, clone on `app`, which it imports
-    from . import plumbing  # noqa: F401 - registers the plumbing commands on `app`, which it imports
     name = _invoked_command(args or [])
+    modules = [m for m, names in COMMAND_MODULES.items() if name in names] or list(COMMAND_MODULES)
+    for module in modules:
+        importlib.import_module(f"{__package__}.{module}")  # registers its commands on `app`
     selected = [c for c in app.registered_commands if c.name == name]
     if not selected:
         return typer.main.get_command(app)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
-from typing import Annotated, List, Optional
+from typing import Annotated, BinaryIO, Iterator, List, Optional
 
 import typer
 
@@ -24,13 +26,23 @@ def hash_object(
     files: Annotated[Optional[List[str]], typer.Argument(help="Files to hash.")] = None,
     write: Annotated[bool, typer.Option("-w", help="Also store the blob.")] = False,
     stdin: Annotated[bool, typer.Option("--stdin", help="Hash standard input.")] = False,
+    stdin_paths: Annotated[bool, typer.Option(
+        "--stdin-paths", help="Hash the files named on standard input, one path a line.")] = False,
 ) -> None:
     """Print the blob id (SHA-256) of each file; `sha256sum` agrees.
 
     Example: rnstore hash-object -w train.py
     """
+    if stdin_paths:
+        if files or stdin:
+            raise InvalidValueError("--stdin-paths takes no FILE arguments and no --stdin")
+        repo = open_repo() if write else None
+        with _bulk_stdout() as sink:
+            for oid in plumbing.hash_objects(repo, _stdin_lines(sink.flush), write=write):
+                sink.write(oid.encode() + b"\n")
+        return
     if not files and not stdin:
-        raise InvalidValueError("give FILE arguments or --stdin")
+        raise InvalidValueError("give FILE arguments, --stdin or --stdin-paths")
     repo = open_repo() if write else None
     if stdin:
         out.line(plumbing.hash_object(repo, None, write=write, stdin=sys.stdin.buffer))
@@ -40,18 +52,30 @@ def hash_object(
 
 @app.command("cat-file", rich_help_panel=PLUMBING)
 def cat_file(
-    first: Annotated[str, typer.Argument(metavar="[KIND] OBJ", help="blob|tree|snapshot, then the object.")],
+    first: Annotated[Optional[str], typer.Argument(
+        metavar="[KIND] OBJ", help="blob|tree|snapshot, then the object.")] = None,
     second: Annotated[Optional[str], typer.Argument(hidden=True)] = None,
     type_: Annotated[bool, typer.Option("-t", help="Print the object's kind.")] = False,
     size: Annotated[bool, typer.Option("-s", help="Print the object's size.")] = False,
     pretty: Annotated[bool, typer.Option("-p", help="Print the content readably.")] = False,
     exists: Annotated[bool, typer.Option("-e", help="Exit 0 if it exists, 1 if not; print nothing.")] = False,
+    batch: Annotated[bool, typer.Option(
+        "--batch", help="For each object named on standard input: `ID KIND SIZE`, the content, a newline.")] = False,
+    batch_check: Annotated[bool, typer.Option(
+        "--batch-check", help="For each object named on standard input: `ID KIND SIZE`.")] = False,
 ) -> int:
-    """Print an object's kind, size or content.
+    """Print an object's kind, size or content; or, with --batch, many objects'.
 
     Example: rnstore cat-file -p HEAD:train.py
     """
-    chosen = [flag for flag, on in (("-t", type_), ("-s", size), ("-p", pretty), ("-e", exists)) if on]
+    chosen = [flag for flag, on in (("-t", type_), ("-s", size), ("-p", pretty), ("-e", exists),
+                                    ("--batch", batch), ("--batch-check", batch_check)) if on]
+    if batch or batch_check:
+        if len(chosen) != 1 or first is not None:
+            raise InvalidValueError("usage: cat-file (--batch | --batch-check), with names on standard input")
+        return _cat_file_batch(contents=batch)
+    if first is None:
+        raise InvalidValueError("usage: cat-file (-t|-s|-p|-e) OBJ  or  cat-file (blob|tree|snapshot) OBJ")
     if second is not None:
         if chosen or first not in KINDS:
             raise InvalidValueError("usage: cat-file (-t|-s|-p|-e) OBJ  or  cat-file (blob|tree|snapshot) OBJ")
@@ -78,6 +102,67 @@ def cat_file(
         for chunk in plumbing.cat_file(repo, info.id):
             out.bytes(chunk)
     return 0
+
+
+def _cat_file_batch(*, contents: bool) -> int:
+    """git's batch format: `ID KIND SIZE` LF (then, with contents, the
+    payload and LF) per object; `NAME missing` LF or `NAME ambiguous` LF
+    for a name that resolves to no object or to several. A damaged object
+    gets an `error:` line on stderr and nothing on stdout, and the exit
+    code becomes 1; the other names are still answered."""
+    repo = open_repo()
+    code = 0
+    with _bulk_stdout() as sink:
+        for reply in plumbing.cat_file_batch(repo, _stdin_lines(sink.flush), contents=contents):
+            if reply.info is not None:
+                info = reply.info
+                sink.write(b"%s %s %d\n" % (info.id.encode(), info.kind.encode(), info.size))
+                if contents:
+                    for chunk in reply.payload:
+                        sink.write(chunk)
+                    sink.write(b"\n")
+            elif reply.status is not None:
+                sink.write(os.fsencode(reply.request) + b" " + reply.status.encode() + b"\n")
+            else:
+                from ._errors import report  # only when an object is damaged
+                sink.flush()  # the answers before it come before its error
+                code = max(code, report(reply.error))
+    return code
+
+
+@contextlib.contextmanager
+def _bulk_stdout() -> Iterator[BinaryIO]:
+    """stdout for many answers: buffered in large writes whatever
+    PYTHONUNBUFFERED says, flushed when the command waits for input (see
+    _stdin_lines) and at the end."""
+    sys.stdout.flush()
+    try:
+        sink = io.BufferedWriter(io.FileIO(sys.stdout.fileno(), "wb", closefd=False), 1 << 16)
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # not a file (captured in-process)
+        sink = sys.stdout.buffer
+    try:
+        yield sink
+    finally:
+        sink.flush()
+
+
+def _stdin_lines(before_waiting) -> Iterator[str]:
+    """Standard input's lines, without their LF, decoded as file names are.
+    `before_waiting` runs whenever reading on would wait for the writer: a
+    script that writes one name and reads its answer gets it at once, and a
+    long list is answered in large writes (git needs --buffer for that)."""
+    stdin = sys.stdin.fileno()
+    pending = b""
+    while True:
+        before_waiting()
+        block = os.read(stdin, 1 << 16)
+        if not block:
+            break
+        *complete, pending = (pending + block).split(b"\n")
+        for line in complete:
+            yield os.fsdecode(line)
+    if pending:
+        yield os.fsdecode(pending)  # a last line without its LF
 
 
 @app.command("ls-tree", rich_help_panel=PLUMBING)

@@ -793,6 +793,7 @@ class Bench:
         self.results: dict = {}
         self.sizes: dict = {}  # sizes[tree][tool] = {"snapshots": [..], "after_gc": [..]}
         self.skipped: dict = {}
+        self.catfile: dict | None = None  # catfile_batch()'s figures
 
     def sample(self, tree, op, tool: Tool, res: dict) -> None:
         self.results.setdefault(tree, {}).setdefault(op, {}).setdefault(tool.name, []).append(res)
@@ -1044,6 +1045,130 @@ class Bench:
         return out
 
 
+# --------------------------------------------------------------------------- cat-file --batch
+
+CATFILE_OBJECTS = 10_000
+
+
+def _batch_objects(output: bytes) -> list[tuple[bytes, int, bytes]]:
+    """(id, size, content) of each object in `cat-file --batch` output."""
+    found, at = [], 0
+    while at < len(output):
+        end = output.index(b"\n", at)
+        oid, kind, size = output[at:end].split(b" ")
+        start = end + 1
+        found.append((oid, int(size), output[start:start + int(size)]))
+        at = start + int(size) + 1
+    return found
+
+
+def catfile_batch(pb: Path, r: Runner, rn: Rnstore, tree: str, runs: int) -> dict:
+    """`cat-file --batch` over the same CATFILE_OBJECTS blobs of `tree` (evenly spread over its
+    sorted paths), ids on stdin from a file, output to /dev/null: rnstore against git with its
+    objects loose (as its first commit leaves them) and packed (`git repack -adq`). Each tool
+    commits the tree first, untimed. One untimed run each writes the output to a file, and the
+    contents (sizes and bytes, in order) must be the same for every tool, else INVALID.
+    Interleaved, rotating the starting tool; medians of `runs`."""
+    work = pb / "work" / "catfile"
+    rmtree(work)
+    rn_tree, git_tree = work / "rnstore-tree", work / "git-tree"
+    # a private copy, so that both tools commit the same bytes whatever happens to the corpus
+    # meanwhile; the second is hard links to it (neither tool writes into the files)
+    copy_tree(pb / "corpus" / tree, rn_tree, hardlink=False)
+    copy_tree(rn_tree, git_tree, hardlink=True)
+    r.quiet([rn.exe, "init", "--no-default-ignore", "-q"], rn_tree, rn.env)
+    r.quiet([rn.exe, "config", "limits.max_files", "100000000"], rn_tree, rn.env)
+    r.quiet([rn.exe, "commit", "-a", "-m", "m", "-q"], rn_tree, rn.env)
+    git = Git(work, rn.env)
+    git.tree = git_tree
+    git.work.mkdir(parents=True, exist_ok=True)
+    git.setup(r)
+    r.quiet(git.snapshot("first", 1)[0], git_tree, git.env)
+    packed = work / "git-packed.git"
+    subprocess.run(["cp", "-a", str(git.store), str(packed)], check=True)
+    r.quiet(["git", "repack", "-adq"], git_tree, {**git.env, "GIT_DIR": str(packed)})
+
+    rc, listing = capture([rn.exe, "ls-tree", "-r", "--json", "HEAD"], cwd=rn_tree, env=rn.env)
+    if rc != 0:
+        raise RuntimeError(f"rnstore ls-tree: {listing[-500:]}")
+    ours = {e["path"]: e["id"] for e in json.loads(listing) if e["mode"] in ("100644", "100755")}
+    raw = subprocess.run(["git", "ls-tree", "-r", "-z", "HEAD"], cwd=git_tree, env=git.env,
+                         capture_output=True, check=True).stdout
+    theirs = {}
+    for record in raw.split(b"\0"):
+        if record:
+            meta, path = record.split(b"\t", 1)
+            mode, _, oid = meta.split(b" ")
+            if mode in (b"100644", b"100755"):
+                theirs[os.fsdecode(path)] = oid.decode()
+    paths = sorted(set(ours) & set(theirs))
+    count = min(CATFILE_OBJECTS, len(paths))
+    chosen = [paths[i * len(paths) // count] for i in range(count)]
+    ids = {"rnstore": work / "rnstore.ids", "git": work / "git.ids"}
+    ids["rnstore"].write_text("".join(ours[p] + "\n" for p in chosen))
+    ids["git"].write_text("".join(theirs[p] + "\n" for p in chosen))
+    q = shlex.quote
+    commands = {  # (shell command, cwd, env)
+        "rnstore": (f"{q(rn.exe)} cat-file --batch < {q(str(ids['rnstore']))}", rn_tree, rn.env),
+        "git": (f"git cat-file --batch < {q(str(ids['git']))}", git_tree, git.env),
+        "git-packed": (f"git cat-file --batch < {q(str(ids['git']))}", git_tree,
+                       {**git.env, "GIT_DIR": str(packed)}),
+    }
+    out: dict = {"tree": tree, "objects": count, "runs": {name: [] for name in commands}, "problems": []}
+    reference = None
+    for name, (cmd, cwd, env) in commands.items():  # untimed: what each one prints
+        dump = work / f"{name}.out"
+        res = r.run(f"{cmd} > {q(str(dump))}", cwd, env, label=f"catfile-{name}-verify")
+        if not res["ok"]:
+            out["problems"].append(f"{name} failed (exit {res['rc']}): {res.get('error', '')[-300:]}")
+            continue
+        objects = [(size, content) for _, size, content in _batch_objects(dump.read_bytes())]
+        out["bytes"] = sum(size for size, _ in objects)
+        if reference is None:
+            reference = objects
+        elif objects != reference:
+            out["problems"].append(f"{name} printed other contents than rnstore")
+        rmtree(dump)
+    if out["problems"]:
+        loud("cat-file --batch INVALID: " + "; ".join(out["problems"]))
+    names = list(commands)
+    for rep in range(runs):
+        for name in names[rep % len(names):] + names[:rep % len(names)]:
+            cmd, cwd, env = commands[name]
+            res = r.run(f"{cmd} > /dev/null", cwd, env, label=f"catfile-{name}")
+            out["runs"][name].append({"wall": res["wall"], "cpu": res["cpu"], "rc": res["rc"],
+                                      "maxrss_kb": res["maxrss_kb"], "cmd": res["cmd"]})
+            log(f"  cat-file --batch {name:10} {res['wall']:7.3f} s  cpu {res['cpu']:6.2f} s  rc {res['rc']}")
+    rmtree(work)
+    return out
+
+
+def catfile_report(catfile: dict) -> list[str]:
+    """The cat-file --batch table: seconds, CPU and rnstore's ratio to each git."""
+    L = ["", f"`cat-file --batch` over {catfile['objects']:,} blobs of {catfile['tree']} "
+         f"({catfile.get('bytes', 0) / 1e6:.0f} MB of contents; ids on stdin, output to /dev/null; "
+         f"seconds, median (min–max) of {len(catfile['runs']['rnstore'])}):", "",
+         "| tool | wall | CPU | peak RSS MB | rnstore / tool |", "|---|---|---|---|---|"]
+    label = {"rnstore": "rnstore", "git": "git (loose objects, as committed)",
+             "git-packed": "git (packed: `git repack -adq`)"}
+    ok = {n: [x for x in v if x["rc"] == 0] for n, v in catfile["runs"].items()}
+    ours = statistics.median(x["wall"] for x in ok["rnstore"]) if ok["rnstore"] else None
+    for name, runs in ok.items():
+        if not runs:
+            L.append(f"| {label[name]} | FAILED | — | — | — |")
+            continue
+        walls = [x["wall"] for x in runs]
+        median = statistics.median(walls)
+        ratio = f"{ours / median:.2f}" if ours and name != "rnstore" else "—"
+        L.append(f"| {label[name]} | {fmt_s(median)} ({fmt_s(min(walls))}–{fmt_s(max(walls))}) | "
+                 f"{fmt_s(statistics.median(x['cpu'] for x in runs))} | "
+                 f"{max(x['maxrss_kb'] for x in runs) / 1024:.0f} | {ratio} |")
+    if catfile["problems"]:
+        L.append("")
+        L.append("**INVALID**: " + "; ".join(catfile["problems"]))
+    return L
+
+
 # --------------------------------------------------------------------------- report
 
 def fmt_s(x: float) -> str:
@@ -1167,6 +1292,8 @@ def report(bench: Bench, info: dict, startup: dict | None, args) -> str:
             ts = v["times"]
             L.append(f"| `{name}` | {statistics.median(ts) * 1000:.1f} | "
                      f"{min(ts) * 1000:.1f}–{max(ts) * 1000:.1f} | {v['maxrss_kb'] / 1024:.0f} |")
+    if getattr(bench, "catfile", None):
+        L += catfile_report(bench.catfile)
     if NOTES:
         L.append("")
         L.append("Notes:")
@@ -1190,6 +1317,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: small tree, 1 run, rnstore + git (explicit --trees/--runs/--peers win)")
     ap.add_argument("--no-startup", action="store_true", help="skip the start-up timings")
+    ap.add_argument("--no-catfile", action="store_true", help="skip the cat-file --batch row")
     ap.add_argument("--json", default="/tmp/rnstore-bench.json", help="raw results (default %(default)s)")
     ap.add_argument("--markdown", default=None, help="also write the tables to this file")
     ap.add_argument("--rnstore", default=None, help="rnstore executable (default: next to this python, "
@@ -1248,7 +1376,9 @@ def main(argv=None) -> int:
         note(f"the rnstore benchmarked ({exe}) is not this checkout's ({REPO}): it imports {where}")
 
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RNSTORE_", "GIT_", "RESTIC_", "BORG_"))}
+           if not k.startswith(("RNSTORE_", "GIT_", "RESTIC_", "BORG_"))
+           # as users run it: bytecode cached (else every start compiles rnstore), stdout buffered
+           and k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")}
     env.update(RNSTORE_PROGRESS="0", NO_COLOR="1", LC_ALL="C.UTF-8", RNSTORE_USER="bench")
     work = pb / "work"
     rmtree(work)
@@ -1278,6 +1408,7 @@ def main(argv=None) -> int:
         doc = {"machine": info, "args": vars(args), "pb": str(pb), "elapsed_s": time.time() - t0,
                "complete": final, "notes": list(dict.fromkeys(NOTES)), "results": bench.results,
                "summaries": bench.summaries, "store_sizes": bench.sizes, "startup": startup,
+               "catfile": bench.catfile,
                "skipped": [{"tree": k[0], "op": k[1], "tool": k[2], "why": v}
                            for k, v in bench.skipped.items()],
                "markdown": text}
@@ -1292,6 +1423,12 @@ def main(argv=None) -> int:
                 startup = bench.startup(rn, rn_python)
             except RuntimeError as exc:
                 loud(f"start-up timings failed: {exc}")
+        if not args.no_catfile and "git" in peers:  # short too: before the trees
+            catfile_tree = "medium" if "medium" in trees or not args.quick else trees[0]
+            try:
+                bench.catfile = catfile_batch(pb, runner, rn, catfile_tree, 1 if args.quick else 5)
+            except (RuntimeError, subprocess.CalledProcessError) as exc:
+                loud(f"cat-file --batch timings failed: {exc}")
         for tree in trees:
             if tree in SCALE_TREES:
                 manifest(ensure_scale_tree(pb, tree))  # warm, as the others
