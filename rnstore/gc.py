@@ -48,7 +48,7 @@ from . import registry
 from .errors import CorruptStoreError
 from .fsutil import TMP_PREFIX, atomic_write, pid_alive, remove_quietly, temp_writer_pid
 from .progress import NO_PROGRESS, Progress
-from .reachability import Marker, RootScan, StoreLoader, WorkspaceState, collect_roots, mark_roots
+from .reachability import Marker, RootScan, WorkspaceState, collect_roots, mark_reachable, settle_cache
 from .plumbing import utc_iso
 from .units import parse_duration
 from .views import ObjectsView, WorkspaceView
@@ -149,15 +149,17 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
         now = time.time()
         scan = collect_roots(repo, _refuse, grace=grace, now=now)
         stats.workspaces = scan.workspaces
-        marker = Marker(StoreLoader(repo.store))
         progress.start("gc: marking")
         try:
-            mark_roots(marker, scan.roots, _refuse, progress, by_unit=False)
+            marker = mark_reachable(repo, scan.roots, _refuse, progress, by_unit=False)
         finally:
             progress.finish()
-        stats.reachable_objects = len(marker)
         stored = list(repo.store.stored_objects())
-        _refuse_missing(repo, marker, scan, {o.id for o in stored})
+        stored_ids = {o.id for o in stored}
+        # the reachability cache is checked against the store before any mark counts
+        marker = settle_cache(repo, marker, stored_ids, scan.roots, _refuse, save=not dry_run)
+        stats.reachable_objects = len(marker)
+        _refuse_missing(repo, marker, scan, stored_ids)
         # Everything could be read: from here on gc may change the store.
         if not dry_run:
             _update_registrations(repo, scan, now)

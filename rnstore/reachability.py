@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Callable, Iterable
 
 from . import registry
 from .errors import CorruptObjectError, CorruptStoreError, InvalidValueError, MissingObjectError, ObjectError
-from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE
+from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, decode_snapshot, decode_tree
+from .reachcache import ReachCache
 from .progress import NO_PROGRESS, Progress
 from .refs import check_ref_name
 from .views import WorkspaceView
@@ -329,8 +331,31 @@ class Marker:
                     on_error(oid, kind, exc)
                     continue
                 children[oid] = below
-            stack.extend(below)
+            for child, child_kind in below:
+                if child_kind != BLOB:
+                    stack.append((child, child_kind))
+                    continue
+                # a blob, inline (most children are): what the loop above would do with it
+                current = owner.get(child)
+                if current is None:
+                    owner[child] = unit
+                    kinds[child] = BLOB
+                elif current != unit and current != SHARED:
+                    owner[child] = SHARED
         return len(self.owner) - before
+
+    def mark_blobs(self, unit: tuple[str, str], ids: Iterable[str]) -> int:
+        """mark() for blobs (they reach nothing), many at once: the index's."""
+        owner, kinds = self.owner, self.kind
+        before = len(owner)
+        for oid in ids:
+            current = owner.get(oid)
+            if current is None:
+                owner[oid] = unit
+                kinds[oid] = BLOB
+            elif current != unit and current != SHARED:
+                owner[oid] = SHARED
+        return len(owner) - before
 
     def _mark_as_other_kind(self, unit, oid: str, kind: str, on_error, stack: list) -> None:
         key = (oid, kind)
@@ -351,30 +376,76 @@ class Marker:
 
 
 class StoreLoader:
-    """Loads snapshots and trees from the store for a Marker, keeping what du
-    needs: each snapshot, each tree's total size and each blob's size."""
+    """Loads snapshots and trees for a Marker, keeping what du needs: each
+    snapshot, each tree's total size and each blob's size (with `sizes`).
 
-    def __init__(self, store):
+    With a `cache` (reachcache.ReachCache), a tree or snapshot whose cached
+    payload hashes to its id is parsed from there; any other is read from
+    the store, decoded (CorruptObjectError as the store would raise it) and
+    added to the cache. `from_cache` holds the ids taken from the cache:
+    their presence in the store is the caller's to check."""
+
+    def __init__(self, store, cache: ReachCache | None = None, *, sizes: bool = True):
         self.store = store
+        self.cache = cache
+        self.sizes = sizes
         self.snapshots: dict = {}
         self.tree_size: dict[str, int] = {}
         self.blob_size: dict[str, int] = {}
+        #: with `sizes`: each tree's sub-trees, and how many files and links it holds itself
+        self.subtrees: dict[str, tuple[str, ...]] = {}
+        self.files_in: dict[str, int] = {}
+        self.from_cache: set[str] = set()
 
     def __call__(self, oid: str, kind: str) -> Children:
         if kind == SNAPSHOT:
-            snapshot = self.store.get_snapshot(oid)
+            snapshot = self._snapshot(oid)
             self.snapshots[oid] = snapshot
             return ((snapshot.tree, TREE),)
-        tree = self.store.get_tree(oid)
-        self.tree_size[oid] = tree.total_size
-        below = []
-        for entry in tree.entries:
-            if entry.mode == MODE_TREE:
-                below.append((entry.id, TREE))
+        cache = self.cache
+        entries = cache.tree_entries(oid) if cache is not None else None
+        if entries is not None:
+            self.from_cache.add(oid)
+        else:
+            payload = self.store.get(oid, TREE)[1]
+            try:
+                tree = decode_tree(payload)
+            except CorruptObjectError as exc:
+                raise CorruptObjectError(f"object {oid} is corrupt: {reason(exc, oid)}", oid) from None
+            if cache is not None:
+                cache.add(TREE, oid, payload)
+            entries = ([(e.id, e.size) for e in tree.entries if e.mode == MODE_TREE],
+                       [(e.id, e.size) for e in tree.entries if e.mode != MODE_TREE])
+        subtrees, files = entries
+        sub_ids, sub_sizes = zip(*subtrees) if subtrees else ((), ())
+        file_ids, file_sizes = zip(*files) if files else ((), ())
+        if self.sizes:
+            file_sizes = tuple(map(int, file_sizes))
+            self.tree_size[oid] = sum(map(int, sub_sizes)) + sum(file_sizes)
+            self.blob_size.update(zip(file_ids, file_sizes))
+            self.subtrees[oid] = sub_ids
+            self.files_in[oid] = len(file_ids)
+        return (*zip(sub_ids, repeat(TREE)), *zip(file_ids, repeat(BLOB)))
+
+    def _snapshot(self, oid: str) -> Snapshot:
+        cache = self.cache
+        payload = cache.payload(SNAPSHOT, oid) if cache is not None else None
+        if payload is not None:
+            try:
+                snapshot = decode_snapshot(payload)
+            except CorruptObjectError:
+                pass  # hashes to its id but does not decode: the store says what it is
             else:
-                below.append((entry.id, BLOB))
-                self.blob_size[entry.id] = entry.size
-        return tuple(below)
+                self.from_cache.add(oid)
+                return snapshot
+        payload = self.store.get(oid, SNAPSHOT)[1]
+        try:
+            snapshot = decode_snapshot(payload)
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"object {oid} is corrupt: {reason(exc, oid)}", oid) from None
+        if cache is not None:
+            cache.add(SNAPSHOT, oid, payload)
+        return snapshot
 
 
 #: The one unit gc marks with: it needs no owners, only what is reached.
@@ -385,16 +456,63 @@ def mark_roots(marker: Marker, roots: Iterable[Root], on_problem: ProblemSink,
                progress: Progress = NO_PROGRESS, *, by_unit: bool = True) -> None:
     """Mark what `roots` reach; with `by_unit` False all count as one unit
     (each object is then read once; gc needs no more)."""
+    blobs: list[str] = []   # consecutive blob roots of one unit (an index's), marked together
+    blob_unit = None
     for root in roots:
+        unit = root.unit if by_unit else ANY_ROOT
+        if root.kind == BLOB:
+            if unit != blob_unit and blobs:
+                progress.advance(marker.mark_blobs(blob_unit, blobs))
+                blobs = []
+            blob_unit = unit
+            blobs.append(root.id)
+            continue
+        if blobs:
+            progress.advance(marker.mark_blobs(blob_unit, blobs))
+            blobs = []
+
         def on_error(oid: str, kind: str, exc: ObjectError, root=root) -> None:
             if root.name == "last seen roots" and isinstance(exc, MissingObjectError):
                 return  # what a gone workspace held may have gone with it
             what = "it" if oid == root.id else f"{kind} {oid}, which it reaches,"
             on_problem(problem_kind(exc), oid, f"{root.label} cannot be read: {what} is "
                        + ("missing" if isinstance(exc, MissingObjectError) else f"corrupt: {reason(exc, oid)}"))
-        unit = root.unit if by_unit else ANY_ROOT
         progress.advance(marker.mark(unit, root.id, root.kind, on_error))
+    if blobs:
+        progress.advance(marker.mark_blobs(blob_unit, blobs))
+
+
+def mark_reachable(repo: WorkspaceView, roots: list[Root], on_problem: ProblemSink,
+                   progress: Progress = NO_PROGRESS, *, by_unit: bool = True, cached: bool = True) -> Marker:
+    """Mark what `roots` reach (mark_roots), reading trees and snapshots
+    through the store's reachability cache (reachcache.py) unless `cached`
+    is False. Its StoreLoader is `marker.load`; with `by_unit` False (gc) it
+    keeps no sizes. Before relying on the marks, call `settle_cache`."""
+    cache = ReachCache.load(repo.store_root, shared=repo.group_shared) if cached else None
+    marker = Marker(StoreLoader(repo.store, cache, sizes=by_unit))
+    mark_roots(marker, roots, on_problem, progress, by_unit=by_unit)
+    return marker
+
+
+def settle_cache(repo: WorkspaceView, marker: Marker, stored: set[str], roots: list[Root],
+                 on_problem: ProblemSink, *, save: bool = True) -> Marker:
+    """Once the store is listed (`stored`, listed after marking): if every
+    tree and snapshot the cache stood in for is stored, save the cache (with
+    `save`) and return `marker`; else the cache named objects the store has
+    lost, and the roots are marked again from the store alone, so that what
+    follows is exactly what it would be without a cache (damage found, or a
+    gone workspace's missing objects excused)."""
+    loader = marker.load
+    if loader.cache is None:
+        return marker
+    if loader.from_cache <= stored:
+        if save:
+            loader.cache.save(set(marker.children))
+        return marker
+    by_unit = loader.sizes
+    return mark_reachable(repo, roots, on_problem, by_unit=by_unit, cached=False)
 
 
 __all__ = ["Root", "RootScan", "WorkspaceState", "Marker", "StoreLoader", "collect_roots", "mark_roots",
+           "mark_reachable", "settle_cache",
            "workspace_roots", "store_roots", "ref_roots", "problem_kind", "reason", "SHARED", "ANY_ROOT"]
