@@ -19,7 +19,10 @@ The rules that make it safe:
    it). Unreadable is never "references nothing". So does any object a root
    reaches that the store does not list, blobs included (a damaged pack
    hides every object in it), except what only a gone workspace's last
-   seen roots name: that may have gone with it.
+   seen roots name: that may have gone with it. Trees and snapshots may be
+   read from the reachability cache (reachcache.py), whose records are
+   checked against their ids; should the store have lost one of them,
+   marking starts again from the store alone (reachability.settle_cache).
 3. Unreachable objects younger than the grace period are kept: a writer that
    finds an object already stored refreshes its mtime, so an object a
    running `add` is about to reference is young.
