@@ -331,31 +331,29 @@ class Marker:
                     on_error(oid, kind, exc)
                     continue
                 children[oid] = below
-            for child, child_kind in below:
-                if child_kind != BLOB:
-                    stack.append((child, child_kind))
-                    continue
-                # a blob, inline (most children are): what the loop above would do with it
-                current = owner.get(child)
-                if current is None:
-                    owner[child] = unit
-                    kinds[child] = BLOB
-                elif current != unit and current != SHARED:
-                    owner[child] = SHARED
+            self._mark_below(unit, below, stack)
         return len(self.owner) - before
 
-    def mark_blobs(self, unit: tuple[str, str], ids: Iterable[str]) -> int:
-        """mark() for blobs (they reach nothing), many at once: the index's."""
+    def _mark_below(self, unit: tuple[str, str], below: Iterable[tuple[str, str]], stack: list) -> None:
+        """Blobs (most children) are marked here, as the loop of mark() would
+        (they reach nothing); the rest go on `stack`."""
         owner, kinds = self.owner, self.kind
-        before = len(owner)
-        for oid in ids:
-            current = owner.get(oid)
+        for child, child_kind in below:
+            if child_kind != BLOB:
+                stack.append((child, child_kind))
+                continue
+            current = owner.get(child)
             if current is None:
-                owner[oid] = unit
-                kinds[oid] = BLOB
+                owner[child] = unit
+                kinds[child] = BLOB
             elif current != unit and current != SHARED:
-                owner[oid] = SHARED
-        return len(owner) - before
+                owner[child] = SHARED
+
+    def mark_blobs(self, unit: tuple[str, str], ids: Iterable[str]) -> int:
+        """mark() for many blobs at once (the index's)."""
+        before = len(self.owner)
+        self._mark_below(unit, zip(ids, repeat(BLOB)), [])
+        return len(self.owner) - before
 
     def _mark_as_other_kind(self, unit, oid: str, kind: str, on_error, stack: list) -> None:
         key = (oid, kind)
@@ -407,13 +405,7 @@ class StoreLoader:
         if entries is not None:
             self.from_cache.add(oid)
         else:
-            payload = self.store.get(oid, TREE)[1]
-            try:
-                tree = decode_tree(payload)
-            except CorruptObjectError as exc:
-                raise CorruptObjectError(f"object {oid} is corrupt: {reason(exc, oid)}", oid) from None
-            if cache is not None:
-                cache.add(TREE, oid, payload)
+            tree = self._from_store(oid, TREE, decode_tree)
             entries = ([(e.id, e.size) for e in tree.entries if e.mode == MODE_TREE],
                        [(e.id, e.size) for e in tree.entries if e.mode != MODE_TREE])
         subtrees, files = entries
@@ -438,14 +430,19 @@ class StoreLoader:
             else:
                 self.from_cache.add(oid)
                 return snapshot
-        payload = self.store.get(oid, SNAPSHOT)[1]
+        return self._from_store(oid, SNAPSHOT, decode_snapshot)
+
+    def _from_store(self, oid: str, kind: str, decode):
+        """Read and decode an object from the store (errors as the store's
+        get_tree and get_snapshot raise them), adding it to the cache."""
+        payload = self.store.get(oid, kind)[1]
         try:
-            snapshot = decode_snapshot(payload)
+            value = decode(payload)
         except CorruptObjectError as exc:
             raise CorruptObjectError(f"object {oid} is corrupt: {reason(exc, oid)}", oid) from None
-        if cache is not None:
-            cache.add(SNAPSHOT, oid, payload)
-        return snapshot
+        if self.cache is not None:
+            self.cache.add(kind, oid, payload)
+        return value
 
 
 #: The one unit gc marks with: it needs no owners, only what is reached.
