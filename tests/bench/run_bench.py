@@ -162,7 +162,9 @@ def rmtree(p: Path) -> None:
 def copy_tree(src: Path, dst: Path, hardlink: bool) -> None:
     rmtree(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cp", "-al" if hardlink else "-a", str(src), str(dst)], check=True)
+    # resolved: a corpus tree that is a symlink (a $PB borrowing another's corpus) would be copied
+    # as the link, and every tool would then write and `gen.py edit` in the corpus itself
+    subprocess.run(["cp", "-al" if hardlink else "-a", str(src.resolve()), str(dst)], check=True)
 
 
 def store_size(paths: list[Path]) -> dict:
