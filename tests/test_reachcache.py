@@ -378,3 +378,47 @@ def test_names_that_look_like_entries_are_names(tmp_path):
     ]))
     assert decode_tree(payload)
     assert parse_tree_entries(payload) == ([("c" * 64, "7")], [("b" * 64, "1")])
+
+
+def test_a_tree_damaged_in_the_store_after_du_is_kept_and_left_to_fsck(tmp_path):
+    """The cache holds a checked copy of the tree, so gc knows exactly what
+    it references and deletes only what no root reaches; the damaged copy
+    is reachable, so gc keeps it, and fsck names it. Without the cache, gc
+    cannot read the tree and refuses, as before."""
+    repo, snaps = scenario(tmp_path)
+    du_json(repo)
+    only = subtree(repo, snaps["tagged"], b"src", b"only")
+    path = repo.store.path_for(only)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes(data))
+    live = live_objects_without(repo, snaps, only)
+    cache = cache_path(repo).read_bytes()
+
+    cache_path(repo).unlink()
+    refused = run(["gc", "--prune", "now"], cwd=repo.root)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: gc deleted nothing")
+    cache_path(repo).write_bytes(cache)
+    result = run(["gc", "--prune", "now"], cwd=repo.root)
+    assert result.returncode == 0, result.stderr
+    assert set(object_files(repo.store_root)) == live
+    assert only in {p.id for p in repo.fsck().problems if p.fatal}
+
+
+def live_objects_without(repo: Repository, snaps: dict, damaged_tree: str) -> set[str]:
+    """live_objects, with one tree's entries taken from the cache's copy (it is damaged in the store)."""
+    payload = next(p for _, o, p in read_records(cache_path(repo)) if o == damaged_tree)
+    below = {e.id for e in decode_tree(payload).entries}
+    found = {damaged_tree} | below
+    for snapshot in (snaps["tagged"], snaps["live"]):
+        stack = [repo.store.get_snapshot(snapshot).tree]
+        found.add(snapshot)
+        while stack:
+            tree = stack.pop()
+            found.add(tree)
+            if tree == damaged_tree:
+                continue
+            for entry in repo.store.get_tree(tree).entries:
+                (stack.append if entry.mode == MODE_TREE else found.add)(entry.id)
+    return found | {e.id for e in repo.read_index()}
