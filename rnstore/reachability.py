@@ -402,12 +402,9 @@ class StoreLoader:
             return ((snapshot.tree, TREE),)
         cache = self.cache
         entries = cache.tree_entries(oid) if cache is not None else None
-        if entries is not None:
-            self.from_cache.add(oid)
-        else:
-            tree = self._from_store(oid, TREE, decode_tree)
-            entries = ([(e.id, e.size) for e in tree.entries if e.mode == MODE_TREE],
-                       [(e.id, e.size) for e in tree.entries if e.mode != MODE_TREE])
+        if entries is None:
+            return self._tree_from_store(oid)
+        self.from_cache.add(oid)
         subtrees, files = entries
         sub_ids, sub_sizes = zip(*subtrees) if subtrees else ((), ())
         file_ids, file_sizes = zip(*files) if files else ((), ())
@@ -418,6 +415,23 @@ class StoreLoader:
             self.subtrees[oid] = sub_ids
             self.files_in[oid] = len(file_ids)
         return (*zip(sub_ids, repeat(TREE)), *zip(file_ids, repeat(BLOB)))
+
+    def _tree_from_store(self, oid: str) -> Children:
+        tree = self._from_store(oid, TREE, decode_tree)
+        if not self.sizes:
+            return tuple([(e.id, TREE if e.mode == MODE_TREE else BLOB) for e in tree.entries])
+        below, subtrees, blob_size = [], [], self.blob_size
+        for entry in tree.entries:
+            if entry.mode == MODE_TREE:
+                below.append((entry.id, TREE))
+                subtrees.append(entry.id)
+            else:
+                below.append((entry.id, BLOB))
+                blob_size[entry.id] = entry.size
+        self.tree_size[oid] = tree.total_size
+        self.subtrees[oid] = tuple(subtrees)
+        self.files_in[oid] = len(below) - len(subtrees)
+        return tuple(below)
 
     def _snapshot(self, oid: str) -> Snapshot:
         cache = self.cache

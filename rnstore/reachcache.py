@@ -187,11 +187,10 @@ class ReachCache:
                 return
             if not self._new and not dead and not self.damaged:
                 return  # absent, and nothing to say
-            records = [self._record(kind, oid, self._data[start:end])
-                       for oid, (kind, start, end) in self._where.items() if oid in used]
-            records += [self._record(kind, oid, payload)
-                        for oid, (kind, payload) in self._new.items() if oid in used]
-            atomic_write(self.path, [HEADER, *records], durable=False, shared=self.shared)
+            kept = [(kind, oid, self._data[start:end]) for oid, (kind, start, end) in self._where.items()
+                    if oid in used]
+            kept += [(kind, oid, payload) for oid, (kind, payload) in self._new.items() if oid in used]
+            atomic_write(self.path, b"".join(_chunks(kept)), durable=False, shared=self.shared)
         except OSError:
             pass
 
@@ -200,16 +199,23 @@ class ReachCache:
         # that no reader sees it without its header.
         fd = open_state(self.path, os.O_WRONLY | os.O_APPEND)
         try:
-            data = memoryview(b"".join(self._record(kind, oid, payload)
-                                       for oid, (kind, payload) in self._new.items()))
+            data = memoryview(b"".join(_chunks([(kind, oid, payload) for oid, (kind, payload)
+                                                in self._new.items()], header=False)))
             while data:  # one write in practice: appenders racing interleave whole records
                 data = data[os.write(fd, data):]
         finally:
             os.close(fd)
 
-    @staticmethod
-    def _record(kind: str, oid: str, payload) -> bytes:
-        return _RECORD_HEAD.pack(_KIND_BYTE[kind], bytes.fromhex(oid), len(payload)) + bytes(payload)
+
+
+def _chunks(records, *, header: bool = True):
+    """The file's bytes (with `header`, from its start) for (kind, id, payload) records."""
+    if header:
+        yield HEADER
+    pack = _RECORD_HEAD.pack
+    for kind, oid, payload in records:
+        yield pack(_KIND_BYTE[kind], bytes.fromhex(oid), len(payload))
+        yield payload
 
 
 def _read_all(fd: int, size: int) -> bytes:
