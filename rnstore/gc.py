@@ -154,13 +154,13 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
         stats.workspaces = scan.workspaces
         progress.start("gc: marking")
         try:
-            marker = mark_reachable(repo, scan.roots, _refuse, progress, by_unit=False)
+            marker = mark_reachable(repo, scan.roots, _refuse, progress, by_unit=False, save=not dry_run)
         finally:
             progress.finish()
         stored = list(repo.store.stored_objects())
         stored_ids = {o.id for o in stored}
         # the reachability cache is checked against the store before any mark counts
-        marker = settle_cache(repo, marker, stored_ids, scan.roots, _refuse, save=not dry_run)
+        marker = settle_cache(repo, marker, stored_ids, scan.roots, _refuse)
         stats.reachable_objects = len(marker)
         _refuse_missing(repo, marker, scan, stored_ids)
         # Everything could be read: from here on gc may change the store.

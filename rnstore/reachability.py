@@ -494,34 +494,34 @@ def mark_roots(marker: Marker, roots: Iterable[Root], on_problem: ProblemSink,
 
 
 def mark_reachable(repo: WorkspaceView, roots: list[Root], on_problem: ProblemSink,
-                   progress: Progress = NO_PROGRESS, *, by_unit: bool = True, cached: bool = True) -> Marker:
+                   progress: Progress = NO_PROGRESS, *, by_unit: bool = True, cached: bool = True,
+                   save: bool = True) -> Marker:
     """Mark what `roots` reach (mark_roots), reading trees and snapshots
     through the store's reachability cache (reachcache.py) unless `cached`
-    is False. Its StoreLoader is `marker.load`; with `by_unit` False (gc) it
-    keeps no sizes. Before relying on the marks, call `settle_cache`."""
+    is False, then (with `save`) write the cache and let its memory go. Its
+    StoreLoader is `marker.load`; with `by_unit` False (gc) it keeps no
+    sizes. Before relying on the marks, call `settle_cache`."""
     cache = ReachCache.load(repo.store_root, shared=repo.group_shared) if cached else None
     marker = Marker(StoreLoader(repo.store, cache, sizes=by_unit))
     mark_roots(marker, roots, on_problem, progress, by_unit=by_unit)
+    if cache is not None and save:
+        # records are true whatever the store holds now: saved before it is listed
+        cache.save(set(marker.children))
     return marker
 
 
 def settle_cache(repo: WorkspaceView, marker: Marker, stored: set[str], roots: list[Root],
-                 on_problem: ProblemSink, *, save: bool = True) -> Marker:
-    """Once the store is listed (`stored`, listed after marking): if every
-    tree and snapshot the cache stood in for is stored, save the cache (with
-    `save`) and return `marker`; else the cache named objects the store has
-    lost, and the roots are marked again from the store alone, so that what
-    follows is exactly what it would be without a cache (damage found, or a
-    gone workspace's missing objects excused)."""
+                 on_problem: ProblemSink) -> Marker:
+    """Once the store is listed (`stored`, listed after marking): `marker`
+    if every tree and snapshot the cache stood in for is stored; else the
+    cache named objects the store has lost, and the roots are marked again
+    from the store alone, so that what follows is exactly what it would be
+    without a cache (damage found, or a gone workspace's missing objects
+    excused)."""
     loader = marker.load
-    if loader.cache is None:
-        return marker
     if loader.from_cache <= stored:
-        if save:
-            loader.cache.save(set(marker.children))
         return marker
-    by_unit = loader.sizes
-    return mark_reachable(repo, roots, on_problem, by_unit=by_unit, cached=False)
+    return mark_reachable(repo, roots, on_problem, by_unit=loader.sizes, cached=False)
 
 
 __all__ = ["Root", "RootScan", "WorkspaceState", "Marker", "StoreLoader", "collect_roots", "mark_roots",

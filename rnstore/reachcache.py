@@ -190,9 +190,11 @@ class ReachCache:
             kept = [(kind, oid, self._data[start:end]) for oid, (kind, start, end) in self._where.items()
                     if oid in used]
             kept += [(kind, oid, payload) for oid, (kind, payload) in self._new.items() if oid in used]
-            atomic_write(self.path, b"".join(_chunks(kept)), durable=False, shared=self.shared)
+            atomic_write(self.path, _chunks(kept), durable=False, shared=self.shared)
         except OSError:
             pass
+        finally:  # written or not, it is no longer needed: its memory goes back at once
+            self._data, self._where, self._new = memoryview(b""), {}, {}
 
     def _append(self) -> None:
         # Only to a file that exists: a new one is made whole by rename, so
@@ -208,14 +210,22 @@ class ReachCache:
 
 
 
+#: Records are written in pieces of about this size: few writes, no second copy of the whole file.
+_WRITE_CHUNK = 1 << 20
+
+
 def _chunks(records, *, header: bool = True):
     """The file's bytes (with `header`, from its start) for (kind, id, payload) records."""
-    if header:
-        yield HEADER
     pack = _RECORD_HEAD.pack
+    parts, size = ([HEADER], len(HEADER)) if header else ([], 0)
     for kind, oid, payload in records:
-        yield pack(_KIND_BYTE[kind], bytes.fromhex(oid), len(payload))
-        yield payload
+        parts += (pack(_KIND_BYTE[kind], bytes.fromhex(oid), len(payload)), payload)
+        size += len(payload)
+        if size >= _WRITE_CHUNK:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
 
 
 def _read_all(fd: int, size: int) -> bytes:
