@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from .errors import CorruptStoreError, ObjectError
-from .reachability import Marker, StoreLoader, collect_roots, mark_roots
+from .reachability import collect_roots, mark_reachable, settle_cache
 from .objects import BLOB, SNAPSHOT, TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import TAGS, short_name
@@ -121,49 +121,56 @@ def du(repo: WorkspaceView, revs: Iterable[str] = (), *, progress: Progress = NO
     # Shared: gc (exclusive) cannot delete what is being counted.
     with repo.store_lock(shared=True):
         scan = collect_roots(repo, _refuse, grace=float(repo.config.get("gc.prune")), now=time.time())
-        loader = StoreLoader(repo.store)
-        marker = Marker(loader)
         progress.start("du: reading trees", unit="object")
         try:
-            mark_roots(marker, scan.roots, _refuse, progress)
+            marker = mark_reachable(repo, scan.roots, _refuse, progress)
         finally:
             progress.finish()
+        stored = list(repo.store.stored_objects())
+        marker = settle_cache(repo, marker, {obj.id for obj in stored}, scan.roots, _refuse)
+        loader = marker.load
         usage = StoreUsage()
         exclusive: dict[tuple[str, str], int] = {}
-        for obj in repo.store.stored_objects():
-            usage.objects += 1
-            usage.stored_bytes += obj.size
-            owner = marker.owner.get(obj.id)
+        owner_of, kind_of, blob_size = marker.owner.get, marker.kind, loader.blob_size
+        stored_bytes = unreachable = reclaimable = blobs = blob_bytes = logical = trees = snapshots = 0
+        for obj in stored:
+            oid, size = obj.id, obj.size
+            stored_bytes += size
+            owner = owner_of(oid)
             if owner is None:
-                usage.unreachable_objects += 1
-                usage.reclaimable_bytes += obj.size
-                kind, size = _header(repo.store, obj.id)
+                unreachable += 1
+                reclaimable += size
+                kind, logical_size = _header(repo.store, oid)
             else:
-                exclusive[owner] = exclusive.get(owner, 0) + obj.size
-                kind = marker.kind[obj.id]
-                size = loader.blob_size.get(obj.id) if kind == BLOB else None
-                if kind == BLOB and size is None:  # staged only: not in any tree
-                    size = _header(repo.store, obj.id)[1]
+                exclusive[owner] = exclusive.get(owner, 0) + size
+                kind = kind_of[oid]
+                logical_size = blob_size.get(oid) if kind == BLOB else None
+                if kind == BLOB and logical_size is None:  # staged only: not in any tree
+                    logical_size = _header(repo.store, oid)[1]
             if kind == BLOB:
-                usage.blobs += 1
-                usage.blob_stored_bytes += obj.size
-                usage.logical_bytes += size or 0
+                blobs += 1
+                blob_bytes += size
+                logical += logical_size or 0
             elif kind == TREE:
-                usage.trees += 1
+                trees += 1
             elif kind == SNAPSHOT:
-                usage.snapshots += 1
+                snapshots += 1
+        usage.objects, usage.stored_bytes = len(stored), stored_bytes
+        usage.unreachable_objects, usage.reclaimable_bytes = unreachable, reclaimable
+        usage.blobs, usage.blob_stored_bytes, usage.logical_bytes = blobs, blob_bytes, logical
+        usage.trees, usage.snapshots = trees, snapshots
 
         live_ids = {r.id for r in scan.roots if r.name == "live snapshot"}
         usage.live_snapshots = len(live_ids)
         usage.referenced_bytes = sum(loader.tree_size.get(loader.snapshots[oid].tree, 0)
                                      for oid in live_ids if oid in loader.snapshots)
 
-        files = _file_counts(marker)
         tags: dict[str, list[str]] = {}
         for ref, oid in repo.refs.list(TAGS).items():
             tags.setdefault(oid, []).append(short_name(ref))
         journal = set(repo.journal)
         listed = wanted or sorted(journal)
+        files = _file_counts(loader, [loader.snapshots[oid].tree for oid in listed if oid in loader.snapshots])
         rows = []
         for oid in dict.fromkeys(listed):
             snapshot = loader.snapshots.get(oid) or repo.store.get_snapshot(oid)
@@ -188,25 +195,25 @@ def _header(store, oid: str) -> tuple[str | None, int | None]:
         return None, None
 
 
-def _file_counts(marker: Marker) -> dict[str, int]:
-    """Files (and links) below each reached tree, duplicates counted each
-    time; each tree counted once (post-order over the marker's cache)."""
+def _file_counts(loader, tops) -> dict[str, int]:
+    """Files (and links) below each tree of `tops`, duplicates counted each
+    time; each tree below counted once (post-order over what the loader read)."""
     counts: dict[str, int] = {}
-    children = marker.children
-    for top, kind in list(marker.kind.items()):
-        if kind != TREE or top in counts or top not in children:
+    subtrees, files_in = loader.subtrees, loader.files_in
+    for top in tops:
+        if top in counts or top not in files_in:
             continue
         stack = [(top, False)]
         while stack:
             oid, expanded = stack.pop()
             if oid in counts:
                 continue
-            below = children.get(oid, ())
+            below = subtrees.get(oid, ())
             if not expanded:
                 stack.append((oid, True))
-                stack.extend((c, False) for c, k in below if k == TREE and c not in counts)
+                stack.extend((c, False) for c in below if c not in counts and c in files_in)
                 continue
-            counts[oid] = sum(1 if k == BLOB else counts.get(c, 0) for c, k in below)
+            counts[oid] = files_in[oid] + sum(counts.get(c, 0) for c in below)
     return counts
 
 

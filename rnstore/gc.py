@@ -20,7 +20,10 @@ The rules that make it safe:
    it). Unreadable is never "references nothing". So does any object a root
    reaches that the store does not list, blobs included (a damaged pack
    hides every object in it), except what only a gone workspace's last
-   seen roots name: that may have gone with it.
+   seen roots name: that may have gone with it. Trees and snapshots may be
+   read from the reachability cache (reachcache.py), whose records are
+   checked against their ids; should the store have lost one of them,
+   marking starts again from the store alone (reachability.settle_cache).
 3. Unreachable objects younger than the grace period are kept: a writer that
    finds an object already stored refreshes its mtime, so an object a
    running `add` is about to reference is young.
@@ -50,7 +53,7 @@ from .errors import CorruptStoreError
 from .fsutil import TMP_PREFIX, atomic_write, pid_alive, remove_quietly, temp_writer_pid
 from .progress import NO_PROGRESS, Progress
 from .repack import plan_repack, repack
-from .reachability import Marker, RootScan, StoreLoader, WorkspaceState, collect_roots, mark_roots
+from .reachability import Marker, RootScan, WorkspaceState, collect_roots, mark_reachable, settle_cache
 from .plumbing import utc_iso
 from .units import parse_duration
 from .views import ObjectsView, WorkspaceView
@@ -163,15 +166,17 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
         now = time.time()
         scan = collect_roots(repo, _refuse, grace=grace, now=now)
         stats.workspaces = scan.workspaces
-        marker = Marker(StoreLoader(repo.store))
         progress.start("gc: marking", unit="object")
         try:
-            mark_roots(marker, scan.roots, _refuse, progress, by_unit=False)
+            marker = mark_reachable(repo, scan.roots, _refuse, progress, by_unit=False, save=not dry_run)
         finally:
             progress.finish()
-        stats.reachable_objects = len(marker)
         stored = list(repo.store.stored_objects())
-        _refuse_missing(repo, marker, scan, {o.id for o in stored})
+        stored_ids = {o.id for o in stored}
+        # the reachability cache is checked against the store before any mark counts
+        marker = settle_cache(repo, marker, stored_ids, scan.roots, _refuse)
+        stats.reachable_objects = len(marker)
+        _refuse_missing(repo, marker, scan, stored_ids)
         # Everything could be read: from here on gc may change the store.
         if not dry_run:
             _update_registrations(repo, scan, now)

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Callable, Iterable
 
 from . import registry
 from .errors import CorruptObjectError, CorruptStoreError, InvalidValueError, MissingObjectError, ObjectError
-from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE
+from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, decode_snapshot, decode_tree
+from .reachcache import ReachCache
 from .progress import NO_PROGRESS, Progress
 from .refs import check_ref_name
 from .views import WorkspaceView
@@ -329,7 +331,28 @@ class Marker:
                     on_error(oid, kind, exc)
                     continue
                 children[oid] = below
-            stack.extend(below)
+            self._mark_below(unit, below, stack)
+        return len(self.owner) - before
+
+    def _mark_below(self, unit: tuple[str, str], below: Iterable[tuple[str, str]], stack: list) -> None:
+        """Blobs (most children) are marked here, as the loop of mark() would
+        (they reach nothing); the rest go on `stack`."""
+        owner, kinds = self.owner, self.kind
+        for child, child_kind in below:
+            if child_kind != BLOB:
+                stack.append((child, child_kind))
+                continue
+            current = owner.get(child)
+            if current is None:
+                owner[child] = unit
+                kinds[child] = BLOB
+            elif current != unit and current != SHARED:
+                owner[child] = SHARED
+
+    def mark_blobs(self, unit: tuple[str, str], ids: Iterable[str]) -> int:
+        """mark() for many blobs at once (the index's)."""
+        before = len(self.owner)
+        self._mark_below(unit, zip(ids, repeat(BLOB)), [])
         return len(self.owner) - before
 
     def _mark_as_other_kind(self, unit, oid: str, kind: str, on_error, stack: list) -> None:
@@ -351,30 +374,89 @@ class Marker:
 
 
 class StoreLoader:
-    """Loads snapshots and trees from the store for a Marker, keeping what du
-    needs: each snapshot, each tree's total size and each blob's size."""
+    """Loads snapshots and trees for a Marker, keeping what du needs: each
+    snapshot, each tree's total size and each blob's size (with `sizes`).
 
-    def __init__(self, store):
+    With a `cache` (reachcache.ReachCache), a tree or snapshot whose cached
+    payload hashes to its id is parsed from there; any other is read from
+    the store, decoded (CorruptObjectError as the store would raise it) and
+    added to the cache. `from_cache` holds the ids taken from the cache:
+    their presence in the store is the caller's to check."""
+
+    def __init__(self, store, cache: ReachCache | None = None, *, sizes: bool = True):
         self.store = store
+        self.cache = cache
+        self.sizes = sizes
         self.snapshots: dict = {}
         self.tree_size: dict[str, int] = {}
         self.blob_size: dict[str, int] = {}
+        #: with `sizes`: each tree's sub-trees, and how many files and links it holds itself
+        self.subtrees: dict[str, tuple[str, ...]] = {}
+        self.files_in: dict[str, int] = {}
+        self.from_cache: set[str] = set()
 
     def __call__(self, oid: str, kind: str) -> Children:
         if kind == SNAPSHOT:
-            snapshot = self.store.get_snapshot(oid)
+            snapshot = self._snapshot(oid)
             self.snapshots[oid] = snapshot
             return ((snapshot.tree, TREE),)
-        tree = self.store.get_tree(oid)
-        self.tree_size[oid] = tree.total_size
-        below = []
+        cache = self.cache
+        entries = cache.tree_entries(oid) if cache is not None else None
+        if entries is None:
+            return self._tree_from_store(oid)
+        self.from_cache.add(oid)
+        subtrees, files = entries
+        sub_ids, sub_sizes = zip(*subtrees) if subtrees else ((), ())
+        file_ids, file_sizes = zip(*files) if files else ((), ())
+        if self.sizes:
+            file_sizes = tuple(map(int, file_sizes))
+            self.tree_size[oid] = sum(map(int, sub_sizes)) + sum(file_sizes)
+            self.blob_size.update(zip(file_ids, file_sizes))
+            self.subtrees[oid] = sub_ids
+            self.files_in[oid] = len(file_ids)
+        return (*zip(sub_ids, repeat(TREE)), *zip(file_ids, repeat(BLOB)))
+
+    def _tree_from_store(self, oid: str) -> Children:
+        tree = self._from_store(oid, TREE, decode_tree)
+        if not self.sizes:
+            return tuple([(e.id, TREE if e.mode == MODE_TREE else BLOB) for e in tree.entries])
+        below, subtrees, blob_size = [], [], self.blob_size
         for entry in tree.entries:
             if entry.mode == MODE_TREE:
                 below.append((entry.id, TREE))
+                subtrees.append(entry.id)
             else:
                 below.append((entry.id, BLOB))
-                self.blob_size[entry.id] = entry.size
+                blob_size[entry.id] = entry.size
+        self.tree_size[oid] = tree.total_size
+        self.subtrees[oid] = tuple(subtrees)
+        self.files_in[oid] = len(below) - len(subtrees)
         return tuple(below)
+
+    def _snapshot(self, oid: str) -> Snapshot:
+        cache = self.cache
+        payload = cache.payload(SNAPSHOT, oid) if cache is not None else None
+        if payload is not None:
+            try:
+                snapshot = decode_snapshot(payload)
+            except CorruptObjectError:
+                pass  # hashes to its id but does not decode: the store says what it is
+            else:
+                self.from_cache.add(oid)
+                return snapshot
+        return self._from_store(oid, SNAPSHOT, decode_snapshot)
+
+    def _from_store(self, oid: str, kind: str, decode):
+        """Read and decode an object from the store (errors as the store's
+        get_tree and get_snapshot raise them), adding it to the cache."""
+        payload = self.store.get(oid, kind)[1]
+        try:
+            value = decode(payload)
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"object {oid} is corrupt: {reason(exc, oid)}", oid) from None
+        if self.cache is not None:
+            self.cache.add(kind, oid, payload)
+        return value
 
 
 #: The one unit gc marks with: it needs no owners, only what is reached.
@@ -385,16 +467,63 @@ def mark_roots(marker: Marker, roots: Iterable[Root], on_problem: ProblemSink,
                progress: Progress = NO_PROGRESS, *, by_unit: bool = True) -> None:
     """Mark what `roots` reach; with `by_unit` False all count as one unit
     (each object is then read once; gc needs no more)."""
+    blobs: list[str] = []   # consecutive blob roots of one unit (an index's), marked together
+    blob_unit = None
     for root in roots:
+        unit = root.unit if by_unit else ANY_ROOT
+        if root.kind == BLOB:
+            if unit != blob_unit and blobs:
+                progress.advance(marker.mark_blobs(blob_unit, blobs))
+                blobs = []
+            blob_unit = unit
+            blobs.append(root.id)
+            continue
+        if blobs:
+            progress.advance(marker.mark_blobs(blob_unit, blobs))
+            blobs = []
+
         def on_error(oid: str, kind: str, exc: ObjectError, root=root) -> None:
             if root.name == "last seen roots" and isinstance(exc, MissingObjectError):
                 return  # what a gone workspace held may have gone with it
             what = "it" if oid == root.id else f"{kind} {oid}, which it reaches,"
             on_problem(problem_kind(exc), oid, f"{root.label} cannot be read: {what} is "
                        + ("missing" if isinstance(exc, MissingObjectError) else f"corrupt: {reason(exc, oid)}"))
-        unit = root.unit if by_unit else ANY_ROOT
         progress.advance(marker.mark(unit, root.id, root.kind, on_error))
+    if blobs:
+        progress.advance(marker.mark_blobs(blob_unit, blobs))
+
+
+def mark_reachable(repo: WorkspaceView, roots: list[Root], on_problem: ProblemSink,
+                   progress: Progress = NO_PROGRESS, *, by_unit: bool = True, cached: bool = True,
+                   save: bool = True) -> Marker:
+    """Mark what `roots` reach (mark_roots), reading trees and snapshots
+    through the store's reachability cache (reachcache.py) unless `cached`
+    is False, then (with `save`) write the cache and let its memory go. Its
+    StoreLoader is `marker.load`; with `by_unit` False (gc) it keeps no
+    sizes. Before relying on the marks, call `settle_cache`."""
+    cache = ReachCache.load(repo.store_root, shared=repo.group_shared) if cached else None
+    marker = Marker(StoreLoader(repo.store, cache, sizes=by_unit))
+    mark_roots(marker, roots, on_problem, progress, by_unit=by_unit)
+    if cache is not None and save:
+        # records are true whatever the store holds now: saved before it is listed
+        cache.save(set(marker.children))
+    return marker
+
+
+def settle_cache(repo: WorkspaceView, marker: Marker, stored: set[str], roots: list[Root],
+                 on_problem: ProblemSink) -> Marker:
+    """Once the store is listed (`stored`, listed after marking): `marker`
+    if every tree and snapshot the cache stood in for is stored; else the
+    cache named objects the store has lost, and the roots are marked again
+    from the store alone, so that what follows is exactly what it would be
+    without a cache (damage found, or a gone workspace's missing objects
+    excused)."""
+    loader = marker.load
+    if loader.from_cache <= stored:
+        return marker
+    return mark_reachable(repo, roots, on_problem, by_unit=loader.sizes, cached=False)
 
 
 __all__ = ["Root", "RootScan", "WorkspaceState", "Marker", "StoreLoader", "collect_roots", "mark_roots",
+           "mark_reachable", "settle_cache",
            "workspace_roots", "store_roots", "ref_roots", "problem_kind", "reason", "SHARED", "ANY_ROOT"]

@@ -51,12 +51,14 @@ KNOWN_PEERS = ("git", "restic", "borg", "borg-zstd")
 BIG_SIZES = {"ckpt_epoch1.bin": 400 * 2**20, "ckpt_epoch2.bin": 400 * 2**20,
              "train_full.log": 200 * 2**20}
 EXPECTED_FILES = {"small": 307, "medium": 28620, "big": 3}
-OPS = ("first", "noop", "edit", "restore", "du", "export", "forget", "gc")
+OPS = ("first", "noop", "edit", "restore", "du", "du-again", "export", "forget", "gc")
 OP_LABEL = {
     "first": "first snapshot", "noop": "no-op snapshot", "edit": "snapshot after edit",
-    "restore": "full restore", "du": "du / stats", "export": "export .tar.zst",
+    "restore": "full restore", "du": "du / stats", "du-again": "du / stats, again", "export": "export .tar.zst",
     "forget": "forget 1st snapshot", "gc": "gc / prune",
 }
+#: what --only may name: the snapshots always run (they make the store every later operation reads)
+SELECTABLE_OPS = ("restore", "du", "du-again", "export", "gc")
 EXCLUDE_TOP = (".rnstore", ".git")
 #: trees generated on demand (`gen.py many`), timed for scale only: first snapshot, no-op, status
 SCALE_TREES = {"many": 200_000}
@@ -164,7 +166,9 @@ def rmtree(p: Path) -> None:
 def copy_tree(src: Path, dst: Path, hardlink: bool) -> None:
     rmtree(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cp", "-al" if hardlink else "-a", str(src), str(dst)], check=True)
+    # resolved: a corpus tree that is a symlink (a $PB borrowing another's corpus) would be copied
+    # as the link, and every tool would then write and `gen.py edit` in the corpus itself
+    subprocess.run(["cp", "-al" if hardlink else "-a", str(src.resolve()), str(dst)], check=True)
 
 
 def store_size(paths: list[Path]) -> dict:
@@ -866,15 +870,12 @@ class Bench:
         for t in alive:  # what every later restore/export must reproduce
             expected[t.name] = manifest(t.tree)
 
-        self.restore(tree, rep, alive, expected)
-        for t in alive:
-            why = t.supports("du")
-            if why:
-                self.skip(tree, "du", t, why)
-            else:
-                self.timed(tree, "du", t, t.du(), rep)
-        self.export(tree, rep, alive, expected)
-        if editable:
+        if self.wanted("restore"):
+            self.restore(tree, rep, alive, expected)
+        self.du(tree, rep, alive)
+        if self.wanted("export"):
+            self.export(tree, rep, alive, expected)
+        if editable and self.wanted("gc"):
             self.gc(tree, rep, alive)
         for t in order:
             rmtree(t.work)
@@ -921,6 +922,22 @@ class Bench:
         self.time_status(tree, rep, alive)
         for t in order:
             rmtree(t.work)
+
+    def wanted(self, op: str) -> bool:
+        return not self.args.only or op in self.args.only
+
+    def du(self, tree, rep, alive) -> None:
+        """`du` on the store the snapshots made, then again: a tool may keep what the first run
+        read (rnstore's reachability cache, borg's chunks cache), as in everyday use."""
+        for op in ("du", "du-again"):
+            if not self.wanted(op):
+                continue
+            for t in alive:
+                why = t.supports("du")
+                if why:
+                    self.skip(tree, op, t, why)
+                else:
+                    self.timed(tree, op, t, t.du(), rep)
 
     def restore(self, tree, rep, alive, expected) -> None:
         for t in alive:
@@ -1327,6 +1344,9 @@ def main(argv=None) -> int:
                          "copy of the working tree (installed into its own venv under $PB), instead of "
                          "the installed rnstore")
     ap.add_argument("--git-gc", action="store_true", help="also time `git gc --prune=now` (a full repack)")
+    ap.add_argument("--only", default=None,
+                    help=f"comma list of {','.join(SELECTABLE_OPS)}: time only these after the snapshots "
+                         "(default: all)")
     ap.add_argument("--keep-logs", action="store_true", help="keep $PB/work/logs (command outputs)")
     args = ap.parse_args(argv)
     quick = ("small", 1, "git") if args.quick else ("medium,big", 3, "git,restic,borg")
@@ -1334,6 +1354,10 @@ def main(argv=None) -> int:
     args.runs = quick[1] if args.runs is None else args.runs
     args.peers = quick[2] if args.peers is None else args.peers
     trees = [t for t in args.trees.split(",") if t]
+    args.only = [op for op in (args.only or "").split(",") if op]
+    for op in args.only:
+        if op not in SELECTABLE_OPS:
+            ap.error(f"unknown operation {op!r} for --only (one of {', '.join(SELECTABLE_OPS)})")
     peers = [p for p in args.peers.split(",") if p]
     for t in trees:
         if t not in ALL_TREES and t not in SCALE_TREES:

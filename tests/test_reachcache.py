@@ -1,0 +1,424 @@
+"""The reachability cache (rnstore/reachcache.py, FORMAT.md "The reachability
+cache"): du and gc give the same answers with it, without it, and with a
+cache that is damaged, stale, hostile or written by racing processes; above
+all, no cache can make gc delete an object a root reaches.
+
+Set-up goes through the library; du and gc run as real subprocesses and
+through the library. The cache files are written here byte by byte from
+FORMAT.md, not with the module under test."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from helpers.cli import cli_env
+from helpers.space import HOUR, age_objects, cli_json, commit, make_repo, object_files, reachable, run
+from rnstore.errors import CorruptStoreError
+from rnstore.objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, TreeEntry, decode_tree, encode_tree_unchecked
+from rnstore.reachcache import CACHE_FILE, ReachCache, parse_tree_entries
+from rnstore.repo import Repository
+
+HEADER = b"rnstore reachability cache 1\n"
+
+
+def record(kind: bytes, oid: str, payload: bytes) -> bytes:
+    return kind + bytes.fromhex(oid) + struct.pack(">I", len(payload)) + payload
+
+
+def read_records(path: Path) -> list[tuple[bytes, str, bytes]]:
+    """The records of a sound cache file (FORMAT.md's grammar)."""
+    data = path.read_bytes()
+    assert data.startswith(HEADER)
+    at, found = len(HEADER), []
+    while at < len(data):
+        kind, raw, length = data[at:at + 1], data[at + 1:at + 33], struct.unpack(">I", data[at + 33:at + 37])[0]
+        found.append((kind, raw.hex(), data[at + 37:at + 37 + length]))
+        at += 37 + length
+    assert at == len(data)
+    return found
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cache_path(repo: Repository) -> Path:
+    return repo.store_root / CACHE_FILE
+
+
+def scenario(tmp_path: Path) -> tuple[Repository, dict]:
+    """Three snapshots, the first forgotten, objects old enough to go, a
+    staged file; `src/only` is a folder (tree) only the tagged snapshot
+    holds, with a file only it holds: the index does not protect them."""
+    repo = make_repo(tmp_path / "ws")
+    forgotten = commit(repo, {"a/x.txt": "x1\n", "a/b/deep.txt": "deep\n", "keep.txt": "keep\n"}, "first")
+    tagged = commit(repo, {"a/x.txt": "x2\n", "src/only/unique.txt": "only the tagged snapshot\n",
+                           "src/other.txt": "other\n"}, "second")
+    repo.tag("v1", tagged)
+    (repo.root / "src" / "only" / "unique.txt").unlink()
+    (repo.root / "src" / "only").rmdir()
+    live = commit(repo, {"a/b/deep.txt": "deeper\n"}, "live")
+    repo.forget([forgotten])
+    (repo.root / "staged.txt").write_text("staged, never committed\n")
+    repo.add([repo.root / "staged.txt"])
+    age_objects(repo, 2 * HOUR)
+    return repo, {"forgotten": forgotten, "tagged": tagged, "live": live}
+
+
+def live_objects(repo: Repository, snaps: dict) -> set[str]:
+    """What the roots reach, found independently of rnstore's marking."""
+    staged = {e.id for e in repo.read_index()}
+    return reachable(repo, snaps["tagged"]) | reachable(repo, snaps["live"]) | staged
+
+
+def subtree(repo: Repository, snapshot: str, *path: bytes) -> str:
+    tree = repo.store.get_snapshot(snapshot).tree
+    for name in path:
+        tree = repo.store.get_tree(tree).get(name).id
+    return tree
+
+
+def du_json(repo: Repository) -> dict:
+    return cli_json(["du"], repo.root)
+
+
+# -- same answers ----------------------------------------------------------------------------
+
+def test_du_and_gc_answer_the_same_with_and_without_the_cache(tmp_path):
+    repo, snaps = scenario(tmp_path)
+    assert not cache_path(repo).exists()
+    cold = du_json(repo)
+    assert cache_path(repo).is_file()  # du leaves what it read for the next run
+    cached = {oid for _, oid, _ in read_records(cache_path(repo))}
+    assert subtree(repo, snaps["tagged"], b"src", b"only") in cached and snaps["live"] in cached
+    assert du_json(repo) == cold
+    assert repo.du().as_json() == cold
+    # gc --dry-run: the same report, and it writes nothing (not even the cache)
+    before = cache_path(repo).read_bytes()
+    with_cache = cli_json(["gc", "--dry-run", "--prune", "now"], repo.root)
+    cache_path(repo).unlink()
+    without = cli_json(["gc", "--dry-run", "--prune", "now"], repo.root)
+    assert not cache_path(repo).exists()
+    assert with_cache == without and with_cache["deleted_objects"] > 0
+    cache_path(repo).write_bytes(before)
+
+    live = live_objects(repo, snaps)
+    stats = repo.gc(prune="now")
+    assert set(object_files(repo.store_root)) == live
+    assert stats.deleted_objects == without["deleted_objects"]
+    # gc keeps in the cache what is still reached, and nothing else
+    assert {oid for _, oid, _ in read_records(cache_path(repo))} <= live
+    assert repo.fsck().ok
+    assert du_json(repo)["store"]["reclaimable_bytes"] == 0
+
+
+# -- a cache that lies -----------------------------------------------------------------------
+
+def _drop_entry(payload: bytes, name: bytes) -> bytes:
+    tree = decode_tree(payload)
+    return encode_tree_unchecked([e for e in tree.entries if e.name != name])
+
+
+def _lies(repo: Repository, snaps: dict) -> dict[str, bytes]:
+    """Cache files that say `src/only` holds nothing, in every way a file can."""
+    only = subtree(repo, snaps["tagged"], b"src", b"only")
+    src = subtree(repo, snaps["tagged"], b"src")
+    honest = [(kind, oid, payload) for kind, oid, payload in read_records(cache_path(repo))]
+    rest = b"".join(record(k, o, p) for k, o, p in honest if o not in (only, src))
+
+    def with_(*records: bytes) -> bytes:
+        return HEADER + b"".join(records) + rest
+
+    only_payload = next(p for _, o, p in honest if o == only)
+    src_payload = next(p for _, o, p in honest if o == src)
+    whole = HEADER + b"".join(record(k, o, p) for k, o, p in honest)
+    return {
+        # the tree's own payload with the entry left out, under its id
+        "entry dropped": with_(record(b"t", only, _drop_entry(only_payload, b"unique.txt"))),
+        # the parent without the folder: the whole folder would go
+        "folder dropped": with_(record(b"t", src, _drop_entry(src_payload, b"only"))),
+        "empty tree": with_(record(b"t", only, b"rntree 1\n")),
+        "another tree": with_(record(b"t", only, src_payload)),
+        "not a tree": with_(record(b"t", only, b"garbage")),
+        "named a snapshot": with_(record(b"s", only, only_payload)),
+        # the lie first, the truth after it: the first record of an id counts
+        "lie before truth": with_(record(b"t", only, b"rntree 1\n"), record(b"t", only, only_payload)),
+        "truncated": whole[:len(whole) * 2 // 3],
+        "length past the end": whole + b"t" + bytes(32) + struct.pack(">I", 0xFFFFFFFF),
+        "unknown kind": HEADER + b"x" + whole[len(HEADER) + 1:],
+        "bad header": b"rnstore reachability cache 9\n" + whole[len(HEADER):],
+        "garbage": os.urandom(4096),
+        "empty": b"",
+    }
+
+
+LIES = ["entry dropped", "folder dropped", "empty tree", "another tree", "not a tree", "named a snapshot",
+        "lie before truth", "truncated", "length past the end", "unknown kind", "bad header", "garbage",
+        "empty"]
+
+
+@pytest.mark.parametrize("lie", LIES)
+def test_a_lying_cache_cannot_make_gc_delete_a_reachable_object(tmp_path, lie):
+    repo, snaps = scenario(tmp_path)
+    du_json(repo)  # an honest cache to start from
+    live = live_objects(repo, snaps)
+    expected_du = repo.du().as_json()
+    lying = _lies(repo, snaps)[lie]
+    cache_path(repo).write_bytes(lying)
+
+    # du reads through the lie to the same figures (it only costs work),
+    # and replaces the file with the truth
+    assert du_json(repo) == expected_du
+    repaired = ReachCache.load(repo.store_root)
+    assert not repaired.damaged and len(repaired) == len(read_records(cache_path(repo)))
+    assert all(hashlib.sha256(p).hexdigest() == o for _, o, p in read_records(cache_path(repo)))
+    cache_path(repo).write_bytes(lying)
+    result = run(["gc", "--prune", "now"], cwd=repo.root)
+    assert result.returncode == 0, result.stderr
+    assert set(object_files(repo.store_root)) == live
+    assert repo.fsck().ok
+    out = repo.root.parent / "out"
+    repo.checkout(snaps["tagged"], target=out)
+    assert (out / "src" / "only" / "unique.txt").read_text() == "only the tagged snapshot\n"
+
+
+@pytest.mark.parametrize("lie", ["entry dropped", "folder dropped"])
+def test_a_lying_cache_through_the_library_too(tmp_path, lie):
+    repo, snaps = scenario(tmp_path)
+    du_json(repo)
+    live = live_objects(repo, snaps)
+    assert sha(b"only the tagged snapshot\n") not in {e.id for e in repo.read_index()}
+    cache_path(repo).write_bytes(_lies(repo, snaps)[lie])
+    assert repo.gc(prune="now", dry_run=True).deleted_objects == len(object_files(repo.store_root)) - len(live)
+    repo.gc(prune="now")
+    assert set(object_files(repo.store_root)) == live
+
+
+# -- a stale cache ---------------------------------------------------------------------------
+
+def test_a_cache_naming_trees_gc_has_deleted_is_not_trusted(tmp_path):
+    """A cache from before a gc names trees that are gone. When a root
+    reaches them again (the snapshot restored, say), du and gc answer as
+    they would without a cache: they refuse, naming what is missing."""
+    repo = make_repo(tmp_path / "ws")
+    old = commit(repo, {"gone/inner/f.txt": "only in the old snapshot\n", "k.txt": "k\n"}, "old")
+    commit(repo, {"k.txt": "k2\n"}, "new")
+    (repo.root / "gone").rename(repo.root.parent / "gone-aside")
+    repo.commit("without gone", all=True)
+    du_json(repo)
+    stale = cache_path(repo).read_bytes()
+    old_snapshot = repo.store.get_snapshot(old)
+    for snapshot in list(repo.journal):
+        if snapshot != repo.refs.resolve("HEAD"):
+            repo.forget([snapshot])
+    assert repo.gc(prune="now").deleted_objects > 0
+    assert not repo.store.has(old_snapshot.tree)
+    # the old snapshot comes back (its object only), the cache from before the gc too
+    assert repo.store.put_snapshot(old_snapshot) == old
+    repo.journal.add(old)
+    cache_path(repo).write_bytes(stale)
+
+    with_cache = run(["gc", "--prune", "now"], cwd=repo.root)
+    assert with_cache.returncode == 1 and with_cache.stderr.startswith("error: gc deleted nothing")
+    assert old_snapshot.tree in with_cache.stderr
+    du_stale = run(["du"], cwd=repo.root)
+    assert du_stale.returncode == 1 and "du cannot count" in du_stale.stderr
+    cache_path(repo).write_bytes(stale)
+    with pytest.raises(CorruptStoreError):
+        repo.du()
+    cache_path(repo).unlink()
+    without = run(["gc", "--prune", "now"], cwd=repo.root)
+    assert (without.returncode, without.stderr) == (with_cache.returncode, with_cache.stderr)
+
+
+# -- damage, crashes and races ---------------------------------------------------------------
+
+def test_a_torn_append_is_ignored_and_the_next_run_rewrites_the_cache(tmp_path):
+    repo, snaps = scenario(tmp_path)
+    du_json(repo)
+    first_size = cache_path(repo).stat().st_size
+    commit(repo, {"more/new.txt": "new\n"}, "later")
+    expected = du_json(repo)  # appends the new trees and snapshot
+    grown = cache_path(repo).read_bytes()
+    assert len(grown) > first_size and grown.startswith(cache_path(repo).read_bytes()[:first_size])
+    cache_path(repo).write_bytes(grown[:-5])  # a crash in the middle of the append
+    damaged = ReachCache.load(repo.store_root)
+    assert damaged.damaged
+    assert du_json(repo) == expected
+    repaired = ReachCache.load(repo.store_root)
+    assert not repaired.damaged
+    assert {oid for _, oid, _ in read_records(cache_path(repo))} >= {
+        subtree(repo, repo.refs.resolve("HEAD"), b"more")}
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "folder"])
+def test_something_else_in_place_of_the_cache_is_no_cache(tmp_path, kind):
+    repo, snaps = scenario(tmp_path)
+    expected = repo.du().as_json()
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"not to be touched\n")
+    cache_path(repo).unlink()
+    if kind == "symlink":
+        cache_path(repo).symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(cache_path(repo))
+    else:
+        cache_path(repo).mkdir()
+    assert du_json(repo) == expected  # no hang on the FIFO, nothing followed
+    result = run(["gc", "--prune", "now"], cwd=repo.root)
+    assert result.returncode == 0, result.stderr
+    assert set(object_files(repo.store_root)) == live_objects(repo, snaps)
+    assert target.read_bytes() == b"not to be touched\n"
+
+
+def test_racing_du_gc_and_commits_leave_only_true_records(tmp_path):
+    """du (store lock shared) appends and rewrites while commits run and gc
+    (exclusive) compacts: whatever interleaving, every record the file ends
+    with is whole and true, and the answers are those without a cache."""
+    repo, snaps = scenario(tmp_path)
+    env = cli_env(None)
+    procs = []
+    for i in range(3):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", _DU_LOOP, str(repo.root), "6"], env=env, stderr=subprocess.PIPE))
+    procs.append(subprocess.Popen(
+        [sys.executable, "-c", _COMMIT_LOOP, str(repo.root), "6"], env=env, stderr=subprocess.PIPE))
+    procs.append(subprocess.Popen(
+        [sys.executable, "-c", _GC_LOOP, str(repo.root), "3"], env=env, stderr=subprocess.PIPE))
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    cache = ReachCache.load(repo.store_root)
+    assert not cache.damaged
+    for kind, oid, payload in read_records(cache_path(repo)):
+        assert hashlib.sha256(payload).hexdigest() == oid
+    with_cache = repo.du().as_json()
+    cache_path(repo).unlink()
+    assert repo.du().as_json() == with_cache
+
+
+_DU_LOOP = """
+import sys
+from rnstore.repo import Repository
+for _ in range(int(sys.argv[2])):
+    Repository.open(sys.argv[1]).du()
+"""
+
+_COMMIT_LOOP = """
+import sys
+from pathlib import Path
+from rnstore.repo import Repository
+root = Path(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    (root / "loop" / str(i)).mkdir(parents=True)
+    (root / "loop" / str(i) / "f.txt").write_text(f"commit {i}\\n")
+    Repository.open(root).commit(f"loop {i}", all=True)
+"""
+
+_GC_LOOP = """
+import sys
+from rnstore.repo import Repository
+for _ in range(int(sys.argv[2])):
+    Repository.open(sys.argv[1]).gc(prune="1h")
+"""
+
+
+# -- the tree parser ---------------------------------------------------------------------------
+
+_names = st.binary(min_size=1, max_size=12).filter(lambda n: b"\0" not in n and b"/" not in n
+                                                   and n not in (b".", b".."))
+_entries = st.lists(st.tuples(_names, st.sampled_from([MODE_FILE, MODE_EXEC, MODE_LINK, MODE_TREE]),
+                              st.binary(min_size=32, max_size=32).map(bytes.hex),
+                              st.integers(0, 10 ** 12)), max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_entries)
+def test_the_parser_reads_every_tree_as_decode_tree_does(entries):
+    by_name = {name: TreeEntry(name, mode, oid, size) for name, mode, oid, size in entries}
+    payload = encode_tree_unchecked(sorted(by_name.values()))
+    tree = decode_tree(payload)
+    subtrees, files = parse_tree_entries(payload)
+    assert sorted(subtrees) == sorted((e.id, str(e.size)) for e in tree.entries if e.mode == MODE_TREE)
+    assert sorted(files) == sorted((e.id, str(e.size)) for e in tree.entries if e.mode != MODE_TREE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_entries, st.integers(0, 10 ** 6), st.binary(min_size=1, max_size=3))
+def test_the_parser_never_reads_fewer_entries_than_a_damaged_payload_holds(entries, at, junk):
+    """Whatever the bytes, a parse either fails or gives exactly one entry
+    per NUL-terminated record, with that record's own mode, id and size."""
+    payload = encode_tree_unchecked([TreeEntry(n, m, i, s) for n, m, i, s in entries])
+    at %= len(payload) + 1
+    damaged = payload[:at] + junk + payload[at:]
+    parsed = parse_tree_entries(damaged)
+    if parsed is None:
+        return
+    records = damaged[len(b"rntree 1\n"):].split(b"\0")[:-1]
+    fields = [r.split(b" ", 3) for r in records]
+    expected = sorted((i.decode(), s.decode()) for m, i, s, _ in fields)
+    assert sorted(parsed[0] + parsed[1]) == expected
+    assert len(parsed[0]) == sum(m == b"040000" for m, *_ in fields)
+
+
+def test_names_that_look_like_entries_are_names(tmp_path):
+    fake = b"x\n100644 " + b"a" * 64 + b" 5 y"
+    payload = encode_tree_unchecked(sorted([
+        TreeEntry(fake, MODE_FILE, "b" * 64, 1),
+        TreeEntry(b"sub dir", MODE_TREE, "c" * 64, 7),
+    ]))
+    assert decode_tree(payload)
+    assert parse_tree_entries(payload) == ([("c" * 64, "7")], [("b" * 64, "1")])
+
+
+def test_a_tree_damaged_in_the_store_after_du_is_kept_and_left_to_fsck(tmp_path):
+    """The cache holds a checked copy of the tree, so gc knows exactly what
+    it references and deletes only what no root reaches; the damaged copy
+    is reachable, so gc keeps it, and fsck names it. Without the cache, gc
+    cannot read the tree and refuses, as before."""
+    repo, snaps = scenario(tmp_path)
+    du_json(repo)
+    only = subtree(repo, snaps["tagged"], b"src", b"only")
+    path = repo.store.path_for(only)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes(data))
+    live = live_objects_without(repo, snaps, only)
+    cache = cache_path(repo).read_bytes()
+
+    cache_path(repo).unlink()
+    refused = run(["gc", "--prune", "now"], cwd=repo.root)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: gc deleted nothing")
+    cache_path(repo).write_bytes(cache)
+    result = run(["gc", "--prune", "now"], cwd=repo.root)
+    assert result.returncode == 0, result.stderr
+    assert set(object_files(repo.store_root)) == live
+    assert only in {p.id for p in repo.fsck().problems if p.fatal}
+
+
+def live_objects_without(repo: Repository, snaps: dict, damaged_tree: str) -> set[str]:
+    """live_objects, with one tree's entries taken from the cache's copy (it is damaged in the store)."""
+    payload = next(p for _, o, p in read_records(cache_path(repo)) if o == damaged_tree)
+    below = {e.id for e in decode_tree(payload).entries}
+    found = {damaged_tree} | below
+    for snapshot in (snaps["tagged"], snaps["live"]):
+        stack = [repo.store.get_snapshot(snapshot).tree]
+        found.add(snapshot)
+        while stack:
+            tree = stack.pop()
+            found.add(tree)
+            if tree == damaged_tree:
+                continue
+            for entry in repo.store.get_tree(tree).entries:
+                (stack.append if entry.mode == MODE_TREE else found.add)(entry.id)
+    return found | {e.id for e in repo.read_index()}
