@@ -258,26 +258,38 @@ def _remove_stale_staging(folder: Path, *, locked: bool) -> None:
             shutil.rmtree(folder / name, ignore_errors=True)
 
 
-def _switch(repo: WorkspaceView, rev: str, snapshot_id: str, force: bool, progress: Progress,
-            skip_missing: bool = False) -> CheckoutResult:
-    branch_ref, head = repo.refs.head()
-    attach = _branch_named(repo, rev)
-
+def _plan_snapshot(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes] | None, force: bool,
+                   skip_missing: bool) -> tuple[Index, dict[bytes, FlatEntry | None], list[bytes], "_Plan",
+                                                CheckoutResult]:
+    """What making the files under `prefixes` (every file when None) match
+    the snapshot takes: the index read, each path's desired entry (None:
+    delete it), the folders whose content cannot be known (skip_missing),
+    and the plan. Local changes in the way raise ConflictError unless
+    `force`; nothing is written yet."""
     tree = repo.store.get_snapshot(snapshot_id).tree
     unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
-    entries, excluded = _select(repo.store, tree, None, snapshot_id, unreadable)
+    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id, unreadable)
     unknown = [path for path, _, _ in unreadable or ()]  # folders whose content cannot be known
     index = repo.read_index()
     desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
     for entry in index:
-        if entry.path not in desired and not _protected(entry.path) and not under(entry.path, unknown):
+        if entry.path not in desired and (prefixes is None or under(entry.path, prefixes)) \
+                and not _protected(entry.path) and not under(entry.path, unknown):
             desired[entry.path] = None
-    guard = None if force else head_entries(repo, head)
+    guard = None if force else head_entries(repo, repo.refs.head()[1])
     plan = _plan(repo.root, desired, index.entries, guard, force=force)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts)
-    result = CheckoutResult(snapshot_id, repo.root, "switch", excluded=excluded,
-                            missing=list(unreadable or ()))
+    result = CheckoutResult(snapshot_id, repo.root, "paths" if prefixes is not None else "switch",
+                            excluded=excluded, missing=list(unreadable or ()))
+    return index, desired, unknown, plan, result
+
+
+def _switch(repo: WorkspaceView, rev: str, snapshot_id: str, force: bool, progress: Progress,
+            skip_missing: bool = False) -> CheckoutResult:
+    branch_ref, head = repo.refs.head()
+    attach = _branch_named(repo, rev)
+    index, desired, unknown, plan, result = _plan_snapshot(repo, snapshot_id, None, force, skip_missing)
     placed, failed = _execute_keeping_going(repo, plan, result, force, progress, skip_missing)
     untouched = Index(e for e in index if under(e.path, unknown))  # left as they were
     repo.write_index(_new_index(untouched, desired, index.entries, plan, placed))
@@ -316,22 +328,7 @@ def fast_forward(repo: WorkspaceView, snapshot_id: str, *, expected: str | None,
 
 def _restore_paths(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes], force: bool,
                    progress: Progress, skip_missing: bool = False) -> CheckoutResult:
-    tree = repo.store.get_snapshot(snapshot_id).tree
-    unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
-    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id, unreadable)
-    unknown = [path for path, _, _ in unreadable or ()]  # folders whose content cannot be known
-    index = repo.read_index()
-    desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
-    for entry in index:
-        if entry.path not in desired and under(entry.path, prefixes) and not _protected(entry.path) \
-                and not under(entry.path, unknown):
-            desired[entry.path] = None
-    guard = None if force else head_entries(repo, repo.refs.head()[1])
-    plan = _plan(repo.root, desired, index.entries, guard, force=force)
-    if plan.conflicts:
-        raise _conflict_error(plan.conflicts)
-    result = CheckoutResult(snapshot_id, repo.root, "paths", excluded=excluded,
-                            missing=list(unreadable or ()))
+    index, desired, _, plan, result = _plan_snapshot(repo, snapshot_id, prefixes, force, skip_missing)
     placed, failed = _execute_keeping_going(repo, plan, result, force, progress, skip_missing)
     kept = Index(e for e in index if e.path not in desired and e.path not in plan.untrack)
     repo.write_index(_new_index(kept, desired, index.entries, plan, placed))
@@ -1078,31 +1075,29 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
     failures: list[tuple[bytes, OSError]] = []
     try:
         gone: list[bytes] = []
-        for path in plan.unlink:
-            parent, name = split(path)
-            try:
-                fd = dirs.open(parent)
-                if fd is None:
-                    continue
-                if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-                    continue  # became a folder since the plan: left alone
-                os.unlink(name, dir_fd=fd)
-                gone.append(path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                failures.append((path, exc))
-        for path in plan.clear:
-            parent, name = split(path)
-            try:
-                fd = dirs.open(parent)
-                if fd is None:
-                    continue
-                dirs.forget(path)
-                remove_folder(fd, name, force)
-                gone.append(path)
-            except OSError as exc:
-                failures.append((path, exc))
+
+        def unlink_file(fd: int, name: bytes, path: bytes) -> bool:
+            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                return False  # became a folder since the plan: left alone
+            os.unlink(name, dir_fd=fd)
+            return True
+
+        def clear_folder(fd: int, name: bytes, path: bytes) -> bool:
+            dirs.forget(path)
+            remove_folder(fd, name, force)
+            return True
+
+        for paths, remove in ((plan.unlink, unlink_file), (plan.clear, clear_folder)):
+            for path in paths:
+                parent, name = split(path)
+                try:
+                    fd = dirs.open(parent)
+                    if fd is not None and remove(fd, name, path):
+                        gone.append(path)
+                except FileNotFoundError:
+                    pass  # gone already
+                except OSError as exc:
+                    failures.append((path, exc))
         for path in plan.rmdir:
             if path in plan.needed:
                 continue

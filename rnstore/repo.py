@@ -23,6 +23,7 @@ was last registered (registry.py).
 from __future__ import annotations
 
 import os
+import shutil
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Union
@@ -155,6 +156,29 @@ class Repository:
             hints=["run `rnstore init` to make one here"])
 
     @classmethod
+    def clone(cls, url: str, directory: str | os.PathLike, *, options: Iterable[str] = (),
+              nested: bool = False, progress: Progress = NO_PROGRESS):
+        """A new workspace in `directory` (new or empty) from a remote: remote
+        `origin`, every object verified, the remote's default branch checked
+        out; a TransferResult. Inside another workspace only when `nested`,
+        as `init`. When it fails, the folder is left as it was found."""
+        from .remote.transfer import clone_into  # remote modules load when a remote is used (start-up)
+        target = Path(os.path.abspath(directory))  # `..` resolved, as the user means it
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise InvalidValueError(f"{directory} exists and is not an empty folder")
+        made = not target.exists()
+        try:
+            return clone_into(cls.init(target, default_ignore=False, nested=nested), url,
+                              options=options, progress=progress)
+        except BaseException:
+            if made:
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                for entry in list(target.iterdir()):
+                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+            raise
+
+    @classmethod
     def init(cls, path: str | os.PathLike = ".", *, objects: str | os.PathLike | None = None,
              branch: str = "main", default_ignore: bool = True, shared: str = "umask",
              nested: bool = False, **kw) -> "Repository":
@@ -167,7 +191,7 @@ class Repository:
         files, and commands run below it would silently switch workspaces)."""
         if shared not in SHARED_MODES:
             raise InvalidValueError(f"--shared must be one of {', '.join(SHARED_MODES)}, not '{shared}'")
-        root = Path(path).absolute()
+        root = Path(os.path.abspath(path))  # `..` resolved: ../sibling is not inside .
         dotdir = root / DOTDIR
         if (dotdir / "HEAD").is_file():
             repo = cls(root, dotdir, **kw)

@@ -44,18 +44,19 @@ class WorkspaceRefs:
         return getattr(self.local, name)
 
     def read_raw(self, ref: str) -> str | None:
-        if ref.startswith(TAGS):
-            raw = self.store_tags.read_raw(ref)
-            if raw is not None:
-                return raw
-        return self.local.read_raw(ref)
+        return self._store_tag_first(ref, "read_raw")
 
     def resolve(self, ref: str) -> str | None:
+        return self._store_tag_first(ref, "resolve")
+
+    def _store_tag_first(self, ref: str, method: str) -> str | None:
+        """A tag the store holds wins over the workspace's own; every other
+        ref is the workspace's."""
         if ref.startswith(TAGS):
-            oid = self.store_tags.resolve(ref)
-            if oid is not None:
-                return oid
-        return self.local.resolve(ref)
+            value = getattr(self.store_tags, method)(ref)
+            if value is not None:
+                return value
+        return getattr(self.local, method)(ref)
 
     def list(self, prefix: str = "refs/") -> dict[str, str]:
         found = self.local.list(prefix)

@@ -132,8 +132,11 @@ LAYERS = read_layers()
 
 
 def layer_of(module: str) -> int | None:
-    """The layer of a module of the package (rnstore.cli.x is in rnstore.cli's)."""
-    while module:
+    """The layer of a module of the package (rnstore.cli.x is in rnstore.cli's;
+    a module the table does not name has none, whatever its package)."""
+    if module == "rnstore":
+        return LAYERS.get(module)
+    while module != "rnstore":  # the package's own layer (its __init__) is no fallback
         if module in LAYERS:
             return LAYERS[module]
         module = module.rpartition(".")[0]
@@ -227,6 +230,13 @@ def test_the_cycle_check_finds_a_cycle():
 def test_library_never_imports_the_cli_stack(path):
     found = cli_stack_imports(path.read_text(encoding="utf-8"), module_name(path))
     assert not found, f"{path.name} imports {found}: only rnstore/cli/ may, and imports point one way"
+
+
+def test_a_module_the_table_does_not_name_has_no_layer():
+    """A new subpackage cannot slip into the package's own layer (6) unseen."""
+    assert layer_of("rnstore.newpackage.module") is None
+    assert layer_of("rnstore.cli.app") == LAYERS["rnstore.cli"]
+    assert layer_of("rnstore") == LAYERS["rnstore"]
 
 
 def test_every_module_has_a_layer():

@@ -94,6 +94,8 @@ def test_init_inside_a_workspace_refuses_unless_nested(ws, run_cli):
     assert (inner / ".rnstore" / "HEAD").is_file()
     ok(run_cli(["init", "-q"], cwd=ws))  # the workspace itself: changes nothing, exit 0
     ok(run_cli(["init", "-q", str(ws)], cwd=inner.parent.parent.parent))
+    ok(run_cli(["init", "-q", "../sibling"], cwd=ws))  # beside the workspace, not inside it
+    assert (ws.parent / "sibling" / ".rnstore" / "HEAD").is_file()
 
 
 def test_checkout_dashdash_path_restores_from_the_index(ws, run_cli):

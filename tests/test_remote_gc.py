@@ -77,7 +77,7 @@ def test_gc_after_forgetting_half_frees_their_bytes_and_kept_tags_clone(tmp_path
     assert after < before * 0.6  # three of six snapshots' files are gone
     assert not [k for k in keys(fs, bucket) if "/gc/" in k]
     clone = tmp_path / "b"
-    transfer.clone(url, clone)
+    Repository.clone(url, clone)
     cloned = Repository.open(clone)
     assert cloned.fsck().ok
     for tag in ("run3", "run4", "run5"):
@@ -142,7 +142,7 @@ def test_four_pushers_and_a_collector_lose_nothing(tmp_path, s3):
     pushers = []
     for i in range(4):
         path = tmp_path / f"p{i}"
-        transfer.clone(url, path)
+        Repository.clone(url, path)
         clone = Repository.open(path)
         clone.refs.update(f"refs/heads/p{i}", clone.refs.resolve("refs/heads/main"), None)
         clone.refs.set_head_symbolic(f"refs/heads/p{i}")
@@ -168,7 +168,7 @@ def test_four_pushers_and_a_collector_lose_nothing(tmp_path, s3):
     refs = {ref: state.id for ref, state in Remote(open_backend(url)).refs().items() if state.id}
     assert {f"refs/tags/p{i}-5" for i in range(4)} <= set(refs)
     clone = tmp_path / "check"
-    transfer.clone(url, clone)
+    Repository.clone(url, clone)
     checked = Repository.open(clone)
     assert checked.fsck().ok
     for ref, oid in refs.items():
@@ -201,13 +201,13 @@ def test_a_killed_gc_leaves_a_remote_that_pushes_clones_and_collects(tmp_path, s
         repo.snapshot(f"after kill {attempt}")
         transfer.push(repo, "origin")
         clone = tmp_path / f"c{attempt}"
-        transfer.clone(url, clone)
+        Repository.clone(url, clone)
         assert tree_bytes(clone) == tree_bytes(root)
     stats = collect.gc_remote(repo, "origin", prune="now")
     assert stats.spared_packs == 0
     fs = server.client()
     assert not [k for k in keys(fs, bucket) if "/gc/" in k]  # the killed runs' plans are gone
-    transfer.clone(url, tmp_path / "final")
+    Repository.clone(url, tmp_path / "final")
     assert tree_bytes(tmp_path / "final") == tree_bytes(root)
     assert Repository.open(tmp_path / "final").fsck().ok
 
@@ -266,7 +266,7 @@ def test_gc_waits_for_a_push_that_started_before_its_plan(tmp_path, s3):
 
     stats = collect.gc_remote(repo, "origin", prune="now", wait_for=meanwhile)
     assert len(waited) >= 2 and stats.spared_packs == 1 and stats.deleted_packs == 0
-    transfer.clone(url, tmp_path / "b")
+    Repository.clone(url, tmp_path / "b")
     clone = Repository.open(tmp_path / "b")
     clone.checkout("again")
     assert clone.fsck().ok

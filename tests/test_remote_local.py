@@ -28,7 +28,7 @@ def test_round_trip_through_a_local_remote(tmp_path, form):
     assert pushed.packs == 1 and pushed.objects > 80
     assert not [p for p in target.rglob("*") if p.name.startswith(".tmp-")]
     assert not list((target / "pushes").iterdir())
-    clone = transfer.clone(url, tmp_path / "b")
+    clone = Repository.clone(url, tmp_path / "b")
     assert clone.objects == pushed.objects
     assert tree_bytes(tmp_path / "b") == tree_bytes(tmp_path / "a")
     b = Repository.open(tmp_path / "b")
@@ -238,7 +238,7 @@ def test_a_large_file_travels_in_bounded_memory_and_is_verified(tmp_path, monkey
         transfer.push(repo, "origin")
         _, pushing = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
-        transfer.clone(url, tmp_path / "b")
+        Repository.clone(url, tmp_path / "b")
         _, cloning = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

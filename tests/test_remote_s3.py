@@ -98,7 +98,7 @@ def test_corrupt_remote_object_is_refused_and_nothing_enters(tmp_path, s3):
     server, bucket, url = s3
     a = make_workspace(tmp_path / "a", server, url=url)
     transfer.push(lib(a), "origin")
-    transfer.clone(url, tmp_path / "b")
+    Repository.clone(url, tmp_path / "b")
     commit(a, "d1/new.txt", b"new bytes " * 100)
     first_packs = {p for p in keys(server.client(), bucket) if p.endswith(".pack")}
     transfer.push(lib(a), "origin")
@@ -131,12 +131,12 @@ def test_truncated_pack_is_refused(tmp_path, s3):
     pack = next(p for p in keys(fs, bucket) if p.endswith(".pack"))
     fs.pipe_file(pack, fs.cat_file(pack)[:1000])
     with pytest.raises(CorruptObjectError, match="corrupt"):
-        transfer.clone(url, tmp_path / "b")
+        Repository.clone(url, tmp_path / "b")
 
 
 def _clone_and_commit(tmp_path, url, name, seed):
     path = tmp_path / name
-    transfer.clone(url, path)
+    Repository.clone(url, path)
     commit(path, f"{name}.txt", random.Random(seed).randbytes(300), name)
     return path
 
@@ -201,7 +201,7 @@ def test_concurrent_pushes_of_different_tags(tmp_path, s3):
     for i, path in enumerate(pushers):
         assert refs[f"refs/tags/v{i}"].id == lib(path).refs.resolve(f"refs/tags/v{i}")
     b = tmp_path / "b"
-    transfer.clone(url, b)
+    Repository.clone(url, b)
     for i in range(4):
         lib(b).checkout(f"v{i}")
         assert (b / f"t{i}.txt").read_bytes() == (pushers[i] / f"t{i}.txt").read_bytes()
@@ -232,7 +232,7 @@ def test_pull_fast_forwards_a_clean_workspace_and_leaves_changes_alone(tmp_path,
     a = make_workspace(tmp_path / "a", server, files=5, url=url)
     transfer.push(lib(a), "origin")
     b = tmp_path / "b"
-    transfer.clone(url, b)
+    Repository.clone(url, b)
     commit(a, "d0/f0.txt", b"from a\n")
     transfer.push(lib(a), "origin")
     result = transfer.pull(lib(b), "origin")
@@ -275,7 +275,7 @@ def test_push_killed_at_any_moment_is_retried_without_reuploading(tmp_path, s3):
     assert report.objects == len(everything - indexed)  # nothing indexed was sent again
     assert transfer.push(lib(a), "origin").objects == 0
     b = tmp_path / "b"
-    transfer.clone(url, b)
+    Repository.clone(url, b)
     assert tree_bytes(b) == tree_bytes(a)
 
 
@@ -306,7 +306,7 @@ def test_missing_bucket_is_one_error(tmp_path, s3):
     assert result.stderr.startswith("error: ") and "bucket" in result.stderr
     assert len(result.stderr.splitlines()) <= 2
     with pytest.raises(RemoteError):
-        transfer.clone("s3://no-such-bucket-here/x", tmp_path / "c")
+        Repository.clone("s3://no-such-bucket-here/x", tmp_path / "c")
     assert not (tmp_path / "c").exists()
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, List, Optional
+import inspect
+from typing import Annotated, Callable, List, Optional
 
 import typer
 
@@ -24,8 +25,30 @@ IgnoreErrors = Annotated[bool, typer.Option(
     "--ignore-errors", help="Skip unreadable files with a warning (commit: with -a).")]
 
 
-def staging_options(force: bool, exclude: list[str] | None, no_ignore: bool,
-                    ignore_errors: bool, strict_ignore: bool) -> dict:
-    """The options above as the library's add() takes them."""
-    return {"force": force, "excludes": exclude or [], "no_ignore": no_ignore,
-            "ignore_errors": ignore_errors, "strict_ignore": strict_ignore}
+# -- groups of options, each added to a command by @sharing ------------------------------
+
+STAGING = {"force": (Force, False), "exclude": (Excludes, None), "no_ignore": (NoIgnore, False),
+           "strict_ignore": (StrictIgnore, False), "ignore_errors": (IgnoreErrors, False)}
+JSON = {"as_json": (Json, False)}
+PROGRESS = {"quiet": (Quiet, False), "no_progress": (NoProgress, False)}
+
+
+def sharing(*groups: dict) -> Callable:
+    """Append the options of each group to a command's own parameters; the
+    command takes them as `**shared`. Options several commands share are
+    declared once, as click programs share an option decorator."""
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                 for group in groups for name, (annotation, default) in group.items()]
+        command.__signature__ = signature.replace(parameters=own + added)
+        command.__annotations__ = {p.name: p.annotation for p in own + added}  # typer reads both
+        return command
+    return decorate
+
+
+def staging_options(shared: dict) -> dict:
+    """The STAGING options as the library's add() takes them."""
+    return {"force": shared["force"], "excludes": shared["exclude"] or [], "no_ignore": shared["no_ignore"],
+            "ignore_errors": shared["ignore_errors"], "strict_ignore": shared["strict_ignore"]}

@@ -17,8 +17,7 @@ from ..units import format_size, plural
 from ._command import LogCommand, after_dashdash
 from . import _complete as complete
 from .app import app, open_repo
-from ._options import (Excludes, Force, IgnoreErrors, Json, Nested, NoIgnore, NoProgress, Quiet, StrictIgnore,
-                       staging_options)
+from ._options import PROGRESS, STAGING, Excludes, Json, Nested, NoIgnore, StrictIgnore, sharing, staging_options
 from ._output import first_line, out, print_tree, progress, tree_json
 
 
@@ -60,27 +59,22 @@ def _warn_add(result) -> None:
 
 
 @app.command("add")
+@sharing(STAGING, PROGRESS)
 def add(
     paths: Annotated[List[str], typer.Argument(metavar="PATH...")],
     all_: Annotated[bool, typer.Option("-A", "--all", help="Stage the whole workspace.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be staged.")] = False,
-    force: Force = False,
-    exclude: Excludes = None,
-    no_ignore: NoIgnore = False,
-    strict_ignore: StrictIgnore = False,
-    ignore_errors: IgnoreErrors = False,
-    quiet: Quiet = False,
-    no_progress: NoProgress = False,
+    **shared,
 ) -> None:
     """Stage additions, changes and deletions under PATH.
 
     Example: rnstore add .
     """
     repo = open_repo()
-    bar = progress(quiet, no_progress)
+    bar = progress(shared["quiet"], shared["no_progress"])
     targets = [str(repo.root)] if all_ else paths
     result = repo.add(targets, dry_run=dry_run, progress=bar,
-                      **staging_options(force, exclude, no_ignore, ignore_errors, strict_ignore))
+                      **staging_options(shared))
     _warn_add(result)
     if not dry_run and result.changed:
         start_background_gc(repo)
@@ -177,27 +171,22 @@ def _here(repo, path: bytes) -> str:
 
 
 @app.command("commit")
+@sharing(STAGING, PROGRESS)
 def commit(
     message: Annotated[str, typer.Option("-m", "--message", help="The snapshot's message.")],
     all_: Annotated[bool, typer.Option("-a", "--all", help="Stage the whole workspace first.")] = False,
     meta: Annotated[Optional[List[str]], typer.Option("--meta", metavar="K=V", help="Extra metadata (repeatable).")] = None,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Commit even if nothing changed.")] = False,
-    force: Force = False,
-    exclude: Excludes = None,
-    no_ignore: NoIgnore = False,
-    strict_ignore: StrictIgnore = False,
-    ignore_errors: IgnoreErrors = False,
-    quiet: Quiet = False,
-    no_progress: NoProgress = False,
+    **shared,
 ) -> None:
     """Make a snapshot from the index and move the branch; print its id.
 
     Example: SNAP=$(rnstore commit -a -m "run 42" --meta lr=0.1)
     """
     repo = open_repo()
-    bar = progress(quiet, no_progress)
+    bar = progress(shared["quiet"], shared["no_progress"])
     result = repo.commit(message, all=all_, meta=meta or [], allow_empty=allow_empty, progress=bar,
-                         **staging_options(force, exclude, no_ignore, ignore_errors, strict_ignore))
+                         **staging_options(shared))
     if result.added is not None:
         _warn_add(result.added)
     out.line(result.id)

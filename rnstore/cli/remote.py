@@ -8,12 +8,17 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from ..errors import InvalidValueError
+from ..repo import Repository
 from ..units import format_size
 from .app import App, app, open_repo
 from ._command import Group
-from ._options import Json, Nested, NoProgress, Quiet
+from ._options import JSON, PROGRESS, Nested, sharing
 from ._output import out, progress
 from .porcelain import start_background_gc
+
+# Each command imports the library's remote modules itself: they (and fsspec)
+# load for remote commands only, so that every other command starts faster.
 
 REMOTES = "Remotes"
 
@@ -93,7 +98,15 @@ def _render_refused(exc, verb: str, as_json: bool):
     raise exc
 
 
-@app.command("push", rich_help_panel=REMOTES)
+def transfer_command(name: str):
+    """A command that moves snapshots (push, fetch, pull, clone): listed under
+    Remotes, with --json and the progress options."""
+    def register(command):
+        return app.command(name, rich_help_panel=REMOTES)(sharing(JSON, PROGRESS)(command))
+    return register
+
+
+@transfer_command("push")
 def push(
     name: RemoteName,
     refs: Refs = None,
@@ -101,9 +114,7 @@ def push(
         help="Move remote branches and tags even when that drops remote snapshots.")] = False,
     delete: Annotated[bool, typer.Option("--delete", "-d",
         help="Remove the named remote branches or tags instead.")] = False,
-    as_json: Json = False,
-    quiet: Quiet = False,
-    no_progress: NoProgress = False,
+    **shared,
 ) -> None:
     """Upload what the remote lacks, then move its branches and tags.
 
@@ -112,47 +123,35 @@ def push(
 
     Example: rnstore push origin main v1.0
     """
+    as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
     from ..remote.transfer import PushRefusedError, push as push_refs
-    receiver = progress(quiet, no_progress)
     if delete:
-        from ..errors import InvalidValueError
         from ..remote.collect import delete_refs
         if not refs:
             raise InvalidValueError("push --delete needs the branches or tags to remove")
         _render(delete_refs(open_repo(), name, refs), "sent", as_json)
         return
     try:
-        result = push_refs(open_repo(), name, refs or [], force=force, progress=receiver)
+        result = push_refs(open_repo(), name, refs or [], force=force, progress=bar)
     except PushRefusedError as exc:
         _render_refused(exc, "sent", as_json)
     _render(result, "sent", as_json)
 
 
-@app.command("fetch", rich_help_panel=REMOTES)
-def fetch(
-    name: RemoteName,
-    refs: Refs = None,
-    as_json: Json = False,
-    quiet: Quiet = False,
-    no_progress: NoProgress = False,
-) -> None:
+@transfer_command("fetch")
+def fetch(name: RemoteName, refs: Refs = None, **shared) -> None:
     """Download the remote's snapshots (verified); its branches become NAME/BRANCH.
 
     Example: rnstore fetch origin && rnstore log origin/main
     """
+    as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
     from ..remote.transfer import fetch as fetch_refs
-    result = fetch_refs(open_repo(), name, refs or [], progress=progress(quiet, no_progress))
+    result = fetch_refs(open_repo(), name, refs or [], progress=bar)
     _render(result, "received", as_json)
 
 
-@app.command("pull", rich_help_panel=REMOTES)
-def pull(
-    name: RemoteName,
-    refs: Refs = None,
-    as_json: Json = False,
-    quiet: Quiet = False,
-    no_progress: NoProgress = False,
-) -> None:
+@transfer_command("pull")
+def pull(name: RemoteName, refs: Refs = None, **shared) -> None:
     """Fetch, then fast-forward the current branch and its files (never merges).
 
     A workspace with uncommitted changes, or a branch that moved on both sides,
@@ -160,10 +159,11 @@ def pull(
 
     Example: rnstore pull origin
     """
+    as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
     from ..remote.transfer import CannotFastForwardError, pull as pull_refs
     repo = open_repo()
     try:
-        result = pull_refs(repo, name, refs or [], progress=progress(quiet, no_progress))
+        result = pull_refs(repo, name, refs or [], progress=bar)
     except CannotFastForwardError as exc:
         _render_refused(exc, "received", as_json)
     _render(result, "received", as_json)
@@ -172,22 +172,20 @@ def pull(
     start_background_gc(repo)
 
 
-@app.command("clone", rich_help_panel=REMOTES)
+@transfer_command("clone")
 def clone(
     url: Annotated[str, typer.Argument(metavar="URL", help="The remote, as for `remote add`.")],
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="A new or empty folder.")],
     options: Options = None,
     nested: Nested = False,
-    as_json: Json = False,
-    quiet: Quiet = False,
-    no_progress: NoProgress = False,
+    **shared,
 ) -> None:
     """Make a workspace from a remote: remote `origin`, its default branch checked out.
 
     Example: rnstore clone s3://team-bucket/experiments exp
     """
-    from ..remote.transfer import clone as clone_remote
-    result = clone_remote(url, directory, options=options or [], nested=nested, progress=progress(quiet, no_progress))
+    as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
+    result = Repository.clone(url, directory, options=options or [], nested=nested, progress=bar)
     _render(result, "received", as_json)
     if not as_json:
         out.summary(f"cloned into {result.path}")

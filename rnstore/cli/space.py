@@ -47,7 +47,7 @@ def forget(
     Example: rnstore forget --keep-last 10 --keep-within 30d
     """
     if remote is not None:
-        from ..remote.collect import forget_remote
+        from ..remote.collect import forget_remote  # remote modules load for remote commands only (start-up)
         result = forget_remote(open_repo(), remote, revs or [], keep_last=keep_last,
                                keep_within=keep_within, dry_run=dry_run)
     else:
@@ -120,8 +120,8 @@ def gc(
     repo = open_repo()
     bar = progress(quiet, no_progress)
     if remote is not None:
-        from ..remote.collect import gc_remote
-        from .remote import render_remote_gc
+        from ..remote.collect import gc_remote  # remote modules load for remote commands only (start-up)
+        from .remote import render_remote_gc  # the remote commands' module: loaded with --remote only
         render_remote_gc(gc_remote(repo, remote, dry_run=dry_run, prune=prune), json_)
         return
     stats = repo.gc(dry_run=dry_run, prune=prune, auto=auto, progress=bar)
@@ -259,24 +259,32 @@ def snapshots(
     Example: rnstore snapshots --tag 'build-*' --since 7d --json
     """
     if remote is not None:
-        from .remote import render_remote_snapshots
+        from .remote import render_remote_snapshots  # the remote commands' module: loaded with --remote only
         render_remote_snapshots(open_repo(), remote, json_)
         return
     view = store_snapshots(open_repo(), tags=tag or [], meta=meta or [], workspace=workspace,
                            since=since, until=until)
-    for problem in view.problems:
-        out.warn(problem)
-    if json_:
-        out.json([s.as_json() for s in view.snapshots])
-        return
-    lines = []
-    for s in view.snapshots:
+
+    def line(s) -> str:
         tags = f"  [{', '.join(s.tags)}]" if s.tags else ""
-        lines.append(f"{s.id[:12]}  {_time(s.time)}  {s.workspace or '?'}  {s.host or '?'}"
-                     f"{tags}  {first_line(s.message)}")
-    if lines:
-        out.line("\n".join(lines))
+        return f"{s.id[:12]}  {_time(s.time)}  {s.workspace or '?'}  {s.host or '?'}{tags}  {first_line(s.message)}"
+
+    if not _render_listing(view.problems, view.snapshots, json_, line):
+        return
     out.summary(f"{len(view.snapshots):,} snapshot{'s' if len(view.snapshots) != 1 else ''}")
+
+
+def _render_listing(problems: list[str], items: list, as_json: bool, line) -> bool:
+    """Warn about each problem, then print the items as one JSON document or
+    one line each; True when a human summary should follow."""
+    for problem in problems:
+        out.warn(problem)
+    if as_json:
+        out.json([item.as_json() for item in items])
+        return False
+    if items:
+        out.line("\n".join(line(item) for item in items))
+    return True
 
 
 @app.command("workspaces", rich_help_panel=SPACE)
@@ -290,18 +298,14 @@ def workspaces(json_: Json = False) -> None:
     Example: rnstore workspaces --json
     """
     view = store_workspaces(open_repo())
-    for problem in view.problems:
-        out.warn(problem)
-    if json_:
-        out.json([w.as_json() for w in view.workspaces])
-        return
-    lines = []
-    for w in view.workspaces:
+
+    def line(w) -> str:
         state = w.state
         if w.state == "gone" and w.gone_since is not None:
             state = "gone since " + time_.strftime("%Y-%m-%d %H:%M:%S", time_.localtime(w.gone_since))
-        lines.append(f"{w.path}{' (here)' if w.current else ''}  {state}  last commit {_time(w.last_commit)}  "
-                     f"{w.snapshots:,} snapshot{'s' if w.snapshots != 1 else ''}  "
-                     f"{format_size(w.exclusive_bytes)} only here")
-    if lines:
-        out.line("\n".join(lines))
+        return (f"{w.path}{' (here)' if w.current else ''}  {state}  last commit {_time(w.last_commit)}  "
+                f"{w.snapshots:,} snapshot{'s' if w.snapshots != 1 else ''}  "
+                f"{format_size(w.exclusive_bytes)} only here")
+
+    if not _render_listing(view.problems, view.workspaces, json_, line):
+        return

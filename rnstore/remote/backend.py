@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import BadInputError, RnstoreError
+from ..fsutil import TMP_PREFIX, fsync_dir
 
 #: How long one call keeps retrying a transient failure before giving up.
 DEFAULT_RETRY_SECONDS = 60.0
@@ -163,7 +164,6 @@ class FsspecBackend(Backend):
         return True
 
     def _local_write(self, key: str, write: Callable, *, exclusive: bool) -> None:
-        from ..fsutil import TMP_PREFIX, fsync_dir
         final = self._path(key)
         folder = os.path.dirname(final)
         os.makedirs(folder, exist_ok=True)
@@ -356,14 +356,14 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
     if scheme == "file":
         path = os.path.abspath(os.path.expanduser(rest))
         try:
-            from fsspec.implementations.local import LocalFileSystem
+            from fsspec.implementations.local import LocalFileSystem  # optional extra: loaded when used
             fs = LocalFileSystem()
         except ImportError:
             fs = _PlainLocalFileSystem()
         return RetryingBackend(FsspecBackend(fs, path, local=True), describe, retry_for=retry_for)
     extra, package = EXTRAS.get(scheme, (None, None))
     try:
-        import fsspec
+        import fsspec  # optional extra: loaded when used
         from fsspec.core import url_to_fs
     except ImportError:
         raise _missing(extra or "s3", "fsspec") from None

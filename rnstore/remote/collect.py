@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
@@ -37,12 +38,16 @@ from typing import Callable, Iterable
 from ..views import WorkspaceView
 from ..errors import CorruptObjectError, CorruptStoreError, InvalidValueError
 from ..objects import MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
+from ..forget import select
+from ..packs import PackWriter
+from ..progress import NO_PROGRESS
 from ..refs import HEADS, TAGS
 from ..store import MemoryStore
+from ..units import parse_duration
 from . import layout
 from .layout import Location
 from .remote import Remote, RemoteRef
-from .transfer import _ranges, _read_range, open_remote
+from .transfer import RefUpdate, TransferResult, _ranges, _read_range, _send_pack, open_remote
 
 #: A pending-push marker not refreshed for this long belongs to a dead push.
 PUSH_STALE = 15 * 60
@@ -143,7 +148,6 @@ def remote_snapshots(repo: WorkspaceView, name: str) -> list[RemoteSnapshot]:
 def forget_remote(repo: WorkspaceView, name: str, revs: Iterable[str] = (), **options):
     """The local forget's rules and report, applied to a remote's records
     (a forgotten snapshot's record is deleted; gc --remote frees the rest)."""
-    from ..forget import select
     remote = open_remote(repo, name)
     remote.require()
     view = RemoteView(remote)
@@ -155,7 +159,6 @@ def forget_remote(repo: WorkspaceView, name: str, revs: Iterable[str] = (), **op
 
 def delete_refs(repo: WorkspaceView, name: str, refs: Iterable[str]):
     """push --delete: remove remote branches or tags by compare-and-swap."""
-    from .transfer import RefUpdate, TransferResult
     remote = open_remote(repo, name)
     remote.require()
     current = remote.refs()
@@ -201,7 +204,6 @@ class RemoteGcStats:
 def gc_remote(repo: WorkspaceView, name: str, *, dry_run: bool = False, prune: str | float | None = None,
               wait_for: Callable[[float], None] = time.sleep) -> RemoteGcStats:
     """Delete the packs no remote root reaches; see the module docstring."""
-    from ..units import parse_duration
     if prune is None:
         grace = repo.config.get("gc.prune")
     elif isinstance(prune, (int, float)):
@@ -282,10 +284,6 @@ def gc_remote(repo: WorkspaceView, name: str, *, dry_run: bool = False, prune: s
 
 
 def _rewrite(remote: Remote, rewrite: dict[str, dict[str, Location]]) -> None:
-    import tempfile
-    from ..packs import PackWriter
-    from .transfer import TransferResult, _send_pack
-    from ..progress import NO_PROGRESS
     with tempfile.TemporaryDirectory(prefix="rnstore-gc-") as folder:
         for number, (pack, live) in enumerate(sorted(rewrite.items())):
             writer = PackWriter(folder, f"{folder}/.tmp-{number}", fsync=False, eager=True)

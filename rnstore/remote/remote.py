@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import CorruptStoreError
 from ..fsutil import atomic_write, remove_quietly
+from ..objects import is_object_id
 from . import layout
 from .backend import Backend, RemoteError, RetryingBackend
 from .layout import Location
@@ -154,7 +155,6 @@ class Remote:
     # -- snapshot records ----------------------------------------------------------------------
 
     def record_ids(self) -> set[str]:
-        from ..objects import is_object_id
         return {key[len(layout.SNAPSHOTS):] for key in self.backend.list(layout.SNAPSHOTS)
                 if is_object_id(key[len(layout.SNAPSHOTS):])}
 

@@ -25,15 +25,18 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Iterable, Iterator
 
+from .. import codec
+from ..checkout import fast_forward
+from ..export import _ChunkReader
 from ..views import ObjectsView, WorkspaceView
 from ..errors import CorruptObjectError, InvalidValueError, RnstoreError
 from ..objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
 from ..packs import Pack, PackWriter
 from ..progress import NO_PROGRESS, Progress
 from ..refs import ANY, HEADS, REMOTES, TAGS, check_ref_name, short_name
+from ..store import MemoryStore
 from . import layout, settings
 from .backend import RemoteError, ShortReadError, open_backend
 from .layout import Location
@@ -511,8 +514,6 @@ def _fetch_large_blob(store, remote: Remote, oid: str, location: Location,
     """A large file's frame, downloaded in chunks to an unnamed temporary
     file beside the store, verified in a first pass, then stored through
     put_stream in a second (recompressed: memory stays bounded)."""
-    from .. import codec
-    from ..export import _ChunkReader
     key = layout.pack_key(location.pack)
     end = location.offset + location.length
     folder = getattr(store, "root", None)
@@ -616,7 +617,6 @@ def _ranges(located: list[tuple[str, Location]]) -> list[tuple[str, int, int, li
 
 
 def _read_range(remote: Remote, item, keep_payload: bool) -> list[tuple[str, bytes, bytes | None]]:
-    from ..store import MemoryStore
     pack, start, end, members = item
     key = layout.pack_key(pack)
     try:
@@ -653,7 +653,6 @@ def pull(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress: 
     """fetch, then fast-forward the current branch (and its files) to the
     remote's branch of the same name when the workspace is clean. Never
     merges: otherwise CannotFastForwardError, exit 1, after fetching."""
-    from ..checkout import fast_forward
     branch_ref, head = repo.refs.head()
     if branch_ref is None:
         raise InvalidValueError("HEAD is detached: pull moves a branch",
@@ -679,41 +678,27 @@ def pull(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress: 
     return result
 
 
-def clone(url: str, directory, *, options: Iterable[str] = (), nested: bool = False,
-          progress: Progress = NO_PROGRESS) -> TransferResult:
-    """A new workspace in `directory` with remote `origin`, every object
-    verified, the remote's default branch checked out. Inside another
-    workspace only when `nested`, as `Repository.init`."""
-    from ..repo import Repository
-    target = Path(directory).absolute()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise InvalidValueError(f"{directory} exists and is not an empty folder")
-    made = not target.exists()
-    try:
-        repo = Repository.init(target, default_ignore=False, nested=nested)
-        add_remote(repo, "origin", url, options)
-        result = fetch(repo, "origin", progress=progress)
-        remote = open_remote(repo, "origin")
-        with _remote_errors(remote):
-            default = remote.default_branch()
-        branches = sorted(r.ref[len(f"{REMOTES}origin/"):] for r in result.refs
-                          if r.ref.startswith(REMOTES) and r.new)
-        branch = default if default in branches else ("main" if "main" in branches else
-                                                      (branches[0] if branches else None))
-        if branch is not None:
-            oid = repo.refs.resolve(f"{REMOTES}origin/{branch}")
-            repo.refs.update(HEADS + branch, oid, None)
-            repo.refs.set_head_symbolic(HEADS + branch)
-            repo.checkout(branch, force=True, progress=progress)
-        result.path = str(target)
-        return result
-    except BaseException:
-        if made:
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            for entry in list(target.iterdir()):
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
-        raise
+def clone_into(repo: WorkspaceView, url: str, *, options: Iterable[str] = (),
+               progress: Progress = NO_PROGRESS) -> TransferResult:
+    """Fill a new, empty workspace from a remote (Repository.clone makes the
+    workspace): remote `origin`, every object fetched and verified, the
+    remote's default branch checked out."""
+    add_remote(repo, "origin", url, options)
+    result = fetch(repo, "origin", progress=progress)
+    remote = open_remote(repo, "origin")
+    with _remote_errors(remote):
+        default = remote.default_branch()
+    branches = sorted(r.ref[len(f"{REMOTES}origin/"):] for r in result.refs
+                      if r.ref.startswith(REMOTES) and r.new)
+    branch = default if default in branches else ("main" if "main" in branches else
+                                                  (branches[0] if branches else None))
+    if branch is not None:
+        oid = repo.refs.resolve(f"{REMOTES}origin/{branch}")
+        repo.refs.update(HEADS + branch, oid, None)
+        repo.refs.set_head_symbolic(HEADS + branch)
+        repo.checkout(branch, force=True, progress=progress)
+    result.path = str(repo.root)
+    return result
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -741,5 +726,5 @@ class _remote_errors:
         return False
 
 
-__all__ = ["push", "fetch", "pull", "clone", "add_remote", "remove_remote", "list_remotes",
+__all__ = ["push", "fetch", "pull", "clone_into", "add_remote", "remove_remote", "list_remotes",
            "TransferResult", "RefUpdate", "PushRefusedError", "CannotFastForwardError", "is_ancestor"]
