@@ -4,12 +4,18 @@ Decompressed, every stored object is a header line and a body::
 
     b"rn1 " KIND b" " REPR b" " SIZE b"\\n" BODY
 
-KIND is blob, tree or snapshot; REPR is the body's representation (today only
-"raw": BODY is the payload itself, SIZE bytes long). A later representation
-(a chunk list for large files, say) changes REPR, never an object's id, which
-is always the SHA-256 of the payload. The zstd frame records its content size
-and a checksum. Reading is bounded: a frame that decodes past its declared size
-is corrupt, whatever it would expand to.
+KIND is blob, tree or snapshot; REPR is the body's representation:
+
+- "raw": BODY is the payload itself, SIZE bytes long;
+- "delta", with b" " BASE-ID after SIZE: BODY is a second zstd frame that
+  decodes to the SIZE-byte payload with the payload of the object BASE-ID as
+  a raw-content dictionary (zstd's "patch-from"; `zstd -d --patch-from=BASE`
+  decodes it). Readers fetch the base through the store (store.py).
+
+A representation changes how the payload is stored, never an object's id,
+which is always the SHA-256 of the payload. The zstd frame records its content
+size and a checksum. Reading is bounded: a frame that decodes past its declared
+size is corrupt, whatever it would expand to.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import io
 import os
 import re
 import threading
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import zstandard
 
@@ -27,12 +33,26 @@ from .objects import KINDS
 
 FORMAT_TAG = b"rn1"
 RAW = b"raw"
-HEADER_MAX = 64
+DELTA = b"delta"
+#: The longest header: a delta's ("rn1 snapshot delta SIZE BASE-ID\n") is 106 bytes.
+HEADER_MAX = 128
 CHUNK = 1 << 20
 #: Trees and snapshots are read whole; past this a declared size is refused.
 MAX_METADATA_SIZE = 256 << 20
 
-_HEADER = re.compile(rb"rn1 (blob|tree|snapshot) (raw) (0|[1-9][0-9]{0,19})\n\Z")
+#: Deltas are written and read only for payloads (and bases) up to this size:
+#: rebuilding one holds its base and itself in memory.
+DELTA_MAX_SIZE = 64 << 20
+#: Readers refuse a chain of deltas longer than this (each one's base a
+#: delta, down to a whole object) as corrupt: a loop included. Writers keep
+#: to `pack.depth` (config.py), which may not exceed it.
+MAX_CHAIN_DEPTH = 64
+#: The kinds a delta may be (snapshots stay whole: a remote's snapshot
+#: records are their frames, read without any other object).
+DELTA_KINDS = ("blob", "tree")
+
+_HEADER = re.compile(
+    rb"rn1 (blob|tree|snapshot) (?:(raw) (0|[1-9][0-9]{0,19})|(delta) (0|[1-9][0-9]{0,19}) ([0-9a-f]{64}))\n\Z")
 _local = threading.local()
 
 
@@ -51,6 +71,69 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
             level=level, write_checksum=True, write_content_size=True
         )
     return cctx
+
+
+def encode_delta(kind: str, payload: bytes, base_id: str, base_payload: bytes, level: int) -> bytes:
+    """One whole object as one zstd frame of representation "delta": its
+    payload compressed against `base_payload` (the payload of the object
+    `base_id`, which the caller has verified) as a raw-content dictionary.
+    The caller decides whether the delta is worth it (compare its length
+    with compress()'s) and keeps FORMAT.md's rules: a delta is stored only
+    in a pack, after its base in the same pack, within the chain depth."""
+    if kind not in DELTA_KINDS:
+        raise ValueError(f"a {kind} is never stored as a delta")
+    if len(payload) > DELTA_MAX_SIZE or len(base_payload) > DELTA_MAX_SIZE:
+        raise ValueError(f"deltas are limited to payloads and bases of {DELTA_MAX_SIZE} bytes")
+    if len(base_id) != 64 or base_id.strip("0123456789abcdef"):
+        raise ValueError(f"'{base_id}' is not an object id")
+    inner = _delta_compressor(len(payload), base_payload, level).compress(payload)
+    header = b"%s %s %s %d %s\n" % (FORMAT_TAG, kind.encode(), DELTA, len(payload), base_id.encode())
+    # The inner frame hardly compresses again: the outer frame only carries
+    # the header, at the cheapest level.
+    return _compressor(1).compress(header + inner)
+
+
+def _delta_compressor(size: int, base: bytes, level: int) -> zstandard.ZstdCompressor:
+    """A compressor whose window reaches back over the whole base, and whose
+    match tables index all of it (zstd indexes only the last 8 << max(hashLog,
+    chainLog) bytes of a dictionary): what `zstd --patch-from` does."""
+    defaults = zstandard.ZstdCompressionParameters.from_level(level, source_size=size)
+    window_log = max(defaults.window_log, (len(base) + size - 1).bit_length(), 10)
+    table_log = max(6, (len(base) - 1).bit_length() - 3)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, source_size=size, window_log=min(window_log, _DELTA_WINDOW_LOG),
+        hash_log=min(max(defaults.hash_log, table_log), 30),
+        chain_log=min(max(defaults.chain_log, table_log), 30),
+        write_checksum=True, write_content_size=True, write_dict_id=False)
+    return zstandard.ZstdCompressor(
+        compression_params=params,
+        dict_data=zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT))
+
+
+#: A window covering a base and a payload of DELTA_MAX_SIZE each.
+_DELTA_WINDOW_LOG = (2 * DELTA_MAX_SIZE - 1).bit_length()
+
+
+def decode_delta(inner: bytes, size: int, base_payload: bytes) -> bytes:
+    """The payload a delta's inner frame holds, rebuilt against its base's
+    payload; ValueError when the frame is not one whole zstd frame declaring
+    exactly `size` bytes that decodes to them."""
+    if len(base_payload) > DELTA_MAX_SIZE:
+        raise ValueError(f"its base is over the delta limit of {DELTA_MAX_SIZE} bytes")
+    if frame_length(lambda at, n: inner[at:at + n], len(inner)) != len(inner):
+        raise ValueError("the delta is not one whole zstd frame")
+    try:
+        if zstandard.get_frame_parameters(inner).content_size != size:
+            raise ValueError("the delta's frame size disagrees with the object header")
+        dctx = zstandard.ZstdDecompressor(
+            dict_data=zstandard.ZstdCompressionDict(base_payload, dict_type=zstandard.DICT_TYPE_RAWCONTENT),
+            max_window_size=1 << _DELTA_WINDOW_LOG)
+        payload = dctx.decompress(inner, max_output_size=size)
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"zstd: {exc}") from None
+    if len(payload) != size:
+        raise ValueError("the delta decodes to another size than declared")
+    return payload
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
@@ -147,10 +230,17 @@ def is_legacy_empty_frame(tail: bytes) -> bool:
 
 class FrameReader:
     """Reads one stored object from `source`: the header first, then the
-    body in bounded chunks. Never yields more than the declared size."""
+    body in bounded chunks. Never yields more than the declared size.
 
-    def __init__(self, source: BinaryIO, object_id: str | None = None):
+    A delta's header names its base (`base`); its payload is rebuilt when
+    first read, with the base's payload that `load_base(base_id)` returns
+    (verified: the store reads it as any object). Without `load_base` a
+    delta cannot be read, and is corrupt where it is found."""
+
+    def __init__(self, source: BinaryIO, object_id: str | None = None,
+                 load_base: Callable[[str], bytes] | None = None):
         self.object_id = object_id
+        self._load_base = load_base
         start = source.tell()
         head = source.read(18)
         try:
@@ -168,12 +258,29 @@ class FrameReader:
         if match is None:
             raise self._corrupt("bad object header")
         self.kind = match.group(1).decode()
-        self.size = int(match.group(3))
         header_len = newline + 1
-        if params.content_size not in (zstandard.CONTENTSIZE_UNKNOWN, header_len + self.size):
-            raise self._corrupt("frame size disagrees with the object header")
         self._pending = first[header_len:]
-        self._remaining = self.size - len(self._pending)
+        if match.group(2):
+            self.base: str | None = None
+            self.size = int(match.group(3))
+            if params.content_size not in (zstandard.CONTENTSIZE_UNKNOWN, header_len + self.size):
+                raise self._corrupt("frame size disagrees with the object header")
+            self._remaining = self.size - len(self._pending)
+        else:
+            self.base = match.group(6).decode()
+            self.size = int(match.group(5))
+            if self.kind not in DELTA_KINDS:
+                raise self._corrupt(f"a {self.kind} stored as a delta")
+            if self.size > DELTA_MAX_SIZE:
+                raise self._corrupt(f"a delta of {self.size} bytes, over the limit of {DELTA_MAX_SIZE}")
+            if params.content_size == zstandard.CONTENTSIZE_UNKNOWN:
+                raise self._corrupt("a delta's frame does not record its size")
+            # zstd never grows data by more than a block header per 128 KiB
+            # block, and a frame header and checksum
+            self._inner_size = params.content_size - header_len
+            if not 0 < self._inner_size <= self.size + (self.size >> 10) + 64:
+                raise self._corrupt("a delta's frame size is out of bounds")
+            self._remaining = self._inner_size - len(self._pending)
         if self._remaining < 0:
             raise self._corrupt("object decodes past its declared size")
 
@@ -209,8 +316,16 @@ class FrameReader:
             raise self._corrupt(f"zstd: {exc}") from None
 
     def chunks(self) -> Iterator[bytes]:
-        """The body, in chunks of at most CHUNK bytes; checks the frame ends
-        exactly at the declared size."""
+        """The payload, in chunks of at most CHUNK bytes (a delta's in one);
+        checks the frame ends exactly at the declared size."""
+        if self.base is not None:  # rebuilt whole in memory: handed out as one chunk
+            yield self._rebuild()
+            return
+        yield from self._body()
+
+    def _body(self) -> Iterator[bytes]:
+        """What follows the header line, as stored; checks the frame ends
+        exactly where the header and frame size say."""
         if self._pending:
             yield self._pending
             self._pending = b""
@@ -227,3 +342,36 @@ class FrameReader:
         if self.size > limit:
             raise self._corrupt(f"declared size {self.size} is over the limit of {limit}")
         return b"".join(self.chunks())
+
+    def _rebuild(self) -> bytes:
+        """A delta's payload: its inner frame (read whole, bounded by the
+        outer frame's declared size) decoded against its base's payload."""
+        inner = b"".join(self._body())
+        if self._load_base is None:
+            raise self._corrupt(f"a delta against {self.base}, which cannot be read here")
+        base_payload = self._load_base(self.base)
+        try:
+            return decode_delta(inner, self.size, base_payload)
+        except ValueError as exc:
+            raise self._corrupt(str(exc)) from None
+
+
+#: A frame header, a block header and the largest block: the header line
+#: of an object is in its frame's first block.
+_FIRST_BLOCK = 18 + 3 + (128 << 10)
+
+
+def frame_base(frame: bytes) -> str | None:
+    """The base a stored frame is a delta against (None for a whole
+    object), read from its header alone; CorruptObjectError when the frame
+    does not decode that far. Cheap (gc asks it of every frame of a pack it
+    rewrites): the first block only, and the full reader when in doubt."""
+    try:
+        content = _decompressor().decompressobj().decompress(frame[:_FIRST_BLOCK])
+    except zstandard.ZstdError:
+        content = b""
+    newline = content.find(b"\n", 0, HEADER_MAX)
+    match = _HEADER.match(content[:newline + 1]) if newline >= 0 else None
+    if match is not None:
+        return match.group(6).decode() if match.group(4) else None
+    return FrameReader(io.BytesIO(frame)).base

@@ -30,6 +30,16 @@ def _count(text: str) -> int:
     return int(text)
 
 
+#: The most `pack.depth` may be: readers refuse longer chains (codec.MAX_CHAIN_DEPTH).
+MAX_PACK_DEPTH = 50
+
+
+def _depth(text: str) -> int:
+    if not str(text).isdigit() or int(text) > MAX_PACK_DEPTH:
+        raise InvalidValueError(f"pack.depth must be a whole number from 0 to {MAX_PACK_DEPTH}, not '{text}'")
+    return int(text)
+
+
 def _bool(text: str) -> bool:
     value = str(text).strip().lower()
     if value in ("true", "yes", "on", "1"):
@@ -65,6 +75,8 @@ SETTINGS: dict[str, Setting] = {
     "core.fsync": Setting("true", _bool, "make objects and refs durable before reporting"),
     "core.lock_wait": Setting("10m", parse_duration, "how long to wait for a held lock",
                               parse_stored_duration),
+    "pack.deltas": Setting("true", _bool, "store packed blobs and trees as deltas against similar ones"),
+    "pack.depth": Setting("10", _depth, f"longest chain of deltas a pack may hold (0-{MAX_PACK_DEPTH})"),
     "user.name": Setting("", _name, "recorded in every snapshot (default: login name)"),
 }
 

@@ -62,6 +62,20 @@ class CorruptObjectError(ObjectError):
     pass
 
 
+class BrokenDeltaError(CorruptObjectError):
+    """A delta that cannot be rebuilt because an object down its chain of
+    bases cannot be read: `culprit` is the first such object (missing when
+    `culprit_missing`, else corrupt on its own account), `base` the delta's
+    own base (the culprit itself, or a delta depending on it)."""
+
+    def __init__(self, message: str, object_id: str, *, base: str, culprit: str,
+                 culprit_missing: bool, **kw):
+        super().__init__(message, object_id, **kw)
+        self.base = base
+        self.culprit = culprit
+        self.culprit_missing = culprit_missing
+
+
 class RefConflictError(RnstoreError):
     """A compare-and-swap update found another value than expected."""
 

@@ -11,8 +11,13 @@ git's words.
   name (e.g. `refs/tags/v1`, `HEAD`, `the index`), not an object id.
 - `missing`: an object that a root, or a tree or snapshot a root reaches,
   names but that is not stored.
+- A delta (FORMAT.md, Deltas) whose chain of bases reaches an object that
+  is missing or corrupt is `corrupt`, and that object is reported too
+  (`missing`, or as whatever is wrong with it) with every object that
+  depends on it (`dependents`), however far up the chain.
 - `dangling`: a stored object no root reaches: what `gc --prune now` would
-  delete. Listed, but not a failure (as in git), and missing references from
+  delete. The base of a delta that something reaches is not dangling (gc
+  keeps it). Listed, but not a failure (as in git), and missing references from
   dangling objects are not reported: a gc interrupted half-way leaves exactly
   such leftovers, and the next gc removes them.
 
@@ -31,7 +36,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from .errors import ObjectError, MissingObjectError
+from .errors import BrokenDeltaError, MissingObjectError, ObjectError
 from .reachability import ANY_ROOT, Marker, collect_roots, problem_kind, reason
 from .worktree import parallel_map
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree, is_object_id
@@ -50,6 +55,8 @@ class Problem:
     type: str | None = None   # blob, tree or snapshot when known
     #: for a missing or damaged object: "SNAPSHOT:path" in every snapshot a root reaches that holds it
     paths: tuple[str, ...] = ()
+    #: for a missing or damaged object that deltas are stored against: every such delta, down the chains
+    dependents: tuple[str, ...] = ()
 
     @property
     def fatal(self) -> bool:
@@ -57,7 +64,7 @@ class Problem:
 
     def as_json(self) -> dict:
         return {"kind": self.kind, "id": self.id, "detail": self.detail, "type": self.type,
-                "paths": list(self.paths)}
+                "paths": list(self.paths), "dependents": list(self.dependents)}
 
 
 @dataclass
@@ -110,7 +117,8 @@ def fsck(repo: WorkspaceView, *, quick: bool = False, progress: Progress = NO_PR
         for path, why in store.damaged_packs().items():
             report(CORRUPT, os.path.basename(path), f"pack {path} cannot be read: {why}")
         checked = _check_objects(store, listed, quick, report, progress)
-        kinds, sizes, decoded, failed = checked
+        kinds, sizes, decoded, failed, chains = checked
+        dependents = _broken_chains(listed, chains, failed, report)
 
         def load(oid: str, kind: str):
             if oid not in listed:
@@ -162,8 +170,9 @@ def fsck(repo: WorkspaceView, *, quick: bool = False, progress: Progress = NO_PR
                     report(MISSING, root.id, f"named by {root.label}", root.kind)
         finally:
             progress.finish()
+        needed = _bases_of_reached(marker, chains.bases)
         for oid in listed:
-            if oid in marker:
+            if oid in marker or oid in needed:
                 continue
             if oid in failed:
                 continue  # reported as corrupt already; gc would delete it
@@ -171,10 +180,70 @@ def fsck(repo: WorkspaceView, *, quick: bool = False, progress: Progress = NO_PR
         damaged = {p.id for p in problems if p.fatal and is_object_id(p.id)}
         if damaged:
             where = _paths_of(damaged, {r.id for r in scan.roots if r.kind == SNAPSHOT}, decoded)
-            problems = [Problem(p.kind, p.id, p.detail, p.type, tuple(where.get(p.id, ())))
+            problems = [Problem(p.kind, p.id, p.detail, p.type, tuple(where.get(p.id, ())),
+                                tuple(sorted(dependents.get(p.id, ()))))
                         for p in problems]
     problems.sort(key=lambda p: (_ORDER.get(p.kind, 9), p.id))
     return FsckResult(len(listed), problems, quick)
+
+
+@dataclass
+class _Chains:
+    """What fsck learns of deltas while it reads every object."""
+    bases: dict[str, str] = field(default_factory=dict)       # delta -> its base
+    kinds: dict[str, str] = field(default_factory=dict)       # delta -> its kind
+    own_failures: set[str] = field(default_factory=set)       # failed, and not because of a base
+
+
+def _chain_culprit(oid: str, listed, bases: dict[str, str], own_failures: set[str]) -> str | None:
+    """The first object down `oid`'s chain of delta bases that is missing
+    or damaged on its own account; None when the chain is sound (or loops,
+    which reading the delta reports)."""
+    seen = {oid}
+    base = bases.get(oid)
+    while base is not None and base not in seen:
+        if base not in listed or base in own_failures:
+            return base
+        seen.add(base)
+        base = bases.get(base)
+    return None
+
+
+def _broken_chains(listed, chains: _Chains, failed: set[str], report) -> dict[str, set[str]]:
+    """culprit -> every delta whose chain needs it, for each missing or
+    damaged base; reports the missing ones, and the deltas that reading did
+    not already report (fsck --quick does not rebuild blobs)."""
+    dependents: dict[str, set[str]] = {}
+    for oid in sorted(chains.bases):
+        culprit = _chain_culprit(oid, listed, chains.bases, chains.own_failures)
+        if culprit is None:
+            continue
+        dependents.setdefault(culprit, set()).add(oid)
+        if oid not in failed:
+            failed.add(oid)
+            what = "missing" if culprit not in listed else "corrupt"
+            report(CORRUPT, oid, f"its chain of delta bases needs {culprit}, which is {what}",
+                   chains.kinds.get(oid))
+    for culprit, needing in sorted(dependents.items()):
+        if culprit not in listed:
+            count = len(needing)
+            report(MISSING, culprit, f"the delta base of {count} object{'s' if count != 1 else ''}",
+                   chains.kinds.get(min(needing)))
+    return dependents
+
+
+def _bases_of_reached(marker, bases: dict[str, str]) -> set[str]:
+    """Every object down the chains of delta bases of reached objects: gc
+    keeps them, so they are not dangling."""
+    needed: set[str] = set()
+    for oid in bases:
+        if oid not in marker:
+            continue
+        base = bases.get(oid)
+        while base is not None and base not in needed and base not in marker:
+            needed.add(base)
+            base = bases.get(base)
+    return needed
 
 
 def _paths_of(damaged: set[str], snapshots: set[str], decoded: dict) -> dict[str, list[str]]:
@@ -242,10 +311,15 @@ def _check_objects(store, listed: dict[str, int], quick: bool, report, progress:
     sizes: dict[str, int] = {}
     decoded: dict = {}
     failed: set[str] = set()
+    chains = _Chains()
 
     def check(oid: str):
+        kind = None
         try:
             kind, size = store.header(oid)
+            base = store.delta_base(oid)
+            if base is not None:
+                chains.bases[oid], chains.kinds[oid] = base, kind
             value = None
             if kind == BLOB:
                 if not quick:
@@ -255,7 +329,7 @@ def _check_objects(store, listed: dict[str, int], quick: bool, report, progress:
                 value = decode_tree(payload) if kind == TREE else decode_snapshot(payload)
             return kind, size, value, None, store.damaged_copies(oid, quick)
         except ObjectError as exc:
-            return None, None, None, exc, ()
+            return kind, None, None, exc, ()
 
     ids = sorted(listed)
     progress.start("fsck: checking objects", len(ids), sum(listed.values()))
@@ -273,14 +347,17 @@ def _check_objects(store, listed: dict[str, int], quick: bool, report, progress:
                 failed.add(oid)
                 if problem_kind(exc) == MISSING:  # deleted since it was listed
                     continue
-                report(problem_kind(exc), oid, reason(exc, oid))
+                broken_chain = isinstance(exc, BrokenDeltaError)
+                if not broken_chain:
+                    chains.own_failures.add(oid)
+                report(problem_kind(exc), oid, reason(exc, oid), kind if broken_chain else None)
                 continue
             kinds[oid], sizes[oid] = kind, size
             if value is not None:
                 decoded[oid] = value
     finally:
         progress.finish()
-    return kinds, sizes, decoded, failed
+    return kinds, sizes, decoded, failed, chains
 
 
 __all__ = ["fsck", "FsckResult", "Problem", "MISSING", "HASH_MISMATCH", "CORRUPT", "DANGLING"]

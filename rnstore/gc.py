@@ -281,6 +281,11 @@ def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, 
             stats.young_objects += 1
         else:
             doomed.append(obj)
+    if doomed:  # the base of a delta that stays, down its chain, stays too (FORMAT.md, Deltas)
+        spared = set(store.needed_bases(doomed))
+        if spared:
+            doomed = [obj for obj in doomed if obj not in spared]
+            kept += len(spared)
     stats.kept_objects = kept
     stats.deleted_objects = len(doomed)
     stats.freed_bytes = sum(o.size for o in doomed)

@@ -20,8 +20,10 @@ an invalid id InvalidValueError, and damage CorruptObjectError, from every store
 from __future__ import annotations
 
 import abc
+import collections
 import contextlib
 import errno
+import functools
 import hashlib
 import io
 import itertools
@@ -33,7 +35,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from . import codec
-from .errors import CorruptObjectError, InvalidValueError, MissingObjectError, StoreWriteError
+from .errors import (BrokenDeltaError, CorruptObjectError, InvalidValueError, MissingObjectError,
+                     StoreWriteError)
 from .fsutil import (RACY_NS, TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, open_regular,
                      remove_quietly, share, sync_filesystem, write_new_file)
 from .objects import (BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree,
@@ -112,6 +115,7 @@ class ObjectStore(abc.ABC):
 
     def __init__(self, *, level: int = 3):
         self.level = level
+        self._bases = _BaseCache()
 
     # -- what a store implements: objects --------------------------------------------
 
@@ -304,17 +308,76 @@ class ObjectStore(abc.ABC):
             return self.put_stream(fh, size)
 
     @contextlib.contextmanager
-    def open_object(self, oid: str, *, verify: bool = True, copy: int = 0
-                    ) -> Iterator[codec.FrameReader]:
+    def open_object(self, oid: str, *, verify: bool = True, copy: int = 0,
+                    chain: tuple[str, ...] = ()) -> Iterator[codec.FrameReader]:
         """Yields a reader whose .chunks() streams the payload; with `verify`,
         the last chunk is followed by a hash check (CorruptObjectError).
         It reads one stored copy (`copy`): see open_verified and _any_copy
-        for readers that fall back to an intact copy."""
+        for readers that fall back to an intact copy. A delta is rebuilt from
+        its base, read (and verified) like any object; `chain` holds the
+        deltas being rebuilt that led here, to bound the chain."""
         fh = self._open_frame(oid, copy)
         try:
-            yield (_VerifiedFrameReader if verify else codec.FrameReader)(fh, oid)
+            yield (_VerifiedFrameReader if verify else codec.FrameReader)(
+                fh, oid, functools.partial(self._delta_base, oid, chain))
         finally:
             fh.close()
+
+    def _delta_base(self, oid: str, chain: tuple[str, ...], base: str) -> bytes:
+        """The verified payload of `base`, which the delta `oid` needs; a
+        base that cannot be read makes the delta corrupt (BrokenDeltaError,
+        naming the first object down the chain that is missing or corrupt)."""
+        chain = (*chain, oid)
+        if base in chain:
+            raise _ChainError(f"object {oid} is corrupt: its chain of delta bases loops "
+                              f"through {base}", oid)
+        if len(chain) > codec.MAX_CHAIN_DEPTH:
+            raise self._too_deep(oid)
+        cached = self._bases.get(base)
+        if cached is not None:
+            payload, base_depth = cached
+        else:
+            try:
+                self._bases.rebuilt.last = None
+                payload = self.get(base, verify=True, limit=codec.DELTA_MAX_SIZE, chain=chain)[1]
+            except _ChainError as exc:  # the whole chain is at fault, reported from its top
+                raise _ChainError(f"object {oid} is corrupt: {reason_of(exc, exc.object_id)}",
+                                  oid) from None
+            except BrokenDeltaError as exc:
+                raise self._broken(oid, base, exc.culprit, exc.culprit_missing) from None
+            except MissingObjectError:
+                raise self._broken(oid, base, base, True) from None
+            except CorruptObjectError:
+                raise self._broken(oid, base, base, False) from None
+            last = getattr(self._bases.rebuilt, "last", None)  # set when `base` is a delta itself
+            base_depth = last[1] if last is not None and last[0] == base else 0
+            self._bases.add(base, payload, base_depth)
+        if len(chain) + base_depth > codec.MAX_CHAIN_DEPTH:  # a chain cached part-way down
+            raise self._too_deep(oid)
+        self._bases.rebuilt.last = (oid, base_depth + 1)
+        return payload
+
+    @staticmethod
+    def _too_deep(oid: str) -> CorruptObjectError:
+        return _ChainError(f"object {oid} is corrupt: its chain of delta bases is longer "
+                           f"than {codec.MAX_CHAIN_DEPTH}", oid)
+
+    @staticmethod
+    def _broken(oid: str, base: str, culprit: str, missing: bool) -> BrokenDeltaError:
+        what = "missing" if missing else "corrupt"
+        needs = f"delta base {culprit}" if culprit == base else \
+            f"chain of delta bases (through {base}) needs {culprit}, which"
+        return BrokenDeltaError(f"object {oid} is corrupt: its {needs} is {what}",
+                                oid, base=base, culprit=culprit, culprit_missing=missing)
+
+    def delta_base(self, oid: str) -> str | None:
+        """The object the stored copy of `oid` is a delta against (None when
+        it is stored whole), from the frame's header alone."""
+        return self._any_copy(oid, lambda copy: self._read_header(oid, copy).base)
+
+    def _read_header(self, oid: str, copy: int) -> codec.FrameReader:
+        with self.open_object(oid, verify=False, copy=copy) as reader:
+            return reader
 
     @contextlib.contextmanager
     def open_verified(self, oid: str) -> Iterator[codec.FrameReader]:
@@ -342,14 +405,15 @@ class ObjectStore(abc.ABC):
         raise failure
 
     def header(self, oid: str) -> tuple[str, int]:
-        """(kind, size) from the header, without reading the body."""
+        """(kind, size) from the header, without reading the body (nor, for
+        a delta, its base)."""
         def read(copy: int) -> tuple[str, int]:
-            with self.open_object(oid, verify=False, copy=copy) as reader:
-                return reader.kind, reader.size
+            reader = self._read_header(oid, copy)
+            return reader.kind, reader.size
         return self._any_copy(oid, read)
 
     def get(self, oid: str, kind: str | None = None, *, verify: bool = True,
-            limit: int = codec.MAX_METADATA_SIZE) -> tuple[str, bytes]:
+            limit: int = codec.MAX_METADATA_SIZE, chain: tuple[str, ...] = ()) -> tuple[str, bytes]:
         """A whole object in memory (kind, payload); for trees, snapshots and
         small blobs. `kind` is what the caller will decode the payload as.
 
@@ -358,7 +422,7 @@ class ObjectStore(abc.ABC):
         names the kind in the frame header. The payload is the same either
         way, so a header of another kind is no error: decoding decides."""
         def read(copy: int) -> tuple[str, bytes]:
-            with self.open_object(oid, verify=verify, copy=copy) as reader:
+            with self.open_object(oid, verify=verify, copy=copy, chain=chain) as reader:
                 return reader.kind, reader.read_all(limit)
         return self._any_copy(oid, read)
 
@@ -411,22 +475,91 @@ class ObjectStore(abc.ABC):
 
     # -- frames as they are stored (for transfers between stores) ------------------
 
-    def read_frame(self, oid: str) -> bytes:
+    def read_frame(self, oid: str, *, whole: bool = False) -> bytes:
         """The stored frame exactly as stored (not decoded, not verified),
-        for a transfer or a repack; MissingObjectError if absent."""
+        for a transfer or a repack; MissingObjectError if absent. With
+        `whole`, a delta is rebuilt (verified) and compressed whole instead:
+        a frame that leaves its pack (a push, a loose copy) never needs a
+        base it might not find there."""
         with self._open_frame(oid) as fh:
-            return fh.read()
+            frame = fh.read()
+        if whole and _base_or_none(frame) is not None:
+            kind, payload = self.get(oid, limit=codec.DELTA_MAX_SIZE)
+            return codec.compress(kind, payload, self.level)
+        return frame
 
     def add_frames(self, frames: Iterable[tuple[str, bytes]]) -> None:
         """Store (id, frame) pairs the caller has verified, as one batch: one
         pack when many, loose when few. Objects already stored are
         freshened, not written again. Durable when it returns (inside an
-        enclosing batch(): when that batch ends)."""
+        enclosing batch(): when that batch ends). Whole frames only: a
+        delta is stored by write_pack, with its base."""
         with self.batch():
             for oid, frame in frames:
                 self._check_id(oid)
+                if _base_or_none(frame) is not None:
+                    raise ValueError(f"object {oid} is a delta: only write_pack stores deltas")
                 if not self._stored_already(oid):
                     self._put_frame(oid, frame)
+
+    def write_pack(self, frames: Iterable[tuple[str, bytes]], *,
+                   max_depth: int = codec.MAX_CHAIN_DEPTH) -> str | None:
+        """Store (id, frame) pairs the caller has verified as one new pack
+        (written even when the objects are stored already: a repack then
+        removes the old copies), durable when it returns; where it is (as
+        OnDisk.where names it), or None when `frames` is empty. Frames may
+        be deltas (codec.encode_delta): each delta's base MUST come earlier
+        in `frames`, and no chain of deltas may be longer than `max_depth`
+        (FORMAT.md, Deltas). A frame breaking that raises ValueError, and
+        nothing is published. Frames are copied as given, in that order."""
+        depths: dict[str, int] = {}
+
+        def checked() -> Iterator[tuple[str, bytes]]:
+            for oid, frame in frames:
+                self._check_id(oid)
+                base = codec.frame_base(frame)
+                if base is None:
+                    depths[oid] = 0
+                elif base not in depths:
+                    raise ValueError(f"object {oid} is a delta against {base}, "
+                                     "which is not earlier in the same pack")
+                elif depths[base] >= max_depth:
+                    raise ValueError(f"object {oid} is a delta against {base}: a chain of "
+                                     f"{depths[base] + 1} deltas, over the limit of {max_depth}")
+                else:
+                    depths[oid] = depths[base] + 1
+                yield oid, frame
+
+        with self._writing():
+            return self._write_pack(checked())
+
+    def _write_pack(self, frames: Iterator[tuple[str, bytes]]) -> str | None:
+        """Publish these frames as one pack (write_pack checked them)."""
+        raise NotImplementedError
+
+    def needed_bases(self, doomed: Iterable[OnDisk]) -> list[OnDisk]:
+        """The copies among `doomed` that a delta which stays needs, as its
+        base or further down its chain, in the same container (a delta's base
+        lies in its pack: FORMAT.md). gc keeps them (delete_stored does)."""
+        by_where: dict[str, dict[str, OnDisk]] = {}
+        for obj in doomed:
+            by_where.setdefault(obj.where, {})[obj.id] = obj
+        spared: list[OnDisk] = []
+        for where, copies in by_where.items():
+            bases = self._delta_bases_in(where)
+            keep: set[str] = set()
+            for oid, base in bases.items():
+                if oid in copies:
+                    continue
+                while base in copies and base not in keep:
+                    keep.add(base)
+                    base = bases.get(base)
+            spared.extend(copies[oid] for oid in sorted(keep))
+        return spared
+
+    def _delta_bases_in(self, where: str) -> dict[str, str]:
+        """delta id -> its base, of every delta in the container `where`."""
+        return {}
 
     def _stored_already(self, oid: str) -> bool:
         return self.freshen(oid)
@@ -443,6 +576,55 @@ class ObjectStore(abc.ABC):
                 raise
 
 
+class _BaseCache:
+    """The payloads of the latest delta bases read (verified: an id names
+    one payload forever), with the depth of their own chains, so that
+    reading many versions of a file (fsck, a repack, the trees of a long
+    history) rebuilds each base once, not once per delta above it, and a
+    chain too deep is refused whatever was read before. Bounded in bytes;
+    thread-safe. `rebuilt.last` is (id, depth) of the delta this thread
+    last rebuilt, which tells the reader of a base how deep its chain went."""
+
+    LIMIT = 32 << 20
+    #: a larger payload is not kept: it would push out many smaller ones
+    ENTRY_LIMIT = 4 << 20
+
+    def __init__(self):
+        self._payloads: collections.OrderedDict[str, tuple[bytes, int]] = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.rebuilt = threading.local()
+
+    def get(self, oid: str) -> tuple[bytes, int] | None:
+        """(payload, depth of its chain: 0 when stored whole), if kept."""
+        with self._lock:
+            found = self._payloads.get(oid)
+            if found is not None:
+                self._payloads.move_to_end(oid)
+            return found
+
+    def add(self, oid: str, payload: bytes, depth: int) -> None:
+        if len(payload) > self.ENTRY_LIMIT:
+            return
+        with self._lock:
+            if oid in self._payloads:
+                return
+            self._payloads[oid] = (payload, depth)
+            self._bytes += len(payload)
+            while self._bytes > self.LIMIT:
+                _, (dropped, _) = self._payloads.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._payloads.clear()
+            self._bytes = 0
+
+
+class _ChainError(CorruptObjectError):
+    """A chain of deltas that loops or is too long: corrupt as a whole."""
+
+
 class _VerifiedFrameReader(codec.FrameReader):
     """The last chunk is followed by a check that the payload hashes to the
     id. (A subclass, not a wrapped method: that made a reference cycle per
@@ -456,6 +638,15 @@ class _VerifiedFrameReader(codec.FrameReader):
         if digest.hexdigest() != self.object_id:
             raise CorruptObjectError(f"object {self.object_id} is corrupt: hash mismatch",
                                      self.object_id)
+
+
+def _base_or_none(frame: bytes) -> str | None:
+    """The base a stored frame is a delta against; None for a whole frame,
+    and for one too damaged to tell (readers report it)."""
+    try:
+        return codec.frame_base(frame)
+    except CorruptObjectError:
+        return None
 
 
 def reason_of(exc: CorruptObjectError, oid: str) -> str:
@@ -498,6 +689,7 @@ class DiskStore(ObjectStore):
         self._writer: PackWriter | None = None
         self._freshened_packs: set[str] = set()
         self._fanouts: set[str] | None = None
+        self._pack_bases: dict[str, dict[str, str]] = {}  # pack -> its deltas' bases
 
     def _path(self, oid: str) -> str:
         """The file of an id we computed ourselves (no validation)."""
@@ -628,7 +820,7 @@ class DiskStore(ObjectStore):
         two copies and drops the other. False if the frame cannot be read
         (the caller then stores the object as new)."""
         try:
-            frame = self.read_frame(oid)
+            frame = self.read_frame(oid, whole=True)  # a loose copy is never a delta
         except (OSError, MissingObjectError, CorruptObjectError):
             return False
         self._put_frame(oid, frame)
@@ -826,7 +1018,7 @@ class DiskStore(ObjectStore):
     def delete(self, oid: str) -> None:
         self._check_id(oid)
         raw = bytes.fromhex(oid)
-        self.delete_stored([OnDisk(oid, 0, 0.0, self._path(oid)), *(
+        self._delete_copies([OnDisk(oid, 0, 0.0, self._path(oid)), *(
             OnDisk(oid, 0, pack.mtime, path) for path, pack in self._load_packs().items() if raw in pack)])
 
     def _loose_ids(self) -> Iterator[str]:
@@ -899,7 +1091,40 @@ class DiskStore(ObjectStore):
     def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
         """Loose files are removed; a pack loses its copies by being
         rewritten without them (keeping its mtime), or is removed when
-        nothing in it stays. A copy somewhere else is left alone."""
+        nothing in it stays. A copy somewhere else is left alone, and so is
+        the base of a delta that stays (needed_bases)."""
+        doomed = list(doomed)
+        spared = set(self.needed_bases(doomed))
+        self._delete_copies([obj for obj in doomed if obj not in spared])
+
+    def _delta_bases_in(self, where: str) -> dict[str, str]:
+        known = self._pack_bases.get(where)
+        if known is not None:
+            return known
+        pack = (self._packs or {}).get(where)
+        if pack is None:  # a loose file: never a delta
+            return {}
+        bases = {}
+        for raw_id, _ in pack.entries():
+            base = _base_or_none(pack.read(raw_id))
+            if base is not None:
+                bases[raw_id.hex()] = base
+        # a pack never changes (its name is its index's hash): gc asks twice
+        self._pack_bases[where] = bases
+        return bases
+
+    def _write_pack(self, frames: Iterator[tuple[str, bytes]]) -> str | None:
+        existed = os.path.isdir(self._pack_folder)
+        path = write_pack(self._pack_folder, self._temp_name(self._pack_folder), frames,
+                          fsync=self.fsync, shared=self.group_shared)
+        if self.fsync and not existed and path is not None:
+            fsync_dir(self._root)  # the pack folder's own entry
+        self._packs_stale = True
+        return path
+
+    def _delete_copies(self, doomed: Iterable[OnDisk]) -> None:
+        """delete_stored without sparing anything."""
+        self._bases.clear()  # what is deleted reads as missing from now on
         by_pack: dict[str, set[bytes]] = {}
         fanouts = set()
         for obj in doomed:
@@ -919,9 +1144,10 @@ class DiskStore(ObjectStore):
             if pack is None:
                 continue
             mtime = _current_mtime(path, pack)
-            # read frame by frame while writing: memory stays flat however big the pack
-            kept = ((raw_id.hex(), pack.read(raw_id)) for raw_id, _ in pack.entries()
-                    if raw_id not in raw_ids)
+            # read frame by frame while writing: memory stays flat however big
+            # the pack; in the order they lie, so that bases stay before deltas
+            kept = ((raw_id.hex(), pack.read(raw_id)) for raw_id, _, _ in
+                    sorted(pack.locations(), key=lambda location: location[1]) if raw_id not in raw_ids)
             rewritten = write_pack(self._pack_folder, self._temp_name(self._pack_folder), kept,
                                    fsync=self.fsync, shared=self.group_shared)
             if rewritten is not None:
@@ -1103,8 +1329,28 @@ class MemoryStore(ObjectStore):
 
     def delete(self, oid: str) -> None:
         self._check_id(oid)
+        self._bases.clear()
         self.frames.pop(oid, None)
         self.mtimes.pop(oid, None)
+
+    def _write_pack(self, frames: Iterator[tuple[str, bytes]]) -> str | None:
+        # checked whole before any is stored: nothing is published on an error
+        frames = list(frames)
+        now = time.time()
+        for oid, frame in frames:
+            self.frames[oid] = frame
+            self.mtimes[oid] = now
+        return MEMORY if frames else None
+
+    def _delta_bases_in(self, where: str) -> dict[str, str]:
+        if where != MEMORY:
+            return {}
+        bases = {}
+        for oid, frame in list(self.frames.items()):
+            base = _base_or_none(frame)
+            if base is not None:
+                bases[oid] = base
+        return bases
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self.frames))
@@ -1121,8 +1367,11 @@ class MemoryStore(ObjectStore):
             yield OnDisk(oid, len(frame), self.mtimes.get(oid, 0.0), MEMORY)
 
     def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
+        doomed = list(doomed)
+        spared = set(self.needed_bases(doomed))
+        self._bases.clear()
         for obj in doomed:
-            if obj.where == MEMORY:
+            if obj.where == MEMORY and obj not in spared:
                 self.frames.pop(obj.id, None)
                 self.mtimes.pop(obj.id, None)
 

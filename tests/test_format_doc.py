@@ -63,17 +63,35 @@ def normalise(lines: list[str]) -> list[str]:
     return result
 
 
+#: `zstd -dc [--patch-from=BASE] [FILE]` and `zstd -q [--patch-from=BASE] IN -o OUT`.
+ZSTD_SHIM = """
+import sys, zstandard
+args = sys.argv[1:]
+base = [a.split("=", 1)[1] for a in args if a.startswith("--patch-from=")]
+rest = [a for a in args if not a.startswith("-")]
+kw = {}
+if base:
+    data = open(base[0], "rb").read()
+    kw["dict_data"] = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+if "-dc" in args:
+    source = open(rest[0], "rb").read() if rest else sys.stdin.buffer.read()
+    sys.stdout.buffer.write(zstandard.ZstdDecompressor(**kw).decompress(source))
+else:
+    source, out = args[args.index("-o") - 1], args[args.index("-o") + 1]
+    cctx = zstandard.ZstdCompressor(write_checksum=True, write_content_size=True, **kw)
+    open(out, "wb").write(cctx.compress(open(source, "rb").read()))
+"""
+
+
 @pytest.fixture(scope="module")
 def shims(tmp_path_factory) -> Path:
-    """`rnstore` on PATH runs this interpreter's rnstore; `zstd -dc` is
-    provided when the zstd tool is not installed."""
+    """`rnstore` on PATH runs this interpreter's rnstore; the few `zstd`
+    commands the document uses are provided when the zstd tool is not
+    installed."""
     folder = tmp_path_factory.mktemp("bin")
     scripts = {"rnstore": f'#!/bin/sh\nexec "{sys.executable}" -m rnstore "$@"\n'}
     if shutil.which("zstd") is None:
-        scripts["zstd"] = (
-            f'#!/bin/sh\n[ "$1" = "-dc" ] || exit 2\nexec "{sys.executable}" -c '
-            '"import sys, zstandard; sys.stdout.buffer.write('
-            'zstandard.ZstdDecompressor().decompress(open(sys.argv[1], \'rb\').read()))" "$2"\n')
+        scripts["zstd"] = f"#!{sys.executable}\n" + ZSTD_SHIM
     for name, body in scripts.items():
         path = folder / name
         path.write_text(body)
@@ -137,3 +155,10 @@ def test_constants_the_document_quotes():
     assert f"{BUFFERED_BLOB >> 20} MiB" in TEXT
     from rnstore.index import RACY_NS
     assert f"within {RACY_NS // 10**6} ms of being hashed" in TEXT
+    # Deltas
+    from rnstore.config import MAX_PACK_DEPTH, SETTINGS
+    assert f"deeper than {codec.MAX_CHAIN_DEPTH}" in TEXT
+    assert f"default {SETTINGS['pack.depth'].default},\n  at most {MAX_PACK_DEPTH}" in TEXT
+    assert f"over {codec.DELTA_MAX_SIZE >> 20} MiB" in TEXT
+    assert f"at most 2^{codec._DELTA_WINDOW_LOG} bytes" in TEXT
+    assert codec.DELTA_KINDS == ("blob", "tree") and 'delta-kind  = "blob" / "tree"' in TEXT

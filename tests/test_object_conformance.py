@@ -83,3 +83,74 @@ def test_an_object_written_with_the_old_trailing_empty_frame_still_reads(workspa
     with open(path, "ab") as fh:
         fh.write(LEGACY_EMPTY_FRAME)  # two of them: not what any rnstore wrote
     assert run_cli(["cat-file", "blob", oid], cwd=workspace).returncode == 1
+
+
+DELTA_HEADER = re.compile(rb"rn1 (blob|tree) delta (0|[1-9][0-9]{0,19}) ([0-9a-f]{64})\n")
+
+
+def read_pack_by_the_spec(path: Path) -> dict[str, tuple[str, bytes, int]]:
+    """id -> (kind, payload, depth) of every object of a pack file, read as
+    FORMAT.md's "Pack files" and "Deltas" sections say (zstd's own decoder,
+    no rnstore code); fails on anything they make a reader refuse or a
+    writer avoid."""
+    import struct
+    data = path.read_bytes()
+    assert data.startswith(b"rnpack 1\n") and data.endswith(b"rnpkend\n")
+    index_at, count, checksum = struct.unpack(">QQ32s", data[-56:-8])
+    index = data[index_at:index_at + 44 * count]
+    assert hashlib.sha256(index).digest() == checksum and path.name == checksum.hex() + ".pack"
+    frames = {}
+    for at in range(0, len(index), 44):
+        raw_id, offset, length = struct.unpack(">32sQI", index[at:at + 44])
+        frames[raw_id.hex()] = (offset, data[offset:offset + length])
+    objects: dict[str, tuple[str, bytes, int]] = {}
+
+    def read(oid: str) -> tuple[str, bytes, int]:
+        if oid not in objects:
+            offset, frame = frames[oid]
+            params = zstandard.get_frame_parameters(frame)
+            assert params.has_checksum and params.content_size != zstandard.CONTENTSIZE_UNKNOWN
+            dobj = zstandard.ZstdDecompressor().decompressobj()
+            content = dobj.decompress(frame)
+            assert dobj.eof and dobj.unused_data == b"" and len(content) == params.content_size
+            whole, delta = HEADER.match(content), DELTA_HEADER.match(content)
+            if whole:
+                kind, depth, payload = whole.group(1).decode(), 0, content[whole.end():]
+            else:
+                assert delta is not None, content[:128]
+                kind, size, base = delta.group(1).decode(), int(delta.group(2)), delta.group(3).decode()
+                assert frames[base][0] < offset, "a delta's base lies before it in the same pack"
+                _, base_payload, base_depth = read(base)
+                inner = content[delta.end():]
+                inner_params = zstandard.get_frame_parameters(inner)
+                assert inner_params.has_checksum and inner_params.content_size == size
+                assert inner_params.dict_id == 0 and inner_params.window_size <= 1 << 27
+                dictionary = zstandard.ZstdCompressionDict(base_payload,
+                                                           dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+                payload = zstandard.ZstdDecompressor(dict_data=dictionary).decompress(inner)
+                depth = base_depth + 1
+            assert hashlib.sha256(payload).hexdigest() == oid
+            objects[oid] = (kind, payload, depth)
+        return objects[oid]
+
+    for oid in frames:
+        read(oid)
+    return objects
+
+
+def test_a_pack_with_deltas_is_what_a_spec_reader_decodes(tmp_path):
+    from helpers.deltas import deltify
+    from rnstore import Repository
+    repo = Repository.init(tmp_path / "ws", default_ignore=False)
+    unit = hashlib.shake_256(b"versions").digest(20000)
+    for version in range(8):
+        (repo.root / "data.bin").write_bytes(unit[:5000 * version] + b"v%d" % version + unit[5000 * version:])
+        (repo.root / "notes.txt").write_bytes(b"note %d\n" % version * 100)
+        repo.snapshot(f"version {version}")
+    where, deltas = deltify(repo, depth=3)
+    found = read_pack_by_the_spec(Path(where))
+    assert set(found) == set(repo.store)
+    depths = [depth for _, _, depth in found.values()]
+    assert sum(1 for d in depths if d) == deltas >= 10 and max(depths) == 3
+    for oid, (kind, payload, _) in found.items():
+        assert repo.store.get(oid)[1] == payload

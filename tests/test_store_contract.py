@@ -20,6 +20,8 @@ from rnstore.objects import BLOB, SNAPSHOT, TREE, Snapshot, Tree, TreeEntry
 from rnstore.repo import Repository
 from rnstore.store import DiskStore, MemoryStore, ObjectStore, SizeChangedError
 
+from helpers.library import age_copies as age
+
 ABSENT = "0" * 64
 
 
@@ -74,17 +76,6 @@ def plant(store, oid: str, frame: bytes) -> None:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def age(store, seconds: float) -> None:
-    """Make every stored copy `seconds` older, as time passing would."""
-    if isinstance(store, MemoryStore):
-        for oid in store.mtimes:
-            store.mtimes[oid] -= seconds
-        return
-    for where in {copy.where for copy in store.stored_objects()}:
-        mtime = os.stat(where).st_mtime - seconds
-        os.utime(where, (mtime, mtime))
 
 
 def mtime_of(store, oid: str) -> float:

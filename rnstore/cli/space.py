@@ -221,6 +221,7 @@ def fsck(
             what = f"{p.kind} {p.type} {p.id}" if p.type else f"{p.kind} {p.id}"
             lines.append(f"{what}: {p.detail}" if p.detail and p.kind != "dangling" else what)
             lines.extend(f"  in {path}" for path in p.paths)
+            lines.extend(f"  needed by delta {oid}" for oid in p.dependents)
         if lines:
             out.line("\n".join(lines))
     fatal = [p for p in result.problems if p.fatal]

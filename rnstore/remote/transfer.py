@@ -331,7 +331,8 @@ def _upload(repo: ObjectsView, remote: Remote, index: dict[str, Location], tips:
                     length = os.fstat(source.fileno()).st_size
                     writer.add_file(oid, source, length)
             else:
-                frame = repo.store.read_frame(oid)
+                # whole: a remote never holds a delta (its base might be elsewhere)
+                frame = repo.store.read_frame(oid, whole=True)
                 writer.add(oid, frame)
                 length = len(frame)
             kinds[oid] = kind
@@ -393,7 +394,8 @@ def _write_records(repo: ObjectsView, remote: Remote, snapshots: list[str]) -> N
     """A record per snapshot pushed: the remote's live set (a record's
     bytes are the snapshot's frame, so listing history needs no pack)."""
     # an exclusive create: a record already there (a retried push) stays as it is
-    remote._map(lambda sid: remote.backend.create(layout.SNAPSHOTS + sid, repo.store.read_frame(sid)),
+    remote._map(lambda sid: remote.backend.create(layout.SNAPSHOTS + sid,
+                                                     repo.store.read_frame(sid, whole=True)),
                 snapshots)
 
 

@@ -10,6 +10,7 @@ from rnstore import plumbing
 from rnstore.index import Index, IndexEntry
 from rnstore.objects import MODE_EXEC, MODE_FILE, MODE_LINK
 from rnstore.repo import Repository
+from rnstore.store import MemoryStore
 
 
 def stage(repo: Repository, files: Mapping[bytes | str, bytes | tuple[bytes, str]]) -> Index:
@@ -36,3 +37,15 @@ def commit_index(repo: Repository, message: str = "m", parents: Sequence[str] = 
     if ref is not None:
         plumbing.update_ref(repo, ref, snapshot)
     return snapshot
+
+
+def age_copies(store, seconds: float) -> None:
+    """Make every stored copy of every object `seconds` older, as time
+    passing would (any store)."""
+    if isinstance(store, MemoryStore):
+        for oid in store.mtimes:
+            store.mtimes[oid] -= seconds
+        return
+    for where in {copy.where for copy in store.stored_objects()}:
+        mtime = os.stat(where).st_mtime - seconds
+        os.utime(where, (mtime, mtime))
