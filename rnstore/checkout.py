@@ -51,6 +51,7 @@ by `add`; a tree holding one was crafted), and are reported as excluded.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -63,11 +64,11 @@ from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidVa
                      MissingObjectError, NotWritableError, ObjectError, RefConflictError)
 from .fsutil import TMP_PREFIX, left_by_dead_process
 from .index import Index, IndexEntry, StatKey
-from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
+from .objects import BLOB, MODE_EXEC, MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .refs import HEAD, HEADS, check_ref_name
 from .revparse import resolve_snapshot
-from .safefs import (O_CLOEXEC, O_DIR, O_NEW, Dirs, ancestors, place, prune, remove_folder, rmdir_quietly,
+from .safefs import (O_CLOEXEC, O_DIR, O_NEW, Dirs, add_ancestors, ancestors, place, prune, remove_folder, rmdir_quietly,
                      split, write_all)
 from .staging import head_entries
 from .trees import MAX_PATH, FlatEntry, check_blob_size, check_link_target, lookup, shorten, text_paths
@@ -185,7 +186,7 @@ def materialise(repo: ObjectsView, snapshot_id: str, target: Path, prefixes: lis
         raise _conflict_error(plan.conflicts, target=True)
     plan.unlink.extend(extra_files)
     plan.rmdir.extend(extra_folders)
-    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(root.parent, locked=False)  # a missing root is staged beside it (_execute)
     _remove_stale_staging(root, locked=False)
     result = CheckoutResult(snapshot_id, root, form, raw_excluded=excluded, raw_removed=extra_files,
                             raw_missing=list(unreadable or ()))
@@ -203,9 +204,11 @@ def _extras(root: Path, desired: dict[bytes, FlatEntry | None], prefixes: list[b
     not: (files, links and special files; folders, deepest first). Entries
     named .rnstore, staging folders of a checkout and what is below the
     `unknown` folders (whose trees cannot be read) are never counted."""
+    if not os.path.lexists(root):
+        return [], []
     needed: set[bytes] = set()
     for path, entry in desired.items():
-        needed.update(ancestors(path))
+        add_ancestors(path, needed)
         if entry is not None and entry.mode == MODE_TREE:
             needed.add(path)
     files: list[bytes] = []
@@ -624,10 +627,10 @@ def _plan(root: Path, desired: dict[bytes, FlatEntry | None],
         if leftovers:
             plan.replaced.append(folder)
     for entry in plan.writes:
-        plan.needed.update(ancestors(entry.path))
+        add_ancestors(entry.path, plan.needed)
     for path, wanted in desired.items():
         if wanted is not None and wanted.mode == MODE_TREE:
-            plan.needed.update(ancestors(path))
+            add_ancestors(path, plan.needed)
             plan.needed.add(path)
     if force:
         plan.conflicts = []
@@ -741,11 +744,19 @@ def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, r
     """Stage every write (verified), then apply the plan. Returns the lstat of
     each path written, for the index (none without `for_index`). With
     `skip_missing`, a write whose object is missing or corrupt is dropped
-    and listed in `result.missing`; otherwise nothing is changed."""
+    and listed in `result.raw_missing`; otherwise nothing is changed.
+
+    A root that does not exist yet is staged whole beside where it goes
+    (in its parent) and renamed into place at the end: a crash leaves no
+    root at all, or the complete one."""
     total = sum(e.size for e in plan.writes)
     stage_path = None
     stage_fd = root_fd = None
-    if root.exists():
+    fresh = not os.path.lexists(root)
+    if fresh:
+        staging_parent = root.parent
+        _check_parent_writable(root)
+    else:
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
         try:
             _check_writable(plan, root_fd)
@@ -754,21 +765,36 @@ def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, r
             raise
     progress.start("checkout", len(plan.writes), total)
     try:
-        if plan.writes:
+        if plan.writes or fresh:
             # Named before it exists, so Ctrl-C right after mkdir still removes it.
             stage_path = os.path.join(
                 staging_parent, f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
-            os.mkdir(stage_path, 0o700)
+            os.mkdir(stage_path, 0o700)  # private while it fills: nothing can be planted inside
             stage_fd = os.open(stage_path, O_DIR)
-            damaged = _stage_all(repo.store, plan.writes, stage_fd, progress,
-                                 skip_missing=skip_missing)
+            layout = _Layout(plan, root, os.fstat(stage_fd).st_dev, fresh)
+            layout.make_folders(stage_fd)
+            damaged, stats = _stage_all(repo.store, plan.writes, layout.names, stage_fd, progress,
+                                        skip_missing=skip_missing,
+                                        want_stats=for_index and layout.in_place_after_rename)
             result.raw_missing.extend((path, exc.object_id or entry_id, _why_damaged(exc))
-                                  for path, entry_id, exc in damaged)
-        if root_fd is None:
-            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+                                      for path, entry_id, exc in damaged)
         result.raw_missing.sort()
-        placed = _apply(plan, root_fd, stage_fd, force, result, for_index,
-                        skip={path for path, _, _ in result.raw_missing})
+        skip = {path for path, _, _ in result.raw_missing}
+        if fresh:
+            os.fchmod(stage_fd, _new_folder_mode())
+            try:
+                os.rename(stage_path, root)  # the whole tree at once
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                    raise
+                raise ConflictError(f"{root} appeared while the checkout was writing; nothing was "
+                                    f"written", [str(root)],
+                                    hints=["run the checkout again to write into it"]) from None
+            stage_path = None
+            placed = _all_placed(plan, layout, result, skip, stats)
+        else:
+            placed = _apply(plan, root_fd, stage_fd, force, result, for_index, skip,
+                            layout if plan.writes else None, stats if plan.writes else {})
     finally:
         for fd in (stage_fd, root_fd):
             if fd is not None:
@@ -779,6 +805,132 @@ def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, r
     result.raw_deleted = plan.deleted
     result.raw_skipped = plan.skipped
     result.raw_replaced = sorted(set(plan.replaced))
+    return placed
+
+
+class _Layout:
+    """Where each write is staged. A folder the checkout creates (absent
+    now, in a real folder on the staging folder's file system) is staged
+    whole: its files are written under their own names and the folder is
+    renamed into place in one step, so a file inside costs no temporary
+    name and no rename of its own, and a crash leaves the folder absent or
+    complete. Every other write is staged as a numbered file and renamed
+    into place alone. With `fresh` the root itself is new: the staging
+    folder becomes the root.
+
+    The staging folder is private (0700) and holds only folders made here
+    until the files are written, so writing through relative paths below
+    it cannot meet a symlink: links are made last, as leaves."""
+
+    def __init__(self, plan: "_Plan", root: Path, staging_dev: int, fresh: bool):
+        self.fresh = fresh
+        #: each new folder staged whole -> its name in the staging folder
+        self.tops: dict[bytes, bytes] = {}
+        #: folders to make in the staging folder, parents first
+        self.folders: list[bytes] = []
+        #: per write (as plan.writes): its name in the staging folder
+        self.names: list[bytes] = []
+        #: per write: the new folder it is staged in (None: a numbered file)
+        self.top_of: list[bytes | None] = []
+        wanted = sorted(set(plan.needed).union(plan.folders))
+        if fresh:
+            self.tops[b""] = b""
+            self.folders = wanted
+            self.names = [entry.path for entry in plan.writes]
+            self.top_of = [b""] * len(plan.writes)
+            return
+        disk = _Disk(root)
+        for folder in wanted:
+            top = self.top_above(folder)
+            if top is not None:
+                self.folders.append(self.tops[top] + folder[len(top):])
+                continue
+            parent = split(folder)[0]
+            where = disk._folder(parent) if parent else disk.lstat(b"")
+            if where is None or not stat.S_ISDIR(where.st_mode) or where.st_dev != staging_dev:
+                continue  # made by the apply step, if needed
+            if disk.lstat(folder) is None:
+                self.tops[folder] = b"d%d" % len(self.tops)
+                self.folders.append(self.tops[folder])
+        # A staged name may be a few bytes longer than the path ("d12" for
+        # "a"): a folder holding a path that would then be too long for the
+        # kernel is made by the apply step instead.
+        too_long = {self.top_above(entry.path) for entry in plan.writes
+                    if len(entry.path) >= MAX_PATH - 24}
+        too_long.update(self.top_above(path) for path in plan.folders if len(path) >= MAX_PATH - 24)
+        if too_long - {None}:
+            self.tops = {top: name for top, name in self.tops.items() if top not in too_long}
+            self.folders = [self.tops[top] + folder[len(top):] for folder in wanted
+                            for top in [folder if folder in self.tops else self.top_above(folder)]
+                            if top is not None]
+        for number, entry in enumerate(plan.writes):
+            top = self.top_above(entry.path)
+            self.top_of.append(top)
+            self.names.append(b"%d" % number if top is None
+                              else self.tops[top] + entry.path[len(top):])
+
+    def top_above(self, path: bytes) -> bytes | None:
+        if self.tops:
+            for folder in ancestors(path):
+                if folder in self.tops:
+                    return folder
+        return None
+
+    @property
+    def in_place_after_rename(self) -> bool:
+        """Whether some writes keep their staged inode's stat (inside a folder
+        renamed whole); numbered files are stat'ed after their own rename."""
+        return bool(self.tops)
+
+    def make_folders(self, stage_fd: int) -> None:
+        for name in self.folders:
+            if name:
+                os.mkdir(name, 0o777, dir_fd=stage_fd)
+
+    def inside(self, folder: bytes) -> bool:
+        """Whether `folder` comes with a folder staged whole (is one, or is below one)."""
+        return folder in self.tops or self.top_above(folder) is not None
+
+
+def _new_folder_mode() -> int:
+    """The mode mkdir gives a new folder under the umask, for the staging
+    folder that becomes one (made 0700 while it fills)."""
+    try:
+        with open("/proc/self/status", "rb") as status:  # reading the umask without setting it
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return 0o777 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return 0o777 & ~mask
+
+
+def _check_parent_writable(root: Path) -> None:
+    """A new root is staged in its parent (made if missing): that must be writable."""
+    parent = root.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(parent, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise NotWritableError(
+            f"cannot check out into {root}: the folder {parent} is not writable; nothing was changed",
+            [str(parent)], hints=["make it writable (chmod u+w), or choose another target folder"])
+
+
+def _all_placed(plan: "_Plan", layout: _Layout, result: CheckoutResult, skip: set[bytes],
+                stats: dict[int, os.stat_result]) -> dict[bytes, os.stat_result]:
+    """The result of a fresh root renamed into place: every write but `skip`."""
+    placed: dict[bytes, os.stat_result] = {}
+    written = []
+    for number, entry in enumerate(plan.writes):
+        if entry.path in skip:
+            continue
+        written.append(entry.path)
+        result.bytes_written += entry.size
+        if number in stats:
+            placed[entry.path] = stats[number]
+    result.raw_written = sorted(written)
+    result.raw_folders = sorted(plan.folders)
     return placed
 
 
@@ -825,51 +977,79 @@ def _why_damaged(exc: ObjectError) -> str:
     return "missing" if isinstance(exc, MissingObjectError) else "corrupt"
 
 
-def _stage_all(store, writes: list[FlatEntry], stage_fd: int, progress: Progress, *,
-               skip_missing: bool = False) -> list[tuple[bytes, str, ObjectError]]:
-    """Stage every write; with `skip_missing`, return the (path, id, error)
-    of those whose objects are missing or corrupt instead of failing."""
-    def fetch(item: tuple[int, FlatEntry]):
-        number, entry = item
+def _stage_all(store, writes: list[FlatEntry], names: list[bytes], stage_fd: int, progress: Progress, *,
+               skip_missing: bool = False, want_stats: bool = False
+               ) -> tuple[list[tuple[bytes, str, ObjectError]], dict[int, os.stat_result]]:
+    """Stage every write under its name in `names` (files on a few threads,
+    then links). Returns, with `skip_missing`, the (path, id, error) of
+    those whose objects are missing or corrupt instead of failing; and with
+    `want_stats`, the lstat of each staged entry by its number."""
+    stats: dict[int, os.stat_result] = {}
+
+    def fetch(number: int):
         try:
-            _fetch(store, entry, stage_fd, b"%d" % number)
+            st = _fetch(store, writes[number], stage_fd, names[number], want_stats)
         except ObjectError as exc:
             return exc
+        if st is not None:
+            stats[number] = st
         return None
 
     damaged: list[tuple[bytes, str, ObjectError]] = []
     failed: OSError | None = None
-    for (number, entry), problem, error in parallel_map(fetch, list(enumerate(writes)),
-                                                        workers=STAGE_WORKERS):
-        progress.advance(1, entry.size)
-        if problem is not None:
-            damaged.append((entry.path, entry.id, problem))
-        elif error is not None and failed is None:
-            failed = error
+    files = [n for n, entry in enumerate(writes) if entry.mode != MODE_LINK]
+    links = [n for n, entry in enumerate(writes) if entry.mode == MODE_LINK]
+    for batch, workers in ((files, STAGE_WORKERS), (links, 1)):
+        for number, problem, error in parallel_map(fetch, batch, workers=workers):
+            entry = writes[number]
+            progress.advance(1, entry.size)
+            if problem is not None:
+                damaged.append((entry.path, entry.id, problem))
+            elif error is not None and failed is None:
+                failed = error
     if failed is not None:
         raise failed
     if damaged and not skip_missing:
         raise _object_error([(path, exc) for path, _, exc in damaged])
-    return sorted(damaged, key=lambda item: item[0])
+    return sorted(damaged, key=lambda item: item[0]), stats
 
 
 #: Threads staging files: decompression, hashing and writing release the GIL.
 STAGE_WORKERS = min(4, os.cpu_count() or 1)
+#: Blobs up to this size are read whole, verified in memory, and written in one go.
+WHOLE_BLOB = 4 << 20
 
 
-def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes) -> None:
-    """Write one blob into the staging folder, verified against its id."""
+def whole_blob(store, entry: FlatEntry) -> bytes:
+    """A small blob's bytes (an intact copy, where several are stored),
+    verified against its id and its tree entry's size."""
+    data = store.get(entry.id, BLOB, limit=max(entry.size, WHOLE_BLOB))[1]
+    check_blob_size(len(data), entry)
+    return data
+
+
+def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes, want_stat: bool) -> os.stat_result | None:
+    """Write one blob into the staging folder, verified against its id; a
+    failure leaves nothing under `name`. With `want_stat`, its lstat."""
     if entry.mode == MODE_LINK:
         target = b"".join(store.iter_blob(entry.id))
         check_link_target(target, entry)
         os.symlink(target, name, dir_fd=stage_fd)
-        return
+        return os.stat(name, dir_fd=stage_fd, follow_symlinks=False) if want_stat else None
+    data = whole_blob(store, entry) if entry.size <= WHOLE_BLOB else None
     fd = os.open(name, O_NEW, 0o755 if entry.mode == MODE_EXEC else 0o644, dir_fd=stage_fd)
     try:
-        with store.open_verified(entry.id) as reader:  # an intact copy, where there are several
-            check_blob_size(reader.size, entry)
-            for chunk in reader.chunks():  # the hash check follows the last chunk
-                write_all(fd, chunk)
+        if data is not None:
+            write_all(fd, data)
+        else:
+            with store.open_verified(entry.id) as reader:  # an intact copy, where there are several
+                check_blob_size(reader.size, entry)
+                for chunk in reader.chunks():  # the hash check follows the last chunk
+                    write_all(fd, chunk)
+        return os.fstat(fd) if want_stat else None
+    except BaseException:
+        os.unlink(name, dir_fd=stage_fd)  # a partial file: never renamed into place with its folder
+        raise
     finally:
         os.close(fd)
 
@@ -886,11 +1066,14 @@ def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
 
 
 def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
-           result: CheckoutResult, for_index: bool, skip: set[bytes] = frozenset()
+           result: CheckoutResult, for_index: bool, skip: set[bytes] = frozenset(),
+           layout: _Layout | None = None, stats: dict[int, os.stat_result] | None = None
            ) -> dict[bytes, os.stat_result]:
     """Apply the plan, leaving out the writes in `skip`. An operation that
     fails with an OSError does not stop the others: they are all reported
-    at the end (_WritesFailed), each named by its path."""
+    at the end (_WritesFailed), each named by its path. Folders staged
+    whole (`layout`) are renamed into place where the plan creates them;
+    `stats` holds the lstat of the files staged in them."""
     dirs = Dirs(root_fd)
     placed: dict[bytes, os.stat_result] = {}
     failures: list[tuple[bytes, OSError]] = []
@@ -928,9 +1111,21 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
                 gone.append(path)
         prune(dirs, gone, plan.needed)
         created = set()
+        moved: dict[bytes, bool] = {}  # each folder staged whole: whether it is in place
         for folder in [*sorted(plan.needed), *plan.folders]:
             try:
-                dirs.open(folder, create=True)
+                if layout is not None and folder in layout.tops:
+                    if folder not in moved:
+                        moved[folder] = False
+                        parent, name = split(folder)
+                        # never over a file or link that appeared since the plan (ENOTDIR)
+                        os.rename(layout.tops[folder], name, src_dir_fd=stage_fd,
+                                  dst_dir_fd=dirs.open(parent, create=True))
+                        moved[folder] = True
+                elif layout is None or not layout.inside(folder):
+                    dirs.open(folder, create=True)
+                elif not moved.get(layout.top_above(folder)):
+                    continue  # its folder could not be moved into place
                 if folder in plan.folders:
                     created.add(folder)
             except OSError as exc:
@@ -939,15 +1134,22 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
         for number, entry in enumerate(plan.writes):
             if entry.path in skip:
                 continue  # its object is missing or corrupt (skip_missing)
-            parent, name = split(entry.path)
-            try:
-                fd = dirs.open(parent, create=True)
-                place(stage_fd, b"%d" % number, fd, name)
+            top = layout.top_of[number] if layout is not None else None
+            if top is not None:
+                if not moved.get(top):
+                    continue  # its folder could not be moved into place (a failure named it)
                 if for_index:
-                    placed[entry.path] = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except OSError as exc:
-                failures.append((entry.path, exc))
-                continue
+                    placed[entry.path] = stats[number]
+            else:
+                parent, name = split(entry.path)
+                try:
+                    fd = dirs.open(parent, create=True)
+                    place(stage_fd, b"%d" % number, fd, name)
+                    if for_index:
+                        placed[entry.path] = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError as exc:
+                    failures.append((entry.path, exc))
+                    continue
             written.append(entry.path)
             result.bytes_written += entry.size
         result.raw_written = sorted(written)

@@ -10,12 +10,20 @@ bytes every time, on any machine with the same zlib and zstd versions:
 - tar in GNU format (long names in GNU long-name records, names as raw
   bytes, so names that are not UTF-8 round-trip); no pax headers;
 - gzip with mtime 0 and no file name in its header, level GZIP_LEVEL;
-- zstd as one frame with a checksum at level ZSTD_LEVEL, single-threaded;
+- zstd as one frame with a checksum at level ZSTD_LEVEL, single-threaded
+  (zstd's multi-threaded format held 20-60 MB more
+  memory on a 283 MB tree);
 - zip: date from the snapshot's time (UTC), `create_system` 3 (Unix) with
   the Unix mode in `external_attr`, symlinks as S_IFLNK entries holding the
   target, names as raw bytes (the UTF-8 flag set when they are UTF-8).
 
-Memory stays bounded: blobs are streamed in chunks. Into a file, the archive
+Three threads share the work: one walks the trees and reads the small blobs
+ahead (decompressing and hashing release the GIL), one writes the tar, and
+one compresses it (zlib and zstd release the GIL too). The tar headers are written here, not with
+tarfile: a TarInfo per entry cost more than reading the blobs.
+
+Memory stays bounded: blobs are streamed in chunks, and each thread runs at
+most a few MiB ahead of the next. Into a file, the archive
 is written under a temporary name and renamed at the end, so a missing or
 corrupt object leaves no output; each blob is verified as it streams. Into a
 stream (`-o -`), each blob is verified before any of its bytes are written,
@@ -35,7 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
-from .checkout import materialise
+from .checkout import WHOLE_BLOB, materialise, whole_blob
 from .errors import BadInputError, CorruptObjectError, InvalidValueError, ObjectError
 from .fsutil import left_by_dead_process, remove_quietly, temp_name_for
 from .objects import MODE_EXEC, MODE_LINK, MODE_TREE
@@ -51,7 +59,6 @@ _EXTENSIONS = ((".tar.gz", "tar.gz"), (".tgz", "tar.gz"), (".tar.zst", "tar.zst"
                (".tzst", "tar.zst"), (".tar", "tar"), (".zip", "zip"))
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
-_COPY_BUFFER = 1 << 20
 
 
 @dataclass
@@ -239,12 +246,22 @@ def _epoch(time_text: str) -> int:
 
 
 @contextlib.contextmanager
-def _blob(store, entry: _Entry, verify_first: bool) -> Iterator[tuple[int, Iterator[bytes]]]:
+def _blob(store, entry: _Entry, verify_first: bool, read: bytes | ObjectError | None = None
+          ) -> Iterator[tuple[int, Iterator[bytes]]]:
     """(size, chunks) of a blob. The chunks are verified: with
     `verify_first` before the first is handed out, otherwise by a hash check
-    after the last (so the caller must read them all)."""
+    after the last (so the caller must read them all). A small blob is read
+    whole, so verified first either way; `read` is its bytes (or the error
+    reading them) when they were read ahead (_read_ahead)."""
     try:
-        if verify_first:
+        if read is not None:
+            if isinstance(read, ObjectError):
+                raise read
+            yield len(read), iter((read,))
+        elif entry.size <= WHOLE_BLOB:
+            data = whole_blob(store, entry)
+            yield len(data), iter((data,))
+        elif verify_first:
             size = store.header(entry.id)[1]
             check_blob_size(size, entry)
             yield size, store.iter_blob(entry.id)
@@ -255,6 +272,81 @@ def _blob(store, entry: _Entry, verify_first: bool) -> Iterator[tuple[int, Itera
     except ObjectError as exc:
         raise type(exc)(f"cannot export '{shorten(entry.path)}': {exc}", entry.id,
                         hints=["`rnstore fsck` lists damaged objects"]) from None
+
+
+#: How far _read_ahead may run ahead of the archive, in bytes read; it hands
+#: entries over in groups of up to AHEAD_GROUP (one lock per group, not per entry).
+AHEAD_BYTES = 4 << 20
+AHEAD_GROUP = 64
+
+
+def _read_ahead(store, entries: Iterable[_Entry]) -> Iterator[tuple[_Entry, bytes | ObjectError | None]]:
+    """The entries, each small blob with its bytes (verified), read on a
+    thread of its own a bounded way ahead: decompressing and hashing release
+    the GIL, so they run beside the writing of the archive. An error is
+    raised, or handed out with its entry, in the entries' order."""
+    import threading  # loaded for archives only
+    from collections import deque
+    ready = threading.Condition()
+    groups: deque = deque()
+    state = {"bytes": 0, "done": False, "stop": False}
+
+    def hand_over(group: list, size: int) -> bool:
+        with ready:
+            while groups and state["bytes"] + size > AHEAD_BYTES and not state["stop"]:
+                ready.wait()
+            groups.append((group, size))
+            state["bytes"] += size
+            ready.notify_all()
+            return not state["stop"]
+
+    def read() -> None:
+        group: list = []
+        size = 0
+        try:
+            for entry in entries:
+                data: bytes | ObjectError | None = None
+                if entry.mode not in (MODE_TREE, MODE_LINK) and entry.size <= WHOLE_BLOB:
+                    try:
+                        data = whole_blob(store, entry)
+                        size += len(data)
+                    except ObjectError as exc:
+                        data = exc
+                group.append((entry, data))
+                if len(group) >= AHEAD_GROUP or size >= AHEAD_BYTES // 4:
+                    if not hand_over(group, size):
+                        return
+                    group, size = [], 0
+            hand_over(group, size)
+        except BaseException as exc:  # noqa: BLE001 - raised by the consuming thread, in order
+            group.append((None, exc))
+            hand_over(group, size)
+        finally:
+            with ready:
+                state["done"] = True
+                ready.notify_all()
+
+    reader = threading.Thread(target=read, name="export-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            with ready:
+                while not groups and not state["done"]:
+                    ready.wait()
+                if not groups:
+                    return
+                group, size = groups.popleft()
+                state["bytes"] -= size
+                ready.notify_all()
+            for entry, data in group:
+                if entry is None:
+                    raise data
+                yield entry, data
+    finally:
+        with ready:
+            state["stop"] = True
+            ready.notify_all()
+        reader.join()
 
 
 def _link_target(store, entry: _Entry) -> bytes:
@@ -269,7 +361,7 @@ def _link_target(store, entry: _Entry) -> bytes:
 
 
 class _ChunkReader:
-    """A read() over verified chunks, for tarfile.addfile."""
+    """A read() over verified chunks (a large blob fetched from a remote)."""
 
     def __init__(self, chunks: Iterator[bytes]):
         self._chunks = iter(chunks)
@@ -305,9 +397,12 @@ def _write_archive(store, fmt: str, raw: BinaryIO, entries: Iterable[_Entry], mt
         _write_zip(store, raw, entries, mtime, result, progress, verify_first)
         return
     sink, finish, abandon = _compressed(raw, fmt)
+    out = _Batches(sink.write)
     try:
-        _write_tar(store, sink, entries, mtime, result, progress, verify_first)
+        _write_tar(store, out, entries, mtime, result, progress, verify_first)
+        out.close()
     except BaseException:
+        out.abandon()
         abandon()
         raise
     finish()
@@ -338,50 +433,146 @@ def _compressed(raw: BinaryIO, fmt: str):
     raise InvalidValueError(f"unknown archive format '{fmt}'")
 
 
-def _write_tar(store, sink: BinaryIO, entries: Iterable[_Entry], mtime: int,
+# -- tar ----------------------------------------------------------------------------------
+#
+# Written here rather than with tarfile: a TarInfo per entry (a copy, a dict,
+# a checksum over a struct unpack) cost more than reading the blobs. The bytes
+# are tarfile's GNU format, field for field (tests/test_export.py compares).
+
+_BLOCK = 512
+_RECORD = 20 * _BLOCK  # an archive ends on a whole record, as tar and tarfile write it
+_NAME_FIELD = 100
+_GNU_MAGIC = b"ustar  \0"
+_LONG_LINK = b"././@LongLink"
+_REGULAR, _LINK, _FOLDER, _LONG_NAME, _LONG_TARGET = b"0", b"2", b"5", b"L", b"K"
+_ZEROS = bytes(_BLOCK)
+
+
+def _number(value: int, digits: int) -> bytes:
+    """A numeric field: octal, or GNU base-256 when it does not fit."""
+    if 0 <= value < 8 ** (digits - 1):
+        return b"%0*o\0" % (digits - 1, value)
+    if not -256 ** (digits - 1) <= value < 256 ** (digits - 1):
+        raise InvalidValueError(f"{value} does not fit in a tar header")
+    first, value = (0o200, value) if value >= 0 else (0o377, 256 ** digits + value)
+    return bytes([first]) + value.to_bytes(digits, "big")[1:]
+
+
+def _header_block(name: bytes, perm: int, size: int, mtime: int, kind: bytes, target: bytes) -> bytes:
+    block = b"".join((
+        name[:_NAME_FIELD].ljust(_NAME_FIELD, b"\0"), _number(perm, 8), b"0000000\0", b"0000000\0",
+        _number(size, 12), _number(mtime, 12), b"        ", kind,
+        target[:_NAME_FIELD].ljust(_NAME_FIELD, b"\0"), _GNU_MAGIC)).ljust(_BLOCK, b"\0")
+    return b"%s%06o\0%s" % (block[:148], sum(block), block[155:])
+
+
+def _tar_header(name: bytes, perm: int, size: int, mtime: int, kind: bytes, target: bytes = b"") -> bytes:
+    """An entry's header: GNU long-name (and long-target) records first when
+    they do not fit in 100 bytes."""
+    longs = b""
+    for value, record in ((target, _LONG_TARGET), (name, _LONG_NAME)):
+        if len(value) > _NAME_FIELD:
+            longs += _header_block(_LONG_LINK, 0, len(value) + 1, 0, record, b"") + _padded(value + b"\0")
+    return longs + _header_block(name, perm, size, mtime, kind, target)
+
+
+def _padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % _BLOCK)
+
+
+class _Batches:
+    """Gathers the archive's many small pieces into writes of about BATCH
+    bytes, handed to `write` on a thread of their own: compressing (zlib and
+    zstd release the GIL) runs beside the reading of the next blobs. At most
+    QUEUED batches wait, so memory stays bounded."""
+
+    BATCH = 1 << 20
+    QUEUED = 2
+
+    def __init__(self, write):
+        import queue
+        import threading
+        self._parts: list = []
+        self._pending = 0
+        self.offset = 0
+        self._error: BaseException | None = None
+        self._queue = queue.Queue(self.QUEUED)
+        self._writer = threading.Thread(target=self._drain, args=(write,), name="export-writer", daemon=True)
+        self._writer.start()
+
+    def _drain(self, write) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is None:
+                try:
+                    write(batch)
+                except BaseException as exc:  # noqa: BLE001 - handed to the producing thread
+                    self._error = exc
+
+    def add(self, data) -> None:
+        self._parts.append(data)
+        self._pending += len(data)
+        self.offset += len(data)
+        if self._pending >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._parts:
+            self._queue.put(self._parts[0] if len(self._parts) == 1 else b"".join(self._parts))
+            self._parts, self._pending = [], 0
+
+    def close(self) -> None:
+        """Write what is gathered and wait for the writes; raises their error."""
+        self._flush()
+        self._queue.put(None)
+        self._writer.join()
+        if self._error is not None:
+            raise self._error
+
+    def abandon(self) -> None:
+        """Drop what is gathered; wait for the writer to stop."""
+        self._parts = []
+        self._error = self._error or _Abandoned()
+        while self._writer.is_alive():
+            try:
+                self._queue.put(None, timeout=0.1)
+            except Exception:  # noqa: BLE001 - queue.Full: the writer is still busy
+                continue
+            break
+        self._writer.join()
+
+
+class _Abandoned(Exception):
+    pass
+
+
+def _write_tar(store, out: _Batches, entries: Iterable[_Entry], mtime: int,
                result: ExportResult, progress: Progress, verify_first: bool) -> None:
-    import tarfile  # loaded for the archive format asked for
-    archive = tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT,
-                           encoding="utf-8", errors="surrogateescape", copybufsize=_COPY_BUFFER)
-    try:
-        _add_tar_entries(store, archive, entries, mtime, result, progress, verify_first)
-    except BaseException:
-        # Drop the archive without its end-of-archive blocks (and without the
-        # write its stream would attempt when collected).
-        archive.closed = True
-        archive.fileobj.closed = True
-        raise
-    archive.close()
-
-
-def _add_tar_entries(store, archive, entries: Iterable[_Entry], mtime: int,
-                     result: ExportResult, progress: Progress, verify_first: bool) -> None:
-    import tarfile  # loaded for the archive format asked for
-    for entry in entries:
-        info = tarfile.TarInfo(os.fsdecode(entry.path))
-        info.mtime = mtime
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
+    for entry, read in _read_ahead(store, entries):
         if entry.mode == MODE_TREE:
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            archive.addfile(info)
+            out.add(_tar_header(entry.path + b"/", 0o755, 0, mtime, _FOLDER))
             result.folders += 1
             continue
         if entry.mode == MODE_LINK:
-            info.type, info.mode = tarfile.SYMTYPE, 0o777
-            info.linkname = os.fsdecode(_link_target(store, entry))
-            archive.addfile(info)
+            out.add(_tar_header(entry.path, 0o777, 0, mtime, _LINK, _link_target(store, entry)))
         else:
-            info.type = tarfile.REGTYPE
-            info.mode = 0o755 if entry.mode == MODE_EXEC else 0o644
-            with _blob(store, entry, verify_first) as (size, chunks):
-                info.size = size
-                reader = _ChunkReader(chunks)  # primed: with verify_first, verified before the header
-                archive.addfile(info, reader)
-                reader.finish(entry.id)
+            perm = 0o755 if entry.mode == MODE_EXEC else 0o644
+            with _blob(store, entry, verify_first, read) as (size, chunks):
+                first = next(chunks, b"")  # with verify_first, verified before the header
+                out.add(_tar_header(entry.path, perm, size, mtime, _REGULAR))
+                out.add(first)
+                for chunk in chunks:  # read to the end: the hash check follows the last
+                    out.add(chunk)
+            out.add(bytes(-size % _BLOCK))
             result.bytes += size
         result.files += 1
         progress.advance(1, entry.size)
+    out.add(_ZEROS * 2)
+    out.add(bytes(-out.offset % _RECORD))
 
 
 _raw_name_info = None
@@ -443,7 +634,7 @@ def _write_zip(store, raw: BinaryIO, entries: Iterable[_Entry], mtime: int,
 def _add_zip_entries(store, archive, entries: Iterable[_Entry], date_time: tuple,
                      result: ExportResult, progress: Progress, verify_first: bool) -> None:
     import zipfile  # loaded for the archive format asked for
-    for entry in entries:
+    for entry, read in _read_ahead(store, entries):
         if entry.mode == MODE_TREE:
             info = _zip_info(entry.path + b"/", date_time)
             info.external_attr = ((stat.S_IFDIR | 0o755) << 16) | 0x10
@@ -460,7 +651,7 @@ def _add_zip_entries(store, archive, entries: Iterable[_Entry], date_time: tuple
             perm = 0o755 if entry.mode == MODE_EXEC else 0o644
             info.external_attr = (stat.S_IFREG | perm) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            with _blob(store, entry, verify_first) as (size, chunks):
+            with _blob(store, entry, verify_first, read) as (size, chunks):
                 info.file_size = size
                 chunks = iter(chunks)
                 first = next(chunks, b"")  # with verify_first, verified before the entry starts

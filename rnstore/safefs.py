@@ -36,6 +36,16 @@ def ancestors(path: bytes) -> list[bytes]:
     return [b"/".join(parts[:depth]) for depth in range(1, len(parts))]
 
 
+def add_ancestors(path: bytes, folders: set[bytes]) -> None:
+    """Add the folders above `path` to `folders`, from the nearest up,
+    stopping at one already there (its own are then there too): siblings
+    cost one lookup each, not one per level."""
+    parent = path.rpartition(b"/")[0]
+    while parent and parent not in folders:
+        folders.add(parent)
+        parent = parent.rpartition(b"/")[0]
+
+
 def split(path: bytes) -> tuple[bytes, bytes]:
     parent, _, name = path.rpartition(b"/")
     return parent, name
@@ -203,5 +213,5 @@ def not_a_folder(folder: bytes) -> ConflictError:
         hints=["remove it and run the checkout again"])
 
 
-__all__ = ["Dirs", "place", "prune", "remove_folder", "rmdir_quietly", "split", "ancestors",
+__all__ = ["Dirs", "add_ancestors", "place", "prune", "remove_folder", "rmdir_quietly", "split", "ancestors",
            "write_all", "not_a_folder", "O_DIR", "O_NEW", "O_READ"]

@@ -593,3 +593,90 @@ def test_a_killed_target_checkouts_staging_folder_is_removed_when_its_process_is
     os.utime(old, (1_000_000_000, 1_000_000_000))
     checkout(ws, snap, target=out)
     assert not old.exists() and young.exists() and alive.exists()
+
+
+# -- writing whole new folders at once (issue 14 item 5) --------------------------------
+
+
+def staging_leftovers(*folders: Path) -> list[str]:
+    return [name for folder in folders if folder.exists() for name in os.listdir(folder)
+            if name.startswith(".tmp-")]
+
+
+def test_a_new_target_folder_appears_whole_with_the_mode_a_new_folder_gets(ws, tmp_path):
+    build(ws.root, BASE)
+    snap = snapshot_of(ws)
+    out = tmp_path / "parent" / "new"
+    old_mask = os.umask(0o027)
+    try:
+        result = checkout(ws, snap, target=out)
+    finally:
+        os.umask(old_mask)
+    assert picture(out) == picture(ws.root)
+    assert os.stat(out).st_mode & 0o777 == 0o750  # not the staging folder's private 0700
+    leaves = {os.fsencode(name): value for name, value in BASE.items() if value is not DIR}
+    assert result.raw_written == sorted(leaves)
+    assert sorted(result.raw_folders) == [b"empty", b"nested/empty/folder"]
+    assert result.bytes_written == sum(len(v if isinstance(v, (bytes, str)) else v[0])
+                                       for v in leaves.values())
+    assert staging_leftovers(out, out.parent) == []
+
+
+def test_a_damaged_object_leaves_no_new_target_folder_and_nothing_beside_it(ws, tmp_path):
+    first, second, payload = _damaged(ws, "corrupt")
+    out = tmp_path / "out"
+    with pytest.raises(CorruptObjectError):
+        checkout(ws, second, target=out)
+    assert not out.exists() and staging_leftovers(tmp_path) == []
+
+
+def test_skip_missing_leaves_no_part_of_a_damaged_large_file_in_a_new_folder(ws, tmp_path):
+    from rnstore.checkout import WHOLE_BLOB
+    large = os.urandom(WHOLE_BLOB + 12345)  # streamed, not read whole: checked after its last byte
+    build(ws.root, {"data/large.bin": large, "data/ok.txt": b"fine\n", "top.txt": b"top\n"})
+    snap = snapshot_of(ws)
+    path = object_file(ws, blob_id(ws, large))
+    os.chmod(path, 0o644)
+    damaged = bytearray(large)
+    damaged[-1] ^= 1
+    path.write_bytes(codec.compress("blob", bytes(damaged), 3))
+    for out in (tmp_path / "fresh", tmp_path / "existing"):
+        if out.name == "existing":
+            out.mkdir()  # an empty folder: "data" is new in it, staged whole
+        result = checkout(ws, snap, target=out, skip_missing=True)
+        assert [(p, why) for p, _, why in result.raw_missing] == [(b"data/large.bin", "corrupt")]
+        assert sorted(os.listdir(out / "data")) == ["ok.txt"] and (out / "top.txt").exists()
+        assert staging_leftovers(out, tmp_path) == []
+
+
+def test_new_folders_in_a_workspace_checkout_keep_the_stat_cache_exact(ws):
+    build(ws.root, {"keep.txt": b"keep\n"})
+    old = snapshot_of(ws, "old")
+    build(ws.root, {"fresh/a.txt": b"a\n", "fresh/deep/b.txt": b"b\n", "fresh/link": Link("a.txt"),
+                    "other/c.txt": (b"#!/bin/sh\n", 0o755), "d.txt": b"d\n"})
+    new = snapshot_of(ws, "new")
+    checkout(ws, old)
+    assert sorted(os.listdir(ws.root)) == [".rnstore", "keep.txt"]
+    time.sleep(2 * RACY_NS / 1e9)  # the index written after the files does not distrust them
+    result = checkout(ws, new)
+    assert sorted(result.raw_written) == [b"d.txt", b"fresh/a.txt", b"fresh/deep/b.txt", b"fresh/link",
+                                      b"other/c.txt"]
+    assert os.readlink(ws.root / "fresh" / "link") == "a.txt"
+    assert os.stat(ws.root / "other" / "c.txt").st_mode & 0o111
+    index = ws.read_index()
+    for path in result.raw_written:
+        entry = index.get(path)
+        st = os.lstat(os.path.join(os.fsencode(ws.root), path))
+        assert entry.stat is None or entry.stat == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    assert ws.status().clean
+    assert staging_leftovers(ws.dotdir, ws.root) == []
+
+
+def test_an_existing_empty_target_gets_its_new_folders_whole(run_cli, ws, tmp_path):
+    build(ws.root, BASE)
+    snap = snapshot_of(ws)
+    out = tmp_path / "out"
+    out.mkdir()
+    ok(run_cli(["checkout", snap, "--target", str(out), "-q"], cwd=ws.root))
+    assert picture(out) == picture(ws.root)
+    assert checkout(ws, snap, target=out).skipped  # the next run finds it all in place

@@ -283,3 +283,55 @@ def test_a_killed_exports_temporary_archive_is_removed_by_the_next(snap, tmp_pat
         os.utime(path, (1_000_000_000, 1_000_000_000))
     export(repo, snapshot_id, tmp_path / "code.tar")
     assert not old.exists() and alive.exists() and other.exists()
+
+
+def _tarfile_archive(repo, snapshot_id: str, mtime: int) -> bytes:
+    """The archive tarfile itself writes for a snapshot (GNU format), the
+    reference export's own tar writer must match byte for byte."""
+    from rnstore.objects import MODE_EXEC, MODE_LINK, MODE_TREE
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT, encoding="utf-8",
+                      errors="surrogateescape") as tar:
+        leaves = list(iter_tree(repo.store, repo.store.get_snapshot(snapshot_id).tree))
+        folders = {b"/".join(e.path.split(b"/")[:depth]) for e in leaves
+                   for depth in range(1, e.path.count(b"/") + 1)}
+        entries = [(path, MODE_TREE, None) for path in folders - {e.path for e in leaves}]
+        entries += [(e.path, e.mode, e.id) for e in leaves]
+        entries.sort(key=lambda e: e[0] + b"/" if e[1] == MODE_TREE else e[0])  # folders first
+        for path, mode, oid in entries:
+            info = tarfile.TarInfo(os.fsdecode(path))
+            info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
+            data = None
+            if mode == MODE_TREE:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+            elif mode == MODE_LINK:
+                info.type, info.mode = tarfile.SYMTYPE, 0o777
+                info.linkname = os.fsdecode(b"".join(repo.store.iter_blob(oid)))
+            else:
+                data = b"".join(repo.store.iter_blob(oid))
+                info.mode, info.size = (0o755 if mode == MODE_EXEC else 0o644), len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+def test_the_tar_is_tarfiles_gnu_format_byte_for_byte(snap, tmp_path):
+    """export writes tar headers itself (a TarInfo per entry cost more than
+    reading the blobs): the bytes must stay those tarfile writes."""
+    probe = tarfile.TarInfo("x").tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    if probe[329:345] != bytes(16):
+        pytest.skip("this Python's tarfile writes device numbers for regular files")
+    repo, snapshot_id = snap
+    other = Repository.init(tmp_path / "ws", default_ignore=False)
+    os.symlink("a-long-symlink-target-" * 8, other.root / "long-link")  # > 100 bytes: a GNU long-link record
+    (other.root / "empty.txt").write_bytes(b"")
+    other.add(["."], cwd=other.root)
+    for repo, snapshot in ((repo, snapshot_id), (other, other.commit("links").id)):
+        archive = tmp_path / f"{snapshot[:8]}.tar"
+        export(repo, snapshot, archive)
+        assert archive.read_bytes() == _tarfile_archive(repo, snapshot, snapshot_epoch(repo, snapshot))
+
+
+def test_numbers_too_large_for_octal_are_gnu_base_256_as_tarfile_writes_them():
+    from rnstore.export import _number
+    for value in (0, 8 ** 11 - 1, 8 ** 11, 5 << 40, 1 << 60, -1):  # a file of 8 GiB or more, a date before 1970
+        assert _number(value, 12) == bytes(tarfile.itn(value, 12, tarfile.GNU_FORMAT))

@@ -493,6 +493,87 @@ def test_kill_export(scratch):
                      "those of dead processes once they are a minute old)")
 
 
+# -- checkout --target --------------------------------------------------------------------
+
+
+def target_lane(lane: Lane) -> None:
+    """A new target folder is staged whole beside where it goes and renamed
+    into place: after a kill it is absent or complete, never partial. An
+    existing empty target gets its new folders whole: each path in it holds
+    its content or is absent. The staging folders that kills leave are
+    removed by the next checkout there once their process is gone."""
+    ws = lane.ws
+    make_tree(ws, lane.config["files"], lane.seed, max_size=8192)
+    rng = random.Random(lane.seed)
+    for i in range(4):  # a few larger files, streamed: the checkout takes a while
+        (ws / f"large{i}.bin").write_bytes(rng.randbytes(1 << 20) * 5)
+    init(ws)
+    snap = commit(ws, "base")
+    expected = manifest(ws)
+    lane.record(snap, expected)
+    target = lane.base / "restored"
+
+    def restore_once():
+        ok(["checkout", snap, "--target", target, "-q"], ws)
+        shutil.rmtree(target)
+    lane.measure(restore_once)
+    while attempts_left(lane):
+        lane.iteration += 1
+        if target.exists():
+            shutil.rmtree(target)
+        existing = lane.rng.random() < 0.3
+        if existing:
+            target.mkdir()
+        killed, code, _, stderr = lane.kill_at_random(["checkout", snap, "--target", target, "-q"])
+        if not killed and code != 0:
+            lane.fail(f"an unkilled checkout --target exits {code}: {stderr}")
+        if not target.exists():
+            if not killed or existing:
+                lane.fail("the target folder is gone")
+            lane.count("target_absent_after_kill")
+            continue
+        actual = manifest(target, skip=())
+        staging = [p for p in actual if p.startswith(".tmp-checkout-")]
+        if existing and killed:  # each path holds its content or is absent
+            for path, entry in actual.items():
+                if entry != expected.get(path) and not path.startswith(".tmp-checkout-") \
+                        and entry[0] != "dir":
+                    lane.fail(f"'{path}' holds {entry}, not {expected.get(path)}")
+            lane.count("existing_target_partial" if len(actual) - len(staging) < len(expected)
+                       else "existing_target_complete")
+            continue
+        if staging or actual != expected:
+            lane.fail(f"the target folder is there but not complete:\n{manifest_diff(expected, actual)}")
+        if killed:
+            lane.count("target_complete_after_kill")
+    # the leftovers of killed runs: removed by the next run once their process is gone
+    for folder in (lane.base, target):
+        for name in os.listdir(folder) if folder.exists() else []:
+            if name.startswith(".tmp-checkout-"):
+                lane.count("staging_left_by_kill")
+                age(folder / name)
+    ok(["checkout", snap, "--target", target, "-q", "--force"], ws)
+    if manifest(target) != expected:
+        lane.fail("the checkout after the kills is not exact")
+    left = [name for folder in (lane.base, target) for name in os.listdir(folder)
+            if name.startswith(".tmp-checkout-")]
+    if left:
+        lane.fail(f"the next checkout left the staging folders of killed runs: {left}")
+
+
+def test_kill_target_checkout(scratch):
+    """kill -9 `checkout SNAP --target DIR` of a ~25 MB, 800-file snapshot into
+    a new folder (and, a third of the time, an existing empty one)."""
+    def body(lane):
+        lane.config.setdefault("files", 800)
+        target_lane(lane)
+    results = run_crash_lanes("target", body, scratch)
+    counts = {key: sum(r["stats"].get(key, 0) for r in results)
+              for key in ("target_absent_after_kill", "target_complete_after_kill",
+                          "existing_target_partial", "existing_target_complete", "staging_left_by_kill")}
+    NOTES.append(f"checkout --target: {counts}")
+
+
 # -- gc -----------------------------------------------------------------------------------
 
 
