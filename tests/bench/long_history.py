@@ -49,7 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_bench as rb  # noqa: E402 - the shared harness: runner, tools, sizes, manifests
-from run_bench import NOTES, capture, fmt_s, log, loud, manifest, compare, note, rmtree, store_size  # noqa: E402
+from run_bench import NOTES, capture, fmt_s, log, loud, manifest, compare, note, notes_section, rmtree, store_size  # noqa: E402
 
 PROJECT = "hypothesis"
 INDEX_URL = f"https://pypi.org/pypi/{PROJECT}/json"
@@ -660,12 +660,7 @@ def build_report(b: LongBench, info: dict, args) -> tuple[str, dict]:
     L.append("|---|---|---|")
     for what, fig, ok in tg:
         L.append(f"| {what} | {fig} | {verdict(ok)} |")
-    if NOTES:
-        L.append("")
-        L.append("Notes:")
-        L.append("")
-        for x in dict.fromkeys(NOTES):
-            L.append(f"- {x}")
+    L += notes_section()
     summary = {"commit_medians": commit_med, "commit_cpu_medians": commit_cpu, "packs": packs,
                "targets": [{"target": w, "figure": f, "met": ok} for w, f, ok in tg]}
     return "\n".join(L), summary

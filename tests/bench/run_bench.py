@@ -75,6 +75,13 @@ OP_LABEL["status"] = "status (clean)"
 NOTES: list[str] = []
 
 
+def notes_section() -> list[str]:
+    """The report's closing "Notes:" lines: every note once, in order; none without notes."""
+    if not NOTES:
+        return []
+    return ["", "Notes:", ""] + [f"- {n}" for n in dict.fromkeys(NOTES)]
+
+
 def note(msg: str) -> None:
     NOTES.append(msg)
     print(f"note: {msg}", file=sys.stderr, flush=True)
@@ -1370,12 +1377,7 @@ def report(bench: Bench, info: dict, startup: dict | None, args) -> str:
                      f"{min(ts) * 1000:.1f}–{max(ts) * 1000:.1f} | {v['maxrss_kb'] / 1024:.0f} |")
     if getattr(bench, "catfile", None):
         L += catfile_report(bench.catfile)
-    if NOTES:
-        L.append("")
-        L.append("Notes:")
-        L.append("")
-        for n in dict.fromkeys(NOTES):
-            L.append(f"- {n}")
+    L += notes_section()
     bench.summaries = summaries
     return "\n".join(L)
 

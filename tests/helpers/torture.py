@@ -565,6 +565,29 @@ def gc_loop(ws: Path, stop: threading.Event, problems: list[str], runs: list[int
         runs.append(1)
 
 
+def read_beside(threads: list[threading.Thread], stop: threading.Event, snaps: Mapping[str, dict],
+                read_one: Callable[[str, dict, int], None], problems: list[str]) -> int:
+    """Start `threads`, then call read_one(snap, expected, reads so far) for
+    every snapshot, 2 × scale() rounds over, until a problem is found; the
+    threads are stopped and joined whatever happens. Each call counts as two
+    reads; returns how many were made."""
+    for thread in threads:
+        thread.start()
+    reads = 0
+    try:
+        for _ in range(2 * scale()):
+            for snap, expected in snaps.items():
+                read_one(snap, expected, reads)
+                reads += 2
+                if problems:
+                    return reads
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return reads
+
+
 @contextmanager
 def gc_looping(ws: Path, problems: list[str]):
     """`gc --prune now` in a loop in `ws` while the block runs, then once

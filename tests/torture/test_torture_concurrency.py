@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from helpers.torture import (NOTES, STATS, checkout_exactly, commit, fsck_problems, gc_loop, gc_looping, init, make_tree, manifest,
-                             materialise_matches, mutate, ok, out, run, scale)
+                             materialise_matches, mutate, ok, out, read_beside, run, scale)
 
 pytestmark = pytest.mark.torture
 
@@ -196,30 +196,18 @@ def test_readers_beside_gc(scratch):
                 problems.append(f"churn commit exited {proc.returncode}: {proc.stderr}")
             shutil.rmtree(churn_ws / "copy", ignore_errors=True)
 
+    def read_one(snap: str, expected: dict, reads: int) -> None:
+        checkout_exactly(reader_ws, snap, expected, scratch / "read-target", problems)
+        output = scratch / "read.tar.zst"
+        proc = run(["export", snap, "-o", output, "-q"], reader_ws)
+        if proc.returncode != 0:
+            problems.append(f"export {snap[:12]} exited {proc.returncode}: {proc.stderr}")
+        elif output.read_bytes() != references[snap]:
+            problems.append(f"export {snap[:12]} differs from the reference archive")
+
     threads = [threading.Thread(target=gc_loop, args=(gc_ws, stop, problems, gc_runs)),
                threading.Thread(target=churn)]
-    for thread in threads:
-        thread.start()
-    reads = 0
-    try:
-        for round_ in range(2 * scale()):
-            for snap, expected in snaps.items():
-                checkout_exactly(reader_ws, snap, expected, scratch / "read-target", problems)
-                output = scratch / "read.tar.zst"
-                proc = run(["export", snap, "-o", output, "-q"], reader_ws)
-                if proc.returncode != 0:
-                    problems.append(f"export {snap[:12]} exited {proc.returncode}: {proc.stderr}")
-                elif output.read_bytes() != references[snap]:
-                    problems.append(f"export {snap[:12]} differs from the reference archive")
-                reads += 2
-                if problems:
-                    break
-            if problems:
-                break
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+    reads = read_beside(threads, stop, snaps, read_one, problems)
     STATS["concurrent.readers"] += reads
     STATS["concurrent.gc_runs"] += len(gc_runs)
     STATS["concurrent.writers"] += 1

@@ -21,12 +21,11 @@ import hashlib
 import random
 import shutil
 import threading
-from pathlib import Path
 
 import pytest
 
 from helpers.torture import (NOTES, STATS, checkout_exactly, commit, fsck_problems, gc_loop, init, make_tree, manifest,
-                             manifest_diff, mutate, ok, run, scale)
+                             manifest_diff, mutate, ok, read_beside, run)
 from test_torture_crash import Lane, attempts_left, run_crash_lanes
 
 pytestmark = pytest.mark.torture
@@ -168,28 +167,16 @@ def test_readers_and_a_writer_racing_repacks(scratch):
                     return
                 in_process_reads[0] += 1
             stop.wait(0.05)  # the processes under test need the cores more
+    def read_one(snap: str, expected: dict, reads: int) -> None:
+        checkout_exactly(ws, snap, expected, scratch / "read-target", problems)
+        oid = blobs[reads % len(blobs)]
+        proc = run(["cat-file", "-p", oid], ws)
+        if proc.returncode != 0 or hashlib.sha256(proc.stdout).hexdigest() != oid:
+            problems.append(f"cat-file -p {oid} exited {proc.returncode}: {proc.stderr}")
+
     threads = [threading.Thread(target=gc_loop, args=(ws, stop, problems, gc_runs)),
                threading.Thread(target=writer), threading.Thread(target=reader_in_process)]
-    for thread in threads:
-        thread.start()
-    reads = 0
-    try:
-        for _ in range(2 * scale()):
-            for snap, expected in snaps.items():
-                checkout_exactly(ws, snap, expected, scratch / "read-target", problems)
-                oid = blobs[reads % len(blobs)]
-                proc = run(["cat-file", "-p", oid], ws)
-                if proc.returncode != 0 or hashlib.sha256(proc.stdout).hexdigest() != oid:
-                    problems.append(f"cat-file -p {oid} exited {proc.returncode}: {proc.stderr}")
-                reads += 2
-                if problems:
-                    break
-            if problems:
-                break
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+    reads = read_beside(threads, stop, snaps, read_one, problems)
     STATS["concurrent.readers"] += reads + 1
     STATS["concurrent.gc_runs"] += len(gc_runs)
     STATS["concurrent.writers"] += 1
