@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.porcelain import needs_unprivileged_runner
 from helpers.torture import (NOTES, STATS, commit, fsck_problems, init, make_tree, manifest,
                              manifest_diff, mutate, ok, out, run, scale, temp_leftovers)
 
@@ -185,6 +186,7 @@ def as_nobody(args: list, cwd: Path, **kw):
 def test_unreadable_files_and_folders(scratch):
     if shutil.which("setpriv") is None or os.geteuid() != 0:
         pytest.skip("needs root and setpriv to drop privileges (root reads everything)")
+    needs_unprivileged_runner()  # uid 65534 must be able to run this interpreter and import rnstore
     scratch.chmod(0o755)
     ws = scratch / "ws"
     make_tree(ws, 40, seed=35)
