@@ -130,6 +130,39 @@ _COLLECTOR = textwrap.dedent("""
 """)
 
 
+def test_a_forgotten_parent_kept_in_a_live_pack_does_not_break_clone_or_fetch(tmp_path, s3):
+    """gc keeps a pack whole when most of it is live, so a forgotten
+    snapshot's own frame can outlive its files. A fetch follows a parent
+    only when the remote keeps it live (a record or a ref), as gc's roots:
+    the four-pushers race found this, made here without a race."""
+    server, bucket, url = s3
+    root = tmp_path / "a"
+    repo = Repository.init(root, default_ignore=False)
+    transfer.add_remote(repo, "origin", url)
+    replace_files(root, 1)
+    first = repo.snapshot("first").id
+    repo.tag("first")
+    transfer.push(repo, "origin", ["first"])           # pack 1: first's files, tree, snapshot
+    middle = repo.snapshot("middle", allow_empty=True).id   # first's tree: its files in pack 1
+    replace_files(root, 3, size=20000)
+    last = repo.snapshot("last").id
+    transfer.push(repo, "origin", ["main"])             # pack 2: last's and middle's objects
+    collect.forget_remote(repo, "origin", [first, middle])
+    collect.delete_refs(repo, "origin", ["first"])
+    stats = collect.gc_remote(repo, "origin", prune="now")
+    assert stats.deleted_packs >= 1
+    index = Remote(open_backend(url)).load_index()
+    assert middle in index   # kept: it shares the mostly live pack with last
+    clone = tmp_path / "b"
+    Repository.clone(url, clone)
+    cloned = Repository.open(clone)
+    assert cloned.refs.resolve("refs/heads/main") == last
+    assert tree_bytes(clone) == tree_bytes(root)
+    assert cloned.fsck().ok
+    assert [entry.id for entry in cloned.log()] == [last]   # history ends where the remote's does
+    transfer.fetch(repo, "origin")                      # a store holding the parents fetches too
+
+
 @pytest.mark.torture  # processes racing or killed: slow; CI runs them
 def test_four_pushers_and_a_collector_lose_nothing(tmp_path, s3):
     server, bucket, url = s3

@@ -252,7 +252,7 @@ def gc_remote(repo: WorkspaceView, name: str, *, dry_run: bool = False, prune: s
     if rewrite:
         # the kept frames in new packs first: once the old packs are
         # condemned, these are their objects' copies
-        _rewrite(remote, rewrite)
+        _rewrite(remote, rewrite, condemned=set(garbage))
         stats.rewritten_packs = len(rewrite)
     if garbage:
         remote.backend.put(plan_key, json.dumps({"packs": sorted(garbage)}).encode() + b"\n")
@@ -283,7 +283,10 @@ def gc_remote(repo: WorkspaceView, name: str, *, dry_run: bool = False, prune: s
     return stats
 
 
-def _rewrite(remote: Remote, rewrite: dict[str, dict[str, Location]]) -> None:
+def _rewrite(remote: Remote, rewrite: dict[str, dict[str, Location]], *, condemned: set[str]) -> None:
+    """The live frames of each pack in `rewrite`, uploaded as a new pack,
+    never under a name about to be condemned (a crashed rewrite's leftover
+    pack, with no index, is garbage of this very run)."""
     with tempfile.TemporaryDirectory(prefix="rnstore-gc-") as folder:
         for number, (pack, live) in enumerate(sorted(rewrite.items())):
             writer = PackWriter(folder, f"{folder}/.tmp-{number}", fsync=False, eager=True)
@@ -293,7 +296,7 @@ def _rewrite(remote: Remote, rewrite: dict[str, dict[str, Location]]) -> None:
                     writer.add(oid, frame)
                     kinds[oid] = live[oid].kind
             _send_pack(remote, writer.finish(), kinds, TransferResult(""), NO_PROGRESS,
-                       _NoMarker(), set(rewrite))
+                       _NoMarker(), condemned)
 
 
 class _NoMarker:

@@ -412,9 +412,12 @@ def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress:
         remote.require()
         current = {ref: state for ref, state in remote.refs().items() if state.id is not None}
         wanted = _select_refs(current, list(refs))
+        # records, like refs, before the indexes: both are written after them
+        live = remote.record_ids() | {state.id for state in current.values()}
         index = remote.load_index()
         with repo.store_lock(shared=True):
-            download(repo.store, remote, index, [current[r].id for r in wanted], result, progress)
+            download(repo.store, remote, index, [current[r].id for r in wanted], result, progress,
+                     live=live)
             _record_fetched(repo, name, {r: current[r].id for r in wanted}, result,
                             prune=not refs, remote_refs=current)
     return result
@@ -460,11 +463,16 @@ def _record_fetched(repo: WorkspaceView, name: str, fetched: dict[str, str], res
 
 
 def download(store, remote: Remote, index: dict[str, Location], tips: list[str],
-             result: TransferResult, progress: Progress) -> None:
+             result: TransferResult, progress: Progress, *, live: set[str]) -> None:
     """Everything the tips reach that `store` lacks, level by level:
-    snapshots (and their parents the remote holds), trees, then blobs.
-    Frames are verified before they are stored; a missing or corrupt one
-    raises before any ref names it."""
+    snapshots (and their parents the remote keeps `live`), trees, then
+    blobs. Frames are verified before they are stored; a missing or corrupt
+    one raises before any ref names it.
+
+    A parent is followed only when the remote keeps it live (a record or a
+    ref names it: a root of remote gc, whole by its rules) or the store
+    holds it. A forgotten parent's own frame may outlive its files in a
+    pack gc kept for the rest: history ends there, as after a local gc."""
     progress.start("fetching", unit="object")
     # An empty store (a clone) has nothing: no need to ask it about every
     # object (a miss costs a look at its pack folder).
@@ -493,7 +501,7 @@ def download(store, remote: Remote, index: dict[str, Location], tips: list[str],
             if kind == SNAPSHOT:
                 snapshot = _decoded(decode_snapshot, payload, oid)
                 level.append((snapshot.tree, TREE))
-                level.extend((p, SNAPSHOT) for p in snapshot.parents if p in index or has(p))
+                level.extend((p, SNAPSHOT) for p in snapshot.parents if p in live or has(p))
             else:
                 for entry in _decoded(decode_tree, payload, oid).entries:
                     if entry.mode == MODE_TREE:
