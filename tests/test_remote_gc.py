@@ -163,6 +163,43 @@ def test_a_forgotten_parent_kept_in_a_live_pack_does_not_break_clone_or_fetch(tm
     transfer.fetch(repo, "origin")                      # a store holding the parents fetches too
 
 
+class _TrimmedAfterListing:
+    """A real local remote's backend, where a pusher moves a ref and a
+    collector trims its old version right after the first listing of
+    refs: the interleaving the four-pushers race hit (a read of a version
+    listed a moment before)."""
+
+    def __init__(self, inner, remote: Remote, ref: str):
+        self.inner, self.remote, self.ref, self.fired = inner, remote, ref, False
+
+    def list(self, prefix):
+        found = self.inner.list(prefix)
+        if prefix == layout.REFS and not self.fired:
+            self.fired = True
+            old = self.remote.ref(self.ref)
+            assert self.remote.swap_ref(old, None)
+            self.remote.backend.delete(layout.ref_version_key(old.ref, old.version))
+        return found
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_ref_version_trimmed_between_listing_and_reading_is_read_again(tmp_path):
+    url = str(tmp_path / "share")
+    repo = Repository.init(tmp_path / "a", default_ignore=False)
+    write_files(tmp_path / "a", 3)
+    repo.snapshot("one")
+    repo.tag("t1")
+    transfer.add_remote(repo, "origin", url)
+    transfer.push(repo, "origin", ["main", "t1"])
+    other = Remote(open_backend(url))
+    racing = Remote(_TrimmedAfterListing(open_backend(url), other, "refs/tags/t1"))
+    refs = racing.refs()
+    assert refs["refs/tags/t1"].id is None and refs["refs/tags/t1"].version == 2
+    assert refs["refs/heads/main"].id == repo.refs.resolve("refs/heads/main")
+
+
 @pytest.mark.torture  # processes racing or killed: slow; CI runs them
 def test_four_pushers_and_a_collector_lose_nothing(tmp_path, s3):
     server, bucket, url = s3

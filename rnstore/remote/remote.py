@@ -76,7 +76,13 @@ class Remote:
 
     def _read_ref(self, ref: str, version: int) -> RemoteRef:
         key = layout.ref_version_key(ref, version)
-        return RemoteRef(ref, version, layout.decode_ref(self.backend.get(key), key))
+        try:
+            data = self.backend.get(key)
+        except FileNotFoundError:
+            # listed, then gone: a collector trimmed it once a newer version
+            # appeared (it never deletes a ref's latest), so look again
+            return self.ref(ref)
+        return RemoteRef(ref, version, layout.decode_ref(data, key))
 
     def ref(self, ref: str) -> RemoteRef:
         """One ref's latest version (version 0 and id None if it never existed)."""
