@@ -200,6 +200,44 @@ def test_a_ref_version_trimmed_between_listing_and_reading_is_read_again(tmp_pat
     assert refs["refs/heads/main"].id == repo.refs.resolve("refs/heads/main")
 
 
+def test_a_second_collector_leaves_a_running_collectors_plan(tmp_path):
+    """Two collectors at once (scheduled jobs overlap): the one that ends
+    first must not remove the other's plan, or pushes starting then would
+    reuse packs the other is about to delete."""
+    url = str(tmp_path / "share")
+    repo = Repository.init(tmp_path / "a", default_ignore=False)
+    transfer.add_remote(repo, "origin", url)
+    replace_files(tmp_path / "a", 1)
+    old = repo.snapshot("old").id
+    transfer.push(repo, "origin")
+    replace_files(tmp_path / "a", 2)
+    repo.snapshot("new")
+    transfer.push(repo, "origin")
+    collect.forget_remote(repo, "origin", [old])
+    remote = Remote(open_backend(url))
+    remote.backend.put(layout.PUSHES + "a-push-in-progress", b"{}")  # both collectors wait for it
+    seen = {}
+
+    def second_collector_runs(seconds):
+        if seen:
+            return
+        first_plan = set(remote.backend.list(layout.PLANS))
+        assert len(first_plan) == 1
+        stats = collect.gc_remote(repo, "origin", prune="now",
+                                  wait_for=lambda s: remote.backend.delete(layout.PUSHES + "a-push-in-progress"))
+        seen["second"] = stats.deleted_packs
+        assert set(remote.backend.list(layout.PLANS)) == first_plan   # still there
+        seen["condemned"] = remote.condemned_packs()                   # what a push now avoids
+
+    first = collect.gc_remote(repo, "origin", prune="now", wait_for=second_collector_runs)
+    assert seen["second"] >= 1 and seen["condemned"]
+    assert first.deleted_packs == seen["second"]   # the same garbage, deleted twice: idempotent
+    assert not remote.backend.list(layout.PLANS)   # each removed its own plan
+    clone = tmp_path / "b"
+    Repository.clone(url, clone)
+    assert tree_bytes(clone) == tree_bytes(tmp_path / "a")
+
+
 @pytest.mark.torture  # processes racing or killed: slow; CI runs them
 def test_four_pushers_and_a_collector_lose_nothing(tmp_path, s3):
     server, bucket, url = s3
@@ -276,7 +314,11 @@ def test_a_killed_gc_leaves_a_remote_that_pushes_clones_and_collects(tmp_path, s
     stats = collect.gc_remote(repo, "origin", prune="now")
     assert stats.spared_packs == 0
     fs = server.client()
-    assert not [k for k in keys(fs, bucket) if "/gc/" in k]  # the killed runs' plans are gone
+    # the killed runs' plans stay until stale (a live collector's look the
+    # same), then go
+    left = [k for k in keys(fs, bucket) if "/gc/" in k]
+    assert collect._delete_stale_plans(Remote(open_backend(url)), older_than=0) == len(left)
+    assert not [k for k in keys(fs, bucket) if "/gc/" in k]
     Repository.clone(url, tmp_path / "final")
     assert tree_bytes(tmp_path / "final") == tree_bytes(root)
     assert Repository.open(tmp_path / "final").fsck().ok

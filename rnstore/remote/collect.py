@@ -13,15 +13,19 @@ grace period. gc never deletes at once:
 2. It lists the *pending pushes* (pushes/TOKEN, written by every push
    before it reads the remote's indexes, removed when its refs are written)
    and waits until each one that existed then is gone or stale (not
-   refreshed for PUSH_STALE seconds: its pusher died). Those pushes may
+   refreshed for STALE seconds: its pusher died). Those pushes may
    have decided to reuse objects in condemned packs.
 3. It reads the roots and indexes again and spares every condemned pack
    holding the only copy of an object they now reach.
-4. It deletes each remaining pack's index, then the pack, then the plans.
+4. It deletes each remaining pack's index, then the pack, then its plan.
 
-A crashed collector leaves its plan; pushes keep avoiding those packs until
-the next gc (which condemns them again if still garbage) removes the plan.
-A crashed pusher's marker delays gc for at most PUSH_STALE seconds.
+A collector rewrites its plan every REFRESH seconds until it deletes it,
+and deletes another's plan only once stale: two collectors may run at
+once (scheduled jobs overlap; a gc may wait long for a push), and a push
+must go on avoiding a live collector's packs. A crashed collector leaves
+its plan; pushes keep avoiding those packs until a later gc, once the
+plan is stale, removes it (having condemned them again if still garbage).
+A crashed pusher's marker delays gc for at most STALE seconds.
 Unreadable roots, snapshot records, trees or indexes stop gc before it
 writes its plan: unreadable is never "references nothing".
 """
@@ -31,6 +35,7 @@ from __future__ import annotations
 import json
 import secrets
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
@@ -45,16 +50,22 @@ from ..refs import HEADS, TAGS
 from ..store import MemoryStore
 from ..units import parse_duration
 from . import layout
+from .backend import RemoteError
 from .layout import Location
-from .remote import Remote, RemoteRef
+from .remote import PushMarker, Remote, RemoteRef
 from .transfer import RefUpdate, TransferResult, _ranges, _read_range, _send_pack, open_remote
 
-#: A pending-push marker not refreshed for this long belongs to a dead push.
-PUSH_STALE = 15 * 60
+#: A pending-push marker or a plan not rewritten for this long belongs to a
+#: dead push or collector.
+STALE = 15 * 60
+#: How often a collector rewrites its plan while it runs (well below STALE).
+REFRESH = PushMarker.REFRESH
 #: How often gc looks again while it waits for pushes to finish.
 POLL = 0.5
 #: A pack whose reachable frames make less than this share of its bytes is
-#: rewritten with only those; above it, the pack is kept whole.
+#: rewritten with only those; above it, the pack is kept whole. A rewrite
+#: downloads and uploads the live part to free the dead part: below half,
+#: at most 2 bytes moved per byte freed (`remote_bench.py --rewrite-cost`).
 REWRITE_BELOW = 0.5
 
 
@@ -214,8 +225,6 @@ def gc_remote(repo: WorkspaceView, name: str, *, dry_run: bool = False, prune: s
     remote.require()
     stats = RemoteGcStats(dry_run, grace)
     before = remote.backend.requests
-    # earlier runs' plans (and clock probes) that a crash left: removed at the end
-    earlier_plans = list(remote.backend.list(layout.PLANS))
     trees: dict[str, tuple] = {}
     # Roots before indexes: a pusher writes its indexes before the record
     # and ref naming them, so every object a root read here names is in an
@@ -255,32 +264,91 @@ def gc_remote(repo: WorkspaceView, name: str, *, dry_run: bool = False, prune: s
         _rewrite(remote, rewrite, condemned=set(garbage))
         stats.rewritten_packs = len(rewrite)
     if garbage:
-        remote.backend.put(plan_key, json.dumps({"packs": sorted(garbage)}).encode() + b"\n")
-        stats.waited_seconds = _wait_for_pushes(remote, plan_key, wait_for)
-        # Again, now that every push that might not have seen the plan is over:
-        # a condemned pack holding the only copy of an object a root now
-        # reaches is spared.
-        roots = _roots(remote)
-        by_pack = remote.load_pack_indexes(cached=False)
-        reachable = _mark(remote, roots, _merged(by_pack), trees)
-        elsewhere = {oid for pack, members in by_pack.items() if pack not in garbage for oid in members}
-        needed = {pack for pack in garbage
-                  if any(oid in reachable and oid not in elsewhere for oid in by_pack.get(pack, {}))}
-        for pack in sorted(garbage):
-            if pack in needed:
-                stats.spared_packs += 1
-                continue
-            remote.backend.delete(layout.index_key(pack))
-            remote.backend.delete(layout.pack_key(pack))
-            size, count = garbage[pack]
-            stats.deleted_packs += 1
-            stats.deleted_objects += count
-            stats.freed_bytes += size
+        with _KeptFresh(remote, plan_key, json.dumps({"packs": sorted(garbage)}).encode() + b"\n") as plan:
+            stats.waited_seconds = _wait_for_pushes(remote, plan_key, wait_for)
+            _delete_garbage(remote, garbage, trees, stats, plan)
     stats.deleted_ref_versions = _trim_ref_versions(remote, now, grace)
-    for key in earlier_plans + ([plan_key] if garbage else []):
-        remote.backend.delete(key)
+    _delete_stale_plans(remote)
     stats.requests = remote.backend.requests - before
     return stats
+
+
+def _delete_garbage(remote: Remote, garbage: dict[str, tuple[int, int]], trees: dict,
+                    stats: RemoteGcStats, plan: "_KeptFresh") -> None:
+    # Again, now that every push that might not have seen the plan is over:
+    # a condemned pack holding the only copy of an object a root now
+    # reaches is spared.
+    roots = _roots(remote)
+    by_pack = remote.load_pack_indexes(cached=False)
+    reachable = _mark(remote, roots, _merged(by_pack), trees)
+    elsewhere = {oid for pack, members in by_pack.items() if pack not in garbage for oid in members}
+    needed = {pack for pack in garbage
+              if any(oid in reachable and oid not in elsewhere for oid in by_pack.get(pack, {}))}
+    for pack in sorted(garbage):
+        if pack in needed:
+            stats.spared_packs += 1
+            continue
+        plan.require_fresh()
+        remote.backend.delete(layout.index_key(pack))
+        remote.backend.delete(layout.pack_key(pack))
+        size, count = garbage[pack]
+        stats.deleted_packs += 1
+        stats.deleted_objects += count
+        stats.freed_bytes += size
+
+
+class _KeptFresh:
+    """A collector's plan: written on entry, rewritten every REFRESH seconds
+    by a thread (so that no other collector takes it for a dead one's and
+    removes it while pushes must still avoid its packs), deleted on a clean
+    exit. Left behind by a crash, it goes stale."""
+
+    def __init__(self, remote: Remote, key: str, data: bytes):
+        self.remote, self.key, self.data = remote, key, data
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="rnstore-gc-plan", daemon=True)
+        self._written = 0.0
+
+    def __enter__(self):
+        self.remote.backend.put(self.key, self.data)
+        self._written = time.monotonic()
+        self._thread.start()
+        return self
+
+    def _keep(self) -> None:
+        while not self._stop.wait(REFRESH):
+            try:
+                self.remote.backend.put(self.key, self.data)
+                self._written = time.monotonic()
+            except Exception:
+                pass  # require_fresh() stops the deletions if this lasts
+
+    def require_fresh(self) -> None:
+        """Delete nothing once the plan may have looked stale to another
+        collector (which may then have removed it)."""
+        if time.monotonic() - self._written > STALE - 2 * REFRESH:
+            raise RemoteError(f"{self.remote.describe}: remote gc stopped: its plan could not be kept "
+                              "fresh; the remaining packs were left for the next gc")
+
+    def __exit__(self, kind, exc, tb):
+        self._stop.set()
+        self._thread.join()
+        if kind is None:
+            self.remote.backend.delete(self.key)
+        return False
+
+
+def _delete_stale_plans(remote: Remote, older_than: float = STALE) -> int:
+    """Plans (and clock probes) that crashed collectors left, once stale; a
+    live collector's plan is fresh, and stays. Returns how many went."""
+    listing = remote.backend.list(layout.PLANS)
+    if not listing:
+        return 0
+    now = _server_now(remote)
+    stale = [key for key, info in listing.items() if info.mtime is not None and now - info.mtime >= older_than]
+    for key in stale:
+        remote.backend.delete(key)
+    return len(stale)
 
 
 def _rewrite(remote: Remote, rewrite: dict[str, dict[str, Location]], *, condemned: set[str]) -> None:
@@ -337,14 +405,14 @@ def _wait_for_pushes(remote: Remote, plan_key: str, wait_for) -> float:
     (or stale). Returns the seconds waited."""
     plan_time = remote.backend.stat(plan_key).mtime or time.time()
     waiting = {key for key, info in remote.backend.list(layout.PUSHES).items()
-               if info.mtime is None or plan_time - info.mtime < PUSH_STALE}
+               if info.mtime is None or plan_time - info.mtime < STALE}
     started = time.monotonic()
     while waiting:
         wait_for(POLL)
         now = _server_now(remote)
         current = remote.backend.list(layout.PUSHES)
         waiting = {key for key in waiting if key in current
-                   and (current[key].mtime is None or now - current[key].mtime < PUSH_STALE)}
+                   and (current[key].mtime is None or now - current[key].mtime < STALE)}
     return time.monotonic() - started
 
 
@@ -416,4 +484,4 @@ def _trim_ref_versions(remote: Remote, now: float, grace: float) -> int:
 
 
 __all__ = ["gc_remote", "forget_remote", "remote_snapshots", "delete_refs", "RemoteGcStats",
-           "RemoteSnapshot", "PUSH_STALE"]
+           "RemoteSnapshot", "STALE"]

@@ -5,6 +5,7 @@ backup / restore / incremental backup, both into one S3 server on loopback
 
     python tests/bench/remote_bench.py [--tree medium] [--corpus /tmp/peerbench/corpus]
     python tests/bench/remote_bench.py --gc-cost 1000    # gc --remote on 1,000 pushed snapshots
+    python tests/bench/remote_bench.py --rewrite-cost    # what rewriting a partly live pack costs
 
 Needs the benchmark corpus (bash tests/bench/make_corpus.sh), restic
 (apt-get install restic) and moto[server] + s3fs (pip install -e '.[test]').
@@ -139,8 +140,69 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-if __name__ == "__main__" and "--gc-cost" not in sys.argv:
+if __name__ == "__main__" and "--gc-cost" not in sys.argv and "--rewrite-cost" not in sys.argv:
     main()
+
+
+class _LoopbackS3:
+    """A moto server, its credentials in os.environ, and a scratch folder;
+    removed on exit. One per process: fsspec keeps one client (one
+    endpoint) per process."""
+
+    def __enter__(self):
+        sys.path.insert(0, str(HERE.parent))
+        self.port, self.server = start_moto()
+        self.work = Path(tempfile.mkdtemp(prefix="rnstore-remote-cost-"))
+        os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.port}", "AWS_ACCESS_KEY_ID": "bench",
+                           "AWS_SECRET_ACCESS_KEY": "benchsecret", "AWS_DEFAULT_REGION": "us-east-1"})
+        return self
+
+    def bucket(self, name: str) -> str:
+        import s3fs
+        s3fs.S3FileSystem(use_listings_cache=False).mkdir(name)
+        return name
+
+    def __exit__(self, *exc):
+        self.server.kill()
+        self.server.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def rewrite_cost(fractions=(0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9), files: int = 400, size: int = 8000) -> None:
+    """gc --remote on one pack of which `fraction` is still live, rewritten
+    (threshold forced to 1.0) or kept whole: seconds, requests and bytes
+    moved per byte freed. This is what REWRITE_BELOW in remote/collect.py
+    rests on."""
+    from rnstore import Repository
+    from rnstore.remote import collect, transfer
+    print("live | rewrite: s, requests, MB moved, MB freed, moved/freed | keep whole: s, requests")
+    with _LoopbackS3() as s3:
+        for number, fraction in enumerate(fractions):
+            bucket = s3.bucket(f"rewrite-{number}")
+            ws = s3.work / f"ws{number}"
+            repo = Repository.init(ws, default_ignore=False)
+            for i in range(files):
+                (ws / f"f{i:04}.bin").write_bytes(os.urandom(size))
+            transfer.add_remote(repo, "origin", f"s3://{bucket}/r")
+            first = repo.snapshot("all").id
+            transfer.push(repo, "origin")
+            for i in range(int(files * fraction), files):
+                (ws / f"f{i:04}.bin").unlink()
+            repo.snapshot("part")
+            transfer.push(repo, "origin")
+            collect.forget_remote(repo, "origin", [first])
+            figures = []
+            for threshold in (0.0, 1.0):  # keep whole, then rewrite
+                collect.REWRITE_BELOW = threshold
+                start = time.monotonic()
+                stats = collect.gc_remote(repo, "origin", prune="now")
+                figures.append((time.monotonic() - start, stats))
+            (keep_s, kept), (rewrite_s, rewritten) = figures
+            assert rewritten.rewritten_packs >= 1 and kept.rewritten_packs == 0, (rewritten, kept)
+            moved = 2 * fraction * files * size  # the live frames, downloaded and uploaded
+            print(f"{fraction:4.2f} | {rewrite_s:5.2f} s {rewritten.requests:4} req "
+                  f"{moved / 1e6:5.2f} MB {rewritten.freed_bytes / 1e6:5.2f} MB "
+                  f"{moved / max(rewritten.freed_bytes, 1):5.2f} | {keep_s:5.2f} s {kept.requests:4} req")
 
 
 def gc_cost(count: int) -> None:
@@ -188,3 +250,5 @@ def gc_cost(count: int) -> None:
 
 if __name__ == "__main__" and "--gc-cost" in sys.argv:
     gc_cost(int(sys.argv[sys.argv.index("--gc-cost") + 1]))
+if __name__ == "__main__" and "--rewrite-cost" in sys.argv:
+    rewrite_cost()
