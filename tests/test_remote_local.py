@@ -264,3 +264,106 @@ def test_a_large_file_travels_in_bounded_memory_and_is_verified(tmp_path, monkey
 def random_bytes(size: int, seed: int) -> bytes:
     import random
     return random.Random(seed).randbytes(size)
+
+
+def _fetch_into_new_store(tmp_path, url, name="b"):
+    """A fetch of every ref into an empty store (what a clone does); the
+    repository, and the error it raised."""
+    b = Repository.init(tmp_path / name, default_ignore=False)
+    transfer.add_remote(b, "origin", url)
+    try:
+        transfer.fetch(b, "origin")
+    except Exception as exc:  # noqa: BLE001 - the test looks at it
+        return b, exc
+    return b, None
+
+
+def _store_files(repo) -> list[str]:
+    """Every file in the store's folder (packs, loose objects, temporary files)."""
+    root = repo.store.root
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
+                  and p.name != "rnstore-store")
+
+
+def test_a_clone_reads_each_pack_once_and_stores_it_as_one_pack(tmp_path, monkeypatch):
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", files=120, url=url)
+    pushed = transfer.push(a, "origin")
+    read = []
+    real = RetryingBackend.get_range
+    monkeypatch.setattr(RetryingBackend, "get_range",
+                        lambda self, key, start, end: read.append(end - start) or real(self, key, start, end))
+    monkeypatch.setattr(transfer, "READ_LIMIT", 4096)  # many ranges, stored as they arrive
+    b, error = _fetch_into_new_store(tmp_path, url)
+    assert error is None
+    (pack,) = (tmp_path / "share" / "packs").iterdir()
+    assert sum(read) < pack.stat().st_size  # frames read once, never the index or trailer
+    assert len(read) > 5
+    assert [p.split("/")[0] for p in _store_files(b)] == ["pack"]
+    assert sorted(b.store) == sorted(a.store) and len(list(b.store)) == pushed.objects
+    assert b.fsck().ok
+
+
+def test_a_corrupt_frame_late_in_a_clone_stores_nothing_of_what_came_before(tmp_path, monkeypatch):
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", files=120, url=url)
+    transfer.push(a, "origin")
+    (pack,) = (tmp_path / "share" / "packs").iterdir()
+    index = layout.decode_index((tmp_path / "share" / "index" / (pack.stem + ".idx")).read_bytes(),
+                                pack.stem)
+    last = max(index.values(), key=lambda location: location.offset)
+    data = bytearray(pack.read_bytes())
+    data[last.offset + last.length // 2] ^= 0x55  # in the last frame: every other range comes first
+    pack.write_bytes(bytes(data))
+    monkeypatch.setattr(transfer, "READ_LIMIT", 4096)
+    b, error = _fetch_into_new_store(tmp_path, url)
+    assert isinstance(error, CorruptObjectError) and "remote object" in str(error)
+    assert list(b.store) == [] and _store_files(b) == []  # no pack, no temporary file
+    assert b.refs.list() == {}
+    with pytest.raises(CorruptObjectError):
+        Repository.clone(url, tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_clone_of_a_remote_missing_an_object_its_ref_needs_records_no_ref(tmp_path):
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", files=30, url=url)
+    transfer.push(a, "origin")
+    (index_file,) = (tmp_path / "share" / "index").iterdir()
+    entries = layout.decode_index(index_file.read_bytes(), index_file.stem)
+    head = a.refs.resolve("refs/heads/main")
+    blob = next(e.id for e in a.store.get_tree(a.store.get_tree(a.store.get_snapshot(head).tree)
+                                                .entries[0].id).entries)
+    kept = sorted((bytes.fromhex(oid), loc.offset, loc.length, loc.kind)
+                  for oid, loc in entries.items() if oid != blob)
+    index_file.write_bytes(layout.encode_index(kept))
+    b, error = _fetch_into_new_store(tmp_path, url)
+    assert isinstance(error, RemoteError) and f"missing object {blob}" in str(error)
+    assert b.refs.list() == {}
+
+
+def test_verified_frames_from_several_threads_make_one_pack_or_nothing(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rnstore import codec
+    from rnstore.store import DiskStore, MemoryStore
+    frames = {}
+    for n in range(200):
+        payload = b"object %d " % n * (n + 1)
+        frames[__import__("hashlib").sha256(payload).hexdigest()] = codec.compress("blob", payload, 3)
+    items = sorted(frames.items())
+    runs = [items[i:i + 7] for i in range(0, len(items), 7)]
+    for store in (DiskStore(tmp_path / "objects"), MemoryStore()):
+        with store.verified_pack() as add, ThreadPoolExecutor(4) as pool:
+            list(pool.map(add, [[(oid, memoryview(frame)) for oid, frame in run] for run in runs]
+                          + [runs[0]]))  # a run twice: stored once
+        assert sorted(store) == sorted(frames)
+        for oid in frames:
+            store.verify(oid)
+    assert len(list((tmp_path / "objects" / "pack").iterdir())) == 1
+    failing = DiskStore(tmp_path / "other")
+    with pytest.raises(RuntimeError):
+        with failing.verified_pack() as add:
+            add(runs[0])
+            raise RuntimeError("a later frame was corrupt")
+    assert list(failing) == [] and not [p for p in (tmp_path / "other").rglob("*") if p.is_file()]

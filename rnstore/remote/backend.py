@@ -139,6 +139,13 @@ class FsspecBackend(Backend):
                     while chunk := source.read(1 << 20):
                         fh.write(chunk)
             self._local_write(key, copy, exclusive=False)
+        elif self.native_create and hasattr(self.fs, "call_s3"):
+            # s3fs's put_file reads a file under its multipart size into
+            # memory (and the request copies it again): a pack streamed from
+            # its file keeps a push's memory flat, in the same one request
+            bucket, path, _ = self.fs.split_path(self._path(key))
+            with open(local_path, "rb") as source:
+                self.fs.call_s3("put_object", Bucket=bucket, Key=path, Body=source)
         else:
             self.fs.put_file(local_path, self._path(key))
 

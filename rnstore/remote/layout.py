@@ -64,7 +64,7 @@ def pack_name_of(key: str, folder: str, suffix: str) -> str | None:
 
 # -- pack indexes --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per remote object: no __dict__ each
 class Location:
     pack: str
     offset: int
