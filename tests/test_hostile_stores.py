@@ -1,0 +1,104 @@
+"""Hostile stores and remotes made by hand, byte by byte, as another program
+(or an attacker) could write them, and the commands a user would run on
+them: one `error:` line with the right exit code, never an internal error,
+and nothing written that should not be (SPEC.md, "Safety promises")."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from helpers.porcelain import write_files
+from rnstore import codec
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_raw_pack(store: Path, frames: list[tuple[str, bytes]]) -> Path:
+    """A pack of these frames exactly as given (FORMAT.md, Pack files), with
+    none of the checks a writer makes: a delta's base may be absent."""
+    body = bytearray(b"rnpack 1\n")
+    entries = []
+    for oid, frame in frames:
+        entries.append((bytes.fromhex(oid), len(body), len(frame)))
+        body += frame
+    index = b"".join(raw + struct.pack(">QI", offset, length) for raw, offset, length in sorted(entries))
+    checksum = hashlib.sha256(index).digest()
+    pack = store / "objects" / "pack" / f"{checksum.hex()}.pack"
+    pack.parent.mkdir(parents=True, exist_ok=True)
+    pack.write_bytes(bytes(body) + index + struct.pack(">QQ", len(body), len(entries)) + checksum + b"rnpkend\n")
+    return pack
+
+
+def write_loose(store: Path, payload: bytes, kind: str) -> str:
+    oid = sha(payload)
+    path = store / "objects" / oid[:2] / oid[2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(codec.compress(kind, payload, 3))
+    return oid
+
+
+def encode_tree(entries: list[tuple[str, str, int, bytes]]) -> bytes:
+    return b"rntree 1\n" + b"".join(b"%s %s %d %s\0" % (mode.encode(), oid.encode(), size, name)
+                                    for mode, oid, size, name in entries)
+
+
+def encode_snapshot(tree: str) -> bytes:
+    document = {"tree": tree, "parents": [], "time": "2026-01-01T00:00:00.000000Z", "message": "crafted",
+                "meta": {}}
+    return b"rnsnapshot 1\n" + json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def tag_snapshot(workspace: Path, tree: str, name: str = "crafted") -> str:
+    """Store a snapshot of `tree`, make it live and tag it `name`."""
+    store = workspace / ".rnstore"
+    snapshot = write_loose(store, encode_snapshot(tree), "snapshot")
+    (store / "snapshots" / snapshot).touch()
+    (store / "refs" / "tags").mkdir(parents=True, exist_ok=True)
+    (store / "refs" / "tags" / name).write_text(snapshot + "\n")
+    return snapshot
+
+
+# -- a delta whose base is missing -------------------------------------------------------------
+
+OLD = b"an older version of the file\n" * 40
+NEW = b"the newer version of the file\n" * 40
+
+
+def delta_with_missing_base(store: Path, kind: str, payload: bytes) -> str:
+    """Store `payload` only as a delta against NEW, which is stored nowhere."""
+    oid = sha(payload)
+    write_raw_pack(store, [(oid, codec.encode_delta(kind, payload, sha(NEW), NEW, 3))])
+    return oid
+
+
+@pytest.mark.parametrize("what", ["file", "link", "folder"])
+def test_export_and_checkout_name_the_path_whose_delta_base_is_missing(workspace, run_cli, what):
+    """A file, link target or folder stored as a delta whose base is gone
+    is a damaged object: exit 1 naming the path, never an internal error."""
+    store = workspace / ".rnstore"
+    if what == "folder":
+        blob = write_loose(store, b"inside\n", "blob")
+        inner = encode_tree([("100644", blob, 7, b"inside.txt")])
+        broken = delta_with_missing_base(store, "tree", inner)
+        root = encode_tree([("040000", broken, 7, b"evil")])
+    else:
+        payload = b"../target\n" if what == "link" else OLD
+        broken = delta_with_missing_base(store, "blob", payload)
+        root = encode_tree([("120000" if what == "link" else "100644", broken, len(payload), b"evil")])
+    tag_snapshot(workspace, write_loose(store, root, "tree"))
+    for args in (["export", "crafted", "-o", str(workspace.parent / "out.tar")],
+                 ["checkout", "crafted", "--target", str(workspace.parent / "out")]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 1, result
+        assert "internal error" not in result.stderr, result.stderr
+        assert "'evil" in result.stderr and broken in result.stderr, result.stderr
+        assert f"{sha(NEW)} is missing" in result.stderr, result.stderr
+    assert not (workspace.parent / "out.tar").exists()
+    assert not (workspace.parent / "out").exists()
