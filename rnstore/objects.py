@@ -235,6 +235,8 @@ def decode_snapshot(payload: bytes) -> Snapshot:
         document = json.loads(payload[len(SNAPSHOT_HEADER):].decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise CorruptObjectError(f"snapshot is not valid JSON: {exc}") from None
+    except RecursionError:  # a JSON nested deeper than the parser's stack
+        raise CorruptObjectError("snapshot is not valid JSON: nested too deeply") from None
     if not isinstance(document, dict) or set(document) != {
         "tree", "parents", "time", "message", "meta"
     }:

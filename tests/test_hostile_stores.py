@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -102,3 +103,58 @@ def test_export_and_checkout_name_the_path_whose_delta_base_is_missing(workspace
         assert f"{sha(NEW)} is missing" in result.stderr, result.stderr
     assert not (workspace.parent / "out.tar").exists()
     assert not (workspace.parent / "out").exists()
+
+
+# -- JSON nested deeper than the parser's stack ------------------------------------------------
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def test_a_snapshot_of_deeply_nested_json_is_a_corrupt_object(workspace, run_cli):
+    """fsck lists it (it does not stop at it), gc refuses naming it, and no
+    command blames "folders nested too deeply"."""
+    store = workspace / ".rnstore"
+    payload = b'rnsnapshot 1\n{"message":' + DEEP + b"}\n"
+    snapshot = write_loose(store, payload, "snapshot")
+    (store / "snapshots" / snapshot).touch()
+    garbage = write_loose(store, b"garbage\n", "blob")
+    old = store / "objects" / garbage[:2] / garbage[2:]
+    os.utime(old, (1, 1))
+    result = run_cli(["fsck", "--json"], cwd=workspace)
+    assert result.returncode == 1, result
+    problems = json.loads(result.stdout)["problems"]
+    assert [(p["id"], p["kind"]) for p in problems if p["kind"] != "dangling"] == [(snapshot, "corrupt")]
+    for args in (["gc", "--prune", "now"], ["log", "--all"], ["cat-file", "-p", snapshot]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 1, (args, result)
+        assert "nested too deeply" in result.stderr and "folders" not in result.stderr, (args, result.stderr)
+    assert old.exists(), "gc deleted while a root was unreadable"
+
+
+def pushed_remote(workspace: Path, run_cli) -> Path:
+    remote = workspace.parent / "remote"
+    assert run_cli(["commit", "-a", "-q", "-m", "one", "--allow-empty"], cwd=workspace).returncode == 0
+    assert run_cli(["remote", "add", "origin", str(remote)], cwd=workspace).returncode == 0
+    assert run_cli(["push", "-q", "origin"], cwd=workspace).returncode == 0
+    return remote
+
+
+def test_deeply_nested_json_on_a_remote_is_named_as_damaged(workspace, run_cli):
+    remote = pushed_remote(workspace, run_cli)
+    plan = remote / "gc" / "1-crafted.plan"
+    plan.parent.mkdir(exist_ok=True)
+    plan.write_bytes(DEEP)
+    result = run_cli(["push", "origin"], cwd=workspace)
+    assert result.returncode == 1 and "remote gc plan gc/1-crafted.plan is damaged" in result.stderr, result
+    plan.unlink()
+    (remote / "refs" / "heads" / "main" / f"{2:020d}").write_bytes(DEEP)
+    result = run_cli(["clone", str(remote), str(workspace.parent / "clone")], cwd=workspace.parent)
+    assert result.returncode == 1, result
+    assert f"remote ref refs/heads/main/{2:020d} is damaged" in result.stderr, result.stderr
+
+
+def test_a_config_of_deeply_nested_json_is_unreadable(workspace, run_cli):
+    (workspace / ".rnstore" / "config").write_bytes(DEEP)
+    result = run_cli(["status"], cwd=workspace)
+    assert result.returncode == 1, result
+    assert "config file" in result.stderr and "is unreadable" in result.stderr, result.stderr

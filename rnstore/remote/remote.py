@@ -168,7 +168,7 @@ class Remote:
                     condemned.update(json.loads(self.backend.get(key))["packs"])
                 except FileNotFoundError:
                     continue  # finished since the listing
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, RecursionError):
                     raise CorruptStoreError(f"remote gc plan {key} is damaged") from None
         return condemned
 
