@@ -158,3 +158,13 @@ def test_a_config_of_deeply_nested_json_is_unreadable(workspace, run_cli):
     result = run_cli(["status"], cwd=workspace)
     assert result.returncode == 1, result
     assert "config file" in result.stderr and "is unreadable" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("content", [b"[]", b'{"remotes": {"origin": 5}}', b'{"remotes": {"origin": {}}}',
+                                     b'{"remotes": []}', b"[" * 100_000])
+def test_a_remotes_file_of_another_shape_is_unreadable(workspace, run_cli, content):
+    (workspace / ".rnstore" / "remotes.json").write_bytes(content)
+    for args in (["remote", "-v"], ["push", "origin"]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 1, result
+        assert "remotes.json is unreadable" in result.stderr, result.stderr
