@@ -168,3 +168,24 @@ def test_a_remotes_file_of_another_shape_is_unreadable(workspace, run_cli, conte
         result = run_cli(args, cwd=workspace)
         assert result.returncode == 1, result
         assert "remotes.json is unreadable" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("branch", ["a b~1", ".hidden", "x.lock"])
+def test_a_remote_branch_with_an_invalid_name_is_skipped_not_fatal(workspace, run_cli, branch):
+    """One branch that no local ref may be named after (written by another
+    program) is refused by name; fetch and clone still get every other ref."""
+    remote = pushed_remote(workspace, run_cli)
+    version = remote / "refs" / "heads" / "main" / f"{1:020d}"
+    hostile = remote / "refs" / "heads" / branch / version.name
+    hostile.parent.mkdir(parents=True)
+    hostile.write_bytes(version.read_bytes())
+    head = run_cli(["rev-parse", "HEAD"], cwd=workspace).out.strip()
+    clone = workspace.parent / "clone"
+    result = run_cli(["clone", str(remote), str(clone)], cwd=workspace.parent)
+    assert result.returncode == 0, result
+    assert f"refused     refs/heads/{branch}" in result.out and "not a valid ref name" in result.out, result.out
+    assert run_cli(["rev-parse", "origin/main"], cwd=clone).out.strip() == head
+    result = run_cli(["fetch", "--json", "origin"], cwd=clone)
+    assert result.returncode == 0, result
+    statuses = {update["ref"]: update["status"] for update in json.loads(result.stdout)["refs"]}
+    assert statuses == {f"refs/heads/{branch}": "refused"}, statuses

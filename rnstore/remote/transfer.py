@@ -412,12 +412,24 @@ def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress:
         remote.require()
         current = {ref: state for ref, state in remote.refs().items() if state.id is not None}
         wanted = _select_refs(current, list(refs))
+        # another program may have named a ref so that no local ref can bear its name
+        for ref in [ref for ref in wanted if not _valid_ref_name(ref)]:
+            wanted.remove(ref)
+            result.refs.append(RefUpdate(ref, None, current[ref].id, "refused", "not a valid ref name; skipped"))
         index = remote.load_index()
         with repo.store_lock(shared=True):
             download(repo.store, remote, index, [current[r].id for r in wanted], result, progress)
             _record_fetched(repo, name, {r: current[r].id for r in wanted}, result,
                             prune=not refs, remote_refs=current)
     return result
+
+
+def _valid_ref_name(ref: str) -> bool:
+    try:
+        check_ref_name(ref)
+    except InvalidValueError:
+        return False
+    return True
 
 
 def _select_refs(current: dict[str, RemoteRef], names: list[str]) -> list[str]:
