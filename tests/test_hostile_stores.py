@@ -189,3 +189,17 @@ def test_a_remote_branch_with_an_invalid_name_is_skipped_not_fatal(workspace, ru
     assert result.returncode == 0, result
     statuses = {update["ref"]: update["status"] for update in json.loads(result.stdout)["refs"]}
     assert statuses == {f"refs/heads/{branch}": "refused"}, statuses
+
+
+def test_a_remote_of_another_format_is_refused_by_every_command(workspace, run_cli):
+    """A reader refuses a version it does not know (FORMAT.md, Versioning):
+    a remote gc must never delete packs of a format it cannot read."""
+    remote = pushed_remote(workspace, run_cli)
+    (remote / "rnstore-remote").write_bytes(b"rnstore remote 2\n")
+    before = sorted(p.relative_to(remote) for p in remote.rglob("*"))
+    for args in (["fetch", "origin"], ["snapshots", "--remote", "origin"], ["gc", "--remote", "origin", "--prune", "now"],
+                 ["forget", "--remote", "origin", "--keep-last", "1"], ["clone", str(remote), "clone"]):
+        result = run_cli(args, cwd=workspace if args[0] != "clone" else workspace.parent)
+        assert result.returncode == 1, (args, result)
+        assert "holds an rnstore remote of another format" in result.stderr, (args, result.stderr)
+    assert sorted(p.relative_to(remote) for p in remote.rglob("*")) == before
