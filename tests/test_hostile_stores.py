@@ -203,3 +203,29 @@ def test_a_remote_of_another_format_is_refused_by_every_command(workspace, run_c
         assert result.returncode == 1, (args, result)
         assert "holds an rnstore remote of another format" in result.stderr, (args, result.stderr)
     assert sorted(p.relative_to(remote) for p in remote.rglob("*")) == before
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_an_object_store_of_another_format_is_refused(tmp_path, run_cli, shared):
+    """FORMAT.md, Versioning: a reader refuses a store format it does not
+    know; no command may write into it, and gc may not delete from it."""
+    workspace = tmp_path / "ws"
+    write_files(workspace, {"a.txt": "a\n"})
+    store = tmp_path / "store" if shared else workspace / ".rnstore"
+    assert run_cli(["init", "-q"] + (["--objects", str(store)] if shared else []), cwd=workspace).returncode == 0
+    assert run_cli(["commit", "-a", "-q", "-m", "one"], cwd=workspace).returncode == 0
+    (store / "rnstore-store").write_text("rnstore object store, format 2\n")
+    (workspace / "b.txt").write_text("b\n")
+    before = sorted(p.relative_to(store) for p in (store / "objects").rglob("*"))
+    for args in (["commit", "-a", "-m", "two"], ["gc", "--prune", "now"], ["fsck"], ["log"]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 1, (args, result)
+        assert "object store of another format" in result.stderr, (args, result.stderr)
+    assert sorted(p.relative_to(store) for p in (store / "objects").rglob("*")) == before
+
+
+@pytest.mark.parametrize("marker", ["", "rnstore object st", "rnstore object store, format 1\nshared group\n"])
+def test_a_store_marker_cut_short_is_still_format_1(workspace, run_cli, marker):
+    """`init` killed while writing the marker leaves it short: still a store."""
+    (workspace / ".rnstore" / "rnstore-store").write_text(marker)
+    assert run_cli(["commit", "-a", "-q", "-m", "one", "--allow-empty"], cwd=workspace).returncode == 0
