@@ -32,6 +32,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import BinaryIO, Iterable, NamedTuple
 
 from .errors import CorruptObjectError, InvalidValueError
@@ -179,6 +180,15 @@ def decode_tree(payload: bytes) -> Tree:
     return tree
 
 
+def _is_date(time: str) -> bool:
+    """Whether digits in the time's format name an instant (not month 13)."""
+    try:
+        datetime.fromisoformat(time[:-1])
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Snapshot:
     tree: str
@@ -193,7 +203,7 @@ class Snapshot:
         for parent in self.parents:
             if not _HEX64.match(parent):
                 raise CorruptObjectError("invalid parent id in snapshot")
-        if not _TIME.match(self.time):
+        if not _TIME.match(self.time) or not _is_date(self.time):
             raise CorruptObjectError(f"invalid time {self.time!r} in snapshot")
         if not isinstance(self.message, str):
             raise CorruptObjectError("invalid message in snapshot")

@@ -50,16 +50,20 @@ def encode_tree(entries: list[tuple[str, str, int, bytes]]) -> bytes:
                                     for mode, oid, size, name in entries)
 
 
-def encode_snapshot(tree: str) -> bytes:
-    document = {"tree": tree, "parents": [], "time": "2026-01-01T00:00:00.000000Z", "message": "crafted",
-                "meta": {}}
+def encode_snapshot(tree: str, *, time: str = "2026-01-01T00:00:00.000000Z", meta: dict | None = None) -> bytes:
+    document = {"tree": tree, "parents": [], "time": time, "message": "crafted", "meta": meta or {}}
     return b"rnsnapshot 1\n" + json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
 
-def tag_snapshot(workspace: Path, tree: str, name: str = "crafted") -> str:
+def damage(fsck_json) -> list[tuple[str, str]]:
+    """(id, kind) of each problem `fsck --json` found, but what no root reaches."""
+    return [(p["id"], p["kind"]) for p in json.loads(fsck_json.stdout)["problems"] if p["kind"] != "dangling"]
+
+
+def tag_snapshot(workspace: Path, tree: str, name: str = "crafted", **fields) -> str:
     """Store a snapshot of `tree`, make it live and tag it `name`."""
     store = workspace / ".rnstore"
-    snapshot = write_loose(store, encode_snapshot(tree), "snapshot")
+    snapshot = write_loose(store, encode_snapshot(tree, **fields), "snapshot")
     (store / "snapshots" / snapshot).touch()
     (store / "refs" / "tags").mkdir(parents=True, exist_ok=True)
     (store / "refs" / "tags" / name).write_text(snapshot + "\n")
@@ -122,8 +126,7 @@ def test_a_snapshot_of_deeply_nested_json_is_a_corrupt_object(workspace, run_cli
     os.utime(old, (1, 1))
     result = run_cli(["fsck", "--json"], cwd=workspace)
     assert result.returncode == 1, result
-    problems = json.loads(result.stdout)["problems"]
-    assert [(p["id"], p["kind"]) for p in problems if p["kind"] != "dangling"] == [(snapshot, "corrupt")]
+    assert damage(result) == [(snapshot, "corrupt")]
     for args in (["gc", "--prune", "now"], ["log", "--all"], ["cat-file", "-p", snapshot]):
         result = run_cli(args, cwd=workspace)
         assert result.returncode == 1, (args, result)
@@ -229,3 +232,19 @@ def test_a_store_marker_cut_short_is_still_format_1(workspace, run_cli, marker):
     """`init` killed while writing the marker leaves it short: still a store."""
     (workspace / ".rnstore" / "rnstore-store").write_text(marker)
     assert run_cli(["commit", "-a", "-q", "-m", "one", "--allow-empty"], cwd=workspace).returncode == 0
+
+
+@pytest.mark.parametrize("time", ["2026-13-45T99:99:99.000000Z", "0000-01-01T00:00:00.000000Z"])
+def test_a_snapshot_time_that_is_no_date_is_a_corrupt_snapshot(workspace, run_cli, time):
+    """The time matches the grammar's digits but names no instant: fsck
+    says so, and no command fails with an internal error over it."""
+    store = workspace / ".rnstore"
+    tree = write_loose(store, encode_tree([]), "tree")
+    snapshot = tag_snapshot(workspace, tree, time=time)
+    result = run_cli(["fsck", "--json"], cwd=workspace)
+    assert result.returncode == 1, result
+    assert damage(result) == [(snapshot, "corrupt")]
+    for args in (["export", "crafted", "-o", str(workspace.parent / "out.tar")], ["forget", "--keep-within", "1d"]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 1, (args, result)
+        assert "internal error" not in result.stderr and snapshot[:12] in result.stderr, (args, result.stderr)
