@@ -230,6 +230,13 @@ class Snapshot:
         return hash_bytes(self.encode())
 
 
+def meta_count(meta: dict[str, str], key: str) -> int:
+    """A count rnstore records in a snapshot's metadata (`files`, `bytes`);
+    0 when absent or, written by another program, not a whole number."""
+    value = meta.get(key, "0")
+    return int(value) if value.isdecimal() else 0
+
+
 def canonical_json(document: object) -> bytes:
     return json.dumps(
         document, sort_keys=True, separators=(",", ":"), ensure_ascii=False

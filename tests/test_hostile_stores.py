@@ -248,3 +248,15 @@ def test_a_snapshot_time_that_is_no_date_is_a_corrupt_snapshot(workspace, run_cl
         result = run_cli(args, cwd=workspace)
         assert result.returncode == 1, (args, result)
         assert "internal error" not in result.stderr and snapshot[:12] in result.stderr, (args, result.stderr)
+
+
+def test_snapshot_counts_that_are_not_numbers_are_shown_not_fatal(workspace, run_cli):
+    """`files` and `bytes` are metadata strings another program may have
+    written otherwise: log shows the snapshot anyway."""
+    store = workspace / ".rnstore"
+    tree = write_loose(store, encode_tree([]), "tree")
+    snapshot = tag_snapshot(workspace, tree, meta={"files": "lots", "bytes": "-5"})
+    for args in (["log", "crafted"], ["log", "--all", "--stat"], ["show", "crafted"], ["du"]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 0, (args, result)
+    assert snapshot in run_cli(["log", "crafted"], cwd=workspace).out
