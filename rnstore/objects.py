@@ -232,9 +232,10 @@ class Snapshot:
 
 def meta_count(meta: dict[str, str], key: str) -> int:
     """A count rnstore records in a snapshot's metadata (`files`, `bytes`);
-    0 when absent or, written by another program, not a whole number."""
+    0 when absent or, written by another program, not a whole number of at
+    most 20 digits (int() refuses longer strings)."""
     value = meta.get(key, "0")
-    return int(value) if value.isdecimal() else 0
+    return int(value) if value.isdecimal() and len(value) <= 20 else 0
 
 
 def canonical_json(document: object) -> bytes:

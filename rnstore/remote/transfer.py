@@ -35,7 +35,7 @@ from ..errors import CorruptObjectError, InvalidValueError, RnstoreError
 from ..objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
 from ..packs import Pack, PackWriter
 from ..progress import NO_PROGRESS, Progress
-from ..refs import ANY, HEADS, REMOTES, TAGS, check_ref_name, short_name
+from ..refs import ANY, HEADS, REMOTES, TAGS, check_ref_name, short_name, valid_ref_name
 from ..store import MemoryStore
 from . import layout, settings
 from .backend import RemoteError, ShortReadError, open_backend
@@ -413,7 +413,7 @@ def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress:
         current = {ref: state for ref, state in remote.refs().items() if state.id is not None}
         wanted = _select_refs(current, list(refs))
         # another program may have named a ref so that no local ref can bear its name
-        for ref in [ref for ref in wanted if not _valid_ref_name(ref)]:
+        for ref in [ref for ref in wanted if not valid_ref_name(ref)]:
             wanted.remove(ref)
             result.refs.append(RefUpdate(ref, None, current[ref].id, "refused", "not a valid ref name; skipped"))
         index = remote.load_index()
@@ -422,14 +422,6 @@ def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress:
             _record_fetched(repo, name, {r: current[r].id for r in wanted}, result,
                             prune=not refs, remote_refs=current)
     return result
-
-
-def _valid_ref_name(ref: str) -> bool:
-    try:
-        check_ref_name(ref)
-    except InvalidValueError:
-        return False
-    return True
 
 
 def _select_refs(current: dict[str, RemoteRef], names: list[str]) -> list[str]:
