@@ -260,3 +260,31 @@ def test_snapshot_counts_that_are_not_numbers_are_shown_not_fatal(workspace, run
         result = run_cli(args, cwd=workspace)
         assert result.returncode == 0, (args, result)
     assert snapshot in run_cli(["log", "crafted"], cwd=workspace).out
+
+
+def delta_chain(count: int) -> list[tuple[str, bytes]]:
+    """A whole object, then `count` deltas each against the one before."""
+    payloads = [b"version %d\n" % i * 200 for i in range(count + 1)]
+    frames = [(sha(payloads[0]), codec.compress("blob", payloads[0], 3))]
+    frames += [(sha(new), codec.encode_delta("blob", new, sha(old), old, 3)) for old, new in zip(payloads, payloads[1:])]
+    return frames
+
+
+@pytest.mark.parametrize("shape", ["its own base", "a loop of two", "too deep"])
+@pytest.mark.parametrize("quick", [False, True])
+def test_fsck_names_a_delta_chain_that_cannot_be_rebuilt(workspace, run_cli, shape, quick):
+    """A delta that is its own base, two deltas based on each other, and a
+    chain deeper than readers follow: corrupt for fsck, --quick included."""
+    if shape == "too deep":
+        frames = delta_chain(codec.MAX_CHAIN_DEPTH + 1)
+        broken = [frames[-1][0]]
+    else:
+        looped = [OLD, NEW] if shape == "a loop of two" else [OLD]
+        frames = [(sha(payload), codec.encode_delta("blob", payload, sha(base), NEW if base == payload else base, 3))
+                  for payload, base in zip(looped, looped[1:] + looped[:1])]
+        broken = [oid for oid, _ in frames]
+    write_raw_pack(workspace / ".rnstore", frames)
+    result = run_cli(["fsck", "--json"] + (["--quick"] if quick else []), cwd=workspace)
+    assert result.returncode == 1, result
+    found = [(oid, kind) for oid, kind in damage(result)]
+    assert found == sorted((oid, "corrupt") for oid in broken), found
