@@ -286,5 +286,5 @@ def test_fsck_names_a_delta_chain_that_cannot_be_rebuilt(workspace, run_cli, sha
     write_raw_pack(workspace / ".rnstore", frames)
     result = run_cli(["fsck", "--json"] + (["--quick"] if quick else []), cwd=workspace)
     assert result.returncode == 1, result
-    found = [(oid, kind) for oid, kind in damage(result)]
+    found = damage(result)
     assert found == sorted((oid, "corrupt") for oid in broken), found
