@@ -490,8 +490,8 @@ def _leaves(store, tree_id: str, prefix: bytes,
                 unreadable.append((base[:-1], current, _why_damaged(exc)))
                 continue
             where = os.fsdecode(base[:-1]) or "the root folder"
-            raise type(exc)(f"cannot check out '{where}': {exc}", current,
-                            hints=["`rnstore fsck` lists damaged objects"]) from None
+            raise exc.reworded(f"cannot check out '{where}': {exc}", current,
+                               hints=["`rnstore fsck` lists damaged objects"]) from None
         if not entries and base != prefix:
             found.append(FlatEntry(base[:-1], MODE_TREE, current, 0))
         for entry in entries:

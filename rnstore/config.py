@@ -115,7 +115,7 @@ class Config:
             values = json.loads(text)
             if not isinstance(values, dict):
                 raise ValueError("not an object")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise CorruptStoreError(f"config file {self.path} is unreadable: {exc}") from None
         return {str(k): str(v) for k, v in values.items()}
 

@@ -28,7 +28,7 @@ from typing import Iterable
 
 from .errors import CorruptStoreError, ObjectError
 from .reachability import collect_roots, mark_reachable, settle_cache
-from .objects import BLOB, SNAPSHOT, TREE
+from .objects import BLOB, SNAPSHOT, TREE, meta_count
 from .progress import NO_PROGRESS, Progress
 from .refs import TAGS, short_name
 from .revparse import resolve_snapshot
@@ -179,7 +179,7 @@ def du(repo: WorkspaceView, revs: Iterable[str] = (), *, progress: Progress = NO
                 tree_size = repo.store.get_tree(snapshot.tree).total_size
             count = files.get(snapshot.tree)
             if count is None:
-                count = int(snapshot.meta.get("files", 0) or 0)
+                count = meta_count(snapshot.meta, "files")
             rows.append(SnapshotUsage(
                 oid, snapshot.time, snapshot.message, sorted(tags.get(oid, [])), count, tree_size,
                 exclusive.get(("snapshot", oid), 0), oid in journal))

@@ -53,6 +53,17 @@ class ObjectError(RnstoreError):
         super().__init__(message, **kw)
         self.object_id = object_id
 
+    def reworded(self, message: str, object_id: str | None, *, hints=()) -> "ObjectError":
+        """This error, of its class and with its details, saying `message`
+        about `object_id` (a caller naming the path it was reading). Not
+        `type(self)(...)`: subclasses take more arguments."""
+        other = type(self).__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        Exception.__init__(other, message)
+        other.object_id = object_id
+        other.hints = list(hints)
+        return other
+
 
 class MissingObjectError(ObjectError):
     pass

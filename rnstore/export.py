@@ -203,8 +203,8 @@ def _read_tree(store, tree_id: str, prefix: bytes) -> list:
         tree = store.get_tree(tree_id)
     except ObjectError as exc:
         where = os.fsdecode(prefix) or "the root folder"
-        raise type(exc)(f"cannot export '{where}': {exc}", tree_id,
-                        hints=["`rnstore fsck` lists damaged objects"]) from None
+        raise exc.reworded(f"cannot export '{where}': {exc}", tree_id,
+                           hints=["`rnstore fsck` lists damaged objects"]) from None
     return [(entry, prefix + entry.name) for entry in sorted(tree.entries, key=_sort_key)]
 
 
@@ -270,8 +270,8 @@ def _blob(store, entry: _Entry, verify_first: bool, read: bytes | ObjectError | 
                 check_blob_size(reader.size, entry)
                 yield reader.size, reader.chunks()
     except ObjectError as exc:
-        raise type(exc)(f"cannot export '{shorten(entry.path)}': {exc}", entry.id,
-                        hints=["`rnstore fsck` lists damaged objects"]) from None
+        raise exc.reworded(f"cannot export '{shorten(entry.path)}': {exc}", entry.id,
+                           hints=["`rnstore fsck` lists damaged objects"]) from None
 
 
 #: How far _read_ahead may run ahead of the archive, in bytes read; it hands
@@ -355,8 +355,8 @@ def _link_target(store, entry: _Entry) -> bytes:
         target = b"".join(store.iter_blob(entry.id))
         check_link_target(target, entry)
     except ObjectError as exc:
-        raise type(exc)(f"cannot export '{shorten(entry.path)}': {exc}", entry.id,
-                        hints=["`rnstore fsck` lists damaged objects"]) from None
+        raise exc.reworded(f"cannot export '{shorten(entry.path)}': {exc}", entry.id,
+                           hints=["`rnstore fsck` lists damaged objects"]) from None
     return target
 
 

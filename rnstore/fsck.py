@@ -36,6 +36,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from . import codec
 from .errors import BrokenDeltaError, MissingObjectError, ObjectError
 from .reachability import ANY_ROOT, Marker, collect_roots, problem_kind, reason
 from .worktree import parallel_map
@@ -206,12 +207,33 @@ def _chain_culprit(oid: str, listed, bases: dict[str, str], own_failures: set[st
     return None
 
 
+def _chain_shape_trouble(oid: str, bases: dict[str, str]) -> str | None:
+    """Why `oid`'s chain cannot be rebuilt whatever its objects hold: it
+    loops, or holds more deltas than readers follow (codec.MAX_CHAIN_DEPTH)."""
+    seen = {oid}
+    base = bases.get(oid)
+    while base is not None:
+        if base in seen:
+            return f"its chain of delta bases loops through {base}"
+        if base in bases and len(seen) >= codec.MAX_CHAIN_DEPTH:
+            return f"its chain of delta bases is longer than {codec.MAX_CHAIN_DEPTH}"
+        seen.add(base)
+        base = bases.get(base)
+    return None
+
+
 def _broken_chains(listed, chains: _Chains, failed: set[str], report) -> dict[str, set[str]]:
     """culprit -> every delta whose chain needs it, for each missing or
     damaged base; reports the missing ones, and the deltas that reading did
     not already report (fsck --quick does not rebuild blobs)."""
     dependents: dict[str, set[str]] = {}
     for oid in sorted(chains.bases):
+        trouble = _chain_shape_trouble(oid, chains.bases)
+        if trouble is not None:  # found by reading, but for blobs under --quick
+            if oid not in failed:
+                failed.add(oid)
+                report(CORRUPT, oid, trouble, chains.kinds.get(oid))
+            continue
         culprit = _chain_culprit(oid, listed, chains.bases, chains.own_failures)
         if culprit is None:
             continue

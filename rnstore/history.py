@@ -11,7 +11,7 @@ from typing import Iterable, Iterator, Mapping
 
 from .errors import (InvalidValueError, MissingObjectError, NothingToCommitError, ObjectError,
                      RefConflictError, UnknownRevisionError)
-from .objects import Snapshot
+from .objects import Snapshot, meta_count
 from .plumbing import meta_text, parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
 from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, TAGS, short_name, tag_ref
@@ -119,7 +119,7 @@ def snapshot(repo: WorkspaceView, message: str, **kw) -> CommitResult:
         current = repo.store.get_snapshot(head)
         return CommitResult(head, current.tree, current.parents[0] if current.parents else None,
                             branch_ref[len(HEADS):] if branch_ref else None,
-                            int(current.meta.get("files", 0)), int(current.meta.get("bytes", 0)),
+                            meta_count(current.meta, "files"), meta_count(current.meta, "bytes"),
                             unchanged=True)
 
 

@@ -32,6 +32,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import BinaryIO, Iterable, NamedTuple
 
 from .errors import CorruptObjectError, InvalidValueError
@@ -179,6 +180,15 @@ def decode_tree(payload: bytes) -> Tree:
     return tree
 
 
+def _is_date(time: str) -> bool:
+    """Whether digits in the time's format name an instant (not month 13)."""
+    try:
+        datetime.fromisoformat(time[:-1])
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Snapshot:
     tree: str
@@ -193,7 +203,7 @@ class Snapshot:
         for parent in self.parents:
             if not _HEX64.match(parent):
                 raise CorruptObjectError("invalid parent id in snapshot")
-        if not _TIME.match(self.time):
+        if not _TIME.match(self.time) or not _is_date(self.time):
             raise CorruptObjectError(f"invalid time {self.time!r} in snapshot")
         if not isinstance(self.message, str):
             raise CorruptObjectError("invalid message in snapshot")
@@ -220,6 +230,14 @@ class Snapshot:
         return hash_bytes(self.encode())
 
 
+def meta_count(meta: dict[str, str], key: str) -> int:
+    """A count rnstore records in a snapshot's metadata (`files`, `bytes`);
+    0 when absent or, written by another program, not a whole number of at
+    most 20 digits (int() refuses longer strings)."""
+    value = meta.get(key, "0")
+    return int(value) if value.isdecimal() and len(value) <= 20 else 0
+
+
 def canonical_json(document: object) -> bytes:
     return json.dumps(
         document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
@@ -235,6 +253,8 @@ def decode_snapshot(payload: bytes) -> Snapshot:
         document = json.loads(payload[len(SNAPSHOT_HEADER):].decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise CorruptObjectError(f"snapshot is not valid JSON: {exc}") from None
+    except RecursionError:  # a JSON nested deeper than the parser's stack
+        raise CorruptObjectError("snapshot is not valid JSON: nested too deeply") from None
     if not isinstance(document, dict) or set(document) != {
         "tree", "parents", "time", "message", "meta"
     }:

@@ -29,7 +29,7 @@ from .errors import CorruptObjectError, CorruptStoreError, InvalidValueError, Mi
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, decode_snapshot, decode_tree
 from .reachcache import ReachCache
 from .progress import NO_PROGRESS, Progress
-from .refs import check_ref_name
+from .refs import valid_ref_name
 from .views import WorkspaceView
 
 # -- roots ------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def ref_roots(refs, owner: Path, failed: Callable[[str, BaseException], None], *
             dirs.sort()
             for name in sorted(files):
                 ref = Path(folder, name).relative_to(refs.dotdir).as_posix()
-                if name.startswith(".") or not _valid_ref(ref):
+                if name.startswith(".") or not valid_ref_name(ref):
                     continue  # temporary files; nothing rnstore writes as a ref
                 try:
                     oid = refs.resolve(ref)
@@ -167,14 +167,6 @@ def store_roots(repo: WorkspaceView, on_problem: ProblemSink) -> list[Root]:
         on_problem("corrupt", name, f"{name} of the store {repo.store_root} cannot be read: {_why(exc)}")
 
     return ref_roots(repo.store_tags, repo.store_root, failed, in_store=True)
-
-
-def _valid_ref(ref: str) -> bool:
-    try:
-        check_ref_name(ref)
-        return True
-    except InvalidValueError:
-        return False
 
 
 def _raise(exc: OSError) -> None:

@@ -49,6 +49,15 @@ def check_ref_name(name: str) -> None:
         raise InvalidValueError(f"'{name}' is not a valid ref name")
 
 
+def valid_ref_name(name: str) -> bool:
+    """check_ref_name as a question."""
+    try:
+        check_ref_name(name)
+    except InvalidValueError:
+        return False
+    return True
+
+
 def branch_ref(name: str) -> str:
     ref = name if name.startswith("refs/") else HEADS + name
     check_ref_name(ref)

@@ -131,6 +131,7 @@ class Repository:
         self.config = Config(dotdir / "config")
         shared = self.config.raw(OBJECTS_KEY)
         self.store_root = checked_store_root(shared, self.config.path) if shared else dotdir
+        _check_store_format(self.store_root)
         self.shared_store = bool(shared)
         self._store_source = store
 
@@ -453,6 +454,18 @@ def _store_marker(store_root: Path) -> str | None:
     except OSError:
         return None
     return None if data is None else data.decode("utf-8", "replace")
+
+
+def _check_store_format(store_root: Path) -> None:
+    """A reader refuses a store format it does not know (FORMAT.md,
+    Versioning), rather than write into it or collect from it. A store
+    without a marker (new, or made by an early version), or with one cut
+    short (`init` killed while writing it), is read as format 1."""
+    marker = _store_marker(store_root)
+    if marker is not None and not (marker + "\n").startswith(STORE_FORMAT) and not STORE_FORMAT.startswith(marker):
+        first = marker.split("\n", 1)[0][:100]
+        raise CorruptStoreError(f"{store_root} holds an object store of another format ({first!r})",
+                                hints=["use the rnstore version that made it"])
 
 
 def checked_store_root(value: str, config_path: Path) -> Path:

@@ -12,6 +12,7 @@ from .. import plumbing
 from ..config import SETTINGS, _setting
 from ..errors import InvalidValueError, MissingObjectError
 from ..gc import start_auto_gc
+from ..objects import meta_count
 from ..repo import DOTDIR, Repository
 from ..units import format_size, plural
 from ._command import LogCommand, after_dashdash
@@ -245,7 +246,7 @@ def log(
             lines = [f"snapshot {e.id}{_decorations(e)}",
                      f"Date:   {s.time}",
                      f"User:   {s.meta.get('user', '?')}@{s.meta.get('host', '?')}",
-                     f"Files:  {plural(int(s.meta.get('files', 0)), 'file')} ({format_size(int(s.meta.get('bytes', 0)))})"]
+                     f"Files:  {plural(meta_count(s.meta, 'files'), 'file')} ({format_size(meta_count(s.meta, 'bytes'))})"]
             extra = {k: v for k, v in s.meta.items() if k not in _STANDARD_META}
             lines += [f"Meta:   {k}={v}" for k, v in sorted(extra.items())]
             lines += [""] + [f"    {line}" for line in (s.message.splitlines() or [""])]

@@ -118,7 +118,7 @@ def decode_ref(data: bytes, key: str) -> str | None:
     try:
         document = json.loads(data)
         value = document["id"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise CorruptStoreError(f"remote ref {key} is damaged") from None
     if value is not None and not (isinstance(value, str) and is_object_id(value)):
         raise CorruptStoreError(f"remote ref {key} is damaged")

@@ -47,10 +47,14 @@ class Remote:
         return self.backend.stat(layout.MARKER) is not None
 
     def require(self) -> None:
-        """RemoteError unless the prefix holds an rnstore remote."""
-        if not self.exists():
+        """RemoteError unless the prefix holds an rnstore remote of this
+        format (a reader refuses a version it does not know)."""
+        try:
+            marker = self.backend.get(layout.MARKER)
+        except FileNotFoundError:
             raise RemoteError(f"{self.describe} holds no rnstore remote",
-                              hints=["`rnstore push` to it creates one; check the URL"])
+                              hints=["`rnstore push` to it creates one; check the URL"]) from None
+        self._check_format(marker)
 
     def ensure(self) -> None:
         """Make the prefix an rnstore remote (idempotent)."""
@@ -58,7 +62,10 @@ class Remote:
         if info is None:
             self.backend.create(layout.MARKER, layout.MARKER_TEXT)
             return
-        if self.backend.get(layout.MARKER) != layout.MARKER_TEXT:
+        self._check_format(self.backend.get(layout.MARKER))
+
+    def _check_format(self, marker: bytes) -> None:
+        if marker != layout.MARKER_TEXT:
             raise RemoteError(f"{self.describe} holds an rnstore remote of another format")
 
     # -- refs -------------------------------------------------------------------------------
@@ -174,7 +181,7 @@ class Remote:
                     condemned.update(json.loads(self.backend.get(key))["packs"])
                 except FileNotFoundError:
                     continue  # finished since the listing
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, RecursionError):
                     raise CorruptStoreError(f"remote gc plan {key} is damaged") from None
         return condemned
 

@@ -55,14 +55,16 @@ def load(dotdir: Path) -> dict[str, RemoteSettings]:
     path = dotdir / FILE
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
+        remotes = {}
+        for name, value in document.get("remotes", {}).items():
+            remotes[name] = RemoteSettings(name, str(value["url"]),
+                                           {str(k): str(v) for k, v in (value.get("options") or {}).items()})
     except FileNotFoundError:
         return {}
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise CorruptStoreError(f"{path} is unreadable: {exc}") from None
-    remotes = {}
-    for name, value in (document.get("remotes") or {}).items():
-        remotes[name] = RemoteSettings(name, str(value["url"]),
-                                       {str(k): str(v) for k, v in (value.get("options") or {}).items()})
+    except (AttributeError, KeyError, TypeError):  # valid JSON of another shape
+        raise CorruptStoreError(f"{path} is unreadable: not a list of remotes with their URLs") from None
     return remotes
 
 

@@ -35,7 +35,7 @@ from ..errors import CorruptObjectError, InvalidValueError, RnstoreError
 from ..objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
 from ..packs import MAX_FRAME, Pack, PackWriter
 from ..progress import NO_PROGRESS, Progress
-from ..refs import ANY, HEADS, REMOTES, TAGS, check_ref_name, short_name
+from ..refs import ANY, HEADS, REMOTES, TAGS, check_ref_name, short_name, valid_ref_name
 from . import layout, settings
 from .backend import RemoteError, ShortReadError, open_backend
 from .layout import Location
@@ -414,6 +414,10 @@ def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress:
         remote.require()
         current = {ref: state for ref, state in remote.refs().items() if state.id is not None}
         wanted = _select_refs(current, list(refs))
+        # another program may have named a ref so that no local ref can bear its name
+        for ref in [ref for ref in wanted if not valid_ref_name(ref)]:
+            wanted.remove(ref)
+            result.refs.append(RefUpdate(ref, None, current[ref].id, "refused", "not a valid ref name; skipped"))
         # records, like refs, before the indexes: both are written after them
         live = remote.record_ids() | {state.id for state in current.values()}
         index = remote.load_index()

@@ -1,0 +1,290 @@
+"""Hostile stores and remotes made by hand, byte by byte, as another program
+(or an attacker) could write them, and the commands a user would run on
+them: one `error:` line with the right exit code, never an internal error,
+and nothing written that should not be (SPEC.md, "Safety promises")."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from helpers.porcelain import write_files
+from rnstore import codec
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_raw_pack(store: Path, frames: list[tuple[str, bytes]]) -> Path:
+    """A pack of these frames exactly as given (FORMAT.md, Pack files), with
+    none of the checks a writer makes: a delta's base may be absent."""
+    body = bytearray(b"rnpack 1\n")
+    entries = []
+    for oid, frame in frames:
+        entries.append((bytes.fromhex(oid), len(body), len(frame)))
+        body += frame
+    index = b"".join(raw + struct.pack(">QI", offset, length) for raw, offset, length in sorted(entries))
+    checksum = hashlib.sha256(index).digest()
+    pack = store / "objects" / "pack" / f"{checksum.hex()}.pack"
+    pack.parent.mkdir(parents=True, exist_ok=True)
+    pack.write_bytes(bytes(body) + index + struct.pack(">QQ", len(body), len(entries)) + checksum + b"rnpkend\n")
+    return pack
+
+
+def write_loose(store: Path, payload: bytes, kind: str) -> str:
+    oid = sha(payload)
+    path = store / "objects" / oid[:2] / oid[2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(codec.compress(kind, payload, 3))
+    return oid
+
+
+def encode_tree(entries: list[tuple[str, str, int, bytes]]) -> bytes:
+    return b"rntree 1\n" + b"".join(b"%s %s %d %s\0" % (mode.encode(), oid.encode(), size, name)
+                                    for mode, oid, size, name in entries)
+
+
+def encode_snapshot(tree: str, *, time: str = "2026-01-01T00:00:00.000000Z", meta: dict | None = None) -> bytes:
+    document = {"tree": tree, "parents": [], "time": time, "message": "crafted", "meta": meta or {}}
+    return b"rnsnapshot 1\n" + json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def damage(fsck_json) -> list[tuple[str, str]]:
+    """(id, kind) of each problem `fsck --json` found, but what no root reaches."""
+    return [(p["id"], p["kind"]) for p in json.loads(fsck_json.stdout)["problems"] if p["kind"] != "dangling"]
+
+
+def tag_snapshot(workspace: Path, tree: str, name: str = "crafted", **fields) -> str:
+    """Store a snapshot of `tree`, make it live and tag it `name`."""
+    store = workspace / ".rnstore"
+    snapshot = write_loose(store, encode_snapshot(tree, **fields), "snapshot")
+    (store / "snapshots" / snapshot).touch()
+    (store / "refs" / "tags").mkdir(parents=True, exist_ok=True)
+    (store / "refs" / "tags" / name).write_text(snapshot + "\n")
+    return snapshot
+
+
+# -- a delta whose base is missing -------------------------------------------------------------
+
+OLD = b"an older version of the file\n" * 40
+NEW = b"the newer version of the file\n" * 40
+
+
+def delta_with_missing_base(store: Path, kind: str, payload: bytes) -> str:
+    """Store `payload` only as a delta against NEW, which is stored nowhere."""
+    oid = sha(payload)
+    write_raw_pack(store, [(oid, codec.encode_delta(kind, payload, sha(NEW), NEW, 3))])
+    return oid
+
+
+@pytest.mark.parametrize("what", ["file", "link", "folder"])
+def test_export_and_checkout_name_the_path_whose_delta_base_is_missing(workspace, run_cli, what):
+    """A file, link target or folder stored as a delta whose base is gone
+    is a damaged object: exit 1 naming the path, never an internal error."""
+    store = workspace / ".rnstore"
+    if what == "folder":
+        blob = write_loose(store, b"inside\n", "blob")
+        inner = encode_tree([("100644", blob, 7, b"inside.txt")])
+        broken = delta_with_missing_base(store, "tree", inner)
+        root = encode_tree([("040000", broken, 7, b"evil")])
+    else:
+        payload = b"../target\n" if what == "link" else OLD
+        broken = delta_with_missing_base(store, "blob", payload)
+        root = encode_tree([("120000" if what == "link" else "100644", broken, len(payload), b"evil")])
+    tag_snapshot(workspace, write_loose(store, root, "tree"))
+    for args in (["export", "crafted", "-o", str(workspace.parent / "out.tar")],
+                 ["checkout", "crafted", "--target", str(workspace.parent / "out")]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 1, result
+        assert "internal error" not in result.stderr, result.stderr
+        assert "'evil" in result.stderr and broken in result.stderr, result.stderr
+        assert f"{sha(NEW)} is missing" in result.stderr, result.stderr
+    assert not (workspace.parent / "out.tar").exists()
+    assert not (workspace.parent / "out").exists()
+
+
+# -- JSON nested deeper than the parser's stack ------------------------------------------------
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def test_a_snapshot_of_deeply_nested_json_is_a_corrupt_object(workspace, run_cli):
+    """fsck lists it (it does not stop at it), gc refuses naming it, and no
+    command blames "folders nested too deeply"."""
+    store = workspace / ".rnstore"
+    payload = b'rnsnapshot 1\n{"message":' + DEEP + b"}\n"
+    snapshot = write_loose(store, payload, "snapshot")
+    (store / "snapshots" / snapshot).touch()
+    garbage = write_loose(store, b"garbage\n", "blob")
+    old = store / "objects" / garbage[:2] / garbage[2:]
+    os.utime(old, (1, 1))
+    result = run_cli(["fsck", "--json"], cwd=workspace)
+    assert result.returncode == 1, result
+    assert damage(result) == [(snapshot, "corrupt")]
+    for args in (["gc", "--prune", "now"], ["log", "--all"], ["cat-file", "-p", snapshot]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 1, (args, result)
+        assert "nested too deeply" in result.stderr and "folders" not in result.stderr, (args, result.stderr)
+    assert old.exists(), "gc deleted while a root was unreadable"
+
+
+def pushed_remote(workspace: Path, run_cli) -> Path:
+    remote = workspace.parent / "remote"
+    assert run_cli(["commit", "-a", "-q", "-m", "one", "--allow-empty"], cwd=workspace).returncode == 0
+    assert run_cli(["remote", "add", "origin", str(remote)], cwd=workspace).returncode == 0
+    assert run_cli(["push", "-q", "origin"], cwd=workspace).returncode == 0
+    return remote
+
+
+def test_deeply_nested_json_on_a_remote_is_named_as_damaged(workspace, run_cli):
+    remote = pushed_remote(workspace, run_cli)
+    plan = remote / "gc" / "1-crafted.plan"
+    plan.parent.mkdir(exist_ok=True)
+    plan.write_bytes(DEEP)
+    result = run_cli(["push", "origin"], cwd=workspace)
+    assert result.returncode == 1 and "remote gc plan gc/1-crafted.plan is damaged" in result.stderr, result
+    plan.unlink()
+    (remote / "refs" / "heads" / "main" / f"{2:020d}").write_bytes(DEEP)
+    result = run_cli(["clone", str(remote), str(workspace.parent / "clone")], cwd=workspace.parent)
+    assert result.returncode == 1, result
+    assert f"remote ref refs/heads/main/{2:020d} is damaged" in result.stderr, result.stderr
+
+
+def test_a_config_of_deeply_nested_json_is_unreadable(workspace, run_cli):
+    (workspace / ".rnstore" / "config").write_bytes(DEEP)
+    result = run_cli(["status"], cwd=workspace)
+    assert result.returncode == 1, result
+    assert "config file" in result.stderr and "is unreadable" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("content", [b"[]", b'{"remotes": {"origin": 5}}', b'{"remotes": {"origin": {}}}',
+                                     b'{"remotes": []}', b"[" * 100_000])
+def test_a_remotes_file_of_another_shape_is_unreadable(workspace, run_cli, content):
+    (workspace / ".rnstore" / "remotes.json").write_bytes(content)
+    for args in (["remote", "-v"], ["push", "origin"]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 1, result
+        assert "remotes.json is unreadable" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("branch", ["a b~1", ".hidden", "x.lock"])
+def test_a_remote_branch_with_an_invalid_name_is_skipped_not_fatal(workspace, run_cli, branch):
+    """One branch that no local ref may be named after (written by another
+    program) is refused by name; fetch and clone still get every other ref."""
+    remote = pushed_remote(workspace, run_cli)
+    version = remote / "refs" / "heads" / "main" / f"{1:020d}"
+    hostile = remote / "refs" / "heads" / branch / version.name
+    hostile.parent.mkdir(parents=True)
+    hostile.write_bytes(version.read_bytes())
+    head = run_cli(["rev-parse", "HEAD"], cwd=workspace).out.strip()
+    clone = workspace.parent / "clone"
+    result = run_cli(["clone", str(remote), str(clone)], cwd=workspace.parent)
+    assert result.returncode == 0, result
+    assert f"refused     refs/heads/{branch}" in result.out and "not a valid ref name" in result.out, result.out
+    assert run_cli(["rev-parse", "origin/main"], cwd=clone).out.strip() == head
+    result = run_cli(["fetch", "--json", "origin"], cwd=clone)
+    assert result.returncode == 0, result
+    statuses = {update["ref"]: update["status"] for update in json.loads(result.stdout)["refs"]}
+    assert statuses == {f"refs/heads/{branch}": "refused"}, statuses
+
+
+def test_a_remote_of_another_format_is_refused_by_every_command(workspace, run_cli):
+    """A reader refuses a version it does not know (FORMAT.md, Versioning):
+    a remote gc must never delete packs of a format it cannot read."""
+    remote = pushed_remote(workspace, run_cli)
+    (remote / "rnstore-remote").write_bytes(b"rnstore remote 2\n")
+    before = sorted(p.relative_to(remote) for p in remote.rglob("*"))
+    for args in (["fetch", "origin"], ["snapshots", "--remote", "origin"], ["gc", "--remote", "origin", "--prune", "now"],
+                 ["forget", "--remote", "origin", "--keep-last", "1"], ["clone", str(remote), "clone"]):
+        result = run_cli(args, cwd=workspace if args[0] != "clone" else workspace.parent)
+        assert result.returncode == 1, (args, result)
+        assert "holds an rnstore remote of another format" in result.stderr, (args, result.stderr)
+    assert sorted(p.relative_to(remote) for p in remote.rglob("*")) == before
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_an_object_store_of_another_format_is_refused(tmp_path, run_cli, shared):
+    """FORMAT.md, Versioning: a reader refuses a store format it does not
+    know; no command may write into it, and gc may not delete from it."""
+    workspace = tmp_path / "ws"
+    write_files(workspace, {"a.txt": "a\n"})
+    store = tmp_path / "store" if shared else workspace / ".rnstore"
+    assert run_cli(["init", "-q"] + (["--objects", str(store)] if shared else []), cwd=workspace).returncode == 0
+    assert run_cli(["commit", "-a", "-q", "-m", "one"], cwd=workspace).returncode == 0
+    (store / "rnstore-store").write_text("rnstore object store, format 2\n")
+    (workspace / "b.txt").write_text("b\n")
+    before = sorted(p.relative_to(store) for p in (store / "objects").rglob("*"))
+    for args in (["commit", "-a", "-m", "two"], ["gc", "--prune", "now"], ["fsck"], ["log"]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 1, (args, result)
+        assert "object store of another format" in result.stderr, (args, result.stderr)
+    assert sorted(p.relative_to(store) for p in (store / "objects").rglob("*")) == before
+
+
+@pytest.mark.parametrize("marker", ["", "rnstore object st", "rnstore object store, format 1\nshared group\n"])
+def test_a_store_marker_cut_short_is_still_format_1(workspace, run_cli, marker):
+    """`init` killed while writing the marker leaves it short: still a store."""
+    (workspace / ".rnstore" / "rnstore-store").write_text(marker)
+    assert run_cli(["commit", "-a", "-q", "-m", "one", "--allow-empty"], cwd=workspace).returncode == 0
+
+
+@pytest.mark.parametrize("time", ["2026-13-45T99:99:99.000000Z", "0000-01-01T00:00:00.000000Z"])
+def test_a_snapshot_time_that_is_no_date_is_a_corrupt_snapshot(workspace, run_cli, time):
+    """The time matches the grammar's digits but names no instant: fsck
+    says so, and no command fails with an internal error over it."""
+    store = workspace / ".rnstore"
+    tree = write_loose(store, encode_tree([]), "tree")
+    snapshot = tag_snapshot(workspace, tree, time=time)
+    result = run_cli(["fsck", "--json"], cwd=workspace)
+    assert result.returncode == 1, result
+    assert damage(result) == [(snapshot, "corrupt")]
+    for args in (["export", "crafted", "-o", str(workspace.parent / "out.tar")], ["forget", "--keep-within", "1d"]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 1, (args, result)
+        assert "internal error" not in result.stderr and snapshot[:12] in result.stderr, (args, result.stderr)
+
+
+def test_snapshot_counts_that_are_not_numbers_are_shown_not_fatal(workspace, run_cli):
+    """`files` and `bytes` are metadata strings another program may have
+    written otherwise: log shows the snapshot anyway."""
+    store = workspace / ".rnstore"
+    tree = write_loose(store, encode_tree([]), "tree")
+    snapshot = tag_snapshot(workspace, tree, meta={"files": "lots", "bytes": "-5"})
+    for args in (["log", "crafted"], ["log", "--all", "--stat"], ["show", "crafted"], ["du"]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 0, (args, result)
+    assert snapshot in run_cli(["log", "crafted"], cwd=workspace).out
+
+
+def delta_chain(count: int) -> list[tuple[str, bytes]]:
+    """A whole object, then `count` deltas each against the one before."""
+    payloads = [b"version %d\n" % i * 200 for i in range(count + 1)]
+    frames = [(sha(payloads[0]), codec.compress("blob", payloads[0], 3))]
+    frames += [(sha(new), codec.encode_delta("blob", new, sha(old), old, 3)) for old, new in zip(payloads, payloads[1:])]
+    return frames
+
+
+@pytest.mark.parametrize("shape", ["its own base", "a loop of two", "too deep"])
+@pytest.mark.parametrize("quick", [False, True])
+def test_fsck_names_a_delta_chain_that_cannot_be_rebuilt(workspace, run_cli, shape, quick):
+    """A delta that is its own base, two deltas based on each other, and a
+    chain deeper than readers follow: corrupt for fsck, --quick included."""
+    if shape == "too deep":
+        frames = delta_chain(codec.MAX_CHAIN_DEPTH + 1)
+        broken = [frames[-1][0]]
+    else:
+        looped = [OLD, NEW] if shape == "a loop of two" else [OLD]
+        frames = [(sha(payload), codec.encode_delta("blob", payload, sha(base), NEW if base == payload else base, 3))
+                  for payload, base in zip(looped, looped[1:] + looped[:1])]
+        broken = [oid for oid, _ in frames]
+    write_raw_pack(workspace / ".rnstore", frames)
+    result = run_cli(["fsck", "--json"] + (["--quick"] if quick else []), cwd=workspace)
+    assert result.returncode == 1, result
+    found = damage(result)
+    assert found == sorted((oid, "corrupt") for oid in broken), found
