@@ -22,6 +22,7 @@ import operator
 import os
 import struct
 import threading
+from typing import Iterator
 
 from .fsutil import TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, open_regular, remove_quietly, share
 
@@ -36,6 +37,11 @@ MIN_OBJECTS = 64
 MIN_BYTES = 8 << 20
 #: Frames larger than this stay loose files.
 MAX_FRAME = 4 << 20
+#: A writer files its frames' ids in 2**_BUCKET_BITS buckets by their first
+#: bits, as records of the first _KEY bytes of the id and a 4-byte slot.
+_BUCKET_BITS = 12
+_KEY = 7
+_RECORD = _KEY + 4
 
 
 class DamagedPackError(ValueError):
@@ -158,22 +164,69 @@ class PackWriter:
         self._lock = threading.Lock()
         self._held: dict[str, bytes] = {}  # frames not yet in a file
         self._held_bytes = 0
-        # A slot per frame written, and the index entries in writing order:
-        # a first snapshot writes tens of thousands, so no tuple per frame.
-        self._slots: dict[str, int] = {}
+        # A first snapshot of 200,000 files writes as many frames, so no
+        # object per frame: its index entry goes to `_entries` (in writing
+        # order), and a record of (_KEY bytes of its id, its slot in
+        # `_entries`) to the bucket of the id's first _BUCKET_BITS bits; an id
+        # whose key another already has goes to `_shared_key` (never seen
+        # with SHA-256, but possible).
+        self._buckets: list[bytearray | None] = [None] * (1 << _BUCKET_BITS)
+        self._shared_key: dict[bytes, int] = {}
         self._entries = bytearray()
         self._fd = -1
         self._end = 0
 
+    def _bucket_of(self, raw_id: bytes) -> int:
+        return int.from_bytes(raw_id[:2], "big") >> (16 - _BUCKET_BITS)
+
+    def _slot_of_key(self, bucket: bytearray, key: bytes) -> int | None:
+        at = bucket.find(key)
+        while at >= 0:
+            if at % _RECORD == 0:
+                return int.from_bytes(bucket[at + _KEY:at + _RECORD], "big")
+            at = bucket.find(key, at + 1)
+        return None
+
+    def _slot(self, raw_id: bytes) -> int | None:
+        bucket = self._buckets[self._bucket_of(raw_id)]
+        if bucket is None:
+            return None
+        slot = self._slot_of_key(bucket, raw_id[:_KEY])
+        if slot is None:
+            return None
+        at = slot * _ENTRY.size
+        if self._entries[at:at + 32] == raw_id:
+            return slot
+        return self._shared_key.get(raw_id)
+
+    def _add_slot(self, raw_id: bytes, offset: int, length: int) -> None:
+        slot = self.count
+        self._entries += _ENTRY.pack(raw_id, offset, length)
+        number = self._bucket_of(raw_id)
+        bucket = self._buckets[number]
+        if bucket is None:
+            bucket = self._buckets[number] = bytearray()
+        elif self._slot_of_key(bucket, raw_id[:_KEY]) is not None:
+            self._shared_key[raw_id] = slot
+            return
+        bucket += raw_id[:_KEY] + slot.to_bytes(_RECORD - _KEY, "big")
+
+    @property
+    def count(self) -> int:
+        """How many frames are in the file."""
+        return len(self._entries) // _ENTRY.size
+
     def __contains__(self, oid: str) -> bool:
-        return oid in self._held or oid in self._slots
+        return oid in self._held or self._fd >= 0 and self._slot(bytes.fromhex(oid)) is not None
 
     def add(self, oid: str, frame: bytes) -> None:
         with self._lock:
-            if oid in self:
-                return
             if self._fd >= 0:
-                self._append(oid, frame)
+                raw_id = bytes.fromhex(oid)
+                if self._slot(raw_id) is None:
+                    self._append(raw_id, frame)
+                return
+            if oid in self._held:
                 return
             self._held[oid] = frame
             self._held_bytes += len(frame)
@@ -212,15 +265,14 @@ class PackWriter:
                 _write_at(self._fd, chunk, self._end)
                 self._end += len(chunk)
                 remaining -= len(chunk)
-            self._slots[oid] = len(self._slots)
-            self._entries += _ENTRY.pack(bytes.fromhex(oid), start, length)
+            self._add_slot(bytes.fromhex(oid), start, length)
 
     def read(self, oid: str) -> bytes | None:
         with self._lock:
             frame = self._held.get(oid)
             if frame is not None:
                 return frame
-            slot = self._slots.get(oid)
+            slot = self._slot(bytes.fromhex(oid)) if self._fd >= 0 else None
             if slot is None:
                 return None
             _, offset, length = _ENTRY.unpack_from(self._entries, slot * _ENTRY.size)
@@ -235,16 +287,15 @@ class PackWriter:
         _write_at(self._fd, MAGIC, 0)
         self._end = len(MAGIC)
         for oid, frame in list(self._held.items()):
-            self._append(oid, frame)
+            self._append(bytes.fromhex(oid), frame)
             del self._held[oid]  # only once written: a failed write leaves it held
         self._held_bytes = 0
 
-    def _append(self, oid: str, frame: bytes) -> None:
+    def _append(self, raw_id: bytes, frame: bytes) -> None:
         # At an explicit offset: a write that fails half-way (a full disk)
         # is overwritten by the next frame, not left in the way of it.
         _write_at(self._fd, frame, self._end)
-        self._slots[oid] = len(self._slots)
-        self._entries += _ENTRY.pack(bytes.fromhex(oid), self._end, len(frame))
+        self._add_slot(raw_id, self._end, len(frame))
         self._end += len(frame)
 
     def held_frames(self) -> dict[str, bytes]:
@@ -256,20 +307,41 @@ class PackWriter:
         under its name; its path, or None when the batch stayed small."""
         if self._fd < 0:
             return None
-        size, entries = _ENTRY.size, self._entries
-        index = b"".join(sorted(entries[i:i + size] for i in range(0, len(entries), size)))
-        digest = hashlib.sha256(index).digest()
-        _write_at(self._fd, index + _TRAILER.pack(self._end, len(self._slots), digest, END), self._end)
-        os.ftruncate(self._fd, self._end + len(index) + _TRAILER.size)  # past a failed write's bytes
+        digest = hashlib.sha256()
+        at = self._end
+        for chunk in self._sorted_index():
+            digest.update(chunk)
+            _write_at(self._fd, chunk, at)
+            at += len(chunk)
+        count = self.count
+        _write_at(self._fd, _TRAILER.pack(self._end, count, digest.digest(), END), at)
+        os.ftruncate(self._fd, at + _TRAILER.size)  # past a failed write's bytes
         if self._fsync:
             os.fsync(self._fd)
         os.close(self._fd)
         self._fd = -1
-        final = f"{self.folder}/{digest.hex()}{SUFFIX}"
+        final = f"{self.folder}/{digest.hexdigest()}{SUFFIX}"
         os.replace(self._temp_name, final)
         if self._fsync:
             fsync_dir(self.folder)
         return final
+
+    def _sorted_index(self) -> Iterator[bytes]:
+        """The index entries in id order, a bucket at a time: no copy of the
+        whole index, nor an object per entry, is held."""
+        entries, size = self._entries, _ENTRY.size
+        sharing: dict[int, list[int]] = {}  # bucket -> slots of ids in _shared_key
+        for raw_id, slot in self._shared_key.items():
+            sharing.setdefault(self._bucket_of(raw_id), []).append(slot)
+        for number, bucket in enumerate(self._buckets):
+            if bucket is None:
+                continue
+            # records sort by their keys, so in id order but for ids sharing a key
+            slots = [int.from_bytes(record[_KEY:], "big")
+                     for record in sorted(bucket[at:at + _RECORD] for at in range(0, len(bucket), _RECORD))]
+            if number in sharing:
+                slots = sorted(slots + sharing[number], key=lambda slot: entries[slot * size:slot * size + 32])
+            yield b"".join([entries[slot * size:slot * size + size] for slot in slots])
 
     def abort(self) -> None:
         """Drop everything (the batch failed): nothing may name these objects."""

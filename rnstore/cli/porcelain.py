@@ -8,10 +8,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .. import plumbing
 from ..config import SETTINGS, _setting
 from ..errors import InvalidValueError, MissingObjectError
-from ..gc import start_auto_gc
 from ..objects import meta_count
 from ..repo import DOTDIR, Repository
 from ..units import format_size, plural
@@ -201,6 +199,7 @@ def start_background_gc(repo) -> None:
     """After a command that added objects (add, commit, pull): `gc --auto` in the background
     when gc.interval has passed since the last gc, or the store holds more loose objects
     or packs than gc.auto_loose or gc.auto_packs (unless gc.auto=false)."""
+    from ..gc import start_auto_gc  # (gc's modules are not status's nor log's to load)
     started = start_auto_gc(repo)
     if started is not None:
         pid, reason = started
@@ -308,6 +307,7 @@ def show(rev: Annotated[str, typer.Argument(metavar="REV[:PATH]", autocompletion
 
     Example: rnstore show HEAD~3:train.py > old_train.py
     """
+    from .. import plumbing
     from ..history import LogEntry, names_by_id  # loads the store and zstandard, which rev-parse must not
     repo = open_repo()
     info = plumbing.object_info(repo, rev)
