@@ -230,7 +230,7 @@ def fsck(
     """Verify every object and every reference; list each problem; exit 1 if any.
 
     Problems are `missing`, `hash mismatch` and `corrupt`; `dangling` objects
-    (no root reaches them, gc will delete them) are listed but are no failure.
+    (no root reaches them; gc deletes them, or leaves them in packs under gc.threshold) are listed but are no failure.
 
     Example: rnstore fsck --json
     """
