@@ -227,7 +227,9 @@ def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, d
     if stats.dry_run:
         gone = {(o.id, o.where) for o in doomed}
         plan = _plan_after_sweep(store, stored, doomed, marker, most_packs, collectable)
-    else:  # as the sweep left it
+    elif not any(o.packed for o in doomed):  # the sweep rewrote no pack: the listing less what it deleted
+        plan = _plan_after_sweep(store, stored, doomed, marker, most_packs, collectable)
+    else:  # as the sweep left it (a rewritten pack has a new name)
         plan = plan_repack(store, list(store.stored_objects()), marker, most_packs=most_packs,
                            collectable=collectable)
     stats.merged_packs = len(plan.merged_packs)

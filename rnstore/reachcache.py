@@ -34,7 +34,8 @@ Writers: commit appends one block with the trees it wrote and its snapshot
 (append_records). du, gc and forget, after marking, replace the file
 atomically (temporary file and rename) with one block of exactly what
 their marking reached, when they read something from the store, found a
-record they did not reach, a damaged file, or more than one block; nothing
+damaged file, more than 16 blocks, or more records they did not reach
+than records they did; nothing
 is fsynced, since a cache lost in a crash is only work to redo. Appends
 and replacements may race (du holds the store lock shared): a record lost
 that way is read from the store next time.
@@ -62,6 +63,8 @@ _BLOCK_HEAD = struct.Struct(">I")
 MAX_CACHE = 1 << 30
 #: Nor are more records than this, decompressed, in all its blocks.
 MAX_RECORDS = 1 << 31
+#: Blocks a writer leaves as they are; past that it makes them one (each compresses better together).
+MAX_BLOCKS = 16
 #: zstd level of the blocks: hex ids and names compress as well at 1 as at 3, twice as fast.
 LEVEL = 1
 
@@ -226,13 +229,15 @@ class ReachCache:
 
     def save(self, used: set[str]) -> None:
         """Replace the file with one block of the records of `used` (what
-        this run reached), old and added, unless it already holds exactly
-        that: one sound block, nothing added, every record reached.
-        Failures are ignored: the cache is an optimisation (a store the user
-        may only read, a full disk)."""
+        this run reached), old and added, when this run added any, found the
+        file damaged, a record rejected or repeated, more than MAX_BLOCKS
+        blocks (commits append one each), or more records unreached than
+        reached. Failures are ignored: the cache is an optimisation (a store
+        the user may only read, a full disk)."""
         try:
-            unreached = any(oid not in used for oid in self._where)
-            if self._new or unreached or self.damaged or self.rejected or self.duplicates or self.blocks > 1:
+            live = sum(1 for oid in self._where if oid in used)
+            if self._new or self.damaged or self.rejected or self.duplicates or self.blocks > MAX_BLOCKS \
+                    or len(self._where) - live > live:
                 data = self._data
                 kept = [(kind, oid, data[start:end]) for oid, (kind, start, end) in self._where.items()
                         if oid in used]

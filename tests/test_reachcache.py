@@ -26,7 +26,7 @@ from helpers.space import HOUR, age_objects, cli_json, commit, make_repo, object
 from rnstore.errors import CorruptStoreError
 from rnstore.objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, TreeEntry, decode_tree, encode_tree_unchecked
 from rnstore.reachability import collect_roots, mark_reachable
-from rnstore.reachcache import CACHE_FILE, ReachCache, parse_tree_entries
+from rnstore.reachcache import CACHE_FILE, MAX_BLOCKS, ReachCache, append_records, parse_tree_entries
 from rnstore.repo import Repository
 
 HEADER = b"rnstore reachability cache 2\n"
@@ -275,23 +275,32 @@ def test_a_cache_naming_trees_gc_has_deleted_is_not_trusted(tmp_path):
 
 def test_a_torn_append_is_ignored_and_the_next_run_rewrites_the_cache(tmp_path):
     repo, snaps = scenario(tmp_path)
-    du_json(repo)
-    assert len(contents(cache_path(repo))) == 1  # du leaves one block
     first = cache_path(repo).read_bytes()
+    du_json(repo)
+    assert cache_path(repo).read_bytes() == first  # commits recorded all du reads: nothing to write
     commit(repo, {"more/new.txt": "new\n"}, "later")
     grown = cache_path(repo).read_bytes()
-    assert len(grown) > len(first) and grown.startswith(first)  # commit appended a block
-    assert len(contents(cache_path(repo))) == 2
+    assert grown.startswith(first) and len(contents(grown)) == len(contents(first)) + 1  # one block appended
     expected = du_json(repo)
-    assert len(contents(cache_path(repo))) == 1  # du made it one block again
     cache_path(repo).write_bytes(grown[:-5])  # a crash in the middle of the append
     damaged = ReachCache.load(repo.store_root)
     assert damaged.damaged and len(damaged) == len(read_records(first))
     assert du_json(repo) == expected
     repaired = ReachCache.load(repo.store_root)
-    assert not repaired.damaged
+    assert not repaired.damaged and repaired.blocks == 1  # rewritten whole
     assert {oid for _, oid, _ in read_records(cache_path(repo))} >= {
         subtree(repo, repo.refs.resolve("HEAD"), b"more")}
+
+
+def test_many_appended_blocks_are_made_one(tmp_path):
+    repo, snaps = scenario(tmp_path)
+    records = read_records(cache_path(repo))
+    for kind, oid, payload in records * (MAX_BLOCKS // len(records) + 1):  # duplicates too
+        append_records(repo.store_root, [({b"t": "tree", b"s": "snapshot"}[kind], oid, payload)])
+    assert len(contents(cache_path(repo))) > MAX_BLOCKS
+    expected = repo.du().as_json()
+    assert len(contents(cache_path(repo))) == 1
+    assert repo.du().as_json() == expected
 
 
 @pytest.mark.parametrize("kind", ["symlink", "fifo", "folder"])
@@ -531,6 +540,7 @@ def test_the_cache_is_compressed(tmp_path):
     commit(repo, files, "first")
     for n in range(5):
         commit(repo, {f"src/m{n:03}.py": f"changed {n}\n"}, f"edit {n}")
-    du_json(repo)
+    cache_path(repo).unlink()
+    du_json(repo)  # one block of every tree and snapshot
     payloads = sum(len(p) for _, _, p in read_records(cache_path(repo)))
-    assert cache_path(repo).stat().st_size * 3 < payloads
+    assert len(contents(cache_path(repo))) == 1 and cache_path(repo).stat().st_size * 3 < payloads
