@@ -164,7 +164,7 @@ def du(repo: WorkspaceView, revs: Iterable[str] = (), *, progress: Progress = NO
         usage.objects, usage.stored_bytes = len(stored), stored_bytes
         usage.unreachable_objects, usage.unreachable_bytes = unreachable, unreachable_bytes
         if unreachable:
-            usage.reclaimable_bytes = sum(obj.size for obj in reclaimable_now(repo, stored, marker)[0])
+            usage.reclaimable_bytes = sum(obj.size for obj in reclaimable_now(repo, stored, marker))
         usage.blobs, usage.blob_stored_bytes, usage.logical_bytes = blobs, blob_bytes, logical
         usage.trees, usage.snapshots = trees, snapshots
 

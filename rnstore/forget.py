@@ -181,7 +181,7 @@ def _count_freed(repo: WorkspaceView, result: ForgetResult) -> None:
         counted = _count(repo, scan, going, sizes, StoreLoader(repo.store))
     else:
         cache.save(counted[0])
-    reached, per_item, freed, problems = counted
+    per_item, freed, problems = counted[1:]
     result.problems += scan_problems + problems
     for item in result.removed:
         item.freed_objects, item.freed_bytes, item.kept_objects, item.kept_bytes = per_item[item.id]

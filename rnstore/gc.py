@@ -224,10 +224,8 @@ def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, d
     under the threshold (`left`) that holds it (repack.py)."""
     store = repo.store
     most_packs = repo.config.get("gc.auto_packs")
-    if stats.dry_run:
-        gone = {(o.id, o.where) for o in doomed}
-        plan = _plan_after_sweep(store, stored, doomed, marker, most_packs, collectable)
-    elif not any(o.packed for o in doomed):  # the sweep rewrote no pack: the listing less what it deleted
+    gone = {(o.id, o.where) for o in doomed}
+    if stats.dry_run or not any(o.packed for o in doomed):  # no pack rewritten: the listing less what goes
         plan = _plan_after_sweep(store, stored, doomed, marker, most_packs, collectable)
     else:  # as the sweep left it (a rewritten pack has a new name)
         plan = plan_repack(store, list(store.stored_objects()), marker, most_packs=most_packs,
@@ -264,21 +262,17 @@ def _plan_after_sweep(store, stored: list, doomed: list, reached, most_packs: in
                        most_packs=most_packs, collectable=collectable)
 
 
-def reclaimable_now(repo: WorkspaceView, stored: list, reached) -> tuple[list, list]:
-    """What `gc --prune now` would delete, by its sweep and then its repack,
-    as its dry run counts it (du's reclaimable bytes), and the unreachable
-    copies it would leave in packs under gc.threshold. `reached`: what the
-    roots reach (a Marker)."""
+def reclaimable_now(repo: WorkspaceView, stored: list, reached) -> list:
+    """The copies `gc --prune now` would delete, by its sweep and then its
+    repack, as its dry run counts them (du's reclaimable bytes): not those
+    it leaves in packs under gc.threshold. `reached`: what the roots reach
+    (a Marker)."""
     store = repo.store
     unreachable = [obj for obj in stored if obj.id not in reached]
-    doomed, left = plan_sweep(store, stored, unreachable, pack_threshold(repo, None))
+    doomed = plan_sweep(store, stored, unreachable, pack_threshold(repo, None))[0]
     plan = _plan_after_sweep(store, stored, doomed, reached, repo.config.get("gc.auto_packs"),
                              lambda obj: obj.id not in reached)
-    if plan.objects:
-        merged = {(o.id, o.where) for o in plan.collectable}
-        doomed = doomed + plan.collectable
-        left = [o for o in left if (o.id, o.where) not in merged]
-    return doomed, left
+    return doomed + plan.collectable if plan.objects else doomed
 
 
 def _counts(repo: ObjectsView) -> tuple[int, int]:
@@ -409,9 +403,11 @@ def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, 
     candidates = []
     young = 0
     for obj in stored:
-        if obj.id not in marker and _young(obj, scan, grace=grace, cutoff=cutoff):
+        if obj.id in marker:
+            continue
+        if _young(obj, scan, grace=grace, cutoff=cutoff):
             young += 1
-        elif obj.id not in marker:
+        else:
             candidates.append(obj)
     doomed, left = plan_sweep(store, stored, candidates, stats.threshold)
     stats.young_objects = young

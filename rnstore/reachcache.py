@@ -250,18 +250,26 @@ class ReachCache:
             self._data, self._where, self._new = memoryview(b""), {}, {}
 
 
+#: Payload bytes a commit keeps for the cache; the trees past that are read
+#: from the store by the next du, gc or forget (a commit's peak memory stays bounded).
+MAX_RECORDED = 8 << 20
+
+
 class RecordingStore:
     """A store as commit's tree building sees it: each tree put through it
-    is noted as a record (`records`), for append_records."""
+    is noted as a record (`records`), for append_records, up to MAX_RECORDED
+    bytes of payloads."""
 
     def __init__(self, store):
         self._store = store
         self.records: list[Record] = []
+        self._recorded = 0
 
     def put(self, kind: str, payload: bytes) -> str:
         oid = self._store.put(kind, payload)
-        if kind == TREE:
+        if kind == TREE and self._recorded + len(payload) <= MAX_RECORDED:
             self.records.append((TREE, oid, payload))
+            self._recorded += len(payload)
         return oid
 
     def __getattr__(self, name: str):

@@ -544,3 +544,16 @@ def test_the_cache_is_compressed(tmp_path):
     du_json(repo)  # one block of every tree and snapshot
     payloads = sum(len(p) for _, _, p in read_records(cache_path(repo)))
     assert len(contents(cache_path(repo))) == 1 and cache_path(repo).stat().st_size * 3 < payloads
+
+
+def test_a_commit_records_at_most_max_recorded_bytes_and_du_reads_the_rest(tmp_path, monkeypatch):
+    import rnstore.reachcache as reachcache
+    monkeypatch.setattr(reachcache, "MAX_RECORDED", 200)
+    repo = make_repo(tmp_path / "ws")
+    snapshot = commit(repo, {f"d{i}/f.txt": f"{i}\n" for i in range(10)}, "wide")
+    recorded = {oid for kind, oid, _ in read_records(cache_path(repo)) if kind == b"t"}
+    assert 0 < len(recorded) < len(all_trees(repo, snapshot))
+    cached = repo.du().as_json()
+    assert {oid for _, oid, _ in read_records(cache_path(repo))} >= all_trees(repo, snapshot)
+    cache_path(repo).unlink()
+    assert repo.du().as_json() == cached
