@@ -131,3 +131,22 @@ def test_loose_garbage_always_goes(tmp_path, threshold):
     age_objects(repo, 2 * HOUR)
     stats = repo.gc(prune="now", threshold=threshold)
     assert stats.deleted_objects == 1 and not repo.store.has(loose)
+
+
+def test_garbage_left_in_a_pack_the_repack_merges_goes_with_it_as_the_dry_run_and_du_say(tmp_path):
+    repo, old = forgotten_file(tmp_path, 2000)  # under the threshold: the big pack is left whole
+    repo.config.set("pack.deltas", "false", durable=False)  # frames copied as they are: bytes compare
+    # enough new loose objects that the repack merges the big pack (FORMAT.md, Repacking)
+    commit(repo, {f"new{i:02}.bin": noise(200 + i, 1000) for i in range(60)}, "many new files")
+    age_objects(repo, 2 * HOUR)
+    predicted = repo.du().store.reclaimable_bytes
+    dry = cli_json(["gc", "--prune", "now", "--dry-run"], repo.root)
+    before = stored_bytes(repo)
+    real = cli_json(["gc", "--prune", "now"], repo.root)
+    repo = Repository.open(repo.root)  # as the gc left the store (this process's copy keeps its packs open)
+    assert real["merged_packs"] >= 1 and real["garbage_kept_objects"] == 0 and not repo.store.has(old)
+    for key in ("deleted_objects", "freed_bytes", "kept_objects", "garbage_kept_objects", "garbage_kept_bytes"):
+        assert dry[key] == real[key], key
+    assert real["freed_bytes"] == predicted > 2000
+    assert before - stored_bytes(repo) == real["freed_bytes"]
+    assert repo.fsck().ok and not repo.fsck().dangling
