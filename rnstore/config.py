@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from .errors import CorruptStoreError, InvalidValueError
 from .fsutil import atomic_write, read_text_or_none
-from .units import parse_duration, parse_size, parse_stored_duration
+from .units import parse_duration, parse_percent, parse_size, parse_stored_duration
 
 
 def _level(text: str) -> int:
@@ -74,6 +74,8 @@ SETTINGS: dict[str, Setting] = {
     "gc.auto": Setting("true", _bool, "start gc --auto in the background after commit and add"),
     "gc.auto_loose": Setting("1000", _count, "gc --auto runs when more loose objects are stored (0: never)"),
     "gc.auto_packs": Setting("20", _count, "gc --auto runs when more packs are stored (0: never)"),
+    "gc.threshold": Setting("10", lambda text: parse_percent(text, "gc.threshold"),
+                            "gc rewrites a pack only when at least this percent of it is garbage (0-100)"),
     "core.fsync": Setting("true", _bool, "make objects and refs durable before reporting"),
     "core.lock_wait": Setting("10m", parse_duration, "how long to wait for a held lock",
                               parse_stored_duration),

@@ -14,8 +14,11 @@ Figures (all store-wide, over every workspace the store serves):
 - stored_bytes: their stored bytes (compressed frames)
 - logical_bytes: sum of the sizes of the distinct blobs stored
 - referenced_bytes: sum of the restore sizes of the distinct live snapshots
-- reclaimable_bytes: stored bytes of objects no root reaches: what
-  `gc --prune now` would free (plain `gc` spares those within the grace period)
+- unreachable_bytes: stored bytes of objects no root reaches
+- reclaimable_bytes: what `gc --prune now` would free of those
+  (gc.reclaimable_now; plain `gc` spares those within the grace period too):
+  not the bases of deltas that stay, nor what lies in packs less than
+  gc.threshold percent garbage, which gc leaves whole
 - dedup_ratio: referenced_bytes / logical_bytes (1.0 when empty)
 - compression_ratio: logical_bytes / stored bytes of the blobs (1.0 when empty)
 """
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from .errors import CorruptStoreError, ObjectError
+from .gc import reclaimable_now
 from .reachability import collect_roots, mark_reachable, settle_cache
 from .objects import BLOB, SNAPSHOT, TREE, meta_count
 from .progress import NO_PROGRESS, Progress
@@ -45,6 +49,7 @@ class StoreUsage:
     logical_bytes: int = 0
     referenced_bytes: int = 0
     reclaimable_bytes: int = 0
+    unreachable_bytes: int = 0
     blob_stored_bytes: int = 0
     unreachable_objects: int = 0
     live_snapshots: int = 0
@@ -71,6 +76,7 @@ class StoreUsage:
             "snapshots": self.snapshots, "stored_bytes": self.stored_bytes,
             "logical_bytes": self.logical_bytes, "referenced_bytes": self.referenced_bytes,
             "reclaimable_bytes": self.reclaimable_bytes,
+            "unreachable_bytes": self.unreachable_bytes,
             "dedup_ratio": round(self.dedup_ratio, 4),
             "compression_ratio": round(self.compression_ratio, 4),
             "blob_stored_bytes": self.blob_stored_bytes,
@@ -132,14 +138,14 @@ def du(repo: WorkspaceView, revs: Iterable[str] = (), *, progress: Progress = NO
         usage = StoreUsage()
         exclusive: dict[tuple[str, str], int] = {}
         owner_of, kind_of, blob_size = marker.owner.get, marker.kind, loader.blob_size
-        stored_bytes = unreachable = reclaimable = blobs = blob_bytes = logical = trees = snapshots = 0
+        stored_bytes = unreachable = unreachable_bytes = blobs = blob_bytes = logical = trees = snapshots = 0
         for obj in stored:
             oid, size = obj.id, obj.size
             stored_bytes += size
             owner = owner_of(oid)
             if owner is None:
                 unreachable += 1
-                reclaimable += size
+                unreachable_bytes += size
                 kind, logical_size = _header(repo.store, oid)
             else:
                 exclusive[owner] = exclusive.get(owner, 0) + size
@@ -156,7 +162,9 @@ def du(repo: WorkspaceView, revs: Iterable[str] = (), *, progress: Progress = NO
             elif kind == SNAPSHOT:
                 snapshots += 1
         usage.objects, usage.stored_bytes = len(stored), stored_bytes
-        usage.unreachable_objects, usage.reclaimable_bytes = unreachable, reclaimable
+        usage.unreachable_objects, usage.unreachable_bytes = unreachable, unreachable_bytes
+        if unreachable:
+            usage.reclaimable_bytes = sum(obj.size for obj in reclaimable_now(repo, stored, marker))
         usage.blobs, usage.blob_stored_bytes, usage.logical_bytes = blobs, blob_bytes, logical
         usage.trees, usage.snapshots = trees, snapshots
 

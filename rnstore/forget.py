@@ -20,7 +20,8 @@ objects (and their stored bytes) that no root reaches once the snapshots are
 forgotten, which the next `gc --prune now` deletes, and, per snapshot, what
 stays because a tag, a branch or another snapshot (of any workspace of the
 store) still reaches it. It is counted by marking every root of the store
-(reachability.py) under the store lock held shared, as du does.
+(reachability.py) under the store lock held shared, as du does, through
+the reachability cache.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Iterable
 from .errors import CorruptStoreError, InvalidValueError, ObjectError
 from .objects import is_object_id
 from .reachability import ANY_ROOT, Marker, StoreLoader, collect_roots
+from .reachcache import ReachCache
 from .refs import HEADS, TAGS, short_name
 from .revparse import resolve_snapshot
 from .units import parse_duration
@@ -162,43 +164,68 @@ def select(repo: HistoryView, revs: Iterable[str] = (), *, keep_last: int | None
 
 
 def _count_freed(repo: WorkspaceView, result: ForgetResult) -> None:
-    """Fill in what forgetting `result.removed` frees and what stays."""
+    """Fill in what forgetting `result.removed` frees and what stays. Trees
+    and snapshots are read through the reachability cache (reachcache.py),
+    as du and gc read them; should the store have lost one the cache stood
+    in for, everything is counted again from the store alone."""
+    going = {item.id for item in result.removed}
+    scan_problems: list[str] = []
+    scan = collect_roots(repo, lambda kind, oid, detail: scan_problems.append(detail),
+                         grace=float(repo.config.get("gc.prune")), now=time.time())
+    sizes: dict[str, int] = {}
+    for obj in repo.store.stored_objects():
+        sizes[obj.id] = sizes.get(obj.id, 0) + obj.size
+    cache = ReachCache.load(repo.store_root, shared=repo.group_shared)
+    counted = _count(repo, scan, going, sizes, StoreLoader(repo.store, cache, sizes=False))
+    if counted is None:  # the cache named objects the store has lost
+        counted = _count(repo, scan, going, sizes, StoreLoader(repo.store))
+    else:
+        cache.save(counted[0])
+    per_item, freed, problems = counted[1:]
+    result.problems += scan_problems + problems
+    for item in result.removed:
+        item.freed_objects, item.freed_bytes, item.kept_objects, item.kept_bytes = per_item[item.id]
+    result.freed_objects = len(freed)
+    result.freed_bytes = sum(sizes[oid] for oid in freed)
 
-    def on_problem(kind: str, oid: str, detail: str) -> None:
-        result.problems.append(detail)
+
+def _count(repo: WorkspaceView, scan, going: set[str], sizes: dict[str, int], loader: StoreLoader):
+    """(the trees and snapshots read, id -> (freed objects, freed bytes,
+    kept objects, kept bytes) of each forgotten snapshot, everything freed,
+    problems); None if a tree or snapshot the loader's cache stood in for
+    is not stored."""
+    problems: list[str] = []
 
     def on_error(oid: str, kind: str, exc) -> None:
-        result.problems.append(f"{kind} {oid} cannot be read: {exc}")
+        problems.append(f"{kind} {oid} cannot be read: {exc}")
 
-    going = {item.id for item in result.removed}
-    scan = collect_roots(repo, on_problem, grace=float(repo.config.get("gc.prune")), now=time.time())
-    loader = StoreLoader(repo.store)
     staying = Marker(loader)
     for root in scan.roots:
         forgotten = root.name == "live snapshot" and root.workspace == repo.dotdir and root.id in going
         if not forgotten:
             staying.mark(ANY_ROOT, root.id, root.kind, on_error)
-    sizes: dict[str, int] = {}
-    for obj in repo.store.stored_objects():
-        sizes[obj.id] = sizes.get(obj.id, 0) + obj.size
+    per_item: dict[str, tuple[int, int, int, int]] = {}
     freed: set[str] = set()
-    for item in result.removed:
+    for oid in going:
         reach = Marker(loader)
         reach.children = staying.children  # each tree is read once, whoever reaches it
-        reach.mark(ANY_ROOT, item.id, "snapshot", on_error)
-        for oid in reach.owner:
-            size = sizes.get(oid)
+        reach.mark(ANY_ROOT, oid, "snapshot", on_error)
+        freed_objects = freed_bytes = kept_objects = kept_bytes = 0
+        for reached in reach.owner:
+            size = sizes.get(reached)
             if size is None:
                 continue  # not stored: nothing to free
-            if oid in staying:
-                item.kept_objects += 1
-                item.kept_bytes += size
+            if reached in staying:
+                kept_objects += 1
+                kept_bytes += size
             else:
-                item.freed_objects += 1
-                item.freed_bytes += size
-                freed.add(oid)
-    result.freed_objects = len(freed)
-    result.freed_bytes = sum(sizes[oid] for oid in freed)
+                freed_objects += 1
+                freed_bytes += size
+                freed.add(reached)
+        per_item[oid] = (freed_objects, freed_bytes, kept_objects, kept_bytes)
+    if not all(oid in sizes for oid in loader.from_cache):
+        return None
+    return set(staying.children), per_item, freed, problems
 
 
 def _newest_first(item: ForgetItem) -> tuple[str, str]:

@@ -16,7 +16,8 @@ git's words.
   (`missing`, or as whatever is wrong with it) with every object that
   depends on it (`dependents`), however far up the chain.
 - `dangling`: a stored object no root reaches: what `gc --prune now` would
-  delete. The base of a delta that something reaches is not dangling (gc
+  delete, unless it lies in a pack less than gc.threshold percent garbage,
+  which gc leaves whole (gc.py). The base of a delta that something reaches is not dangling (gc
   keeps it). Listed, but not a failure (as in git), and missing references from
   dangling objects are not reported: a gc interrupted half-way leaves exactly
   such leftovers, and the next gc removes them.

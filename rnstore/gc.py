@@ -37,6 +37,12 @@ The rules that make it safe:
    like any others.
 5. Stale temporary files (`.tmp-*` in objects/ and its fan-out folders) older
    than the grace period are leftovers of crashed writers and are deleted.
+
+What may go is not always worth deleting: a packed object goes by rewriting
+its whole pack, so a pack whose collectable bytes are under gc.threshold
+percent of it (10 by default, borg's `compact --threshold`) is left whole,
+its garbage with it, until more of it is garbage or a repack merges it
+(plan_sweep). gc reports those as kept garbage, never as freed.
 """
 
 from __future__ import annotations
@@ -47,16 +53,20 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import registry
 from .errors import CorruptStoreError
 from .fsutil import TMP_PREFIX, atomic_write, pid_alive, remove_quietly, temp_writer_pid
 from .progress import NO_PROGRESS, Progress
-from .repack import plan_repack, repack
+from .repack import RepackPlan, plan_repack, repack
 from .reachability import Marker, RootScan, WorkspaceState, collect_roots, mark_reachable, settle_cache
 from .plumbing import utc_iso
-from .units import parse_duration
+from .units import parse_duration, parse_percent
 from .views import ObjectsView, WorkspaceView
+
+if TYPE_CHECKING:  # store.py loads zstandard; gc.py is imported by every porcelain command
+    from .store import OnDisk
 
 LAST_RUN = "gc.last"
 
@@ -80,6 +90,9 @@ class GcStats:
     loose_after: int = 0
     repacked_objects: int = 0       # reached objects copied into the new pack
     merged_packs: int = 0           # packs merged into it
+    threshold: float = 0.0          # gc.threshold: percent of a pack that must be garbage to rewrite it
+    garbage_kept_objects: int = 0   # collectable, but left in packs under the threshold
+    garbage_kept_bytes: int = 0
 
     @property
     def notes(self) -> list[str]:
@@ -118,6 +131,9 @@ class GcStats:
             "loose_objects_after": self.loose_after,
             "repacked_objects": self.repacked_objects,
             "merged_packs": self.merged_packs,
+            "threshold": int(self.threshold) if self.threshold == int(self.threshold) else self.threshold,
+            "garbage_kept_objects": self.garbage_kept_objects,
+            "garbage_kept_bytes": self.garbage_kept_bytes,
             "workspaces": [{"path": str(ws.root), "state": ws.state, "released": ws.released}
                            for ws in self.workspaces],
         }
@@ -136,6 +152,13 @@ def grace_period(repo: WorkspaceView, prune: str | float | None) -> float:
     return parse_duration(prune)
 
 
+def pack_threshold(repo: WorkspaceView, threshold: str | float | None) -> float:
+    """--threshold PERCENT, or the gc.threshold setting."""
+    if threshold is None:
+        return float(repo.config.get("gc.threshold"))
+    return parse_percent(str(threshold), "gc --threshold")
+
+
 def last_run(repo: WorkspaceView) -> float | None:
     return registry.read_float(repo.store_root / LAST_RUN)
 
@@ -147,14 +170,17 @@ def _refuse(kind: str, oid: str, detail: str) -> None:
 
 
 def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None = None, auto: bool = False,
-       progress: Progress = NO_PROGRESS) -> GcStats:
+       threshold: str | float | None = None, progress: Progress = NO_PROGRESS) -> GcStats:
     """Delete the objects no root reaches that are older than the grace
     period (`prune`, default the gc.prune setting; 0 or "now": any age), and
-    stale temporary files. With `auto`, do nothing unless the last gc of this
-    store ran more than gc.interval ago. With `dry_run`, change nothing and
-    report what would be deleted."""
+    stale temporary files. A pack is rewritten only when at least
+    `threshold` percent of it goes (default the gc.threshold setting).
+    With `auto`, do nothing unless the last gc of this store ran more than
+    gc.interval ago. With `dry_run`, change nothing and report what would be
+    deleted."""
     grace = grace_period(repo, prune)
-    stats = GcStats(dry_run=dry_run, prune=grace, last_run=last_run(repo))
+    stats = GcStats(dry_run=dry_run, prune=grace, last_run=last_run(repo),
+                    threshold=pack_threshold(repo, threshold))
     if auto and not _due(repo, stats.last_run):
         stats.skipped = True
         return stats
@@ -181,8 +207,8 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
         if not dry_run:
             _update_registrations(repo, scan, now)
         stats.loose_before, stats.packs_before = _counts(repo)
-        doomed = _sweep(repo, marker, scan, stats, stored, grace=grace, now=now, progress=progress)
-        _repack(repo, marker, stats, stored, doomed, progress, collectable=lambda obj: (
+        doomed, left = _sweep(repo, marker, scan, stats, stored, grace=grace, now=now, progress=progress)
+        _repack(repo, marker, stats, stored, doomed, left, progress, collectable=lambda obj: (
             obj.id not in marker and not _young(obj, scan, grace=grace, cutoff=now - grace)))
         if not dry_run:
             atomic_write(repo.store_root / LAST_RUN, f"{now:.3f}\n".encode(), durable=False,
@@ -190,25 +216,29 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
     return stats
 
 
-def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, doomed: list,
+def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, doomed: list, left: list,
             progress: Progress, collectable) -> None:
     """Consolidate loose objects and small packs (repack.py); with dry_run,
     count what it would do. `collectable(copy)`: whether the sweep would
-    delete an unreachable copy but for a delta that needs it (repack.py)."""
+    delete an unreachable copy but for a delta that needs it, or a pack
+    under the threshold (`left`) that holds it (repack.py)."""
     store = repo.store
     most_packs = repo.config.get("gc.auto_packs")
-    if stats.dry_run:
-        gone = {(o.id, o.where) for o in doomed}
-        plan = plan_repack(store, [o for o in stored if (o.id, o.where) not in gone], marker,
-                           most_packs=most_packs, collectable=collectable)
-    else:  # as the sweep left it
+    gone = {(o.id, o.where) for o in doomed}
+    if stats.dry_run or not any(o.packed for o in doomed):  # no pack rewritten: the listing less what goes
+        plan = _plan_after_sweep(store, stored, doomed, marker, most_packs, collectable)
+    else:  # as the sweep left it (a rewritten pack has a new name)
         plan = plan_repack(store, list(store.stored_objects()), marker, most_packs=most_packs,
                            collectable=collectable)
     stats.merged_packs = len(plan.merged_packs)
-    if plan.objects:  # the dead bases it removes with what it replaces were counted as kept by the sweep
+    if plan.objects:  # the dead copies it removes with what it replaces were counted as kept by the sweep
         stats.deleted_objects += len(plan.collectable)
         stats.freed_bytes += sum(o.size for o in plan.collectable)
         stats.kept_objects -= len(plan.collectable)
+        left_behind = {(o.id, o.where) for o in left}
+        merged_garbage = [o for o in plan.collectable if (o.id, o.where) in left_behind]
+        stats.garbage_kept_objects -= len(merged_garbage)
+        stats.garbage_kept_bytes -= sum(o.size for o in merged_garbage)
     if stats.dry_run:
         stats.repacked_objects = len(plan.objects)
         moved = {o.where for o in plan.replaced if not o.packed} | {o.where for o in plan.redundant if not o.packed}
@@ -223,6 +253,26 @@ def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, d
                progress=progress)
     stats.repacked_objects = len(plan.objects) - len(plan.skipped)
     stats.loose_after, stats.packs_after = _counts(repo)
+
+
+def _plan_after_sweep(store, stored: list, doomed: list, reached, most_packs: int, collectable) -> RepackPlan:
+    """The repack that follows a sweep deleting `doomed` from `stored`."""
+    gone = {(o.id, o.where) for o in doomed}
+    return plan_repack(store, [o for o in stored if (o.id, o.where) not in gone], reached,
+                       most_packs=most_packs, collectable=collectable)
+
+
+def reclaimable_now(repo: WorkspaceView, stored: list, reached) -> list:
+    """The copies `gc --prune now` would delete, by its sweep and then its
+    repack, as its dry run counts them (du's reclaimable bytes): not those
+    it leaves in packs under gc.threshold. `reached`: what the roots reach
+    (a Marker)."""
+    store = repo.store
+    unreachable = [obj for obj in stored if obj.id not in reached]
+    doomed = plan_sweep(store, stored, unreachable, pack_threshold(repo, None))[0]
+    plan = _plan_after_sweep(store, stored, doomed, reached, repo.config.get("gc.auto_packs"),
+                             lambda obj: obj.id not in reached)
+    return doomed + plan.collectable if plan.objects else doomed
 
 
 def _counts(repo: ObjectsView) -> tuple[int, int]:
@@ -345,28 +395,27 @@ def _young(obj, scan: RootScan, *, grace: float, cutoff: float) -> bool:
 
 
 def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, stored: list, *, grace: float,
-           now: float, progress: Progress) -> list:
-    """Delete what no root reaches and is old enough; what it deleted."""
+           now: float, progress: Progress) -> tuple[list, list]:
+    """Delete what no root reaches and is old enough; (what it deleted,
+    what it left in packs under the threshold)."""
     store = repo.store
     cutoff = now - grace
-    doomed = []
-    kept = 0
+    candidates = []
+    young = 0
     for obj in stored:
         if obj.id in marker:
-            kept += 1
-        elif _young(obj, scan, grace=grace, cutoff=cutoff):
-            kept += 1
-            stats.young_objects += 1
+            continue
+        if _young(obj, scan, grace=grace, cutoff=cutoff):
+            young += 1
         else:
-            doomed.append(obj)
-    if doomed:  # the base of a delta that stays, down its chain, stays too (FORMAT.md, Deltas)
-        spared = set(store.needed_bases(doomed))
-        if spared:
-            doomed = [obj for obj in doomed if obj not in spared]
-            kept += len(spared)
-    stats.kept_objects = kept
+            candidates.append(obj)
+    doomed, left = plan_sweep(store, stored, candidates, stats.threshold)
+    stats.young_objects = young
+    stats.kept_objects = len(stored) - len(doomed)
     stats.deleted_objects = len(doomed)
     stats.freed_bytes = sum(o.size for o in doomed)
+    stats.garbage_kept_objects = len(left)
+    stats.garbage_kept_bytes = sum(o.size for o in left)
     if doomed:
         progress.start("gc: deleting", len(doomed), stats.freed_bytes, unit="object")
     try:
@@ -391,7 +440,44 @@ def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, 
                 remove_quietly(path)
     finally:
         progress.finish()
-    return doomed
+    return doomed, left
+
+
+def plan_sweep(store, stored: list[OnDisk], candidates: list[OnDisk],
+               threshold: float) -> tuple[list[OnDisk], list[OnDisk]]:
+    """Of `candidates`, unreachable copies among `stored` old enough to go:
+    (those gc deletes, those it leaves in packs under `threshold`). A loose
+    copy always goes. A pack is rewritten without its candidates only when
+    they make at least `threshold` percent of its stored bytes, counted
+    after sparing the bases of deltas that stay (FORMAT.md, Deltas), which
+    never go; below that, the pack stays whole. So only the packs worth
+    rewriting are read for their deltas' bases."""
+    pack_bytes: dict[str, int] = {}
+    for obj in stored:
+        if obj.packed:
+            pack_bytes[obj.where] = pack_bytes.get(obj.where, 0) + obj.size
+    left: list[OnDisk] = []
+
+    def worth_it(copies: list[OnDisk]) -> bool:
+        if not copies or not copies[0].packed:
+            return True
+        return sum(o.size for o in copies) * 100 >= threshold * pack_bytes.get(copies[0].where, 0)
+
+    rewritten = []
+    for copies in _by_where(candidates).values():
+        (rewritten if worth_it(copies) else left).extend(copies)
+    spared = set(store.needed_bases(rewritten)) if rewritten else set()
+    doomed = []
+    for copies in _by_where(obj for obj in rewritten if obj not in spared).values():
+        (doomed if worth_it(copies) else left).extend(copies)
+    return doomed, left
+
+
+def _by_where(copies) -> dict[str, list[OnDisk]]:
+    found: dict[str, list[OnDisk]] = {}
+    for obj in copies:
+        found.setdefault(obj.where, []).append(obj)
+    return found
 
 
 __all__ = ["gc", "GcStats", "grace_period", "last_run", "start_auto_gc"]

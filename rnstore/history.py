@@ -11,7 +11,7 @@ from typing import Iterable, Iterator, Mapping
 
 from .errors import (InvalidValueError, MissingObjectError, NothingToCommitError, ObjectError,
                      RefConflictError, UnknownRevisionError)
-from .objects import Snapshot, meta_count
+from .objects import SNAPSHOT, Snapshot, meta_count
 from .plumbing import meta_text, parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
 from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, TAGS, short_name, tag_ref
@@ -59,7 +59,9 @@ def commit(repo: WorkspaceView, message: str, *, all: bool = False, meta: Mappin
             # snapshot is named: folders unchanged since HEAD need no rewriting.
             base = repo.store.get_snapshot(head).tree if head is not None else None
             known_before = dict(index.trees)
-            tree_id = write_tree(repo, index, base=base)
+            from .reachcache import RecordingStore  # loads zstandard, as the store already has
+            trees = RecordingStore(repo.store)  # for the reachability cache
+            tree_id = write_tree(repo, index, base=base, store=trees)
         if (staged is not None and staged.index_changed) or index.trees != known_before \
                 or index.outdated:
             repo.write_index(index)
@@ -68,20 +70,24 @@ def commit(repo: WorkspaceView, message: str, *, all: bool = False, meta: Mappin
         else:
             unchanged = len(index) == 0
         if not unchanged or allow_empty:
-            return _store_commit(repo, index, tree_id, head, branch_ref, message, extra, staged)
+            return _store_commit(repo, index, tree_id, head, branch_ref, message, extra, staged, trees.records)
     # outside the locks: status refreshes the index under the workspace lock
     raise _nothing_to_commit(repo, head, all)
 
 
 def _store_commit(repo: WorkspaceView, index, tree_id: str, head: str | None, branch_ref: str | None,
-                  message: str, extra: dict, staged: AddResult | None) -> CommitResult:
+                  message: str, extra: dict, staged: AddResult | None, trees: list = ()) -> CommitResult:
     """The snapshot of `tree_id`, and HEAD's branch moved to it (the caller
-    holds the workspace and store locks)."""
+    holds the workspace and store locks). `trees`: the (kind, id, payload)
+    records of the trees written, for the reachability cache, so that the
+    next du, gc or forget need not read them back."""
     files = index.totals()[0]
     snapshot = Snapshot(tree_id, (head,) if head else (), utc_now(), message,
                         snapshot_meta(repo, tree_id, extra, files=files))
     snapshot_id = store_snapshot(repo, snapshot)
     repo.refs.update("HEAD", snapshot_id, expected=head)
+    from .reachcache import append_records
+    append_records(repo.store_root, [*trees, (SNAPSHOT, snapshot_id, snapshot.encode())], shared=repo.group_shared)
     return CommitResult(snapshot_id, tree_id, head,
                         branch_ref[len(HEADS):] if branch_ref else None,
                         files, int(snapshot.meta["bytes"]), staged)

@@ -286,6 +286,17 @@ class Index:
         for i in range(len(base)):
             yield base.entry(i)
 
+    def file_ids(self) -> list[str]:
+        """The ids of every entry but empty folders', in order, without
+        making an IndexEntry each (du and gc mark them: the index is a root)."""
+        self._fold()
+        base = self._base
+        hexed = base.ids.hex()
+        ids = [hexed[at:at + 2 * _ID] for at in range(0, len(hexed), 2 * _ID)]
+        if any(code in base.modes for code in _TREE_CODES):
+            ids = [oid for oid, code in zip(ids, base.modes) if code not in _TREE_CODES]
+        return ids
+
     @property
     def entries(self) -> Mapping[bytes, IndexEntry]:
         """The entries by path (read-only: change them with set and remove)."""

@@ -235,15 +235,17 @@ def manifest(repo: HistoryView, rev: str) -> dict:
 
 # -- write-tree / read-tree / mktree ---------------------------------------------------
 
-def write_tree(repo: WorkspaceView, index: Index | None = None, *, base: str | None = None) -> str:
+def write_tree(repo: WorkspaceView, index: Index | None = None, *, base: str | None = None,
+               store=None) -> str:
     """Store the trees for the index (read from disk unless given); the
     root tree id. `base` (see trees.build_tree) is only for a caller that
     holds the store lock until a ref names the result, as commit does.
-    The index's folder ids are brought up to date (in memory)."""
+    The index's folder ids are brought up to date (in memory). `store`:
+    what the trees are put through (commit's notes them), repo.store by default."""
     index = repo.read_index() if index is None else index
     # The index is a root, so gc spares its blobs: no need to refresh them.
     with repo.store_lock(shared=True), repo.store.batch():
-        return index.build_tree(repo.store, base=base)
+        return index.build_tree(repo.store if store is None else store, base=base)
 
 
 def read_tree(repo: WorkspaceView, treeish: str) -> int:

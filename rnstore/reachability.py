@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from . import registry
 from .errors import CorruptObjectError, CorruptStoreError, InvalidValueError, MissingObjectError, ObjectError
@@ -34,9 +34,9 @@ from .views import WorkspaceView
 
 # -- roots ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Root:
-    """One object a workspace holds on to."""
+class Root(NamedTuple):
+    """One object a workspace holds on to. (A named tuple, not a dataclass:
+    a workspace's index makes one per file, tens of thousands.)"""
     id: str
     kind: str            # SNAPSHOT for journal, refs and HEAD; BLOB or TREE for the index
     name: str            # "live snapshot", "refs/tags/v1", "HEAD", "index", "last seen roots"
@@ -121,11 +121,9 @@ def workspace_roots(ws: WorkspaceView, on_problem: ProblemSink) -> list[Root]:
     except _UNREADABLE as exc:
         failed("HEAD", exc)
     try:
-        for entry in ws.read_index():
-            # An empty folder's entry names the empty tree, which is stored
-            # only when a tree is written: a marker, not a reference.
-            if entry.mode != MODE_TREE:
-                roots.append(Root(entry.id, BLOB, "index", dotdir))
+        # An empty folder's entry names the empty tree, which is stored
+        # only when a tree is written: a marker, not a reference.
+        roots += [Root(oid, BLOB, "index", dotdir) for oid in ws.read_index().file_ids()]
     except _UNREADABLE as exc:
         failed("the index", exc)
     return roots
@@ -461,15 +459,18 @@ def mark_roots(marker: Marker, roots: Iterable[Root], on_problem: ProblemSink,
     (each object is then read once; gc needs no more)."""
     blobs: list[str] = []   # consecutive blob roots of one unit (an index's), marked together
     blob_unit = None
+    blob_workspace = None   # the workspace of those: the same one, the same unit
     for root in roots:
-        unit = root.unit if by_unit else ANY_ROOT
         if root.kind == BLOB:
-            if unit != blob_unit and blobs:
-                progress.advance(marker.mark_blobs(blob_unit, blobs))
-                blobs = []
-            blob_unit = unit
+            if root.workspace is not blob_workspace or not blobs:
+                unit = root.unit if by_unit else ANY_ROOT
+                if unit != blob_unit and blobs:
+                    progress.advance(marker.mark_blobs(blob_unit, blobs))
+                    blobs = []
+                blob_unit, blob_workspace = unit, root.workspace
             blobs.append(root.id)
             continue
+        unit = root.unit if by_unit else ANY_ROOT
         if blobs:
             progress.advance(marker.mark_blobs(blob_unit, blobs))
             blobs = []

@@ -55,6 +55,17 @@ def parse_stored_duration(text: str) -> float:
     return float(text) if text.isdigit() else parse_duration(text)
 
 
+_PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%?\s*\Z")
+
+
+def parse_percent(text: str, what: str = "the value") -> float:
+    """'10', '10%', '2.5' -> a percentage from 0 to 100."""
+    match = _PERCENT.match(str(text))
+    if not match or float(match.group(1)) > 100:
+        raise InvalidValueError(f"{what} must be a percentage from 0 to 100, not '{text}'")
+    return float(match.group(1))
+
+
 _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 

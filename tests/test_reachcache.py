@@ -18,32 +18,54 @@ import sys
 from pathlib import Path
 
 import pytest
+import zstandard
 from hypothesis import given, settings, strategies as st
 
 from helpers.cli import cli_env
 from helpers.space import HOUR, age_objects, cli_json, commit, make_repo, object_files, reachable, run
 from rnstore.errors import CorruptStoreError
 from rnstore.objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, TreeEntry, decode_tree, encode_tree_unchecked
-from rnstore.reachcache import CACHE_FILE, ReachCache, parse_tree_entries
+from rnstore.reachability import collect_roots, mark_reachable
+from rnstore.reachcache import CACHE_FILE, MAX_BLOCKS, ReachCache, append_records, parse_tree_entries
 from rnstore.repo import Repository
 
-HEADER = b"rnstore reachability cache 1\n"
+HEADER = b"rnstore reachability cache 2\n"
 
 
 def record(kind: bytes, oid: str, payload: bytes) -> bytes:
     return kind + bytes.fromhex(oid) + struct.pack(">I", len(payload)) + payload
 
 
-def read_records(path: Path) -> list[tuple[bytes, str, bytes]]:
-    """The records of a sound cache file (FORMAT.md's grammar)."""
-    data = path.read_bytes()
+def block(records: bytes, *, content_size: bool = True) -> bytes:
+    """LENGTH FRAME: one zstd frame holding these records."""
+    frame = zstandard.ZstdCompressor(write_content_size=content_size).compress(records)
+    return struct.pack(">I", len(frame)) + frame
+
+
+def contents(path: Path | bytes) -> list[bytes]:
+    """The decompressed blocks of a sound cache file, or of its bytes (FORMAT.md's grammar)."""
+    data = path if isinstance(path, bytes) else path.read_bytes()
     assert data.startswith(HEADER)
     at, found = len(HEADER), []
     while at < len(data):
-        kind, raw, length = data[at:at + 1], data[at + 1:at + 33], struct.unpack(">I", data[at + 33:at + 37])[0]
-        found.append((kind, raw.hex(), data[at + 37:at + 37 + length]))
-        at += 37 + length
-    assert at == len(data)
+        length = struct.unpack(">I", data[at:at + 4])[0]
+        frame = data[at + 4:at + 4 + length]
+        assert len(frame) == length
+        found.append(zstandard.ZstdDecompressor().decompress(frame))
+        at += 4 + length
+    return found
+
+
+def read_records(path: Path | bytes) -> list[tuple[bytes, str, bytes]]:
+    """The records of a sound cache file, or of its bytes."""
+    found = []
+    for data in contents(path):
+        at = 0
+        while at < len(data):
+            kind, raw, length = data[at:at + 1], data[at + 1:at + 33], struct.unpack(">I", data[at + 33:at + 37])[0]
+            found.append((kind, raw.hex(), data[at + 37:at + 37 + length]))
+            at += 37 + length
+        assert at == len(data)
     return found
 
 
@@ -95,7 +117,8 @@ def du_json(repo: Repository) -> dict:
 
 def test_du_and_gc_answer_the_same_with_and_without_the_cache(tmp_path):
     repo, snaps = scenario(tmp_path)
-    assert not cache_path(repo).exists()
+    assert cache_path(repo).is_file()  # commit wrote its trees there
+    cache_path(repo).unlink()
     cold = du_json(repo)
     assert cache_path(repo).is_file()  # du leaves what it read for the next run
     cached = {oid for _, oid, _ in read_records(cache_path(repo))}
@@ -136,11 +159,12 @@ def _lies(repo: Repository, snaps: dict) -> dict[str, bytes]:
     rest = b"".join(record(k, o, p) for k, o, p in honest if o not in (only, src))
 
     def with_(*records: bytes) -> bytes:
-        return HEADER + b"".join(records) + rest
+        return HEADER + block(b"".join(records) + rest)
 
     only_payload = next(p for _, o, p in honest if o == only)
     src_payload = next(p for _, o, p in honest if o == src)
-    whole = HEADER + b"".join(record(k, o, p) for k, o, p in honest)
+    all_records = b"".join(record(k, o, p) for k, o, p in honest)
+    whole = HEADER + block(all_records)
     return {
         # the tree's own payload with the entry left out, under its id
         "entry dropped": with_(record(b"t", only, _drop_entry(only_payload, b"unique.txt"))),
@@ -152,18 +176,25 @@ def _lies(repo: Repository, snaps: dict) -> dict[str, bytes]:
         "named a snapshot": with_(record(b"s", only, only_payload)),
         # the lie first, the truth after it: the first record of an id counts
         "lie before truth": with_(record(b"t", only, b"rntree 1\n"), record(b"t", only, only_payload)),
+        # the lie in a later block: still the first record of its id
+        "lie in a second block": HEADER + block(rest) + block(record(b"t", only, b"rntree 1\n")),
         "truncated": whole[:len(whole) * 2 // 3],
-        "length past the end": whole + b"t" + bytes(32) + struct.pack(">I", 0xFFFFFFFF),
-        "unknown kind": HEADER + b"x" + whole[len(HEADER) + 1:],
+        "length past the end": whole + struct.pack(">I", 0xFFFFFFFF) + b"\x28\xb5\x2f\xfd",
+        "record past its block": HEADER + block(all_records + b"t" + bytes(32) + struct.pack(">I", 99)),
+        "not zstd": HEADER + struct.pack(">I", 10) + b"0123456789" + block(all_records),
+        "no content size": HEADER + block(all_records, content_size=False),
+        "unknown kind": HEADER + block(b"x" + all_records[1:]),
         "bad header": b"rnstore reachability cache 9\n" + whole[len(HEADER):],
+        # the first version's layout: records, uncompressed
+        "version 1": b"rnstore reachability cache 1\n" + all_records,
         "garbage": os.urandom(4096),
         "empty": b"",
     }
 
 
 LIES = ["entry dropped", "folder dropped", "empty tree", "another tree", "not a tree", "named a snapshot",
-        "lie before truth", "truncated", "length past the end", "unknown kind", "bad header", "garbage",
-        "empty"]
+        "lie before truth", "lie in a second block", "truncated", "length past the end", "record past its block",
+        "not zstd", "no content size", "unknown kind", "bad header", "version 1", "garbage", "empty"]
 
 
 @pytest.mark.parametrize("lie", LIES)
@@ -244,20 +275,32 @@ def test_a_cache_naming_trees_gc_has_deleted_is_not_trusted(tmp_path):
 
 def test_a_torn_append_is_ignored_and_the_next_run_rewrites_the_cache(tmp_path):
     repo, snaps = scenario(tmp_path)
+    first = cache_path(repo).read_bytes()
     du_json(repo)
-    first_size = cache_path(repo).stat().st_size
+    assert cache_path(repo).read_bytes() == first  # commits recorded all du reads: nothing to write
     commit(repo, {"more/new.txt": "new\n"}, "later")
-    expected = du_json(repo)  # appends the new trees and snapshot
     grown = cache_path(repo).read_bytes()
-    assert len(grown) > first_size and grown.startswith(cache_path(repo).read_bytes()[:first_size])
+    assert grown.startswith(first) and len(contents(grown)) == len(contents(first)) + 1  # one block appended
+    expected = du_json(repo)
     cache_path(repo).write_bytes(grown[:-5])  # a crash in the middle of the append
     damaged = ReachCache.load(repo.store_root)
-    assert damaged.damaged
+    assert damaged.damaged and len(damaged) == len(read_records(first))
     assert du_json(repo) == expected
     repaired = ReachCache.load(repo.store_root)
-    assert not repaired.damaged
+    assert not repaired.damaged and repaired.blocks == 1  # rewritten whole
     assert {oid for _, oid, _ in read_records(cache_path(repo))} >= {
         subtree(repo, repo.refs.resolve("HEAD"), b"more")}
+
+
+def test_many_appended_blocks_are_made_one(tmp_path):
+    repo, snaps = scenario(tmp_path)
+    records = read_records(cache_path(repo))
+    for kind, oid, payload in records * (MAX_BLOCKS // len(records) + 1):  # duplicates too
+        append_records(repo.store_root, [({b"t": "tree", b"s": "snapshot"}[kind], oid, payload)])
+    assert len(contents(cache_path(repo))) > MAX_BLOCKS
+    expected = repo.du().as_json()
+    assert len(contents(cache_path(repo))) == 1
+    assert repo.du().as_json() == expected
 
 
 @pytest.mark.parametrize("kind", ["symlink", "fifo", "folder"])
@@ -422,3 +465,95 @@ def live_objects_without(repo: Repository, snaps: dict, damaged_tree: str) -> se
             for entry in repo.store.get_tree(tree).entries:
                 (stack.append if entry.mode == MODE_TREE else found.add)(entry.id)
     return found | {e.id for e in repo.read_index()}
+
+
+# -- what commit writes ------------------------------------------------------------------------
+
+def all_trees(repo: Repository, snapshot: str) -> set[str]:
+    found, stack = set(), [repo.store.get_snapshot(snapshot).tree]
+    while stack:
+        tree = stack.pop()
+        found.add(tree)
+        stack += [e.id for e in repo.store.get_tree(tree).entries if e.mode == MODE_TREE]
+    return found
+
+
+def test_commit_records_its_trees_and_du_gc_and_forget_read_none_from_the_store(tmp_path):
+    repo = make_repo(tmp_path / "ws")
+    first = commit(repo, {"a/b/c.txt": "c\n", "a/d.txt": "d\n", "e.txt": "e\n"}, "first")
+    second = commit(repo, {"a/b/c.txt": "c2\n"}, "second")
+    recorded = {oid for _, oid, _ in read_records(cache_path(repo))}
+    assert all_trees(repo, first) | all_trees(repo, second) | {first, second} <= recorded
+    scan = collect_roots(repo, _never, grace=HOUR, now=0)
+    for by_unit in (True, False):
+        marker = mark_reachable(repo, scan.roots, _never, by_unit=by_unit, save=False)
+        assert marker.load.from_cache == all_trees(repo, first) | all_trees(repo, second) | {first, second}
+    # the answers are those without a cache
+    cached = repo.du().as_json()
+    forgotten = repo.forget([first], dry_run=True).as_json()
+    cache_path(repo).unlink()
+    assert repo.du().as_json() == cached
+    assert repo.forget([first], dry_run=True).as_json() == forgotten
+
+
+def _never(kind, oid, detail):
+    raise AssertionError(detail)
+
+
+def test_records_commit_wrote_for_trees_gc_deleted_are_not_trusted(tmp_path):
+    """Commit's records outlive the trees when the file is put back from
+    before a gc: a root reaching those trees again makes du, gc and forget
+    answer exactly as without a cache (refuse, or count them missing)."""
+    repo = make_repo(tmp_path / "ws")
+    old = commit(repo, {"gone/inner/f.txt": "only in the old snapshot\n", "k.txt": "k\n"}, "old")
+    (repo.root / "gone").rename(repo.root.parent / "gone-aside")
+    repo.commit("without gone", all=True)
+    as_committed = cache_path(repo).read_bytes()  # written by the two commits alone
+    assert subtree(repo, old, b"gone") in {oid for _, oid, _ in read_records(as_committed)}
+    old_snapshot = repo.store.get_snapshot(old)
+    repo.forget([old])
+    age_objects(repo, 2 * HOUR)
+    assert repo.gc(prune="now", threshold=0).deleted_objects > 0
+    assert not repo.store.has(subtree_id := old_snapshot.tree)
+    assert repo.store.put_snapshot(old_snapshot) == old
+    repo.journal.add(old)
+    cache_path(repo).write_bytes(as_committed)
+    with_cache = run(["gc", "--prune", "now"], cwd=repo.root)
+    assert with_cache.returncode == 1 and subtree_id in with_cache.stderr
+    cache_path(repo).write_bytes(as_committed)
+    with pytest.raises(CorruptStoreError):
+        repo.du()
+    cache_path(repo).write_bytes(as_committed)
+    stale_forget = repo.forget([old], dry_run=True)
+    cache_path(repo).unlink()
+    assert repo.forget([old], dry_run=True).as_json() == stale_forget.as_json()
+    cache_path(repo).unlink(missing_ok=True)
+    without = run(["gc", "--prune", "now"], cwd=repo.root)
+    assert (without.returncode, without.stderr) == (with_cache.returncode, with_cache.stderr)
+
+
+def test_the_cache_is_compressed(tmp_path):
+    """Versions of a folder share most of their entries: the file holds a
+    fraction of the payloads' bytes."""
+    repo = make_repo(tmp_path / "ws")
+    files = {f"src/m{i:03}.py": f"module {i}\n" for i in range(200)}
+    commit(repo, files, "first")
+    for n in range(5):
+        commit(repo, {f"src/m{n:03}.py": f"changed {n}\n"}, f"edit {n}")
+    cache_path(repo).unlink()
+    du_json(repo)  # one block of every tree and snapshot
+    payloads = sum(len(p) for _, _, p in read_records(cache_path(repo)))
+    assert len(contents(cache_path(repo))) == 1 and cache_path(repo).stat().st_size * 3 < payloads
+
+
+def test_a_commit_records_at_most_max_recorded_bytes_and_du_reads_the_rest(tmp_path, monkeypatch):
+    import rnstore.reachcache as reachcache
+    monkeypatch.setattr(reachcache, "MAX_RECORDED", 200)
+    repo = make_repo(tmp_path / "ws")
+    snapshot = commit(repo, {f"d{i}/f.txt": f"{i}\n" for i in range(10)}, "wide")
+    recorded = {oid for kind, oid, _ in read_records(cache_path(repo)) if kind == b"t"}
+    assert 0 < len(recorded) < len(all_trees(repo, snapshot))
+    cached = repo.du().as_json()
+    assert {oid for _, oid, _ in read_records(cache_path(repo))} >= all_trees(repo, snapshot)
+    cache_path(repo).unlink()
+    assert repo.du().as_json() == cached

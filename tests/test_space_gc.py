@@ -19,6 +19,7 @@ from helpers.space import (HOUR, age, age_objects, cli_json, commit, disk_bytes,
                            reachable, run)
 from rnstore.errors import CorruptStoreError
 from rnstore.fsutil import TMP_PREFIX
+from rnstore.reachcache import CACHE_FILE
 from rnstore.repo import Repository
 
 
@@ -289,6 +290,9 @@ def test_gc_deletes_nothing_when_a_root_cannot_be_read(tmp_path, damage):
     repo.forget([forgotten])
     _garbage(repo)
     age_objects(repo, 2 * HOUR)
+    # Without the reachability cache, where commit left checked copies of its
+    # trees and snapshots (test_reachcache.py: gc may then run on them)
+    (repo.store_root / CACHE_FILE).unlink()
     damage(repo, {"tagged": tagged, "forgotten": forgotten, "live": live})
     before = object_files(repo.store_root)
 
@@ -342,6 +346,7 @@ def test_du_table_and_rev_selection(tmp_path):
 def test_du_refuses_when_a_root_is_corrupt(tmp_path):
     repo = make_repo(tmp_path / "ws")
     snapshot = commit(repo, {"a": "a\n"})
+    (repo.store_root / CACHE_FILE).unlink()  # commit's checked copy of the tree would stand in for it
     _flip(repo.store.path_for(repo.store.get_snapshot(snapshot).tree))
     result = run(["du", "--json"], cwd=repo.root)
     assert result.returncode == 1 and result.stderr.startswith("error:")

@@ -9,6 +9,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from ..errors import InvalidValueError
 from ..plumbing import utc_iso
 from ..storeview import store_snapshots, store_workspaces
 from ..units import format_size, plural
@@ -107,6 +108,10 @@ def gc(
     auto: Annotated[bool, typer.Option(
         "--auto", help="Do nothing unless the last gc ran more than gc.interval ago, or the store holds "
         "more loose objects than gc.auto_loose or more packs than gc.auto_packs.")] = False,
+    threshold: Annotated[Optional[str], typer.Option(
+        "--threshold", metavar="PERCENT",
+        help="Rewrite a pack only when at least this percent of it is garbage (default: gc.threshold, "
+        "10); 0 frees every unreachable object.")] = None,
     json_: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -123,11 +128,14 @@ def gc(
     repo = open_repo()
     bar = progress(quiet, no_progress)
     if remote is not None:
+        if threshold is not None:
+            raise InvalidValueError("--threshold is for the local store: a remote's gc rewrites a pack "
+                                    "when more than half of it is garbage")
         from ..remote.collect import gc_remote  # remote modules load for remote commands only (start-up)
         from .remote import render_remote_gc  # the remote commands' module: loaded with --remote only
         render_remote_gc(gc_remote(repo, remote, dry_run=dry_run, prune=prune), json_)
         return
-    stats = repo.gc(dry_run=dry_run, prune=prune, auto=auto, progress=bar)
+    stats = repo.gc(dry_run=dry_run, prune=prune, auto=auto, threshold=threshold, progress=bar)
     for note in stats.notes:
         out.warn(note)
     if json_:
@@ -147,8 +155,13 @@ def gc(
         packed = (f"; {'would repack' if dry_run else 'repacked'} {plural(stats.repacked_objects, 'object')} "
                   f"(packs {stats.packs_before:,} -> {stats.packs_after:,}, "
                   f"loose objects {stats.loose_before:,} -> {stats.loose_after:,})")
+    left = ""
+    if stats.garbage_kept_objects:
+        left = (f"; {'would leave' if dry_run else 'left'} {plural(stats.garbage_kept_objects, 'unreachable object')} "
+                f"({format_size(stats.garbage_kept_bytes)}) in packs less than {stats.threshold:g}% garbage "
+                "(gc.threshold)")
     out.summary(f"gc: {verb} {plural(stats.deleted_objects, 'object')} ({format_size(stats.freed_bytes)}){temp}; "
-                f"kept {stats.kept_objects:,}{young}{packed}")
+                f"kept {stats.kept_objects:,}{young}{packed}{left}")
 
 
 @app.command("du", rich_help_panel=SPACE)
@@ -195,6 +208,8 @@ def _print_du(stats) -> None:
     summary.add_row("unique file bytes", format_size(store.logical_bytes))
     summary.add_row("live snapshots hold", format_size(store.referenced_bytes))
     summary.add_row("reclaimable by gc", format_size(store.reclaimable_bytes))
+    if store.unreachable_bytes != store.reclaimable_bytes:
+        summary.add_row("unreachable, kept by gc", format_size(store.unreachable_bytes - store.reclaimable_bytes))
     summary.add_row("dedup ratio", f"{store.dedup_ratio:.2f}x")
     summary.add_row("compression ratio", f"{store.compression_ratio:.2f}x")
     summary.add_row("space saving", f"{store.space_saving * 100:.1f} %")
@@ -215,7 +230,7 @@ def fsck(
     """Verify every object and every reference; list each problem; exit 1 if any.
 
     Problems are `missing`, `hash mismatch` and `corrupt`; `dangling` objects
-    (no root reaches them, gc will delete them) are listed but are no failure.
+    (no root reaches them; gc deletes them, or leaves them in packs under gc.threshold) are listed but are no failure.
 
     Example: rnstore fsck --json
     """

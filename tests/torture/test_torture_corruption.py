@@ -132,14 +132,19 @@ def packed_template(session_scratch) -> dict:
 
 @pytest.fixture
 def damaged(template, scratch):
-    """A fresh copy of the template workspace."""
+    """A fresh copy of the template workspace, without the reachability
+    cache: its checked copies of the trees and snapshots commit wrote would
+    stand in for a damaged one (test_reachcache.py covers that)."""
     ws = copy_tree(template["ws"], scratch / "ws")
+    (ws / ".rnstore" / "reachability-cache").unlink(missing_ok=True)
     return ws
 
 
 @pytest.fixture
 def big_damaged(big_template, scratch):
-    return copy_tree(big_template["ws"], scratch / "ws")
+    ws = copy_tree(big_template["ws"], scratch / "ws")
+    (ws / ".rnstore" / "reachability-cache").unlink(missing_ok=True)
+    return ws
 
 
 def assert_target_never_wrong(target: Path, expected: dict) -> None:
