@@ -182,7 +182,7 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
             _update_registrations(repo, scan, now)
         stats.loose_before, stats.packs_before = _counts(repo)
         doomed = _sweep(repo, marker, scan, stats, stored, grace=grace, now=now, progress=progress)
-        _repack(repo, marker, stats, stored, doomed, progress, collectable=lambda obj: (
+        _repack(repo, marker, stats, stored, doomed, progress, full=not auto, collectable=lambda obj: (
             obj.id not in marker and not _young(obj, scan, grace=grace, cutoff=now - grace)))
         if not dry_run:
             atomic_write(repo.store_root / LAST_RUN, f"{now:.3f}\n".encode(), durable=False,
@@ -191,7 +191,7 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
 
 
 def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, doomed: list,
-            progress: Progress, collectable) -> None:
+            progress: Progress, collectable, full: bool = False) -> None:
     """Consolidate loose objects and small packs (repack.py); with dry_run,
     count what it would do. `collectable(copy)`: whether the sweep would
     delete an unreachable copy but for a delta that needs it (repack.py)."""
@@ -200,10 +200,10 @@ def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, d
     if stats.dry_run:
         gone = {(o.id, o.where) for o in doomed}
         plan = plan_repack(store, [o for o in stored if (o.id, o.where) not in gone], marker,
-                           most_packs=most_packs, collectable=collectable)
+                           most_packs=most_packs, full=full, collectable=collectable)
     else:  # as the sweep left it
         plan = plan_repack(store, list(store.stored_objects()), marker, most_packs=most_packs,
-                           collectable=collectable)
+                           full=full, collectable=collectable)
     stats.merged_packs = len(plan.merged_packs)
     if plan.objects:  # the dead bases it removes with what it replaces were counted as kept by the sweep
         stats.deleted_objects += len(plan.collectable)

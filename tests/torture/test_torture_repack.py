@@ -5,8 +5,8 @@
   objects and small packs to merge. After each kill every recorded snapshot
   is still live and readable, fsck is clean, and a second `gc` finishes the
   job: nothing loose is left, no object is stored twice, one pack remains
-  (gc.auto_packs 2: every gc merges every pack, so most of its time is
-  repacking and most kills land there).
+  (a gc run by hand is a full repack: every pack merged and the deltas
+  chosen anew, so most of its time is repacking and most kills land there).
 - readers and a writer racing repacks: `gc` in a loop that moves every
   object each time (gc.auto_packs 2: everything merged into one pack),
   beside `checkout --target` and `cat-file -p` processes, a reader in this
