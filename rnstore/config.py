@@ -80,7 +80,7 @@ SETTINGS: dict[str, Setting] = {
     "core.lock_wait": Setting("10m", parse_duration, "how long to wait for a held lock",
                               parse_stored_duration),
     "pack.deltas": Setting("true", _bool, "store packed blobs and trees as deltas against similar ones"),
-    "pack.depth": Setting("10", _depth, f"longest chain of deltas a pack may hold (0-{MAX_PACK_DEPTH})"),
+    "pack.depth": Setting("50", _depth, f"longest chain of deltas a pack may hold (0-{MAX_PACK_DEPTH})"),
     "user.name": Setting("", _name, "recorded in every snapshot (default: login name)"),
 }
 

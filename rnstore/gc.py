@@ -170,14 +170,17 @@ def _refuse(kind: str, oid: str, detail: str) -> None:
 
 
 def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None = None, auto: bool = False,
-       threshold: str | float | None = None, progress: Progress = NO_PROGRESS) -> GcStats:
+       threshold: str | float | None = None, aggressive: bool = False,
+       progress: Progress = NO_PROGRESS) -> GcStats:
     """Delete the objects no root reaches that are older than the grace
     period (`prune`, default the gc.prune setting; 0 or "now": any age), and
     stale temporary files. A pack is rewritten only when at least
     `threshold` percent of it goes (default the gc.threshold setting).
     With `auto`, do nothing unless the last gc of this store ran more than
-    gc.interval ago. With `dry_run`, change nothing and report what would be
-    deleted."""
+    gc.interval ago. With `aggressive`, repack every pack and loose object
+    into one pack, choosing the deltas anew (git gc --aggressive); otherwise
+    only loose objects and small packs are merged. With `dry_run`, change
+    nothing and report what would be deleted."""
     grace = grace_period(repo, prune)
     stats = GcStats(dry_run=dry_run, prune=grace, last_run=last_run(repo),
                     threshold=pack_threshold(repo, threshold))
@@ -208,7 +211,7 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
             _update_registrations(repo, scan, now)
         stats.loose_before, stats.packs_before = _counts(repo)
         doomed, left = _sweep(repo, marker, scan, stats, stored, grace=grace, now=now, progress=progress)
-        _repack(repo, marker, stats, stored, doomed, left, progress, collectable=lambda obj: (
+        _repack(repo, marker, stats, stored, doomed, left, progress, full=aggressive, collectable=lambda obj: (
             obj.id not in marker and not _young(obj, scan, grace=grace, cutoff=now - grace)))
         if not dry_run:
             atomic_write(repo.store_root / LAST_RUN, f"{now:.3f}\n".encode(), durable=False,
@@ -217,7 +220,7 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
 
 
 def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, doomed: list, left: list,
-            progress: Progress, collectable) -> None:
+            progress: Progress, collectable, full: bool = False) -> None:
     """Consolidate loose objects and small packs (repack.py); with dry_run,
     count what it would do. `collectable(copy)`: whether the sweep would
     delete an unreachable copy but for a delta that needs it, or a pack
@@ -226,10 +229,10 @@ def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, d
     most_packs = repo.config.get("gc.auto_packs")
     gone = {(o.id, o.where) for o in doomed}
     if stats.dry_run or not any(o.packed for o in doomed):  # no pack rewritten: the listing less what goes
-        plan = _plan_after_sweep(store, stored, doomed, marker, most_packs, collectable)
+        plan = _plan_after_sweep(store, stored, doomed, marker, most_packs, collectable, full=full)
     else:  # as the sweep left it (a rewritten pack has a new name)
         plan = plan_repack(store, list(store.stored_objects()), marker, most_packs=most_packs,
-                           collectable=collectable)
+                           full=full, collectable=collectable)
     stats.merged_packs = len(plan.merged_packs)
     if plan.objects:  # the dead copies it removes with what it replaces were counted as kept by the sweep
         stats.deleted_objects += len(plan.collectable)
@@ -255,11 +258,12 @@ def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, d
     stats.loose_after, stats.packs_after = _counts(repo)
 
 
-def _plan_after_sweep(store, stored: list, doomed: list, reached, most_packs: int, collectable) -> RepackPlan:
+def _plan_after_sweep(store, stored: list, doomed: list, reached, most_packs: int, collectable,
+                      full: bool = False) -> RepackPlan:
     """The repack that follows a sweep deleting `doomed` from `stored`."""
     gone = {(o.id, o.where) for o in doomed}
     return plan_repack(store, [o for o in stored if (o.id, o.where) not in gone], reached,
-                       most_packs=most_packs, collectable=collectable)
+                       most_packs=most_packs, full=full, collectable=collectable)
 
 
 def reclaimable_now(repo: WorkspaceView, stored: list, reached) -> list:

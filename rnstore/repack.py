@@ -55,8 +55,12 @@ class RepackPlan:
 
 
 def plan_repack(store: ObjectStore, stored: list[OnDisk], reached: Container[str], *,
-                most_packs: int = 0, collectable: Callable[[OnDisk], bool] | None = None) -> RepackPlan:
+                most_packs: int = 0, full: bool = False,
+                collectable: Callable[[OnDisk], bool] | None = None) -> RepackPlan:
     """What a repack of these copies (stored_objects, after the sweep) does.
+    With `full` (a gc the user runs, as `git gc` does), every pack is merged
+    with the loose objects into one, and its deltas are chosen anew over all
+    versions: chains the geometric rule left cut at a pack's edge are joined.
     With `most_packs` (gc.auto_packs), more packs are merged when needed so
     that at most half that many are left: gc --auto, which runs past that
     many, then always has room before it runs again. `collectable(copy)`
@@ -78,7 +82,7 @@ def plan_repack(store: ObjectStore, stored: list[OnDisk], reached: Container[str
     # the loose objects the new pack takes (a copy of a packed object just goes)
     moving = sum(1 for copy in loose if copy.id in reached and copy.id not in packed)
     counts = {where: len(copies) for where, copies in packs.items()}
-    merged = _geometric_merge(moving, counts)
+    merged = list(counts) if full else _geometric_merge(moving, counts)
     if most_packs:
         kept = sorted(set(counts) - set(merged), key=lambda where: (counts[where], where))
         while kept and len(kept) + 1 > max(1, most_packs // 2):
@@ -140,30 +144,48 @@ def repack(store: ObjectStore, plan: RepackPlan, *, kinds: Mapping[str, str] | N
 
 
 def delta_order(store: ObjectStore, members: list[str], kinds: Mapping[str, str],
-                depth: int) -> list[tuple[str, str | None]]:
+                depth: int, radix: int = 16) -> list[tuple[str, str | None]]:
     """(id, base or None) of every object in `members`, in the order they
-    are written: for each path, its versions from the newest snapshot to the
-    oldest; the newest stored whole (a checkout of the latest snapshot reads
-    no chain), each older one a delta against the next newer version, a
-    chain cut after `depth` deltas. A base is always written before the
-    deltas against it, and lies in the same pack."""
+    are written. For each path, its versions are numbered from the newest
+    snapshot (0) to the oldest; version 0 is stored whole (a checkout of the
+    latest snapshot reads no chain), and version i is a delta against the
+    version base_index(i) newer: most against the next newer one, 1 in
+    `radix` against the one `radix` newer, 1 in radix**2 against the one
+    radix**2 newer, and so on, so that chains grow like the logarithm of the
+    number of versions, not like the number. A version whose base's chain
+    is already `depth` deep is stored whole, and numbering starts again
+    from it. A base is always written before the deltas against it, and
+    lies in the same pack."""
     wanted = set(members)
     versions = _versions_by_path(store, members, kinds, wanted)
     depth_of: dict[str, int] = {}
     order: list[tuple[str, str | None]] = []
     for chain in versions.values():
-        newer = None
-        for oid in chain:
-            if oid not in depth_of:
-                if newer is not None and depth_of[newer] < depth:
-                    order.append((oid, newer))
-                    depth_of[oid] = depth_of[newer] + 1
-                else:
-                    order.append((oid, None))
-                    depth_of[oid] = 0
-            newer = oid
+        start = 0  # where the numbering starts: a version stored whole
+        for i, oid in enumerate(chain):
+            if oid in depth_of:
+                continue  # met earlier as a version of another path (so written earlier)
+            base = chain[start + base_index(i - start, radix)] if i > start else None
+            if base is not None and depth_of[base] < depth:
+                order.append((oid, base))
+                depth_of[oid] = depth_of[base] + 1
+            else:
+                order.append((oid, None))
+                depth_of[oid] = 0
+                start = i
     order += [(oid, None) for oid in members if oid not in depth_of]
     return order
+
+
+def base_index(i: int, radix: int = 16) -> int:
+    """The version (numbered from the newest, 0) that version i > 0 is a
+    delta against: i with its lowest nonzero digit in base `radix` lowered
+    by one. Its chain then holds as many deltas as i's digits add up to:
+    with radix 2, popcount(i); with radix 16, at most 45 up to 4,095."""
+    place = 1
+    while i % (place * radix) == 0:
+        place *= radix
+    return i - place
 
 
 def _versions_by_path(store: ObjectStore, members: list[str], kinds: Mapping[str, str],
@@ -251,6 +273,10 @@ def _frame(store: ObjectStore, oid: str, base: str | None, cache: dict[str, byte
     kind, size = store.header(oid)
     if kind not in codec.DELTA_KINDS or size > codec.DELTA_MAX_SIZE:
         return _frame(store, oid, None, cache, level)
+    if store.delta_base(oid) == base:  # stored against the same base already: kept as it is
+        frame = store.intact_frame(oid)[1]
+        if codec.frame_base(frame) == base:  # the intact copy, where there are several
+            return frame, None
     kind, payload = store.get(oid, limit=codec.DELTA_MAX_SIZE)
     base_payload = cache.get(base)
     if base_payload is None:
@@ -263,4 +289,4 @@ def _frame(store: ObjectStore, oid: str, base: str | None, cache: dict[str, byte
     return (delta if len(delta) < len(whole) else whole), payload
 
 
-__all__ = ["RepackPlan", "plan_repack", "repack", "delta_order", "FACTOR"]
+__all__ = ["RepackPlan", "plan_repack", "repack", "delta_order", "base_index", "FACTOR"]

@@ -405,13 +405,15 @@ class Repository:
         return forget(self, revs, keep_last=keep_last, keep_within=keep_within, dry_run=dry_run)
 
     def gc(self, *, dry_run: bool = False, prune: str | None = None, auto: bool = False,
-           threshold: str | float | None = None, progress: Progress = NO_PROGRESS):
+           threshold: str | float | None = None, aggressive: bool = False, progress: Progress = NO_PROGRESS):
         """Delete what no root reaches; GcStats. `prune` is the grace period
         ("1h", "now"; default the gc.prune setting); `threshold` the percent
         of a pack that must be garbage for gc to rewrite it (default the
-        gc.threshold setting)."""
+        gc.threshold setting); `aggressive` repacks everything into one pack
+        with deltas chosen anew."""
         from .gc import gc
-        return gc(self, dry_run=dry_run, prune=prune, auto=auto, threshold=threshold, progress=progress)
+        return gc(self, dry_run=dry_run, prune=prune, auto=auto, threshold=threshold,
+                  aggressive=aggressive, progress=progress)
 
     def du(self, revs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS):
         """Space used by the store and each live snapshot; DuStats."""

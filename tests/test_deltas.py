@@ -576,7 +576,7 @@ def test_pack_settings_have_defaults_and_bounds(tmp_path, run_cli):
     from rnstore import Repository
     from rnstore.config import MAX_PACK_DEPTH
     repo = Repository.init(tmp_path / "ws", default_ignore=False)
-    assert repo.config.get("pack.deltas") is True and repo.config.get("pack.depth") == 10
+    assert repo.config.get("pack.deltas") is True and repo.config.get("pack.depth") == 50
     assert MAX_PACK_DEPTH < codec.MAX_CHAIN_DEPTH  # what writers may write, readers read
     assert run_cli(["config", "pack.depth", "20"], cwd=repo.root).returncode == 0
     assert run_cli(["config", "pack.deltas", "false"], cwd=repo.root).returncode == 0

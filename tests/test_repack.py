@@ -18,7 +18,7 @@ import pytest
 
 from rnstore import codec, packs, repack as repack_module
 from rnstore import store as store_module
-from rnstore.repack import _geometric_merge, delta_order
+from rnstore.repack import _geometric_merge, base_index, delta_order
 from rnstore.repo import Repository
 from rnstore.store import DiskStore
 
@@ -69,21 +69,31 @@ def test_geometric_merge_keeps_each_pack_twice_all_smaller_ones():
     assert _geometric_merge(0, {"a": 1, "b": 3, "c": 9, "d": 27}) == []
 
 
+def auto_gc(repo: Repository):
+    """gc --auto, due every time: the geometric rule (a gc the user runs merges every pack)."""
+    repo.config.set("gc.interval", "now", durable=False)
+    stats = repo.gc(auto=True)
+    assert not stats.skipped
+    return stats
+
+
 def test_pack_count_after_repeated_gc_stays_within_the_bound(tmp_path):
-    """Forty commits, each its own pack, a gc after every one: never more
-    than floor(log2(objects)) + 1 packs after a gc, and all readable."""
+    """Forty commits, each its own pack, a gc --auto after every one: never
+    more than floor(log2(objects)) + 1 packs after a gc, and all readable."""
     repo = make_repo(tmp_path / "ws")
     snaps = []
     for i in range(40):
         files = {f"wide{i}/f{k:03d}": f"{i} {k}\n" for k in range(MANY)} if i % 2 else {f"small{i}": f"{i}\n"}
         snaps.append(commit(repo, files))
-        stats = repo.gc()
+        stats = auto_gc(repo)
         objects = len(list(repo.store))
         assert stats.packs_after == len(pack_paths(repo))
         assert stats.packs_after <= math.floor(math.log2(objects)) + 1, (i, stats.packs_after, objects)
         assert stats.loose_after == len(loose_ids(repo)) == 0
     assert repo.fsck().ok
-    assert len(pack_paths(repo)) < 8
+    assert 1 < len(pack_paths(repo)) < 8
+    assert repo.gc(aggressive=True).packs_after == 1  # gc --aggressive merges them all
+    assert repo.fsck().ok
 
 
 # -- consolidation ---------------------------------------------------------------------------
@@ -156,26 +166,54 @@ def test_a_copy_a_kept_pack_already_holds_is_removed(tmp_path):
 
 def test_repack_stores_the_newest_version_whole_and_older_ones_as_deltas(tmp_path):
     repo = make_repo(tmp_path / "ws")
-    repo.config.set("pack.depth", "4", durable=False)
+    repo.config.set("pack.depth", "2", durable=False)
     snaps = history(repo, 12)
     before = every_payload(repo)
     loose_bytes = sum(repo.store.stored_size(oid) for oid in before)
     repo.gc()
     assert every_payload(repo) == before and repo.fsck().ok
     store = repo.store
-    versions = [next(e.id for e in store.get_tree(store.get_snapshot(s).tree).entries) for s in snaps]
-    assert store.delta_base(versions[-1]) is None  # the newest: whole
-    chain = []
-    for older, newer in zip(reversed(versions[:-1]), reversed(versions[1:])):
-        base = store.delta_base(older)
-        assert base in (newer, None)
-        chain.append(base is not None)
-    # chains of at most pack.depth deltas, cut by a whole version
-    assert chain == ([True] * 4 + [False]) * 2 + [True]
+    newest_first = [next(e.id for e in store.get_tree(store.get_snapshot(s).tree).entries)
+                    for s in reversed(snaps)]
+    bases = [store.delta_base(oid) for oid in newest_first]
+    # each against the next newer; a base already pack.depth deep: whole, and its own chain starts
+    v = newest_first
+    assert bases == [None, v[0], v[1], None, v[3], v[4], None, v[6], v[7], None, v[9], v[10]]
     packed_bytes = sum(store.stored_size(oid) for oid in before)
-    assert packed_bytes < loose_bytes * 0.5, (packed_bytes, loose_bytes)
+    assert packed_bytes < loose_bytes * 0.6, (packed_bytes, loose_bytes)
     out = ok(run(["show", f"{snaps[0]}:notes.txt"], cwd=repo.root)).stdout
-    assert out == before[versions[0]]
+    assert out == before[newest_first[-1]]
+
+
+def test_chains_grow_like_the_log_of_the_versions():
+    for radix, most in ((2, 12), (4, 18), (16, 45)):
+        depths = [0]
+        for i in range(1, 4096):
+            base = base_index(i, radix)
+            assert 0 <= base < i
+            depths.append(depths[base] + 1)
+        assert max(depths) == most  # the digits of 4095 in that base, added up
+        # most versions are deltas against the next newer one
+        neighbours = sum(1 for i in range(1, 4096) if base_index(i, radix) == i - 1)
+        assert neighbours >= 4095 * (radix - 1) // radix
+    assert [base_index(i, 2) for i in range(1, 9)] == [0, 0, 2, 0, 4, 4, 6, 0]
+    assert [base_index(i) for i in (1, 15, 16, 17, 32, 256, 257, 272)] == [0, 14, 0, 16, 16, 0, 256, 256]
+
+
+def test_delta_order_keeps_chains_within_the_depth_with_log_shaped_bases(tmp_path):
+    repo = make_repo(tmp_path / "ws")
+    history(repo, 40)
+    from rnstore.reachability import Marker, StoreLoader, collect_roots, mark_roots
+    marker = Marker(StoreLoader(repo.store))
+    scan = collect_roots(repo, lambda *a: None, grace=0, now=time.time())
+    mark_roots(marker, scan.roots, lambda *a: None, by_unit=False)
+    members = sorted(marker.owner)
+    for radix, depth, deepest in ((2, 50, 5), (2, 3, 3), (16, 50, 16), (16, 5, 5)):
+        order = delta_order(repo.store, members, marker.kind, depth, radix)
+        depth_of = {}
+        for oid, base in order:
+            depth_of[oid] = 0 if base is None else depth_of[base] + 1
+        assert max(depth_of.values()) == deepest, (radix, depth)
 
 
 def test_pack_deltas_false_stores_every_object_whole(tmp_path):
@@ -203,7 +241,7 @@ def test_delta_order_puts_every_base_before_its_deltas_and_cuts_chains(tmp_path)
             depth_of[oid] = 0 if base is None else depth_of[base] + 1
             assert depth_of[oid] <= depth
             seen.add(oid)
-        assert max(depth_of.values()) == min(depth, 8)
+        assert max(depth_of.values()) == min(depth, 8)  # 9 versions: the oldest 8 deltas down (radix 16)
 
 
 # -- gc --auto thresholds ----------------------------------------------------------------------
@@ -242,10 +280,10 @@ def test_gc_leaves_at_most_half_of_gc_auto_packs(tmp_path):
     # packs of growing size, which the geometric rule alone would all keep
     for i, width in enumerate((MANY, 3 * MANY, 9 * MANY)):
         commit(repo, {f"w{i}/f{k:04d}": f"{i} {k}\n" for k in range(width)})
-    repo.gc()  # (the three snapshots make a fourth pack)
+    auto_gc(repo)  # (the three snapshots make a fourth pack)
     assert len(pack_paths(repo)) == 4
     repo.config.set("gc.auto_packs", "4", durable=False)
-    assert Repository.open(repo.root).gc().packs_after == 2
+    assert auto_gc(Repository.open(repo.root)).packs_after == 2
 
 
 def test_a_commit_past_a_threshold_starts_gc_auto_in_the_background(tmp_path, run_cli):

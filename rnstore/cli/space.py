@@ -112,6 +112,9 @@ def gc(
         "--threshold", metavar="PERCENT",
         help="Rewrite a pack only when at least this percent of it is garbage (default: gc.threshold, "
         "10); 0 frees every unreachable object.")] = None,
+    aggressive: Annotated[bool, typer.Option(
+        "--aggressive", help="Repack every pack and loose object into one pack, choosing the deltas "
+        "anew over the whole history (slower; the smallest store).")] = False,
     json_: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -128,14 +131,15 @@ def gc(
     repo = open_repo()
     bar = progress(quiet, no_progress)
     if remote is not None:
-        if threshold is not None:
-            raise InvalidValueError("--threshold is for the local store: a remote's gc rewrites a pack "
+        if threshold is not None or aggressive:
+            raise InvalidValueError("--threshold and --aggressive are for the local store: a remote's gc rewrites a pack "
                                     "when more than half of it is garbage")
         from ..remote.collect import gc_remote  # remote modules load for remote commands only (start-up)
         from .remote import render_remote_gc  # the remote commands' module: loaded with --remote only
         render_remote_gc(gc_remote(repo, remote, dry_run=dry_run, prune=prune), json_)
         return
-    stats = repo.gc(dry_run=dry_run, prune=prune, auto=auto, threshold=threshold, progress=bar)
+    stats = repo.gc(dry_run=dry_run, prune=prune, auto=auto, threshold=threshold, aggressive=aggressive,
+                    progress=bar)
     for note in stats.notes:
         out.warn(note)
     if json_:

@@ -31,9 +31,12 @@ import urllib.request
 from pathlib import Path
 
 from rnstore import codec
+from rnstore.repack import base_index
 from rnstore.store import DiskStore
 
 PROJECT = "hypothesis"
+#: --layout -> the radix of repack.base_index (chain: each version against the next newer one)
+RADIX = {"tree": 2, "hex": 16}
 
 
 def download(releases: int, folder: Path) -> list[Path]:
@@ -80,8 +83,8 @@ def pack_frames(releases: list[dict[str, bytes]], depth: int, layout: str = "cha
                 versions.append(data)
     frames, written, deltas = [], set(), 0
     for versions in by_path.values():
-        # newest first; chain: each against the one before it here; tree:
-        # version i against version i - lowbit(i) (depth = bits set in i)
+        # newest first; chain: each against the one before it here; tree and hex: version i
+        # against version repack.base_index(i, 2 or 16) (depth = i's digits in that base, added up)
         chain: list[tuple[str, bytes, int]] = []  # (id, payload, depth) since the last whole one
         for data in reversed(versions):
             oid = hashlib.sha256(data).hexdigest()
@@ -91,7 +94,8 @@ def pack_frames(releases: list[dict[str, bytes]], depth: int, layout: str = "cha
             i = len(chain)
             frame, my_depth = None, 0
             if chain and len(data) <= codec.DELTA_MAX_SIZE:
-                base_id, base_data, base_depth = chain[i - (i & -i)] if layout == "tree" else chain[-1]
+                radix = RADIX.get(layout)
+                base_id, base_data, base_depth = chain[base_index(i, radix)] if radix else chain[-1]
                 if base_depth < depth:
                     frame = codec.encode_delta("blob", data, base_id, base_data, 3)
                     if len(frame) >= len(codec.compress("blob", data, 3)):
@@ -132,9 +136,10 @@ def main() -> None:
     parser.add_argument("--releases", type=int, default=50)
     parser.add_argument("--depths", default="0,1,2,5,10,20,50")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--layout", choices=["chain", "tree"], default="chain",
+    parser.add_argument("--layout", choices=["chain", "tree", "hex"], default="chain",
                         help="chain: each version against the next newer one; tree: version i "
-                             "(newest = 0) against version i - lowbit(i), so depth grows as log2")
+                             "(newest = 0) against version i - lowbit(i), so depth grows as log2; "
+                             "hex: against i less its lowest nonzero hex digit's place (what a repack does)")
     args = parser.parse_args()
     cache = Path(os.environ.get("RNSTORE_BENCH_CACHE", "/tmp/rnstore-delta-bench"))
     sdists = download(args.releases, cache)
