@@ -244,8 +244,7 @@ class PackWriter:
                 self._start_file()
             _writev_at(self._fd, [frame for _, frame in frames], self._end)
             for oid, frame in frames:  # only once written, as _append
-                self._slots[oid] = len(self._slots)
-                self._entries += _ENTRY.pack(bytes.fromhex(oid), self._end, len(frame))
+                self._add_slot(bytes.fromhex(oid), self._end, len(frame))
                 self._end += len(frame)
 
     def add_file(self, oid: str, source, length: int) -> None:
