@@ -115,14 +115,16 @@ _PUSHER = textwrap.dedent("""
 """)
 
 _COLLECTOR = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     from pathlib import Path
     from rnstore import Repository
     from rnstore.remote import collect
     repo = Repository.open(Path(sys.argv[1]))
     stop = Path(sys.argv[2])
     runs = deleted = 0
-    while not stop.exists():
+    parent = os.getppid()
+    # until told, or until the test is gone (a killed run leaves no collector behind)
+    while not stop.exists() and os.getppid() == parent:
         stats = collect.gc_remote(repo, "origin", prune="now")
         runs += 1
         deleted += stats.deleted_packs

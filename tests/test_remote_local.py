@@ -100,6 +100,20 @@ def test_clone_inside_a_workspace_needs_nested(tmp_path):
     assert (tmp_path / "a" / "inner" / ".rnstore").is_dir()
 
 
+def test_quiet_transfers_print_only_refused_refs(tmp_path):
+    share = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", url=share)
+    quiet = run_cli(["push", "-q", "origin"], tmp_path / "a")
+    assert quiet.returncode == 0 and quiet.out == "" and quiet.stderr == ""
+    assert run_cli(["push", "origin"], tmp_path / "a").out.startswith("up-to-date")
+    clone = run_cli(["clone", "-q", share, str(tmp_path / "b")], tmp_path)
+    assert clone.returncode == 0 and clone.out == "" and clone.stderr == ""
+    b = workspace_with_snapshot(tmp_path / "c", seed=3, url=share)   # another history: refused
+    refused = run_cli(["push", "-q", "origin"], tmp_path / "c")
+    assert refused.returncode == 1 and refused.out.startswith("refused") and "error:" in refused.stderr
+    assert b.refs.resolve("refs/heads/main") != a.refs.resolve("refs/heads/main")
+
+
 def test_fetch_selected_refs_and_tags(tmp_path):
     url = str(tmp_path / "share")
     a = workspace_with_snapshot(tmp_path / "a", url=url)

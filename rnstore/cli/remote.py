@@ -86,6 +86,8 @@ def _render(result, verb: str, as_json: bool) -> None:
         out.json(result.as_json())
         return
     for update in result.refs:
+        if out.quiet and update.status != "refused":
+            continue  # -q: only what needs the user (git push -q prints no ref either)
         old = update.old[:12] if update.old else "-"
         new = update.new[:12] if update.new else "-"
         reason = f"  ({in_flags(update.reason)})" if update.reason and update.status == "refused" else ""
