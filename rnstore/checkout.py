@@ -552,6 +552,7 @@ class _Plan:
     unlink: list[bytes] = field(default_factory=list)         # non-folders to remove first
     clear: list[bytes] = field(default_factory=list)          # folders in the way of a file
     rmdir: list[bytes] = field(default_factory=list)          # tracked empty folders that go
+    vanished: list[bytes] = field(default_factory=list)       # tracked files already gone: their folders may go
     needed: set[bytes] = field(default_factory=set)           # folders that must exist after
     deleted: list[bytes] = field(default_factory=list)
     replaced: list[bytes] = field(default_factory=list)
@@ -677,7 +678,9 @@ def _plan_removal(plan: _Plan, path: bytes, before: IndexEntry, have: tuple[str 
                   guard: dict[bytes, tuple[str, str]] | None) -> None:
     """A tracked entry that REV does not have (in scope)."""
     if have[0] is None:
-        return  # already gone
+        if before.mode != MODE_TREE:
+            plan.vanished.append(path)  # (an interrupted checkout's deletion)
+        return
     if have[0] == MODE_TREE:
         if before.mode == MODE_TREE:
             plan.rmdir.append(path)  # a tracked empty folder: goes if still empty
@@ -1099,7 +1102,7 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
                     if fd is not None and remove(fd, name, path):
                         gone.append(path)
                 except FileNotFoundError:
-                    pass  # gone already
+                    gone.append(path)  # gone already (an interrupted checkout): its folder may go
                 except OSError as exc:
                     failures.append((path, exc))
         for path in plan.rmdir:
@@ -1109,7 +1112,7 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
             fd = dirs.open(parent)
             if fd is not None and rmdir_quietly(dirs, fd, path, name):
                 gone.append(path)
-        prune(dirs, gone, plan.needed)
+        prune(dirs, gone + plan.vanished, plan.needed)
         created = set()
         moved: dict[bytes, bool] = {}  # each folder staged whole: whether it is in place
         for folder in [*sorted(plan.needed), *plan.folders]:

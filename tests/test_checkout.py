@@ -680,3 +680,20 @@ def test_an_existing_empty_target_gets_its_new_folders_whole(run_cli, ws, tmp_pa
     ok(run_cli(["checkout", snap, "--target", str(out), "-q"], cwd=ws.root))
     assert picture(out) == picture(ws.root)
     assert checkout(ws, snap, target=out).skipped  # the next run finds it all in place
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_folder_whose_tracked_files_are_already_gone_goes_when_the_goal_lacks_it(run_cli, ws, force):
+    """A checkout interrupted after its deletions (Ctrl-C) leaves the folders
+    it emptied; the next checkout to a snapshot without them removes them,
+    as it would have (the SIGINT torture test found the folders left)."""
+    (ws.root / "keep.txt").write_text("keep\n")
+    old = ws.snapshot("old").id
+    build(ws.root, {"new0/a.txt": b"a", "new0/deeper/b.txt": b"b"})
+    ws.snapshot("new")
+    (ws.root / "new0" / "a.txt").unlink()
+    (ws.root / "new0" / "deeper" / "b.txt").unlink()  # what the interrupted checkout had done
+    args = ["checkout", "-q", old] + (["--force"] if force else [])
+    ok(run_cli(args, ws.root))
+    assert not (ws.root / "new0").exists()
+    assert (ws.root / "keep.txt").read_text() == "keep\n"

@@ -57,6 +57,9 @@ def world(base, scratch) -> dict:
     change, and a target folder nested a few levels down (so that `..`
     names have somewhere to go that is not outside the scratch folder)."""
     ws = copy_tree(base, scratch / "ws")
+    # without the reachability cache: its checked copies of the trees commit
+    # wrote would stand in for a damaged one (test_reachcache.py covers that)
+    (ws / ".rnstore" / "reachability-cache").unlink(missing_ok=True)
     outside = scratch / "outside"
     outside.mkdir()
     (outside / "victim.txt").write_bytes(b"victim\n")
