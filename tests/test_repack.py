@@ -200,14 +200,19 @@ def test_chains_grow_like_the_log_of_the_versions():
     assert [base_index(i) for i in (1, 15, 16, 17, 32, 256, 257, 272)] == [0, 14, 0, 16, 16, 0, 256, 256]
 
 
-def test_delta_order_keeps_chains_within_the_depth_with_log_shaped_bases(tmp_path):
-    repo = make_repo(tmp_path / "ws")
-    history(repo, 40)
+def _marked(repo):
+    """A Marker over everything the repository's roots reach, and those ids, sorted."""
     from rnstore.reachability import Marker, StoreLoader, collect_roots, mark_roots
     marker = Marker(StoreLoader(repo.store))
     scan = collect_roots(repo, lambda *a: None, grace=0, now=time.time())
     mark_roots(marker, scan.roots, lambda *a: None, by_unit=False)
-    members = sorted(marker.owner)
+    return marker, sorted(marker.owner)
+
+
+def test_delta_order_keeps_chains_within_the_depth_with_log_shaped_bases(tmp_path):
+    repo = make_repo(tmp_path / "ws")
+    history(repo, 40)
+    marker, members = _marked(repo)
     for radix, depth, deepest in ((2, 50, 5), (2, 3, 3), (16, 50, 16), (16, 5, 5)):
         order = delta_order(repo.store, members, marker.kind, depth, radix)
         depth_of = {}
@@ -227,11 +232,7 @@ def test_pack_deltas_false_stores_every_object_whole(tmp_path):
 def test_delta_order_puts_every_base_before_its_deltas_and_cuts_chains(tmp_path):
     repo = make_repo(tmp_path / "ws")
     history(repo, 9)
-    from rnstore.reachability import Marker, StoreLoader, collect_roots, mark_roots
-    marker = Marker(StoreLoader(repo.store))
-    scan = collect_roots(repo, lambda *a: None, grace=0, now=time.time())
-    mark_roots(marker, scan.roots, lambda *a: None, by_unit=False)
-    members = sorted(marker.owner)
+    marker, members = _marked(repo)
     for depth in (1, 3, 50):
         order = delta_order(repo.store, members, marker.kind, depth)
         assert sorted(oid for oid, _ in order) == members
