@@ -122,3 +122,19 @@ def test_negative_max_count_is_rejected_or_means_no_limit(history, run_cli):
         return
     assert len(json.loads(plain.stdout)) == 3          # or, as in git, no limit
     assert len(json.loads(every.stdout)) == 4
+
+
+def test_a_bad_count_is_one_plain_error_line(history, run_cli):
+    """`log -n -1` was read as `-n -n 1` (the `-N` shorthand took the
+    value) and `-n abc` answered in pydantic's words ("Input should be a
+    valid integer, unable to parse string as an integer")."""
+    ws, _, _ = history
+    cases = [(["log", "-n", "-1"], "must be 0 or more, not -1"),
+             (["log", "--max-count", "-1"], "must be 0 or more, not -1"),
+             (["log", "-n", "abc"], "'abc' is not a whole number"),
+             (["log", "-n", "1.5"], "'1.5' is not a whole number"),
+             (["forget", "--keep-last", "x", "--dry-run"], "'x' is not a whole number")]
+    for (args, needle), result in zip(cases, run_parallel(run_cli, [(args, ws) for args, _ in cases])):
+        line = assert_error(result, 2, needle)
+        assert "Input should" not in result.stderr, (args, line)
+    assert len(json.loads(ok(run_cli(["log", "--json", "-n", "2"], cwd=ws)).stdout)) == 2

@@ -11,6 +11,7 @@ import inspect
 from pathlib import Path
 from typing import get_args, get_origin
 
+from typer import BadParameter
 from typer.core import TyperCommand, TyperGroup
 
 from ..errors import OperationInterrupted
@@ -134,6 +135,30 @@ class PlainCoercion:
         return build_runtime_param(param.type_descriptor).coerce(value, param=param, ctx=ctx)
 
 
+class WholeNumberCoercion(PlainCoercion):
+    """A number of things (`log -n`, `forget --keep-last`), with a message
+    in the command line's words: typer's own coercion answers `-n abc` with
+    pydantic's "Input should be a valid integer, unable to parse string as
+    an integer" (and loads pydantic to say it)."""
+
+    def __init__(self, low: int | None, high: int | None):
+        super().__init__(None)
+        self.low, self.high = low, high
+
+    def coerce(self, value, param, ctx):
+        if not isinstance(value, str):
+            return super().coerce(value, param, ctx)
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise BadParameter(f"'{value}' is not a whole number", ctx=ctx, param=param) from None
+        if self.low is not None and number < self.low:
+            raise BadParameter(f"must be {self.low} or more, not {number}", ctx=ctx, param=param)
+        if self.high is not None and number > self.high:
+            raise BadParameter(f"must be {self.high} or less, not {number}", ctx=ctx, param=param)
+        return number
+
+
 def plain_coercion(param) -> PlainCoercion | None:
     """A PlainCoercion for a typer parameter: converting, where the type
     itself is the conversion, else for absent values only."""
@@ -146,6 +171,9 @@ def plain_coercion(param) -> PlainCoercion | None:
     if descriptor.parameter_info.parser is not None or descriptor.file_annotation is not None \
             or descriptor.is_choice:
         return PlainCoercion(None)
+    if annotation is int:
+        info = descriptor.parameter_info
+        return WholeNumberCoercion(info.min, info.max)
     return PlainCoercion(PLAIN_CONVERSIONS.get(annotation))
 
 
@@ -202,13 +230,15 @@ class PathsCommand(Command):
 
 
 class LogCommand(PathsCommand):
-    """`log -5` is `log -n 5`, as in git."""
+    """`log -5` is `log -n 5`, as in git (but `-n -1` is a value of -n)."""
 
     def parse_args(self, ctx, args):
         end = args.index("--") if "--" in args else len(args)
         rewritten = []
         for position, word in enumerate(args):
-            if position < end and len(word) > 1 and word[0] == "-" and word[1:].isdigit():
+            takes_value = position > 0 and args[position - 1] in ("-n", "--max-count")
+            if position < end and not takes_value and len(word) > 1 and word[0] == "-" \
+                    and word[1:].isdigit():
                 rewritten += ["-n", word[1:]]
             else:
                 rewritten.append(word)
