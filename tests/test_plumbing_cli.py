@@ -270,6 +270,18 @@ def test_usage_errors_exit_2(ws):
     assert result.stderr.startswith("error: ")
 
 
+def test_no_command_says_so_and_lists_the_commands(ws):
+    """Bare `rnstore`, as bare `git`: the usage and the command list, here
+    under one `error: missing command` line (the help was glued onto
+    `error: Usage: ...`), exit 2, nothing on stdout."""
+    result = run_cli([], ws)
+    assert result.returncode == 2 and result.stdout == b""
+    lines = result.stderr.splitlines()
+    assert lines[0] == "error: missing command"
+    assert lines[1].startswith("Usage: rnstore ") and "  commit " in result.stderr
+    assert sum(line.startswith("error:") for line in lines) == 1
+
+
 def test_version():
     from rnstore import __version__
     result = run_cli(["--version"], ".")

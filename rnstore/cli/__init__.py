@@ -146,10 +146,14 @@ def _handle(exc: BaseException) -> int:
                 # an unknown option: click proposes anything alike, keep the close ones
                 from ._command import close_names  # loads typer's click, which start-up must not
                 exc.possibilities = close_names(exc.option_name, exc.possibilities)
-            # NoArgsIsHelpError has shown the help already and has no message
+            ctx = getattr(exc, "ctx", None)  # a usage error names its command
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                # bare `rnstore`: git prints its usage and command list; so
+                # do we, on stderr under the error line (its message is the help)
+                sys.stderr.write(f"error: missing command\n{exc.format_message().rstrip()}\n")
+                return exc.exit_code
             message = exc.format_message().strip() or "missing command"
             sys.stderr.write(f"error: {message}\n")
-            ctx = getattr(exc, "ctx", None)  # a usage error names its command
             if ctx is not None:
                 sys.stderr.write(f"hint: see `{ctx.command_path} --help`\n")
             return exc.exit_code  # a usage error's is EXIT_USAGE
