@@ -63,6 +63,12 @@ _BLOCK_HEAD = struct.Struct(">I")
 MAX_CACHE = 1 << 30
 #: Nor are more records than this, decompressed, in all its blocks.
 MAX_RECORDS = 1 << 31
+#: A block may declare up to this much content whatever its frame's size;
+#: past it, at most MAX_RATIO times its frame. Hex ids keep honest blocks
+#: far below that ratio, and a 64 KiB file claiming 2 GiB of zeros (a
+#: decompression bomb) would otherwise be decompressed in memory whole.
+PLAIN_BLOCK = 256 << 20
+MAX_RATIO = 64
 #: Blocks a writer leaves as they are; past that it makes them one (each compresses better together).
 MAX_BLOCKS = 16
 #: zstd level of the blocks: hex ids and names compress as well at 1 as at 3, twice as fast.
@@ -156,10 +162,11 @@ class ReachCache:
                 if len(frame) < length:
                     raise zstandard.ZstdError("truncated")
                 declared = zstandard.frame_content_size(frame)
-                if declared < 0 or total + declared > MAX_RECORDS:
+                if declared < 0 or total + declared > MAX_RECORDS \
+                        or declared > max(PLAIN_BLOCK, MAX_RATIO * length):
                     raise zstandard.ZstdError("no content size, or too large")
                 content = decompress(frame)
-            except zstandard.ZstdError:
+            except (zstandard.ZstdError, MemoryError):  # no room for it: no cache, as if damaged
                 self.damaged = True
                 break
             if not self._index_records(content, total):

@@ -288,3 +288,50 @@ def test_fsck_names_a_delta_chain_that_cannot_be_rebuilt(workspace, run_cli, sha
     assert result.returncode == 1, result
     found = damage(result)
     assert found == sorted((oid, "corrupt") for oid in broken), found
+
+
+# -- a decompression bomb in the reachability cache ----------------------------------------------
+
+def _zeros_frame(size: int) -> bytes:
+    """One zstd frame declaring and holding `size` zero bytes (a few KiB per GiB)."""
+    import io
+
+    import zstandard
+    out = io.BytesIO()
+    chunk = bytes(1 << 24)
+    with zstandard.ZstdCompressor(level=1).stream_writer(out, size=size, closefd=False) as writer:
+        for start in range(0, size, len(chunk)):
+            writer.write(chunk[:min(len(chunk), size - start)])
+    return out.getvalue()
+
+
+def test_a_reachability_cache_bomb_costs_neither_memory_nor_an_error(workspace, run_cli):
+    """FORMAT.md: a hostile cache costs work, never an error. A 50 KiB
+    cache whose one block declares 1.5 GiB of content made `du` fail with
+    `internal error: MemoryError` under a memory limit, and take 1.5 GiB
+    of memory without one."""
+    import resource
+    import subprocess
+    import sys
+    write_files(workspace, {"a.txt": "a\n", "src/b.txt": "b\n"})
+    assert run_cli(["commit", "-a", "-q", "-m", "one"], cwd=workspace).returncode == 0
+    cache = workspace / ".rnstore" / "reachability-cache"
+    cache.unlink()
+    expected = json.loads(run_cli(["du", "--json"], cwd=workspace).stdout)
+    frame = _zeros_frame(3 << 29)
+    assert len(frame) < 100_000
+    bomb = b"rnstore reachability cache 2\n" + struct.pack(">I", len(frame)) + frame
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    for command in (["fsck"], ["du", "--json"], ["gc", "--prune", "now", "--json"]):
+        cache.write_bytes(bomb)
+        result = subprocess.run([sys.executable, "-m", "rnstore", *command], cwd=workspace,
+                                capture_output=True, preexec_fn=limited, timeout=120)
+        assert result.returncode == 0, (command, result.stderr.decode())
+        if command[0] == "du":
+            assert json.loads(result.stdout) == expected
+        if command[0] != "fsck":  # du and gc replace it with the truth
+            assert cache.stat().st_size < 10_000
+    assert run_cli(["fsck"], cwd=workspace).returncode == 0
