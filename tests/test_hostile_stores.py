@@ -335,3 +335,22 @@ def test_a_reachability_cache_bomb_costs_neither_memory_nor_an_error(workspace, 
         if command[0] != "fsck":  # du and gc replace it with the truth
             assert cache.stat().st_size < 10_000
     assert run_cli(["fsck"], cwd=workspace).returncode == 0
+
+
+# -- a remote ref at its last version ------------------------------------------------------------
+
+def test_a_remote_ref_at_its_last_version_is_refused_not_lost_or_looped(workspace, run_cli):
+    """Ref versions have 20 digits. A push onto version 99999999999999999999
+    (another program's) created `100000000000000000000`, which no reader
+    lists: it said `updated`, a fetch then moved origin/main back, and the
+    next push looped for ever, losing the exclusive create to that key."""
+    remote = pushed_remote(workspace, run_cli)
+    versions = remote / "refs" / "heads" / "main"
+    (versions / ("9" * 20)).write_bytes((versions / f"{1:020d}").read_bytes())
+    write_files(workspace, {"later.txt": "later\n"})
+    assert run_cli(["commit", "-a", "-q", "-m", "later"], cwd=workspace).returncode == 0
+    for _ in range(2):
+        result = run_cli(["push", "origin"], cwd=workspace)
+        assert result.returncode == 1, result
+        assert "remote ref refs/heads/main is at its last version" in result.stderr, result.stderr
+    assert sorted(p.name for p in versions.iterdir()) == [f"{1:020d}", "9" * 20]

@@ -97,7 +97,14 @@ def decode_index(data: bytes, pack: str) -> dict[str, Location]:
 
 # -- refs --------------------------------------------------------------------------------------
 
+#: Ref versions are 20 digits: a writer past the last one would create a key no reader lists.
+LAST_VERSION = 10 ** 20 - 1
+
+
 def ref_version_key(ref: str, version: int) -> str:
+    if version > LAST_VERSION:  # only another program's ref can get there
+        raise CorruptStoreError(f"remote ref {ref} is at its last version ({LAST_VERSION}); "
+                                "it cannot move")
     return f"{ref}/{version:020d}"
 
 
