@@ -354,3 +354,34 @@ def test_a_remote_ref_at_its_last_version_is_refused_not_lost_or_looped(workspac
         assert result.returncode == 1, result
         assert "remote ref refs/heads/main is at its last version" in result.stderr, result.stderr
     assert sorted(p.name for p in versions.iterdir()) == [f"{1:020d}", "9" * 20]
+
+
+# -- what is not a file, in a remote on a local path ---------------------------------------------
+
+def test_a_fifo_or_folder_in_a_local_remote_is_refused_not_waited_on(workspace, run_cli):
+    """A FIFO where a ref version or a pack should be hung fetch, push,
+    clone, `snapshots --remote` and `gc --remote` for ever; a folder where
+    the next ref version goes made every push lose its exclusive create
+    for ever. Each is now one `error:` line naming the key (exit 1)."""
+    remote = pushed_remote(workspace, run_cli)
+    version = remote / "refs" / "heads" / "main" / f"{2:020d}"
+    os.mkfifo(version)
+    for args in (["fetch", "origin"], ["push", "origin"], ["snapshots", "--remote", "origin"],
+                 ["gc", "--remote", "origin", "--prune", "now", "--dry-run"]):
+        result = run_cli(args, cwd=workspace)
+        assert result.returncode == 1, (args, result)
+        assert f"get refs/heads/main/{2:020d} failed" in result.stderr and "not a regular file" in result.stderr
+    version.unlink()
+    version.mkdir()
+    write_files(workspace, {"later.txt": "later\n"})
+    assert run_cli(["commit", "-a", "-q", "-m", "later"], cwd=workspace).returncode == 0
+    result = run_cli(["push", "origin"], cwd=workspace)
+    assert result.returncode == 1, result
+    assert f"remote key refs/heads/main/{2:020d} is in the way" in result.stderr, result.stderr
+    version.rmdir()
+    pack = next((remote / "packs").iterdir())
+    pack.unlink()
+    os.mkfifo(pack)
+    result = run_cli(["clone", str(remote), str(workspace.parent / "clone")], cwd=workspace.parent)
+    assert result.returncode == 1 and "not a regular file" in result.stderr, result
+    assert not (workspace.parent / "clone").exists()

@@ -103,7 +103,13 @@ class Remote:
         """Compare-and-swap: create the ref's next version, which only one
         writer can do. False if another writer created it first."""
         key = layout.ref_version_key(current.ref, current.version + 1)
-        return self.backend.create(key, layout.encode_ref(new_id, current.id, _who()))
+        if self.backend.create(key, layout.encode_ref(new_id, current.id, _who())):
+            return True
+        # the winner's version is listed once its create returned; a key in
+        # the way that never lists (a folder) would make the writer lose for ever
+        if self.ref(current.ref).version <= current.version:
+            raise CorruptStoreError(f"remote key {key} is in the way: it exists but is not a ref version")
+        return False
 
     def default_branch(self) -> str | None:
         try:
