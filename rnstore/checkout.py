@@ -180,15 +180,21 @@ def materialise(repo: ObjectsView, snapshot_id: str, target: Path, prefixes: lis
     plan = _plan(root, desired, {}, None, force=force, in_the_way="differs")
     extra_files, extra_folders = _extras(root, desired, prefixes,
                                          unknown=[path for path, _, _ in unreadable or ()])
+    # an empty folder is content (snapshots hold them): one REV lacks is
+    # extra as a file is; a folder holding extra entries is named by them
+    holding: set[bytes] = set()
+    for path in extra_files + extra_folders:
+        add_ancestors(path, holding)
+    removed = sorted(extra_files + [folder for folder in extra_folders if folder not in holding])
     if not force:
-        plan.conflicts.extend((path, "not in the snapshot") for path in extra_files)
+        plan.conflicts.extend((path, "not in the snapshot") for path in removed)
     if plan.conflicts:
         raise _conflict_error(plan.conflicts, target=True)
     plan.unlink.extend(extra_files)
     plan.rmdir.extend(extra_folders)
     _remove_stale_staging(root.parent, locked=False)  # a missing root is staged beside it (_execute)
     _remove_stale_staging(root, locked=False)
-    result = CheckoutResult(snapshot_id, root, form, raw_excluded=excluded, raw_removed=extra_files,
+    result = CheckoutResult(snapshot_id, root, form, raw_excluded=excluded, raw_removed=removed,
                             raw_missing=list(unreadable or ()))
     try:
         _execute(repo, plan, root, root, result, force, progress, for_index=False,

@@ -119,3 +119,28 @@ def test_skip_missing_lists_a_folder_whose_tree_is_missing(tmp_path, run_cli):
     switched = run_cli(["checkout", "--force", "--skip-missing", snap], cwd=ws)
     assert_error(switched, 1)
     assert (ws / "src" / "deep" / "c.py").read_text() == "c\n"
+
+
+def test_an_empty_folder_the_snapshot_lacks_is_extra_as_a_file_is(tmp_path, run_cli):
+    """Snapshots hold empty folders, so a target's empty folder that REV
+    lacks is an entry REV does not have: without --force it was removed
+    silently (`0 deleted`, exit 0); now it is a conflict, and --force
+    removes and lists it (the deepest of nested ones names them all)."""
+    ws, snap = snapshot(tmp_path, run_cli)
+    target = tmp_path / "out"
+    ok(run_cli(["checkout", snap, "--target", str(target)], cwd=ws))
+    for folder in ("empty-extra", "src/new-empty", "a/b/c"):
+        (target / folder).mkdir(parents=True)
+    before = picture(target, skip=())
+    refused = run_cli(["checkout", snap, "--target", str(target)], cwd=ws)
+    assert_error(refused, 1, "not in the snapshot: empty-extra", "not in the snapshot: src/new-empty",
+                 "not in the snapshot: a/b/c", "--force")
+    assert "not in the snapshot: a/b\n" not in refused.stderr
+    assert picture(target, skip=()) == before  # nothing removed
+
+    result = ok(run_cli(["checkout", snap, "--target", str(target), "--force"], cwd=ws))
+    for name in ("empty-extra", "src/new-empty", "a/b/c"):
+        assert f"removed '{name}'" in result.stderr
+    expected = tmp_path / "expected"
+    ok(run_cli(["checkout", snap, "--target", str(expected)], cwd=ws))
+    assert picture(target) == picture(expected)
