@@ -130,8 +130,12 @@ class Config:
         if value is None:
             if key == "user.name":
                 return default_user()
-            value = setting.default
-        return (setting.read or setting.parse)(value)
+            return (setting.read or setting.parse)(setting.default)
+        try:
+            return (setting.read or setting.parse)(value)
+        except InvalidValueError as exc:  # written by hand or by another program: say where
+            raise InvalidValueError(f"{key} in {self.path}: {exc}",
+                                    hints=[f"set it again: `rnstore config {key} VALUE`"]) from None
 
     def set(self, key: str, value: str, *, durable: bool = True) -> None:
         _setting(key).parse(value)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.porcelain import write_files
+from helpers.porcelain import assert_error, write_files
 from rnstore import codec
 
 
@@ -385,3 +385,21 @@ def test_a_fifo_or_folder_in_a_local_remote_is_refused_not_waited_on(workspace, 
     result = run_cli(["clone", str(remote), str(workspace.parent / "clone")], cwd=workspace.parent)
     assert result.returncode == 1 and "not a regular file" in result.stderr, result
     assert not (workspace.parent / "clone").exists()
+
+
+# -- a config value written by hand --------------------------------------------------------------
+
+@pytest.mark.parametrize("key, value, command", [
+    ("gc.prune", None, ["gc", "--dry-run"]),
+    ("gc.threshold", "200", ["gc", "--dry-run"]),
+    ("limits.max_files", "-1", ["add", "."]),
+])
+def test_a_bad_value_in_the_config_file_names_the_file_and_the_key(workspace, run_cli, key, value, command):
+    """`error: 'None' is not a duration` with `hint: give a unit` told a
+    user to fix what they typed, when the value came from the config file."""
+    config = workspace / ".rnstore" / "config"
+    config.write_text(json.dumps({key: value}))
+    line = assert_error(run_cli(command, cwd=workspace), 2, f"rnstore config {key} VALUE")
+    assert line.startswith(f"error: {key} in {config}: "), line
+    assert run_cli(["config", key, "1h" if key == "gc.prune" else "10"], cwd=workspace).returncode == 0
+    assert run_cli(command, cwd=workspace).returncode == 0
