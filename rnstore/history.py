@@ -11,7 +11,7 @@ from typing import Iterable, Iterator, Mapping
 
 from .errors import (InvalidValueError, MissingObjectError, NothingToCommitError, ObjectError,
                      RefConflictError, UnknownRevisionError)
-from .objects import SNAPSHOT, Snapshot, meta_count
+from .objects import SNAPSHOT, Snapshot, is_object_id, meta_count
 from .plumbing import meta_text, parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
 from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, TAGS, short_name, tag_ref
@@ -310,6 +310,8 @@ def check_tag_name(repo: HistoryView, name: str) -> str:
     short = short_name(ref)
     if short == "HEAD" or short.startswith("-"):
         raise InvalidValueError(f"'{name}' cannot be a tag name")
+    if is_object_id(short):
+        raise InvalidValueError(f"'{short}' is an object id: it would always name that object, never the tag")
     if repo.refs.resolve(HEADS + short) is not None:
         raise InvalidValueError(f"'{short}' is a branch: a tag of that name would be ambiguous")
     return ref

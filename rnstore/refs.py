@@ -65,7 +65,9 @@ def branch_ref(name: str) -> str:
 
 
 def tag_ref(name: str) -> str:
-    ref = name if name.startswith("refs/") else TAGS + name
+    if name.startswith("refs/") and not name.startswith(TAGS):  # `tag -d refs/heads/main` deleted a branch
+        raise InvalidValueError(f"'{name}' is not a tag: tags are {TAGS}NAME")
+    ref = name if name.startswith(TAGS) else TAGS + name
     check_ref_name(ref)
     return ref
 

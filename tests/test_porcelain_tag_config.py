@@ -117,3 +117,20 @@ def test_config_bad_value_or_unknown_key_exits_2(tmp_path, run_cli):
         assert result.stdout == b""
     assert "no.such.key" in results[-2].stderr
     assert (tmp_path / ".rnstore" / "config").read_bytes() == config_before
+
+
+def test_tag_never_binds_moves_or_deletes_a_branch(two_snapshots, run_cli):
+    """`tag -d refs/heads/main` deleted the current branch ("Deleted tag
+    refs/heads/main"), and `tag refs/heads/x` made a branch; a tag named
+    by a full id could never be named (the id wins). Each is refused."""
+    ws, first, second = two_snapshots
+    before = ok(run_cli(["show-ref"], cwd=ws)).out
+    for args in (["tag", "-d", "refs/heads/main"], ["tag", "-f", "refs/heads/main", first],
+                 ["tag", "refs/heads/x"], ["tag", "refs/remotes/origin/main"]):
+        assert_error(run_cli(args, cwd=ws), 2, "is not a tag: tags are refs/tags/NAME")
+    assert_error(run_cli(["tag", first], cwd=ws), 2, "is an object id")
+    assert ok(run_cli(["show-ref"], cwd=ws)).out == before
+    assert ok(run_cli(["rev-parse", "main"], cwd=ws)).out.strip() == second
+    ok(run_cli(["tag", "refs/tags/v2", first], cwd=ws))  # the full name of a tag is still a tag
+    assert ok(run_cli(["rev-parse", "v2"], cwd=ws)).out.strip() == first
+    ok(run_cli(["tag", "-d", "refs/tags/v2"], cwd=ws))
