@@ -115,6 +115,8 @@ class RefStore:
                 check_ref_name(ref)
             except InvalidValueError:
                 raise CorruptStoreError(f"HEAD is corrupt: it names the invalid ref '{ref[:80]}'") from None
+            if not ref.startswith(HEADS):  # a commit would move a tag of the store, or any ref
+                raise CorruptStoreError(f"HEAD is corrupt: it names '{ref[:80]}', which is not a branch")
             return ref, self.resolve(ref)
         if not is_object_id(raw):
             raise CorruptStoreError(f"HEAD is corrupt: '{raw[:80]}'")

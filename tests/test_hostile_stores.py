@@ -403,3 +403,24 @@ def test_a_bad_value_in_the_config_file_names_the_file_and_the_key(workspace, ru
     assert line.startswith(f"error: {key} in {config}: "), line
     assert run_cli(["config", key, "1h" if key == "gc.prune" else "10"], cwd=workspace).returncode == 0
     assert run_cli(command, cwd=workspace).returncode == 0
+
+
+# -- HEAD attached to something that is not a branch ---------------------------------------------
+
+@pytest.mark.parametrize("tag_exists", [False, True])
+def test_a_head_attached_to_a_tag_is_corrupt_and_moves_no_tag(workspace, run_cli, tag_exists):
+    """`symbolic-ref` refuses it, but a HEAD file saying `ref: refs/tags/x`
+    made `status` fail with `internal error: TypeError` (no such tag), and
+    `commit` then created (or moved) the store-wide tag x."""
+    write_files(workspace, {"a.txt": "a\n"})
+    assert run_cli(["commit", "-a", "-q", "-m", "one"], cwd=workspace).returncode == 0
+    if tag_exists:
+        assert run_cli(["tag", "x"], cwd=workspace).returncode == 0
+    refs = run_cli(["show-ref"], cwd=workspace).out
+    (workspace / ".rnstore" / "HEAD").write_text("ref: refs/tags/x\n")
+    for args in (["status"], ["commit", "-a", "-q", "--allow-empty", "-m", "two"], ["log"]):
+        assert_error(run_cli(args, cwd=workspace), 1, "HEAD is corrupt: it names 'refs/tags/x', which is not a branch")
+    assert run_cli(["fsck"], cwd=workspace).returncode == 1
+    assert run_cli(["show-ref"], cwd=workspace).out == refs
+    assert run_cli(["symbolic-ref", "HEAD", "refs/heads/main"], cwd=workspace).returncode == 0
+    assert run_cli(["status"], cwd=workspace).returncode == 0
