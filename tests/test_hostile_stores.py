@@ -424,3 +424,18 @@ def test_a_head_attached_to_a_tag_is_corrupt_and_moves_no_tag(workspace, run_cli
     assert run_cli(["show-ref"], cwd=workspace).out == refs
     assert run_cli(["symbolic-ref", "HEAD", "refs/heads/main"], cwd=workspace).returncode == 0
     assert run_cli(["status"], cwd=workspace).returncode == 0
+
+
+# -- filters that a remote listing would ignore --------------------------------------------------
+
+def test_snapshots_remote_refuses_the_filters_it_cannot_apply(workspace, run_cli):
+    """`snapshots --remote NAME --since 2099-01-01` (or `--since garbage`,
+    `--tag nosuch`) listed every snapshot of the remote: the filters were
+    dropped without a word."""
+    pushed_remote(workspace, run_cli)
+    for flag, value in (("--since", "2099-01-01"), ("--since", "garbage"), ("--until", "2000-01-01"),
+                        ("--tag", "nosuch"), ("--meta", "a=b"), ("--workspace", "/nowhere")):
+        result = run_cli(["snapshots", "--remote", "origin", flag, value], cwd=workspace)
+        assert_error(result, 2, f"{flag} filter the store's snapshots, not a remote's")
+        assert result.stdout == b""
+    assert run_cli(["snapshots", "--remote", "origin"], cwd=workspace).returncode == 0

@@ -288,6 +288,11 @@ def snapshots(
     Example: rnstore snapshots --tag 'build-*' --since 7d --json
     """
     if remote is not None:
+        given = [flag for flag, value in (("--tag", tag), ("--meta", meta), ("--workspace", workspace),
+                                          ("--since", since), ("--until", until)) if value]
+        if given:  # they were ignored: every remote snapshot was listed, whatever they said
+            raise InvalidValueError(f"{', '.join(given)} filter the store's snapshots, not a remote's",
+                                    hints=["`rnstore snapshots --remote NAME` lists every snapshot the remote keeps"])
         from .remote import render_remote_snapshots  # the remote commands' module: loaded with --remote only
         render_remote_snapshots(open_repo(), remote, json_)
         return
