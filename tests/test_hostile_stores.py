@@ -439,3 +439,13 @@ def test_snapshots_remote_refuses_the_filters_it_cannot_apply(workspace, run_cli
         assert_error(result, 2, f"{flag} filter the store's snapshots, not a remote's")
         assert result.stdout == b""
     assert run_cli(["snapshots", "--remote", "origin"], cwd=workspace).returncode == 0
+
+
+def test_gc_remote_refuses_auto_which_it_ignored(workspace, run_cli):
+    """`gc --remote NAME --auto` ran a whole remote gc on every call: a CI
+    job calling it as it calls `gc --auto` paid thousands of requests."""
+    remote = pushed_remote(workspace, run_cli)
+    before = sorted(p.relative_to(remote) for p in remote.rglob("*"))
+    result = run_cli(["gc", "--remote", "origin", "--auto"], cwd=workspace)
+    assert_error(result, 2, "--auto is for the local store")
+    assert sorted(p.relative_to(remote) for p in remote.rglob("*")) == before

@@ -134,6 +134,9 @@ def gc(
         if threshold is not None or aggressive:
             raise InvalidValueError("--threshold and --aggressive are for the local store: a remote's gc rewrites a pack "
                                     "when more than half of it is garbage")
+        if auto:  # it was ignored: every scheduled call ran a whole remote gc
+            raise InvalidValueError("--auto is for the local store: a remote keeps no record of its last gc",
+                                    hints=["schedule `rnstore gc --remote NAME` itself (README, Retention on a remote)"])
         from ..remote.collect import gc_remote  # remote modules load for remote commands only (start-up)
         from .remote import render_remote_gc  # the remote commands' module: loaded with --remote only
         render_remote_gc(gc_remote(repo, remote, dry_run=dry_run, prune=prune), json_)
