@@ -449,3 +449,36 @@ def test_gc_remote_refuses_auto_which_it_ignored(workspace, run_cli):
     result = run_cli(["gc", "--remote", "origin", "--auto"], cwd=workspace)
     assert_error(result, 2, "--auto is for the local store")
     assert sorted(p.relative_to(remote) for p in remote.rglob("*")) == before
+
+
+# -- a push marker dated in the future -----------------------------------------------------------
+
+def test_a_push_marker_dated_in_the_future_holds_remote_gc_only_while_stale_counts(workspace, run_cli,
+                                                                                    monkeypatch):
+    """Remote gc waits for the pushes whose marker is younger than STALE.
+    A marker dated a year ahead (a writer's clock, or a hand) stayed
+    "young" for a year: every `gc --remote` with something to delete
+    waited for ever. A marker left unrewritten for STALE seconds of the
+    collector's own waiting is now stale, whatever its date."""
+    from rnstore import Repository
+    from rnstore.remote import collect
+    remote = pushed_remote(workspace, run_cli)
+    head = run_cli(["rev-parse", "HEAD"], cwd=workspace).out.strip()
+    assert run_cli(["push", "origin", "--delete", "main"], cwd=workspace).returncode == 0
+    assert run_cli(["forget", "--remote", "origin", head], cwd=workspace).returncode == 0
+    marker = remote / "pushes" / "from-a-clock-a-year-ahead"
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text("{}")
+    ahead = marker.stat().st_mtime + 365 * 86400
+    os.utime(marker, (ahead, ahead))
+    monkeypatch.setattr(collect, "POLL", 30.0)  # fewer rounds; STALE is what counts
+    waited = []
+
+    def wait_for(seconds):  # no sleeping: the collector counts what it waited
+        waited.append(seconds)
+        assert sum(waited) < 2 * collect.STALE, "gc waits for ever for a marker no one rewrites"
+
+    stats = collect.gc_remote(Repository.open(workspace), "origin", prune="now", wait_for=wait_for)
+    assert stats.deleted_packs == 1
+    assert collect.STALE <= sum(waited) <= collect.STALE + collect.POLL
+    assert not any((remote / "packs").iterdir())

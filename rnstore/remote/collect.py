@@ -404,15 +404,32 @@ def _wait_for_pushes(remote: Remote, plan_key: str, wait_for) -> float:
     """Wait until every push announced before the plan was written is over
     (or stale). Returns the seconds waited."""
     plan_time = remote.backend.stat(plan_key).mtime or time.time()
-    waiting = {key for key, info in remote.backend.list(layout.PUSHES).items()
+    listed = remote.backend.list(layout.PUSHES)
+    waiting = {key for key, info in listed.items()
                if info.mtime is None or plan_time - info.mtime < STALE}
+    # A marker whose time stays put while we wait STALE seconds was not
+    # rewritten: its pusher died, whatever the time says. Else one dated
+    # in the future (a writer's clock ahead, or a hand) held gc for ever.
+    seen = {key: listed[key].mtime for key in waiting}
+    unchanged = dict.fromkeys(waiting, 0.0)
     started = time.monotonic()
     while waiting:
         wait_for(POLL)
         now = _server_now(remote)
         current = remote.backend.list(layout.PUSHES)
-        waiting = {key for key in waiting if key in current
-                   and (current[key].mtime is None or now - current[key].mtime < STALE)}
+        still = set()
+        for key in waiting:
+            mtime = current[key].mtime if key in current else None
+            if key not in current or (mtime is not None and now - mtime >= STALE):
+                continue
+            if mtime is not None and mtime == seen[key]:
+                unchanged[key] += POLL
+                if unchanged[key] >= STALE:
+                    continue
+            else:
+                seen[key], unchanged[key] = mtime, 0.0
+            still.add(key)
+        waiting = still
     return time.monotonic() - started
 
 
