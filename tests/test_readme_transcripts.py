@@ -50,14 +50,16 @@ def run_session(folder: Path, blocks: list[str]) -> list[str]:
     stderr in the order written (unbuffered, as on a terminal, but with no
     progress bars: stderr is not one)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", RNSTORE_PROGRESS="0", COLUMNS="100",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+               RNSTORE_PYTHON=sys.executable)
     env.pop("RNSTORE_DIR", None)
     env.pop("RNSTORE_OBJECTS", None)
     transcripts = []
     for block in blocks:
         lines = []
         for command in commands_of(block):
-            result = subprocess.run(["bash", "-c", command], cwd=folder, env=env,
+            # `rnstore` is this interpreter's, installed as a script or not
+            script = f'rnstore() {{ "$RNSTORE_PYTHON" -m rnstore "$@"; }}\n{command}'
+            result = subprocess.run(["bash", "-c", script], cwd=folder, env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             lines.append(f"$ {command}")
             lines += result.stdout.decode().rstrip("\n").split("\n") if result.stdout else []
