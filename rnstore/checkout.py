@@ -231,7 +231,7 @@ def _extras(root: Path, desired: dict[bytes, FlatEntry | None], prefixes: list[b
         except (FileNotFoundError, NotADirectoryError):
             continue
         if not stat.S_ISDIR(st.st_mode):
-            if current not in desired:
+            if current not in desired and current not in needed:  # in the way of a folder: the plan replaces it
                 files.append(current)
             continue
         if current and current not in needed and current not in desired:

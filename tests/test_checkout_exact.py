@@ -144,3 +144,23 @@ def test_an_empty_folder_the_snapshot_lacks_is_extra_as_a_file_is(tmp_path, run_
     expected = tmp_path / "expected"
     ok(run_cli(["checkout", snap, "--target", str(expected)], cwd=ws))
     assert picture(target) == picture(expected)
+
+
+def test_a_link_in_the_way_of_a_folder_is_replaced_not_reported_as_extra(tmp_path, run_cli):
+    """A symlink where REV has the folder `src` was replaced, but reported as
+    `removed 'src' (not in the snapshot)`: REV has `src`. It is counted as
+    replaced, and what the link pointed at is never touched."""
+    ws, snap = snapshot(tmp_path, run_cli)
+    elsewhere = tmp_path / "elsewhere"
+    write_files(elsewhere, {"keep.txt": "keep\n"})
+    target = tmp_path / "out"
+    target.mkdir()
+    os.symlink(elsewhere, target / "src")
+    refused = run_cli(["checkout", snap, "--target", str(target)], cwd=ws)
+    assert "not in the snapshot: src" not in assert_error(refused, 1, "symlink: src") + refused.stderr
+    result = ok(run_cli(["checkout", snap, "--target", str(target), "--force"], cwd=ws))
+    assert "removed 'src'" not in result.stderr and "1 replaced" in result.stderr, result.stderr
+    expected = tmp_path / "expected"
+    ok(run_cli(["checkout", snap, "--target", str(expected)], cwd=ws))
+    assert picture(target) == picture(expected)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]
