@@ -107,9 +107,17 @@ def export(repo: WorkspaceView, rev: str, output: str | os.PathLike | BinaryIO, 
     paths = list(paths or [])
     prefixes = relative_pathspecs(repo.root, paths, cwd) if paths else None
     if fmt == "dir":
-        done = materialise(repo, snapshot_id, Path(output), prefixes, progress=progress)
-        return ExportResult(snapshot_id, fmt, os.fsdecode(output),
-                            len(done.raw_written) + len(done.raw_skipped), 0, done.bytes_written)
+        materialise(repo, snapshot_id, Path(output), prefixes, progress=progress)
+        # what the folder holds, counted as an archive counts it: the same
+        # whether this run wrote every file or found them there already
+        result = ExportResult(snapshot_id, fmt, os.fsdecode(output), 0, 0, 0)
+        for entry in _walk(repo.store, repo.store.get_snapshot(snapshot_id).tree, prefixes):
+            if entry.mode == MODE_TREE:
+                result.folders += 1
+                continue
+            result.files += 1
+            result.bytes += entry.size if entry.mode != MODE_LINK else 0
+        return result
 
     snapshot = repo.store.get_snapshot(snapshot_id)
     mtime = _epoch(snapshot.time)

@@ -335,3 +335,21 @@ def test_numbers_too_large_for_octal_are_gnu_base_256_as_tarfile_writes_them():
     from rnstore.export import _number
     for value in (0, 8 ** 11 - 1, 8 ** 11, 5 << 40, 1 << 60, -1):  # a file of 8 GiB or more, a date before 1970
         assert _number(value, 12) == bytes(tarfile.itn(value, 12, tarfile.GNU_FORMAT))
+
+
+def test_a_folder_export_reports_what_an_archive_reports(tmp_path):
+    """`export --format dir` counted what it wrote (links' targets as bytes)
+    and, into a folder already holding the snapshot, folders as files and
+    0 B: `5 files, 29 B` then `6 files, 0 B` for what a tar called `5 files,
+    7 B`. It now counts the snapshot, as the archives do."""
+    repo = Repository.init(tmp_path / "ws", default_ignore=False)
+    (repo.root / "sub" / "empty").mkdir(parents=True)
+    (repo.root / "sub" / "f.txt").write_bytes(b"12345")
+    (repo.root / "run.sh").write_bytes(b"ab")
+    os.symlink("sub/f.txt", repo.root / "link")
+    snap = repo.snapshot("m").id
+    archive = export(repo, snap, tmp_path / "out.tar")
+    for _ in range(2):  # a new folder, then the same folder again
+        folder = export(repo, snap, tmp_path / "out", format="dir")
+        assert (folder.files, folder.folders, folder.bytes) == (archive.files, archive.folders, archive.bytes) \
+            == (3, 2, 7)
