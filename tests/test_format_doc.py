@@ -162,3 +162,11 @@ def test_constants_the_document_quotes():
     assert f"over {codec.DELTA_MAX_SIZE >> 20} MiB" in TEXT
     assert f"at most 2^{codec._DELTA_WINDOW_LOG} bytes" in TEXT
     assert codec.DELTA_KINDS == ("blob", "tree") and 'delta-kind  = "blob" / "tree"' in TEXT
+
+
+def test_the_config_section_names_every_key():
+    """"Config" lists the known keys; `gc.threshold` was missing from it."""
+    from rnstore.config import OBJECTS_KEY, SETTINGS
+    section = TEXT.split("\n## Config\n", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([a-z]+\.[a-z_]+)`", section))
+    assert listed == set(SETTINGS) | {OBJECTS_KEY}, listed ^ (set(SETTINGS) | {OBJECTS_KEY})
