@@ -172,3 +172,21 @@ def test_not_a_workspace_exits_2(tmp_path, run_cli):
         line = assert_error(result, 2)
         assert "workspace" in line, args
         assert result.stdout == b"", args
+
+
+def test_init_again_says_what_it_ignored(tmp_path, run_cli):
+    """A re-init changes nothing, so `--objects`, `RNSTORE_OBJECTS` and
+    `--branch` naming something else are ignored: said, as `git init -b`
+    says it on a re-init, instead of a bare "Reinitialized"."""
+    ws, store, other = tmp_path / "ws", tmp_path / "store", tmp_path / "other"
+    ok(run_cli(["init", "-q", "--objects", str(store), str(ws)], cwd=tmp_path))
+    before = folder_state(ws, mtimes=True)
+    quiet = ok(run_cli(["init", "-q"], cwd=ws, env={"RNSTORE_OBJECTS": str(store)}))
+    assert quiet.stderr == ""  # the same store: nothing ignored
+    result = ok(run_cli(["init", "--objects", str(other), "--branch", "dev"], cwd=ws))
+    assert f"warning: re-init: ignored --objects {other}: this workspace keeps its objects in {store}" \
+        in result.stderr, result.stderr
+    assert "warning: re-init: ignored --branch dev" in result.stderr
+    result = ok(run_cli(["init", "-q"], cwd=ws, env={"RNSTORE_OBJECTS": str(other)}))
+    assert f"warning: re-init: ignored RNSTORE_OBJECTS={other}" in result.stderr, result.stderr
+    assert folder_state(ws, mtimes=True) == before and not other.exists()

@@ -43,6 +43,15 @@ def init(
     repo = Repository.init(target, objects=objects, branch=branch, shared=shared,
                            default_ignore=not no_default_ignore, nested=nested, notify=out.notice)
     out.quiet = out.quiet or quiet
+    if existed:  # as `git init -b` says on a re-init: what was asked and not done
+        wanted = objects or os.environ.get("RNSTORE_OBJECTS")
+        if wanted and os.path.realpath(wanted) != os.path.realpath(repo.store_root):
+            given = "--objects " if objects else "RNSTORE_OBJECTS="
+            out.warn(f"re-init: ignored {given}{wanted}: this workspace keeps its objects in "
+                     f"{repo.store_root} (a workspace's store cannot change)")
+        head = repo.refs.symbolic_head()
+        if branch != "main" and head != f"refs/heads/{branch}":
+            out.warn(f"re-init: ignored --branch {branch}")
     verb = "Reinitialized existing" if existed else "Initialized empty"
     out.summary(f"{verb} rnstore workspace in {repo.dotdir}")
 
