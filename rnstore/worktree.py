@@ -8,7 +8,6 @@ import os
 import stat
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -353,6 +352,8 @@ def parallel_map(function, items: list, workers: int = WORKERS):
     # hashing a small one. Runs stay short enough to spread a short list.
     size = max(1, min(32, len(items) // (workers * 8)))
     pending: deque = deque()
+    # imported here: a status with nothing to hash loads no thread pool (nor logging)
+    from concurrent.futures import ThreadPoolExecutor
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         for start in range(0, len(items), size):

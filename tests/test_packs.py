@@ -356,3 +356,22 @@ def test_ids_that_share_their_leading_bytes_are_told_apart_in_a_pack(tmp_path):
     pack = packs.Pack.open(str(path))
     assert [pack.read(bytes.fromhex(oid)) for oid in ids] == [b"frame %d" % n for n in range(len(ids))]
     assert pack.read(bytes.fromhex(shared + "2" * 50)) is None
+
+
+def test_lookups_agree_before_and_after_the_ids_are_listed(tmp_path, monkeypatch):
+    """A pack's first lookups bisect its index bytes and later ones a list
+    of its ids: both find every id, at its own frame, and miss the rest
+    (below the first id, between two, above the last)."""
+    monkeypatch.setattr(packs, "_LOOKUPS_BEFORE_LIST", 40)
+    folder = tmp_path / "pack"
+    writer = packs.PackWriter(str(folder), str(tmp_path / "tmp-pack"), fsync=False, eager=True)
+    ids = sorted(sha(b"%d" % n) for n in range(100))
+    for oid in ids:
+        writer.add(oid, b"frame " + oid.encode())
+    pack = packs.Pack.open(writer.finish())
+    absent = ["00" * 32, "ff" * 32] + [oid[:-1] + ("0" if oid[-1] != "0" else "1") for oid in ids[::10]]
+    for _ in range(2):  # 2 x 110 lookups: the first 40 on the bytes, then on the list
+        assert [pack.read(bytes.fromhex(oid)) for oid in ids] == [b"frame " + oid.encode() for oid in ids]
+        assert [pack.read(bytes.fromhex(oid)) for oid in absent if oid not in ids] == \
+            [None] * len([oid for oid in absent if oid not in ids])
+    assert pack._ids is not None and pack.count == 100
