@@ -66,7 +66,8 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "compression.level": Setting("3", _level("compression.level"), "zstd level for new objects (1-22)"),
+    "compression.level": Setting("3", _level("compression.level"),
+                                 "zstd level for new objects, files over 4 MiB aside (1-22)"),
     # Level 1 compresses large files (checkpoints, logs, data) as well as
     # level 3 at about 1.7 times the speed (measured on the benchmark's
     # `big` tree), and they are where the time goes.
