@@ -104,9 +104,11 @@ mlruns/
 def disk_store(repo: "Repository") -> "ObjectStore":
     """The object store a workspace's config names: `objects/` in its store
     folder (its own .rnstore, or the shared store), as compression.level,
-    core.fsync and the store's marker (shared by a group) say."""
+    compression.large_level, core.fsync and the store's marker (shared by a
+    group) say."""
     from .store import DiskStore  # zstandard loads only when objects are touched
     return DiskStore(repo.store_root / "objects", level=repo.config.get("compression.level"),
+                     large_level=repo.config.get("compression.large_level"),
                      fsync=repo.durable, group_shared=repo.group_shared)
 
 

@@ -114,8 +114,9 @@ class ObjectStore(abc.ABC):
     validated (InvalidValueError); a missing object raises
     MissingObjectError wherever one is read."""
 
-    def __init__(self, *, level: int = 3):
+    def __init__(self, *, level: int = 3, large_level: int = 1):
         self.level = level
+        self.large_level = large_level  # for what put_stream streams (over SMALL_FILE)
         self._bases = _BaseCache()
 
     # -- what a store implements: objects --------------------------------------------
@@ -255,7 +256,7 @@ class ObjectStore(abc.ABC):
         try:
             with self._writing():
                 out, token = self._new_temp()
-                writer = codec.FrameWriter(out, kind, size, self.level)
+                writer = codec.FrameWriter(out, kind, size, self.large_level)
             remaining = size
             while remaining > 0:
                 chunk = source.read(min(codec.CHUNK, remaining))
@@ -718,9 +719,9 @@ class DiskStore(ObjectStore):
     frame, and in pack files under <root>/pack/ (see packs.py): a batch that
     writes many small objects packs them."""
 
-    def __init__(self, root: Path, *, level: int = 3, fsync: bool = True,
+    def __init__(self, root: Path, *, level: int = 3, large_level: int = 1, fsync: bool = True,
                  group_shared: bool = False):
-        super().__init__(level=level)
+        super().__init__(level=level, large_level=large_level)
         self.root = Path(root)
         self.group_shared = group_shared
         self._root = str(self.root)  # the hot paths format strings, not Paths
@@ -1467,8 +1468,8 @@ MEMORY = "memory"
 class MemoryStore(ObjectStore):
     """Frames in a dict: the same contract as DiskStore, nothing on disk."""
 
-    def __init__(self, *, level: int = 3):
-        super().__init__(level=level)
+    def __init__(self, *, level: int = 3, large_level: int = 1):
+        super().__init__(level=level, large_level=large_level)
         self.frames: dict[str, bytes] = {}
         self.mtimes: dict[str, float] = {}  # when stored or freshened, as gc reads an mtime
 

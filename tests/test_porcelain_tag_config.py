@@ -9,7 +9,7 @@ import pytest
 from helpers.porcelain import (assert_error, commit, new_workspace, ok, run_parallel, store_state,
                                 write_files)
 
-KEYS = ["compression.level", "limits.max_bytes", "limits.max_files", "gc.prune", "gc.interval", "gc.auto",
+KEYS = ["compression.level", "compression.large_level", "limits.max_bytes", "limits.max_files", "gc.prune", "gc.interval", "gc.auto",
         "gc.auto_loose", "gc.auto_packs", "gc.threshold", "core.fsync", "core.lock_wait", "pack.deltas", "pack.depth", "user.name"]
 
 

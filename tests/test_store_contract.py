@@ -242,6 +242,32 @@ def test_put_stream_round_trips(store, small_threshold, size_kib):
     assert store.verify(oid) == (BLOB, len(data))
 
 
+def test_streamed_objects_use_large_level_and_others_level(tmp_path, small_threshold):
+    """compression.large_level applies to what put_stream streams (over
+    SMALL_FILE), compression.level to everything else: swapping the two
+    levels swaps which object comes out smaller."""
+    text = b"".join(b"step %d loss %.6f lr %g\n" % (i, 1 / (i + 1), i % 7) for i in range(8000))
+    small, large = text[:60 << 10], text[:200 << 10]
+    sizes = {}
+    for level, large_level in ((19, 1), (1, 19)):
+        for kind in STORES:
+            store = new_store(kind, tmp_path / f"{kind}-{level}")
+            store.level, store.large_level = level, large_level
+            sizes[kind, level] = [len(store.read_frame(store.put_stream(io.BytesIO(data), len(data))))
+                                  for data in (small, large)]
+    for kind in STORES:
+        assert sizes[kind, 19][0] < sizes[kind, 1][0], kind
+        assert sizes[kind, 19][1] > sizes[kind, 1][1], kind
+
+
+def test_a_workspace_store_takes_both_levels_from_its_config(tmp_path):
+    repo = Repository.init(tmp_path / "ws")
+    repo.config.set("compression.level", "7")
+    repo.config.set("compression.large_level", "5")
+    store = Repository.open(tmp_path / "ws").store
+    assert (store.level, store.large_level) == (7, 5)
+
+
 def test_put_stream_of_a_larger_than_small_file_payload_unpatched(store):
     """The real threshold, once: one payload just over SMALL_FILE."""
     data = os.urandom(1 << 16) * ((store_module.SMALL_FILE >> 16) + 1)
