@@ -289,8 +289,7 @@ def snapshots(
     """
     if remote is not None:
         from .remote import render_remote_snapshots  # the remote commands' module: loaded with --remote only
-        render_remote_snapshots(open_repo(), remote, json_)
-        return
+        return render_remote_snapshots(open_repo(), remote, json_)
     view = store_snapshots(open_repo(), tags=tag or [], meta=meta or [], workspace=workspace,
                            since=since, until=until)
 
