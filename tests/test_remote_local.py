@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -381,3 +382,39 @@ def test_verified_frames_from_several_threads_make_one_pack_or_nothing(tmp_path)
             add(runs[0])
             raise RuntimeError("a later frame was corrupt")
     assert list(failing) == [] and not [p for p in (tmp_path / "other").rglob("*") if p.is_file()]
+
+
+def test_a_push_does_not_recreate_records_the_remotes_retention_removed(tmp_path):
+    from helpers.remote import write_files
+    from rnstore.refs import HEADS
+    from rnstore.remote import collect
+    root, url = tmp_path / "a", str(tmp_path / "remote")
+    repo = Repository.init(root, default_ignore=False)
+    transfer.add_remote(repo, "origin", url)
+    ids = []
+    for i in range(3):
+        for old in root.glob("d*"):
+            shutil.rmtree(old)
+        write_files(root, 3, seed=i, prefix=f"s{i}_")
+        ids.append(repo.snapshot(f"run {i}").id)
+        transfer.push(repo, "origin")
+    collect.forget_remote(repo, "origin", keep_last=1)
+    collect.gc_remote(repo, "origin", prune="now")
+    remote = transfer.open_remote(repo, "origin")
+    assert remote.record_ids() == {ids[2]}
+    # a branch from a forgotten snapshot, pushed from the machine that still holds its history
+    repo.refs.update(HEADS + "feature", ids[1], None)
+    repo.checkout("feature")
+    (root / "new.txt").write_text("feature work")
+    feature = repo.snapshot("feature").id
+    transfer.push(repo, "origin", ["feature"])
+    assert remote.record_ids() == {ids[2], feature}
+    clone = tmp_path / "b"
+    Repository.clone(url, clone)
+    cloned = Repository.open(clone)
+    cloned.checkout("origin/feature")
+    assert (clone / "new.txt").read_text() == "feature work" and cloned.fsck().ok
+    # naming a forgotten snapshot brings it back: the user asked for it
+    repo.tag("again", ids[0])
+    transfer.push(repo, "origin", ["again"])
+    assert remote.record_ids() == {ids[2], feature, ids[0]}

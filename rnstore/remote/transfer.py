@@ -162,8 +162,11 @@ def push(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, force: boo
                                                  if verdict == "refused" else ""))
                 else:
                     accepted.append((ref, new))
+            # history the remote's refs already reach was the remote's to keep or forget:
+            # a push never re-creates a record its retention removed (but a tip named)
+            settled = _history(repo.store, [state.id for state in current.values() if state.id])
             snapshots = _upload(repo, remote, index, [new for _, new in accepted], result, progress,
-                                marker=marker, condemned=condemned)
+                                marker=marker, condemned=condemned, settled=settled)
             _write_records(repo, remote, snapshots)
             for ref, new in accepted:
                 result.refs.append(_move_ref(repo, remote, ref, new, force))
@@ -256,19 +259,34 @@ def is_ancestor(store, ancestor: str, descendant: str) -> bool:
     return False
 
 
-def _missing_objects(store, index: dict[str, Location], tips: list[str]
+def _history(store, tips: list[str]) -> set[str]:
+    """The tips and every ancestor of theirs the store holds."""
+    seen: set[str] = set()
+    queue = deque(tips)
+    while queue:
+        oid = queue.popleft()
+        if oid in seen or not store.has(oid):
+            continue
+        seen.add(oid)
+        queue.extend(store.get_snapshot(oid).parents)
+    return seen
+
+
+def _missing_objects(store, index: dict[str, Location], tips: list[str], settled: set[str] = frozenset()
                      ) -> Iterator[tuple[str, str]]:
     """(id, kind) of every object the tips need that the remote lacks,
     children before the tree or snapshot naming them, in a stable order.
     Every tree is walked, even one the remote holds: the remote holding a
     tree does not prove it holds what the tree names (a collector may have
-    kept the tree's pack and deleted another)."""
-    seen: set[str] = set()
+    kept the tree's pack and deleted another). History stops at `settled`
+    snapshots (but the tips): what the remote's refs reached already, kept
+    or forgotten there (FORMAT.md "Remotes")."""
+    seen: set[str] = set(settled) - set(tips)
     history = deque(tips)
     while history:
         sid = history.popleft()
         if sid in seen or not store.has(sid):
-            continue  # history cut short locally (forgotten and collected)
+            continue  # history cut short locally (forgotten and collected), or settled
         seen.add(sid)
         snapshot = store.get_snapshot(sid)
         yield from _missing_in_tree(store, index, snapshot.tree, seen)
@@ -300,7 +318,8 @@ def _missing_in_tree(store, index, root: str, seen: set[str]) -> Iterator[tuple[
 
 
 def _upload(repo: ObjectsView, remote: Remote, index: dict[str, Location], tips: list[str],
-            result: TransferResult, progress: Progress, *, marker, condemned: set[str]) -> list[str]:
+            result: TransferResult, progress: Progress, *, marker, condemned: set[str],
+            settled: set[str] = frozenset()) -> list[str]:
     """Pack and upload every missing object; the snapshots among them."""
     snapshots: list[str] = []
     progress.start("pushing", unit="object")
@@ -323,7 +342,7 @@ def _upload(repo: ObjectsView, remote: Remote, index: dict[str, Location], tips:
                 pending.pop(0).result()
             writer, kinds, size = None, {}, 0
 
-        for oid, kind in _missing_objects(repo.store, index, tips):
+        for oid, kind in _missing_objects(repo.store, index, tips, settled):
             if writer is None:
                 count += 1
                 writer = PackWriter(folder, f"{folder}/.tmp-{count}", fsync=False, eager=True)
