@@ -418,3 +418,47 @@ def test_a_push_does_not_recreate_records_the_remotes_retention_removed(tmp_path
     repo.tag("again", ids[0])
     transfer.push(repo, "origin", ["again"])
     assert remote.record_ids() == {ids[2], feature, ids[0]}
+
+
+def _rewrite_remote_index(remote_dir, change) -> None:
+    """Apply `change` to the first entry of each kind in the remote's one
+    index, signed again as a hostile writer would."""
+    import hashlib
+    import struct
+    entry = struct.Struct(">32sQIc")
+    index = next((remote_dir / "index").glob("*.idx"))
+    body = index.read_bytes()[len(layout.INDEX_MAGIC):-32]
+    entries = [entry.unpack_from(body, at) for at in range(0, len(body), entry.size)]
+    first = {}
+    for number, item in enumerate(entries):
+        first.setdefault(item[3], number)
+    for number in first.values():
+        entries[number] = change(*entries[number])
+    data = layout.INDEX_MAGIC + b"".join(entry.pack(*item) for item in entries)
+    index.write_bytes(data + hashlib.sha256(data).digest())
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("past the end", "past the pack's end"),
+    ("far past the end", "is damaged: it places"),
+    ("empty", "is damaged: it places"),
+])
+def test_a_hostile_index_is_refused_clearly_and_stores_nothing(tmp_path, damage, message):
+    url = tmp_path / "remote"
+    repo = workspace_with_snapshot(tmp_path / "a", url=str(url))
+    transfer.push(repo, "origin")
+    size = next((url / "packs").glob("*.pack")).stat().st_size
+    _rewrite_remote_index(url, {
+        "past the end": lambda raw, offset, length, kind: (raw, size - length // 2, length, kind),
+        "far past the end": lambda raw, offset, length, kind: (raw, 1 << 63, length, kind),
+        "empty": lambda raw, offset, length, kind: (raw, offset, 0, kind),
+    }[damage])
+    clone = run_cli(["clone", str(url), str(tmp_path / "b")], tmp_path)
+    assert clone.returncode == 1 and message in clone.stderr, clone.stderr
+    assert clone.stderr.startswith("error: ") and "Traceback" not in clone.stderr
+    assert not (tmp_path / "b").exists()
+    other = Repository.init(tmp_path / "c", default_ignore=False)
+    transfer.add_remote(other, "origin", str(url))
+    with pytest.raises((CorruptObjectError, CorruptStoreError), match=message):
+        transfer.fetch(other, "origin", ["main"])
+    assert list(other.store) == [] and other.refs.list("refs/remotes/") == {}

@@ -43,6 +43,9 @@ INDEX_MAGIC = b"rnidx 1\n"
 _INDEX_ENTRY = struct.Struct(">32sQIc")
 KIND_CODES = {BLOB: b"b", TREE: b"t", SNAPSHOT: b"s"}
 KINDS_BY_CODE = {v: k for k, v in KIND_CODES.items()}
+#: No index entry may reach past this offset (a sanity bound; whether an
+#: entry lies inside its pack is known only when the pack is read).
+MAX_PACK_SIZE = 1 << 48
 _VERSION = re.compile(r"\d{20}\Z")
 _PACK_NAME = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -97,8 +100,15 @@ def index_entries(data: bytes, pack: str) -> Iterator[tuple[bytes, int, int, str
     entries = memoryview(body)[len(INDEX_MAGIC):]
     if bytes(entries[_INDEX_ENTRY.size - 1::_INDEX_ENTRY.size]).translate(None, b"".join(KINDS_BY_CODE)):
         raise CorruptStoreError(f"remote index {index_key(pack)} is damaged: unknown kind")
-    return ((raw, offset, length, KINDS_BY_CODE[code])
-            for raw, offset, length, code in _INDEX_ENTRY.iter_unpack(entries))
+    return _checked_entries(entries, pack)
+
+
+def _checked_entries(entries: memoryview, pack: str) -> Iterator[tuple[bytes, int, int, str]]:
+    for raw, offset, length, code in _INDEX_ENTRY.iter_unpack(entries):
+        if length == 0 or offset + length > MAX_PACK_SIZE:  # hostile: no pack is that large
+            raise CorruptStoreError(f"remote index {index_key(pack)} is damaged: it places "
+                                    f"{raw.hex()} at {length} bytes from offset {offset}")
+        yield raw, offset, length, KINDS_BY_CODE[code]
 
 
 # -- refs --------------------------------------------------------------------------------------

@@ -651,7 +651,7 @@ def _fetch_large_blob(store, remote: Remote, oid: str, location: Location,
             try:
                 data = remote.backend.get_range(key, start, min(start + LARGE_FRAME, end))
             except ShortReadError:
-                data = b""
+                _past_the_end(remote, key, [(oid, location)])
             except FileNotFoundError:
                 raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
                                   hints=["run the command again"]) from None
@@ -758,8 +758,8 @@ def _read_range(remote: Remote, item, keep_payload: bool, add=None
     except FileNotFoundError:
         raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
                           hints=["run the command again"]) from None
-    except ShortReadError:
-        data = remote.backend.get(key)[start:end]  # truncated: what is there reads as corrupt
+    except ShortReadError:  # never read whole: a hostile index may name any offset
+        _past_the_end(remote, key, members)
     out = []
     packed = []
     size = 0
@@ -775,6 +775,18 @@ def _read_range(remote: Remote, item, keep_payload: bool, add=None
     if packed:
         add(packed)
     return out, size
+
+
+def _past_the_end(remote: Remote, key: str, members: list[tuple[str, Location]]) -> None:
+    """Raise for a range the pack does not hold whole: it is truncated, or
+    its index damaged (a frame past its end)."""
+    info = remote.backend.stat(key)
+    size = info.size if info is not None else 0
+    oid = next((oid for oid, location in members if location.offset + location.length > size),
+               members[-1][0])
+    raise CorruptObjectError(f"remote object {oid} in {key} is corrupt: its index places it past "
+                             f"the pack's end ({size} bytes): a truncated pack or a damaged index", oid,
+                             hints=["nothing was stored from it; the remote needs the snapshot pushed again"])
 
 
 def _verified_payload(oid: str, frame: bytes | memoryview, key: str, keep: bool) -> bytes | None:
