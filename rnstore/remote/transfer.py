@@ -522,8 +522,10 @@ def download_everything(store, remote: Remote, tips: list[str], result: Transfer
     progress.start("fetching", unit="object")
     large: dict[str, Location] = {}
 
+    indexes = remote.index_files()
+
     def ranges() -> Iterator[tuple[str, int, int, list]]:
-        for name, data in sorted(remote.index_files().items()):
+        for name, data in sorted(indexes.items()):
             located = []
             for raw, offset, length, kind in layout.index_entries(data, name):
                 oid = raw.hex()
@@ -539,7 +541,7 @@ def download_everything(store, remote: Remote, tips: list[str], result: Transfer
         _store_frames(store, _read_ranges(remote, ranges(), result, progress, add=add))
     for oid, location in sorted(large.items()):
         _fetch_large_blob(store, remote, oid, location, result, progress)
-    _check_closure(store, remote, tips, live)
+    _check_closure(store, remote, tips, live, indexes)
     progress.finish()
 
 
@@ -598,10 +600,13 @@ def _store_frames(store, fetched: Iterator[tuple[str, bytes | None, bytes | None
     return payloads
 
 
-def _check_closure(store, remote: Remote, tips: list[str], live: set[str]) -> None:
+def _check_closure(store, remote: Remote, tips: list[str], live: set[str], indexes: dict[str, bytes]) -> None:
     """Every object the tips reach (and the live parents) is stored, where
-    download_everything() put every indexed object."""
+    download_everything() put every object `indexes` list: snapshots and
+    trees are read from the store, blobs looked up in `indexes` (no file
+    system call for each)."""
     seen: set[str] = set()
+    blobs: set[str] = set()
     history = list(tips)
     while history:
         sid = history.pop()
@@ -620,7 +625,10 @@ def _check_closure(store, remote: Remote, tips: list[str], live: set[str]) -> No
             _require_stored(store, remote, [tree_id])
             entries = store.get_tree(tree_id).entries
             stack.extend(entry.id for entry in entries if entry.mode == MODE_TREE)
-            _require_stored(store, remote, [entry.id for entry in entries if entry.mode != MODE_TREE])
+            blobs.update(entry.id for entry in entries if entry.mode != MODE_TREE)
+    for name, data in indexes.items():
+        blobs.difference_update(raw.hex() for raw, _, _, _ in layout.index_entries(data, name))
+    _missing_error(remote, sorted(blobs))
 
 
 def _require_stored(store, remote: Remote, ids: list[str]) -> None:
