@@ -92,7 +92,8 @@ def decode_index(data: bytes, pack: str) -> dict[str, Location]:
 
 def index_entries(data: bytes, pack: str) -> Iterator[tuple[bytes, int, int, str]]:
     """(raw id, offset, length, kind) of each entry of an index file;
-    CorruptStoreError, before any entry, when the file does not add up."""
+    CorruptStoreError when the file does not add up: before any entry, or
+    at an entry out of bounds when the iteration reaches it."""
     body, digest = data[:-32], data[-32:]
     if (not body.startswith(INDEX_MAGIC) or hashlib.sha256(body).digest() != digest
             or (len(body) - len(INDEX_MAGIC)) % _INDEX_ENTRY.size):
