@@ -378,7 +378,7 @@ def _restore_from_index(repo: WorkspaceView, prefixes: list[bytes], force: bool,
 
 def _execute_keeping_going(repo: WorkspaceView, plan: "_Plan", result: CheckoutResult, force: bool,
                            progress: Progress, skip_missing: bool
-                           ) -> tuple[dict[bytes, os.stat_result], "_WritesFailed | None"]:
+                           ) -> tuple[dict[bytes, StatKey], "_WritesFailed | None"]:
     """_execute in the workspace: writes that fail (after the writability
     check passed) are returned, so that the caller finishes the index and
     HEAD consistently before it reports them."""
@@ -392,7 +392,7 @@ def _execute_keeping_going(repo: WorkspaceView, plan: "_Plan", result: CheckoutR
 class _WritesFailed(Exception):
     """Some writes of the apply step failed; the others were done."""
 
-    def __init__(self, failures: list[tuple[bytes, OSError]], placed: dict[bytes, os.stat_result]):
+    def __init__(self, failures: list[tuple[bytes, OSError]], placed: dict[bytes, StatKey]):
         super().__init__("writes failed")
         self.failures = failures
         self.placed = placed
@@ -420,7 +420,7 @@ def _branch_named(repo: HistoryView, rev: str) -> str | None:
 
 def _new_index(base: Index, desired: dict[bytes, FlatEntry | None],
                tracked: dict[bytes, IndexEntry], plan: "_Plan",
-               placed: dict[bytes, os.stat_result]) -> Index:
+               placed: dict[bytes, StatKey]) -> Index:
     """`base` plus the desired entries, with the stat cache warm wherever the
     file on disk is known to hold exactly that content."""
     for path, wanted in desired.items():
@@ -431,7 +431,7 @@ def _new_index(base: Index, desired: dict[bytes, FlatEntry | None],
             continue
         before = tracked.get(path)
         if path in placed:
-            key = StatKey.of(placed[path])  # we wrote it; the index write's time guards it
+            key = placed[path]  # we wrote it; the index write's time guards it
         elif path in plan.known:
             key = plan.known[path]  # hashed while planning: identical
         elif before is not None and (before.mode, before.id) == (wanted.mode, wanted.id):
@@ -749,9 +749,9 @@ def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False)
 
 def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, result: CheckoutResult,
              force: bool, progress: Progress, *, for_index: bool = True,
-             skip_missing: bool = False) -> dict[bytes, os.stat_result]:
-    """Stage every write (verified), then apply the plan. Returns the lstat of
-    each path written, for the index (none without `for_index`). With
+             skip_missing: bool = False) -> dict[bytes, StatKey]:
+    """Stage every write (verified), then apply the plan. Returns the stat key
+    of each path written, for the index (none without `for_index`). With
     `skip_missing`, a write whose object is missing or corrupt is dropped
     and listed in `result.raw_missing`; otherwise nothing is changed.
 
@@ -927,9 +927,9 @@ def _check_parent_writable(root: Path) -> None:
 
 
 def _all_placed(plan: "_Plan", layout: _Layout, result: CheckoutResult, skip: set[bytes],
-                stats: dict[int, os.stat_result]) -> dict[bytes, os.stat_result]:
+                stats: dict[int, StatKey]) -> dict[bytes, StatKey]:
     """The result of a fresh root renamed into place: every write but `skip`."""
-    placed: dict[bytes, os.stat_result] = {}
+    placed: dict[bytes, StatKey] = {}
     written = []
     for number, entry in enumerate(plan.writes):
         if entry.path in skip:
@@ -988,12 +988,12 @@ def _why_damaged(exc: ObjectError) -> str:
 
 def _stage_all(store, writes: list[FlatEntry], names: list[bytes], stage_fd: int, progress: Progress, *,
                skip_missing: bool = False, want_stats: bool = False
-               ) -> tuple[list[tuple[bytes, str, ObjectError]], dict[int, os.stat_result]]:
+               ) -> tuple[list[tuple[bytes, str, ObjectError]], dict[int, StatKey]]:
     """Stage every write under its name in `names` (files on a few threads,
     then links). Returns, with `skip_missing`, the (path, id, error) of
     those whose objects are missing or corrupt instead of failing; and with
-    `want_stats`, the lstat of each staged entry by its number."""
-    stats: dict[int, os.stat_result] = {}
+    `want_stats`, the stat key of each staged entry by its number."""
+    stats: dict[int, StatKey] = {}
 
     def fetch(number: int):
         try:
@@ -1001,7 +1001,7 @@ def _stage_all(store, writes: list[FlatEntry], names: list[bytes], stage_fd: int
         except ObjectError as exc:
             return exc
         if st is not None:
-            stats[number] = st
+            stats[number] = StatKey.of(st)  # not the os.stat_result: a clone holds one per file
         return None
 
     damaged: list[tuple[bytes, str, ObjectError]] = []
@@ -1076,15 +1076,15 @@ def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
 
 def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
            result: CheckoutResult, for_index: bool, skip: set[bytes] = frozenset(),
-           layout: _Layout | None = None, stats: dict[int, os.stat_result] | None = None
-           ) -> dict[bytes, os.stat_result]:
+           layout: _Layout | None = None, stats: dict[int, StatKey] | None = None
+           ) -> dict[bytes, StatKey]:
     """Apply the plan, leaving out the writes in `skip`. An operation that
     fails with an OSError does not stop the others: they are all reported
     at the end (_WritesFailed), each named by its path. Folders staged
     whole (`layout`) are renamed into place where the plan creates them;
     `stats` holds the lstat of the files staged in them."""
     dirs = Dirs(root_fd)
-    placed: dict[bytes, os.stat_result] = {}
+    placed: dict[bytes, StatKey] = {}
     failures: list[tuple[bytes, OSError]] = []
     try:
         gone: list[bytes] = []
@@ -1155,7 +1155,7 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
                     fd = dirs.open(parent, create=True)
                     place(stage_fd, b"%d" % number, fd, name)
                     if for_index:
-                        placed[entry.path] = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                        placed[entry.path] = StatKey.of(os.stat(name, dir_fd=fd, follow_symlinks=False))
                 except OSError as exc:
                     failures.append((entry.path, exc))
                     continue

@@ -384,3 +384,23 @@ def test_gc_waits_for_a_push_that_started_before_its_plan(tmp_path, s3):
     clone = Repository.open(tmp_path / "b")
     clone.checkout("again")
     assert clone.fsck().ok
+
+
+def test_snapshots_remote_lists_the_others_and_names_a_damaged_record(tmp_path, s3):
+    server, bucket, url = s3
+    root = tmp_path / "a"
+    repo = Repository.init(root, default_ignore=False)
+    transfer.add_remote(repo, "origin", url)
+    ids = []
+    for i in range(3):
+        replace_files(root, i, files=2)
+        ids.append(repo.snapshot(f"run {i}").id)
+        transfer.push(repo, "origin")
+    server.client().pipe(f"{bucket}/ci/{layout.SNAPSHOTS}{ids[1]}", b"not a snapshot frame")
+    listing = cli(["snapshots", "--remote", "origin"], root, server, check=False)
+    assert listing.returncode == 1
+    assert [line[:12] for line in listing.out.splitlines()] == [ids[2][:12], ids[0][:12]]
+    assert f"warning: snapshot record {ids[1]} on origin cannot be read" in listing.stderr
+    assert "Traceback" not in listing.stderr
+    found = collect.remote_snapshots(repo, "origin")
+    assert [s.id for s in found] == [ids[2], ids[0]] and [oid for oid, _ in found.damaged] == [ids[1]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -381,3 +382,83 @@ def test_verified_frames_from_several_threads_make_one_pack_or_nothing(tmp_path)
             add(runs[0])
             raise RuntimeError("a later frame was corrupt")
     assert list(failing) == [] and not [p for p in (tmp_path / "other").rglob("*") if p.is_file()]
+
+
+def test_a_push_does_not_recreate_records_the_remotes_retention_removed(tmp_path):
+    from helpers.remote import write_files
+    from rnstore.refs import HEADS
+    from rnstore.remote import collect
+    root, url = tmp_path / "a", str(tmp_path / "remote")
+    repo = Repository.init(root, default_ignore=False)
+    transfer.add_remote(repo, "origin", url)
+    ids = []
+    for i in range(3):
+        for old in root.glob("d*"):
+            shutil.rmtree(old)
+        write_files(root, 3, seed=i, prefix=f"s{i}_")
+        ids.append(repo.snapshot(f"run {i}").id)
+        transfer.push(repo, "origin")
+    collect.forget_remote(repo, "origin", keep_last=1)
+    collect.gc_remote(repo, "origin", prune="now")
+    remote = transfer.open_remote(repo, "origin")
+    assert remote.record_ids() == {ids[2]}
+    # a branch from a forgotten snapshot, pushed from the machine that still holds its history
+    repo.refs.update(HEADS + "feature", ids[1], None)
+    repo.checkout("feature")
+    (root / "new.txt").write_text("feature work")
+    feature = repo.snapshot("feature").id
+    transfer.push(repo, "origin", ["feature"])
+    assert remote.record_ids() == {ids[2], feature}
+    clone = tmp_path / "b"
+    Repository.clone(url, clone)
+    cloned = Repository.open(clone)
+    cloned.checkout("origin/feature")
+    assert (clone / "new.txt").read_text() == "feature work" and cloned.fsck().ok
+    # naming a forgotten snapshot brings it back: the user asked for it
+    repo.tag("again", ids[0])
+    transfer.push(repo, "origin", ["again"])
+    assert remote.record_ids() == {ids[2], feature, ids[0]}
+
+
+def _rewrite_remote_index(remote_dir, change) -> None:
+    """Apply `change` to the first entry of each kind in the remote's one
+    index, signed again as a hostile writer would."""
+    import hashlib
+    import struct
+    entry = struct.Struct(">32sQIc")
+    index = next((remote_dir / "index").glob("*.idx"))
+    body = index.read_bytes()[len(layout.INDEX_MAGIC):-32]
+    entries = [entry.unpack_from(body, at) for at in range(0, len(body), entry.size)]
+    first = {}
+    for number, item in enumerate(entries):
+        first.setdefault(item[3], number)
+    for number in first.values():
+        entries[number] = change(*entries[number])
+    data = layout.INDEX_MAGIC + b"".join(entry.pack(*item) for item in entries)
+    index.write_bytes(data + hashlib.sha256(data).digest())
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("past the end", "past the pack's end"),
+    ("far past the end", "is damaged: it places"),
+    ("empty", "is damaged: it places"),
+])
+def test_a_hostile_index_is_refused_clearly_and_stores_nothing(tmp_path, damage, message):
+    url = tmp_path / "remote"
+    repo = workspace_with_snapshot(tmp_path / "a", url=str(url))
+    transfer.push(repo, "origin")
+    size = next((url / "packs").glob("*.pack")).stat().st_size
+    _rewrite_remote_index(url, {
+        "past the end": lambda raw, offset, length, kind: (raw, size - length // 2, length, kind),
+        "far past the end": lambda raw, offset, length, kind: (raw, 1 << 63, length, kind),
+        "empty": lambda raw, offset, length, kind: (raw, offset, 0, kind),
+    }[damage])
+    clone = run_cli(["clone", str(url), str(tmp_path / "b")], tmp_path)
+    assert clone.returncode == 1 and message in clone.stderr, clone.stderr
+    assert clone.stderr.startswith("error: ") and "Traceback" not in clone.stderr
+    assert not (tmp_path / "b").exists()
+    other = Repository.init(tmp_path / "c", default_ignore=False)
+    transfer.add_remote(other, "origin", str(url))
+    with pytest.raises((CorruptObjectError, CorruptStoreError), match=message):
+        transfer.fetch(other, "origin", ["main"])
+    assert list(other.store) == [] and other.refs.list("refs/remotes/") == {}

@@ -196,11 +196,23 @@ def clone(
         out.summary(f"cloned into {result.path}")
 
 
-def render_remote_snapshots(repo, remote_name: str, as_json: bool) -> None:
+def render_remote_snapshots(repo, remote_name: str, as_json: bool) -> int:
     """snapshots --remote: the snapshots a remote keeps alive, newest first
-    (space.py's snapshots calls this with --remote)."""
+    (space.py's snapshots calls this with --remote); the exit code: 1 when
+    a record could not be read (each named on stderr after the listing)."""
     from ..remote.collect import remote_snapshots
     found = remote_snapshots(repo, remote_name)
+    _render_remote_snapshots(found, remote_name, as_json)
+    for oid, why in found.damaged:
+        out.warn(f"snapshot record {oid} on {remote_name} cannot be read: {why}")
+    if found.damaged:
+        out.warn(f"{len(found.damaged)} snapshot record{'s' if len(found.damaged) != 1 else ''} "
+                 f"on {remote_name} could not be read; the others are listed")
+        return 1
+    return 0
+
+
+def _render_remote_snapshots(found, remote_name: str, as_json: bool) -> None:
     if as_json:
         out.json([{"id": s.id, "time": s.time, "message": s.message, "refs": s.refs} for s in found])
         return

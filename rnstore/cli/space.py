@@ -297,8 +297,7 @@ def snapshots(
             raise InvalidValueError(f"{', '.join(given)} filter the store's snapshots, not a remote's",
                                     hints=["`rnstore snapshots --remote NAME` lists every snapshot the remote keeps"])
         from .remote import render_remote_snapshots  # the remote commands' module: loaded with --remote only
-        render_remote_snapshots(open_repo(), remote, json_)
-        return
+        return render_remote_snapshots(open_repo(), remote, json_)
     view = store_snapshots(open_repo(), tags=tag or [], meta=meta or [], workspace=workspace,
                            since=since, until=until)
 

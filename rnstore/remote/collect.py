@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
 from ..views import WorkspaceView
-from ..errors import CorruptObjectError, CorruptStoreError, InvalidValueError
+from ..errors import CorruptObjectError, CorruptStoreError, InvalidValueError, ObjectError
 from ..objects import MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
 from ..forget import select
 from ..packs import PackWriter
@@ -77,6 +77,15 @@ class RemoteSnapshot:
     time: str
     message: str
     refs: list[str] = field(default_factory=list)
+
+
+class RemoteSnapshots(list):
+    """RemoteSnapshot entries, newest first; `damaged`: (id, why) of the
+    records that could not be read (a listing names them, and goes on)."""
+
+    def __init__(self, found=(), damaged=()):
+        super().__init__(found)
+        self.damaged: list[tuple[str, str]] = list(damaged)
 
 
 class _RemoteRefs:
@@ -129,14 +138,18 @@ class RemoteView:
                 self.store.frames[oid] = frame
         self.journal = _RemoteRecords(remote, {oid for oid, frame in frames if frame is not None})
 
-    def snapshots(self) -> list[RemoteSnapshot]:
+    def snapshots(self) -> RemoteSnapshots:
         names: dict[str, list[str]] = {}
         for ref, oid in self.refs.list().items():
             names.setdefault(oid, []).append(ref[len(HEADS):] if ref.startswith(HEADS) else
                                              "tag " + ref[len(TAGS):] if ref.startswith(TAGS) else ref)
-        found = []
+        found = RemoteSnapshots()
         for oid in self.journal:
-            snapshot = self.store.get_snapshot(oid)
+            try:
+                snapshot = self.store.get_snapshot(oid)
+            except ObjectError as exc:  # one damaged record hides none of the others
+                found.damaged.append((oid, str(exc)))
+                continue
             found.append(RemoteSnapshot(oid, snapshot.time, snapshot.message, names.get(oid, [])))
         found.sort(key=lambda s: (s.time, s.id), reverse=True)
         return found
@@ -149,8 +162,9 @@ def _get_or_none(remote: Remote, key: str) -> bytes | None:
         return None  # forgotten since the listing
 
 
-def remote_snapshots(repo: WorkspaceView, name: str) -> list[RemoteSnapshot]:
-    """The snapshots a remote keeps alive (its records), newest first."""
+def remote_snapshots(repo: WorkspaceView, name: str) -> RemoteSnapshots:
+    """The snapshots a remote keeps alive (its records), newest first; the
+    records that cannot be read in its `damaged`."""
     remote = open_remote(repo, name)
     remote.require()
     return RemoteView(remote).snapshots()
@@ -500,5 +514,5 @@ def _trim_ref_versions(remote: Remote, now: float, grace: float) -> int:
     return deleted
 
 
-__all__ = ["gc_remote", "forget_remote", "remote_snapshots", "delete_refs", "RemoteGcStats",
+__all__ = ["gc_remote", "forget_remote", "remote_snapshots", "RemoteSnapshots", "delete_refs", "RemoteGcStats",
            "RemoteSnapshot", "STALE"]

@@ -22,6 +22,7 @@ import json
 import re
 import struct
 from dataclasses import dataclass
+from typing import Iterator
 
 from ..errors import CorruptStoreError
 from ..objects import BLOB, SNAPSHOT, TREE, is_object_id
@@ -42,6 +43,9 @@ INDEX_MAGIC = b"rnidx 1\n"
 _INDEX_ENTRY = struct.Struct(">32sQIc")
 KIND_CODES = {BLOB: b"b", TREE: b"t", SNAPSHOT: b"s"}
 KINDS_BY_CODE = {v: k for k, v in KIND_CODES.items()}
+#: No index entry may reach past this offset (a sanity bound; whether an
+#: entry lies inside its pack is known only when the pack is read).
+MAX_PACK_SIZE = 1 << 48
 _VERSION = re.compile(r"\d{20}\Z")
 _PACK_NAME = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -82,17 +86,30 @@ def encode_index(entries: list[tuple[bytes, int, int, str]]) -> bytes:
 
 def decode_index(data: bytes, pack: str) -> dict[str, Location]:
     """id -> Location; CorruptStoreError when the file does not add up."""
+    return {raw.hex(): Location(pack, offset, length, kind)
+            for raw, offset, length, kind in index_entries(data, pack)}
+
+
+def index_entries(data: bytes, pack: str) -> Iterator[tuple[bytes, int, int, str]]:
+    """(raw id, offset, length, kind) of each entry of an index file;
+    CorruptStoreError when the file does not add up: before any entry, or
+    at an entry out of bounds when the iteration reaches it."""
     body, digest = data[:-32], data[-32:]
     if (not body.startswith(INDEX_MAGIC) or hashlib.sha256(body).digest() != digest
             or (len(body) - len(INDEX_MAGIC)) % _INDEX_ENTRY.size):
         raise CorruptStoreError(f"remote index {index_key(pack)} is damaged")
-    found = {}
-    for raw, offset, length, code in _INDEX_ENTRY.iter_unpack(body[len(INDEX_MAGIC):]):
-        kind = KINDS_BY_CODE.get(code)
-        if kind is None:
-            raise CorruptStoreError(f"remote index {index_key(pack)} is damaged: unknown kind")
-        found[raw.hex()] = Location(pack, offset, length, kind)
-    return found
+    entries = memoryview(body)[len(INDEX_MAGIC):]
+    if bytes(entries[_INDEX_ENTRY.size - 1::_INDEX_ENTRY.size]).translate(None, b"".join(KINDS_BY_CODE)):
+        raise CorruptStoreError(f"remote index {index_key(pack)} is damaged: unknown kind")
+    return _checked_entries(entries, pack)
+
+
+def _checked_entries(entries: memoryview, pack: str) -> Iterator[tuple[bytes, int, int, str]]:
+    for raw, offset, length, code in _INDEX_ENTRY.iter_unpack(entries):
+        if length == 0 or offset + length > MAX_PACK_SIZE:  # hostile: no pack is that large
+            raise CorruptStoreError(f"remote index {index_key(pack)} is damaged: it places "
+                                    f"{raw.hex()} at {length} bytes from offset {offset}")
+        yield raw, offset, length, KINDS_BY_CODE[code]
 
 
 # -- refs --------------------------------------------------------------------------------------
@@ -132,5 +149,5 @@ def decode_ref(data: bytes, key: str) -> str | None:
     return value
 
 
-__all__ = ["Location", "encode_index", "decode_index", "ref_version_key", "parse_ref_key",
+__all__ = ["Location", "encode_index", "decode_index", "index_entries", "ref_version_key", "parse_ref_key",
            "encode_ref", "decode_ref", "pack_key", "index_key"]

@@ -162,8 +162,11 @@ def push(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, force: boo
                                                  if verdict == "refused" else ""))
                 else:
                     accepted.append((ref, new))
+            # history the remote's refs already reach was the remote's to keep or forget:
+            # a push never re-creates a record its retention removed (but a tip named)
+            settled = _history(repo.store, [state.id for state in current.values() if state.id])
             snapshots = _upload(repo, remote, index, [new for _, new in accepted], result, progress,
-                                marker=marker, condemned=condemned)
+                                marker=marker, condemned=condemned, settled=settled)
             _write_records(repo, remote, snapshots)
             for ref, new in accepted:
                 result.refs.append(_move_ref(repo, remote, ref, new, force))
@@ -256,19 +259,34 @@ def is_ancestor(store, ancestor: str, descendant: str) -> bool:
     return False
 
 
-def _missing_objects(store, index: dict[str, Location], tips: list[str]
+def _history(store, tips: list[str]) -> set[str]:
+    """The tips and every ancestor of theirs the store holds."""
+    seen: set[str] = set()
+    queue = deque(tips)
+    while queue:
+        oid = queue.popleft()
+        if oid in seen or not store.has(oid):
+            continue
+        seen.add(oid)
+        queue.extend(store.get_snapshot(oid).parents)
+    return seen
+
+
+def _missing_objects(store, index: dict[str, Location], tips: list[str], settled: set[str] = frozenset()
                      ) -> Iterator[tuple[str, str]]:
     """(id, kind) of every object the tips need that the remote lacks,
     children before the tree or snapshot naming them, in a stable order.
     Every tree is walked, even one the remote holds: the remote holding a
     tree does not prove it holds what the tree names (a collector may have
-    kept the tree's pack and deleted another)."""
-    seen: set[str] = set()
+    kept the tree's pack and deleted another). History stops at `settled`
+    snapshots (but the tips): what the remote's refs reached already, kept
+    or forgotten there (FORMAT.md "Remotes")."""
+    seen: set[str] = set(settled) - set(tips)
     history = deque(tips)
     while history:
         sid = history.popleft()
         if sid in seen or not store.has(sid):
-            continue  # history cut short locally (forgotten and collected)
+            continue  # history cut short locally (forgotten and collected), or settled
         seen.add(sid)
         snapshot = store.get_snapshot(sid)
         yield from _missing_in_tree(store, index, snapshot.tree, seen)
@@ -300,7 +318,8 @@ def _missing_in_tree(store, index, root: str, seen: set[str]) -> Iterator[tuple[
 
 
 def _upload(repo: ObjectsView, remote: Remote, index: dict[str, Location], tips: list[str],
-            result: TransferResult, progress: Progress, *, marker, condemned: set[str]) -> list[str]:
+            result: TransferResult, progress: Progress, *, marker, condemned: set[str],
+            settled: set[str] = frozenset()) -> list[str]:
     """Pack and upload every missing object; the snapshots among them."""
     snapshots: list[str] = []
     progress.start("pushing", unit="object")
@@ -323,7 +342,7 @@ def _upload(repo: ObjectsView, remote: Remote, index: dict[str, Location], tips:
                 pending.pop(0).result()
             writer, kinds, size = None, {}, 0
 
-        for oid, kind in _missing_objects(repo.store, index, tips):
+        for oid, kind in _missing_objects(repo.store, index, tips, settled):
             if writer is None:
                 count += 1
                 writer = PackWriter(folder, f"{folder}/.tmp-{count}", fsync=False, eager=True)
@@ -420,12 +439,13 @@ def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress:
             result.refs.append(RefUpdate(ref, None, current[ref].id, "refused", "not a valid ref name; skipped"))
         # records, like refs, before the indexes: both are written after them
         live = remote.record_ids() | {state.id for state in current.values()}
-        index = remote.load_index()
+        tips = [current[r].id for r in wanted]
         with repo.store_lock(shared=True):
             # a new store fetching every ref (a clone) takes every indexed object, each pack read once
-            everything = not refs and next(iter(repo.store), None) is None
-            download(repo.store, remote, index, [current[r].id for r in wanted], result, progress,
-                     live=live, everything=everything)
+            if not refs and next(iter(repo.store), None) is None:
+                download_everything(repo.store, remote, tips, result, progress, live=live)
+            else:
+                download(repo.store, remote, remote.load_index(), tips, result, progress, live=live)
             _record_fetched(repo, name, {r: current[r].id for r in wanted}, result,
                             prune=not refs, remote_refs=current)
     return result
@@ -471,40 +491,57 @@ def _record_fetched(repo: WorkspaceView, name: str, fetched: dict[str, str], res
 
 
 def download(store, remote: Remote, index: dict[str, Location], tips: list[str],
-             result: TransferResult, progress: Progress, *, live: set[str],
-             everything: bool = False) -> None:
-    """Everything the tips reach that `store` lacks. Frames are verified
-    before they are stored, and stored together as one new pack (frames too
-    large for a pack loose); a missing or corrupt one raises before any ref
-    names it, and then the pack is dropped.
+             result: TransferResult, progress: Progress, *, live: set[str]) -> None:
+    """Everything the tips reach that `store` lacks, level by level:
+    snapshots (and their live parents), trees, then the blobs that are
+    missing. Frames are verified before they are stored, and stored
+    together as one new pack (frames too large for a pack loose); a
+    missing or corrupt one raises before any ref names it, and then the
+    pack is dropped.
 
     A parent is followed only when the remote keeps it `live` (a record or
     a ref names it: a root of remote gc, whole by its rules) or the store
     holds it. A forgotten parent's own frame may outlive its files in a
-    pack gc kept for the rest: history ends there, as after a local gc.
-
-    With `everything` (a clone: an empty store fetching every ref), every
-    object the remote's indexes list is downloaded (but snapshots it does
-    not keep live), in large ranges of each pack and once, verified and
-    stored; the tips' closure is then checked in the local store. Otherwise
-    level by level: snapshots (and their live parents), trees, then the
-    blobs that are missing."""
+    pack gc kept for the rest: history ends there, as after a local gc."""
     progress.start("fetching", unit="object")
-    large: list[str] = []
     with store.verified_pack() as add:
-        if everything:
-            # a snapshot the remote does not keep live may have lost its files
-            wanted = {oid: location for oid, location in index.items()
-                      if location.kind != SNAPSHOT or oid in live}
-            fits = [(oid, location) for oid, location in wanted.items() if location.length <= LARGE_FRAME]
-            large = sorted(oid for oid, location in wanted.items() if location.length > LARGE_FRAME)
-            _store_frames(store, _fetch_frames(remote, index, fits, result, progress, add=add))
-        else:
-            large = _download_walking(store, remote, index, tips, result, progress, add, live)
+        large = _download_walking(store, remote, index, tips, result, progress, add, live)
     for oid in large:
         _fetch_large_blob(store, remote, oid, index[oid], result, progress)
-    if everything:
-        _check_closure(store, remote, index, tips, live)
+    progress.finish()
+
+
+def download_everything(store, remote: Remote, tips: list[str], result: TransferResult,
+                        progress: Progress, *, live: set[str]) -> None:
+    """download() into an empty store fetching every ref (a clone): every
+    object the remote's indexes list (but snapshots it does not keep
+    `live`: they may have lost their files), in large ranges of each pack
+    and once, verified and stored; then the tips' closure is checked in
+    the store. The indexes stay as their files, read pack by pack: no
+    Location by id for every object (a clone's peak memory)."""
+    progress.start("fetching", unit="object")
+    large: dict[str, Location] = {}
+
+    indexes = remote.index_files()
+
+    def ranges() -> Iterator[tuple[str, int, int, list]]:
+        for name, data in sorted(indexes.items()):
+            located = []
+            for raw, offset, length, kind in layout.index_entries(data, name):
+                oid = raw.hex()
+                if kind == SNAPSHOT and oid not in live:
+                    continue
+                if length > LARGE_FRAME:
+                    large.setdefault(oid, Location(name, offset, length, kind))
+                else:
+                    located.append((oid, Location(name, offset, length, kind)))
+            yield from _ranges(located)
+
+    with store.verified_pack() as add:
+        _store_frames(store, _read_ranges(remote, ranges(), result, progress, add=add))
+    for oid, location in sorted(large.items()):
+        _fetch_large_blob(store, remote, oid, location, result, progress)
+    _check_closure(store, remote, tips, live, indexes)
     progress.finish()
 
 
@@ -563,19 +600,20 @@ def _store_frames(store, fetched: Iterator[tuple[str, bytes | None, bytes | None
     return payloads
 
 
-def _check_closure(store, remote: Remote, index: dict[str, Location], tips: list[str],
-                   live: set[str]) -> None:
-    """Every object the tips reach (and the live parents) is
-    stored: read from the local store, where download(everything=True) put
-    every indexed object."""
+def _check_closure(store, remote: Remote, tips: list[str], live: set[str], indexes: dict[str, bytes]) -> None:
+    """Every object the tips reach (and the live parents) is stored, where
+    download_everything() put every object `indexes` list: snapshots and
+    trees are read from the store, blobs looked up in `indexes` (no file
+    system call for each)."""
     seen: set[str] = set()
+    blobs: set[str] = set()
     history = list(tips)
     while history:
         sid = history.pop()
         if sid in seen:
             continue
         seen.add(sid)
-        _require(remote, index, [sid])
+        _require_stored(store, remote, [sid])
         snapshot = store.get_snapshot(sid)
         history.extend(p for p in snapshot.parents if p in live)
         stack = [snapshot.tree]
@@ -584,14 +622,24 @@ def _check_closure(store, remote: Remote, index: dict[str, Location], tips: list
             if tree_id in seen:
                 continue
             seen.add(tree_id)
-            _require(remote, index, [tree_id])
+            _require_stored(store, remote, [tree_id])
             entries = store.get_tree(tree_id).entries
             stack.extend(entry.id for entry in entries if entry.mode == MODE_TREE)
-            _require(remote, index, [entry.id for entry in entries if entry.mode != MODE_TREE])
+            blobs.update(entry.id for entry in entries if entry.mode != MODE_TREE)
+    for name, data in indexes.items():
+        blobs.difference_update(raw.hex() for raw, _, _, _ in layout.index_entries(data, name))
+    _missing_error(remote, sorted(blobs))
+
+
+def _require_stored(store, remote: Remote, ids: list[str]) -> None:
+    _missing_error(remote, [oid for oid in ids if not store.has(oid)])
 
 
 def _require(remote: Remote, index: dict[str, Location], ids: list[str]) -> None:
-    missing = [oid for oid in ids if oid not in index]
+    _missing_error(remote, [oid for oid in ids if oid not in index])
+
+
+def _missing_error(remote: Remote, missing: list[str]) -> None:
     if missing:
         raise RemoteError(f"{remote.describe} is missing object {missing[0]} "
                           f"({len(missing)} missing in all) that its refs need",
@@ -611,7 +659,7 @@ def _fetch_large_blob(store, remote: Remote, oid: str, location: Location,
             try:
                 data = remote.backend.get_range(key, start, min(start + LARGE_FRAME, end))
             except ShortReadError:
-                data = b""
+                _past_the_end(remote, key, [(oid, location)])
             except FileNotFoundError:
                 raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
                                   hints=["run the command again"]) from None
@@ -657,9 +705,13 @@ def _fetch_frames(remote: Remote, index: dict[str, Location], located: list[tupl
     `add` (from the reading threads), the others returned: (id, frame or
     None, payload if asked and the object is no blob)."""
     _require(remote, index, [oid for oid, location in located if location is None])
-    ranges = _ranges(located)
-    if not ranges:
-        return
+    yield from _read_ranges(remote, _ranges(located), result, progress, add=add, keep_payload=keep_payload)
+
+
+def _read_ranges(remote: Remote, ranges: Iterable[tuple[str, int, int, list]], result: TransferResult,
+                 progress: Progress, *, add, keep_payload: bool = False
+                 ) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+    """_fetch_frames() of merged ranges (_ranges), taken from `ranges` as they are read."""
     with ThreadPoolExecutor(READERS) as pool:
         window: deque[Future] = deque()
         for item in ranges:
@@ -714,8 +766,8 @@ def _read_range(remote: Remote, item, keep_payload: bool, add=None
     except FileNotFoundError:
         raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
                           hints=["run the command again"]) from None
-    except ShortReadError:
-        data = remote.backend.get(key)[start:end]  # truncated: what is there reads as corrupt
+    except ShortReadError:  # never read whole: a hostile index may name any offset
+        _past_the_end(remote, key, members)
     out = []
     packed = []
     size = 0
@@ -731,6 +783,18 @@ def _read_range(remote: Remote, item, keep_payload: bool, add=None
     if packed:
         add(packed)
     return out, size
+
+
+def _past_the_end(remote: Remote, key: str, members: list[tuple[str, Location]]) -> None:
+    """Raise for a range the pack does not hold whole: it is truncated, or
+    its index damaged (a frame past its end)."""
+    info = remote.backend.stat(key)
+    size = info.size if info is not None else 0
+    oid = next((oid for oid, location in members if location.offset + location.length > size),
+               members[-1][0])
+    raise CorruptObjectError(f"remote object {oid} in {key} is corrupt: its index places it past "
+                             f"the pack's end ({size} bytes): a truncated pack or a damaged index", oid,
+                             hints=["nothing was stored from it; the remote needs the snapshot pushed again"])
 
 
 def _verified_payload(oid: str, frame: bytes | memoryview, key: str, keep: bool) -> bytes | None:

@@ -88,7 +88,7 @@ def main() -> None:
         ws = work / "rn"
         shutil.copytree(source, ws, symlinks=True)
         subprocess.run([*rn, "init", "-q", "--no-default-ignore"], cwd=ws, env=env, check=True)
-        results["rnstore commit"] = dict(zip(("s", "rss_mb"), timed([*rn, "commit", "-a", "-q", "-m", "1"], ws, env)))
+        results["rnstore commit"] = dict(zip(("s", "rss_mb"), timed([*rn, "commit", "-a", "-q", "--force", "-m", "1"], ws, env)))
         subprocess.run([*rn, "remote", "add", "origin", "s3://rnstore-bench/b"], cwd=ws, env=env, check=True)
         results["rnstore push"] = dict(zip(("s", "rss_mb"), timed([*rn, "push", "-q", "origin"], ws, env)))
         first_keys = set(fs.find("rnstore-bench"))
@@ -99,7 +99,7 @@ def main() -> None:
         (ws / ".rnstore").rename(work / "rnstore.aside")
         subprocess.run([sys.executable, str(HERE / "gen.py"), "edit", str(ws)], check=True)
         (work / "rnstore.aside").rename(ws / ".rnstore")
-        results["rnstore commit (edit)"] = dict(zip(("s", "rss_mb"), timed([*rn, "commit", "-a", "-q", "-m", "2"], ws, env)))
+        results["rnstore commit (edit)"] = dict(zip(("s", "rss_mb"), timed([*rn, "commit", "-a", "-q", "--force", "--allow-empty", "-m", "2"], ws, env)))
         results["rnstore push (edit)"] = dict(zip(("s", "rss_mb"), timed([*rn, "push", "-q", "origin"], ws, env)))
         results["rnstore push (edit)"]["new_keys"] = len(set(fs.find("rnstore-bench")) - first_keys)
 
