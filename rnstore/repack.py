@@ -276,7 +276,7 @@ def _frame(store: ObjectStore, oid: str, base: str | None, cache: dict[str, byte
     if store.delta_base(oid) == base:  # stored against the same base already: kept as it is
         frame = store.intact_frame(oid)[1]
         if codec.frame_base(frame) == base:  # the intact copy, where there are several
-            return frame, None
+            return codec.modern_delta(frame), None  # (a delta of the first form, less its fixed cost)
     kind, payload = store.get(oid, limit=codec.DELTA_MAX_SIZE)
     base_payload = cache.get(base)
     if base_payload is None:

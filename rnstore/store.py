@@ -1209,7 +1209,10 @@ class DiskStore(ObjectStore):
             return {}
         bases = {}
         for raw_id, _ in pack.entries():
-            base = _base_or_none(pack.read(raw_id))
+            try:
+                base = _base_or_none(pack.read(raw_id))
+            except CorruptObjectError:  # a delta whose base is not where it says: corrupt, and fsck says so
+                continue
             if base is not None:
                 bases[raw_id.hex()] = base
         # a pack never changes (its name is its index's hash): gc asks twice
@@ -1273,7 +1276,7 @@ class DiskStore(ObjectStore):
             mtime = _current_mtime(path, pack)
             # read frame by frame while writing: memory stays flat however big
             # the pack; in the order they lie, so that bases stay before deltas
-            kept = ((raw_id.hex(), pack.read(raw_id)) for raw_id, _, _ in
+            kept = ((raw_id.hex(), _without_gone_base(pack.read(raw_id), raw_ids)) for raw_id, _, _ in
                     sorted(pack.locations(), key=lambda location: location[1]) if raw_id not in raw_ids)
             rewritten = write_pack(self._pack_folder, self._temp_name(self._pack_folder), kept,
                                    fsync=self.fsync, shared=self.group_shared)
@@ -1415,6 +1418,17 @@ class DiskStore(ObjectStore):
             pending, self._pending = self._pending, {}
         for temp in pending.values():
             remove_quietly(temp)
+
+
+def _without_gone_base(frame: bytes, gone: set[bytes]) -> bytes:
+    """A frame to copy into a pack rewritten without the objects `gone`: a
+    delta whose base is among them (deleted by hand: gc spares bases) is
+    written in the first form, which names its base by id, so that it is
+    read wherever its base is found, or reported with it missing."""
+    parts = codec.delta_parts(frame) if frame[:1] and frame[0] & codec.DETACHED else None
+    if parts is not None and parts[2] in gone:
+        return codec.first_form_delta(frame)
+    return frame
 
 
 def _refresh_whole_file(path: str) -> bool:
