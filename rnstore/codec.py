@@ -190,7 +190,7 @@ def first_form_delta(frame: bytes) -> bytes:
 def modern_delta(frame: bytes) -> bytes:
     """A delta frame of the first form (an "rn1 KIND delta SIZE BASE" header
     in a zstd frame) as a delta frame of today's: the same inner frame, less
-    its magic number. Any other frame is returned as it is."""
+    its magic number and checksum. Any other frame is returned as it is."""
     try:
         content = _decompressor().decompressobj().decompress(frame)
     except zstandard.ZstdError:
@@ -200,10 +200,13 @@ def modern_delta(frame: bytes) -> bytes:
     if match is None or not match.group(4):
         return frame
     inner = content[newline + 1:]
-    if inner[:4] != ZSTD_MAGIC:
+    if inner[:4] != ZSTD_MAGIC or len(inner) < 9:
         return frame
+    magicless = inner[4:]
+    if magicless[0] & 0x04:  # its checksum goes: the descriptor's flag cleared, the last 4 bytes dropped
+        magicless = bytes([magicless[0] & ~0x04]) + magicless[1:-4]
     return (bytes([_DELTA_CODE_OF[match.group(1).decode()] | DETACHED]) + encode_varint(int(match.group(5)))
-            + bytes.fromhex(match.group(6).decode()) + inner[4:])
+            + bytes.fromhex(match.group(6).decode()) + magicless)
 
 
 def _delta_compressor(size: int, base: bytes, level: int) -> zstandard.ZstdCompressor:

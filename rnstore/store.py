@@ -339,14 +339,25 @@ class ObjectStore(abc.ABC):
         fh = self._open_frame(oid, copy)
         try:
             yield (_VerifiedFrameReader if verify else codec.FrameReader)(
-                fh, oid, functools.partial(self._delta_base, oid, chain))
+                fh, oid, functools.partial(self._delta_base, oid, chain, _home(fh)))
         finally:
             fh.close()
 
-    def _delta_base(self, oid: str, chain: tuple[str, ...], base: str) -> bytes:
+    def _delta_base(self, oid: str, chain: tuple[str, ...], home, base: str) -> bytes:
         """The verified payload of `base`, which the delta `oid` needs; a
         base that cannot be read makes the delta corrupt (BrokenDeltaError,
-        naming the first object down the chain that is missing or corrupt)."""
+        naming the first object down the chain that is missing or corrupt).
+        `home` is the pack the delta was read from, which MUST hold its base
+        too (FORMAT.md, Deltas: a delta of the first form names its base by
+        id, and could name one elsewhere); LOOSE for a loose file, which is
+        never a delta; None where no such rule applies (memory, a batch)."""
+        if home is LOOSE:
+            raise CorruptObjectError(f"object {oid} is corrupt: a loose object file is a delta", oid)
+        if home is not None and bytes.fromhex(base) not in home:
+            if not self.has(base):
+                raise self._broken(oid, base, base, True)
+            raise CorruptObjectError(f"object {oid} is corrupt: its delta base {base} is not in its "
+                                     f"pack {home.path}", oid)
         chain = (*chain, oid)
         if base in chain:
             raise _ChainError(f"object {oid} is corrupt: its chain of delta bases loops "
@@ -502,7 +513,8 @@ class ObjectStore(abc.ABC):
         def read(copy: int) -> tuple[str, bytes]:
             with self._open_frame(oid, copy) as fh:
                 frame = fh.read()
-            reader = _VerifiedFrameReader(io.BytesIO(frame), oid, functools.partial(self._delta_base, oid, ()))
+                home = _home(fh)
+            reader = _VerifiedFrameReader(io.BytesIO(frame), oid, functools.partial(self._delta_base, oid, (), home))
             for _ in reader.chunks():
                 pass
             return reader.kind, frame
@@ -668,6 +680,26 @@ class _BaseCache:
         with self._lock:
             self._payloads.clear()
             self._bytes = 0
+
+
+#: Where a loose object file's delta would have to find its base: nowhere.
+LOOSE = object()
+
+
+class _PackedFrame(io.BytesIO):
+    """A frame read from a pack, which knows its pack (a delta's base must
+    be in it)."""
+
+    def __init__(self, frame: bytes, pack: Pack):
+        super().__init__(frame)
+        self.pack = pack
+
+
+def _home(fh: BinaryIO):
+    """Where the delta read from `fh` must find its base (_delta_base)."""
+    if isinstance(fh, _PackedFrame):
+        return fh.pack
+    return None if isinstance(fh, io.BytesIO) else LOOSE
 
 
 class _ChainError(CorruptObjectError):
@@ -947,17 +979,17 @@ class DiskStore(ObjectStore):
                 raise MissingObjectError(f"object {oid} is missing", oid)
             where = sources[copy]
             if isinstance(where, Pack):
-                return io.BytesIO(where.read(bytes.fromhex(oid)))
+                return _PackedFrame(where.read(bytes.fromhex(oid)), where)
             if where is None:
                 return io.BytesIO(self._writer.read(oid))
             return self._open_loose(oid, where)
         writer = self._writer
         frame = writer.read(oid) if writer is not None else None
-        if frame is None:
-            pack = self._pack_of(oid, reload=False)
-            frame = pack.read(bytes.fromhex(oid)) if pack is not None else None
         if frame is not None:
             return io.BytesIO(frame)
+        pack = self._pack_of(oid, reload=False)
+        if pack is not None:
+            return _PackedFrame(pack.read(bytes.fromhex(oid)), pack)
         try:
             return self._open_loose(oid, self._pending.get(oid, path))
         except FileNotFoundError:
@@ -965,7 +997,7 @@ class DiskStore(ObjectStore):
         pack = self._pack_of(oid, reload=True)
         if pack is None:
             raise MissingObjectError(f"object {oid} is missing", oid)
-        return io.BytesIO(pack.read(bytes.fromhex(oid)))
+        return _PackedFrame(pack.read(bytes.fromhex(oid)), pack)
 
     @staticmethod
     def _open_loose(oid: str, path: str) -> BinaryIO:
