@@ -56,13 +56,15 @@ DELTA_MAX_SIZE = 64 << 20
 #: delta, down to a whole object) as corrupt: a loop included. Writers keep
 #: to `pack.depth` (config.py), which may not exceed it.
 MAX_CHAIN_DEPTH = 64
-#: The kinds a delta may be (snapshots stay whole: a remote's snapshot
-#: records are their frames, read without any other object).
-DELTA_KINDS = ("blob", "tree")
+#: The kinds a delta may be: in a pack, any (a remote never holds deltas:
+#: its snapshot records are whole frames); in the first form, which named
+#: its kind in a header, blobs and trees only.
+DELTA_KINDS = ("blob", "tree", "snapshot")
+FIRST_FORM_DELTA_KINDS = ("blob", "tree")
 
 #: The kind byte of a pack-local delta record, and of a delta frame (the
 #: same with DETACHED set): never a zstd frame's first byte (0x28).
-DELTA_CODES = {1: "blob", 2: "tree"}
+DELTA_CODES = {1: "blob", 2: "tree", 3: "snapshot"}
 _DELTA_CODE_OF = {kind: code for code, kind in DELTA_CODES.items()}
 DETACHED = 0x80
 #: A varint (LEB128) of at most this many bytes: 64 bits.
@@ -397,7 +399,7 @@ class FrameReader:
         else:
             self.base = match.group(6).decode()
             self.size = int(match.group(5))
-            if self.kind not in DELTA_KINDS:
+            if self.kind not in FIRST_FORM_DELTA_KINDS:
                 raise self._corrupt(f"a {self.kind} stored as a delta")
             if self.size > DELTA_MAX_SIZE:
                 raise self._corrupt(f"a delta of {self.size} bytes, over the limit of {DELTA_MAX_SIZE}")

@@ -93,9 +93,8 @@ def test_varints_round_trip_and_refuse_what_is_not_minimal(value):
         codec.decode_varint(encoded[:-1] + bytes([encoded[-1] | 0x80, 0]), 0)
 
 
-def test_snapshots_and_oversized_payloads_are_never_deltas(monkeypatch):
-    with pytest.raises(ValueError, match="snapshot"):
-        codec.encode_delta("snapshot", b"x", "0" * 64, b"y", 3)
+def test_oversized_payloads_are_never_deltas_and_snapshots_only_pack_local_ones(monkeypatch):
+    assert codec.encode_delta("snapshot", b"x", "0" * 64, b"y", 3)[0] == 0x83
     monkeypatch.setattr(codec, "DELTA_MAX_SIZE", 10)
     with pytest.raises(ValueError, match="limited"):
         codec.encode_delta("blob", b"x" * 11, "0" * 64, b"y", 3)
@@ -730,7 +729,7 @@ def hostile_records() -> dict[str, tuple[str, list[tuple[str, bytes]]]]:
         "where no object of pack": (delta, pack(record(1, len(payload), len(whole) - 1, inner))),
         "lies 0 bytes back": (delta, pack(record(1, len(payload), 0, inner))),
         "lies .* bytes back": (delta, pack(record(1, len(payload), at, inner))),  # before the magic
-        "not a zstd frame": (delta, pack(b"\x03" + record(1, len(payload), len(whole), inner)[1:])),
+        "not a zstd frame": (delta, pack(b"\x04" + record(1, len(payload), len(whole), inner)[1:])),
         "not minimal": (delta, pack(b"\x01" + codec.encode_varint(len(payload))[:-1]
                                     + bytes([codec.encode_varint(len(payload))[-1] | 0x80, 0])
                                     + codec.encode_varint(len(whole) + 1) + inner)),

@@ -133,10 +133,10 @@ def read_pack_by_the_spec(path: Path) -> dict[str, tuple[str, bytes, int]]:
         nonlocal local
         if oid not in objects:
             offset, frame = frames[oid]
-            if frame[0] in (1, 2):  # a pack-local delta
+            if frame[0] in (1, 2, 3):  # a pack-local delta
                 assert data[:9] == b"rnpack 2\n", "pack-local deltas only in a version 2 pack"
                 local += 1
-                kind = {1: "blob", 2: "tree"}[frame[0]]
+                kind = {1: "blob", 2: "tree", 3: "snapshot"}[frame[0]]
                 size, at = _varint(frame, 1)
                 distance, at = _varint(frame, at)
                 assert distance > 0
