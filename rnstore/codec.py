@@ -498,7 +498,7 @@ class FrameReader:
         inner = self._inner if magicless else b"".join(self._body())
         if self._load_base is None:
             raise self._corrupt(f"a delta against {self.base}, which cannot be read here")
-        base_payload = self._load_base(self.base)
+        base_payload = self._load_base(self.base) if magicless else self._load_base(self.base, first_form=True)
         try:
             return decode_delta(inner, self.size, base_payload, magicless=magicless)
         except ValueError as exc:

@@ -339,25 +339,19 @@ class ObjectStore(abc.ABC):
         fh = self._open_frame(oid, copy)
         try:
             yield (_VerifiedFrameReader if verify else codec.FrameReader)(
-                fh, oid, functools.partial(self._delta_base, oid, chain, _home(fh)))
+                fh, oid, functools.partial(self._delta_base, oid, chain))
         finally:
             fh.close()
 
-    def _delta_base(self, oid: str, chain: tuple[str, ...], home, base: str) -> bytes:
+    def _delta_base(self, oid: str, chain: tuple[str, ...], base: str, *, first_form: bool = False) -> bytes:
         """The verified payload of `base`, which the delta `oid` needs; a
         base that cannot be read makes the delta corrupt (BrokenDeltaError,
         naming the first object down the chain that is missing or corrupt).
-        `home` is the pack the delta was read from, which MUST hold its base
-        too (FORMAT.md, Deltas: a delta of the first form names its base by
-        id, and could name one elsewhere); LOOSE for a loose file, which is
-        never a delta; None where no such rule applies (memory, a batch)."""
-        if home is LOOSE:
-            raise CorruptObjectError(f"object {oid} is corrupt: a loose object file is a delta", oid)
-        if home is not None and bytes.fromhex(base) not in home:
-            if not self.has(base):
-                raise self._broken(oid, base, base, True)
-            raise CorruptObjectError(f"object {oid} is corrupt: its delta base {base} is not in its "
-                                     f"pack {home.path}", oid)
+        A delta of the `first_form` names its base by id, and so could name
+        one outside its pack, which is corrupt (FORMAT.md, Deltas); a
+        pack-local delta cannot."""
+        if first_form:
+            self._check_first_form_base(oid, base)
         chain = (*chain, oid)
         if base in chain:
             raise _ChainError(f"object {oid} is corrupt: its chain of delta bases loops "
@@ -387,6 +381,10 @@ class ObjectStore(abc.ABC):
             raise self._too_deep(oid)
         self._bases.rebuilt.last = (oid, base_depth + 1)
         return payload
+
+    def _check_first_form_base(self, oid: str, base: str) -> None:
+        """Raises CorruptObjectError unless a pack holds the delta `oid` and
+        its `base` both (a store that keeps no packs: no rule)."""
 
     @staticmethod
     def _too_deep(oid: str) -> CorruptObjectError:
@@ -513,8 +511,7 @@ class ObjectStore(abc.ABC):
         def read(copy: int) -> tuple[str, bytes]:
             with self._open_frame(oid, copy) as fh:
                 frame = fh.read()
-                home = _home(fh)
-            reader = _VerifiedFrameReader(io.BytesIO(frame), oid, functools.partial(self._delta_base, oid, (), home))
+            reader = _VerifiedFrameReader(io.BytesIO(frame), oid, functools.partial(self._delta_base, oid, ()))
             for _ in reader.chunks():
                 pass
             return reader.kind, frame
@@ -680,26 +677,6 @@ class _BaseCache:
         with self._lock:
             self._payloads.clear()
             self._bytes = 0
-
-
-#: Where a loose object file's delta would have to find its base: nowhere.
-LOOSE = object()
-
-
-class _PackedFrame(io.BytesIO):
-    """A frame read from a pack, which knows its pack (a delta's base must
-    be in it)."""
-
-    def __init__(self, frame: bytes, pack: Pack):
-        super().__init__(frame)
-        self.pack = pack
-
-
-def _home(fh: BinaryIO):
-    """Where the delta read from `fh` must find its base (_delta_base)."""
-    if isinstance(fh, _PackedFrame):
-        return fh.pack
-    return None if isinstance(fh, io.BytesIO) else LOOSE
 
 
 class _ChainError(CorruptObjectError):
@@ -979,17 +956,17 @@ class DiskStore(ObjectStore):
                 raise MissingObjectError(f"object {oid} is missing", oid)
             where = sources[copy]
             if isinstance(where, Pack):
-                return _PackedFrame(where.read(bytes.fromhex(oid)), where)
+                return io.BytesIO(where.read(bytes.fromhex(oid)))
             if where is None:
                 return io.BytesIO(self._writer.read(oid))
             return self._open_loose(oid, where)
         writer = self._writer
         frame = writer.read(oid) if writer is not None else None
+        if frame is None:
+            pack = self._pack_of(oid, reload=False)
+            frame = pack.read(bytes.fromhex(oid)) if pack is not None else None
         if frame is not None:
             return io.BytesIO(frame)
-        pack = self._pack_of(oid, reload=False)
-        if pack is not None:
-            return _PackedFrame(pack.read(bytes.fromhex(oid)), pack)
         try:
             return self._open_loose(oid, self._pending.get(oid, path))
         except FileNotFoundError:
@@ -997,7 +974,7 @@ class DiskStore(ObjectStore):
         pack = self._pack_of(oid, reload=True)
         if pack is None:
             raise MissingObjectError(f"object {oid} is missing", oid)
-        return _PackedFrame(pack.read(bytes.fromhex(oid)), pack)
+        return io.BytesIO(pack.read(bytes.fromhex(oid)))
 
     @staticmethod
     def _open_loose(oid: str, path: str) -> BinaryIO:
@@ -1053,6 +1030,18 @@ class DiskStore(ObjectStore):
         if not intact:
             return []  # no copy is intact: the object itself is reported
         return [(name, f"{why}; an intact copy in {intact[0]} is used") for name, why in damaged]
+
+    def _check_first_form_base(self, oid: str, base: str) -> None:
+        holding = self._packs_holding(oid)
+        if not holding:
+            raise CorruptObjectError(f"object {oid} is corrupt: a loose object file is a delta", oid)
+        raw_base = bytes.fromhex(base)
+        if any(raw_base in pack for pack in holding):
+            return
+        if not self.has(base):
+            raise self._broken(oid, base, base, True)
+        raise CorruptObjectError(f"object {oid} is corrupt: its delta base {base} is not in its "
+                                 f"pack {holding[0].path}", oid)
 
     def _temp_name(self, folder: str) -> str:
         return f"{folder}/{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_temp_counter)}"
