@@ -789,7 +789,7 @@ def test_a_pack_without_deltas_stays_version_1(tmp_path):
 def test_a_pack_local_delta_costs_a_few_bytes_more_than_its_inner_frame(tmp_path):
     """The fixed cost of a delta: the kind byte, two short varints and the
     frame header of a magicless frame without checksum (the first form
-    cost about 117 bytes)."""
+    cost about 100 bytes more)."""
     from helpers.deltas import encode_legacy_delta
     base, payload = versions(2)
     store = DiskStore(tmp_path / "objects")
