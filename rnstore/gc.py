@@ -253,7 +253,7 @@ def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, d
     if not plan.empty:
         repack(store, plan, kinds=marker.kind, deltas=repo.config.get("pack.deltas"),
                depth=repo.config.get("pack.depth"), level=repo.config.get("compression.level"),
-               progress=progress)
+               aggressive=full, progress=progress)
     stats.repacked_objects = len(plan.objects) - len(plan.skipped)
     stats.loose_after, stats.packs_after = _counts(repo)
 

@@ -7,10 +7,14 @@ published by one rename, so readers see all of it or none of it::
 
     "rnpack 1\\n"   frame*   index   trailer
 
-Each frame is exactly what a loose object file would hold. The index lists
-(32-byte binary id, 8-byte offset, 4-byte length) per object, sorted by id;
-the trailer is the index's offset, the object count, the SHA-256 of the
-index, and b"rnpkend\\n". FORMAT.md specifies it.
+Each frame is exactly what a loose object file would hold, or (in a pack
+that starts "rnpack 2") a pack-local delta: a record naming its base by the
+distance back to the base's record (codec.py). Records are handed out, and
+taken in, as frames naming their base by id (codec.encode_delta), so that
+frames move between packs. The index lists (32-byte binary id, 8-byte
+offset, 4-byte length) per object, sorted by id; the trailer is the index's
+offset, the object count, the SHA-256 of the index, and b"rnpkend\\n".
+FORMAT.md specifies it.
 """
 
 from __future__ import annotations
@@ -24,9 +28,14 @@ import struct
 import threading
 from typing import Iterator
 
+from . import codec
+from .errors import CorruptObjectError
 from .fsutil import TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, open_regular, remove_quietly, share
 
 MAGIC = b"rnpack 1\n"
+#: A pack holding pack-local deltas; one without keeps MAGIC, which readers
+#: that predate version 2 still read.
+MAGIC_2 = b"rnpack 2\n"
 END = b"rnpkend\n"
 _ENTRY = struct.Struct(">32sQI")
 _TRAILER = struct.Struct(">QQ32s8s")
@@ -71,6 +80,8 @@ class Pack:
         # the list is faster than one of the bytes), as a restore needs.
         self._ids: list[bytes] | None = None
         self._lookups = 0
+        self.version = 2 if os.pread(self._fd, len(MAGIC_2), 0) == MAGIC_2 else 1
+        self._by_offset: tuple[list[int], list[int]] | None = None  # offsets sorted, their slots
 
     @classmethod
     def open(cls, path: str) -> "Pack":
@@ -85,8 +96,8 @@ class Pack:
             st = os.fstat(file.fileno())
             if st.st_size < len(MAGIC) + _TRAILER.size:
                 raise DamagedPackError("too short to be a pack")
-            if os.pread(file.fileno(), len(MAGIC), 0) != MAGIC:
-                raise DamagedPackError("does not start with 'rnpack 1'")
+            if os.pread(file.fileno(), len(MAGIC), 0) not in (MAGIC, MAGIC_2):
+                raise DamagedPackError("does not start with 'rnpack 1' or 'rnpack 2'")
             trailer = os.pread(file.fileno(), _TRAILER.size, st.st_size - _TRAILER.size)
             offset, count, digest, end = _TRAILER.unpack(trailer)
             if end != END:
@@ -142,12 +153,38 @@ class Pack:
 
     def read(self, raw_id: bytes) -> bytes | None:
         """The stored frame, or None if this pack does not hold the object.
-        A frame cut short reads short: the frame reader reports it corrupt."""
+        A frame cut short reads short: the frame reader reports it corrupt.
+        A pack-local delta comes out as a delta frame naming its base by id;
+        CorruptObjectError when its base cannot be found that way."""
         slot = self._slot(raw_id)
         if slot is None:
             return None
         _, offset, length = self._entry(slot)
-        return os.pread(self._fd, length, offset)
+        record = os.pread(self._fd, length, offset)
+        if self.version == 2 and record[:1] and record[0] in codec.DELTA_CODES:
+            return self._detached(raw_id, offset, record)
+        return record
+
+    def _detached(self, raw_id: bytes, offset: int, record: bytes) -> bytes:
+        try:
+            _, distance, _ = codec.record_parts(record)
+        except ValueError as exc:
+            raise CorruptObjectError(f"object {raw_id.hex()} is corrupt: {exc}", raw_id.hex()) from None
+        base = self._id_at(offset - distance) if distance > 0 else None
+        if base is None:
+            raise CorruptObjectError(
+                f"object {raw_id.hex()} is corrupt: its delta base lies {distance} bytes back, "
+                f"where no object of pack {self.path} starts", raw_id.hex())
+        return codec.detached_frame(record, base)
+
+    def _id_at(self, offset: int) -> bytes | None:
+        """The id of the object whose record starts at `offset`."""
+        if self._by_offset is None:  # built once, when the first delta is read
+            order = sorted(range(self._count), key=lambda slot: self._entry(slot)[1])
+            self._by_offset = ([self._entry(slot)[1] for slot in order], order)
+        offsets, slots = self._by_offset
+        at = bisect.bisect_left(offsets, offset)
+        return self._entry(slots[at])[0] if at < len(offsets) and offsets[at] == offset else None
 
     def locations(self):
         """(raw id, offset, frame length) of every object, in id order."""
@@ -217,6 +254,7 @@ class PackWriter:
         self._entries = bytearray()
         self._fd = -1
         self._end = 0
+        self._local_deltas = False  # a pack-local delta was written: the pack is version 2
 
     def _bucket_of(self, raw_id: bytes) -> int:
         return int.from_bytes(raw_id[:2], "big") >> (16 - _BUCKET_BITS)
@@ -282,6 +320,9 @@ class PackWriter:
             frames = list({oid: frame for oid, frame in frames if oid not in self}.items())
             if not frames:
                 return
+            for oid, frame in frames:
+                if frame[:1] and frame[0] & codec.DETACHED:
+                    raise ValueError(f"object {oid} is a delta: add() stores it, after its base")
             if self._fd < 0:
                 self._start_file()
             _writev_at(self._fd, [frame for _, frame in frames], self._end)
@@ -317,7 +358,12 @@ class PackWriter:
             if slot is None:
                 return None
             _, offset, length = _ENTRY.unpack_from(self._entries, slot * _ENTRY.size)
-            return os.pread(self._fd, length, offset)
+            record = os.pread(self._fd, length, offset)
+            if self._local_deltas and record[:1] and record[0] in codec.DELTA_CODES:
+                base_offset = offset - codec.record_parts(record)[1]
+                base = next(raw for raw, at, _ in _ENTRY.iter_unpack(self._entries) if at == base_offset)
+                return codec.detached_frame(record, base)
+            return record
 
     def _start_file(self) -> None:
         make_folder(self.folder, shared=self._shared, parents=True)
@@ -333,11 +379,29 @@ class PackWriter:
         self._held_bytes = 0
 
     def _append(self, raw_id: bytes, frame: bytes) -> None:
+        if frame[:1] and frame[0] & codec.DETACHED:  # a delta frame: stored as a pack-local record
+            frame = self._local_record(raw_id, frame)
         # At an explicit offset: a write that fails half-way (a full disk)
         # is overwritten by the next frame, not left in the way of it.
         _write_at(self._fd, frame, self._end)
         self._add_slot(raw_id, self._end, len(frame))
         self._end += len(frame)
+
+    def _local_record(self, raw_id: bytes, frame: bytes) -> bytes:
+        """The record of a delta frame written at the end: its base, which
+        MUST be in this pack already, named by the distance back to it."""
+        try:
+            parts = codec.delta_parts(frame)
+        except ValueError as exc:
+            raise ValueError(f"object {raw_id.hex()}: {exc}") from None
+        if parts is None:
+            raise ValueError(f"object {raw_id.hex()}: not an object frame")
+        slot = self._slot(parts[2])
+        if slot is None:
+            raise ValueError(f"object {raw_id.hex()} is a delta against {parts[2].hex()}, "
+                             "which is not earlier in the same pack")
+        self._local_deltas = True
+        return codec.delta_record(frame, self._end, _ENTRY.unpack_from(self._entries, slot * _ENTRY.size)[1])
 
     def held_frames(self) -> dict[str, bytes]:
         """What never reached a pack (a small batch): the caller stores these loose."""
@@ -356,6 +420,8 @@ class PackWriter:
             at += len(chunk)
         count = self.count
         _write_at(self._fd, _TRAILER.pack(self._end, count, digest.digest(), END), at)
+        if self._local_deltas:
+            _write_at(self._fd, MAGIC_2, 0)
         os.ftruncate(self._fd, at + _TRAILER.size)  # past a failed write's bytes
         if self._fsync:
             os.fsync(self._fd)
@@ -429,4 +495,5 @@ def _write_at(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
-__all__ = ["Pack", "PackWriter", "DamagedPackError", "list_packs", "write_pack", "MAX_FRAME", "SUFFIX"]
+__all__ = ["Pack", "PackWriter", "DamagedPackError", "list_packs", "write_pack", "MAX_FRAME", "SUFFIX",
+           "MAGIC", "MAGIC_2"]

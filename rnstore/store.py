@@ -344,10 +344,15 @@ class ObjectStore(abc.ABC):
         finally:
             fh.close()
 
-    def _delta_base(self, oid: str, chain: tuple[str, ...], base: str) -> bytes:
+    def _delta_base(self, oid: str, chain: tuple[str, ...], base: str, *, first_form: bool = False) -> bytes:
         """The verified payload of `base`, which the delta `oid` needs; a
         base that cannot be read makes the delta corrupt (BrokenDeltaError,
-        naming the first object down the chain that is missing or corrupt)."""
+        naming the first object down the chain that is missing or corrupt).
+        A delta of the `first_form` names its base by id, and so could name
+        one outside its pack, which is corrupt (FORMAT.md, Deltas); a
+        pack-local delta cannot."""
+        if first_form:
+            self._check_first_form_base(oid, base)
         chain = (*chain, oid)
         if base in chain:
             raise _ChainError(f"object {oid} is corrupt: its chain of delta bases loops "
@@ -377,6 +382,10 @@ class ObjectStore(abc.ABC):
             raise self._too_deep(oid)
         self._bases.rebuilt.last = (oid, base_depth + 1)
         return payload
+
+    def _check_first_form_base(self, oid: str, base: str) -> None:
+        """Raises CorruptObjectError unless a pack holds the delta `oid` and
+        its `base` both (a store that keeps no packs: no rule)."""
 
     @staticmethod
     def _too_deep(oid: str) -> CorruptObjectError:
@@ -1023,6 +1032,18 @@ class DiskStore(ObjectStore):
             return []  # no copy is intact: the object itself is reported
         return [(name, f"{why}; an intact copy in {intact[0]} is used") for name, why in damaged]
 
+    def _check_first_form_base(self, oid: str, base: str) -> None:
+        holding = self._packs_holding(oid)
+        if not holding:
+            raise CorruptObjectError(f"object {oid} is corrupt: a loose object file is a delta", oid)
+        raw_base = bytes.fromhex(base)
+        if any(raw_base in pack for pack in holding):
+            return
+        if not self.has(base):
+            raise self._broken(oid, base, base, True)
+        raise CorruptObjectError(f"object {oid} is corrupt: its delta base {base} is not in its "
+                                 f"pack {holding[0].path}", oid)
+
     def _temp_name(self, folder: str) -> str:
         return f"{folder}/{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_temp_counter)}"
 
@@ -1210,7 +1231,10 @@ class DiskStore(ObjectStore):
             return {}
         bases = {}
         for raw_id, _ in pack.entries():
-            base = _base_or_none(pack.read(raw_id))
+            try:
+                base = _base_or_none(pack.read(raw_id))
+            except CorruptObjectError:  # a delta whose base is not where it says: corrupt, and fsck says so
+                continue
             if base is not None:
                 bases[raw_id.hex()] = base
         # a pack never changes (its name is its index's hash): gc asks twice
@@ -1274,7 +1298,7 @@ class DiskStore(ObjectStore):
             mtime = _current_mtime(path, pack)
             # read frame by frame while writing: memory stays flat however big
             # the pack; in the order they lie, so that bases stay before deltas
-            kept = ((raw_id.hex(), pack.read(raw_id)) for raw_id, _, _ in
+            kept = ((raw_id.hex(), _without_gone_base(pack.read(raw_id), raw_ids)) for raw_id, _, _ in
                     sorted(pack.locations(), key=lambda location: location[1]) if raw_id not in raw_ids)
             rewritten = write_pack(self._pack_folder, self._temp_name(self._pack_folder), kept,
                                    fsync=self.fsync, shared=self.group_shared)
@@ -1416,6 +1440,17 @@ class DiskStore(ObjectStore):
             pending, self._pending = self._pending, {}
         for temp in pending.values():
             remove_quietly(temp)
+
+
+def _without_gone_base(frame: bytes, gone: set[bytes]) -> bytes:
+    """A frame to copy into a pack rewritten without the objects `gone`: a
+    delta whose base is among them (deleted by hand: gc spares bases) is
+    written in the first form, which names its base by id, so that it is
+    read wherever its base is found, or reported with it missing."""
+    parts = codec.delta_parts(frame) if frame[:1] and frame[0] & codec.DETACHED else None
+    if parts is not None and parts[2] in gone:
+        return codec.first_form_delta(frame)
+    return frame
 
 
 def _refresh_whole_file(path: str) -> bool:

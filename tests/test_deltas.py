@@ -63,21 +63,38 @@ def chain_frames(payloads: list[bytes], *, kind: str = "blob") -> list[tuple[str
 
 # -- the codec -------------------------------------------------------------------------------
 
-def test_a_delta_frame_is_one_zstd_frame_with_a_delta_header():
+def test_a_delta_frame_names_its_base_and_holds_a_magicless_frame():
+    """Out of its pack a delta travels as a delta frame: kind byte (high bit
+    set), size, the base's raw id, then a zstd frame without magic number,
+    checksum (the id check stands in for it)."""
+    import zstandard
     base, payload = versions(2)
     frame = codec.encode_delta("blob", payload, sha(base), base, 3)
-    content = codec._decompressor().decompress(frame)
-    header, inner = content.split(b"\n", 1)
-    assert header == b"rn1 blob delta %d %s" % (len(payload), sha(base).encode())
+    size = codec.encode_varint(len(payload))
+    assert frame[:1 + len(size) + 32] == b"\x81" + size + bytes.fromhex(sha(base))
+    inner = frame[1 + len(size) + 32:]
+    params = zstandard.get_frame_parameters(inner, format=zstandard.FORMAT_ZSTD1_MAGICLESS)
+    assert (params.content_size, params.has_checksum) == (len(payload), False)
     assert codec.decode_delta(inner, len(payload), base) == payload
     assert codec.frame_base(frame) == sha(base)
     assert codec.frame_base(codec.compress("blob", payload, 3)) is None
     assert len(frame) < len(codec.compress("blob", payload, 3)) / 4
+    tree = codec.encode_delta("tree", payload, sha(base), base, 3)
+    assert tree[0] == 0x82 and tree[1:] == frame[1:]
 
 
-def test_snapshots_and_oversized_payloads_are_never_deltas(monkeypatch):
-    with pytest.raises(ValueError, match="snapshot"):
-        codec.encode_delta("snapshot", b"x", "0" * 64, b"y", 3)
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16383, 16384, 2 ** 35 + 7, 2 ** 64 - 1])
+def test_varints_round_trip_and_refuse_what_is_not_minimal(value):
+    encoded = codec.encode_varint(value)
+    assert codec.decode_varint(b"x" + encoded + b"y", 1) == (value, 1 + len(encoded))
+    with pytest.raises(ValueError):
+        codec.decode_varint(encoded[:-1], 0)
+    with pytest.raises(ValueError, match="minimal" if len(encoded) < 10 else "too long"):
+        codec.decode_varint(encoded[:-1] + bytes([encoded[-1] | 0x80, 0]), 0)
+
+
+def test_oversized_payloads_are_never_deltas_and_snapshots_only_pack_local_ones(monkeypatch):
+    assert codec.encode_delta("snapshot", b"x", "0" * 64, b"y", 3)[0] == 0x83
     monkeypatch.setattr(codec, "DELTA_MAX_SIZE", 10)
     with pytest.raises(ValueError, match="limited"):
         codec.encode_delta("blob", b"x" * 11, "0" * 64, b"y", 3)
@@ -90,46 +107,82 @@ def _zstd(*args: str, cwd: Path) -> bytes:
 
 
 needs_zstd_cli = pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd CLI is not installed")
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-@needs_zstd_cli
-@settings(max_examples=25)
-@given(base=st.binary(max_size=3000), edits=st.lists(
-    st.tuples(st.integers(0, 3000), st.integers(0, 40), st.binary(max_size=40)), max_size=6),
-    kind=st.sampled_from(["blob", "tree"]), level=st.sampled_from([1, 3, 9]))
-def test_the_zstd_cli_decodes_a_delta(tmp_path_factory, base, edits, kind, level):
-    """An independent decoder: `zstd -d` opens the object frame, and
-    `zstd -d --patch-from=BASE` rebuilds the payload from the inner frame."""
+def edited(base: bytes, edits) -> bytes:
     payload = base
     for at, cut, insert in edits:
         at = min(at, len(payload))
         payload = payload[:at] + insert + payload[at + cut:]
-    folder = tmp_path_factory.mktemp("zstd")
-    (folder / "object").write_bytes(codec.encode_delta(kind, payload, sha(base), base, level))
-    (folder / "base").write_bytes(base)
-    content = _zstd("-dc", "object", cwd=folder)
-    header, inner = content.split(b"\n", 1)
-    assert header == b"rn1 %s delta %d %s" % (kind.encode(), len(payload), sha(base).encode())
-    (folder / "inner.zst").write_bytes(inner)
-    assert _zstd("-dc", "--patch-from=base", "inner.zst", cwd=folder) == payload
+    return payload
+
+
+@settings(max_examples=30, deadline=None)
+@given(first=st.binary(max_size=3000), steps=st.lists(st.tuples(
+    st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 40), st.binary(max_size=40)), max_size=4),
+    st.integers(0, 1000), st.sampled_from(["blob", "tree"])), min_size=1, max_size=8),
+    level=st.sampled_from([1, 3, 9]))
+def test_an_independent_decoder_reads_every_object_of_a_pack(tmp_path_factory, first, steps, level):
+    """Versions each an edit of an earlier one, stored as deltas against a
+    random earlier version (or whole) by the store's own writer: the pack
+    file decodes, object by object, by a reader written from FORMAT.md with
+    zstd's own decoder (test_object_conformance)."""
+    payloads = [first]
+    frames = [(sha(first), codec.compress("blob", first, level))]
+    kinds = {sha(first): "blob"}
+    for edits, pick, kind in steps:
+        base = payloads[pick % len(payloads)]
+        payload = edited(base, edits)
+        if sha(payload) in kinds:
+            continue
+        kinds[sha(payload)] = kind
+        payloads.append(payload)
+        frames.append((sha(payload), codec.encode_delta(kind, payload, sha(base), base, level)
+                       if pick % 3 else codec.compress(kind, payload, level)))
+    from test_object_conformance import read_pack_by_the_spec
+    store = DiskStore(tmp_path_factory.mktemp("objects"))
+    where = store.write_pack(frames)
+    deltas = any(frame[0] & codec.DETACHED for _, frame in frames)
+    assert Path(where).read_bytes()[:9] == (b"rnpack 2\n" if deltas else b"rnpack 1\n")
+    decoded = {oid: (kind, payload) for oid, (kind, payload, _) in read_pack_by_the_spec(Path(where)).items()}
+    assert decoded == {sha(p): (kinds[sha(p)], p) for p in payloads}
+    for payload in payloads:
+        assert store.get(sha(payload))[1] == payload
 
 
 @needs_zstd_cli
-def test_the_zstd_cli_decodes_a_delta_of_a_large_file(tmp_path):
-    """A window over the whole base: a 6 MiB file with a few edits is a
-    small delta, which `zstd --patch-from` decodes."""
+def test_the_zstd_cli_decodes_a_pack_local_delta_given_its_magic(tmp_path):
+    """The worked example of FORMAT.md: the record's inner frame, with the
+    4 bytes of zstd's magic number put back, is a frame `zstd -d
+    --patch-from=BASE` decodes; a 6 MiB file with a few edits is a small
+    delta, within a window of 2^27."""
     import random
+    import zstandard
     rng = random.Random(5)
     base = rng.randbytes(6 << 20)
     payload = base[:1 << 20] + b"an insertion" + base[1 << 20:4 << 20] + base[(4 << 20) + 99:]
-    frame = codec.encode_delta("blob", payload, sha(base), base, 3)
-    assert len(frame) < 64 << 10
-    (tmp_path / "object").write_bytes(frame)
+    store = DiskStore(tmp_path / "objects")
+    where = store.write_pack([(sha(base), codec.compress("blob", base, 3)),
+                              (sha(payload), codec.encode_delta("blob", payload, sha(base), base, 3))])
+    (entry,) = [e for e in packs.Pack.open(where).locations() if e[0].hex() == sha(payload)]
+    record = Path(where).read_bytes()[entry[1]:entry[1] + entry[2]]
+    assert record[0] == 1 and entry[2] < 64 << 10
+    size_end = codec.decode_varint(record, 1)[1]
+    inner_at = codec.decode_varint(record, size_end)[1]
+    assert codec.decode_varint(record, size_end)[0] == entry[1] - 9  # back to the base, the first record
+    (tmp_path / "inner.zst").write_bytes(ZSTD_MAGIC + record[inner_at:])
     (tmp_path / "base").write_bytes(base)
-    inner = _zstd("-dc", "object", cwd=tmp_path).split(b"\n", 1)[1]
-    import zstandard
-    assert zstandard.get_frame_parameters(inner).window_size <= 1 << 27
-    (tmp_path / "inner.zst").write_bytes(inner)
+    assert zstandard.get_frame_parameters(ZSTD_MAGIC + record[inner_at:]).window_size <= 1 << 27
+    assert _zstd("-dc", "--long=27", "--patch-from=base", "inner.zst", cwd=tmp_path) == payload
+
+
+@needs_zstd_cli
+def test_the_zstd_cli_decodes_a_small_pack_local_delta(tmp_path):
+    base, payload = versions(2)
+    inner = codec.encode_delta("blob", payload, sha(base), base, 3)[1 + len(codec.encode_varint(len(payload))) + 32:]
+    (tmp_path / "inner.zst").write_bytes(ZSTD_MAGIC + inner)
+    (tmp_path / "base").write_bytes(base)
     assert _zstd("-dc", "--patch-from=base", "inner.zst", cwd=tmp_path) == payload
 
 
@@ -150,11 +203,12 @@ def outer(content: bytes, *, content_size: bool = True) -> bytes:
 
 
 def hostile_frames() -> dict[str, tuple[str, bytes]]:
-    """why -> (id, frame) of delta frames a reader must refuse, against the
-    base `versions(2)[0]`, stored beside them."""
+    """why -> (id, frame) of delta frames of the first form (still read) a
+    reader must refuse, against the base `versions(2)[0]`, stored beside them."""
     import zstandard
+    from helpers.deltas import encode_legacy_delta
     base, payload = versions(2)
-    good = codec.encode_delta("blob", payload, sha(base), base, 3)
+    good = encode_legacy_delta("blob", payload, sha(base), base, 3)
     inner = codec._decompressor().decompress(good).split(b"\n", 1)[1]
     header = b"rn1 blob delta %d %s\n" % (len(payload), sha(base).encode())
     bomb = zstandard.ZstdCompressor(write_content_size=True, write_checksum=True).compress(
@@ -286,7 +340,7 @@ def test_reading_every_version_rebuilds_each_base_once(store, monkeypatch):
     store.write_pack(chain_frames(payloads))
     decoded = []
     real = codec.decode_delta
-    monkeypatch.setattr(codec, "decode_delta", lambda *a: decoded.append(1) or real(*a))
+    monkeypatch.setattr(codec, "decode_delta", lambda *a, **k: decoded.append(1) or real(*a, **k))
     for payload in payloads:
         assert store.get(sha(payload))[1] == payload
     assert len(decoded) <= 2 * len(payloads)  # without the cache: 1 + 2 + ... + 29
@@ -623,3 +677,218 @@ def test_a_delta_found_on_a_remote_is_refused_and_nothing_stored(tmp_path):
     with pytest.raises(CorruptObjectError, match=f"remote object {sha(old)} .*is corrupt"):
         transfer.fetch(b, "origin")
     assert list(b.store) == [] and b.refs.list() == {}
+
+
+# -- pack-local deltas: the record, hostile records, versions -----------------------------------
+
+def local_pack(tmp_path: Path, records: list[tuple[str, bytes]], magic: bytes = packs.MAGIC_2) -> DiskStore:
+    """A store whose one pack holds these records exactly as given (as
+    another program might write them), with a valid index and trailer."""
+    import struct
+    body = bytearray(magic)
+    entries = []
+    for oid, record in records:
+        entries.append((bytes.fromhex(oid), len(body), len(record)))
+        body += record
+    index = b"".join(struct.pack(">32sQI", *entry) for entry in sorted(entries))
+    digest = hashlib.sha256(index).digest()
+    body += index + struct.pack(">QQ32s8s", len(body), len(entries), digest, b"rnpkend\n")
+    (tmp_path / "objects" / "pack").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "objects" / "pack" / f"{digest.hex()}.pack").write_bytes(bytes(body))
+    return DiskStore(tmp_path / "objects")
+
+
+def record(code: int, size: int, distance: int, inner: bytes) -> bytes:
+    return bytes([code]) + codec.encode_varint(size) + codec.encode_varint(distance) + inner
+
+
+def inner_of(frame: bytes) -> bytes:
+    return frame[codec.delta_parts(frame)[3]:]
+
+
+def hostile_records() -> dict[str, tuple[str, list[tuple[str, bytes]]]]:
+    """why -> (id of the delta, records of a version 2 pack) a reader must refuse."""
+    import zstandard
+    base, payload = versions(2)
+    whole = codec.compress("blob", base, 3)
+    inner = inner_of(codec.encode_delta("blob", payload, sha(base), base, 3))
+    at = len(packs.MAGIC_2) + len(whole)  # where the delta's record starts
+    delta = sha(payload)
+
+    def params(**kw):
+        return zstandard.ZstdCompressionParameters.from_level(
+            3, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_dict_id=False, **kw)
+
+    def compress(data: bytes, **kw) -> bytes:
+        dictionary = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        return zstandard.ZstdCompressor(compression_params=params(**kw), dict_data=dictionary).compress(data)
+
+    def pack(rec: bytes, oid: str = delta) -> list[tuple[str, bytes]]:
+        return [(sha(base), whole), (oid, rec)]
+    return {
+        "where no object of pack": (delta, pack(record(1, len(payload), len(whole) - 1, inner))),
+        "lies 0 bytes back": (delta, pack(record(1, len(payload), 0, inner))),
+        "lies .* bytes back": (delta, pack(record(1, len(payload), at, inner))),  # before the magic
+        "not a zstd frame": (delta, pack(b"\x04" + record(1, len(payload), len(whole), inner)[1:])),
+        "not minimal": (delta, pack(b"\x01" + codec.encode_varint(len(payload))[:-1]
+                                    + bytes([codec.encode_varint(len(payload))[-1] | 0x80, 0])
+                                    + codec.encode_varint(len(whole) + 1) + inner)),
+        "over the limit": (delta, pack(record(1, codec.DELTA_MAX_SIZE + 1, len(whole), inner))),
+        "not one whole zstd frame": (delta, pack(record(1, len(payload), len(whole), inner + b"junk"))),
+        "out of bounds": (sha(payload[:10]), pack(record(1, 10, len(whole), compress(os.urandom(4096))),
+                                                  sha(payload[:10]))),
+        "frame size disagrees": (sha(payload[:-1]), pack(record(1, len(payload) - 1, len(whole), inner),
+                                                         sha(payload[:-1]))),
+        "frame size disagrees ": (delta, pack(record(1, len(payload), len(whole), compress(
+            payload, write_content_size=False)))),
+        "hash mismatch": (delta, pack(record(1, len(payload), len(whole), compress(payload[:-1] + b"?")))),
+        "cut short": (delta, pack(b"\x01" + codec.encode_varint(len(payload)) + b"\x80")),
+    }
+
+
+@pytest.mark.parametrize("why", sorted(hostile_records()))
+def test_hostile_pack_local_records_are_corrupt(tmp_path, why):
+    oid, records = hostile_records()[why]
+    store = local_pack(tmp_path, records)
+    with pytest.raises(CorruptObjectError, match=why.strip()):
+        store.get(oid)
+    with pytest.raises(CorruptObjectError):
+        store.verify(oid)
+    base = records[0][0]
+    assert store.get(base)[1] == versions(2)[0]  # the rest of the pack reads
+
+
+def test_a_version_1_pack_holds_no_pack_local_delta(tmp_path):
+    """The same record in a pack that says version 1 is a corrupt object,
+    never read as a delta; a version this reader does not know is a damaged
+    pack (what a reader predating version 2 does with one)."""
+    base, payload = versions(2)
+    whole = codec.compress("blob", base, 3)
+    rec = record(1, len(payload), len(whole), inner_of(codec.encode_delta("blob", payload, sha(base), base, 3)))
+    good = local_pack(tmp_path / "v2", [(sha(base), whole), (sha(payload), rec)])
+    assert good.get(sha(payload))[1] == payload
+    old = local_pack(tmp_path / "v1", [(sha(base), whole), (sha(payload), rec)], magic=packs.MAGIC)
+    with pytest.raises(CorruptObjectError, match="not a zstd frame"):
+        old.get(sha(payload))
+    assert old.get(sha(base))[1] == base
+    future = local_pack(tmp_path / "v3", [(sha(base), whole)], magic=b"rnpack 3\n")
+    with pytest.raises(MissingObjectError):
+        future.get(sha(base))
+    assert list(future.damaged_packs().values()) == ["does not start with 'rnpack 1' or 'rnpack 2'"]
+
+
+def test_a_pack_without_deltas_stays_version_1(tmp_path):
+    store = DiskStore(tmp_path / "objects")
+    payloads = versions(3)
+    where = store.write_pack([(sha(p), codec.compress("blob", p, 3)) for p in payloads])
+    assert Path(where).read_bytes()[:9] == b"rnpack 1\n"
+    where = store.write_pack(chain_frames(payloads))
+    assert Path(where).read_bytes()[:9] == b"rnpack 2\n"
+
+
+def test_a_pack_local_delta_costs_a_few_bytes_more_than_its_inner_frame(tmp_path):
+    """The fixed cost of a delta: the kind byte, two short varints and the
+    frame header of a magicless frame without checksum (the first form
+    cost about 100 bytes more)."""
+    from helpers.deltas import encode_legacy_delta
+    base, payload = versions(2)
+    store = DiskStore(tmp_path / "objects")
+    where = store.write_pack(chain_frames([base, payload]))
+    lengths = {raw.hex(): length for raw, length in packs.Pack.open(where).entries()}
+    inner = inner_of(codec.encode_delta("blob", payload, sha(base), base, 3))
+    assert lengths[sha(payload)] - len(inner) <= 1 + 3 + 3
+    assert len(encode_legacy_delta("blob", payload, sha(base), base, 3)) - lengths[sha(payload)] >= 90
+
+
+def test_a_chain_at_the_depth_limit_reads_from_a_pack_and_a_longer_one_is_refused(tmp_path):
+    """pack.depth's most (50) is written and read back from a version 2
+    pack; write_pack refuses one more; a chain of 65 written by another
+    program is refused on read, and what lies below it still reads."""
+    from rnstore.config import MAX_PACK_DEPTH
+    payloads = versions(codec.MAX_CHAIN_DEPTH + 2)
+    frames = chain_frames(payloads)
+    store = DiskStore(tmp_path / "a")
+    store.write_pack(frames[:MAX_PACK_DEPTH + 1], max_depth=MAX_PACK_DEPTH)
+    assert store.get(sha(payloads[MAX_PACK_DEPTH]))[1] == payloads[MAX_PACK_DEPTH]
+    with pytest.raises(ValueError, match=f"over the limit of {MAX_PACK_DEPTH}"):
+        DiskStore(tmp_path / "b").write_pack(frames[:MAX_PACK_DEPTH + 2], max_depth=MAX_PACK_DEPTH)
+    crafted = DiskStore(tmp_path / "c")
+    packs.write_pack(crafted._pack_folder, crafted._temp_name(crafted._pack_folder), frames, fsync=False)
+    with pytest.raises(CorruptObjectError, match="longer than 64"):
+        crafted.get(sha(payloads[-1]))
+    assert crafted.get(sha(payloads[-2]))[1] == payloads[-2]
+
+
+def test_a_store_of_first_form_deltas_reads_and_gc_aggressive_makes_them_pack_local(tmp_path):
+    """Deltas as development builds wrote them (an `rn1 blob delta` frame)
+    keep reading, pass fsck, and a full repack rewrites them as pack-local
+    deltas against the same bases, smaller by their fixed cost."""
+    from helpers.deltas import encode_legacy_delta
+    from test_object_conformance import read_pack_by_the_spec
+    repo = history(tmp_path / "ws", commits=6)
+    store = repo.store
+    newest_first = list(reversed(versions(6, seed=b"a.txt")))
+    frames = [(sha(newest_first[0]), codec.compress("blob", newest_first[0], 3))]
+    frames += [(sha(older), encode_legacy_delta("blob", older, sha(newer), newer, 3))
+               for newer, older in zip(newest_first, newest_first[1:])]
+    repack_as(repo, frames)
+    (old_pack,) = packs.list_packs(store._pack_folder)
+    assert Path(old_pack).read_bytes()[:9] == b"rnpack 1\n"
+    for payload in newest_first:
+        assert store.get(sha(payload))[1] == payload
+    assert repo.fsck().ok
+    before = {raw.hex(): length for raw, length in packs.Pack.open(old_pack).entries()}
+    (repo.root / "new.txt").write_bytes(b"a loose object, so that the pack is merged\n")
+    repo.snapshot("one more")
+    repo.gc(aggressive=True)
+    (new_pack,) = packs.list_packs(store._pack_folder)
+    after = {raw.hex(): length for raw, length in packs.Pack.open(new_pack).entries()}
+    for newer, older in zip(newest_first, newest_first[1:]):
+        assert DiskStore(store.root).delta_base(sha(older)) == sha(newer)
+        assert after[sha(older)] < before[sha(older)] - 80
+    found = read_pack_by_the_spec(Path(new_pack))
+    assert {oid: payload for oid, (_, payload, _) in found.items() if oid in after} == \
+        {oid: store.get(oid)[1] for oid in after}
+    assert repo.fsck().ok
+
+
+def test_a_delta_whose_base_is_outside_its_pack_is_corrupt(tmp_path):
+    """FORMAT.md: a delta's base is in its pack. A delta of the first form
+    can name a base elsewhere (a crafted store): readers refuse it as
+    corrupt, naming the base, so fsck reports it and gc, which follows
+    bases within a pack only, deletes nothing a readable object needs."""
+    from helpers.deltas import encode_legacy_delta
+    base, payload = versions(2)
+    store = DiskStore(tmp_path / "objects")
+    store.put("blob", base)  # loose
+    packs.write_pack(store._pack_folder, store._temp_name(store._pack_folder),
+                     [(sha(payload), encode_legacy_delta("blob", payload, sha(base), base, 3)),
+                      (sha(b"x"), codec.compress("blob", b"x", 3))], fsync=False)
+    with pytest.raises(CorruptObjectError, match=f"its delta base {sha(base)} is not in its pack"):
+        store.get(sha(payload))
+    assert store.get(sha(base))[1] == base
+    loose = DiskStore(tmp_path / "loose")
+    loose.put("blob", base)
+    path = loose.path_for(sha(payload))
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(encode_legacy_delta("blob", payload, sha(base), base, 3))
+    with pytest.raises(CorruptObjectError, match="a loose object file is a delta"):
+        loose.get(sha(payload))
+
+
+def test_fsck_names_a_delta_whose_base_is_outside_its_pack(tmp_path, run_cli):
+    import json
+    from helpers.deltas import encode_legacy_delta
+    repo = history(tmp_path / "ws", commits=2)
+    old, new = versions(2, seed=b"a.txt")
+    repo.store.put("blob", new)
+    rest = [(oid, repo.store.read_frame(oid, whole=True)) for oid in sorted(set(repo.store) - {sha(old), sha(new)})]
+    store = repo.store
+    where = packs.write_pack(store._pack_folder, store._temp_name(store._pack_folder),
+                             [(sha(old), encode_legacy_delta("blob", old, sha(new), new, 3)), *rest], fsync=False)
+    repo.store.delete_stored([c for c in repo.store.stored_objects() if c.where != where and c.id != sha(new)])
+    cli = run_cli(["fsck", "--json"], cwd=repo.root)
+    assert cli.returncode == 1
+    found = {p["id"]: p for p in json.loads(cli.stdout)["problems"]}
+    assert found[sha(old)]["kind"] == "corrupt"
+    assert "is not in its pack" in found[sha(old)]["detail"]

@@ -161,7 +161,9 @@ def test_constants_the_document_quotes():
     assert f"default {SETTINGS['pack.depth'].default},\n  at most {MAX_PACK_DEPTH}" in TEXT
     assert f"over {codec.DELTA_MAX_SIZE >> 20} MiB" in TEXT
     assert f"at most 2^{codec._DELTA_WINDOW_LOG} bytes" in TEXT
-    assert codec.DELTA_KINDS == ("blob", "tree") and 'delta-kind  = "blob" / "tree"' in TEXT
+    assert codec.FIRST_FORM_DELTA_KINDS == ("blob", "tree") and 'delta-kind  = "blob" / "tree"' in TEXT
+    assert codec.DELTA_CODES == {1: "blob", 2: "tree", 3: "snapshot"}
+    assert "delta-code  = %x01 / %x02 / %x03  ; 1: a blob, 2: a tree, 3: a snapshot" in TEXT
 
 
 def test_the_config_section_names_every_key():

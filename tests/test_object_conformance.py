@@ -88,26 +88,64 @@ def test_an_object_written_with_the_old_trailing_empty_frame_still_reads(workspa
 DELTA_HEADER = re.compile(rb"rn1 (blob|tree) delta (0|[1-9][0-9]{0,19}) ([0-9a-f]{64})\n")
 
 
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """(value, offset after) of an unsigned LEB128 varint."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        at += 1
+        if not byte & 0x80:
+            return value, at
+
+
 def read_pack_by_the_spec(path: Path) -> dict[str, tuple[str, bytes, int]]:
     """id -> (kind, payload, depth) of every object of a pack file, read as
     FORMAT.md's "Pack files" and "Deltas" sections say (zstd's own decoder,
-    no rnstore code); fails on anything they make a reader refuse or a
-    writer avoid."""
+    no rnstore code): whole frames, deltas of the first form and pack-local
+    deltas; fails on anything they make a reader refuse or a writer avoid."""
     import struct
     data = path.read_bytes()
-    assert data.startswith(b"rnpack 1\n") and data.endswith(b"rnpkend\n")
+    assert data[:9] in (b"rnpack 1\n", b"rnpack 2\n") and data.endswith(b"rnpkend\n")
     index_at, count, checksum = struct.unpack(">QQ32s", data[-56:-8])
     index = data[index_at:index_at + 44 * count]
     assert hashlib.sha256(index).digest() == checksum and path.name == checksum.hex() + ".pack"
+    assert index_at + 44 * count + 56 == len(data)
     frames = {}
     for at in range(0, len(index), 44):
         raw_id, offset, length = struct.unpack(">32sQI", index[at:at + 44])
         frames[raw_id.hex()] = (offset, data[offset:offset + length])
+    at_offset = {offset: oid for oid, (offset, _) in frames.items()}
     objects: dict[str, tuple[str, bytes, int]] = {}
+    local = 0
+
+    def rebuilt(inner: bytes, size: int, base: str, offset: int) -> tuple[bytes, int]:
+        assert frames[base][0] < offset, "a delta's base lies before it in the same pack"
+        _, base_payload, base_depth = read(base)
+        inner_params = zstandard.get_frame_parameters(inner)
+        assert inner_params.content_size == size
+        assert inner_params.dict_id == 0 and inner_params.window_size <= 1 << 27
+        dictionary = zstandard.ZstdCompressionDict(base_payload, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        return zstandard.ZstdDecompressor(dict_data=dictionary).decompress(inner), base_depth + 1
 
     def read(oid: str) -> tuple[str, bytes, int]:
+        nonlocal local
         if oid not in objects:
             offset, frame = frames[oid]
+            if frame[0] in (1, 2, 3):  # a pack-local delta
+                assert data[:9] == b"rnpack 2\n", "pack-local deltas only in a version 2 pack"
+                local += 1
+                kind = {1: "blob", 2: "tree", 3: "snapshot"}[frame[0]]
+                size, at = _varint(frame, 1)
+                distance, at = _varint(frame, at)
+                assert distance > 0
+                inner = b"\x28\xb5\x2f\xfd" + frame[at:]  # its magic number put back
+                assert not zstandard.get_frame_parameters(inner).has_checksum, "writers leave it out"
+                payload, depth = rebuilt(inner, size, at_offset[offset - distance], offset)
+                objects[oid] = (kind, payload, depth)
+                assert hashlib.sha256(payload).hexdigest() == oid
+                return objects[oid]
             params = zstandard.get_frame_parameters(frame)
             assert params.has_checksum and params.content_size != zstandard.CONTENTSIZE_UNKNOWN
             dobj = zstandard.ZstdDecompressor().decompressobj()
@@ -119,22 +157,16 @@ def read_pack_by_the_spec(path: Path) -> dict[str, tuple[str, bytes, int]]:
             else:
                 assert delta is not None, content[:128]
                 kind, size, base = delta.group(1).decode(), int(delta.group(2)), delta.group(3).decode()
-                assert frames[base][0] < offset, "a delta's base lies before it in the same pack"
-                _, base_payload, base_depth = read(base)
                 inner = content[delta.end():]
-                inner_params = zstandard.get_frame_parameters(inner)
-                assert inner_params.has_checksum and inner_params.content_size == size
-                assert inner_params.dict_id == 0 and inner_params.window_size <= 1 << 27
-                dictionary = zstandard.ZstdCompressionDict(base_payload,
-                                                           dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-                payload = zstandard.ZstdDecompressor(dict_data=dictionary).decompress(inner)
-                depth = base_depth + 1
+                assert zstandard.get_frame_parameters(inner).has_checksum
+                payload, depth = rebuilt(inner, size, base, offset)
             assert hashlib.sha256(payload).hexdigest() == oid
             objects[oid] = (kind, payload, depth)
         return objects[oid]
 
     for oid in frames:
         read(oid)
+    assert (data[:9] == b"rnpack 2\n") == (local > 0), "version 2 exactly when a pack-local delta is there"
     return objects
 
 

@@ -185,6 +185,46 @@ def test_repack_stores_the_newest_version_whole_and_older_ones_as_deltas(tmp_pat
     assert out == before[newest_first[-1]]
 
 
+def test_snapshots_become_deltas_and_leave_the_store_whole(tmp_path):
+    """The snapshots of a history are the versions of one more path: the
+    newest whole, older ones pack-local deltas; log still lists them all,
+    and a push rebuilds them whole (a remote never holds a delta)."""
+    from rnstore.remote import transfer
+    repo = make_repo(tmp_path / "ws")
+    snaps = history(repo, 6)
+    repo.gc(aggressive=True)
+    store = repo.store
+    assert [store.delta_base(s) for s in reversed(snaps)] == [None, *reversed(snaps[1:])]
+    assert [entry.id for entry in repo.log()] == list(reversed(snaps))
+    assert repo.fsck().ok
+    transfer.add_remote(repo, "origin", str(tmp_path / "share"))
+    transfer.push(repo, "origin")
+    for pack_file in (tmp_path / "share" / "packs").iterdir():
+        pack = packs.Pack.open(str(pack_file))
+        assert all(codec.frame_base(pack.read(raw)) is None for raw, _ in pack.entries())
+    Repository.clone(str(tmp_path / "share"), tmp_path / "clone")
+    assert [entry.id for entry in Repository.open(tmp_path / "clone").log()] == list(reversed(snaps))
+
+
+def test_gc_aggressive_compresses_every_frame_again_and_gc_copies_them(tmp_path):
+    """A blob stored at zstd level 1 keeps its frame through a plain gc,
+    and is written again at AGGRESSIVE_WHOLE_LEVEL by gc --aggressive."""
+    repo = make_repo(tmp_path / "ws")
+    repo.config.set("compression.level", "1", durable=False)
+    text = "".join(LINES) * 3
+    first = commit(repo, {f"f{k:03d}": text + str(k) for k in range(MANY)}, "one")
+    blob = next(e.id for e in repo.store.get_tree(repo.store.get_snapshot(first).tree).entries)
+    level_1 = repo.store.read_frame(blob)
+    commit(repo, {"extra.txt": "a loose object\n"}, "two")
+    repo.gc()
+    assert repo.store.read_frame(blob) == level_1
+    commit(repo, {"extra.txt": "another one\n"}, "three")
+    repo.gc(aggressive=True)
+    again = repo.store.read_frame(blob)
+    assert codec.frame_base(again) is None and again != level_1
+    assert again == codec.compress("blob", repo.store.get(blob)[1], repack_module.AGGRESSIVE_WHOLE_LEVEL)
+
+
 def test_chains_grow_like_the_log_of_the_versions():
     for radix, most in ((2, 12), (4, 18), (16, 45)):
         depths = [0]

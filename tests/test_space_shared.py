@@ -61,6 +61,11 @@ def test_shared_store_keeps_every_workspaces_roots(tmp_path):
 
 def test_a_gone_workspace_protects_until_the_grace_period_then_is_released(tmp_path):
     store, a, b = shared_pair(tmp_path)
+    # with deltas, gc's repack stores a's root tree and snapshot as deltas against b's newer
+    # ones, which then stay as their bases: this test is about what the registration protects
+    for repo in (a, b):
+        assert run(["config", "pack.deltas", "false"], cwd=repo.root).returncode == 0
+        repo.config.set("pack.deltas", "false", durable=False)
     commit(a, {"a.txt": "a\n"})
     b1 = commit(b, {"b.txt": "only in b\n" * 30, "sub/c": "c\n"})
     b_objects = reachable(b, b1)

@@ -57,3 +57,22 @@ def deltify(repo, *, depth: int = 10) -> tuple[str, int]:
     where = store.write_pack(frames, max_depth=depth)
     store.delete_stored([copy for copy in store.stored_objects() if copy.where != where])
     return where, deltas
+
+
+def encode_legacy_delta(kind: str, payload: bytes, base_id: str, base_payload: bytes, level: int = 3) -> bytes:
+    """A delta frame of the first form, which rnstore wrote before pack-local
+    deltas and still reads: one zstd frame holding "rn1 KIND delta SIZE
+    BASE-ID\\n" and an inner zstd frame (magic, content size, checksum)
+    that decodes against the base's payload. Written here with zstandard
+    alone, as FORMAT.md describes it, so that tests can make stores of that
+    form."""
+    import zstandard
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, source_size=len(payload), window_log=max(10, (len(base_payload) + len(payload)).bit_length()),
+        write_checksum=True, write_content_size=True, write_dict_id=False)
+    inner = zstandard.ZstdCompressor(
+        compression_params=params,
+        dict_data=zstandard.ZstdCompressionDict(base_payload, dict_type=zstandard.DICT_TYPE_RAWCONTENT),
+    ).compress(payload)
+    header = b"rn1 %s delta %d %s\n" % (kind.encode(), len(payload), base_id.encode())
+    return zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True).compress(header + inner)
