@@ -29,6 +29,7 @@ from .fsutil import TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, ope
 MAGIC = b"rnpack 1\n"
 END = b"rnpkend\n"
 _ENTRY = struct.Struct(">32sQI")
+_LENGTH = struct.Struct(">40xI")  # an index entry's frame length alone
 _TRAILER = struct.Struct(">QQ32s8s")
 SUFFIX = ".pack"
 #: A batch packs its objects once it holds this many, or this many bytes;
@@ -138,6 +139,13 @@ class Pack:
         for slot in range(len(self._ids)):
             raw_id, _, length = self._entry(slot)
             yield raw_id, length
+
+    def ids_and_lengths(self) -> tuple[list[str], list[int]]:
+        """The hex ids and frame lengths of every object, in id order, in
+        bulk: no tuple per object (du lists every object of the store)."""
+        hexed, step = self._index.hex(), 2 * _ENTRY.size
+        ids = [hexed[at:at + 64] for at in range(0, len(hexed), step)]
+        return ids, [entry[0] for entry in _LENGTH.iter_unpack(self._index)]
 
 
 def list_packs(folder: str) -> list[str]:

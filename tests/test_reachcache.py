@@ -23,6 +23,7 @@ from hypothesis import given, settings, strategies as st
 
 from helpers.cli import cli_env
 from helpers.space import HOUR, age_objects, cli_json, commit, make_repo, object_files, reachable, run
+from rnstore.du import ANSWER_FILE
 from rnstore.errors import CorruptStoreError
 from rnstore.objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, TreeEntry, decode_tree, encode_tree_unchecked
 from rnstore.reachability import collect_roots, mark_reachable
@@ -110,6 +111,9 @@ def subtree(repo: Repository, snapshot: str, *path: bytes) -> str:
 
 
 def du_json(repo: Repository) -> dict:
+    """du as it marks: without its answer cache, which would answer an
+    unchanged store without reading trees at all."""
+    (repo.dotdir / ANSWER_FILE).unlink(missing_ok=True)
     return cli_json(["du"], repo.root)
 
 
