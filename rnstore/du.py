@@ -43,7 +43,6 @@ from typing import Callable, Iterable
 
 from .errors import CorruptStoreError, ObjectError
 from .fsutil import atomic_write, open_state
-from .gc import reclaimable_now
 from .reachability import StoreLoader, collect_roots, mark_reachable, settle_cache
 from .reachcache import ReachCache
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_tree, meta_count
@@ -196,6 +195,7 @@ _ANSWER_HEADER = b"rnstore du cache 1\n"
 #: A larger file is not read (it would hold a million snapshots).
 _MAX_ANSWER = 64 << 20
 _ROOT_RUN = attrgetter("kind", "name", "workspace", "in_store")
+_ID = attrgetter("id")
 
 
 def _answer_key(repo: WorkspaceView, roots, tags: dict, journal: list) -> tuple[str, str] | None:
@@ -210,12 +210,12 @@ def _answer_key(repo: WorkspaceView, roots, tags: dict, journal: list) -> tuple[
     if stamp is None:
         return None
     digest = hashlib.sha256()
-    runs = [(kind, name, str(workspace), in_store, sum(1 for _ in run))
+    runs = [(kind, name, str(workspace), in_store, len(list(run)))
             for (kind, name, workspace, in_store), run in groupby(roots, key=_ROOT_RUN)]
     head = [str(repo.store_root), str(repo.dotdir), sorted(repo.config.values.items()),
             sorted((oid, sorted(names)) for oid, names in tags.items()), sorted(journal), runs]
     digest.update(json.dumps(head).encode("utf-8", "surrogateescape"))
-    digest.update("\n".join(map(attrgetter("id"), roots)).encode("utf-8", "surrogateescape"))
+    digest.update("\n".join(map(_ID, roots)).encode("utf-8", "surrogateescape"))
     digest.update(b"\0")
     digest.update(stamp.encode("utf-8", "surrogateescape"))
     return digest.hexdigest(), stamp
@@ -289,12 +289,15 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
     listed as two lists. Gives what _count_marked gives, or raises _Unusual."""
     cache = ReachCache.load(repo.store_root, shared=repo.group_shared)
     loader = StoreLoader(repo.store, cache, sizes=False)
-    units: dict[tuple[str, str], tuple[list, list, list]] = {}
-    for root in roots:
-        kinds = units.get(root.unit)
-        if kinds is None:
-            kinds = units[root.unit] = ([], [], [])
-        kinds[(SNAPSHOT, TREE, BLOB).index(root.kind)].append(root.id)
+    units: dict[tuple[str, str], tuple[list, list, list]] = {}  # unit -> its (snapshots, trees, blobs)
+    for (kind, _, workspace, _), run in groupby(roots, key=_ROOT_RUN):  # an index's files: one run
+        if kind not in (SNAPSHOT, TREE, BLOB):
+            raise _Unusual
+        if kind == SNAPSHOT:  # Root.unit
+            for root in run:
+                units.setdefault(("snapshot", root.id), ([], [], []))[0].append(root.id)
+        else:
+            units.setdefault((str(workspace), "index"), ([], [], []))[1 if kind == TREE else 2].extend(map(_ID, run))
     parsed: dict[str, tuple[list, list]] = {}   # tree -> (sub-trees, files): (id, size) each
     seen: set[str] = set()
     shared: set[str] = set()
@@ -324,8 +327,9 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
                 stack.extend(map(itemgetter(0), entries[0]))
             objects = trees.union(snapshot_ids, blobs, blob_ids)
             shared |= objects & seen
-            progress.advance(len(objects - seen))
+            before = len(seen)
             seen |= objects
+            progress.advance(len(seen) - before)
             reached[unit] = objects
             tree_blobs.update(blobs)
             other_blobs.update(blob_ids)
@@ -373,6 +377,7 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
         stored = list(store.stored_objects())
         if [obj.id for obj in stored] != ids or [obj.size for obj in stored] != sizes:
             raise _Unusual  # changed since it was listed
+        from .gc import reclaimable_now  # loads only when there is garbage
         usage.reclaimable_bytes = sum(obj.size for obj in reclaimable_now(repo, stored, seen))
 
     stored_size = dict(zip(ids, sizes))
@@ -443,6 +448,7 @@ def _count_marked(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
     usage.objects, usage.stored_bytes = len(stored), stored_bytes
     usage.unreachable_objects, usage.unreachable_bytes = unreachable, unreachable_bytes
     if unreachable:
+        from .gc import reclaimable_now  # loads only when there is garbage
         usage.reclaimable_bytes = sum(obj.size for obj in reclaimable_now(repo, stored, marker))
     usage.blobs, usage.blob_stored_bytes, usage.logical_bytes = blobs, blob_bytes, logical
     usage.trees, usage.snapshots = trees, snapshots

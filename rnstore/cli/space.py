@@ -11,8 +11,6 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..errors import InvalidValueError
-from ..plumbing import utc_iso
-from ..storeview import store_snapshots, store_workspaces
 from ..units import format_size, plural
 from . import _complete as complete
 from .app import app, open_repo
@@ -351,6 +349,7 @@ def snapshots(
         from .remote import render_remote_snapshots  # the remote commands' module: loaded with --remote only
         render_remote_snapshots(open_repo(), remote, json_)
         return
+    from ..storeview import store_snapshots  # loads for this command only (start-up of du, gc)
     view = store_snapshots(open_repo(), tags=tag or [], meta=meta or [], workspace=workspace,
                            since=since, until=until)
 
@@ -386,6 +385,8 @@ def workspaces(json_: Json = False) -> None:
 
     Example: rnstore workspaces --json
     """
+    from ..plumbing import utc_iso  # loads for this command only (start-up of du, gc)
+    from ..storeview import store_workspaces  # loads for this command only (start-up of du, gc)
     view = store_workspaces(open_repo())
 
     def line(w) -> str:
