@@ -196,6 +196,7 @@ _ANSWER_HEADER = b"rnstore du cache 1\n"
 _MAX_ANSWER = 64 << 20
 _ROOT_RUN = attrgetter("kind", "name", "workspace", "in_store")
 _ID = attrgetter("id")
+_FIRST, _FILES = itemgetter(0), itemgetter(1)
 
 
 def _answer_key(repo: WorkspaceView, roots, tags: dict, journal: list) -> tuple[str, str] | None:
@@ -283,10 +284,11 @@ class _Counted:
 
 
 def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
-    """The count without an object per stored or reached object: each unit
-    marks into sets (trees one by one, a tree's files at once), stopping
-    at trees two units reach (all below them is shared); the store is
-    listed as two lists. Gives what _count_marked gives, or raises _Unusual."""
+    """The count without a Python step per stored or reached object: each
+    unit marks into sets a level of trees at a time (their files at once),
+    stopping at trees two units reach (all below them is shared), and the
+    store is listed as two lists. Gives what _count_marked gives, or
+    raises _Unusual."""
     cache = ReachCache.load(repo.store_root, shared=repo.group_shared)
     loader = StoreLoader(repo.store, cache, sizes=False)
     units: dict[tuple[str, str], tuple[list, list, list]] = {}  # unit -> its (snapshots, trees, blobs)
@@ -298,77 +300,87 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
                 units.setdefault(("snapshot", root.id), ([], [], []))[0].append(root.id)
         else:
             units.setdefault((str(workspace), "index"), ([], [], []))[1 if kind == TREE else 2].extend(map(_ID, run))
-    parsed: dict[str, tuple[list, list]] = {}   # tree -> (sub-trees, files): (id, size) each
-    seen: set[str] = set()
-    shared: set[str] = set()
-    reached: dict = {}
-    tree_blobs: dict[str, object] = {}  # blob -> its size, as a tree lists it
-    other_blobs: set[str] = set()       # blobs roots name (an index's)
-    all_trees: set[str] = set()
+    cached = cache.all_tree_entries()
+    parsed: dict[str, tuple[list, list]] = dict(cached)   # tree -> (sub-trees, files): (id, size) each
+    seen_trees: set[str] = set()
+    seen_blobs: set[str] = set()
+    blob_size: dict[str, object] = {}   # blob -> its size as a tree lists it
+    shared_trees: set[str] = set()      # reached by two units or more (a snapshot is its own unit's only)
+    shared_blobs: set[str] = set()
+    reached: dict = {}                  # snapshot unit -> (its trees, its blobs)
     try:
-        for unit, (snapshot_ids, stack, blob_ids) in units.items():
+        for unit, (snapshot_ids, tree_ids, blob_ids) in units.items():
             trees: set[str] = set()
             blobs: dict[str, object] = {}
-            stack = list(stack)
+            level = set(tree_ids)
             for oid in snapshot_ids:
                 snapshot = loader.snapshots.get(oid)
                 if snapshot is None:
                     snapshot = loader.snapshots[oid] = loader._snapshot(oid)
-                stack.append(snapshot.tree)
-            while stack:
-                tree = stack.pop()
-                if tree in trees or tree in shared:
-                    continue
-                trees.add(tree)
-                entries = parsed.get(tree)
-                if entries is None:
-                    entries = parsed[tree] = _tree_entries(loader, tree)
-                blobs.update(entries[1])
-                stack.extend(map(itemgetter(0), entries[0]))
-            objects = trees.union(snapshot_ids, blobs, blob_ids)
-            shared |= objects & seen
-            before = len(seen)
-            seen |= objects
-            progress.advance(len(seen) - before)
-            reached[unit] = objects
-            tree_blobs.update(blobs)
-            other_blobs.update(blob_ids)
-            all_trees |= trees
+                level.add(snapshot.tree)
+            # One level of the graph at a time, each step over all its trees
+            # at once: the trees this unit has not reached yet and that no
+            # two units reach (below those, everything is shared already).
+            while level:
+                level -= trees
+                level -= shared_trees
+                trees |= level
+                for tree in level.difference(parsed):
+                    parsed[tree] = _tree_entries(loader, tree)
+                entries = list(map(parsed.__getitem__, level))
+                blobs.update(chain.from_iterable(map(_FILES, entries)))
+                level = set(map(_FIRST, chain.from_iterable(map(_FIRST, entries))))
+            unit_blobs = set(blobs)
+            unit_blobs.update(blob_ids)
+            before = len(seen_trees) + len(seen_blobs)
+            shared_trees |= trees & seen_trees
+            shared_blobs |= unit_blobs & seen_blobs
+            seen_trees |= trees
+            seen_blobs |= unit_blobs
+            blob_size.update(blobs)
+            progress.advance(len(seen_trees) + len(seen_blobs) - before + len(snapshot_ids))
+            if unit[0] == "snapshot":
+                reached[unit] = (trees, unit_blobs)
     except ObjectError:
         raise _Unusual from None
+    loader.from_cache |= seen_trees.intersection(cached)
     all_snapshots = set(loader.snapshots)
-    all_blobs = tree_blobs.keys() | other_blobs
-    if not (all_trees.isdisjoint(all_blobs) and all_snapshots.isdisjoint(all_blobs)
-            and all_snapshots.isdisjoint(all_trees)):
+    if not (seen_trees.isdisjoint(seen_blobs) and all_snapshots.isdisjoint(seen_blobs)
+            and all_snapshots.isdisjoint(seen_trees)):
         raise _Unusual  # an id reached as two kinds: the marker checks it as both
     # records are true whatever the store holds now: saved before it is listed
-    cache.save(all_trees | all_snapshots)
+    cache.save(seen_trees | all_snapshots)
 
     store = repo.store
     ids, sizes = store.stored_copies()
+    stored_size = dict(zip(ids, sizes))
     stored_ids = set(ids)
+    if len(stored_size) != len(ids):
+        raise _Unusual  # a copy in two places: the marker counts each
     if not loader.from_cache <= stored_ids:
         raise _Unusual  # the cache outlived objects the store lost: mark from the store
     usage = StoreUsage(objects=len(ids), stored_bytes=sum(sizes))
-    is_blob = list(map(all_blobs.__contains__, ids))
-    stored_blobs = list(compress(ids, is_blob))
-    usage.blobs, usage.blob_stored_bytes = len(stored_blobs), sum(compress(sizes, is_blob))
-    listed_sizes = list(map(tree_blobs.get, stored_blobs))
+    stored_blobs = list(stored_ids & seen_blobs)
+    usage.blobs, usage.blob_stored_bytes = len(stored_blobs), sum(map(stored_size.__getitem__, stored_blobs))
+    listed_sizes = list(map(blob_size.get, stored_blobs))
     usage.logical_bytes = sum(map(int, filter(None, listed_sizes)))
     if None in listed_sizes:  # staged only: in no tree
         for oid in compress(stored_blobs, map(is_, listed_sizes, repeat(None))):
             usage.logical_bytes += _header(store, oid)[1] or 0
-    usage.trees = sum(map(all_trees.__contains__, ids))
-    usage.snapshots = sum(map(all_snapshots.__contains__, ids))
-    if not stored_ids <= seen:
-        unreachable = [at for at, oid in enumerate(ids) if oid not in seen]
-        for at in unreachable:
+    usage.trees = len(stored_ids & seen_trees)
+    usage.snapshots = len(stored_ids & all_snapshots)
+    unreachable = stored_ids - seen_trees
+    unreachable -= seen_blobs
+    unreachable -= all_snapshots
+    if unreachable:
+        for oid in (oid for oid in ids if oid in unreachable):  # in the listing's order, as the marker's count
+            size = stored_size[oid]
             usage.unreachable_objects += 1
-            usage.unreachable_bytes += sizes[at]
-            kind, logical_size = _header(store, ids[at])
+            usage.unreachable_bytes += size
+            kind, logical_size = _header(store, oid)
             if kind == BLOB:
                 usage.blobs += 1
-                usage.blob_stored_bytes += sizes[at]
+                usage.blob_stored_bytes += size
                 usage.logical_bytes += logical_size or 0
             elif kind == TREE:
                 usage.trees += 1
@@ -378,34 +390,29 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
         if [obj.id for obj in stored] != ids or [obj.size for obj in stored] != sizes:
             raise _Unusual  # changed since it was listed
         from .gc import reclaimable_now  # loads only when there is garbage
-        usage.reclaimable_bytes = sum(obj.size for obj in reclaimable_now(repo, stored, seen))
+        reached_any = seen_trees | seen_blobs | all_snapshots
+        usage.reclaimable_bytes = sum(obj.size for obj in reclaimable_now(repo, stored, reached_any))
 
-    stored_size = dict(zip(ids, sizes))
-    if len(stored_size) != len(ids):  # a copy in two places: both count
-        stored_size = {}
-        for oid, size in zip(ids, sizes):
-            stored_size[oid] = stored_size.get(oid, 0) + size
-    exclusive = {unit: sum(map(stored_size.__getitem__, (objects - shared) & stored_ids))
-                 for unit, objects in reached.items()}
-    subtrees = {tree: tuple(map(itemgetter(0), entries[0])) for tree, entries in parsed.items()}
-    files_in = {tree: len(entries[1]) for tree, entries in parsed.items()}
+    exclusive = {}
+    for unit, (trees, blobs) in reached.items():
+        alone = (trees - shared_trees) & stored_ids
+        alone |= (blobs - shared_blobs) & stored_ids
+        exclusive[unit] = sum(map(stored_size.__getitem__, alone)) + stored_size.get(unit[1], 0)
+    reached_trees = list(seen_trees)  # the cache may hold trees no root reaches: the marker's count has not read them
+    entries = list(map(parsed.__getitem__, reached_trees))
+    subtrees = dict(zip(reached_trees, map(tuple, map(map, repeat(_FIRST), map(_FIRST, entries)))))
+    files_in = dict(zip(reached_trees, map(len, map(_FILES, entries))))
 
     def tree_size(tree: str) -> int | None:
-        entries = parsed.get(tree)
-        if entries is None:
+        if tree not in seen_trees:
             return None
-        return sum(map(int, map(itemgetter(1), chain(*entries))))
+        return sum(map(int, map(itemgetter(1), chain(*parsed[tree]))))
     return _Counted(usage, exclusive, loader.snapshots, subtrees, files_in, tree_size)
 
 
 def _tree_entries(loader: StoreLoader, tree: str) -> tuple[list, list]:
-    """(sub-trees, files and links) of a tree, (id, size) each: from the
-    cache when it holds the tree, else from the store (added to the cache)."""
-    cache = loader.cache
-    entries = cache.tree_entries(tree) if cache is not None else None
-    if entries is not None:
-        loader.from_cache.add(tree)
-        return entries
+    """(sub-trees, files and links) of a tree the cache does not hold,
+    (id, size) each, from the store (added to the cache)."""
     subtrees, files = [], []
     for entry in loader._from_store(tree, TREE, decode_tree).entries:
         (subtrees if entry.mode == MODE_TREE else files).append((entry.id, entry.size))
@@ -469,17 +476,19 @@ def _file_counts(subtrees: dict, files_in: dict, tops) -> dict[str, int]:
     for top in tops:
         if top in counts or top not in files_in:
             continue
-        stack = [(top, False)]
+        stack = [top]
         while stack:
-            oid, expanded = stack.pop()
+            oid = stack[-1]
             if oid in counts:
+                stack.pop()
                 continue
             below = subtrees.get(oid, ())
-            if not expanded:
-                stack.append((oid, True))
-                stack.extend((c, False) for c in below if c not in counts and c in files_in)
+            pending = [c for c in below if c not in counts and c in files_in]
+            if pending:
+                stack += pending
                 continue
-            counts[oid] = files_in[oid] + sum(counts.get(c, 0) for c in below)
+            stack.pop()
+            counts[oid] = files_in[oid] + sum(map(counts.get, below, repeat(0)))
     return counts
 
 

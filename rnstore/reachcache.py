@@ -222,6 +222,25 @@ class ReachCache:
             self.rejected += 1
         return entries
 
+    def all_tree_entries(self) -> dict[str, TreeEntries]:
+        """tree_entries() of every tree the cache holds, in one pass (du
+        reads nearly all of them): the trees whose payload does not hash to
+        their id or does not parse are left out, as tree_entries leaves them."""
+        found: dict[str, TreeEntries] = {}
+        data, where, checked, sha256 = self._data, self._where, self._checked, hashlib.sha256
+        for oid, (kind, start, end) in list(where.items()):
+            if kind != TREE:
+                continue
+            payload = data[start:end].tobytes()
+            entries = parse_tree_entries(payload) if sha256(payload).hexdigest() == oid else None
+            if entries is None:
+                del where[oid]
+                self.rejected += 1
+                continue
+            checked.add(oid)
+            found[oid] = entries
+        return found
+
     def add(self, kind: str, oid: str, payload: bytes) -> None:
         """A payload read from the store (and decoded there): saved by `save`."""
         if oid not in self._where:

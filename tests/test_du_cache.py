@@ -31,13 +31,14 @@ def cold(repo: Repository) -> dict:
     return Repository.open(repo.root).du().as_json()
 
 
-def marked(repo: Repository, monkeypatch) -> dict:
+def marked(repo: Repository, monkeypatch, revs=()) -> dict:
     """du counted by the marker, object by object (the bulk count refused)."""
     def refuse(*args, **kw):
         raise du_module._Unusual
     with monkeypatch.context() as patch:
         patch.setattr(du_module, "_count_in_bulk", refuse)
-        return cold(repo)
+        answer_file(repo).unlink(missing_ok=True)
+        return Repository.open(repo.root).du(revs).as_json()
 
 
 def shared_pair(tmp_path: Path) -> tuple[Repository, Repository]:
@@ -184,3 +185,15 @@ def test_switching_branches_moves_only_the_index_and_du_follows(tmp_path):
     Repository.open(repo.root).checkout("other")
     after = Repository.open(repo.root).du().as_json()
     assert after != before and after == cold(repo)
+
+
+def test_a_forgotten_snapshot_named_by_rev_is_counted_as_the_marker_counts_it(tmp_path, monkeypatch):
+    """Its trees are still in the reachability cache (commit put them
+    there), but no root reaches them: neither count may use them."""
+    repo = make_repo(tmp_path / "ws")
+    old = commit(repo, {"x.txt": "old\n" * 40, "d/e/f.txt": "deep\n"}, "old")
+    commit(repo, {"x.txt": "new\n"}, "new")
+    repo.forget([old])
+    bulk = Repository.open(repo.root).du([old]).as_json()
+    assert marked(repo, monkeypatch, [old]) == bulk
+    assert bulk["snapshots"][0]["live"] is False and bulk["snapshots"][0]["files"] == 2
