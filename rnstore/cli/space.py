@@ -244,8 +244,8 @@ _RICH_ENVIRONMENT = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTE
 
 def _plain_tables(tables) -> str | None:
     """The tables exactly as rich draws them on a pipe or file (120 columns,
-    no colour, heavy-headed boxes), without loading rich (a third of a
-    warm du's time); None when rich would draw them otherwise (a terminal,
+    no colour, heavy-headed boxes), without loading rich (tens of
+    milliseconds, much of a warm du); None when rich would draw them otherwise (a terminal,
     an encoding other than UTF-8, a table wider than 120 columns, a cell
     rich would wrap, mark up or replace an emoji in)."""
     if sys.stdout.isatty() or not (sys.stdout.encoding or "").lower().replace("-", "").startswith("utf8") \
