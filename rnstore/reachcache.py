@@ -249,14 +249,14 @@ class ReachCache:
     def save(self, used: set[str]) -> None:
         """Replace the file with one block of the records of `used` (what
         this run reached), old and added, when this run added any, found the
-        file damaged, a record rejected or repeated, more than MAX_BLOCKS
-        blocks (commits append one each), or more records unreached than
-        reached. Failures are ignored: the cache is an optimisation (a store
-        the user may only read, a full disk)."""
+        file damaged, a record rejected, more than MAX_BLOCKS blocks (commits
+        append one each), or more records unreached (or repeated: a commit
+        records a tree it wrote again) than reached. Failures are ignored:
+        the cache is an optimisation (a store the user may only read, a full disk)."""
         try:
             live = sum(1 for oid in self._where if oid in used)
-            if self._new or self.damaged or self.rejected or self.duplicates or self.blocks > MAX_BLOCKS \
-                    or len(self._where) - live > live:
+            if self._new or self.damaged or self.rejected or self.blocks > MAX_BLOCKS \
+                    or len(self._where) - live + self.duplicates > live:
                 data = self._data
                 kept = [(kind, oid, data[start:end]) for oid, (kind, start, end) in self._where.items()
                         if oid in used]
