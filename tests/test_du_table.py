@@ -4,7 +4,6 @@ what rich draws on a pipe, and rich draws every table they cannot."""
 from __future__ import annotations
 
 import io
-import random
 import sys
 
 import pytest
