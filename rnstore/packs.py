@@ -38,6 +38,7 @@ MAGIC = b"rnpack 1\n"
 MAGIC_2 = b"rnpack 2\n"
 END = b"rnpkend\n"
 _ENTRY = struct.Struct(">32sQI")
+_LENGTH = struct.Struct(">40xI")  # an index entry's frame length alone
 _TRAILER = struct.Struct(">QQ32s8s")
 #: the index entry's id alone, and its place alone
 _ID_ONLY = struct.Struct(">32s12x")
@@ -194,6 +195,13 @@ class Pack:
         """(raw id, frame length) of every object, in id order."""
         for raw_id, _, length in _ENTRY.iter_unpack(self._index):
             yield raw_id, length
+
+    def ids_and_lengths(self) -> tuple[list[str], list[int]]:
+        """The hex ids and frame lengths of every object, in id order, in
+        bulk: no tuple per object (du lists every object of the store)."""
+        hexed, step = self._index.hex(), 2 * _ENTRY.size
+        ids = [hexed[at:at + 64] for at in range(0, len(hexed), step)]
+        return ids, [entry[0] for entry in _LENGTH.iter_unpack(self._index)]
 
 
 def _listed_ids(index: bytes) -> list[bytes]:

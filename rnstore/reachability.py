@@ -123,7 +123,10 @@ def workspace_roots(ws: WorkspaceView, on_problem: ProblemSink) -> list[Root]:
     try:
         # An empty folder's entry names the empty tree, which is stored
         # only when a tree is written: a marker, not a reference.
-        roots += [Root(oid, BLOB, "index", dotdir) for oid in ws.read_index().file_ids()]
+        ids = ws.read_index().file_ids()
+        # tuple.__new__ as Root._make does, without a Python call per file (tens of thousands)
+        roots += map(tuple.__new__, repeat(Root), zip(ids, repeat(BLOB), repeat("index"), repeat(dotdir),
+                                                     repeat(False)))
     except _UNREADABLE as exc:
         failed("the index", exc)
     return roots

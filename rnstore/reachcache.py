@@ -229,6 +229,25 @@ class ReachCache:
             self.rejected += 1
         return entries
 
+    def all_tree_entries(self) -> dict[str, TreeEntries]:
+        """tree_entries() of every tree the cache holds, in one pass (du
+        reads nearly all of them): the trees whose payload does not hash to
+        their id or does not parse are left out, as tree_entries leaves them."""
+        found: dict[str, TreeEntries] = {}
+        data, where, checked, sha256 = self._data, self._where, self._checked, hashlib.sha256
+        for oid, (kind, start, end) in list(where.items()):
+            if kind != TREE:
+                continue
+            payload = data[start:end].tobytes()
+            entries = parse_tree_entries(payload) if sha256(payload).hexdigest() == oid else None
+            if entries is None:
+                del where[oid]
+                self.rejected += 1
+                continue
+            checked.add(oid)
+            found[oid] = entries
+        return found
+
     def add(self, kind: str, oid: str, payload: bytes) -> None:
         """A payload read from the store (and decoded there): saved by `save`."""
         if oid not in self._where:
@@ -237,14 +256,14 @@ class ReachCache:
     def save(self, used: set[str]) -> None:
         """Replace the file with one block of the records of `used` (what
         this run reached), old and added, when this run added any, found the
-        file damaged, a record rejected or repeated, more than MAX_BLOCKS
-        blocks (commits append one each), or more records unreached than
-        reached. Failures are ignored: the cache is an optimisation (a store
-        the user may only read, a full disk)."""
+        file damaged, a record rejected, more than MAX_BLOCKS blocks (commits
+        append one each), or more records unreached (or repeated: a commit
+        records a tree it wrote again) than reached. Failures are ignored:
+        the cache is an optimisation (a store the user may only read, a full disk)."""
         try:
             live = sum(1 for oid in self._where if oid in used)
-            if self._new or self.damaged or self.rejected or self.duplicates or self.blocks > MAX_BLOCKS \
-                    or len(self._where) - live > live:
+            if self._new or self.damaged or self.rejected or self.blocks > MAX_BLOCKS \
+                    or len(self._where) - live + self.duplicates > live:
                 data = self._data
                 kept = [(kind, oid, data[start:end]) for oid, (kind, start, end) in self._where.items()
                         if oid in used]

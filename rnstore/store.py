@@ -174,6 +174,18 @@ class ObjectStore(abc.ABC):
         racing writers, is listed twice). Names that are not object ids are
         left out, and left alone."""
 
+    def stored_copies(self) -> tuple[list[str], list[int]]:
+        """(ids, stored sizes) of every copy stored_objects lists, in the
+        same order, as two lists: du needs no more."""
+        copies = list(self.stored_objects())
+        return [c.id for c in copies], [c.size for c in copies]
+
+    def listing_stamp(self) -> str | None:
+        """A text that changes whenever what stored_objects lists may have
+        changed (ids, sizes, which copies), for caches of answers computed
+        from it; None when the store has no cheap one."""
+        return None
+
     @abc.abstractmethod
     def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
         """Delete these copies (as stored_objects listed them). For gc, under
@@ -1212,6 +1224,49 @@ class DiskStore(ObjectStore):
             mtime = _current_mtime(path, pack)
             for raw_id, length in pack.entries():
                 yield OnDisk(raw_id.hex(), length, mtime, path, packed=True)
+
+    def stored_copies(self) -> tuple[list[str], list[int]]:
+        ids, sizes = [], []
+        for oid in self._loose_ids():
+            if not is_object_id(oid):
+                continue
+            try:
+                sizes.append(os.stat(self._path(oid)).st_size)
+            except FileNotFoundError:
+                continue
+            ids.append(oid)
+        for pack in self._load_packs().values():
+            more_ids, more_sizes = pack.ids_and_lengths()
+            ids += more_ids
+            sizes += more_sizes
+        return ids, sizes
+
+    def listing_stamp(self) -> str | None:
+        """Name, size, inode and ctime of every loose object file and every
+        pack: a file replaced (even by one of the same name and size) gets a
+        new ctime, and a pack's name is the digest of its content."""
+        parts = []
+        try:
+            tops = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except FileNotFoundError:
+            return ""
+        for top in tops:
+            if not (len(top.name) == 2 or top.name == "pack") or not top.is_dir(follow_symlinks=False):
+                continue
+            try:
+                with os.scandir(top.path) as entries:
+                    for entry in entries:
+                        if entry.name.startswith(TMP_PREFIX):
+                            continue
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                        except FileNotFoundError:
+                            continue
+                        parts.append(f"{top.name}/{entry.name} {st.st_size} {st.st_ino} {st.st_ctime_ns}")
+            except FileNotFoundError:
+                continue
+        parts.sort()
+        return "\n".join(parts)
 
     def delete_stored(self, doomed: Iterable[OnDisk]) -> None:
         """Loose files are removed; a pack loses its copies by being

@@ -23,6 +23,7 @@ from hypothesis import given, settings, strategies as st
 
 from helpers.cli import cli_env
 from helpers.space import HOUR, age_objects, cli_json, commit, make_repo, object_files, reachable, run
+from rnstore.du import ANSWER_FILE
 from rnstore.errors import CorruptStoreError
 from rnstore.objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, TreeEntry, decode_tree, encode_tree_unchecked
 from rnstore.reachability import collect_roots, mark_reachable
@@ -110,6 +111,9 @@ def subtree(repo: Repository, snapshot: str, *path: bytes) -> str:
 
 
 def du_json(repo: Repository) -> dict:
+    """du as it marks: without its answer cache, which would answer an
+    unchanged store without reading trees at all."""
+    (repo.dotdir / ANSWER_FILE).unlink(missing_ok=True)
     return cli_json(["du"], repo.root)
 
 
@@ -557,3 +561,22 @@ def test_a_commit_records_at_most_max_recorded_bytes_and_du_reads_the_rest(tmp_p
     assert {oid for _, oid, _ in read_records(cache_path(repo))} >= all_trees(repo, snapshot)
     cache_path(repo).unlink()
     assert repo.du().as_json() == cached
+
+
+def test_a_few_repeated_records_do_not_make_du_rewrite_the_cache(tmp_path):
+    """A commit records every tree it writes, some already recorded: du
+    leaves such a file as it is until repeats and unreached records
+    outnumber the records it uses."""
+    repo, snaps = scenario(tmp_path)
+    du_json(repo)
+    records = read_records(cache_path(repo))
+    kind, oid, payload = records[0]
+    append_records(repo.store_root, [({b"t": "tree", b"s": "snapshot"}[kind], oid, payload)])
+    before = cache_path(repo).read_bytes()
+    expected = du_json(repo)
+    assert cache_path(repo).read_bytes() == before
+    for _ in range(len(records)):
+        append_records(repo.store_root, [({b"t": "tree", b"s": "snapshot"}[kind], oid, payload)])
+    assert du_json(repo) == expected
+    rewritten = [oid for _, oid, _ in read_records(cache_path(repo))]
+    assert len(contents(cache_path(repo))) == 1 and len(rewritten) == len(set(rewritten)) > 1

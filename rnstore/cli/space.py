@@ -4,14 +4,13 @@ function, renders."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Annotated, List, Optional
 
 import typer
 
 from ..errors import InvalidValueError
-from ..plumbing import utc_iso
-from ..storeview import store_snapshots, store_workspaces
 from ..units import format_size, plural
 from . import _complete as complete
 from .app import app, open_repo
@@ -191,40 +190,99 @@ def du(
 
 
 def _print_du(stats) -> None:
-    from rich.console import Console  # rich loads only for du's table
-    from rich.table import Table  # rich loads only for du's table
+    tables = _du_tables(stats)
+    text = _plain_tables(tables)
+    if text is not None:
+        sys.stdout.write(text)
+        return
+    from rich.console import Console  # rich loads only for a table _plain_tables leaves to it
+    from rich.table import Table  # rich loads only for a table _plain_tables leaves to it
 
     console = Console(file=sys.stdout, no_color=bool(os.environ.get("NO_COLOR")),
                       highlight=False, width=None if sys.stdout.isatty() else 120)
-    table = Table(title="Snapshots", title_justify="left")
-    for name, justify in (("snapshot", "left"), ("time", "left"), ("files", "right"),
-                          ("size", "right"), ("exclusive", "right"), ("tags", "left"),
-                          ("message", "left")):
-        table.add_column(name, justify=justify, overflow="fold" if name == "message" else "ellipsis")
-    for s in stats.snapshots:
-        table.add_row(s.id[:12] + ("" if s.live else " *"), s.time[:19].replace("T", " "),
-                      f"{s.files:,}", format_size(s.logical_bytes), format_size(s.exclusive_bytes),
-                      ", ".join(s.tags), first_line(s.message))
-    store = stats.store
-    summary = Table(title="Store", title_justify="left", show_header=False)
-    summary.add_column("what")
-    summary.add_column("value", justify="right")
-    summary.add_row("objects", f"{store.objects:,} ({store.blobs:,} blobs, {store.trees:,} trees, "
-                               f"{store.snapshots:,} snapshots)")
-    summary.add_row("stored on disk", format_size(store.stored_bytes))
-    summary.add_row("unique file bytes", format_size(store.logical_bytes))
-    summary.add_row("live snapshots hold", format_size(store.referenced_bytes))
-    summary.add_row("reclaimable by gc", format_size(store.reclaimable_bytes))
-    if store.unreachable_bytes != store.reclaimable_bytes:
-        summary.add_row("unreachable, kept by gc", format_size(store.unreachable_bytes - store.reclaimable_bytes))
-    summary.add_row("dedup ratio", f"{store.dedup_ratio:.2f}x")
-    summary.add_row("compression ratio", f"{store.compression_ratio:.2f}x")
-    summary.add_row("space saving", f"{store.space_saving * 100:.1f} %")
-    if stats.snapshots:
+    for title, columns, rows, show_header, after in tables:
+        table = Table(title=title, title_justify="left", show_header=show_header)
+        for name, justify in columns:
+            table.add_column(name, justify=justify, overflow="fold" if name == "message" else "ellipsis")
+        for row in rows:
+            table.add_row(*row)
         console.print(table)
-        if not all(s.live for s in stats.snapshots):
-            console.print("* not live: forgotten, or kept only by a ref")
-    console.print(summary)
+        if after:
+            console.print(after)
+
+
+def _du_tables(stats) -> list:
+    """du's tables: (title, columns as (name, justify), rows, show_header, a line after it) each."""
+    tables = []
+    if stats.snapshots:
+        rows = [(s.id[:12] + ("" if s.live else " *"), s.time[:19].replace("T", " "),
+                 f"{s.files:,}", format_size(s.logical_bytes), format_size(s.exclusive_bytes),
+                 ", ".join(s.tags), first_line(s.message)) for s in stats.snapshots]
+        legend = "" if all(s.live for s in stats.snapshots) else "* not live: forgotten, or kept only by a ref"
+        tables.append(("Snapshots", [("snapshot", "left"), ("time", "left"), ("files", "right"),
+                                     ("size", "right"), ("exclusive", "right"), ("tags", "left"),
+                                     ("message", "left")], rows, True, legend))
+    store = stats.store
+    rows = [("objects", f"{store.objects:,} ({store.blobs:,} blobs, {store.trees:,} trees, "
+                        f"{store.snapshots:,} snapshots)"),
+            ("stored on disk", format_size(store.stored_bytes)),
+            ("unique file bytes", format_size(store.logical_bytes)),
+            ("live snapshots hold", format_size(store.referenced_bytes)),
+            ("reclaimable by gc", format_size(store.reclaimable_bytes))]
+    if store.unreachable_bytes != store.reclaimable_bytes:
+        rows.append(("unreachable, kept by gc", format_size(store.unreachable_bytes - store.reclaimable_bytes)))
+    rows += [("dedup ratio", f"{store.dedup_ratio:.2f}x"),
+             ("compression ratio", f"{store.compression_ratio:.2f}x"),
+             ("space saving", f"{store.space_saving * 100:.1f} %")]
+    tables.append(("Store", [("what", "left"), ("value", "right")], rows, False, ""))
+    return tables
+
+
+#: Cells _plain_tables draws as rich would: printable ASCII, single spaces
+#: inside, none of rich's markup ("[") or emoji (":name:") but in a time.
+_PLAIN_CELL = re.compile(r"(?:[!-9;-Z\\^-~]+(?: [!-9;-Z\\^-~]+)*)?")
+_PLAIN_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+_RICH_ENVIRONMENT = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES")
+
+
+def _plain_tables(tables) -> str | None:
+    """The tables exactly as rich draws them on a pipe or file (120 columns,
+    no colour, heavy-headed boxes), without loading rich (tens of
+    milliseconds, much of a warm du); None when rich would draw them otherwise (a terminal,
+    an encoding other than UTF-8, a table wider than 120 columns, a cell
+    rich would wrap, mark up or replace an emoji in)."""
+    if sys.stdout.isatty() or not (sys.stdout.encoding or "").lower().replace("-", "").startswith("utf8") \
+            or any(name in os.environ for name in _RICH_ENVIRONMENT):
+        return None
+    lines = []
+    for title, columns, rows, show_header, after in tables:
+        for row in rows:
+            for name, cell in zip((name for name, _ in columns), row):
+                if not (_PLAIN_TIME if name == "time" else _PLAIN_CELL).fullmatch(cell):
+                    return None
+        cells = [[name for name, _ in columns]] if show_header else []
+        cells += rows
+        widths = [max(len(row[at]) for row in cells) for at in range(len(columns))]
+        if sum(widths) + 3 * len(widths) + 1 > 120:
+            return None
+
+        def line(left: str, fill: str, cross: str, right: str) -> str:
+            return left + cross.join(fill * (width + 2) for width in widths) + right
+
+        def row_line(row, bar: str) -> str:
+            return bar + bar.join(f" {cell.rjust(width) if justify == 'right' else cell.ljust(width)} "
+                                  for cell, width, (_, justify) in zip(row, widths, columns)) + bar
+        table_width = sum(widths) + 3 * len(widths) + 1
+        lines.append(title.ljust(table_width))
+        if show_header:
+            lines += [line("┏", "━", "┳", "┓"), row_line(cells[0], "┃"), line("┡", "━", "╇", "┩")]
+        else:
+            lines.append(line("┌", "─", "┬", "┐"))
+        lines += [row_line(row, "│") for row in rows]
+        lines.append(line("└", "─", "┴", "┘"))
+        if after:
+            lines.append(after)
+    return "\n".join(lines) + "\n"
 
 
 @app.command("fsck", rich_help_panel=SPACE)
@@ -298,6 +356,7 @@ def snapshots(
                                     hints=["`rnstore snapshots --remote NAME` lists every snapshot the remote keeps"])
         from .remote import render_remote_snapshots  # the remote commands' module: loaded with --remote only
         return render_remote_snapshots(open_repo(), remote, json_)
+    from ..storeview import store_snapshots  # loads for this command only (start-up of du, gc)
     view = store_snapshots(open_repo(), tags=tag or [], meta=meta or [], workspace=workspace,
                            since=since, until=until)
 
@@ -333,6 +392,8 @@ def workspaces(json_: Json = False) -> None:
 
     Example: rnstore workspaces --json
     """
+    from ..plumbing import utc_iso  # loads for this command only (start-up of du, gc)
+    from ..storeview import store_workspaces  # loads for this command only (start-up of du, gc)
     view = store_workspaces(open_repo())
 
     def line(w) -> str:
