@@ -297,6 +297,36 @@ class ObjectStore(abc.ABC):
                 self._discard(token)
             raise
 
+    def put_verified_frame(self, oid: str, source: BinaryIO, length: int) -> None:
+        """Store, as they are, the `length` bytes of an object frame read
+        from `source`, which the caller has already verified against `oid`
+        and which nothing else can change (a fetch's unnamed temporary
+        file): a frame fetched whole is kept, not compressed again."""
+        self._check_id(oid)
+        if self.freshen(oid):
+            return
+        out = token = None
+        try:
+            with self._writing():
+                out, token = self._new_temp()
+            remaining = length
+            while remaining > 0:
+                chunk = source.read(min(codec.CHUNK, remaining))
+                if not chunk:
+                    raise CorruptObjectError(f"object {oid} is corrupt: its frame ended early", oid)
+                with self._writing():
+                    out.write(chunk)
+                remaining -= len(chunk)
+            with self._writing():
+                out.close()
+                self._publish(token, oid)
+        except BaseException:
+            if out is not None:
+                out.close()
+            if token is not None:
+                self._discard(token)
+            raise
+
     def put_file(self, path: str | bytes | os.PathLike) -> tuple[str, int]:
         """Store a file's bytes (following symlinks); (id, size). See put_regular_file."""
         oid, before = self.put_regular_file(path)

@@ -14,7 +14,7 @@ from helpers.cli import run_cli
 
 from rnstore import Repository
 from rnstore.errors import CorruptObjectError, CorruptStoreError, InvalidValueError
-from rnstore.remote import layout, transfer
+from rnstore.remote import backend, layout, transfer
 from rnstore.remote.backend import (RemoteError, RetryingBackend, mask_url,
                                     open_backend)
 from rnstore.remote.remote import Remote
@@ -241,9 +241,11 @@ def test_a_ref_version_that_is_damaged_is_reported(tmp_path):
 def test_a_large_file_travels_in_bounded_memory_and_is_verified(tmp_path, monkeypatch):
     import tracemalloc
     monkeypatch.setattr(transfer, "LARGE_FRAME", 1 << 20, raising=False)
+    monkeypatch.setattr(backend, "STREAM_PIECE", 1 << 20)
     url = str(tmp_path / "share")
-    repo = Repository.init(tmp_path / "a", default_ignore=False)
-    big = random_bytes(24 << 20, seed=5)
+    Repository.init(tmp_path / "a", default_ignore=False).config.set("compression.large_level", "9", durable=False)
+    repo = Repository.open(tmp_path / "a")  # a level the clone would not choose: its frame tells
+    big = random_bytes(12 << 20, seed=5).hex().encode()  # compressible, so levels differ
     (tmp_path / "a" / "weights.bin").write_bytes(big)
     (tmp_path / "a" / "small.txt").write_bytes(b"small")
     repo.snapshot("big")
@@ -259,9 +261,12 @@ def test_a_large_file_travels_in_bounded_memory_and_is_verified(tmp_path, monkey
         tracemalloc.stop()
     assert (tmp_path / "b" / "weights.bin").read_bytes() == big
     assert pushing < 12 << 20 and cloning < 12 << 20, (pushing, cloning)  # the file is 24 MiB
+    weights = repo.store.get_tree(repo.store.get_snapshot(repo.refs.resolve("refs/heads/main")).tree).get(
+        b"weights.bin").id
+    assert _loose_frame(Repository.open(tmp_path / "b"), weights) == _loose_frame(repo, weights), \
+        "the fetched frame was compressed again, not kept"
 
-    (pack,) = [p for p in (tmp_path / "share" / "packs").iterdir()
-               if p.stat().st_size > 20 << 20]
+    pack = max((tmp_path / "share" / "packs").iterdir(), key=lambda p: p.stat().st_size)  # the large file's
     with open(pack, "r+b") as fh:
         fh.seek(pack.stat().st_size // 2)
         byte = fh.read(1)
@@ -274,6 +279,10 @@ def test_a_large_file_travels_in_bounded_memory_and_is_verified(tmp_path, monkey
     head = repo.refs.resolve("refs/heads/main")
     weights = repo.store.get_tree(repo.store.get_snapshot(head).tree).get(b"weights.bin")
     assert not c.store.has(weights.id)
+
+
+def _loose_frame(repo, oid: str) -> bytes:
+    return (repo.store.root / oid[:2] / oid[2:]).read_bytes()
 
 
 def random_bytes(size: int, seed: int) -> bytes:

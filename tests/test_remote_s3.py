@@ -356,3 +356,27 @@ def test_the_readme_ci_recipe_works_against_the_loopback_server(tmp_path, s3):
     assert proc.returncode == 0, proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
     assert tree_bytes(tmp_path / "review") == tree_bytes(job)
+
+
+def test_a_large_file_is_streamed_in_one_request_and_kept_as_pushed(tmp_path, s3, monkeypatch):
+    """A frame over LARGE_FRAME comes down streamed (S3: one ranged request
+    read in pieces), is verified, and is stored as the pusher's frame, not
+    compressed again; cut short, it is refused and nothing is stored."""
+    server, bucket, url = s3
+    monkeypatch.setattr(transfer, "LARGE_FRAME", 1 << 20)
+    a = make_workspace(tmp_path / "a", server, files=3, url=url)
+    lib(a).config.set("compression.large_level", "9", durable=False)
+    big = random.Random(3).randbytes(3 << 20).hex().encode()  # compressible: levels differ
+    oid = commit(a, "weights.bin", big)
+    transfer.push(lib(a), "origin")
+    blob = lib(a).store.get_tree(lib(a).store.get_snapshot(oid).tree).get(b"weights.bin").id
+    frame = (lib(a).store.root / blob[:2] / blob[2:]).read_bytes()
+    Repository.clone(url, tmp_path / "b")
+    assert (tmp_path / "b" / "weights.bin").read_bytes() == big
+    assert (lib(tmp_path / "b").store.root / blob[:2] / blob[2:]).read_bytes() == frame
+
+    fs = server.client()
+    (pack,) = [p for p in keys(fs, bucket) if p.endswith(".pack") and fs.size(p) > len(frame)]
+    fs.pipe_file(pack, fs.cat_file(pack)[:len(frame) // 2])
+    with pytest.raises(CorruptObjectError, match="truncated pack or a damaged index|corrupt"):
+        Repository.clone(url, tmp_path / "c")

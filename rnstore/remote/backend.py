@@ -26,7 +26,7 @@ import random
 import stat
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from ..errors import BadInputError, RnstoreError
 from ..fsutil import TMP_PREFIX, fsync_dir
@@ -66,6 +66,10 @@ class KeyInfo:
     mtime: float | None  # seconds since the epoch, by the storage's clock
 
 
+#: get_range_into's largest piece in memory.
+STREAM_PIECE = 8 << 20
+
+
 class Backend:
     """Keys to bytes. Missing keys: get/get_range raise FileNotFoundError,
     stat returns None, delete does nothing."""
@@ -76,6 +80,16 @@ class Backend:
     def get_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of the key."""
         raise NotImplementedError
+
+    def get_range_into(self, key: str, start: int, end: int, out: BinaryIO,
+                       advance: Callable[[int], None] = lambda nbytes: None) -> None:
+        """Write bytes [start, end) of the key into `out` in pieces of at
+        most STREAM_PIECE bytes (memory stays bounded), calling `advance`
+        with each piece's size; ShortReadError if the key ends first."""
+        for at in range(start, end, STREAM_PIECE):
+            data = self.get_range(key, at, min(at + STREAM_PIECE, end))
+            out.write(data)
+            advance(len(data))
 
     def put(self, key: str, data: bytes) -> None:
         """Store (or replace) the key; readers see all of it or nothing."""
@@ -131,6 +145,34 @@ class FsspecBackend(Backend):
         if len(data) != end - start:
             raise ShortReadError(f"{key}: shorter than {end} bytes")
         return data
+
+    def get_range_into(self, key, start, end, out, advance=lambda nbytes: None):
+        if not (self.native_create and hasattr(self.fs, "call_s3")):
+            return super().get_range_into(key, start, end, out, advance)
+        # S3: one request, its body read in pieces, rather than a request
+        # per piece (a range request costs a round trip, and some servers
+        # read the whole key to answer each one)
+        import fsspec.asyn
+
+        bucket, path, _ = self.fs.split_path(self._path(key))
+        try:
+            response = self.fs.call_s3("get_object", Bucket=bucket, Key=path, Range=f"bytes={start}-{end - 1}")
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and "range" in str(exc).lower():  # HTTP 416
+                raise ShortReadError(f"{key}: shorter than {end} bytes") from None
+            raise
+        body = response["Body"]
+        try:
+            remaining = end - start
+            while remaining:
+                data = fsspec.asyn.sync(self.fs.loop, body.read, min(1 << 20, remaining))
+                if not data:
+                    raise ShortReadError(f"{key}: shorter than {end} bytes")
+                out.write(data)
+                advance(len(data))
+                remaining -= len(data)
+        finally:
+            body.close()
 
     def put(self, key: str, data: bytes) -> None:
         if self.local:
@@ -312,6 +354,15 @@ class RetryingBackend(Backend):
 
     def get_range(self, key, start, end):
         return self._call("get", key, lambda: self.inner.get_range(key, start, end))
+
+    def get_range_into(self, key, start, end, out, advance=lambda nbytes: None):
+        at = out.tell()
+
+        def attempt():  # a retry starts the range again, over what a failed one wrote
+            out.seek(at)
+            out.truncate()
+            self.inner.get_range_into(key, start, end, out, advance)
+        self._call("get", key, attempt)
 
     def put(self, key, data):
         return self._call("put", key, lambda: self.inner.put(key, data))

@@ -29,7 +29,6 @@ from typing import Iterable, Iterator
 
 from .. import codec
 from ..checkout import fast_forward
-from ..export import _ChunkReader
 from ..views import ObjectsView, WorkspaceView
 from ..errors import CorruptObjectError, InvalidValueError, RnstoreError
 from ..objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
@@ -648,25 +647,20 @@ def _missing_error(remote: Remote, missing: list[str]) -> None:
 
 def _fetch_large_blob(store, remote: Remote, oid: str, location: Location,
                       result: TransferResult, progress: Progress) -> None:
-    """A large file's frame, downloaded in chunks to an unnamed temporary
-    file beside the store, verified in a first pass, then stored through
-    put_stream in a second (recompressed: memory stays bounded)."""
+    """A large file's frame, streamed to an unnamed temporary file beside
+    the store, verified in a first pass, then stored as it is in a second
+    (memory stays bounded; nothing is compressed again)."""
     key = layout.pack_key(location.pack)
-    end = location.offset + location.length
     folder = getattr(store, "root", None)
     with tempfile.TemporaryFile(dir=folder if folder is not None and os.path.isdir(folder) else None) as temp:
-        for start in range(location.offset, end, LARGE_FRAME):
-            try:
-                data = remote.backend.get_range(key, start, min(start + LARGE_FRAME, end))
-            except ShortReadError:
-                _past_the_end(remote, key, [(oid, location)])
-            except FileNotFoundError:
-                raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
-                                  hints=["run the command again"]) from None
-            temp.write(data)
-            progress.advance(nbytes=len(data))
-            if not data:
-                break
+        try:
+            remote.backend.get_range_into(key, location.offset, location.offset + location.length, temp,
+                                          lambda nbytes: progress.advance(nbytes=nbytes))
+        except ShortReadError:
+            _past_the_end(remote, key, [(oid, location)])
+        except FileNotFoundError:
+            raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
+                              hints=["run the command again"]) from None
         try:
             temp.seek(0)
             reader = codec.FrameReader(temp, oid)
@@ -675,16 +669,13 @@ def _fetch_large_blob(store, remote: Remote, oid: str, location: Location,
                 digest.update(chunk)
             if digest.hexdigest() != oid:
                 raise CorruptObjectError("hash mismatch", oid)
-            temp.seek(0)
-            reader = codec.FrameReader(temp, oid)
-            stored = store.put_stream(_ChunkReader(reader.chunks()), reader.size, BLOB)
         except CorruptObjectError as exc:
             raise CorruptObjectError(f"remote object {oid} in {key} is corrupt: "
                                      f"{str(exc).split(': ', 1)[-1]}", oid,
                                      hints=["nothing was stored from it; the remote needs "
                                             "the snapshot pushed again"]) from None
-        if stored != oid:  # the file changed under us between the two passes
-            raise CorruptObjectError(f"remote object {oid} changed while it was stored", oid)
+        temp.seek(0)
+        store.put_verified_frame(oid, temp, location.length)
     with _result_lock:
         result.objects += 1
         result.bytes += location.length
