@@ -63,6 +63,9 @@ def main() -> None:
     parser.add_argument("--tree", default="medium")
     parser.add_argument("--corpus", default=os.environ.get("PB", "/tmp/peerbench") + "/corpus")
     parser.add_argument("--json", default="/tmp/rnstore-remote-bench.json")
+    parser.add_argument("--tmpfs", default="/dev/shm",
+                        help="also clone and restore into this tmpfs, which measures each tool's own "
+                             "work without the disk's (default %(default)s; '' to skip)")
     options = parser.parse_args()
     source = Path(options.corpus) / options.tree
     if not source.is_dir():
@@ -95,6 +98,11 @@ def main() -> None:
         results["rnstore push"]["keys"] = len(first_keys)
         results["rnstore clone"] = dict(zip(("s", "rss_mb"), timed(
             [*rn, "clone", "-q", "s3://rnstore-bench/b", str(work / "rn-clone")], work, env)))
+        shallow = Path(tempfile.mkdtemp(prefix="rnstore-remote-bench-", dir=options.tmpfs)) if options.tmpfs else None
+        if shallow is not None:
+            results["rnstore clone (tmpfs)"] = dict(zip(("s", "rss_mb"), timed(
+                [*rn, "clone", "-q", "s3://rnstore-bench/b", str(shallow / "rn-clone")], work, env)))
+            shutil.rmtree(shallow / "rn-clone")
         # gen.py edit walks everything under DIR: the workspace's .rnstore goes aside meanwhile
         (ws / ".rnstore").rename(work / "rnstore.aside")
         subprocess.run([sys.executable, str(HERE / "gen.py"), "edit", str(ws)], check=True)
@@ -111,6 +119,10 @@ def main() -> None:
         first_restic = set(fs.find("restic-bench"))
         results["restic restore"] = dict(zip(("s", "rss_mb"), timed(
             [*repo, "restore", "latest", "--target", str(work / "restic-restore")], work, env)))
+        if shallow is not None:
+            results["restic restore (tmpfs)"] = dict(zip(("s", "rss_mb"), timed(
+                [*repo, "restore", "latest", "--target", str(shallow / "restic-restore")], work, env)))
+            shutil.rmtree(shallow)
         subprocess.run([sys.executable, str(HERE / "gen.py"), "edit", str(rs)], check=True)
         results["restic backup (edit)"] = dict(zip(("s", "rss_mb"), timed(
             [*repo, "backup", "--compression", "auto", "."], rs, env)))
@@ -121,6 +133,8 @@ def main() -> None:
             "commit + first push / restic backup": (results["rnstore commit"]["s"] + results["rnstore push"]["s"])
             / results["restic backup"]["s"],
             "clone / restic restore": results["rnstore clone"]["s"] / results["restic restore"]["s"],
+            **({"clone / restic restore, both into a tmpfs": results["rnstore clone (tmpfs)"]["s"]
+                / results["restic restore (tmpfs)"]["s"]} if shallow is not None else {}),
             "incremental push / restic backup (edit)": results["rnstore push (edit)"]["s"]
             / results["restic backup (edit)"]["s"],
             "commit + incremental push / restic backup (edit)":
