@@ -25,7 +25,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from .. import codec
 from ..checkout import fast_forward
@@ -661,19 +661,8 @@ def _fetch_large_blob(store, remote: Remote, oid: str, location: Location,
         except FileNotFoundError:
             raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
                               hints=["run the command again"]) from None
-        try:
-            temp.seek(0)
-            reader = codec.FrameReader(temp, oid)
-            digest = hashlib.sha256()
-            for chunk in reader.chunks():
-                digest.update(chunk)
-            if digest.hexdigest() != oid:
-                raise CorruptObjectError("hash mismatch", oid)
-        except CorruptObjectError as exc:
-            raise CorruptObjectError(f"remote object {oid} in {key} is corrupt: "
-                                     f"{str(exc).split(': ', 1)[-1]}", oid,
-                                     hints=["nothing was stored from it; the remote needs "
-                                            "the snapshot pushed again"]) from None
+        temp.seek(0)
+        _verified_payload(oid, temp, key, keep=False)
         temp.seek(0)
         store.put_verified_frame(oid, temp, location.length)
     with _result_lock:
@@ -766,7 +755,7 @@ def _read_range(remote: Remote, item, keep_payload: bool, add=None
     for oid, location in members:
         frame = view[location.offset - start:location.offset - start + location.length]
         size += len(frame)
-        payload = _verified_payload(oid, frame, key, keep_payload)
+        payload = _verified_payload(oid, io.BytesIO(frame), key, keep_payload)
         if add is not None and len(frame) <= MAX_FRAME:
             packed.append((oid, frame))
             frame = None
@@ -788,12 +777,12 @@ def _past_the_end(remote: Remote, key: str, members: list[tuple[str, Location]])
                              hints=["nothing was stored from it; the remote needs the snapshot pushed again"])
 
 
-def _verified_payload(oid: str, frame: bytes | memoryview, key: str, keep: bool) -> bytes | None:
-    """Check a fetched frame: one whole frame, not a delta, whose payload
-    hashes to `oid`; the payload when `keep`. Otherwise CorruptObjectError,
-    naming the remote pack."""
+def _verified_payload(oid: str, frame: BinaryIO, key: str, keep: bool) -> bytes | None:
+    """Check a fetched frame (in memory, or a large one in a file): one
+    whole frame, not a delta, whose payload hashes to `oid`; the payload
+    when `keep`. Otherwise CorruptObjectError, naming the remote pack."""
     try:
-        reader = codec.FrameReader(io.BytesIO(frame), oid)
+        reader = codec.FrameReader(frame, oid)
         digest = hashlib.sha256()
         chunks = [] if keep else None
         for chunk in reader.chunks():  # a delta raises: no base can be read here
