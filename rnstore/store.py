@@ -264,10 +264,8 @@ class ObjectStore(abc.ABC):
                 raise SizeChangedError()
             return self.put(kind, data)
         digest = hashlib.sha256()
-        out = token = None
-        try:
+        with self._temp_frame() as (out, finish):
             with self._writing():
-                out, token = self._new_temp()
                 writer = codec.FrameWriter(out, kind, size, self.large_level)
             remaining = size
             while remaining > 0:
@@ -282,20 +280,9 @@ class ObjectStore(abc.ABC):
                 raise SizeChangedError()
             with self._writing():
                 writer.close()
-                out.close()
             oid = digest.hexdigest()
-            if self.freshen(oid):
-                self._discard(token)
-            else:
-                with self._writing():
-                    self._publish(token, oid)
-            return oid
-        except BaseException:
-            if out is not None:
-                out.close()
-            if token is not None:
-                self._discard(token)
-            raise
+            finish(None if self.freshen(oid) else oid)
+        return oid
 
     def put_verified_frame(self, oid: str, source: BinaryIO, length: int) -> None:
         """Store, as they are, the `length` bytes of an object frame read
@@ -305,10 +292,7 @@ class ObjectStore(abc.ABC):
         self._check_id(oid)
         if self.freshen(oid):
             return
-        out = token = None
-        try:
-            with self._writing():
-                out, token = self._new_temp()
+        with self._temp_frame() as (out, finish):
             remaining = length
             while remaining > 0:
                 chunk = source.read(min(codec.CHUNK, remaining))
@@ -317,13 +301,32 @@ class ObjectStore(abc.ABC):
                 with self._writing():
                     out.write(chunk)
                 remaining -= len(chunk)
+            finish(oid)
+
+    @contextlib.contextmanager
+    def _temp_frame(self) -> Iterator[tuple[BinaryIO, Callable[[str | None], None]]]:
+        """A temporary file to write one frame into, and `finish`: finish(oid)
+        closes it and makes it the object `oid`, finish(None) drops it. An
+        exception inside drops it too."""
+        with self._writing():
+            out, token = self._new_temp()
+        finished = False
+
+        def finish(oid: str | None) -> None:
+            nonlocal finished
             with self._writing():
                 out.close()
-                self._publish(token, oid)
+                if oid is None:
+                    self._discard(token)
+                else:
+                    self._publish(token, oid)
+            finished = True
+
+        try:
+            yield out, finish
         except BaseException:
-            if out is not None:
-                out.close()
-            if token is not None:
+            out.close()
+            if not finished:
                 self._discard(token)
             raise
 
@@ -666,15 +669,10 @@ class ObjectStore(abc.ABC):
         return self.freshen(oid)
 
     def _put_frame(self, oid: str, frame: bytes) -> None:
-        with self._writing():
-            out, token = self._new_temp()
-            try:
+        with self._temp_frame() as (out, finish):
+            with self._writing():
                 out.write(frame)
-                out.close()
-                self._publish(token, oid)
-            except BaseException:
-                self._discard(token)
-                raise
+            finish(oid)
 
 
 class _BaseCache:
