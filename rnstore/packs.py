@@ -68,7 +68,7 @@ class Pack:
     """A published pack, open for reading. The file stays open, so a pack
     that gc replaces meanwhile can still be read to the end."""
 
-    def __init__(self, path: str, file, index: bytes, mtime: float):
+    def __init__(self, path: str, file, index: bytes, mtime: float, version: int):
         self.path = path
         self._file = file
         self._fd = file.fileno()
@@ -81,7 +81,7 @@ class Pack:
         # the list is faster than one of the bytes), as a restore needs.
         self._ids: list[bytes] | None = None
         self._lookups = 0
-        self.version = 2 if os.pread(self._fd, len(MAGIC_2), 0) == MAGIC_2 else 1
+        self.version = version
         self._by_offset: tuple[list[int], list[int]] | None = None  # offsets sorted, their slots
 
     @classmethod
@@ -97,7 +97,8 @@ class Pack:
             st = os.fstat(file.fileno())
             if st.st_size < len(MAGIC) + _TRAILER.size:
                 raise DamagedPackError("too short to be a pack")
-            if os.pread(file.fileno(), len(MAGIC), 0) not in (MAGIC, MAGIC_2):
+            magic = os.pread(file.fileno(), len(MAGIC), 0)
+            if magic not in (MAGIC, MAGIC_2):
                 raise DamagedPackError("does not start with 'rnpack 1' or 'rnpack 2'")
             trailer = os.pread(file.fileno(), _TRAILER.size, st.st_size - _TRAILER.size)
             offset, count, digest, end = _TRAILER.unpack(trailer)
@@ -109,7 +110,7 @@ class Pack:
             if hashlib.sha256(index).digest() != digest:
                 raise DamagedPackError("index checksum mismatch")
             _check_index(index, offset)
-            return cls(path, file, index, st.st_mtime)
+            return cls(path, file, index, st.st_mtime, 2 if magic == MAGIC_2 else 1)
         except BaseException:
             file.close()
             raise
