@@ -115,8 +115,12 @@ class Backend:
 
 
 class FsspecBackend(Backend):
-    def __init__(self, fs, root: str, *, local: bool, native_create: bool = False):
+    def __init__(self, fs, root: str, *, local: bool, native_create: bool = False,
+                 ranged_cat: bool = True):
         self.fs = fs
+        # sshfs's cat_file ignores start and end and returns the whole key:
+        # ranges over SFTP are read from an open file instead
+        self.ranged_cat = ranged_cat
         self.root = root.rstrip("/")
         self.local = local
         # s3fs implements pipe_file(mode="create") as If-None-Match; fsspec's
@@ -136,8 +140,10 @@ class FsspecBackend(Backend):
         try:
             if self.local:
                 data = _read_local_key(self._path(key), start, end)
-            else:
+            elif self.ranged_cat:
                 data = self.fs.cat_file(self._path(key), start=start, end=end)
+            else:
+                data = self._read_open_range(key, start, end)
         except OSError as exc:
             if exc.errno == errno.EINVAL and "range" in str(exc).lower():  # HTTP 416
                 raise ShortReadError(f"{key}: shorter than {end} bytes") from None
@@ -145,6 +151,18 @@ class FsspecBackend(Backend):
         if len(data) != end - start:
             raise ShortReadError(f"{key}: shorter than {end} bytes")
         return data
+
+    def _read_open_range(self, key: str, start: int, end: int) -> bytes:
+        with self.fs.open(self._path(key), "rb") as file:
+            file.seek(start)
+            pieces, wanted = [], end - start
+            while wanted > 0:  # a read may return less than asked
+                piece = file.read(wanted)
+                if not piece:
+                    break
+                pieces.append(piece)
+                wanted -= len(piece)
+        return b"".join(pieces)
 
     def get_range_into(self, key, start, end, out, advance=lambda nbytes: None):
         if not (self.native_create and hasattr(self.fs, "call_s3")):
@@ -461,7 +479,8 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
     if not root.strip("/"):
         raise BadInputError(f"remote URL {describe} names no bucket or folder")
     del fsspec
-    return RetryingBackend(FsspecBackend(fs, root, local=False, native_create=scheme in ("s3", "s3a")),
+    return RetryingBackend(FsspecBackend(fs, root, local=False, native_create=scheme in ("s3", "s3a"),
+                                         ranged_cat=scheme not in ("sftp", "ssh")),
                            describe, retry_for=retry_for)
 
 
