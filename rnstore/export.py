@@ -496,6 +496,8 @@ class _Batches:
 
     BATCH = 1 << 20
     QUEUED = 2
+    POLL = 0.1  # seconds an idle writer waits before looking at the stop flag again
+    ABANDON_WAIT = 30.0
 
     def __init__(self, write):
         import queue
@@ -505,12 +507,17 @@ class _Batches:
         self.offset = 0
         self._error: BaseException | None = None
         self._queue = queue.Queue(self.QUEUED)
-        self._writer = threading.Thread(target=self._drain, args=(write,), name="export-writer", daemon=True)
+        self._stop = threading.Event()
+        self._writer = threading.Thread(target=self._drain, args=(write, queue.Empty), name="export-writer",
+                                        daemon=True)
         self._writer.start()
 
-    def _drain(self, write) -> None:
-        while True:
-            batch = self._queue.get()
+    def _drain(self, write, empty) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self._queue.get(timeout=self.POLL)
+            except empty:
+                continue
             if batch is None:
                 return
             if self._error is None:
@@ -542,16 +549,15 @@ class _Batches:
             raise self._error
 
     def abandon(self) -> None:
-        """Drop what is gathered; wait for the writer to stop."""
+        """Drop what is gathered; stop the writer after the write it is in.
+        Not through the queue: a KeyboardInterrupt inside one of its calls
+        may have left it half-updated (a Ctrl-C once left the writer waiting
+        for ever on a queue that held its stop mark), and not waiting for
+        ever: the writer is a daemon thread, gone with the process."""
         self._parts = []
         self._error = self._error or _Abandoned()
-        while self._writer.is_alive():
-            try:
-                self._queue.put(None, timeout=0.1)
-            except Exception:  # noqa: BLE001 - queue.Full: the writer is still busy
-                continue
-            break
-        self._writer.join()
+        self._stop.set()
+        self._writer.join(timeout=self.ABANDON_WAIT)
 
 
 class _Abandoned(Exception):

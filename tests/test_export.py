@@ -353,3 +353,27 @@ def test_a_folder_export_reports_what_an_archive_reports(tmp_path):
         folder = export(repo, snap, tmp_path / "out", format="dir")
         assert (folder.files, folder.folders, folder.bytes) == (archive.files, archive.folders, archive.bytes) \
             == (3, 2, 7)
+
+
+def test_abandon_stops_the_writer_even_when_the_queue_lost_its_wakeup():
+    """A Ctrl-C inside one of the queue's calls can leave the writer waiting
+    without the wake-up a put owes it (a torture run once hung for 20
+    minutes so). Abandoning must stop it all the same, without the queue."""
+    import threading
+    import time
+
+    from rnstore import export
+
+    written = []
+    batches = export._Batches(written.append)
+    waiters = batches._queue.not_empty._waiters
+    deadline = time.monotonic() + 30
+    while not waiters and time.monotonic() < deadline:  # the writer waits for a batch
+        time.sleep(0.01)
+    assert waiters
+    waiters.clear()  # what an interrupted put can leave: nobody wakes the writer
+    stopper = threading.Thread(target=batches.abandon, daemon=True)
+    stopper.start()
+    stopper.join(60)
+    assert not stopper.is_alive() and not batches._writer.is_alive()
+    assert written == []
