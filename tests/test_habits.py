@@ -147,6 +147,8 @@ def test_every_commands_help_shows_flags_as_flags(tmp_path, run_cli):
         assert text.startswith(f"Usage: rnstore {name}"), text
         for artefact in ARTEFACTS:
             assert artefact not in text, f"`rnstore {name} --help` shows {artefact!r}:\n{text}"
+        for line in text.splitlines():  # `cat-file` listed its argument as "KIND] OBJ"
+            assert line.count("[") == line.count("]"), f"`rnstore {name} --help`: {line!r}"
     checkout = ok(run_cli(["checkout", "--help"], cwd=tmp_path)).out
     assert "-f, --force " in checkout and "[-- PATH...]" in checkout.splitlines()[0], checkout
 

@@ -73,10 +73,27 @@ def after_dashdash(ctx) -> list[str]:
     return list(ctx.meta.get(AFTER_DASHDASH, []))
 
 
-def _argument_usage(param) -> str:
+def _argument_name(param) -> str:
     name = param.metavar or param.name.upper()
     if param.nargs != 1 and "..." not in name and " " not in name:
         name += "..."
+    return name
+
+
+def _unbracketed(name: str) -> str:
+    """'[REV [REV]]' -> 'REV [REV]'; '[KIND] OBJ' stays: its first bracket
+    closes before the end."""
+    depth = 0
+    for position, char in enumerate(name):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth == 0:
+            return name[1:-1] if position == len(name) - 1 and name.startswith("[") else name
+    return name
+
+
+def _argument_usage(param) -> str:
+    """The argument in a usage line: in brackets when optional."""
+    name = _argument_name(param)
     if not param.required and not name.startswith("["):
         name = f"[{name}]"
     return name
@@ -214,7 +231,7 @@ class Command(TyperCommand):
     def format_help(self, ctx, formatter) -> None:
         formatter.write_usage(ctx.command_path, " ".join(self.collect_usage_pieces(ctx)))
         _write_description(formatter, self.help)
-        arguments = [(_argument_usage(p).strip("[]"), " ".join((p.help or "").split()))
+        arguments = [(_unbracketed(_argument_name(p)), " ".join((p.help or "").split()))
                      for p in self.get_params(ctx)
                      if p.param_type_name == "argument" and not p.hidden and p.help]
         options = [_option_record(p) for p in self.get_params(ctx)
