@@ -233,7 +233,7 @@ def _du_tables(stats) -> list:
         rows.append(("unreachable, kept by gc", format_size(store.unreachable_bytes - store.reclaimable_bytes)))
     rows += [("dedup ratio", f"{store.dedup_ratio:.2f}x"),
              ("compression ratio", f"{store.compression_ratio:.2f}x"),
-             ("space saving", f"{store.space_saving * 100:.1f} %")]
+             ("space saving", f"{round(store.space_saving * 100, 1) + 0.0:.1f} %")]  # + 0.0: never "-0.0"
     tables.append(("Store", [("what", "left"), ("value", "right")], rows, False, ""))
     return tables
 
