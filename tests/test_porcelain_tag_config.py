@@ -119,6 +119,22 @@ def test_config_bad_value_or_unknown_key_exits_2(tmp_path, run_cli):
     assert (tmp_path / ".rnstore" / "config").read_bytes() == config_before
 
 
+@pytest.mark.parametrize("key, value, said", [
+    ("limits.max_bytes", "-5MB", "'-5MB' is not a size"), ("limits.max_files", "-3", "'-3'"),
+    ("gc.prune", "-1h", "'-1h' is not a duration"), ("compression.level", "-1", "compression.level"),
+    ("gc.threshold", "-.5", "gc.threshold")])
+def test_config_judges_a_negative_value_as_a_value(tmp_path, run_cli, key, value, said):
+    """`config limits.max_bytes -5MB` said "No such option: -5", and
+    `config gc.prune -1h` printed the help (`-h`) and exited 0."""
+    new_workspace(tmp_path, default_ignore=True)
+    config_before = (tmp_path / ".rnstore" / "config").read_bytes()
+    for args in (["config", key, value], ["config", key, value, "--json"]):
+        error = assert_error(run_cli(args, cwd=tmp_path), 2, said)
+        assert "option" not in error, error
+    assert (tmp_path / ".rnstore" / "config").read_bytes() == config_before
+    ok(run_cli(["config", "--json", key], cwd=tmp_path))
+
+
 def test_tag_never_binds_moves_or_deletes_a_branch(two_snapshots, run_cli):
     """`tag -d refs/heads/main` deleted the current branch ("Deleted tag
     refs/heads/main"), and `tag refs/heads/x` made a branch; a tag named

@@ -8,6 +8,7 @@ does the same thing.
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import get_args, get_origin
 
@@ -260,6 +261,25 @@ class LogCommand(PathsCommand):
             else:
                 rewritten.append(word)
         return super().parse_args(ctx, rewritten)
+
+
+class ValueCommand(Command):
+    """`config limits.max_bytes -5MB`: a word that starts with `-` and a
+    digit or a dot is a value (to be judged as one), never an option; click
+    read it as the unknown option `-5` ("No such option"), and `-1h` as
+    `-h`, the help."""
+
+    def parse_args(self, ctx, args):
+        end = args.index("--") if "--" in args else len(args)
+        values = [word for word in args[:end] if _NEGATIVE.match(word)]
+        if values:
+            options = [word for word in args[:end] if word.startswith("-") and not _NEGATIVE.match(word)]
+            positionals = [word for word in args[:end] if not word.startswith("-") or _NEGATIVE.match(word)]
+            args = options + ["--"] + positionals + args[end + 1:]
+        return super().parse_args(ctx, args)
+
+
+_NEGATIVE = re.compile(r"-[0-9.]")
 
 
 class Group(TyperGroup):

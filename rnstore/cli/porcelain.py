@@ -13,7 +13,7 @@ from ..errors import InvalidValueError, MissingObjectError
 from ..objects import meta_count
 from ..repo import DOTDIR, Repository
 from ..units import format_size, plural
-from ._command import LogCommand, after_dashdash
+from ._command import LogCommand, ValueCommand, after_dashdash
 from . import _complete as complete
 from .app import app, open_repo
 from ._options import PROGRESS, STAGING, Excludes, Json, Nested, NoIgnore, StrictIgnore, sharing, staging_options
@@ -440,7 +440,7 @@ def tag(
         out.summary(f"Tagged {target[:12]} as {name}")
 
 
-@app.command("config")
+@app.command("config", cls=ValueCommand)
 def config(
     key: Annotated[Optional[str], typer.Argument(metavar="[KEY]", autocompletion=complete.config_keys)] = None,
     value: Annotated[Optional[str], typer.Argument(metavar="[VALUE]")] = None,
