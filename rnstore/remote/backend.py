@@ -221,6 +221,7 @@ class FsspecBackend(Backend):
     def _local_write(self, key: str, write: Callable, *, exclusive: bool) -> None:
         final = self._path(key)
         folder = os.path.dirname(final)
+        self._check_inside(folder)  # before makedirs, which would follow a link too
         os.makedirs(folder, exist_ok=True)
         temp = f"{folder}/{TMP_PREFIX}{os.getpid()}-{random.getrandbits(48):012x}"
         try:
@@ -269,7 +270,17 @@ class FsspecBackend(Backend):
         except FileNotFoundError:
             return None
 
+    def _check_inside(self, folder: str) -> None:
+        """A symbolic link planted in a shared folder (`refs/heads/x ->
+        ~/somewhere`) never makes a write or a delete land outside the remote."""
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(folder)
+        if real != root and not real.startswith(root + os.sep):
+            raise OSError(errno.EINVAL, "a symbolic link leads out of the remote", folder)
+
     def delete(self, key: str) -> None:
+        if self.local:
+            self._check_inside(os.path.dirname(self._path(key)))
         try:
             self.fs.rm_file(self._path(key))
         except FileNotFoundError:
