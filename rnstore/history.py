@@ -149,6 +149,8 @@ class Log:
     entries: list[LogEntry]
     #: parents that are gone (forgotten and collected): history ends there
     missing_parents: list[str] = field(default_factory=list)
+    #: parents that are gone though still live or named by a ref: damage (fsck)
+    lost_parents: list[str] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[LogEntry]:
         return iter(self.entries)
@@ -201,16 +203,18 @@ def log(repo: WorkspaceView, rev: str | None = None, *, limit: int | None = None
     seen = {start}
     queue: list = []
 
-    def push(oid: str) -> None:
-        try:
-            snap = repo.store.get_snapshot(oid)
-        except MissingObjectError:
-            result.missing_parents.append(oid)
-            return
+    def push(oid: str, snap: Snapshot | None = None) -> None:
+        if snap is None:
+            try:
+                snap = repo.store.get_snapshot(oid)
+            except MissingObjectError:
+                live = oid in repo.journal or oid in tags or oid in branches
+                (result.lost_parents if live else result.missing_parents).append(oid)
+                return
         # newest first: a max-heap on time
         heapq.heappush(queue, (-_time_key(snap.time), oid, snap))
 
-    push(start)
+    push(start, repo.store.get_snapshot(start))  # where history starts is no parent: missing is damage
     while queue and (limit is None or len(result.entries) < limit):
         _, oid, snap = heapq.heappop(queue)
         if keep(snap):

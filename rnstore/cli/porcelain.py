@@ -265,6 +265,12 @@ def log(
         out.bytes("\n".join(blocks).encode("utf-8", "surrogateescape"))
     for parent in history.missing_parents:
         out.warn(f"history ends at {parent[:12]}: that parent was forgotten and collected")
+    if history.lost_parents:
+        lost = history.lost_parents
+        raise MissingObjectError(
+            f"snapshot {lost[0]} is missing, though it is still live"
+            + (f" (and {len(lost) - 1} more)" if len(lost) > 1 else "") + ": the store is damaged",
+            lost[0], hints=["`rnstore fsck` lists the damage"])
 
 
 def _snapshot_stat(repo, snapshot) -> list[str]:
