@@ -271,8 +271,7 @@ class ValueCommand(Command):
 
     def parse_args(self, ctx, args):
         end = args.index("--") if "--" in args else len(args)
-        values = [word for word in args[:end] if _NEGATIVE.match(word)]
-        if values:
+        if any(_NEGATIVE.match(word) for word in args[:end]):
             options = [word for word in args[:end] if word.startswith("-") and not _NEGATIVE.match(word)]
             positionals = [word for word in args[:end] if not word.startswith("-") or _NEGATIVE.match(word)]
             args = options + ["--"] + positionals + args[end + 1:]
