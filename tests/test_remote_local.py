@@ -484,3 +484,16 @@ def test_remote_v_masks_a_password_inside_a_shown_option_value():
     shown = settings.describe(verbose=True)
     assert "hunter2" not in shown and "s3cr3t" not in shown and "TOPSECRET" not in shown, shown
     assert "endpoint_url=http://minio:***@10.0.0.5:9000" in shown and "region_name=eu" in shown, shown
+
+
+@pytest.mark.parametrize("url", ["ftp://host/x", "http://host/x", "zip://x", "memory://x", "github://o/r"])
+def test_a_url_scheme_rnstore_does_not_support_is_refused_at_once(workspace, run_cli, url):
+    """fsspec knows many more schemes than the remotes rnstore supports:
+    `remote add` accepted `memory://x` and `http://...` (a push then failed
+    with NotImplementedError), `zip://x` said "Is a directory", `ftp://`
+    tried to connect. Each is bad input now, and nothing is recorded."""
+    result = run_cli(["remote", "add", "origin", url], cwd=workspace)
+    assert result.returncode == 2 and "unsupported remote URL scheme" in result.stderr, result
+    assert result.stderr.count("error:") == 1 and not (workspace / ".rnstore" / "remotes.json").exists()
+    clone = run_cli(["clone", url, str(workspace.parent / "clone")], cwd=workspace.parent)
+    assert clone.returncode == 2 and "unsupported remote URL scheme" in clone.stderr, clone

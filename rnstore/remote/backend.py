@@ -448,12 +448,15 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
         except ImportError:
             fs = _PlainLocalFileSystem()
         return RetryingBackend(FsspecBackend(fs, path, local=True), describe, retry_for=retry_for)
-    extra, package = EXTRAS.get(scheme, (None, None))
+    if scheme not in EXTRAS:  # fsspec knows more (ftp, http, zip, memory): none keeps a remote's promises
+        raise BadInputError(f"unsupported remote URL scheme '{scheme}://' in {describe}",
+                            hints=["use s3://, gs://, az://, sftp://, file:// or a path"])
+    extra, package = EXTRAS[scheme]
     try:
         import fsspec  # optional extra: loaded when used
         from fsspec.core import url_to_fs
     except ImportError:
-        raise _missing(extra or "s3", "fsspec") from None
+        raise _missing(extra, "fsspec") from None
     merged = {**_backend_defaults(scheme), **_typed(options or {})}
     try:
         # fsspec's instance cache keeps one client (and its connections) per process
@@ -461,9 +464,6 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
     except ImportError:
         raise _missing(extra, package or scheme) from None
     except ValueError as exc:
-        if "Protocol not known" in str(exc) or "not known" in str(exc):
-            raise BadInputError(f"unknown remote URL scheme '{scheme}://' in {describe}",
-                                hints=["use s3://, gs://, az://, sftp://, file:// or a path"]) from None
         raise BadInputError(f"cannot use remote {describe}: {_brief(exc)}") from None
     except TypeError as exc:
         raise BadInputError(f"bad option for remote {describe}: {_brief(exc)}") from None
