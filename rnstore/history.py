@@ -15,7 +15,7 @@ from .objects import SNAPSHOT, Snapshot, is_object_id, meta_count
 from .plumbing import meta_text, parse_meta, snapshot_meta, store_snapshot, utc_now, write_tree
 from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, TAGS, short_name, tag_ref
-from .revparse import resolve_snapshot
+from .revparse import resolve_snapshot, warn_if_shadowing
 from .staging import AddResult, stage, status
 from .trees import lookup
 from .units import plural
@@ -149,6 +149,8 @@ class Log:
     entries: list[LogEntry]
     #: parents that are gone (forgotten and collected): history ends there
     missing_parents: list[str] = field(default_factory=list)
+    #: parents that are gone though still live or named by a ref: damage (fsck)
+    lost_parents: list[str] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[LogEntry]:
         return iter(self.entries)
@@ -201,16 +203,18 @@ def log(repo: WorkspaceView, rev: str | None = None, *, limit: int | None = None
     seen = {start}
     queue: list = []
 
-    def push(oid: str) -> None:
-        try:
-            snap = repo.store.get_snapshot(oid)
-        except MissingObjectError:
-            result.missing_parents.append(oid)
-            return
+    def push(oid: str, snap: Snapshot | None = None) -> None:
+        if snap is None:
+            try:
+                snap = repo.store.get_snapshot(oid)
+            except MissingObjectError:
+                live = oid in repo.journal or oid in tags or oid in branches
+                (result.lost_parents if live else result.missing_parents).append(oid)
+                return
         # newest first: a max-heap on time
         heapq.heappush(queue, (-_time_key(snap.time), oid, snap))
 
-    push(start)
+    push(start, repo.store.get_snapshot(start))  # where history starts is no parent: missing is damage
     while queue and (limit is None or len(result.entries) < limit):
         _, oid, snap = heapq.heappop(queue)
         if keep(snap):
@@ -327,20 +331,25 @@ def tag(repo: WorkspaceView, name: str, rev: str = "HEAD", *, force: bool = Fals
         target = resolve_snapshot(repo, rev)
         if force:  # whatever another workspace did meanwhile: -f moves it
             repo.refs.update(ref, target)
-            return target
-        current = repo.refs.resolve(ref)
-        # (a tag made here before tags lived in the store is bound there now)
-        in_store = repo.store_tags is None or repo.store_tags.resolve(ref) is not None
-        if current in (None, target) and (current is None or not in_store):
-            try:  # compare and swap: another workspace may bind it first
-                repo.refs.update(ref, target, expected=current)
-            except RefConflictError:
-                current = repo.refs.resolve(ref)
-        if current not in (None, target):
-            raise InvalidValueError(
-                f"tag '{name}' already names another snapshot ({current[:12]})",
-                hints=["pass force=True to move it"])
+        else:
+            _bind_tag(repo, name, ref, target)
+    warn_if_shadowing(repo, name, ref, target)
     return target
+
+
+def _bind_tag(repo: WorkspaceView, name: str, ref: str, target: str) -> None:
+    current = repo.refs.resolve(ref)
+    # (a tag made here before tags lived in the store is bound there now)
+    in_store = repo.store_tags is None or repo.store_tags.resolve(ref) is not None
+    if current in (None, target) and (current is None or not in_store):
+        try:  # compare and swap: another workspace may bind it first
+            repo.refs.update(ref, target, expected=current)
+        except RefConflictError:
+            current = repo.refs.resolve(ref)
+    if current not in (None, target):
+        raise InvalidValueError(
+            f"tag '{name}' already names another snapshot ({current[:12]})",
+            hints=["pass force=True to move it"])
 
 
 def delete_tag(repo: HistoryView, name: str) -> str:

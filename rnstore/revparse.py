@@ -52,6 +52,7 @@ def resolve_name(repo: HistoryView, name: str) -> str:
         except InvalidValueError:  # not a valid ref name: maybe an id prefix
             continue
         if oid is not None:
+            warn_if_shadowing(repo, name, ref, oid)
             return oid
     if _HEX.match(lowered):
         if full_id:
@@ -64,6 +65,20 @@ def resolve_name(repo: HistoryView, name: str) -> str:
         if len(candidates) > 1:
             raise AmbiguousRevisionError(name, candidates)
     raise _unknown(name)
+
+
+def warn_if_shadowing(repo: HistoryView, name: str, ref: str, oid: str) -> None:
+    """`name`, which resolved to `ref` (at `oid`), wins over the objects
+    whose ids it starts (a tag `cafe`), as in git; like git, say so: the
+    user may have meant an id."""
+    lowered = name.lower()
+    if not (_HEX.match(lowered) and MIN_PREFIX <= len(lowered) < 64):
+        return
+    others = [candidate for candidate in repo.store.ids_with_prefix(lowered) if candidate != oid]
+    if others:
+        repo.notify(f"warning: '{name}' is ambiguous: it names {ref} ({oid[:12]}), used here, and starts "
+                    f"the id of {len(others)} other object{'s' if len(others) != 1 else ''} "
+                    f"({others[0][:12]}); give more digits to name an object")
 
 
 def _split(rev: str) -> tuple[str, list[tuple[str, int]], str | None]:

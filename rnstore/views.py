@@ -46,6 +46,8 @@ class HistoryView(ObjectsView, Protocol):
     @property
     def journal(self) -> Journal: ...
 
+    notify: Callable[[str], None]  # warnings for the user (the CLI: stderr)
+
 
 class WorkspaceView(HistoryView, Protocol):
     """An open workspace: everything but the operations themselves."""
@@ -55,7 +57,6 @@ class WorkspaceView(HistoryView, Protocol):
     config: Config
     store_root: Path           # the folder holding the object store: dotdir, or a shared store
     shared_store: bool
-    notify: Callable[[str], None]
 
     @property
     def durable(self) -> bool: ...

@@ -66,6 +66,14 @@ def test_plain_tables_draw_the_everyday_case_and_leave_the_rest_to_rich(tmp_path
     assert space._plain_tables(tables) is None
 
 
+@pytest.mark.parametrize("stored, saving", [(100_001, "0.0 %"), (99_999, "0.0 %"), (100_000, "0.0 %"),
+                                            (50_000, "50.0 %"), (100_100, "-0.1 %")])
+def test_space_saving_is_never_negative_zero(stored, saving):
+    usage = StoreUsage(stored_bytes=stored, referenced_bytes=100_000)
+    store_rows = dict(space._du_tables(DuStats(usage, []))[-1][2])
+    assert store_rows["space saving"] == saving
+
+
 def test_du_prints_the_table_rich_prints(tmp_path):
     """End to end, through real processes: the plain table and rich's
     (which an environment rich reads leaves it to) are the same bytes."""

@@ -147,6 +147,8 @@ def test_every_commands_help_shows_flags_as_flags(tmp_path, run_cli):
         assert text.startswith(f"Usage: rnstore {name}"), text
         for artefact in ARTEFACTS:
             assert artefact not in text, f"`rnstore {name} --help` shows {artefact!r}:\n{text}"
+        for line in text.splitlines():  # `cat-file` listed its argument as "KIND] OBJ"
+            assert line.count("[") == line.count("]"), f"`rnstore {name} --help`: {line!r}"
     checkout = ok(run_cli(["checkout", "--help"], cwd=tmp_path)).out
     assert "-f, --force " in checkout and "[-- PATH...]" in checkout.splitlines()[0], checkout
 
@@ -693,3 +695,32 @@ def test_diff_stat_before_the_first_snapshot_shows_everything_added(ws, run_cli)
     stat = ok(run_cli(["diff", "--stat"], cwd=ws)).out
     assert "a.txt" in stat and "sub/c.txt" in stat
     assert "2 files changed, 3 insertions(+), 0 deletions(-)" in stat, stat
+
+
+@pytest.mark.parametrize("args", [["tag", "a\nb"], ["checkout", "x\x1b[2Jy"], ["x\x1b[2Jy"],
+                                  ["log", "--meta", "a\x1bb"]])
+def test_an_error_is_one_line_whatever_the_name_holds(tmp_path, run_cli, args):
+    """A name with a newline split the `error:` line in two, and an escape
+    sequence in one reached the terminal (clearing it, say): control
+    characters in a message are shown escaped."""
+    new_workspace(tmp_path / "ws")
+    result = run_cli(args, cwd=tmp_path / "ws")
+    assert_error(result, 2)
+    assert "\x1b" not in result.stderr and ("\\n" in result.stderr or "\\x1b" in result.stderr), result.stderr
+
+
+def test_a_hostile_remote_ref_name_reaches_the_terminal_escaped(tmp_path, run_cli):
+    """A ref a remote holds under a name with an escape sequence was printed
+    as it is by fetch and clone ("refused refs/heads/<ESC>[31mred")."""
+    ws = new_workspace(tmp_path / "ws")
+    commit(run_cli, ws, "one", "--allow-empty")
+    ok(run_cli(["remote", "add", "origin", str(tmp_path / "remote")], cwd=ws))
+    ok(run_cli(["push", "-q", "origin"], cwd=ws))
+    version = tmp_path / "remote" / "refs" / "heads" / "main" / f"{1:020d}"
+    hostile = tmp_path / "remote" / "refs" / "heads" / "\x1b[31mred" / version.name
+    hostile.parent.mkdir()
+    hostile.write_bytes(version.read_bytes())
+    for args in (["fetch", "origin"], ["clone", str(tmp_path / "remote"), str(tmp_path / "clone")]):
+        result = run_cli(args, cwd=ws)
+        assert result.returncode == 0, result
+        assert "refused     refs/heads/\\x1b[31mred" in result.out and "\x1b" not in result.out + result.stderr

@@ -388,6 +388,29 @@ def test_a_fifo_or_folder_in_a_local_remote_is_refused_not_waited_on(workspace, 
     assert not (workspace.parent / "clone").exists()
 
 
+def test_a_symlink_in_a_local_remote_never_leads_a_write_or_delete_outside(workspace, run_cli):
+    """A shared folder where someone made `refs/heads/evil` (or `packs`) a
+    symbolic link to another folder: a push wrote its ref version there,
+    and deleting a key under it would have removed a file there."""
+    from rnstore.remote.backend import RemoteError, open_backend
+    remote = pushed_remote(workspace, run_cli)
+    outside = workspace.parent / "outside"
+    outside.mkdir()
+    (outside / "notes.txt").write_bytes(b"keep me\n")
+    (remote / "refs" / "heads" / "evil").symlink_to(outside)
+    assert run_cli(["update-ref", "refs/heads/evil", "HEAD"], cwd=workspace).returncode == 0
+    assert_error(run_cli(["push", "origin", "evil"], cwd=workspace), 1,
+                 "refs/heads/evil", "a symbolic link leads out of the remote")
+    with pytest.raises(RemoteError, match="leads out of the remote"):
+        open_backend(str(remote)).delete("refs/heads/evil/notes.txt")
+    os.rename(remote / "packs", remote / "packs-real")
+    (remote / "packs").symlink_to(outside)
+    write_files(workspace, {"later.txt": "later\n"})
+    assert run_cli(["commit", "-a", "-q", "-m", "later"], cwd=workspace).returncode == 0
+    assert_error(run_cli(["push", "origin"], cwd=workspace), 1, "leads out of the remote")
+    assert [(p.name, p.read_bytes()) for p in outside.iterdir()] == [("notes.txt", b"keep me\n")]
+
+
 # -- a config value written by hand --------------------------------------------------------------
 
 @pytest.mark.parametrize("key, value, command", [

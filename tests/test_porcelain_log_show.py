@@ -138,3 +138,32 @@ def test_a_bad_count_is_one_plain_error_line(history, run_cli):
         line = assert_error(result, 2, needle)
         assert "Input should" not in result.stderr, (args, line)
     assert len(json.loads(ok(run_cli(["log", "--json", "-n", "2"], cwd=ws)).stdout)) == 2
+
+
+def _remove_object(ws, oid: str) -> None:
+    """Removes a loose snapshot file (commit leaves snapshots loose until gc)."""
+    (ws / ".rnstore" / "objects" / oid[:2] / oid[2:]).unlink()
+
+
+def test_log_of_a_missing_head_or_a_missing_live_parent_is_damage_not_history(tmp_path, run_cli):
+    """With HEAD's own snapshot gone, `log` printed nothing, warned "history
+    ends at ...: that parent was forgotten and collected" and exited 0; a
+    live parent gone (not forgotten) got the same note. Both are damage:
+    exit 1, one `error:` line; a forgotten and collected parent stays a note."""
+    ws = new_workspace(tmp_path / "ws")
+    ids = []
+    for number in range(4):
+        write_files(ws, {"a.txt": f"{number}\n"})
+        ids.append(commit(run_cli, ws, f"snapshot {number}", "-a"))
+    _remove_object(ws, ids[2])
+    result = run_cli(["log", "--oneline"], cwd=ws)
+    assert_error(result, 1, ids[2], "still live", "fsck")
+    assert result.out.split()[0] == ids[3][:12] and "forgotten" not in result.stderr
+    ok(run_cli(["forget", ids[1], ids[2]], cwd=ws))
+    result = run_cli(["log", "--oneline"], cwd=ws)
+    assert result.returncode == 0 and "forgotten and collected" in result.stderr, result
+    _remove_object(ws, ids[3])
+    for args in (["log"], ["log", "--json"], ["log", "--oneline"]):
+        result = run_cli(args, cwd=ws)
+        assert_error(result, 1, ids[3])
+        assert result.stdout == b"" and "forgotten" not in result.stderr, result

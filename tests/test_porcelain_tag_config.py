@@ -119,6 +119,22 @@ def test_config_bad_value_or_unknown_key_exits_2(tmp_path, run_cli):
     assert (tmp_path / ".rnstore" / "config").read_bytes() == config_before
 
 
+@pytest.mark.parametrize("key, value, said", [
+    ("limits.max_bytes", "-5MB", "'-5MB' is not a size"), ("limits.max_files", "-3", "'-3'"),
+    ("gc.prune", "-1h", "'-1h' is not a duration"), ("compression.level", "-1", "compression.level"),
+    ("gc.threshold", "-.5", "gc.threshold")])
+def test_config_judges_a_negative_value_as_a_value(tmp_path, run_cli, key, value, said):
+    """`config limits.max_bytes -5MB` said "No such option: -5", and
+    `config gc.prune -1h` printed the help (`-h`) and exited 0."""
+    new_workspace(tmp_path, default_ignore=True)
+    config_before = (tmp_path / ".rnstore" / "config").read_bytes()
+    for args in (["config", key, value], ["config", key, value, "--json"]):
+        error = assert_error(run_cli(args, cwd=tmp_path), 2, said)
+        assert "option" not in error, error
+    assert (tmp_path / ".rnstore" / "config").read_bytes() == config_before
+    ok(run_cli(["config", "--json", key], cwd=tmp_path))
+
+
 def test_tag_never_binds_moves_or_deletes_a_branch(two_snapshots, run_cli):
     """`tag -d refs/heads/main` deleted the current branch ("Deleted tag
     refs/heads/main"), and `tag refs/heads/x` made a branch; a tag named
@@ -134,3 +150,23 @@ def test_tag_never_binds_moves_or_deletes_a_branch(two_snapshots, run_cli):
     ok(run_cli(["tag", "refs/tags/v2", first], cwd=ws))  # the full name of a tag is still a tag
     assert ok(run_cli(["rev-parse", "v2"], cwd=ws)).out.strip() == first
     ok(run_cli(["tag", "-d", "refs/tags/v2"], cwd=ws))
+
+
+def test_a_tag_named_like_an_id_prefix_wins_with_a_warning(two_snapshots, run_cli):
+    """A tag `abcd12` bound to one snapshot while another's id starts with
+    abcd12: the tag wins, as in git, but that was silent; now binding it and
+    every use of the name warn (git: "refname is ambiguous"), and stdout
+    keeps only the answer."""
+    ws, first, second = two_snapshots
+    name = first[:6]
+    tagged = run_cli(["tag", name, second], cwd=ws)
+    assert tagged.returncode == 0 and f"'{name}' is ambiguous" in tagged.stderr, tagged
+    for args in (["rev-parse", name], ["log", "--oneline", "-n", "1", name]):
+        result = run_cli(args, cwd=ws)
+        assert result.returncode == 0 and result.out.startswith(second[:12]), result
+        assert f"'{name}' is ambiguous" in result.stderr and first[:12] in result.stderr, result.stderr
+    assert ok(run_cli(["rev-parse", first[:7]], cwd=ws)).out.strip() == first
+    own = second[:6]  # a tag named by the start of its own snapshot's id shadows nothing
+    ok(run_cli(["tag", own, second], cwd=ws))
+    result = run_cli(["rev-parse", own], cwd=ws)
+    assert result.out.strip() == second and "ambiguous" not in result.stderr, result

@@ -471,3 +471,29 @@ def test_a_hostile_index_is_refused_clearly_and_stores_nothing(tmp_path, damage,
     with pytest.raises((CorruptObjectError, CorruptStoreError), match=message):
         transfer.fetch(other, "origin", ["main"])
     assert list(other.store) == [] and other.refs.list("refs/remotes/") == {}
+
+
+def test_remote_v_masks_a_password_inside_a_shown_option_value():
+    """`-o endpoint_url=http://user:pw@host` was shown as given by `remote -v`
+    (endpoint_url is a shown option); its password is masked now, as in
+    the remote's own URL."""
+    from rnstore.remote.settings import RemoteSettings
+    settings = RemoteSettings("origin", "s3://me:hunter2@bucket/prefix",
+                              {"endpoint_url": "http://minio:s3cr3t@10.0.0.5:9000", "region_name": "eu",
+                               "secret": "TOPSECRET"})
+    shown = settings.describe(verbose=True)
+    assert "hunter2" not in shown and "s3cr3t" not in shown and "TOPSECRET" not in shown, shown
+    assert "endpoint_url=http://minio:***@10.0.0.5:9000" in shown and "region_name=eu" in shown, shown
+
+
+@pytest.mark.parametrize("url", ["ftp://host/x", "http://host/x", "zip://x", "memory://x", "github://o/r"])
+def test_a_url_scheme_rnstore_does_not_support_is_refused_at_once(workspace, run_cli, url):
+    """fsspec knows many more schemes than the remotes rnstore supports:
+    `remote add` accepted `memory://x` and `http://...` (a push then failed
+    with NotImplementedError), `zip://x` said "Is a directory", `ftp://`
+    tried to connect. Each is bad input now, and nothing is recorded."""
+    result = run_cli(["remote", "add", "origin", url], cwd=workspace)
+    assert result.returncode == 2 and "unsupported remote URL scheme" in result.stderr, result
+    assert result.stderr.count("error:") == 1 and not (workspace / ".rnstore" / "remotes.json").exists()
+    clone = run_cli(["clone", url, str(workspace.parent / "clone")], cwd=workspace.parent)
+    assert clone.returncode == 2 and "unsupported remote URL scheme" in clone.stderr, clone

@@ -73,3 +73,19 @@ def test_workspaces_lists_state_snapshots_and_exclusive_bytes(tmp_path):
     assert gone.timestamp() <= time.time() and listed[str(c)]["snapshots"] == 1
     human = ok(run(["workspaces"], cwd=b)).out
     assert f"{b} (here)  alive" in human and "gone since" in human
+
+
+def test_snapshots_lists_what_it_can_read_and_exits_1_for_a_missing_snapshot(tmp_path):
+    """A live snapshot whose object is gone was a warning and exit 0 (as
+    `snapshots --remote` with a damaged record is not): now exit 1."""
+    store, (a,) = shared(tmp_path, "a")
+    first = commit(a, {"x": "1\n"}, "first")
+    second = commit(a, {"x": "2\n"}, "second")
+    (store / "objects" / first[:2] / first[2:]).unlink()
+    for args in (["snapshots"], ["snapshots", "--json"]):
+        result = run(args, cwd=a)
+        assert result.returncode == 1, result
+        assert f"snapshot {first} cannot be read" in result.stderr and "fsck" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    listed = {s["id"]: s for s in json.loads(run(["snapshots", "--json"], cwd=a).stdout)}
+    assert listed[second]["message"] == "second" and listed[first]["time"] is None, listed

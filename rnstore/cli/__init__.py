@@ -152,7 +152,8 @@ def _handle(exc: BaseException) -> int:
                 # do we, on stderr under the error line (its message is the help)
                 sys.stderr.write(f"error: missing command\n{exc.format_message().rstrip()}\n")
                 return exc.exit_code
-            message = exc.format_message().strip() or "missing command"
+            from ._output import printable  # light: the error path alone needs it
+            message = printable(exc.format_message().strip()) or "missing command"
             sys.stderr.write(f"error: {message}\n")
             if ctx is not None:
                 sys.stderr.write(f"hint: see `{ctx.command_path} --help`\n")

@@ -8,6 +8,7 @@ does the same thing.
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import get_args, get_origin
 
@@ -73,10 +74,27 @@ def after_dashdash(ctx) -> list[str]:
     return list(ctx.meta.get(AFTER_DASHDASH, []))
 
 
-def _argument_usage(param) -> str:
+def _argument_name(param) -> str:
     name = param.metavar or param.name.upper()
     if param.nargs != 1 and "..." not in name and " " not in name:
         name += "..."
+    return name
+
+
+def _unbracketed(name: str) -> str:
+    """'[REV [REV]]' -> 'REV [REV]'; '[KIND] OBJ' stays: its first bracket
+    closes before the end."""
+    depth = 0
+    for position, char in enumerate(name):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth == 0:
+            return name[1:-1] if position == len(name) - 1 and name.startswith("[") else name
+    return name
+
+
+def _argument_usage(param) -> str:
+    """The argument in a usage line: in brackets when optional."""
+    name = _argument_name(param)
     if not param.required and not name.startswith("["):
         name = f"[{name}]"
     return name
@@ -214,7 +232,7 @@ class Command(TyperCommand):
     def format_help(self, ctx, formatter) -> None:
         formatter.write_usage(ctx.command_path, " ".join(self.collect_usage_pieces(ctx)))
         _write_description(formatter, self.help)
-        arguments = [(_argument_usage(p).strip("[]"), " ".join((p.help or "").split()))
+        arguments = [(_unbracketed(_argument_name(p)), " ".join((p.help or "").split()))
                      for p in self.get_params(ctx)
                      if p.param_type_name == "argument" and not p.hidden and p.help]
         options = [_option_record(p) for p in self.get_params(ctx)
@@ -243,6 +261,24 @@ class LogCommand(PathsCommand):
             else:
                 rewritten.append(word)
         return super().parse_args(ctx, rewritten)
+
+
+class ValueCommand(Command):
+    """`config limits.max_bytes -5MB`: a word that starts with `-` and a
+    digit or a dot is a value (to be judged as one), never an option; click
+    read it as the unknown option `-5` ("No such option"), and `-1h` as
+    `-h`, the help."""
+
+    def parse_args(self, ctx, args):
+        end = args.index("--") if "--" in args else len(args)
+        if any(_NEGATIVE.match(word) for word in args[:end]):
+            options = [word for word in args[:end] if word.startswith("-") and not _NEGATIVE.match(word)]
+            positionals = [word for word in args[:end] if not word.startswith("-") or _NEGATIVE.match(word)]
+            args = options + ["--"] + positionals + args[end + 1:]
+        return super().parse_args(ctx, args)
+
+
+_NEGATIVE = re.compile(r"-[0-9.]")
 
 
 class Group(TyperGroup):

@@ -8,7 +8,7 @@ import sys
 import traceback
 
 from ..errors import BadInputError, OperationInterrupted, RnstoreError
-from ._output import close_progress_on_interrupt, in_flags
+from ._output import close_progress_on_interrupt, in_flags, printable
 
 EXIT_OK, EXIT_ACT, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 130, 141
 
@@ -53,7 +53,7 @@ def report(exc: BaseException) -> int:
     message, hints, code = message_for(exc)
     if os.environ.get("RNSTORE_DEBUG") == "1":
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-    lines = [f"error: {message}"] + [f"hint: {hint}" for hint in hints]
+    lines = [f"error: {printable(message)}"] + [f"hint: {printable(hint)}" for hint in hints]
     try:
         sys.stderr.write("\n".join(lines) + "\n")
         sys.stderr.flush()

@@ -36,6 +36,16 @@ FLAGS_FOR_API_WORDS: list[tuple[str, str]] = [
 ]
 
 
+#: Control characters: in a message they could end its line, or move the
+#: cursor or clear the screen (a hostile remote's ref names, a typed name).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with each control character shown as its escape (`\\n`, `\\x1b`)."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
 def in_flags(text: str) -> str:
     """A library message as the command line says it."""
     for words, flag in FLAGS_FOR_API_WORDS:
@@ -75,7 +85,7 @@ class Output:
             sys.stderr.flush()
 
     def warn(self, text: str) -> None:
-        sys.stderr.write(f"warning: {text}\n")
+        sys.stderr.write(f"warning: {printable(text)}\n")
         sys.stderr.flush()
 
     def notice(self, text: str) -> None:

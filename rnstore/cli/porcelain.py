@@ -13,7 +13,7 @@ from ..errors import InvalidValueError, MissingObjectError
 from ..objects import meta_count
 from ..repo import DOTDIR, Repository
 from ..units import format_size, plural
-from ._command import LogCommand, after_dashdash
+from ._command import LogCommand, ValueCommand, after_dashdash
 from . import _complete as complete
 from .app import app, open_repo
 from ._options import PROGRESS, STAGING, Excludes, Json, Nested, NoIgnore, StrictIgnore, sharing, staging_options
@@ -265,6 +265,12 @@ def log(
         out.bytes("\n".join(blocks).encode("utf-8", "surrogateescape"))
     for parent in history.missing_parents:
         out.warn(f"history ends at {parent[:12]}: that parent was forgotten and collected")
+    if history.lost_parents:
+        lost = history.lost_parents
+        raise MissingObjectError(
+            f"snapshot {lost[0]} is missing, though it is still live"
+            + (f" (and {len(lost) - 1} more)" if len(lost) > 1 else "") + ": the store is damaged",
+            lost[0], hints=["`rnstore fsck` lists the damage"])
 
 
 def _snapshot_stat(repo, snapshot) -> list[str]:
@@ -440,7 +446,7 @@ def tag(
         out.summary(f"Tagged {target[:12]} as {name}")
 
 
-@app.command("config")
+@app.command("config", cls=ValueCommand)
 def config(
     key: Annotated[Optional[str], typer.Argument(metavar="[KEY]", autocompletion=complete.config_keys)] = None,
     value: Annotated[Optional[str], typer.Argument(metavar="[VALUE]")] = None,

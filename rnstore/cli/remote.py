@@ -15,7 +15,7 @@ from . import _complete as complete
 from .app import App, app, open_repo
 from ._command import Group
 from ._options import JSON, PROGRESS, Nested, sharing
-from ._output import in_flags, out, progress
+from ._output import in_flags, out, printable, progress
 from .porcelain import start_background_gc
 
 # Each command imports the library's remote modules itself: they (and fsspec)
@@ -91,7 +91,7 @@ def _render(result, verb: str, as_json: bool) -> None:
         old = update.old[:12] if update.old else "-"
         new = update.new[:12] if update.new else "-"
         reason = f"  ({in_flags(update.reason)})" if update.reason and update.status == "refused" else ""
-        out.line(f"{update.status:<11} {update.ref}  {old} -> {new}{reason}")
+        out.line(f"{update.status:<11} {printable(update.ref)}  {old} -> {new}{reason}")
     packs = f" in {result.packs} pack{'s' if result.packs != 1 else ''}" if result.packs else ""
     out.summary(f"{verb} {result.objects:,} object{'s' if result.objects != 1 else ''} "
                 f"({format_size(result.bytes)}){packs}")

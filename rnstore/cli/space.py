@@ -233,7 +233,7 @@ def _du_tables(stats) -> list:
         rows.append(("unreachable, kept by gc", format_size(store.unreachable_bytes - store.reclaimable_bytes)))
     rows += [("dedup ratio", f"{store.dedup_ratio:.2f}x"),
              ("compression ratio", f"{store.compression_ratio:.2f}x"),
-             ("space saving", f"{store.space_saving * 100:.1f} %")]
+             ("space saving", f"{round(store.space_saving * 100, 1) + 0.0:.1f} %")]  # + 0.0: never "-0.0"
     tables.append(("Store", [("what", "left"), ("value", "right")], rows, False, ""))
     return tables
 
@@ -338,7 +338,7 @@ def snapshots(
         "--until", metavar="T", help="Only snapshots made at or before T.")] = None,
     json_: Json = False,
     remote: Remote = None,
-) -> None:
+) -> int:
     """List every snapshot the store keeps alive, from every workspace of the store.
 
     Each line: id, time, workspace, host, tags and message. A snapshot is
@@ -364,9 +364,13 @@ def snapshots(
         tags = f"  [{', '.join(s.tags)}]" if s.tags else ""
         return f"{s.id[:12]}  {_time(s.time)}  {s.workspace or '?'}  {s.host or '?'}{tags}  {first_line(s.message)}"
 
-    if not _render_listing(view.problems, view.snapshots, json_, line):
-        return
-    out.summary(f"{len(view.snapshots):,} snapshot{'s' if len(view.snapshots) != 1 else ''}")
+    if _render_listing(view.problems, view.snapshots, json_, line):
+        out.summary(f"{len(view.snapshots):,} snapshot{'s' if len(view.snapshots) != 1 else ''}")
+    if view.problems:  # missing or damaged objects: exit 1, as `snapshots --remote` does
+        out.warn(f"{plural(len(view.problems), 'root')} could not be read; what could is listed "
+                 "(`rnstore fsck` lists the damage)")
+        return 1
+    return 0
 
 
 def _render_listing(problems: list[str], items: list, as_json: bool, line) -> bool:

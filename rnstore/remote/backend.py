@@ -239,6 +239,7 @@ class FsspecBackend(Backend):
     def _local_write(self, key: str, write: Callable, *, exclusive: bool) -> None:
         final = self._path(key)
         folder = os.path.dirname(final)
+        self._check_inside(folder)  # before makedirs, which would follow a link too
         os.makedirs(folder, exist_ok=True)
         temp = f"{folder}/{TMP_PREFIX}{os.getpid()}-{random.getrandbits(48):012x}"
         try:
@@ -287,7 +288,17 @@ class FsspecBackend(Backend):
         except FileNotFoundError:
             return None
 
+    def _check_inside(self, folder: str) -> None:
+        """A symbolic link planted in a shared folder (`refs/heads/x ->
+        ~/somewhere`) never makes a write or a delete land outside the remote."""
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(folder)
+        if real != root and not real.startswith(root + os.sep):
+            raise OSError(errno.EINVAL, "a symbolic link leads out of the remote", folder)
+
     def delete(self, key: str) -> None:
+        if self.local:
+            self._check_inside(os.path.dirname(self._path(key)))
         try:
             self.fs.rm_file(self._path(key))
         except FileNotFoundError:
@@ -455,12 +466,15 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
         except ImportError:
             fs = _PlainLocalFileSystem()
         return RetryingBackend(FsspecBackend(fs, path, local=True), describe, retry_for=retry_for)
-    extra, package = EXTRAS.get(scheme, (None, None))
+    if scheme not in EXTRAS:  # fsspec knows more (ftp, http, zip, memory): none keeps a remote's promises
+        raise BadInputError(f"unsupported remote URL scheme '{scheme}://' in {describe}",
+                            hints=["use s3://, gs://, az://, sftp://, file:// or a path"])
+    extra, package = EXTRAS[scheme]
     try:
         import fsspec  # optional extra: loaded when used
         from fsspec.core import url_to_fs
     except ImportError:
-        raise _missing(extra or "s3", "fsspec") from None
+        raise _missing(extra, "fsspec") from None
     merged = {**_backend_defaults(scheme), **_typed(options or {})}
     try:
         # fsspec's instance cache keeps one client (and its connections) per process
@@ -468,9 +482,6 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
     except ImportError:
         raise _missing(extra, package or scheme) from None
     except ValueError as exc:
-        if "Protocol not known" in str(exc) or "not known" in str(exc):
-            raise BadInputError(f"unknown remote URL scheme '{scheme}://' in {describe}",
-                                hints=["use s3://, gs://, az://, sftp://, file:// or a path"]) from None
         raise BadInputError(f"cannot use remote {describe}: {_brief(exc)}") from None
     except TypeError as exc:
         raise BadInputError(f"bad option for remote {describe}: {_brief(exc)}") from None

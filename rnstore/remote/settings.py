@@ -29,7 +29,7 @@ class RemoteSettings:
     def describe(self, verbose: bool = False) -> str:
         text = mask_url(self.url)
         if verbose and self.options:
-            shown = " ".join(f"{k}={v if k in _SHOWN_OPTIONS else '***'}"
+            shown = " ".join(f"{k}={mask_url(v) if k in _SHOWN_OPTIONS else '***'}"
                              for k, v in sorted(self.options.items()))
             text += f"  ({shown})"
         return text
