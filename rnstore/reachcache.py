@@ -52,12 +52,11 @@ import hashlib
 import os
 import re
 import struct
-from binascii import Error as BinasciiError, hexlify, unhexlify
 from pathlib import Path
 from typing import Iterable
 
 from .fsutil import atomic_write, open_state
-from .objects import SNAPSHOT, TREE, TREE_HEADER
+from .objects import SNAPSHOT, TREE, TREE_HEADER, binary_tree, hex_tree
 
 CACHE_FILE = "reachability-cache"
 HEADER = b"rnstore reachability cache 3\n"
@@ -106,35 +105,6 @@ def parse_tree_entries(payload: bytes) -> TreeEntries | None:
     text = "\x00" + payload[len(TREE_HEADER):].decode("latin-1")
     subtrees, files = _SUBTREE.findall(text), _FILE.findall(text)
     return (subtrees, files) if len(subtrees) + len(files) == text.count("\x00") - 1 else None
-
-
-def binary_tree(payload: bytes | memoryview) -> bytes | None:
-    """A tree payload as version 3 stores it: without its header, each
-    entry's 64 hex digits of id as their 32 bytes (zstd compresses hex
-    digits poorly: a third of the file). None if an entry has no id where
-    one belongs, or the payload is no tree."""
-    payload = bytes(payload)
-    if not payload.startswith(TREE_HEADER):
-        return None
-    try:
-        return b"".join([entry[:7] + unhexlify(entry[7:71]) + entry[71:] + b"\0"
-                         for entry in payload[len(TREE_HEADER):].split(b"\0")[:-1]])
-    except BinasciiError:
-        return None
-
-
-#: A tree entry in binary form: "MODE " (six digits), the id's 32 bytes, then " SIZE NAME" NUL.
-_BINARY_ENTRY = re.compile(rb"([0-9]{6} )(.{32})( [^\x00]*\x00)", re.S)
-
-
-def hex_tree(stored: bytes | memoryview) -> bytes | None:
-    """The tree payload that binary_tree made `stored` from; None if
-    `stored` is not entries in that form from its first byte to its last
-    (the caller still checks the payload against its id)."""
-    found = _BINARY_ENTRY.findall(stored)
-    payload = TREE_HEADER + b"".join([mode + hexlify(raw) + rest for mode, raw, rest in found])
-    # each id grew by 32 bytes: anything else means bytes no entry matched (findall skips them)
-    return payload if len(payload) == len(TREE_HEADER) + len(stored) + 32 * len(found) else None
 
 
 class ReachCache:
