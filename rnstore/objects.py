@@ -154,13 +154,15 @@ def encode_tree_unchecked(entries: Iterable[TreeEntry]) -> bytes:
     return b"".join(parts)
 
 
-def binary_tree(payload: bytes | memoryview) -> bytes | None:
-    """A tree payload as version 3 stores it: without its header, each
-    entry's 64 hex digits of id as their 32 bytes (zstd compresses hex
-    digits poorly: the reachability cache's records and a pack's tree
-    deltas store trees so, FORMAT.md). None if an entry has no id where
-    one belongs, or the payload is no tree: whatever it returns, hex_tree
-    rebuilds `payload` from it."""
+def binary_tree(payload: bytes | memoryview, *, check: bool = True) -> bytes | None:
+    """A tree payload in binary form: without its header, each entry's 64
+    hex digits of id as their 32 bytes (zstd compresses hex digits poorly:
+    the reachability cache's records and a pack's tree deltas store trees
+    so, FORMAT.md). None if the payload is no tree, or (with `check`) if
+    hex_tree would not rebuild it exactly from that form: a tree in the
+    store need not be canonical (upper-case hex, a short entry). Without
+    `check`, for payloads that parsed as trees already, a form that does
+    not rebuild only costs its reader a hash that fails."""
     payload = bytes(payload)
     if not payload.startswith(TREE_HEADER):
         return None
@@ -169,8 +171,7 @@ def binary_tree(payload: bytes | memoryview) -> bytes | None:
                            for entry in payload[len(TREE_HEADER):].split(b"\0")[:-1]])
     except BinasciiError:
         return None
-    # checked whole: a tree stored in the store need not be canonical (upper-case hex, a short entry)
-    return stored if hex_tree(stored) == payload else None
+    return stored if not check or hex_tree(stored) == payload else None
 
 
 #: A tree entry in binary form: "MODE " (six digits), the id's 32 bytes, then " SIZE NAME" NUL.
