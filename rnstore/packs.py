@@ -10,7 +10,8 @@ published by one rename, so readers see all of it or none of it::
 Each frame is exactly what a loose object file would hold, or (in a pack
 that starts "rnpack 2" or "rnpack 3") a pack-local delta: a record naming
 its base by the distance back to the base's record (codec.py); version 3
-may hold tree deltas made in the trees' binary form (codec.BINARY_TREE). Records are handed out, and
+may hold tree deltas made in the trees' binary form (codec.BINARY_TREE).
+Records are handed out, and
 taken in, as frames naming their base by id (codec.encode_delta), so that
 frames move between packs. The index lists (32-byte binary id, 8-byte
 offset, 4-byte length) per object, sorted by id; the trailer is the index's
