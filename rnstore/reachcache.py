@@ -282,7 +282,8 @@ class ReachCache:
             if kind != TREE:
                 continue
             payload = data[start:end].tobytes()
-            entries = parse_tree_entries(payload) if sha256(payload).hexdigest() == oid else None
+            # a version 3 record's id is its payload's hash, computed as the file was read
+            entries = parse_tree_entries(payload) if oid in checked or sha256(payload).hexdigest() == oid else None
             if entries is None:
                 del where[oid]
                 self.rejected += 1
