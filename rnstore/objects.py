@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from binascii import Error as BinasciiError, hexlify, unhexlify
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Iterable, NamedTuple
@@ -151,6 +152,40 @@ def encode_tree_unchecked(entries: Iterable[TreeEntry]) -> bytes:
     for e in entries:
         parts.append(b"%s %s %d %s\0" % (e.mode.encode(), e.id.encode(), e.size, e.name))
     return b"".join(parts)
+
+
+def binary_tree(payload: bytes | memoryview, *, check: bool = True) -> bytes | None:
+    """A tree payload in binary form: without its header, each entry's 64
+    hex digits of id as their 32 bytes (zstd compresses hex digits poorly:
+    the reachability cache's records and a pack's tree deltas store trees
+    so, FORMAT.md). None if the payload is no tree, or (with `check`) if
+    hex_tree would not rebuild it exactly from that form: a tree in the
+    store need not be canonical (upper-case hex, a short entry). Without
+    `check`, for payloads that parsed as trees already, a form that does
+    not rebuild only costs its reader a hash that fails."""
+    payload = bytes(payload)
+    if not payload.startswith(TREE_HEADER):
+        return None
+    try:
+        stored = b"".join([entry[:7] + unhexlify(entry[7:71]) + entry[71:] + b"\0"
+                           for entry in payload[len(TREE_HEADER):].split(b"\0")[:-1]])
+    except BinasciiError:
+        return None
+    return stored if not check or hex_tree(stored) == payload else None
+
+
+#: A tree entry in binary form: "MODE " (six digits), the id's 32 bytes, then " SIZE NAME" NUL.
+_BINARY_ENTRY = re.compile(rb"([0-9]{6} )(.{32})( [^\x00]*\x00)", re.S)
+
+
+def hex_tree(stored: bytes | memoryview) -> bytes | None:
+    """The tree payload that binary_tree made `stored` from; None if
+    `stored` is not entries in that form from its first byte to its last
+    (the caller still checks the payload against its id)."""
+    found = _BINARY_ENTRY.findall(stored)
+    payload = TREE_HEADER + b"".join([mode + hexlify(raw) + rest for mode, raw, rest in found])
+    # each id grew by 32 bytes: anything else means bytes no entry matched (findall skips them)
+    return payload if len(payload) == len(TREE_HEADER) + len(stored) + 32 * len(found) else None
 
 
 def decode_tree(payload: bytes) -> Tree:

@@ -8,8 +8,10 @@ published by one rename, so readers see all of it or none of it::
     "rnpack 1\\n"   frame*   index   trailer
 
 Each frame is exactly what a loose object file would hold, or (in a pack
-that starts "rnpack 2") a pack-local delta: a record naming its base by the
-distance back to the base's record (codec.py). Records are handed out, and
+that starts "rnpack 2" or "rnpack 3") a pack-local delta: a record naming
+its base by the distance back to the base's record (codec.py); version 3
+may hold tree deltas made in the trees' binary form (codec.BINARY_TREE).
+Records are handed out, and
 taken in, as frames naming their base by id (codec.encode_delta), so that
 frames move between packs. The index lists (32-byte binary id, 8-byte
 offset, 4-byte length) per object, sorted by id; the trailer is the index's
@@ -36,6 +38,10 @@ MAGIC = b"rnpack 1\n"
 #: A pack holding pack-local deltas; one without keeps MAGIC, which readers
 #: that predate version 2 still read.
 MAGIC_2 = b"rnpack 2\n"
+#: A pack holding a tree delta in binary form (codec.BINARY_TREE), which
+#: readers of version 2 would take for a corrupt object: they see a damaged pack instead.
+MAGIC_3 = b"rnpack 3\n"
+_VERSIONS = {MAGIC: 1, MAGIC_2: 2, MAGIC_3: 3}
 END = b"rnpkend\n"
 _ENTRY = struct.Struct(">32sQI")
 _LENGTH = struct.Struct(">40xI")  # an index entry's frame length alone
@@ -98,8 +104,8 @@ class Pack:
             if st.st_size < len(MAGIC) + _TRAILER.size:
                 raise DamagedPackError("too short to be a pack")
             magic = os.pread(file.fileno(), len(MAGIC), 0)
-            if magic not in (MAGIC, MAGIC_2):
-                raise DamagedPackError("does not start with 'rnpack 1' or 'rnpack 2'")
+            if magic not in _VERSIONS:
+                raise DamagedPackError("does not start with 'rnpack 1', 'rnpack 2' or 'rnpack 3'")
             trailer = os.pread(file.fileno(), _TRAILER.size, st.st_size - _TRAILER.size)
             offset, count, digest, end = _TRAILER.unpack(trailer)
             if end != END:
@@ -110,7 +116,7 @@ class Pack:
             if hashlib.sha256(index).digest() != digest:
                 raise DamagedPackError("index checksum mismatch")
             _check_index(index, offset)
-            return cls(path, file, index, st.st_mtime, 2 if magic == MAGIC_2 else 1)
+            return cls(path, file, index, st.st_mtime, _VERSIONS[magic])
         except BaseException:
             file.close()
             raise
@@ -163,7 +169,8 @@ class Pack:
             return None
         _, offset, length = self._entry(slot)
         record = os.pread(self._fd, length, offset)
-        if self.version == 2 and record[:1] and record[0] in codec.DELTA_CODES:
+        if self.version >= 2 and record[:1] and record[0] in codec.DELTA_CODES \
+                and (record[0] != codec.BINARY_TREE or self.version >= 3):
             return self._detached(raw_id, offset, record)
         return record
 
@@ -264,6 +271,7 @@ class PackWriter:
         self._fd = -1
         self._end = 0
         self._local_deltas = False  # a pack-local delta was written: the pack is version 2
+        self._binary_trees = False  # and one of them a tree in binary form: version 3
 
     def _bucket_of(self, raw_id: bytes) -> int:
         return int.from_bytes(raw_id[:2], "big") >> (16 - _BUCKET_BITS)
@@ -410,6 +418,7 @@ class PackWriter:
             raise ValueError(f"object {raw_id.hex()} is a delta against {parts[2].hex()}, "
                              "which is not earlier in the same pack")
         self._local_deltas = True
+        self._binary_trees = self._binary_trees or frame[0] & ~codec.DETACHED == codec.BINARY_TREE
         return codec.delta_record(frame, self._end, _ENTRY.unpack_from(self._entries, slot * _ENTRY.size)[1])
 
     def held_frames(self) -> dict[str, bytes]:
@@ -430,7 +439,7 @@ class PackWriter:
         count = self.count
         _write_at(self._fd, _TRAILER.pack(self._end, count, digest.digest(), END), at)
         if self._local_deltas:
-            _write_at(self._fd, MAGIC_2, 0)
+            _write_at(self._fd, MAGIC_3 if self._binary_trees else MAGIC_2, 0)
         os.ftruncate(self._fd, at + _TRAILER.size)  # past a failed write's bytes
         if self._fsync:
             os.fsync(self._fd)
@@ -505,4 +514,4 @@ def _write_at(fd: int, data: bytes, offset: int) -> None:
 
 
 __all__ = ["Pack", "PackWriter", "DamagedPackError", "list_packs", "write_pack", "MAX_FRAME", "SUFFIX",
-           "MAGIC", "MAGIC_2"]
+           "MAGIC", "MAGIC_2", "MAGIC_3"]

@@ -16,6 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 from rnstore import codec, packs
 from rnstore.errors import BrokenDeltaError, CorruptObjectError, MissingObjectError
+from rnstore.objects import MODE_FILE, TreeEntry, encode_tree_unchecked
 from rnstore.store import MEMORY, DiskStore, MemoryStore, ObjectStore
 
 STORES = ["disk", "memory"]
@@ -771,10 +772,68 @@ def test_a_version_1_pack_holds_no_pack_local_delta(tmp_path):
     with pytest.raises(CorruptObjectError, match="not a zstd frame"):
         old.get(sha(payload))
     assert old.get(sha(base))[1] == base
-    future = local_pack(tmp_path / "v3", [(sha(base), whole)], magic=b"rnpack 3\n")
+    future = local_pack(tmp_path / "v4", [(sha(base), whole)], magic=b"rnpack 4\n")
     with pytest.raises(MissingObjectError):
         future.get(sha(base))
-    assert list(future.damaged_packs().values()) == ["does not start with 'rnpack 1' or 'rnpack 2'"]
+    assert list(future.damaged_packs().values()) == ["does not start with 'rnpack 1', 'rnpack 2' or 'rnpack 3'"]
+
+
+def tree_versions(n: int) -> list[bytes]:
+    """n versions of a folder of 40 files, one file changed each time."""
+    entries = {f"f{i:02}.py".encode(): sha(b"%d" % i) for i in range(40)}
+    found = []
+    for v in range(n):
+        entries[f"f{v % 40:02}.py".encode()] = sha(b"version %d" % v)
+        found.append(encode_tree_unchecked([TreeEntry(name, MODE_FILE, oid, 10 + v)
+                                            for name, oid in sorted(entries.items())]))
+    return found
+
+
+def test_a_tree_delta_in_binary_form_is_read_only_from_a_version_3_pack(tmp_path):
+    """A tree's delta is made between binary forms (code 4), and smaller
+    than between hex ids; its pack says version 3. The same record in a
+    version 2 pack is a corrupt object, never read as a delta."""
+    base, payload = tree_versions(2)
+    whole = codec.compress("tree", base, 3)
+    frame = codec.encode_delta("tree", payload, sha(base), base, 3)
+    assert frame[0] == 0x84
+    hex_inner = codec._delta_compressor(len(payload), base, 3).compress(payload)
+    assert len(inner_of(frame)) < len(hex_inner)
+    rec = record(4, len(payload), len(whole), inner_of(frame))
+    good = local_pack(tmp_path / "v3", [(sha(base), whole), (sha(payload), rec)], magic=packs.MAGIC_3)
+    assert good.get(sha(payload)) == ("tree", payload)
+    old = local_pack(tmp_path / "v2", [(sha(base), whole), (sha(payload), rec)])
+    with pytest.raises(CorruptObjectError, match="not a zstd frame"):
+        old.get(sha(payload))
+    store = DiskStore(tmp_path / "objects")
+    where = store.write_pack([(sha(base), whole), (sha(payload), frame)])
+    assert Path(where).read_bytes()[:9] == b"rnpack 3\n"
+    assert store.get(sha(payload)) == ("tree", payload)
+    # a blob's delta and a tree that has no binary form keep their codes, and the pack version 2
+    odd = b"rntree 1\n100644 " + b"A" * 64 + b" 1 a\0"  # upper-case hex: no binary form
+    assert codec.encode_delta("tree", odd, sha(base), base, 3)[0] == 0x82
+    where = store.write_pack([(sha(base), whole), (sha(odd), codec.encode_delta("tree", odd, sha(base), base, 3))])
+    assert Path(where).read_bytes()[:9] == b"rnpack 2\n"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 6), st.binary(max_size=4), st.integers(0, 10 ** 6), st.integers(0, 3))
+def test_a_damaged_binary_tree_delta_is_refused_or_reads_true(tmp_path_factory, n, junk, at, cut):
+    """Whatever the damage to a binary tree delta's inner frame, a read
+    gives the true payload or raises CorruptObjectError."""
+    trees = tree_versions(n)
+    base, payload = trees[-1], trees[0]
+    inner = inner_of(codec.encode_delta("tree", payload, sha(base), base, 3))
+    at %= len(inner) + 1
+    damaged = inner[:at] + junk + inner[at + cut:]
+    folder = tmp_path_factory.mktemp("damaged")
+    whole = codec.compress("tree", base, 3)
+    pack = local_pack(folder, [(sha(base), whole), (sha(payload), record(4, len(payload), len(whole), damaged))],
+                      magic=packs.MAGIC_3)
+    try:
+        assert pack.get(sha(payload)) == ("tree", payload)
+    except CorruptObjectError:
+        pass
 
 
 def test_a_pack_without_deltas_stays_version_1(tmp_path):

@@ -162,8 +162,12 @@ def test_constants_the_document_quotes():
     assert f"over {codec.DELTA_MAX_SIZE >> 20} MiB" in TEXT
     assert f"at most 2^{codec._DELTA_WINDOW_LOG} bytes" in TEXT
     assert codec.FIRST_FORM_DELTA_KINDS == ("blob", "tree") and 'delta-kind  = "blob" / "tree"' in TEXT
-    assert codec.DELTA_CODES == {1: "blob", 2: "tree", 3: "snapshot"}
-    assert "delta-code  = %x01 / %x02 / %x03  ; 1: a blob, 2: a tree, 3: a snapshot" in TEXT
+    assert codec.DELTA_CODES == {1: "blob", 2: "tree", 3: "snapshot", 4: "tree"} and codec.BINARY_TREE == 4
+    assert "delta-code  = %x01 / %x02 / %x03 / %x04  ; 1: a blob, 2: a tree, 3: a snapshot,\n" \
+        "                                  ; 4: a tree in binary form (version 3 only)" in TEXT
+    from rnstore import packs, reachcache
+    assert packs.MAGIC_3 == b"rnpack 3\n" and '"rnpack 3" LF' in TEXT
+    assert reachcache.HEADER == b"rnstore reachability cache 3\n" and 'b"rnstore reachability cache 3\\n"' in TEXT
 
 
 def test_the_config_section_names_every_key():

@@ -107,7 +107,7 @@ def read_pack_by_the_spec(path: Path) -> dict[str, tuple[str, bytes, int]]:
     deltas; fails on anything they make a reader refuse or a writer avoid."""
     import struct
     data = path.read_bytes()
-    assert data[:9] in (b"rnpack 1\n", b"rnpack 2\n") and data.endswith(b"rnpkend\n")
+    assert data[:9] in (b"rnpack 1\n", b"rnpack 2\n", b"rnpack 3\n") and data.endswith(b"rnpkend\n")
     index_at, count, checksum = struct.unpack(">QQ32s", data[-56:-8])
     index = data[index_at:index_at + 44 * count]
     assert hashlib.sha256(index).digest() == checksum and path.name == checksum.hex() + ".pack"
@@ -118,31 +118,43 @@ def read_pack_by_the_spec(path: Path) -> dict[str, tuple[str, bytes, int]]:
         frames[raw_id.hex()] = (offset, data[offset:offset + length])
     at_offset = {offset: oid for oid, (offset, _) in frames.items()}
     objects: dict[str, tuple[str, bytes, int]] = {}
-    local = 0
+    local = binary = 0
 
-    def rebuilt(inner: bytes, size: int, base: str, offset: int) -> tuple[bytes, int]:
+    def rebuilt(inner: bytes, size: int, base: str, offset: int, *, binary_form: bool = False) -> tuple[bytes, int]:
         assert frames[base][0] < offset, "a delta's base lies before it in the same pack"
-        _, base_payload, base_depth = read(base)
+        base_kind, base_payload, base_depth = read(base)
         inner_params = zstandard.get_frame_parameters(inner)
-        assert inner_params.content_size == size
         assert inner_params.dict_id == 0 and inner_params.window_size <= 1 << 27
+        if binary_form:  # both in their binary form; the frame declares that form's size
+            assert base_kind == "tree"
+            base_payload = tree_to_binary(base_payload)
+            assert 0 <= inner_params.content_size <= size
+        else:
+            assert inner_params.content_size == size
         dictionary = zstandard.ZstdCompressionDict(base_payload, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-        return zstandard.ZstdDecompressor(dict_data=dictionary).decompress(inner), base_depth + 1
+        payload = zstandard.ZstdDecompressor(dict_data=dictionary).decompress(inner)
+        if binary_form:
+            payload = tree_from_binary(payload)
+            assert len(payload) == size
+        return payload, base_depth + 1
 
     def read(oid: str) -> tuple[str, bytes, int]:
-        nonlocal local
+        nonlocal local, binary
         if oid not in objects:
             offset, frame = frames[oid]
-            if frame[0] in (1, 2, 3):  # a pack-local delta
-                assert data[:9] == b"rnpack 2\n", "pack-local deltas only in a version 2 pack"
+            if frame[0] in (1, 2, 3, 4):  # a pack-local delta
+                assert data[:9] in (b"rnpack 2\n", b"rnpack 3\n"), "pack-local deltas only in a version 2 or 3 pack"
+                assert frame[0] != 4 or data[:9] == b"rnpack 3\n", "a binary tree delta only in a version 3 pack"
                 local += 1
-                kind = {1: "blob", 2: "tree", 3: "snapshot"}[frame[0]]
+                binary += frame[0] == 4
+                kind = {1: "blob", 2: "tree", 3: "snapshot", 4: "tree"}[frame[0]]
                 size, at = _varint(frame, 1)
                 distance, at = _varint(frame, at)
                 assert distance > 0
                 inner = b"\x28\xb5\x2f\xfd" + frame[at:]  # its magic number put back
                 assert not zstandard.get_frame_parameters(inner).has_checksum, "writers leave it out"
-                payload, depth = rebuilt(inner, size, at_offset[offset - distance], offset)
+                payload, depth = rebuilt(inner, size, at_offset[offset - distance], offset,
+                                         binary_form=frame[0] == 4)
                 objects[oid] = (kind, payload, depth)
                 assert hashlib.sha256(payload).hexdigest() == oid
                 return objects[oid]
@@ -166,8 +178,33 @@ def read_pack_by_the_spec(path: Path) -> dict[str, tuple[str, bytes, int]]:
 
     for oid in frames:
         read(oid)
-    assert (data[:9] == b"rnpack 2\n") == (local > 0), "version 2 exactly when a pack-local delta is there"
+    assert (data[:9] != b"rnpack 1\n") == (local > 0), "version 2 or 3 exactly when a pack-local delta is there"
+    assert (data[:9] == b"rnpack 3\n") == (binary > 0), "version 3 exactly when a binary tree delta is there"
     return objects
+
+
+def tree_to_binary(payload: bytes) -> bytes:
+    """A tree payload's binary form, as FORMAT.md "Deltas" says: no header,
+    each entry's 64 hex digits of id as the 32 bytes they spell."""
+    assert payload.startswith(b"rntree 1\n") and payload.endswith(b"\0") or payload == b"rntree 1\n"
+    out = b""
+    for entry in payload[9:].split(b"\0")[:-1]:
+        mode, oid, rest = entry.split(b" ", 2)
+        assert len(mode) == 6 and re.fullmatch(rb"[0-9a-f]{64}", oid)
+        out += mode + b" " + bytes.fromhex(oid.decode()) + b" " + rest + b"\0"
+    return out
+
+
+def tree_from_binary(form: bytes) -> bytes:
+    """The tree payload a binary form spells, read entry by entry from its first byte."""
+    out, at = b"rntree 1\n", 0
+    while at < len(form):
+        mode, raw, space = form[at:at + 7], form[at + 7:at + 39], form[at + 39:at + 40]
+        assert mode[:6].isdigit() and mode[6:] == b" " and len(raw) == 32 and space == b" "
+        end = form.index(b"\0", at + 39)
+        out += mode + raw.hex().encode() + form[at + 39:end + 1]
+        at = end + 1
+    return out
 
 
 def test_a_pack_with_deltas_is_what_a_spec_reader_decodes(tmp_path):

@@ -27,14 +27,48 @@ from rnstore.du import ANSWER_FILE
 from rnstore.errors import CorruptStoreError
 from rnstore.objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, TreeEntry, decode_tree, encode_tree_unchecked
 from rnstore.reachability import collect_roots, mark_reachable
-from rnstore.reachcache import CACHE_FILE, MAX_BLOCKS, ReachCache, append_records, parse_tree_entries
+from rnstore.reachcache import (CACHE_FILE, MAX_BLOCKS, ReachCache, append_records, binary_tree, hex_tree,
+                               parse_tree_entries)
 from rnstore.repo import Repository
 
-HEADER = b"rnstore reachability cache 2\n"
+HEADER = b"rnstore reachability cache 3\n"
+HEADER_2 = b"rnstore reachability cache 2\n"
 
 
 def record(kind: bytes, oid: str, payload: bytes) -> bytes:
+    """A record of version 2 (KIND ID LENGTH PAYLOAD): the lies below are
+    told in version 2, which readers go on reading."""
     return kind + bytes.fromhex(oid) + struct.pack(">I", len(payload)) + payload
+
+
+def record_3(kind: bytes, payload: bytes) -> bytes:
+    """A record of version 3 (KIND LENGTH STORED), written from FORMAT.md."""
+    if kind == b"t":
+        assert payload.startswith(b"rntree 1\n")
+        stored = b""
+        for entry in payload[len(b"rntree 1\n"):].split(b"\0")[:-1]:
+            mode, oid, rest = entry.split(b" ", 2)
+            stored += mode + b" " + bytes.fromhex(oid.decode()) + b" " + rest + b"\0"
+    else:
+        stored = payload
+    return kind + struct.pack(">I", len(stored)) + stored
+
+
+def tree_from_stored(stored: bytes) -> bytes | None:
+    """The tree payload a version 3 record's STORED rebuilds, entry by entry
+    (FORMAT.md), or None: an independent decoder of reachcache.hex_tree's format."""
+    payload, at = b"rntree 1\n", 0
+    while at < len(stored):
+        mode, raw = stored[at:at + 6], stored[at + 7:at + 39]
+        if not (len(mode) == 6 and mode.isdigit() and stored[at + 6:at + 7] == b" " and len(raw) == 32
+                and stored[at + 39:at + 40] == b" "):
+            return None
+        end = stored.find(b"\0", at + 39)
+        if end < 0:
+            return None
+        payload += mode + b" " + raw.hex().encode() + stored[at + 39:end + 1]
+        at = end + 1
+    return payload
 
 
 def block(records: bytes, *, content_size: bool = True) -> bytes:
@@ -44,9 +78,9 @@ def block(records: bytes, *, content_size: bool = True) -> bytes:
 
 
 def contents(path: Path | bytes) -> list[bytes]:
-    """The decompressed blocks of a sound cache file, or of its bytes (FORMAT.md's grammar)."""
+    """The decompressed blocks of a sound cache file (either version), or of its bytes (FORMAT.md's grammar)."""
     data = path if isinstance(path, bytes) else path.read_bytes()
-    assert data.startswith(HEADER)
+    assert data[:len(HEADER)] in (HEADER, HEADER_2)
     at, found = len(HEADER), []
     while at < len(data):
         length = struct.unpack(">I", data[at:at + 4])[0]
@@ -58,15 +92,26 @@ def contents(path: Path | bytes) -> list[bytes]:
 
 
 def read_records(path: Path | bytes) -> list[tuple[bytes, str, bytes]]:
-    """The records of a sound cache file, or of its bytes."""
+    """The (kind, id, payload) records of a sound cache file, or of its
+    bytes; in version 3, the id is the payload's SHA-256."""
+    data = path if isinstance(path, bytes) else path.read_bytes()
     found = []
-    for data in contents(path):
+    for content in contents(data):
         at = 0
-        while at < len(data):
-            kind, raw, length = data[at:at + 1], data[at + 1:at + 33], struct.unpack(">I", data[at + 33:at + 37])[0]
-            found.append((kind, raw.hex(), data[at + 37:at + 37 + length]))
-            at += 37 + length
-        assert at == len(data)
+        while at < len(content):
+            if data.startswith(HEADER_2):
+                kind, raw = content[at:at + 1], content[at + 1:at + 33]
+                length = struct.unpack(">I", content[at + 33:at + 37])[0]
+                found.append((kind, raw.hex(), content[at + 37:at + 37 + length]))
+                at += 37 + length
+                continue
+            kind, length = content[at:at + 1], struct.unpack(">I", content[at + 1:at + 5])[0]
+            stored = content[at + 5:at + 5 + length]
+            payload = tree_from_stored(stored) if kind == b"t" else stored
+            assert payload is not None
+            found.append((kind, sha(payload), payload))
+            at += 5 + length
+        assert at == len(content)
     return found
 
 
@@ -163,12 +208,15 @@ def _lies(repo: Repository, snaps: dict) -> dict[str, bytes]:
     rest = b"".join(record(k, o, p) for k, o, p in honest if o not in (only, src))
 
     def with_(*records: bytes) -> bytes:
-        return HEADER + block(b"".join(records) + rest)
+        return HEADER_2 + block(b"".join(records) + rest)
 
     only_payload = next(p for _, o, p in honest if o == only)
     src_payload = next(p for _, o, p in honest if o == src)
     all_records = b"".join(record(k, o, p) for k, o, p in honest)
-    whole = HEADER + block(all_records)
+    whole = HEADER_2 + block(all_records)
+    rest_3 = b"".join(record_3(k, p) for k, o, p in honest if o not in (only, src))
+    all_3 = b"".join(record_3(k, p) for k, o, p in honest)
+    whole_3 = HEADER + block(all_3)
     return {
         # the tree's own payload with the entry left out, under its id
         "entry dropped": with_(record(b"t", only, _drop_entry(only_payload, b"unique.txt"))),
@@ -181,14 +229,24 @@ def _lies(repo: Repository, snaps: dict) -> dict[str, bytes]:
         # the lie first, the truth after it: the first record of an id counts
         "lie before truth": with_(record(b"t", only, b"rntree 1\n"), record(b"t", only, only_payload)),
         # the lie in a later block: still the first record of its id
-        "lie in a second block": HEADER + block(rest) + block(record(b"t", only, b"rntree 1\n")),
+        "lie in a second block": HEADER_2 + block(rest) + block(record(b"t", only, b"rntree 1\n")),
         "truncated": whole[:len(whole) * 2 // 3],
         "length past the end": whole + struct.pack(">I", 0xFFFFFFFF) + b"\x28\xb5\x2f\xfd",
-        "record past its block": HEADER + block(all_records + b"t" + bytes(32) + struct.pack(">I", 99)),
-        "not zstd": HEADER + struct.pack(">I", 10) + b"0123456789" + block(all_records),
-        "no content size": HEADER + block(all_records, content_size=False),
-        "unknown kind": HEADER + block(b"x" + all_records[1:]),
-        "bad header": b"rnstore reachability cache 9\n" + whole[len(HEADER):],
+        "record past its block": HEADER_2 + block(all_records + b"t" + bytes(32) + struct.pack(">I", 99)),
+        "not zstd": HEADER_2 + struct.pack(">I", 10) + b"0123456789" + block(all_records),
+        "no content size": HEADER_2 + block(all_records, content_size=False),
+        "unknown kind": HEADER_2 + block(b"x" + all_records[1:]),
+        "bad header": b"rnstore reachability cache 9\n" + whole[len(HEADER_2):],
+        # version 3: a record names no id, so a changed payload is another
+        # object's record, and the true one is missing from the file
+        "v3 entry dropped": HEADER + block(record_3(b"t", _drop_entry(only_payload, b"unique.txt")) + rest_3),
+        "v3 folder dropped": HEADER + block(record_3(b"t", _drop_entry(src_payload, b"only")) + rest_3),
+        "v3 not binary": HEADER + block(b"t" + struct.pack(">I", 7) + b"garbage" + all_3),
+        "v3 id cut short": HEADER + block(_cut_id(record_3(b"t", only_payload)) + all_3),
+        "v3 truncated": whole_3[:len(whole_3) * 2 // 3],
+        "v3 record past its block": HEADER + block(all_3 + b"t" + struct.pack(">I", 99)),
+        "v3 unknown kind": HEADER + block(b"x" + all_3[1:]),
+        "v3 header, v2 records": HEADER + block(all_records),
         # the first version's layout: records, uncompressed
         "version 1": b"rnstore reachability cache 1\n" + all_records,
         "garbage": os.urandom(4096),
@@ -196,9 +254,18 @@ def _lies(repo: Repository, snaps: dict) -> dict[str, bytes]:
     }
 
 
+def _cut_id(record_3: bytes) -> bytes:
+    """A version 3 tree record whose first entry's id lost a byte (its LENGTH follows)."""
+    stored = record_3[5:]
+    stored = stored[:7] + stored[8:]
+    return b"t" + struct.pack(">I", len(stored)) + stored
+
+
 LIES = ["entry dropped", "folder dropped", "empty tree", "another tree", "not a tree", "named a snapshot",
         "lie before truth", "lie in a second block", "truncated", "length past the end", "record past its block",
-        "not zstd", "no content size", "unknown kind", "bad header", "version 1", "garbage", "empty"]
+        "not zstd", "no content size", "unknown kind", "bad header", "v3 entry dropped", "v3 folder dropped",
+        "v3 not binary", "v3 id cut short", "v3 truncated", "v3 record past its block", "v3 unknown kind",
+        "v3 header, v2 records", "version 1", "garbage", "empty"]
 
 
 @pytest.mark.parametrize("lie", LIES)
@@ -580,3 +647,71 @@ def test_a_few_repeated_records_do_not_make_du_rewrite_the_cache(tmp_path):
     assert du_json(repo) == expected
     rewritten = [oid for _, oid, _ in read_records(cache_path(repo))]
     assert len(contents(cache_path(repo))) == 1 and len(rewritten) == len(set(rewritten)) > 1
+
+
+# -- version 3's form, and version 2 still read -------------------------------------------------
+
+def test_a_cache_of_version_2_is_read_and_the_next_du_writes_version_3(tmp_path):
+    repo, snaps = scenario(tmp_path)
+    du_json(repo)
+    honest = read_records(cache_path(repo))
+    version_2 = HEADER_2 + block(b"".join(record(k, o, p) for k, o, p in honest))
+    cache_path(repo).write_bytes(version_2)
+    old = ReachCache.load(repo.store_root)
+    assert (old.version, old.damaged, old.rejected, len(old)) == (2, False, 0, len(honest))
+    scan = collect_roots(repo, _never, grace=HOUR, now=0)
+    marker = mark_reachable(repo, scan.roots, _never, save=False)
+    assert set(marker.children) == marker.load.from_cache  # every tree and snapshot from the old file
+    expected = du_json(repo)
+    assert cache_path(repo).read_bytes().startswith(HEADER)  # rewritten in version 3, the same records
+    rewritten = read_records(cache_path(repo))  # what du reached, as the old file said it
+    assert set(rewritten) <= set(honest) and {o for _, o, _ in rewritten} == set(marker.children)
+    assert len(cache_path(repo).read_bytes()) < len(version_2)
+    cache_path(repo).write_bytes(version_2)
+    commit(repo, {"later.txt": "later\n"}, "later")  # a commit appends to version 3 only: it makes the file anew
+    assert cache_path(repo).read_bytes().startswith(HEADER)
+    assert du_json(repo)["store"]["objects"] == expected["store"]["objects"] + 3
+
+
+_stored_entries = st.lists(st.tuples(_names, st.sampled_from([MODE_FILE, MODE_EXEC, MODE_LINK, MODE_TREE]),
+                                     st.binary(min_size=32, max_size=32), st.integers(0, 10 ** 12)), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_stored_entries)
+def test_binary_trees_round_trip_and_match_an_independent_decoder(entries):
+    by_name = {name: TreeEntry(name, mode, raw.hex(), size) for name, mode, raw, size in entries}
+    payload = encode_tree_unchecked(sorted(by_name.values()))
+    stored = binary_tree(payload)
+    assert stored == record_3(b"t", payload)[5:]  # what FORMAT.md says a writer stores
+    assert hex_tree(stored) == tree_from_stored(stored) == payload
+
+
+@settings(max_examples=500, deadline=None)
+@given(_stored_entries, st.integers(0, 10 ** 6), st.binary(min_size=0, max_size=3), st.integers(0, 3))
+def test_damaged_binary_trees_rebuild_what_an_independent_decoder_does_or_nothing(entries, at, junk, cut):
+    """Whatever the bytes, hex_tree rebuilds either nothing or exactly what
+    FORMAT.md's entry-by-entry reading gives (whose hash then decides)."""
+    payload = encode_tree_unchecked([TreeEntry(n, m, r.hex(), s) for n, m, r, s in entries])
+    stored = binary_tree(payload)
+    at %= len(stored) + 1
+    damaged = stored[:at] + junk + stored[at + cut:]
+    rebuilt = hex_tree(damaged)
+    independent = tree_from_stored(damaged)
+    assert rebuilt == independent or (rebuilt is None and independent is not None
+                                      and not independent_entries_parse(independent))
+
+
+def independent_entries_parse(payload: bytes) -> bool:
+    """Whether every entry of a rebuilt payload has six digits of mode,
+    and " SIZE " of digits after its id, as hex_tree asks."""
+    for entry in payload[len(b"rntree 1\n"):].split(b"\0")[:-1]:
+        if not (entry[:6].isdigit() and len(entry) > 71):
+            return False
+    return True
+
+
+def test_binary_tree_refuses_what_is_no_tree():
+    assert binary_tree(b"garbage") is None
+    assert binary_tree(b"rntree 1\n100644 " + b"z" * 64 + b" 1 a\0") is None
+    assert binary_tree(b"rntree 1\n") == b"" and hex_tree(b"") == b"rntree 1\n"

@@ -391,12 +391,18 @@ class LongBench:
                 # apart: the objects alone, and the store less the reachability cache (a cache
                 # du and gc rebuild; its size is another change's, judged apart)
                 self.sizes[f"{t.name}:{when}:objects"] = store_size([t.tree / ".rnstore" / "objects"])
-                try:
-                    st = os.lstat(t.tree / ".rnstore" / "reachability-cache")
-                    cache = {"apparent": st.st_size, "allocated": st.st_blocks * 512, "files": 1}
-                except FileNotFoundError:
-                    cache = {"apparent": 0, "allocated": 0, "files": 0}
+                caches = {}
+                for name in ("reachability-cache", "du-cache"):  # du's answer cache: left by the du before
+                    try:
+                        st = os.lstat(t.tree / ".rnstore" / name)
+                        caches[name] = {"apparent": st.st_size, "allocated": st.st_blocks * 512, "files": 1}
+                    except FileNotFoundError:
+                        caches[name] = {"apparent": 0, "allocated": 0, "files": 0}
+                    self.sizes[f"{t.name}:{when}:{name}"] = caches[name]
+                cache = caches["reachability-cache"]
                 self.sizes[f"{t.name}:{when}:no-reachcache"] = {k: whole[k] - cache[k] for k in whole}
+                self.sizes[f"{t.name}:{when}:no-caches"] = {k: whole[k] - cache[k] - caches["du-cache"][k]
+                                                            for k in whole}
 
     def reads(self) -> None:
         rns = [t for t in self.tools if isinstance(t, Rnstore)]
@@ -532,6 +538,9 @@ def build_report(b: LongBench, info: dict, args) -> tuple[str, dict]:
     rn_alloc = sz.get(rn_key, {}).get("allocated")
     rows = [("rnstore, before gc", "rnstore:snapshots"), ("rnstore, after `gc`", "rnstore:after_gc"),
             ("rnstore, after `gc`, less reachability-cache", "rnstore:after_gc:no-reachcache"),
+            ("rnstore, after `gc`, less both caches (reachability-cache, du-cache)", "rnstore:after_gc:no-caches"),
+            ("rnstore, after `gc`: reachability-cache", "rnstore:after_gc:reachability-cache"),
+            ("rnstore, after `gc`: du-cache (du's answer, from the `du` before gc)", "rnstore:after_gc:du-cache"),
             ("rnstore, after `gc`: objects/", "rnstore:after_gc:objects"),
             ("rnstore, no deltas, before gc", "rnstore-nodelta:snapshots"),
             ("rnstore, no deltas, after `gc`", "rnstore-nodelta:after_gc"),
@@ -631,7 +640,12 @@ def build_report(b: LongBench, info: dict, args) -> tuple[str, dict]:
         if r is None:
             return None, "—"
         bare = ratio(rn_bare, alloc(peer_key))
-        return r, f"{r:.2f}x" + ("" if bare is None else f" ({bare:.2f}x less the reachability cache)")
+        neither = ratio(alloc(f"{rn_key}:no-caches"), alloc(peer_key))
+        text = f"{r:.2f}x"
+        if bare is not None:
+            text += f" ({bare:.2f}x less the reachability cache" \
+                + ("" if neither is None else f", {neither:.2f}x less both caches") + ")"
+        return r, text
     r_git, fig = against("git:git gc:pack")
     tg.append(("store <= 1.0x `git gc`'s pack (allocated)", fig, None if r_git is None else r_git <= 1.0))
     r_agg, fig = against("git:git gc --aggressive:pack")
