@@ -52,6 +52,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,7 @@ if TYPE_CHECKING:  # store.py loads zstandard; gc.py is imported by every porcel
     from .store import OnDisk
 
 LAST_RUN = "gc.last"
+_ID = attrgetter("id")
 
 @dataclass
 class GcStats:
@@ -201,7 +203,7 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
         finally:
             progress.finish()
         stored = list(repo.store.stored_objects())
-        stored_ids = {o.id for o in stored}
+        stored_ids = set(map(_ID, stored))
         # the reachability cache is checked against the store before any mark counts
         marker = settle_cache(repo, marker, stored_ids, scan.roots, _refuse)
         stats.reachable_objects = len(marker)
@@ -287,8 +289,10 @@ def _counts(repo: ObjectsView) -> tuple[int, int]:
 def _refuse_missing(repo: ObjectsView, marker: Marker, scan: RootScan, stored: set[str]) -> None:
     """Rule 2 for what marking does not read: every object a root reaches
     must be stored (blobs are not opened while marking)."""
-    may_be_gone = {r.id for r in scan.roots if r.name == "last seen roots"}
-    missing = sorted(oid for oid in marker.owner if oid not in stored and oid not in may_be_gone)
+    missing = marker.owner.keys() - stored
+    if missing:
+        missing -= {r.id for r in scan.roots if r.name == "last seen roots"}  # may be gone
+    missing = sorted(missing)
     if not missing:
         return
     damaged = repo.store.damaged_packs()
@@ -406,8 +410,9 @@ def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, 
     cutoff = now - grace
     candidates = []
     young = 0
+    reached = marker.owner  # a dict: membership without a method call per object
     for obj in stored:
-        if obj.id in marker:
+        if obj.id in reached:
             continue
         if _young(obj, scan, grace=grace, cutoff=cutoff):
             young += 1
