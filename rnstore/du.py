@@ -39,7 +39,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from itertools import chain, compress, groupby, repeat
 from operator import attrgetter, is_, itemgetter
-from typing import Callable, Iterable
+from typing import Callable, Container, Iterable
 
 from .errors import CorruptStoreError, ObjectError
 from .fsutil import atomic_write, open_state
@@ -275,12 +275,13 @@ class _Counted:
     usage: StoreUsage
     exclusive: dict          # unit -> stored bytes only it reaches
     snapshots: dict          # id -> Snapshot, for every snapshot reached
-    subtrees: dict           # tree -> its sub-trees' ids, for every tree reached
-    files_in: dict           # tree -> files and links it holds itself
+    below: Callable[[str], Iterable[str]]   # a reached tree's sub-trees' ids
+    own_files: Callable[[str], int]         # files and links a reached tree holds itself
+    read: Container[str]                    # the trees reached (and read)
     tree_size: Callable[[str], int | None]   # a tree's total size, None for a tree not reached
 
     def file_counts(self, tops) -> dict[str, int]:
-        return _file_counts(self.subtrees, self.files_in, tops)
+        return _file_counts(self.below, self.own_files, self.read, tops)
 
 
 def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
@@ -304,14 +305,13 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
     parsed: dict[str, tuple[list, list]] = dict(cached)   # tree -> (sub-trees, files): (id, size) each
     seen_trees: set[str] = set()
     seen_blobs: set[str] = set()
-    blob_size: dict[str, object] = {}   # blob -> its size as a tree lists it
     shared_trees: set[str] = set()      # reached by two units or more (a snapshot is its own unit's only)
     shared_blobs: set[str] = set()
     reached: dict = {}                  # snapshot unit -> (its trees, its blobs)
     try:
         for unit, (snapshot_ids, tree_ids, blob_ids) in units.items():
             trees: set[str] = set()
-            blobs: dict[str, object] = {}
+            unit_blobs: set[str] = set(blob_ids)
             level = set(tree_ids)
             for oid in snapshot_ids:
                 snapshot = loader.snapshots.get(oid)
@@ -328,16 +328,13 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
                 for tree in level.difference(parsed):
                     parsed[tree] = _tree_entries(loader, tree)
                 entries = list(map(parsed.__getitem__, level))
-                blobs.update(chain.from_iterable(map(_FILES, entries)))
+                unit_blobs.update(map(_FIRST, chain.from_iterable(map(_FILES, entries))))
                 level = set(map(_FIRST, chain.from_iterable(map(_FIRST, entries))))
-            unit_blobs = set(blobs)
-            unit_blobs.update(blob_ids)
             before = len(seen_trees) + len(seen_blobs)
             shared_trees |= trees & seen_trees
             shared_blobs |= unit_blobs & seen_blobs
             seen_trees |= trees
             seen_blobs |= unit_blobs
-            blob_size.update(blobs)
             progress.advance(len(seen_trees) + len(seen_blobs) - before + len(snapshot_ids))
             if unit[0] == "snapshot":
                 reached[unit] = (trees, unit_blobs)
@@ -354,13 +351,14 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
     store = repo.store
     ids, sizes = store.stored_copies()
     stored_size = dict(zip(ids, sizes))
-    stored_ids = set(ids)
+    stored_ids = stored_size.keys()  # a set-like view
     if len(stored_size) != len(ids):
         raise _Unusual  # a copy in two places: the marker counts each
     if not loader.from_cache <= stored_ids:
         raise _Unusual  # the cache outlived objects the store lost: mark from the store
     usage = StoreUsage(objects=len(ids), stored_bytes=sum(sizes))
     stored_blobs = list(stored_ids & seen_blobs)
+    blob_size = dict(chain.from_iterable(map(_FILES, map(parsed.__getitem__, seen_trees))))  # as trees list them
     usage.blobs, usage.blob_stored_bytes = len(stored_blobs), sum(map(stored_size.__getitem__, stored_blobs))
     listed_sizes = list(map(blob_size.get, stored_blobs))
     usage.logical_bytes = sum(map(int, filter(None, listed_sizes)))
@@ -398,16 +396,18 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
         alone = (trees - shared_trees) & stored_ids
         alone |= (blobs - shared_blobs) & stored_ids
         exclusive[unit] = sum(map(stored_size.__getitem__, alone)) + stored_size.get(unit[1], 0)
-    reached_trees = list(seen_trees)  # the cache may hold trees no root reaches: the marker's count has not read them
-    entries = list(map(parsed.__getitem__, reached_trees))
-    subtrees = dict(zip(reached_trees, map(tuple, map(map, repeat(_FIRST), map(_FIRST, entries)))))
-    files_in = dict(zip(reached_trees, map(len, map(_FILES, entries))))
+    def below(tree: str) -> list[str]:
+        return list(map(_FIRST, parsed[tree][0]))
+
+    def own_files(tree: str) -> int:
+        return len(parsed[tree][1])
 
     def tree_size(tree: str) -> int | None:
         if tree not in seen_trees:
             return None
         return sum(map(int, map(itemgetter(1), chain(*parsed[tree]))))
-    return _Counted(usage, exclusive, loader.snapshots, subtrees, files_in, tree_size)
+    # seen_trees: the cache may hold trees no root reaches, which the marker's count has not read
+    return _Counted(usage, exclusive, loader.snapshots, below, own_files, seen_trees, tree_size)
 
 
 def _tree_entries(loader: StoreLoader, tree: str) -> tuple[list, list]:
@@ -459,7 +459,9 @@ def _count_marked(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
         usage.reclaimable_bytes = sum(obj.size for obj in reclaimable_now(repo, stored, marker))
     usage.blobs, usage.blob_stored_bytes, usage.logical_bytes = blobs, blob_bytes, logical
     usage.trees, usage.snapshots = trees, snapshots
-    return _Counted(usage, exclusive, loader.snapshots, loader.subtrees, loader.files_in, loader.tree_size.get)
+    subtrees = loader.subtrees
+    return _Counted(usage, exclusive, loader.snapshots, lambda tree: subtrees.get(tree, ()),
+                    loader.files_in.__getitem__, loader.files_in, loader.tree_size.get)
 
 
 def _header(store, oid: str) -> tuple[str | None, int | None]:
@@ -469,12 +471,13 @@ def _header(store, oid: str) -> tuple[str | None, int | None]:
         return None, None
 
 
-def _file_counts(subtrees: dict, files_in: dict, tops) -> dict[str, int]:
+def _file_counts(below: Callable[[str], Iterable[str]], own_files: Callable[[str], int], read: Container[str],
+                 tops) -> dict[str, int]:
     """Files (and links) below each tree of `tops`, duplicates counted each
-    time; each tree below counted once (post-order over the trees read)."""
+    time; each tree below counted once (post-order over the trees `read`)."""
     counts: dict[str, int] = {}
     for top in tops:
-        if top in counts or top not in files_in:
+        if top in counts or top not in read:
             continue
         stack = [top]
         while stack:
@@ -482,13 +485,13 @@ def _file_counts(subtrees: dict, files_in: dict, tops) -> dict[str, int]:
             if oid in counts:
                 stack.pop()
                 continue
-            below = subtrees.get(oid, ())
-            pending = [c for c in below if c not in counts and c in files_in]
+            subtrees = below(oid)
+            pending = [c for c in subtrees if c not in counts and c in read]
             if pending:
                 stack += pending
                 continue
             stack.pop()
-            counts[oid] = files_in[oid] + sum(map(counts.get, below, repeat(0)))
+            counts[oid] = own_files(oid) + sum(map(counts.get, subtrees, repeat(0)))
     return counts
 
 
