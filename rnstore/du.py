@@ -39,13 +39,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from itertools import chain, compress, groupby, repeat
 from operator import attrgetter, is_, itemgetter
-from typing import Callable, Container, Iterable
+from typing import Callable, Iterable
 
 from .errors import CorruptStoreError, ObjectError
 from .fsutil import atomic_write, open_state
-from .reachability import StoreLoader, collect_roots, mark_reachable, settle_cache
+from .reachability import (StoreLoader, collect_roots, mark_reachable, settle_cache, tree_entries_from_store,
+                           walk_trees)
 from .reachcache import ReachCache
-from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_tree, meta_count
+from .objects import BLOB, SNAPSHOT, TREE, meta_count
 from .progress import NO_PROGRESS, Progress
 from .refs import TAGS, short_name
 from .revparse import resolve_snapshot
@@ -275,13 +276,12 @@ class _Counted:
     usage: StoreUsage
     exclusive: dict          # unit -> stored bytes only it reaches
     snapshots: dict          # id -> Snapshot, for every snapshot reached
-    below: Callable[[str], Iterable[str]]   # a reached tree's sub-trees' ids
-    own_files: Callable[[str], int]         # files and links a reached tree holds itself
-    read: Container[str]                    # the trees reached (and read)
+    subtrees: dict           # tree -> its sub-trees' ids, for every tree reached
+    files_in: dict           # tree -> files and links it holds itself
     tree_size: Callable[[str], int | None]   # a tree's total size, None for a tree not reached
 
     def file_counts(self, tops) -> dict[str, int]:
-        return _file_counts(self.below, self.own_files, self.read, tops)
+        return _file_counts(self.subtrees, self.files_in, tops)
 
 
 def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
@@ -302,7 +302,7 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
         else:
             units.setdefault((str(workspace), "index"), ([], [], []))[1 if kind == TREE else 2].extend(map(_ID, run))
     cached = cache.all_tree_entries()
-    parsed: dict[str, tuple[list, list]] = dict(cached)   # tree -> (sub-trees, files): (id, size) each
+    parsed = _Parsed(cached, loader)   # tree -> (sub-trees, files): (id, size) each
     seen_trees: set[str] = set()
     seen_blobs: set[str] = set()
     shared_trees: set[str] = set()      # reached by two units or more (a snapshot is its own unit's only)
@@ -310,26 +310,15 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
     reached: dict = {}                  # snapshot unit -> (its trees, its blobs)
     try:
         for unit, (snapshot_ids, tree_ids, blob_ids) in units.items():
-            trees: set[str] = set()
-            unit_blobs: set[str] = set(blob_ids)
             level = set(tree_ids)
             for oid in snapshot_ids:
                 snapshot = loader.snapshots.get(oid)
                 if snapshot is None:
                     snapshot = loader.snapshots[oid] = loader._snapshot(oid)
                 level.add(snapshot.tree)
-            # One level of the graph at a time, each step over all its trees
-            # at once: the trees this unit has not reached yet and that no
-            # two units reach (below those, everything is shared already).
-            while level:
-                level -= trees
-                level -= shared_trees
-                trees |= level
-                for tree in level.difference(parsed):
-                    parsed[tree] = _tree_entries(loader, tree)
-                entries = list(map(parsed.__getitem__, level))
-                unit_blobs.update(map(_FIRST, chain.from_iterable(map(_FILES, entries))))
-                level = set(map(_FIRST, chain.from_iterable(map(_FIRST, entries))))
+            # not into trees two units reach: below those, everything is shared already
+            trees, unit_blobs = walk_trees(level, parsed.__getitem__, stop=(shared_trees,))
+            unit_blobs.update(blob_ids)
             before = len(seen_trees) + len(seen_blobs)
             shared_trees |= trees & seen_trees
             shared_blobs |= unit_blobs & seen_blobs
@@ -351,7 +340,7 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
     store = repo.store
     ids, sizes = store.stored_copies()
     stored_size = dict(zip(ids, sizes))
-    stored_ids = stored_size.keys()  # a set-like view
+    stored_ids = set(ids)
     if len(stored_size) != len(ids):
         raise _Unusual  # a copy in two places: the marker counts each
     if not loader.from_cache <= stored_ids:
@@ -396,27 +385,29 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
         alone = (trees - shared_trees) & stored_ids
         alone |= (blobs - shared_blobs) & stored_ids
         exclusive[unit] = sum(map(stored_size.__getitem__, alone)) + stored_size.get(unit[1], 0)
-    def below(tree: str) -> list[str]:
-        return list(map(_FIRST, parsed[tree][0]))
-
-    def own_files(tree: str) -> int:
-        return len(parsed[tree][1])
+    reached_trees = list(seen_trees)  # the cache may hold trees no root reaches: the marker's count has not read them
+    entries = list(map(parsed.__getitem__, reached_trees))
+    subtrees = dict(zip(reached_trees, map(tuple, map(map, repeat(_FIRST), map(_FIRST, entries)))))
+    files_in = dict(zip(reached_trees, map(len, map(_FILES, entries))))
 
     def tree_size(tree: str) -> int | None:
         if tree not in seen_trees:
             return None
         return sum(map(int, map(itemgetter(1), chain(*parsed[tree]))))
-    # seen_trees: the cache may hold trees no root reaches, which the marker's count has not read
-    return _Counted(usage, exclusive, loader.snapshots, below, own_files, seen_trees, tree_size)
+    return _Counted(usage, exclusive, loader.snapshots, subtrees, files_in, tree_size)
 
 
-def _tree_entries(loader: StoreLoader, tree: str) -> tuple[list, list]:
-    """(sub-trees, files and links) of a tree the cache does not hold,
-    (id, size) each, from the store (added to the cache)."""
-    subtrees, files = [], []
-    for entry in loader._from_store(tree, TREE, decode_tree).entries:
-        (subtrees if entry.mode == MODE_TREE else files).append((entry.id, entry.size))
-    return subtrees, files
+class _Parsed(dict):
+    """Tree -> its entries: the cache's, and those of the other trees read
+    from the store as they are asked for (added to the cache)."""
+
+    def __init__(self, cached: dict, loader: StoreLoader):
+        super().__init__(cached)
+        self.loader = loader
+
+    def __missing__(self, tree: str):
+        entries = self[tree] = tree_entries_from_store(self.loader, tree)
+        return entries
 
 
 def _count_marked(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
@@ -459,9 +450,7 @@ def _count_marked(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
         usage.reclaimable_bytes = sum(obj.size for obj in reclaimable_now(repo, stored, marker))
     usage.blobs, usage.blob_stored_bytes, usage.logical_bytes = blobs, blob_bytes, logical
     usage.trees, usage.snapshots = trees, snapshots
-    subtrees = loader.subtrees
-    return _Counted(usage, exclusive, loader.snapshots, lambda tree: subtrees.get(tree, ()),
-                    loader.files_in.__getitem__, loader.files_in, loader.tree_size.get)
+    return _Counted(usage, exclusive, loader.snapshots, loader.subtrees, loader.files_in, loader.tree_size.get)
 
 
 def _header(store, oid: str) -> tuple[str | None, int | None]:
@@ -471,13 +460,12 @@ def _header(store, oid: str) -> tuple[str | None, int | None]:
         return None, None
 
 
-def _file_counts(below: Callable[[str], Iterable[str]], own_files: Callable[[str], int], read: Container[str],
-                 tops) -> dict[str, int]:
+def _file_counts(subtrees: dict, files_in: dict, tops) -> dict[str, int]:
     """Files (and links) below each tree of `tops`, duplicates counted each
-    time; each tree below counted once (post-order over the trees `read`)."""
+    time; each tree below counted once (post-order over the trees read)."""
     counts: dict[str, int] = {}
     for top in tops:
-        if top in counts or top not in read:
+        if top in counts or top not in files_in:
             continue
         stack = [top]
         while stack:
@@ -485,13 +473,13 @@ def _file_counts(below: Callable[[str], Iterable[str]], own_files: Callable[[str
             if oid in counts:
                 stack.pop()
                 continue
-            subtrees = below(oid)
-            pending = [c for c in subtrees if c not in counts and c in read]
+            below = subtrees.get(oid, ())
+            pending = [c for c in below if c not in counts and c in files_in]
             if pending:
                 stack += pending
                 continue
             stack.pop()
-            counts[oid] = own_files(oid) + sum(map(counts.get, subtrees, repeat(0)))
+            counts[oid] = files_in[oid] + sum(map(counts.get, below, repeat(0)))
     return counts
 
 
