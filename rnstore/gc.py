@@ -62,8 +62,8 @@ from .errors import CorruptStoreError
 from .fsutil import TMP_PREFIX, atomic_write, pid_alive, remove_quietly, temp_writer_pid
 from .progress import NO_PROGRESS, Progress
 from .repack import RepackPlan, plan_repack, repack
-from .reachability import (BulkMarks, Marker, RootScan, WorkspaceState, collect_roots, mark_in_bulk, mark_reachable,
-                           settle_cache)
+from .reachability import (BulkMarks, Marker, RootScan, WorkspaceState, collect_roots, mark_in_bulk,
+                           mark_reachable, settle_cache)
 from .plumbing import utc_iso
 from .units import parse_duration, parse_percent
 from .views import ObjectsView, WorkspaceView
@@ -408,8 +408,8 @@ def _young(obj, scan: RootScan, *, grace: float, cutoff: float) -> bool:
         scan.keep_newer_than is not None and obj.mtime >= scan.keep_newer_than)
 
 
-def _sweep(repo: WorkspaceView, marker: Marker | BulkMarks, scan: RootScan, stats: GcStats, stored: list, *, grace: float,
-           now: float, progress: Progress) -> tuple[list, list]:
+def _sweep(repo: WorkspaceView, marker: Marker | BulkMarks, scan: RootScan, stats: GcStats, stored: list, *,
+           grace: float, now: float, progress: Progress) -> tuple[list, list]:
     """Delete what no root reaches and is old enough; (what it deleted,
     what it left in packs under the threshold)."""
     store = repo.store

@@ -595,8 +595,8 @@ def mark_in_bulk(repo: WorkspaceView, roots: list[Root], *, save: bool = True) -
     return BulkMarks(kind, loader)
 
 
-def settle_cache(repo: WorkspaceView, marker: Marker, stored: set[str], roots: list[Root],
-                 on_problem: ProblemSink) -> Marker:
+def settle_cache(repo: WorkspaceView, marker: Marker | BulkMarks, stored: set[str], roots: list[Root],
+                 on_problem: ProblemSink) -> Marker | BulkMarks:
     """Once the store is listed (`stored`, listed after marking): `marker`
     if every tree and snapshot the cache stood in for is stored; else the
     cache named objects the store has lost, and the roots are marked again
