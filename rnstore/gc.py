@@ -24,6 +24,10 @@ The rules that make it safe:
    read from the reachability cache (reachcache.py), whose records are
    checked against their ids; should the store have lost one of them,
    marking starts again from the store alone (reachability.settle_cache).
+   Marking goes in bulk (reachability.mark_in_bulk, set operations a level
+   of trees at a time); anything unusual (an object that cannot be read, a
+   root that may be gone, an id reached as two kinds) is marked by the
+   Marker instead, which reaches the same objects and names the damage.
 3. Unreachable objects younger than the grace period are kept: a writer that
    finds an object already stored refreshes its mtime, so an object a
    running `add` is about to reference is young.
