@@ -43,9 +43,10 @@ from typing import Callable, Iterable
 
 from .errors import CorruptStoreError, ObjectError
 from .fsutil import atomic_write, open_state
-from .reachability import StoreLoader, collect_roots, mark_reachable, settle_cache
+from .reachability import (StoreLoader, collect_roots, mark_reachable, settle_cache, tree_entries_from_store,
+                           walk_trees)
 from .reachcache import ReachCache
-from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_tree, meta_count
+from .objects import BLOB, SNAPSHOT, TREE, meta_count
 from .progress import NO_PROGRESS, Progress
 from .refs import TAGS, short_name
 from .revparse import resolve_snapshot
@@ -301,43 +302,28 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
         else:
             units.setdefault((str(workspace), "index"), ([], [], []))[1 if kind == TREE else 2].extend(map(_ID, run))
     cached = cache.all_tree_entries()
-    parsed: dict[str, tuple[list, list]] = dict(cached)   # tree -> (sub-trees, files): (id, size) each
+    parsed = _Parsed(cached, loader)   # tree -> (sub-trees, files): (id, size) each
     seen_trees: set[str] = set()
     seen_blobs: set[str] = set()
-    blob_size: dict[str, object] = {}   # blob -> its size as a tree lists it
     shared_trees: set[str] = set()      # reached by two units or more (a snapshot is its own unit's only)
     shared_blobs: set[str] = set()
     reached: dict = {}                  # snapshot unit -> (its trees, its blobs)
     try:
         for unit, (snapshot_ids, tree_ids, blob_ids) in units.items():
-            trees: set[str] = set()
-            blobs: dict[str, object] = {}
             level = set(tree_ids)
             for oid in snapshot_ids:
                 snapshot = loader.snapshots.get(oid)
                 if snapshot is None:
                     snapshot = loader.snapshots[oid] = loader._snapshot(oid)
                 level.add(snapshot.tree)
-            # One level of the graph at a time, each step over all its trees
-            # at once: the trees this unit has not reached yet and that no
-            # two units reach (below those, everything is shared already).
-            while level:
-                level -= trees
-                level -= shared_trees
-                trees |= level
-                for tree in level.difference(parsed):
-                    parsed[tree] = _tree_entries(loader, tree)
-                entries = list(map(parsed.__getitem__, level))
-                blobs.update(chain.from_iterable(map(_FILES, entries)))
-                level = set(map(_FIRST, chain.from_iterable(map(_FIRST, entries))))
-            unit_blobs = set(blobs)
+            # not into trees two units reach: below those, everything is shared already
+            trees, unit_blobs = walk_trees(level, parsed.__getitem__, stop=(shared_trees,))
             unit_blobs.update(blob_ids)
             before = len(seen_trees) + len(seen_blobs)
             shared_trees |= trees & seen_trees
             shared_blobs |= unit_blobs & seen_blobs
             seen_trees |= trees
             seen_blobs |= unit_blobs
-            blob_size.update(blobs)
             progress.advance(len(seen_trees) + len(seen_blobs) - before + len(snapshot_ids))
             if unit[0] == "snapshot":
                 reached[unit] = (trees, unit_blobs)
@@ -361,6 +347,7 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
         raise _Unusual  # the cache outlived objects the store lost: mark from the store
     usage = StoreUsage(objects=len(ids), stored_bytes=sum(sizes))
     stored_blobs = list(stored_ids & seen_blobs)
+    blob_size = dict(chain.from_iterable(map(_FILES, map(parsed.__getitem__, seen_trees))))  # as trees list them
     usage.blobs, usage.blob_stored_bytes = len(stored_blobs), sum(map(stored_size.__getitem__, stored_blobs))
     listed_sizes = list(map(blob_size.get, stored_blobs))
     usage.logical_bytes = sum(map(int, filter(None, listed_sizes)))
@@ -410,13 +397,17 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
     return _Counted(usage, exclusive, loader.snapshots, subtrees, files_in, tree_size)
 
 
-def _tree_entries(loader: StoreLoader, tree: str) -> tuple[list, list]:
-    """(sub-trees, files and links) of a tree the cache does not hold,
-    (id, size) each, from the store (added to the cache)."""
-    subtrees, files = [], []
-    for entry in loader._from_store(tree, TREE, decode_tree).entries:
-        (subtrees if entry.mode == MODE_TREE else files).append((entry.id, entry.size))
-    return subtrees, files
+class _Parsed(dict):
+    """Tree -> its entries: the cache's, and those of the other trees read
+    from the store as they are asked for (added to the cache)."""
+
+    def __init__(self, cached: dict, loader: StoreLoader):
+        super().__init__(cached)
+        self.loader = loader
+
+    def __missing__(self, tree: str):
+        entries = self[tree] = tree_entries_from_store(self.loader, tree)
+        return entries
 
 
 def _count_marked(repo: WorkspaceView, roots, progress: Progress) -> _Counted:

@@ -24,6 +24,10 @@ The rules that make it safe:
    read from the reachability cache (reachcache.py), whose records are
    checked against their ids; should the store have lost one of them,
    marking starts again from the store alone (reachability.settle_cache).
+   Marking goes in bulk (reachability.mark_in_bulk, set operations a level
+   of trees at a time); anything unusual (an object that cannot be read, a
+   root that may be gone, an id reached as two kinds) is marked by the
+   Marker instead, which reaches the same objects and names the damage.
 3. Unreachable objects younger than the grace period are kept: a writer that
    finds an object already stored refreshes its mtime, so an object a
    running `add` is about to reference is young.
@@ -52,6 +56,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from itertools import filterfalse, groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,7 +66,8 @@ from .errors import CorruptStoreError
 from .fsutil import TMP_PREFIX, atomic_write, pid_alive, remove_quietly, temp_writer_pid
 from .progress import NO_PROGRESS, Progress
 from .repack import RepackPlan, plan_repack, repack
-from .reachability import Marker, RootScan, WorkspaceState, collect_roots, mark_reachable, settle_cache
+from .reachability import (BulkMarks, Marker, RootScan, WorkspaceState, collect_roots, mark_in_bulk,
+                           mark_reachable, settle_cache)
 from .plumbing import utc_iso
 from .units import parse_duration, parse_percent
 from .views import ObjectsView, WorkspaceView
@@ -69,6 +76,7 @@ if TYPE_CHECKING:  # store.py loads zstandard; gc.py is imported by every porcel
     from .store import OnDisk
 
 LAST_RUN = "gc.last"
+_ID, _WHERE, _SIZE = attrgetter("id"), attrgetter("where"), attrgetter("size")
 
 @dataclass
 class GcStats:
@@ -197,11 +205,15 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
         stats.workspaces = scan.workspaces
         progress.start("gc: marking", unit="object")
         try:
-            marker = mark_reachable(repo, scan.roots, _refuse, progress, by_unit=False, save=not dry_run)
+            marker = mark_in_bulk(repo, scan.roots, save=not dry_run)
+            if marker is None:  # something unusual: the Marker marks, and says what
+                marker = mark_reachable(repo, scan.roots, _refuse, progress, by_unit=False, save=not dry_run)
+            else:
+                progress.advance(len(marker))
         finally:
             progress.finish()
         stored = list(repo.store.stored_objects())
-        stored_ids = {o.id for o in stored}
+        stored_ids = set(map(_ID, stored))
         # the reachability cache is checked against the store before any mark counts
         marker = settle_cache(repo, marker, stored_ids, scan.roots, _refuse)
         stats.reachable_objects = len(marker)
@@ -219,7 +231,7 @@ def gc(repo: WorkspaceView, *, dry_run: bool = False, prune: str | float | None 
     return stats
 
 
-def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, doomed: list, left: list,
+def _repack(repo: WorkspaceView, marker: Marker | BulkMarks, stats: GcStats, stored: list, doomed: list, left: list,
             progress: Progress, collectable, full: bool = False) -> None:
     """Consolidate loose objects and small packs (repack.py); with dry_run,
     count what it would do. `collectable(copy)`: whether the sweep would
@@ -261,8 +273,8 @@ def _repack(repo: WorkspaceView, marker: Marker, stats: GcStats, stored: list, d
 def _plan_after_sweep(store, stored: list, doomed: list, reached, most_packs: int, collectable,
                       full: bool = False) -> RepackPlan:
     """The repack that follows a sweep deleting `doomed` from `stored`."""
-    gone = {(o.id, o.where) for o in doomed}
-    return plan_repack(store, [o for o in stored if (o.id, o.where) not in gone], reached,
+    # (a copy is a named tuple: these are the very values listed in `stored`)
+    return plan_repack(store, list(filterfalse(set(doomed).__contains__, stored)), reached,
                        most_packs=most_packs, full=full, collectable=collectable)
 
 
@@ -284,11 +296,13 @@ def _counts(repo: ObjectsView) -> tuple[int, int]:
     return repo.store.loose_and_packs()
 
 
-def _refuse_missing(repo: ObjectsView, marker: Marker, scan: RootScan, stored: set[str]) -> None:
+def _refuse_missing(repo: ObjectsView, marker: Marker | BulkMarks, scan: RootScan, stored: set[str]) -> None:
     """Rule 2 for what marking does not read: every object a root reaches
     must be stored (blobs are not opened while marking)."""
-    may_be_gone = {r.id for r in scan.roots if r.name == "last seen roots"}
-    missing = sorted(oid for oid in marker.owner if oid not in stored and oid not in may_be_gone)
+    missing = marker.owner.keys() - stored
+    if missing:
+        missing -= {r.id for r in scan.roots if r.name == "last seen roots"}  # may be gone
+    missing = sorted(missing)
     if not missing:
         return
     damaged = repo.store.damaged_packs()
@@ -398,16 +412,17 @@ def _young(obj, scan: RootScan, *, grace: float, cutoff: float) -> bool:
         scan.keep_newer_than is not None and obj.mtime >= scan.keep_newer_than)
 
 
-def _sweep(repo: WorkspaceView, marker: Marker, scan: RootScan, stats: GcStats, stored: list, *, grace: float,
-           now: float, progress: Progress) -> tuple[list, list]:
+def _sweep(repo: WorkspaceView, marker: Marker | BulkMarks, scan: RootScan, stats: GcStats, stored: list, *,
+           grace: float, now: float, progress: Progress) -> tuple[list, list]:
     """Delete what no root reaches and is old enough; (what it deleted,
     what it left in packs under the threshold)."""
     store = repo.store
     cutoff = now - grace
     candidates = []
     young = 0
+    reached = marker.owner  # a dict: membership without a method call per object
     for obj in stored:
-        if obj.id in marker:
+        if obj.id in reached:
             continue
         if _young(obj, scan, grace=grace, cutoff=cutoff):
             young += 1
@@ -456,10 +471,12 @@ def plan_sweep(store, stored: list[OnDisk], candidates: list[OnDisk],
     after sparing the bases of deltas that stay (FORMAT.md, Deltas), which
     never go; below that, the pack stays whole. So only the packs worth
     rewriting are read for their deltas' bases."""
-    pack_bytes: dict[str, int] = {}
-    for obj in stored:
-        if obj.packed:
-            pack_bytes[obj.where] = pack_bytes.get(obj.where, 0) + obj.size
+    pack_bytes: dict[str, int] = {}   # of the packs holding candidates
+    wanted = {obj.where for obj in candidates if obj.packed}
+    if wanted:  # a run of copies at a time (a pack's are listed together), summed in C
+        for where, copies in groupby(stored, key=_WHERE):
+            if where in wanted:
+                pack_bytes[where] = pack_bytes.get(where, 0) + sum(map(_SIZE, copies))
     left: list[OnDisk] = []
 
     def worth_it(copies: list[OnDisk]) -> bool:

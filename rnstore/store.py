@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
 
 from . import codec
 from .errors import (BrokenDeltaError, CorruptObjectError, InvalidValueError, MissingObjectError,
@@ -90,9 +90,10 @@ class SizeChangedError(Exception):
     being read); the caller reads it again."""
 
 
-@dataclass(frozen=True)
-class OnDisk:
-    """One stored copy of an object (stored_objects), for gc and du."""
+class OnDisk(NamedTuple):
+    """One stored copy of an object (stored_objects), for gc and du. (A
+    named tuple, not a dataclass: a store lists one per object, and gc makes
+    them all at once, in bulk.)"""
     id: str
     size: int        # stored bytes of the frame
     mtime: float     # when it was stored or last freshened (a packed copy: its pack's)
@@ -1250,8 +1251,10 @@ class DiskStore(ObjectStore):
             yield OnDisk(oid, st.st_size, st.st_mtime, path)
         for path, pack in self._load_packs().items():
             mtime = _current_mtime(path, pack)
-            for raw_id, length in pack.entries():
-                yield OnDisk(raw_id.hex(), length, mtime, path, packed=True)
+            ids, lengths = pack.ids_and_lengths()
+            # tuple.__new__ as OnDisk._make does, without a Python call per object
+            yield from map(tuple.__new__, itertools.repeat(OnDisk), zip(
+                ids, lengths, itertools.repeat(mtime), itertools.repeat(path), itertools.repeat(True)))
 
     def stored_copies(self) -> tuple[list[str], list[int]]:
         ids, sizes = [], []

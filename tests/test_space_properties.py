@@ -17,6 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from rnstore import plumbing
 from rnstore.errors import NothingToCommitError
 from rnstore.objects import MODE_TREE
+from rnstore.reachability import collect_roots, mark_in_bulk, mark_reachable
 from rnstore.repo import Repository
 
 try:
@@ -37,6 +38,10 @@ def expected_roots(repo: Repository) -> tuple[set[str], set[str]]:
         snapshots.add(head)
     blobs = {e.id for e in repo.read_index() if e.mode != MODE_TREE}
     return snapshots, blobs
+
+
+def _never(kind, oid, detail):
+    raise AssertionError(detail)
 
 
 def check_all_present(repo: Repository) -> None:
@@ -167,7 +172,12 @@ class SpaceMachine(RuleBasedStateMachine):
         """gc --prune now after every step: the step's garbage goes, every
         root's objects stay and verify, and fsck finds nothing wrong.
         threshold 0: every pack holding garbage is rewritten (the default
-        leaves packs under 10% garbage whole, test_gc_threshold.py)."""
+        leaves packs under 10% garbage whole, test_gc_threshold.py).
+        Before it, gc's marking in bulk reaches what the Marker reaches."""
+        scan = collect_roots(self.repo, _never, grace=0, now=0)
+        bulk = mark_in_bulk(self.repo, scan.roots, save=False)
+        assert bulk is not None
+        assert bulk.kind == mark_reachable(self.repo, scan.roots, _never, by_unit=False, save=False).kind
         self.repo.gc(prune="now", threshold=0)
         check_all_present(self.repo)
         result = self.repo.fsck(quick=True)
