@@ -250,6 +250,16 @@ def _cached_answer(repo: WorkspaceView, key: str) -> DuStats | None:
         return None
 
 
+def drop_answer(repo: WorkspaceView) -> None:
+    """Remove this workspace's answer after gc changed the store: its key
+    names the old listing, so it could never be used again and would only
+    take room. Failures are ignored, as when saving."""
+    try:
+        os.unlink(repo.dotdir / ANSWER_FILE)
+    except OSError:
+        pass
+
+
 def _save_answer(repo: WorkspaceView, key: str, stats: DuStats) -> None:
     """Replace the answer file (temporary file and rename; not fsynced: an
     answer lost in a crash is computed again). Failures are ignored: a

@@ -413,9 +413,13 @@ class Repository:
         of a pack that must be garbage for gc to rewrite it (default the
         gc.threshold setting); `aggressive` repacks everything into one pack
         with deltas chosen anew."""
+        from .du import drop_answer
         from .gc import gc
-        return gc(self, dry_run=dry_run, prune=prune, auto=auto, threshold=threshold,
-                  aggressive=aggressive, progress=progress)
+        stats = gc(self, dry_run=dry_run, prune=prune, auto=auto, threshold=threshold,
+                   aggressive=aggressive, progress=progress)
+        if not dry_run and (stats.deleted_objects or stats.repacked_objects):
+            drop_answer(self)  # keyed on the store's listing, which changed: never usable again
+        return stats
 
     def du(self, revs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS):
         """Space used by the store and each live snapshot; DuStats."""

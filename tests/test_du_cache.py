@@ -197,3 +197,24 @@ def test_a_forgotten_snapshot_named_by_rev_is_counted_as_the_marker_counts_it(tm
     bulk = Repository.open(repo.root).du([old]).as_json()
     assert marked(repo, monkeypatch, [old]) == bulk
     assert bulk["snapshots"][0]["live"] is False and bulk["snapshots"][0]["files"] == 2
+
+
+def test_gc_that_changes_the_store_drops_the_answer_it_made_stale(tmp_path):
+    """The answer is keyed on the store's listing: after a gc that deletes
+    or repacks, it could never be used again, so gc removes it (it only took
+    room); a gc that changes nothing, or a dry run, leaves it."""
+    repo = make_repo(tmp_path / "ws")
+    first = commit(repo, {"x.txt": "x\n" * 100, "gone.txt": "gone\n" * 300}, "one")
+    (repo.root / "gone.txt").unlink()
+    commit(repo, {"x.txt": "x\n" * 100}, "two")
+    repo.gc(prune="now")
+    repo.du()
+    assert answer_file(repo).is_file()
+    Repository.open(repo.root).gc(prune="now", dry_run=True)
+    Repository.open(repo.root).gc(prune="now")  # nothing to delete or repack
+    assert answer_file(repo).is_file()
+    Repository.open(repo.root).forget([first])
+    stats = Repository.open(repo.root).gc(prune="now")
+    assert stats.deleted_objects
+    assert not answer_file(repo).exists()
+    assert Repository.open(repo.root).du().as_json() == cold(repo)
