@@ -279,6 +279,8 @@ def test_a_large_file_travels_in_bounded_memory_and_is_verified(tmp_path, monkey
     head = repo.refs.resolve("refs/heads/main")
     weights = repo.store.get_tree(repo.store.get_snapshot(head).tree).get(b"weights.bin")
     assert not c.store.has(weights.id)
+    # the frame was written into the store's own temporary file, then refused: none is left
+    assert not [p.name for p in c.store.root.rglob(".tmp-*")]
 
 
 def _loose_frame(repo, oid: str) -> bytes:

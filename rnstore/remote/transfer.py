@@ -647,27 +647,25 @@ def _missing_error(remote: Remote, missing: list[str]) -> None:
 
 def _fetch_large_blob(store, remote: Remote, oid: str, location: Location,
                       result: TransferResult, progress: Progress) -> None:
-    """A large file's frame, streamed to an unnamed temporary file beside
-    the store, verified in a first pass, then stored as it is in a second
-    (memory stays bounded; nothing is compressed again)."""
+    """A large file's frame, streamed straight into the store's temporary
+    file (memory stays bounded), verified from there, and only then
+    stored, as it is (nothing is compressed again, nor copied)."""
     key = layout.pack_key(location.pack)
-    folder = getattr(store, "root", None)
-    with tempfile.TemporaryFile(dir=folder if folder is not None and os.path.isdir(folder) else None) as temp:
+
+    def download(out: BinaryIO) -> None:
         try:
-            remote.backend.get_range_into(key, location.offset, location.offset + location.length, temp,
+            remote.backend.get_range_into(key, location.offset, location.offset + location.length, out,
                                           lambda nbytes: progress.advance(nbytes=nbytes))
         except ShortReadError:
             _past_the_end(remote, key, [(oid, location)])
         except FileNotFoundError:
             raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
                               hints=["run the command again"]) from None
-        temp.seek(0)
-        _verified_payload(oid, temp, key, keep=False)
-        temp.seek(0)
-        store.put_verified_frame(oid, temp, location.length)
-    with _result_lock:
-        result.objects += 1
-        result.bytes += location.length
+
+    if store.put_fetched_frame(oid, download, lambda frame: _verified_payload(oid, frame, key, keep=False)):
+        with _result_lock:
+            result.objects += 1
+            result.bytes += location.length
 
 
 def _decoded(decode, payload: bytes, oid: str):
