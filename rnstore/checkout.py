@@ -953,10 +953,13 @@ def _check_writable(plan: "_Plan", root_fd: int) -> None:
     dirs = Dirs(root_fd)
     refused: list[tuple[bytes, str]] = []
     checked: set[bytes] = set()
+    absent: set[bytes] = set()  # a clone's thousands of new folders: each looked for once at most
     try:
         for folder in sorted(folders):
             existing = folder
-            while existing and dirs.open(existing) is None:
+            while existing and (existing in absent or split(existing)[0] in absent
+                                or dirs.open(existing) is None):
+                absent.add(existing)
                 existing = split(existing)[0]  # made by the checkout: its parent is written
             if existing in checked:
                 continue
