@@ -197,7 +197,13 @@ class Remote:
                 except FileNotFoundError:
                     continue  # finished since the listing
                 except (ValueError, KeyError, TypeError, RecursionError):
-                    raise CorruptStoreError(f"remote gc plan {key} is damaged") from None
+                    from .collect import STALE  # collect imports this module
+                    raise CorruptStoreError(
+                        f"remote gc plan {key} is damaged: which packs it condemns is unknown, so "
+                        "pushes stop until it is gone", hints=[
+                            f"a collector that crashed left it; `rnstore gc --remote` removes it once "
+                            f"it is {STALE // 60:.0f} minutes old (or delete the key by hand if no "
+                            "gc is running)"]) from None
         return condemned
 
     def begin_push(self) -> "PushMarker":
