@@ -35,6 +35,11 @@ class RemoteRef:
     id: str | None        # None: deleted (a tombstone version)
 
 
+#: A pending-push marker or a gc plan not rewritten for this long belongs to
+#: a dead push or collector (remote gc, collect.py, removes it then).
+STALE = 15 * 60
+
+
 class Remote:
     def __init__(self, backend: RetryingBackend, cache: Path | None = None):
         self.backend = backend
@@ -197,7 +202,6 @@ class Remote:
                 except FileNotFoundError:
                     continue  # finished since the listing
                 except (ValueError, KeyError, TypeError, RecursionError):
-                    from .collect import STALE  # collect imports this module
                     raise CorruptStoreError(
                         f"remote gc plan {key} is damaged: which packs it condemns is unknown, so "
                         "pushes stop until it is gone", hints=[
