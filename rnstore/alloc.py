@@ -29,3 +29,21 @@ def cycle_collector_paused(function):
             gc.enable()
 
     return paused
+
+
+#: glibc's mallopt() parameter for the most malloc arenas (M_ARENA_MAX).
+_M_ARENA_MAX = -8
+
+
+def one_malloc_arena() -> None:
+    """Have every thread allocate from glibc's main malloc arena. A transfer
+    decodes and writes on several threads; with an arena each, the memory a
+    thread freed stays in its arena, counted in the peak RSS, where the
+    next thread cannot reuse it (a clone of 28,620 files: ~10 MB). For a
+    CLI process only, like the collector pause; nothing where there is no
+    glibc."""
+    import ctypes
+    try:
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
+    except (OSError, AttributeError):
+        pass

@@ -51,6 +51,7 @@ by `add`; a tree holding one was crafted), and are reported as excluded.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -58,7 +59,7 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidValueError,
                      MissingObjectError, NotWritableError, ObjectError, RefConflictError)
@@ -131,14 +132,15 @@ class CheckoutResult:
 def checkout(repo: WorkspaceView, rev: str | None, paths: Iterable[str | os.PathLike] | None = None, *,
              target: str | os.PathLike | None = None, force: bool = False,
              skip_missing: bool = False, progress: Progress = NO_PROGRESS,
-             cwd: Path | None = None) -> CheckoutResult:
+             cwd: Path | None = None, fetched: "FetchedBlobs | None" = None) -> CheckoutResult:
     """Make the workspace (or `target`) match snapshot `rev`; see the module
     docstring for the three forms. `paths` are relative to `cwd` (default:
     the current folder) and must lie in the workspace. Raises ConflictError
     (nothing changed) unless `force`, BadInputError for a path REV does not
     have, MissingObjectError/CorruptObjectError naming the affected paths;
     with `skip_missing`, files whose objects are missing or corrupt are
-    left out and listed in the result's `missing` instead."""
+    left out and listed in the result's `missing` instead. `fetched`: blobs
+    a clone has just verified, moved into place rather than read again."""
     paths = list(paths or [])
     prefixes = relative_pathspecs(repo.root, paths, cwd) if paths else None
     if rev is None:
@@ -159,7 +161,7 @@ def checkout(repo: WorkspaceView, rev: str | None, paths: Iterable[str | os.Path
         snapshot_id = resolve_snapshot(repo, rev)
         if prefixes is not None:
             return _restore_paths(repo, snapshot_id, prefixes, force, progress, skip_missing)
-        return _switch(repo, rev, snapshot_id, force, progress, skip_missing)
+        return _switch(repo, rev, snapshot_id, force, progress, skip_missing, fetched)
 
 
 def materialise(repo: ObjectsView, snapshot_id: str, target: Path, prefixes: list[bytes] | None = None, *,
@@ -296,11 +298,11 @@ def _plan_snapshot(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes] 
 
 
 def _switch(repo: WorkspaceView, rev: str, snapshot_id: str, force: bool, progress: Progress,
-            skip_missing: bool = False) -> CheckoutResult:
+            skip_missing: bool = False, fetched: "FetchedBlobs | None" = None) -> CheckoutResult:
     branch_ref, head = repo.refs.head()
     attach = _branch_named(repo, rev)
     index, desired, unknown, plan, result = _plan_snapshot(repo, snapshot_id, None, force, skip_missing)
-    placed, failed = _execute_keeping_going(repo, plan, result, force, progress, skip_missing)
+    placed, failed = _execute_keeping_going(repo, plan, result, force, progress, skip_missing, fetched)
     untouched = Index(e for e in index if under(e.path, unknown))  # left as they were
     repo.write_index(_new_index(untouched, desired, index.entries, plan, placed))
     if attach is not None:
@@ -377,14 +379,14 @@ def _restore_from_index(repo: WorkspaceView, prefixes: list[bytes], force: bool,
 
 
 def _execute_keeping_going(repo: WorkspaceView, plan: "_Plan", result: CheckoutResult, force: bool,
-                           progress: Progress, skip_missing: bool
+                           progress: Progress, skip_missing: bool, fetched: "FetchedBlobs | None" = None
                            ) -> tuple[dict[bytes, StatKey], "_WritesFailed | None"]:
     """_execute in the workspace: writes that fail (after the writability
     check passed) are returned, so that the caller finishes the index and
     HEAD consistently before it reports them."""
     try:
         return _execute(repo, plan, repo.root, repo.dotdir, result, force, progress,
-                        skip_missing=skip_missing), None
+                        skip_missing=skip_missing, fetched=fetched), None
     except _WritesFailed as failed:
         return failed.placed, failed
 
@@ -749,7 +751,7 @@ def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False)
 
 def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, result: CheckoutResult,
              force: bool, progress: Progress, *, for_index: bool = True,
-             skip_missing: bool = False) -> dict[bytes, StatKey]:
+             skip_missing: bool = False, fetched: "FetchedBlobs | None" = None) -> dict[bytes, StatKey]:
     """Stage every write (verified), then apply the plan. Returns the stat key
     of each path written, for the index (none without `for_index`). With
     `skip_missing`, a write whose object is missing or corrupt is dropped
@@ -784,7 +786,8 @@ def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, r
             layout.make_folders(stage_fd)
             damaged, stats = _stage_all(repo.store, plan.writes, layout.names, stage_fd, progress,
                                         skip_missing=skip_missing,
-                                        want_stats=for_index and layout.in_place_after_rename)
+                                        want_stats=for_index and layout.in_place_after_rename,
+                                        fetched=fetched)
             result.raw_missing.extend((path, exc.object_id or entry_id, _why_damaged(exc))
                                       for path, entry_id, exc in damaged)
         result.raw_missing.sort()
@@ -953,10 +956,13 @@ def _check_writable(plan: "_Plan", root_fd: int) -> None:
     dirs = Dirs(root_fd)
     refused: list[tuple[bytes, str]] = []
     checked: set[bytes] = set()
+    absent: set[bytes] = set()  # a clone's thousands of new folders: each looked for once at most
     try:
         for folder in sorted(folders):
             existing = folder
-            while existing and dirs.open(existing) is None:
+            while existing and (existing in absent or split(existing)[0] in absent
+                                or dirs.open(existing) is None):
+                absent.add(existing)
                 existing = split(existing)[0]  # made by the checkout: its parent is written
             if existing in checked:
                 continue
@@ -987,7 +993,7 @@ def _why_damaged(exc: ObjectError) -> str:
 
 
 def _stage_all(store, writes: list[FlatEntry], names: list[bytes], stage_fd: int, progress: Progress, *,
-               skip_missing: bool = False, want_stats: bool = False
+               skip_missing: bool = False, want_stats: bool = False, fetched: "FetchedBlobs | None" = None
                ) -> tuple[list[tuple[bytes, str, ObjectError]], dict[int, StatKey]]:
     """Stage every write under its name in `names` (files on a few threads,
     then links). Returns, with `skip_missing`, the (path, id, error) of
@@ -997,7 +1003,7 @@ def _stage_all(store, writes: list[FlatEntry], names: list[bytes], stage_fd: int
 
     def fetch(number: int):
         try:
-            st = _fetch(store, writes[number], stage_fd, names[number], want_stats)
+            st = _fetch(store, writes[number], stage_fd, names[number], want_stats, fetched)
         except ObjectError as exc:
             return exc
         if st is not None:
@@ -1037,7 +1043,8 @@ def whole_blob(store, entry: FlatEntry) -> bytes:
     return data
 
 
-def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes, want_stat: bool) -> os.stat_result | None:
+def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes, want_stat: bool,
+           fetched: "FetchedBlobs | None" = None) -> os.stat_result | None:
     """Write one blob into the staging folder, verified against its id; a
     failure leaves nothing under `name`. With `want_stat`, its lstat."""
     if entry.mode == MODE_LINK:
@@ -1045,6 +1052,9 @@ def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes, want_stat: bool)
         check_link_target(target, entry)
         os.symlink(target, name, dir_fd=stage_fd)
         return os.stat(name, dir_fd=stage_fd, follow_symlinks=False) if want_stat else None
+    moved = fetched.move(entry, stage_fd, name) if fetched is not None else None
+    if moved is not None:
+        return moved if want_stat else None
     data = whole_blob(store, entry) if entry.size <= WHOLE_BLOB else None
     fd = os.open(name, O_NEW, 0o755 if entry.mode == MODE_EXEC else 0o644, dir_fd=stage_fd)
     try:
@@ -1061,6 +1071,61 @@ def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes, want_stat: bool)
         raise
     finally:
         os.close(fd)
+
+
+class FetchedBlobs:
+    """Blobs a clone's fetch has just verified against their ids, written
+    out as files named by id in a private folder of the workspace's
+    `.rnstore`: the clone's checkout moves each into place (one rename)
+    instead of reading it back from the store, decompressing and hashing
+    it a second time. A blob that several paths name is moved once; the
+    other paths, and whatever is not here, are written from the store as
+    usual. `close` removes what was not used."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        os.mkdir(folder, 0o700)
+        self._fd = os.open(folder, O_DIR)
+        self._exec_mode = _new_folder_mode() & 0o755  # what O_NEW with 0o755 gives under the umask
+
+    @contextlib.contextmanager
+    def receive(self, oid: str) -> Iterator[Callable[[bytes], None]]:
+        """A function taking the blob's payload in chunks while the fetch
+        verifies it (from the fetch's threads); the file is dropped if the
+        block raises. Nothing here is read before the whole fetch passed."""
+        try:
+            fd = os.open(oid, O_NEW, 0o644, dir_fd=self._fd)
+        except FileExistsError:  # in two remote packs: written once
+            yield lambda chunk: None
+            return
+        try:
+            yield lambda chunk: write_all(fd, chunk)
+        except BaseException:
+            os.unlink(oid, dir_fd=self._fd)
+            raise
+        finally:
+            os.close(fd)
+
+    def move(self, entry: FlatEntry, stage_fd: int, name: bytes) -> os.stat_result | None:
+        """Stage the blob of `entry` under `name`: its lstat there. None when
+        it is not here (or moved already, or its size disagrees with the
+        entry's: then the store's copy says what is wrong)."""
+        try:
+            os.rename(entry.id, name, src_dir_fd=self._fd, dst_dir_fd=stage_fd)
+        except OSError:
+            return None
+        st = os.stat(name, dir_fd=stage_fd, follow_symlinks=False)
+        if st.st_size != entry.size:
+            os.unlink(name, dir_fd=stage_fd)
+            return None
+        if entry.mode == MODE_EXEC:
+            os.chmod(name, self._exec_mode, dir_fd=stage_fd)  # a regular file in a private folder
+            st = os.stat(name, dir_fd=stage_fd, follow_symlinks=False)
+        return st
+
+    def close(self) -> None:
+        os.close(self._fd)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:

@@ -285,24 +285,30 @@ class ObjectStore(abc.ABC):
             finish(None if self.freshen(oid) else oid)
         return oid
 
-    def put_verified_frame(self, oid: str, source: BinaryIO, length: int) -> None:
-        """Store, as they are, the `length` bytes of an object frame read
-        from `source`, which the caller has already verified against `oid`
-        and which nothing else can change (a fetch's unnamed temporary
-        file): a frame fetched whole is kept, not compressed again."""
+    def put_fetched_frame(self, oid: str, fill: Callable[[BinaryIO], None],
+                          verify: Callable[[BinaryIO], None]) -> bool:
+        """Store a frame that `fill(out)` writes (a download) straight into
+        the store's own temporary file, published as `oid` only once
+        `verify(frame)` has read it back from that file and returned;
+        anything raised drops it, and nothing is stored. A large fetched
+        frame is so written once, not downloaded into one file and then
+        copied into another, and never compressed again. False (and
+        `fill` not called) when the object is stored already."""
         self._check_id(oid)
         if self.freshen(oid):
-            return
+            return False
         with self._temp_frame() as (out, finish):
-            remaining = length
-            while remaining > 0:
-                chunk = source.read(min(codec.CHUNK, remaining))
-                if not chunk:
-                    raise CorruptObjectError(f"object {oid} is corrupt: its frame ended early", oid)
-                with self._writing():
-                    out.write(chunk)
-                remaining -= len(chunk)
+            fill(_StoreWrites(out, self._writing))
+            with self._writing():
+                out.flush()
+            with self._reread_temp(out) as frame:
+                verify(frame)
             finish(oid)
+        return True
+
+    def _reread_temp(self, out: BinaryIO) -> BinaryIO:
+        """A reader of what was written so far to a temporary frame."""
+        return io.BytesIO(out.getvalue())
 
     @contextlib.contextmanager
     def _temp_frame(self) -> Iterator[tuple[BinaryIO, Callable[[str | None], None]]]:
@@ -1149,6 +1155,9 @@ class DiskStore(ObjectStore):
             remove_quietly(path)
             raise
 
+    def _reread_temp(self, out):
+        return open(out.name, "rb")
+
     def _publish(self, temp_token, oid: str) -> None:
         # Durable, then renamed (FORMAT.md, rule 2): a file system may
         # persist a new name before the data, and a crash in between would
@@ -1680,6 +1689,30 @@ class MemoryStore(ObjectStore):
 
     def damaged_packs(self) -> dict[str, str]:
         return {}
+
+
+class _StoreWrites:
+    """The part of a store's temporary file that a download writes through
+    (what RetryingBackend.get_range_into needs, to start a range again):
+    its failures are the store's (StoreWriteError), not the download's."""
+
+    def __init__(self, out: BinaryIO, writing: Callable):
+        self._out = out
+        self._store_writing = writing
+
+    def write(self, data) -> int:
+        with self._store_writing():
+            return self._out.write(data)
+
+    def tell(self) -> int:
+        return self._out.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._out.seek(offset, whence)
+
+    def truncate(self, size: int | None = None) -> int:
+        with self._store_writing():
+            return self._out.truncate(size)
 
 
 class _KeepOnClose(io.BytesIO):

@@ -202,6 +202,24 @@ def test_a_ref_version_trimmed_between_listing_and_reading_is_read_again(tmp_pat
     assert refs["refs/heads/main"].id == repo.refs.resolve("refs/heads/main")
 
 
+def test_a_damaged_gc_plan_stops_pushes_with_a_hint_until_gc_removes_it(tmp_path):
+    url = str(tmp_path / "share")
+    repo = Repository.init(tmp_path / "a", default_ignore=False)
+    transfer.add_remote(repo, "origin", url)
+    replace_files(tmp_path / "a", 1)
+    repo.snapshot("one")
+    transfer.push(repo, "origin")
+    remote = Remote(open_backend(url))
+    remote.backend.put(layout.PLANS + "crashed.plan", b'{"packs": [')  # torn
+    replace_files(tmp_path / "a", 2)
+    repo.snapshot("two")
+    with pytest.raises(CorruptStoreError, match="damaged") as refused:
+        transfer.push(repo, "origin")
+    assert any("gc --remote" in hint and "15 minutes" in hint for hint in refused.value.hints)
+    assert collect._delete_stale_plans(remote, older_than=0) == 1  # what gc does once it is stale
+    transfer.push(repo, "origin")
+
+
 def test_a_second_collector_leaves_a_running_collectors_plan(tmp_path):
     """Two collectors at once (scheduled jobs overlap): the one that ends
     first must not remove the other's plan, or pushes starting then would

@@ -279,6 +279,8 @@ def test_a_large_file_travels_in_bounded_memory_and_is_verified(tmp_path, monkey
     head = repo.refs.resolve("refs/heads/main")
     weights = repo.store.get_tree(repo.store.get_snapshot(head).tree).get(b"weights.bin")
     assert not c.store.has(weights.id)
+    # the frame was written into the store's own temporary file, then refused: none is left
+    assert not [p.name for p in c.store.root.rglob(".tmp-*")]
 
 
 def _loose_frame(repo, oid: str) -> bytes:
@@ -326,6 +328,43 @@ def test_a_clone_reads_each_pack_once_and_stores_it_as_one_pack(tmp_path, monkey
     assert [p.split("/")[0] for p in _store_files(b)] == ["pack"]
     assert sorted(b.store) == sorted(a.store) and len(list(b.store)) == pushed.objects
     assert b.fsck().ok
+
+
+def test_a_clone_moves_the_blobs_its_fetch_verified_into_place(tmp_path, monkeypatch):
+    """A clone writes each blob its fetch verified once, and its checkout
+    moves those files into place instead of reading the store again: same
+    files, modes and links as the pusher's, a blob named by two paths
+    written twice (never hard-linked), nothing left beside the index."""
+    from rnstore import checkout
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", files=40, url=url)
+    (tmp_path / "a" / "twin-1.txt").write_bytes(b"same bytes\n")
+    (tmp_path / "a" / "sub").mkdir()
+    (tmp_path / "a" / "sub" / "twin-2.txt").write_bytes(b"same bytes\n")
+    (tmp_path / "a" / "run.sh").write_bytes(b"#!/bin/sh\necho hi\n")
+    (tmp_path / "a" / "run.sh").chmod(0o755)
+    (tmp_path / "a" / "empty").write_bytes(b"")
+    os.symlink("run.sh", tmp_path / "a" / "link")
+    a.snapshot("more")
+    transfer.push(a, "origin")
+    moved, from_store = [], []
+    real_move, real_whole = checkout.FetchedBlobs.move, checkout.whole_blob
+    monkeypatch.setattr(checkout.FetchedBlobs, "move", lambda self, entry, *rest: moved.append(
+        entry.path) or real_move(self, entry, *rest))
+    monkeypatch.setattr(checkout, "whole_blob", lambda store, entry: from_store.append(
+        entry.path) or real_whole(store, entry))
+    Repository.clone(url, tmp_path / "b")
+    assert tree_bytes(tmp_path / "b") == tree_bytes(tmp_path / "a")
+    assert os.readlink(tmp_path / "b" / "link") == "run.sh"
+    assert (tmp_path / "b" / "run.sh").stat().st_mode & 0o777 == (tmp_path / "a" / "run.sh").stat().st_mode & 0o777
+    assert (tmp_path / "b" / "twin-1.txt").stat().st_ino != (tmp_path / "b" / "sub" / "twin-2.txt").stat().st_ino
+    assert len(moved) == len(tree_bytes(tmp_path / "a")) - 1  # every file but the link
+    assert len(from_store) == 1 and from_store[0] in (b"twin-1.txt", b"sub/twin-2.txt")  # the second twin
+    assert not [p.name for p in (tmp_path / "b" / ".rnstore").iterdir() if p.name.startswith(".tmp")]
+    b = Repository.open(tmp_path / "b")
+    assert b.fsck().ok
+    status = b.status()
+    assert not status.staged and not status.unstaged and not status.untracked
 
 
 def test_a_corrupt_frame_late_in_a_clone_stores_nothing_of_what_came_before(tmp_path, monkeypatch):

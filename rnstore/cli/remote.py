@@ -8,6 +8,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from ..alloc import one_malloc_arena
 from ..errors import InvalidValueError
 from ..repo import Repository
 from ..units import format_size
@@ -129,6 +130,7 @@ def push(
     Example: rnstore push origin main v1.0
     """
     as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
+    one_malloc_arena()
     from ..remote.transfer import PushRefusedError, push as push_refs
     if delete:
         from ..remote.collect import delete_refs
@@ -150,6 +152,7 @@ def fetch(name: RemoteName, refs: Refs = None, **shared) -> None:
     Example: rnstore fetch origin && rnstore log origin/main
     """
     as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
+    one_malloc_arena()
     from ..remote.transfer import fetch as fetch_refs
     result = fetch_refs(open_repo(), name, refs or [], progress=bar)
     _render(result, "received", as_json)
@@ -165,6 +168,7 @@ def pull(name: RemoteName, refs: Refs = None, **shared) -> None:
     Example: rnstore pull origin
     """
     as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
+    one_malloc_arena()
     from ..remote.transfer import CannotFastForwardError, pull as pull_refs
     repo = open_repo()
     try:
@@ -190,6 +194,7 @@ def clone(
     Example: rnstore clone s3://team-bucket/experiments exp
     """
     as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
+    one_malloc_arena()
     result = Repository.clone(url, directory, options=options or [], nested=nested, progress=bar)
     _render(result, "received", as_json)
     if not as_json:

@@ -134,7 +134,25 @@ class FsspecBackend(Backend):
     def get(self, key: str) -> bytes:
         if self.local:
             return _read_local_key(self._path(key))
+        if self._s3:
+            # one request: s3fs's cat_file asks for the key's size first (a HEAD)
+            import fsspec.asyn
+
+            body = self._s3_get(key)["Body"]
+            try:
+                return fsspec.asyn.sync(self.fs.loop, body.read)
+            finally:
+                body.close()
         return self.fs.cat_file(self._path(key))
+
+    @property
+    def _s3(self) -> bool:
+        return self.native_create and hasattr(self.fs, "call_s3")
+
+    def _s3_get(self, key: str, **options) -> dict:
+        """S3's get_object response for the key (its body still to read)."""
+        bucket, path, _ = self.fs.split_path(self._path(key))
+        return self.fs.call_s3("get_object", Bucket=bucket, Key=path, **options)
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         try:
@@ -165,16 +183,15 @@ class FsspecBackend(Backend):
         return b"".join(pieces)
 
     def get_range_into(self, key, start, end, out, advance=lambda nbytes: None):
-        if not (self.native_create and hasattr(self.fs, "call_s3")):
+        if not self._s3:
             return super().get_range_into(key, start, end, out, advance)
         # S3: one request, its body read in pieces, rather than a request
         # per piece (a range request costs a round trip, and some servers
         # read the whole key to answer each one)
         import fsspec.asyn
 
-        bucket, path, _ = self.fs.split_path(self._path(key))
         try:
-            response = self.fs.call_s3("get_object", Bucket=bucket, Key=path, Range=f"bytes={start}-{end - 1}")
+            response = self._s3_get(key, Range=f"bytes={start}-{end - 1}")
         except OSError as exc:
             if exc.errno == errno.EINVAL and "range" in str(exc).lower():  # HTTP 416
                 raise ShortReadError(f"{key}: shorter than {end} bytes") from None
@@ -205,7 +222,7 @@ class FsspecBackend(Backend):
                     while chunk := source.read(1 << 20):
                         fh.write(chunk)
             self._local_write(key, copy, exclusive=False)
-        elif self.native_create and hasattr(self.fs, "call_s3"):
+        elif self._s3:
             # s3fs's put_file reads a file under its multipart size into
             # memory (and the request copies it again): a pack streamed from
             # its file keeps a push's memory flat, in the same one request

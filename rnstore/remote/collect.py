@@ -52,12 +52,9 @@ from ..units import parse_duration
 from . import layout
 from .backend import RemoteError
 from .layout import Location
-from .remote import PushMarker, Remote, RemoteRef
+from .remote import STALE, PushMarker, Remote, RemoteRef
 from .transfer import RefUpdate, TransferResult, _ranges, _read_range, _send_pack, open_remote
 
-#: A pending-push marker or a plan not rewritten for this long belongs to a
-#: dead push or collector.
-STALE = 15 * 60
 #: How often a collector rewrites its plan while it runs (well below STALE).
 REFRESH = PushMarker.REFRESH
 #: How often gc looks again while it waits for pushes to finish.

@@ -35,6 +35,11 @@ class RemoteRef:
     id: str | None        # None: deleted (a tombstone version)
 
 
+#: A pending-push marker or a gc plan not rewritten for this long belongs to
+#: a dead push or collector (remote gc, collect.py, removes it then).
+STALE = 15 * 60
+
+
 class Remote:
     def __init__(self, backend: RetryingBackend, cache: Path | None = None):
         self.backend = backend
@@ -197,7 +202,12 @@ class Remote:
                 except FileNotFoundError:
                     continue  # finished since the listing
                 except (ValueError, KeyError, TypeError, RecursionError):
-                    raise CorruptStoreError(f"remote gc plan {key} is damaged") from None
+                    raise CorruptStoreError(
+                        f"remote gc plan {key} is damaged: which packs it condemns is unknown, so "
+                        "pushes stop until it is gone", hints=[
+                            f"a collector that crashed left it; `rnstore gc --remote` removes it once "
+                            f"it is {STALE // 60:.0f} minutes old (or delete the key by hand if no "
+                            "gc is running)"]) from None
         return condemned
 
     def begin_push(self) -> "PushMarker":

@@ -25,12 +25,13 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, ContextManager, Iterable, Iterator
 
 from .. import codec
-from ..checkout import fast_forward
+from ..checkout import FetchedBlobs, checkout, fast_forward
 from ..views import ObjectsView, WorkspaceView
 from ..errors import CorruptObjectError, InvalidValueError, RnstoreError
+from ..fsutil import TMP_PREFIX
 from ..objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
 from ..packs import MAX_FRAME, Pack, PackWriter
 from ..progress import NO_PROGRESS, Progress
@@ -421,11 +422,15 @@ def _write_records(repo: ObjectsView, remote: Remote, snapshots: list[str]) -> N
 
 # -- fetch -------------------------------------------------------------------------------------
 
-def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS
+def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS,
+          deliver: Callable[[str], ContextManager[Callable[[bytes], None]]] | None = None
           ) -> TransferResult:
     """Download what the local store lacks for the remote's refs (or only
     `refs`), verified, then record them: branches as refs/remotes/NAME/X,
-    tags as local tags where no other tag of that name exists."""
+    tags as local tags where no other tag of that name exists. A fetch into
+    an empty store (a clone's) also writes each blob it verifies, but the
+    large ones, to `deliver(id)`: a block that takes the payload's chunks
+    as they are checked, and fails if the check does."""
     remote = open_remote(repo, name)
     result = TransferResult(name)
     with _remote_errors(remote):
@@ -442,7 +447,7 @@ def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress:
         with repo.store_lock(shared=True):
             # a new store fetching every ref (a clone) takes every indexed object, each pack read once
             if not refs and next(iter(repo.store), None) is None:
-                download_everything(repo.store, remote, tips, result, progress, live=live)
+                download_everything(repo.store, remote, tips, result, progress, live=live, deliver=deliver)
             else:
                 download(repo.store, remote, remote.load_index(), tips, result, progress, live=live)
             _record_fetched(repo, name, {r: current[r].id for r in wanted}, result,
@@ -511,7 +516,8 @@ def download(store, remote: Remote, index: dict[str, Location], tips: list[str],
 
 
 def download_everything(store, remote: Remote, tips: list[str], result: TransferResult,
-                        progress: Progress, *, live: set[str]) -> None:
+                        progress: Progress, *, live: set[str],
+                        deliver=None) -> None:
     """download() into an empty store fetching every ref (a clone): every
     object the remote's indexes list (but snapshots it does not keep
     `live`: they may have lost their files), in large ranges of each pack
@@ -537,7 +543,7 @@ def download_everything(store, remote: Remote, tips: list[str], result: Transfer
             yield from _ranges(located)
 
     with store.verified_pack() as add:
-        _store_frames(store, _read_ranges(remote, ranges(), result, progress, add=add))
+        _store_frames(store, _read_ranges(remote, ranges(), result, progress, add=add, deliver=deliver))
     for oid, location in sorted(large.items()):
         _fetch_large_blob(store, remote, oid, location, result, progress)
     _check_closure(store, remote, tips, live, indexes)
@@ -647,27 +653,25 @@ def _missing_error(remote: Remote, missing: list[str]) -> None:
 
 def _fetch_large_blob(store, remote: Remote, oid: str, location: Location,
                       result: TransferResult, progress: Progress) -> None:
-    """A large file's frame, streamed to an unnamed temporary file beside
-    the store, verified in a first pass, then stored as it is in a second
-    (memory stays bounded; nothing is compressed again)."""
+    """A large file's frame, streamed straight into the store's temporary
+    file (memory stays bounded), verified from there, and only then
+    stored, as it is (nothing is compressed again, nor copied)."""
     key = layout.pack_key(location.pack)
-    folder = getattr(store, "root", None)
-    with tempfile.TemporaryFile(dir=folder if folder is not None and os.path.isdir(folder) else None) as temp:
+
+    def download(out: BinaryIO) -> None:
         try:
-            remote.backend.get_range_into(key, location.offset, location.offset + location.length, temp,
+            remote.backend.get_range_into(key, location.offset, location.offset + location.length, out,
                                           lambda nbytes: progress.advance(nbytes=nbytes))
         except ShortReadError:
             _past_the_end(remote, key, [(oid, location)])
         except FileNotFoundError:
             raise RemoteError(f"{remote.describe}: {key} is gone (a remote gc may have just run)",
                               hints=["run the command again"]) from None
-        temp.seek(0)
-        _verified_payload(oid, temp, key, keep=False)
-        temp.seek(0)
-        store.put_verified_frame(oid, temp, location.length)
-    with _result_lock:
-        result.objects += 1
-        result.bytes += location.length
+
+    if store.put_fetched_frame(oid, download, lambda frame: _verified_payload(oid, frame, key, keep=False)):
+        with _result_lock:
+            result.objects += 1
+            result.bytes += location.length
 
 
 def _decoded(decode, payload: bytes, oid: str):
@@ -689,13 +693,14 @@ def _fetch_frames(remote: Remote, index: dict[str, Location], located: list[tupl
 
 
 def _read_ranges(remote: Remote, ranges: Iterable[tuple[str, int, int, list]], result: TransferResult,
-                 progress: Progress, *, add, keep_payload: bool = False
+                 progress: Progress, *, add, keep_payload: bool = False, deliver=None
                  ) -> Iterator[tuple[str, bytes | None, bytes | None]]:
-    """_fetch_frames() of merged ranges (_ranges), taken from `ranges` as they are read."""
+    """_fetch_frames() of merged ranges (_ranges), taken from `ranges` as
+    they are read; each blob's payload handed to `deliver` when given."""
     with ThreadPoolExecutor(READERS) as pool:
         window: deque[Future] = deque()
         for item in ranges:
-            window.append(pool.submit(_read_range, remote, item, keep_payload, add))
+            window.append(pool.submit(_read_range, remote, item, keep_payload, add, deliver))
             if len(window) >= READERS:  # bounded memory: at most READERS ranges held
                 yield from _collect(window.popleft(), result, progress)
         while window:
@@ -734,11 +739,12 @@ def _ranges(located: list[tuple[str, Location]]) -> list[tuple[str, int, int, li
     return ranges
 
 
-def _read_range(remote: Remote, item, keep_payload: bool, add=None
+def _read_range(remote: Remote, item, keep_payload: bool, add=None, deliver=None
                 ) -> tuple[list[tuple[str, bytes | None, bytes | None]], int]:
     """One merged range of a remote pack, each frame verified: ([(id,
     frame, payload if asked)], bytes read). Frames that fit in a pack go
-    to `add` when given (their frame is then None here)."""
+    to `add` when given (their frame is then None here); each verified
+    blob's payload goes to `deliver` when given."""
     pack, start, end, members = item
     key = layout.pack_key(pack)
     try:
@@ -755,7 +761,11 @@ def _read_range(remote: Remote, item, keep_payload: bool, add=None
     for oid, location in members:
         frame = view[location.offset - start:location.offset - start + location.length]
         size += len(frame)
-        payload = _verified_payload(oid, io.BytesIO(frame), key, keep_payload)
+        if deliver is not None and location.kind == BLOB:
+            with deliver(oid) as sink:  # written as it is checked (never whole in memory)
+                payload = _verified_payload(oid, io.BytesIO(frame), key, keep_payload, sink)
+        else:
+            payload = _verified_payload(oid, io.BytesIO(frame), key, keep_payload)
         if add is not None and len(frame) <= MAX_FRAME:
             packed.append((oid, frame))
             frame = None
@@ -777,16 +787,20 @@ def _past_the_end(remote: Remote, key: str, members: list[tuple[str, Location]])
                              hints=["nothing was stored from it; the remote needs the snapshot pushed again"])
 
 
-def _verified_payload(oid: str, frame: BinaryIO, key: str, keep: bool) -> bytes | None:
+def _verified_payload(oid: str, frame: BinaryIO, key: str, keep: bool,
+                      sink: Callable[[bytes], None] | None = None) -> bytes | None:
     """Check a fetched frame (in memory, or a large one in a file): one
     whole frame, not a delta, whose payload hashes to `oid`; the payload
-    when `keep`. Otherwise CorruptObjectError, naming the remote pack."""
+    when `keep`, and its chunks to `sink` as they are hashed. Otherwise
+    CorruptObjectError, naming the remote pack."""
     try:
         reader = codec.FrameReader(frame, oid)
         digest = hashlib.sha256()
         chunks = [] if keep else None
         for chunk in reader.chunks():  # a delta raises: no base can be read here
             digest.update(chunk)
+            if sink is not None:
+                sink(chunk)
             if chunks is not None:
                 chunks.append(chunk)
         if digest.hexdigest() != oid:
@@ -837,19 +851,25 @@ def clone_into(repo: WorkspaceView, url: str, *, options: Iterable[str] = (),
     workspace): remote `origin`, every object fetched and verified, the
     remote's default branch checked out."""
     add_remote(repo, "origin", url, options)
-    result = fetch(repo, "origin", progress=progress)
-    remote = open_remote(repo, "origin")
-    with _remote_errors(remote):
-        default = remote.default_branch()
-    branches = sorted(r.ref[len(f"{REMOTES}origin/"):] for r in result.refs
-                      if r.ref.startswith(REMOTES) and r.new)
-    branch = default if default in branches else ("main" if "main" in branches else
-                                                  (branches[0] if branches else None))
-    if branch is not None:
-        oid = repo.refs.resolve(f"{REMOTES}origin/{branch}")
-        repo.refs.update(HEADS + branch, oid, None)
-        repo.refs.set_head_symbolic(HEADS + branch)
-        repo.checkout(branch, force=True, progress=progress)
+    # the fetch verifies every blob: those it writes out as files here, the
+    # checkout moves into place rather than reading them back (one pass)
+    fetched = FetchedBlobs(repo.dotdir / f"{TMP_PREFIX}fetched-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        result = fetch(repo, "origin", progress=progress, deliver=fetched.receive)
+        remote = open_remote(repo, "origin")
+        with _remote_errors(remote):
+            default = remote.default_branch()
+        branches = sorted(r.ref[len(f"{REMOTES}origin/"):] for r in result.refs
+                          if r.ref.startswith(REMOTES) and r.new)
+        branch = default if default in branches else ("main" if "main" in branches else
+                                                      (branches[0] if branches else None))
+        if branch is not None:
+            oid = repo.refs.resolve(f"{REMOTES}origin/{branch}")
+            repo.refs.update(HEADS + branch, oid, None)
+            repo.refs.set_head_symbolic(HEADS + branch)
+            checkout(repo, branch, force=True, progress=progress, fetched=fetched)
+    finally:
+        fetched.close()
     result.path = str(repo.root)
     return result
 
