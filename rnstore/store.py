@@ -38,7 +38,7 @@ from . import codec
 from .errors import (BrokenDeltaError, CorruptObjectError, InvalidValueError, MissingObjectError,
                      StoreWriteError)
 from .fsutil import (RACY_NS, TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, open_regular,
-                     remove_quietly, share, sync_filesystem, write_new_file)
+                     open_regular_stat, remove_quietly, share, sync_filesystem, write_new_file)
 from .objects import (BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree,
                       is_object_id)
 from .packs import MAX_FRAME, DamagedPackError, Pack, PackWriter, list_packs, write_pack
@@ -348,9 +348,8 @@ class ObjectStore(abc.ABC):
         (a file a walk found), so is a symlink."""
         for _ in range(READ_ATTEMPTS):
             started = time.time_ns()
-            fd = open_regular(path, follow=follow_symlinks)
+            fd, before = open_regular_stat(path, follow=follow_symlinks)
             try:
-                before = os.fstat(fd)
                 try:
                     oid = self._put_open_file(fd, before.st_size)
                 except SizeChangedError:
@@ -366,7 +365,11 @@ class ObjectStore(abc.ABC):
 
     def _put_open_file(self, fd: int, size: int) -> str:
         if size <= SMALL_FILE:  # whole, with plain reads: no file object per small file
-            data = _read_up_to(fd, size + 1)
+            data = os.read(fd, size + 1)
+            # Exactly `size` bytes at once: no read for the end of the file,
+            # as a file that grew since has another size in the fstat after.
+            if 0 < len(data) < size:  # a short read: the rest, or the end
+                data += _read_up_to(fd, size + 1 - len(data))
             if len(data) != size:
                 raise SizeChangedError()
             return self.put(BLOB, data)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import InvalidValueError
-from .fsutil import open_regular
+from .fsutil import open_regular_stat
 from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
 from .index import Found, StatKey, stat_key_if_settled
 from .objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_bytes, hash_stream
@@ -315,9 +315,8 @@ def hash_entry(root: Path, found: Found) -> Stored:
         return Stored(found.path, MODE_LINK, hash_bytes(target), len(target), None)
     if found.mode == MODE_TREE:
         return Stored(found.path, MODE_TREE, EMPTY_TREE_ID, 0, None)
-    fd = open_regular(full, follow=False)  # a FIFO swapped in since the scan is refused
+    fd, before = open_regular_stat(full, follow=False)  # a FIFO swapped in since the scan is refused
     with os.fdopen(fd, "rb") as fh:
-        before = os.fstat(fd)
         oid = hash_stream(fh)
         after = os.fstat(fd)
     key = None
