@@ -1107,11 +1107,15 @@ class DiskStore(ObjectStore):
         # In a batch, to the batch's pack; otherwise (or too big for a pack)
         # to a temporary file in the object's own folder and one rename.
         writer = self._writer
-        with self._writing():
+        try:  # what _writing() does, without a context manager per object
             if writer is not None and len(frame) <= MAX_FRAME:
                 writer.add(oid, frame)
             else:
                 self._put_loose(oid, frame)
+        except StoreWriteError:
+            raise
+        except OSError as exc:
+            raise self._write_error(exc) from exc
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -1120,15 +1124,19 @@ class DiskStore(ObjectStore):
         except StoreWriteError:
             raise
         except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                message = f"no space left to write to the object store {self.root}{where}"
-                hints = ["free some space and run the command again; nothing committed was lost"]
-            else:
-                message = f"cannot write to the object store {self.root}: {exc.strerror or exc}{where}"
-                hints = ["in a store shared by a team, every member needs write access to it: "
-                         "`rnstore init --objects PATH --shared=group` sets that up"]
-            raise StoreWriteError(message, hints=hints) from exc
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: OSError) -> StoreWriteError:
+        """The StoreWriteError an OSError while writing to the store becomes."""
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            message = f"no space left to write to the object store {self.root}{where}"
+            hints = ["free some space and run the command again; nothing committed was lost"]
+        else:
+            message = f"cannot write to the object store {self.root}: {exc.strerror or exc}{where}"
+            hints = ["in a store shared by a team, every member needs write access to it: "
+                     "`rnstore init --objects PATH --shared=group` sets that up"]
+        return StoreWriteError(message, hints=hints)
 
     def _put_loose(self, oid: str, frame: bytes) -> None:
         folder = f"{self._root}/{oid[:2]}"

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from .errors import InvalidValueError
 from .fsutil import open_regular_stat
@@ -278,8 +278,7 @@ def _kept_entries(full: bytes, current: bytes, rules, result: Scan, list_ignored
 _RULE_FILE = os.fsencode(IGNORE_FILE)
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):  # a tuple: one is made per file stored or hashed
     path: bytes
     mode: str
     id: str
@@ -287,7 +286,7 @@ class Stored:
     stat: StatKey | None
 
 
-def store_entry(store: ObjectStore, root: Path, found: Found) -> Stored:
+def store_entry(store: ObjectStore, root: Path | bytes, found: Found) -> Stored:
     """Store one found file or link as a blob. A file that changes while it
     is read is read again, so the stored bytes always match the id; a file
     replaced by another kind of entry meanwhile is read as what it is now."""
