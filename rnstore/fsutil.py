@@ -114,6 +114,12 @@ class NotRegularFileError(OSError):
 def open_regular(path: str | bytes | Path, *, follow: bool = True) -> int:
     """A read-only descriptor of a regular file. O_NONBLOCK, so that a FIFO
     (planted, or swapped in since a scan) is refused instead of hanging."""
+    return open_regular_stat(path, follow=follow)[0]
+
+
+def open_regular_stat(path: str | bytes | Path, *, follow: bool = True) -> tuple[int, os.stat_result]:
+    """open_regular, with the descriptor's fstat (the one that checked it is
+    a regular file: a caller that needs it asks no second time)."""
     flags = os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     fd = os.open(path, flags)
     try:
@@ -123,7 +129,7 @@ def open_regular(path: str | bytes | Path, *, follow: bool = True) -> int:
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st
 
 
 def read_state(path: str | Path) -> bytes | None:

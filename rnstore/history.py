@@ -17,7 +17,7 @@ from .progress import NO_PROGRESS, Progress
 from .refs import HEADS, TAGS, short_name, tag_ref
 from .revparse import resolve_snapshot, warn_if_shadowing
 from .staging import AddResult, stage, status
-from .trees import lookup
+from .trees import BackgroundPuts, lookup
 from .units import plural
 from .views import HistoryView, WorkspaceView
 from .worktree import relative_pathspecs
@@ -61,7 +61,8 @@ def commit(repo: WorkspaceView, message: str, *, all: bool = False, meta: Mappin
             known_before = dict(index.trees)
             from .reachcache import RecordingStore  # loads zstandard, as the store already has
             trees = RecordingStore(repo.store)  # for the reachability cache
-            tree_id = write_tree(repo, index, base=base, store=trees)
+            with BackgroundPuts(trees) as store:
+                tree_id = write_tree(repo, index, base=base, store=store)
         if (staged is not None and staged.index_changed) or index.trees != known_before \
                 or index.outdated:
             repo.write_index(index)

@@ -218,8 +218,10 @@ def _store_all(repo: WorkspaceView, index: Index, to_store: FoundList, result: A
                    sum(size for mode, size in zip(to_store.modes, to_store.sizes) if mode != MODE_TREE))
     failures: list[tuple[bytes, str]] = []
 
+    root = os.fsencode(repo.root)  # once, not per file
+
     def stored_entries() -> Iterator[IndexEntry]:  # in to_store's order, the path order
-        for found, stored, error in parallel_map(lambda f: store_entry(store, repo.root, f), to_store):
+        for found, stored, error in parallel_map(lambda f: store_entry(store, root, f), to_store):
             progress.advance(1, found.size)
             if error is not None:
                 if isinstance(error, FileNotFoundError):

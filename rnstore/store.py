@@ -38,7 +38,7 @@ from . import codec
 from .errors import (BrokenDeltaError, CorruptObjectError, InvalidValueError, MissingObjectError,
                      StoreWriteError)
 from .fsutil import (RACY_NS, TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, open_regular,
-                     remove_quietly, share, sync_filesystem, write_new_file)
+                     open_regular_stat, remove_quietly, share, sync_filesystem, write_new_file)
 from .objects import (BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree,
                       is_object_id)
 from .packs import MAX_FRAME, DamagedPackError, Pack, PackWriter, list_packs, write_pack
@@ -355,9 +355,8 @@ class ObjectStore(abc.ABC):
         (a file a walk found), so is a symlink."""
         for _ in range(READ_ATTEMPTS):
             started = time.time_ns()
-            fd = open_regular(path, follow=follow_symlinks)
+            fd, before = open_regular_stat(path, follow=follow_symlinks)
             try:
-                before = os.fstat(fd)
                 try:
                     oid = self._put_open_file(fd, before.st_size)
                 except SizeChangedError:
@@ -373,7 +372,11 @@ class ObjectStore(abc.ABC):
 
     def _put_open_file(self, fd: int, size: int) -> str:
         if size <= SMALL_FILE:  # whole, with plain reads: no file object per small file
-            data = _read_up_to(fd, size + 1)
+            data = os.read(fd, size + 1)
+            # Exactly `size` bytes at once: no read for the end of the file,
+            # as a file that grew since has another size in the fstat after.
+            if 0 < len(data) < size:  # a short read: the rest, or the end
+                data += _read_up_to(fd, size + 1 - len(data))
             if len(data) != size:
                 raise SizeChangedError()
             return self.put(BLOB, data)
@@ -1111,11 +1114,15 @@ class DiskStore(ObjectStore):
         # In a batch, to the batch's pack; otherwise (or too big for a pack)
         # to a temporary file in the object's own folder and one rename.
         writer = self._writer
-        with self._writing():
+        try:  # what _writing() does, without a context manager per object
             if writer is not None and len(frame) <= MAX_FRAME:
                 writer.add(oid, frame)
             else:
                 self._put_loose(oid, frame)
+        except StoreWriteError:
+            raise
+        except OSError as exc:
+            raise self._write_error(exc) from exc
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -1124,15 +1131,19 @@ class DiskStore(ObjectStore):
         except StoreWriteError:
             raise
         except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                message = f"no space left to write to the object store {self.root}{where}"
-                hints = ["free some space and run the command again; nothing committed was lost"]
-            else:
-                message = f"cannot write to the object store {self.root}: {exc.strerror or exc}{where}"
-                hints = ["in a store shared by a team, every member needs write access to it: "
-                         "`rnstore init --objects PATH --shared=group` sets that up"]
-            raise StoreWriteError(message, hints=hints) from exc
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: OSError) -> StoreWriteError:
+        """The StoreWriteError an OSError while writing to the store becomes."""
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            message = f"no space left to write to the object store {self.root}{where}"
+            hints = ["free some space and run the command again; nothing committed was lost"]
+        else:
+            message = f"cannot write to the object store {self.root}: {exc.strerror or exc}{where}"
+            hints = ["in a store shared by a team, every member needs write access to it: "
+                     "`rnstore init --objects PATH --shared=group` sets that up"]
+        return StoreWriteError(message, hints=hints)
 
     def _put_loose(self, oid: str, frame: bytes) -> None:
         folder = f"{self._root}/{oid[:2]}"

@@ -352,3 +352,74 @@ def lookup(store: ObjectStore, tree_id: str, path: bytes) -> TreeEntry | None:
             return None
         current = entry.id
     return entry
+
+
+class BackgroundPuts:
+    """A store, as tree building sees it, whose puts past the first
+    SYNC_PUTS run on one background thread: the id is computed at once (the
+    parent folder needs it), the compression and the write overlap with the
+    encoding of the next folders. A first snapshot writes a tree per folder
+    after its files, with the other core idle. Use as a context manager
+    inside the store's batch: leaving waits for every put and raises the
+    first error one raised."""
+
+    #: a snapshot that writes fewer trees (a small edit) starts no thread
+    SYNC_PUTS = 64
+    #: puts handed over together: one wake-up of the thread per run, not per tree
+    RUN = 32
+
+    def __init__(self, store):
+        self._store = store
+        self._puts = 0
+        self._queue = None
+        self._thread = None
+        self._error: BaseException | None = None
+        self._stop = False
+        self._run_of_puts: list[tuple[str, bytes]] = []
+
+    def put(self, kind: str, payload: bytes) -> str:
+        if self._error is not None:
+            raise self._error
+        if self._puts < self.SYNC_PUTS:
+            self._puts += 1
+            return self._store.put(kind, payload)
+        if self._thread is None:
+            import queue
+            import threading
+            self._queue = queue.Queue(maxsize=16)  # a bounded backlog: memory stays flat
+            self._thread = threading.Thread(target=self._run, name="rnstore-trees", daemon=True)
+            self._thread.start()
+        self._run_of_puts.append((kind, payload))
+        if len(self._run_of_puts) >= self.RUN:
+            self._queue.put(self._run_of_puts)
+            self._run_of_puts = []
+        return hash_bytes(payload)
+
+    def _run(self) -> None:
+        while True:
+            puts = self._queue.get()
+            if puts is None:
+                return
+            for kind, payload in puts:
+                if self._error is not None or self._stop:
+                    break
+                try:
+                    self._store.put(kind, payload)
+                except BaseException as exc:  # raised in the caller's thread, at its next put or at exit
+                    self._error = exc
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def __enter__(self) -> "BackgroundPuts":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._thread is not None:
+            self._stop = exc_type is not None  # failing anyway: the backlog is dropped
+            if self._run_of_puts and not self._stop:
+                self._queue.put(self._run_of_puts)
+            self._queue.put(None)
+            self._thread.join()
+        if exc_type is None and self._error is not None:
+            raise self._error

@@ -11,10 +11,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from .errors import InvalidValueError
-from .fsutil import open_regular
+from .fsutil import open_regular_stat
 from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
 from .index import Found, StatKey, stat_key_if_settled
 from .objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_bytes, hash_stream
@@ -278,8 +278,7 @@ def _kept_entries(full: bytes, current: bytes, rules, result: Scan, list_ignored
 _RULE_FILE = os.fsencode(IGNORE_FILE)
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):  # a tuple: one is made per file stored or hashed
     path: bytes
     mode: str
     id: str
@@ -287,7 +286,7 @@ class Stored:
     stat: StatKey | None
 
 
-def store_entry(store: ObjectStore, root: Path, found: Found) -> Stored:
+def store_entry(store: ObjectStore, root: Path | bytes, found: Found) -> Stored:
     """Store one found file or link as a blob. A file that changes while it
     is read is read again, so the stored bytes always match the id; a file
     replaced by another kind of entry meanwhile is read as what it is now."""
@@ -315,9 +314,8 @@ def hash_entry(root: Path, found: Found) -> Stored:
         return Stored(found.path, MODE_LINK, hash_bytes(target), len(target), None)
     if found.mode == MODE_TREE:
         return Stored(found.path, MODE_TREE, EMPTY_TREE_ID, 0, None)
-    fd = open_regular(full, follow=False)  # a FIFO swapped in since the scan is refused
+    fd, before = open_regular_stat(full, follow=False)  # a FIFO swapped in since the scan is refused
     with os.fdopen(fd, "rb") as fh:
-        before = os.fstat(fd)
         oid = hash_stream(fh)
         after = os.fstat(fd)
     key = None

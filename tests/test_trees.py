@@ -9,7 +9,7 @@ from rnstore.errors import InvalidValueError
 from rnstore.index import Index, IndexEntry, StatKey
 from rnstore.objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, Tree, TreeEntry
 from rnstore.store import MemoryStore
-from rnstore.trees import FlatEntry, build_tree, iter_tree, lookup, split_path
+from rnstore.trees import BackgroundPuts, FlatEntry, build_tree, iter_tree, lookup, split_path
 
 
 @pytest.fixture
@@ -238,3 +238,41 @@ def test_the_index_build_refuses_a_file_with_entries_below_it(store):
                    IndexEntry(b"a/b", MODE_FILE, blob(store, b"f"), 1)])
     with pytest.raises(InvalidValueError):
         index.build_tree(store)
+
+
+def _many_folders(store, count: int) -> list[FlatEntry]:
+    return [flat(store, b"d%03d/f%d/x" % (i, i % 3), b"payload %d" % i) for i in range(count)]
+
+
+def test_background_puts_build_what_a_plain_store_does(store):
+    entries = _many_folders(store, 3 * BackgroundPuts.SYNC_PUTS)  # past the synchronous puts
+    plain = MemoryStore()
+    for e in entries:
+        blob(plain, store.get(e.id)[1])
+    expected = build_tree(plain, entries)
+    with BackgroundPuts(store) as background:
+        root = build_tree(background, entries)
+    assert root == expected
+    assert [(e.path, e.id) for e in iter_tree(store, root)] == [(e.path, e.id) for e in entries]
+
+
+class _FailingStore(MemoryStore):
+    def __init__(self, fail_after: int):
+        super().__init__()
+        self.left = fail_after
+
+    def put(self, kind, payload):
+        if kind == "tree":
+            self.left -= 1
+            if self.left < 0:
+                raise OSError(28, "No space left on device")
+        return super().put(kind, payload)
+
+
+@pytest.mark.parametrize("fail_after", [3, BackgroundPuts.SYNC_PUTS + 5])
+def test_a_background_put_that_fails_fails_the_build(fail_after):
+    store = _FailingStore(fail_after)
+    entries = _many_folders(store, 3 * BackgroundPuts.SYNC_PUTS)
+    with pytest.raises(OSError, match="No space"):
+        with BackgroundPuts(store) as background:
+            build_tree(background, entries)
