@@ -367,6 +367,8 @@ class BackgroundPuts:
     SYNC_PUTS = 64
     #: puts handed over together: one wake-up of the thread per run, not per tree
     RUN = 32
+    POLL = 0.1  # seconds an idle thread waits before it looks at the stop flag again
+    ABANDON_WAIT = 30.0
 
     def __init__(self, store):
         self._store = store
@@ -387,7 +389,8 @@ class BackgroundPuts:
             import queue
             import threading
             self._queue = queue.Queue(maxsize=16)  # a bounded backlog: memory stays flat
-            self._thread = threading.Thread(target=self._run, name="rnstore-trees", daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(queue.Empty,), name="rnstore-trees",
+                                            daemon=True)
             self._thread.start()
         self._run_of_puts.append((kind, payload))
         if len(self._run_of_puts) >= self.RUN:
@@ -395,9 +398,12 @@ class BackgroundPuts:
             self._run_of_puts = []
         return hash_bytes(payload)
 
-    def _run(self) -> None:
-        while True:
-            puts = self._queue.get()
+    def _run(self, empty) -> None:
+        while not self._stop:
+            try:
+                puts = self._queue.get(timeout=self.POLL)
+            except empty:
+                continue
             if puts is None:
                 return
             for kind, payload in puts:
@@ -415,9 +421,15 @@ class BackgroundPuts:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self._thread is not None:
-            self._stop = exc_type is not None  # failing anyway: the backlog is dropped
-            if self._run_of_puts and not self._stop:
+        if self._thread is not None and exc_type is not None:
+            # failing anyway: the backlog is dropped, and the thread told so by
+            # a flag, not through the queue, which a Ctrl-C inside one of its
+            # calls may have left half-updated (export once hung so); nor
+            # waited for without end: a daemon thread goes with the process
+            self._stop = True
+            self._thread.join(timeout=self.ABANDON_WAIT)
+        elif self._thread is not None:
+            if self._run_of_puts:
                 self._queue.put(self._run_of_puts)
             self._queue.put(None)
             self._thread.join()

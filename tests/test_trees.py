@@ -276,3 +276,32 @@ def test_a_background_put_that_fails_fails_the_build(fail_after):
     with pytest.raises(OSError, match="No space"):
         with BackgroundPuts(store) as background:
             build_tree(background, entries)
+
+
+def test_a_failing_build_stops_the_thread_even_when_its_queue_lost_a_wakeup(store):
+    """A Ctrl-C inside one of the queue's calls can leave the thread waiting
+    without the wake-up a put owes it; leaving the block on an error must
+    stop it all the same, without the queue (export once hung so)."""
+    import threading
+    import time
+
+    outcome = []
+
+    def build_and_fail():
+        try:
+            with BackgroundPuts(store) as background:
+                for i in range(BackgroundPuts.SYNC_PUTS + 1):  # the thread starts
+                    background.put("tree", b"%d" % i)
+                waiters = background._queue.not_empty._waiters
+                deadline = time.monotonic() + 30
+                while not waiters and time.monotonic() < deadline:  # it waits for a run of puts
+                    time.sleep(0.01)
+                waiters.clear()  # what an interrupted put can leave: nobody wakes it
+                raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            outcome.append(background._thread.is_alive())
+
+    builder = threading.Thread(target=build_and_fail, daemon=True)
+    builder.start()
+    builder.join(60)
+    assert not builder.is_alive() and outcome == [False]
