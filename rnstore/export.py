@@ -302,7 +302,7 @@ def _read_ahead(store, entries: Iterable[_Entry]) -> Iterator[tuple[_Entry, byte
     def hand_over(group: list, size: int) -> bool:
         with ready:
             while groups and state["bytes"] + size > AHEAD_BYTES and not state["stop"]:
-                ready.wait()
+                ready.wait(0.1)  # bounded: a Ctrl-C may cost the notify that ends the wait
             groups.append((group, size))
             state["bytes"] += size
             ready.notify_all()
@@ -354,7 +354,7 @@ def _read_ahead(store, entries: Iterable[_Entry]) -> Iterator[tuple[_Entry, byte
         with ready:
             state["stop"] = True
             ready.notify_all()
-        reader.join()
+        reader.join(timeout=_Batches.ABANDON_WAIT)
 
 
 def _link_target(store, entry: _Entry) -> bytes:
