@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import re
 
-from .errors import AmbiguousRevisionError, CorruptObjectError, InvalidValueError, UnknownRevisionError
+from .errors import (AmbiguousRevisionError, CorruptObjectError, InvalidValueError, MissingObjectError,
+                     UnknownRevisionError)
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE, TREE_HEADER, TreeEntry, is_object_id
 from .refs import HEAD, HEADS, REMOTES, TAGS
 from .trees import lookup
@@ -128,6 +129,11 @@ def _parent(repo: ObjectsView, oid: str, number: int, rev: str) -> str:
         raise _unknown(rev, f"snapshot {oid[:12]} has no parent {number}")
     parent = parents[number - 1]
     if not repo.store.has(parent):
+        journal = getattr(repo, "journal", None)  # a HistoryView's: the live snapshots
+        if journal is not None and parent in journal:
+            raise MissingObjectError(f"snapshot {parent}, the parent of {oid[:12]}, is missing, though it "
+                                     "is still live: the store is damaged", parent,
+                                     hints=["`rnstore fsck` lists the damage"])
         raise UnknownRevisionError(
             f"unknown revision '{rev}': snapshot {parent[:12]}, the parent of {oid[:12]}, "
             "was forgotten and collected",

@@ -167,3 +167,21 @@ def test_log_of_a_missing_head_or_a_missing_live_parent_is_damage_not_history(tm
         result = run_cli(args, cwd=ws)
         assert_error(result, 1, ids[3])
         assert result.stdout == b"" and "forgotten" not in result.stderr, result
+
+
+def test_rev_parse_of_a_missing_live_parent_is_damage_not_history(tmp_path, run_cli):
+    """`rev-parse HEAD~1` with the parent gone though still live said it was
+    "forgotten and collected" (exit 2); it is damage (exit 1), as in log. A
+    parent forgotten and collected keeps the note."""
+    ws = new_workspace(tmp_path / "ws")
+    ids = []
+    for number in range(3):
+        write_files(ws, {"a.txt": f"{number}\n"})
+        ids.append(commit(run_cli, ws, f"snapshot {number}", "-a"))
+    _remove_object(ws, ids[1])
+    result = run_cli(["rev-parse", "HEAD~1"], cwd=ws)
+    assert_error(result, 1, ids[1], "still live", "fsck")
+    assert "forgotten" not in result.stderr
+    ok(run_cli(["forget", ids[1]], cwd=ws))
+    result = run_cli(["rev-parse", "HEAD~1"], cwd=ws)
+    assert_error(result, 2, "forgotten and collected")
