@@ -5,9 +5,12 @@ importing the CLI, or calling the library, changes neither."""
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 from rnstore.progress import Progress
 from rnstore.repo import Repository
@@ -91,18 +94,26 @@ def test_library_calls_keep_the_cycle_collector_on(tmp_path):
     assert gc.isenabled()
 
 
-def test_a_ctrl_c_inside_an_import_is_raised_again_outside_it():
-    """Inside the import machinery a KeyboardInterrupt can be printed and
-    dropped ("Exception ignored in ... _get_module_lock"); the command's
-    handler raises it again, a moment later, in ordinary code. The frame
-    stands in for one of importlib's."""
-    script = textwrap.dedent("""
+@pytest.mark.parametrize("filename, function", [
+    ("<frozen importlib._bootstrap>", "_get_module_lock"),
+    (os.path.join(os.path.dirname(os.__file__), "_weakrefset.py"), "_remove"),  # a thread object collected
+    ("anywhere.py", "__del__"),
+])
+def test_a_ctrl_c_inside_an_import_or_a_callback_is_raised_again_outside_it(filename, function):
+    """Inside the import machinery, a weakref callback or a __del__, a
+    KeyboardInterrupt is printed and dropped ("Exception ignored in ...";
+    an export once ran on after Ctrl-C so); the command's handler raises it
+    again, a moment later, in ordinary code. The frame stands in for one of
+    those."""
+    script = textwrap.dedent(f"""
         import signal, time
         from rnstore.cli import _interrupt_the_command
         signal.signal(signal.SIGINT, _interrupt_the_command)
-        importing = compile("handler(signal.SIGINT, sys._getframe())", "<frozen importlib._bootstrap>", "eval")
+        source = "def {function}(handler, signal, sys):\\n    handler(signal.SIGINT, sys._getframe())\\n"
+        space = {{}}
+        exec(compile(source, {filename!r}, "exec"), space)
         import sys
-        eval(importing, {"handler": _interrupt_the_command, "signal": signal, "sys": sys})
+        space[{function!r}](_interrupt_the_command, signal, sys)
         print("not raised inside the import")
         try:
             time.sleep(5)

@@ -25,12 +25,16 @@ def _interrupted_outside_the_command(signum, frame):
 
 
 def _interrupt_the_command(signum, frame):
-    """Python's KeyboardInterrupt, except inside the import machinery: there
-    it can land in a callback that prints and drops it ("Exception ignored")
-    or leave a module half imported, so SIGINT is sent again a moment later,
-    until it lands in rnstore's own code."""
+    """Python's KeyboardInterrupt, except where it would be lost or do harm:
+    inside the import machinery (a module left half imported), a weakref
+    callback or a __del__ (the interpreter prints "Exception ignored" and
+    drops it: a thread object collected during an export did so). There
+    SIGINT is sent again a moment later, until it lands in rnstore's own
+    code."""
     while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
+        code = frame.f_code
+        if code.co_filename.startswith("<frozen importlib") or code.co_name == "__del__" \
+                or code.co_filename.endswith(_CALLBACK_FILES):
             again = threading.Timer(_RETRY_SECONDS, os.kill, (os.getpid(), signal.SIGINT))
             again.daemon = True
             again.start()
@@ -40,6 +44,8 @@ def _interrupt_the_command(signum, frame):
 
 
 _RETRY_SECONDS = 0.01
+#: the standard library's weakref callbacks (WeakSet, WeakValueDictionary...)
+_CALLBACK_FILES = ("_weakrefset.py", os.sep + "weakref.py")
 
 
 def main(argv: list[str] | None = None) -> None:
