@@ -286,6 +286,8 @@ def _blob(store, entry: _Entry, verify_first: bool, read: bytes | ObjectError | 
 #: entries over in groups of up to AHEAD_GROUP (one lock per group, not per entry).
 AHEAD_BYTES = 4 << 20
 AHEAD_GROUP = 64
+#: Seconds an abandoned export waits for its threads (daemons: they go with the process).
+ABANDON_WAIT = 30.0
 
 
 def _read_ahead(store, entries: Iterable[_Entry]) -> Iterator[tuple[_Entry, bytes | ObjectError | None]]:
@@ -354,7 +356,7 @@ def _read_ahead(store, entries: Iterable[_Entry]) -> Iterator[tuple[_Entry, byte
         with ready:
             state["stop"] = True
             ready.notify_all()
-        reader.join(timeout=_Batches.ABANDON_WAIT)
+        reader.join(timeout=ABANDON_WAIT)
 
 
 def _link_target(store, entry: _Entry) -> bytes:
@@ -497,7 +499,6 @@ class _Batches:
     BATCH = 1 << 20
     QUEUED = 2
     POLL = 0.1  # seconds an idle writer waits before looking at the stop flag again
-    ABANDON_WAIT = 30.0
 
     def __init__(self, write):
         import queue
@@ -557,7 +558,7 @@ class _Batches:
         self._parts = []
         self._error = self._error or _Abandoned()
         self._stop.set()
-        self._writer.join(timeout=self.ABANDON_WAIT)
+        self._writer.join(timeout=ABANDON_WAIT)
 
 
 class _Abandoned(Exception):

@@ -140,6 +140,16 @@ def test_a_bad_count_is_one_plain_error_line(history, run_cli):
     assert len(json.loads(ok(run_cli(["log", "--json", "-n", "2"], cwd=ws)).stdout)) == 2
 
 
+def _workspace_with_snapshots(path, run_cli, count: int) -> list[str]:
+    """A new workspace at `path` with `count` snapshots of one changing file; their ids."""
+    new_workspace(path)
+    ids = []
+    for number in range(count):
+        write_files(path, {"a.txt": f"{number}\n"})
+        ids.append(commit(run_cli, path, f"snapshot {number}", "-a"))
+    return ids
+
+
 def _remove_object(ws, oid: str) -> None:
     """Removes a loose snapshot file (commit leaves snapshots loose until gc)."""
     (ws / ".rnstore" / "objects" / oid[:2] / oid[2:]).unlink()
@@ -150,11 +160,8 @@ def test_log_of_a_missing_head_or_a_missing_live_parent_is_damage_not_history(tm
     ends at ...: that parent was forgotten and collected" and exited 0; a
     live parent gone (not forgotten) got the same note. Both are damage:
     exit 1, one `error:` line; a forgotten and collected parent stays a note."""
-    ws = new_workspace(tmp_path / "ws")
-    ids = []
-    for number in range(4):
-        write_files(ws, {"a.txt": f"{number}\n"})
-        ids.append(commit(run_cli, ws, f"snapshot {number}", "-a"))
+    ws = tmp_path / "ws"
+    ids = _workspace_with_snapshots(ws, run_cli, 4)
     _remove_object(ws, ids[2])
     result = run_cli(["log", "--oneline"], cwd=ws)
     assert_error(result, 1, ids[2], "still live", "fsck")
@@ -173,11 +180,8 @@ def test_rev_parse_of_a_missing_live_parent_is_damage_not_history(tmp_path, run_
     """`rev-parse HEAD~1` with the parent gone though still live said it was
     "forgotten and collected" (exit 2); it is damage (exit 1), as in log. A
     parent forgotten and collected keeps the note."""
-    ws = new_workspace(tmp_path / "ws")
-    ids = []
-    for number in range(3):
-        write_files(ws, {"a.txt": f"{number}\n"})
-        ids.append(commit(run_cli, ws, f"snapshot {number}", "-a"))
+    ws = tmp_path / "ws"
+    ids = _workspace_with_snapshots(ws, run_cli, 3)
     _remove_object(ws, ids[1])
     result = run_cli(["rev-parse", "HEAD~1"], cwd=ws)
     assert_error(result, 1, ids[1], "still live", "fsck")
