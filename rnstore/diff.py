@@ -10,6 +10,7 @@ from typing import Iterable
 
 from .errors import InvalidValueError
 from .objects import MODE_LINK, MODE_TREE
+from .quoting import quote_path_text
 from .revparse import resolve_tree
 from .staging import compare, ignore_rules, workspace_entries
 from .trees import iter_tree, text_paths
@@ -139,8 +140,9 @@ def unified(repo: ObjectsView, result: Diff, entry: DiffEntry) -> tuple[list[str
     if old is None or new is None:
         return None, 0, 0
     lines = list(difflib.unified_diff(
-        old, new, fromfile=f"a/{path}" if entry.old else "/dev/null",
-        tofile=f"b/{path}" if entry.new else "/dev/null"))
-    added = sum(1 for line in lines if line.startswith("+") and not line.startswith("+++"))
-    removed = sum(1 for line in lines if line.startswith("-") and not line.startswith("---"))
+        old, new, fromfile=quote_path_text(f"a/{path}") if entry.old else "/dev/null",
+        tofile=quote_path_text(f"b/{path}") if entry.new else "/dev/null"))
+    body = lines[2:]  # after the ---/+++ header: a changed line may itself start "++" or "--"
+    added = sum(1 for line in body if line.startswith("+"))
+    removed = sum(1 for line in body if line.startswith("-"))
     return lines, added, removed

@@ -18,6 +18,7 @@ from .errors import (AmbiguousRevisionError, BadInputError, CorruptObjectError, 
 from .index import Index, IndexEntry
 from .objects import (BLOB, MODE_TREE, SNAPSHOT, TREE, Snapshot, Tree, TreeEntry, is_object_id,
                       kind_of_mode, parse_mode, HASH_CHUNK, hash_stream)
+from .quoting import unquote_path
 from .refs import ANY, HEAD, HEADS, check_ref_name
 from .revparse import is_stored_tree, resolve_entry, resolve_snapshot, resolve_tree, rev_parse
 from .trees import FlatEntry, iter_tree
@@ -259,12 +260,13 @@ def read_tree(repo: WorkspaceView, treeish: str) -> int:
     return len(entries)
 
 
-def mktree(repo: WorkspaceView, lines: Iterable[str]) -> str:
+def mktree(repo: WorkspaceView, lines: Iterable[str], *, quoted: bool = True) -> str:
     """One tree from `ls-tree` lines (`MODE TYPE ID<TAB>NAME`, optionally with
-    a size column as `ls-tree -l` prints). Every object must exist."""
+    a size column as `ls-tree -l` prints). Every object must exist. `quoted`:
+    a NAME in double quotes is unquoted as `ls-tree` quotes it."""
     entries = []
     for number, line in enumerate(lines, 1):
-        line = line.rstrip("\n")
+        line = line.rstrip("\n") if quoted else line
         if not line:
             continue
         meta, tab, name = line.partition("\t")
@@ -284,7 +286,8 @@ def mktree(repo: WorkspaceView, lines: Iterable[str]) -> str:
             raise InvalidValueError(f"line {number}: object {oid} is a {kind}, not a {fields[1]}")
         if kind == TREE:
             size = repo.store.get_tree(oid).total_size
-        entries.append(TreeEntry(os.fsencode(name), mode, oid, size))
+        raw_name = os.fsencode(name)
+        entries.append(TreeEntry(unquote_path(raw_name) if quoted else raw_name, mode, oid, size))
     try:
         tree = Tree.from_entries(entries)
     except CorruptObjectError as exc:

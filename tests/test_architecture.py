@@ -322,7 +322,7 @@ def workspace_with_a_snapshot(tmp_path):
 REV_PARSE_MODULES = {
     "rnstore", "rnstore._version", "rnstore.alloc", "rnstore.errors", "rnstore.units", "rnstore.progress",
     "rnstore.objects", "rnstore.fsutil", "rnstore.refs", "rnstore.tags", "rnstore.config", "rnstore.registry",
-    "rnstore.views", "rnstore.trees", "rnstore.index", "rnstore.revparse", "rnstore.repo", "rnstore.plumbing",
+    "rnstore.views", "rnstore.trees", "rnstore.index", "rnstore.revparse", "rnstore.repo", "rnstore.plumbing", "rnstore.quoting",
     "rnstore.cli", "rnstore.cli.app", "rnstore.cli._command", "rnstore.cli._output", "rnstore.cli._options",
     "rnstore.cli._complete", "rnstore.cli.plumbing",
 }

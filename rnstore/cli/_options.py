@@ -10,6 +10,7 @@ import typer
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+NulTerminated = Annotated[bool, typer.Option("-z", help="End each entry with NUL, paths unquoted (for scripts).")]
 Nested = Annotated[bool, typer.Option("--nested", help="Allow a workspace inside another workspace.")]
 
 # -- what `add` and `commit -a` stage -----------------------------------------------------

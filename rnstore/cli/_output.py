@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from ..progress import NO_PROGRESS
+from ..quoting import quote_path
 from ..units import format_size, format_size_of
 
 
@@ -235,18 +236,27 @@ def close_progress_on_interrupt() -> str | None:
     return out.interrupted_work
 
 
-def print_tree(entries, *, long: bool, name_only: bool) -> None:
+def path_entries(paths, *, nul: bool = False, heads=None) -> bytes:
+    """Entries ending in a path, each after its head (`-z`: ended by NUL,
+    the path as it is; else one a line, the path quoted as git does)."""
+    heads = heads if heads is not None else [b""] * len(paths)
+    if nul:
+        return b"".join(head + path + b"\0" for head, path in zip(heads, paths))
+    return b"".join(head + quote_path(path) + b"\n" for head, path in zip(heads, paths))
+
+
+def print_tree(entries, *, long: bool, name_only: bool, nul: bool = False) -> None:
     """`ls-tree`'s lines (also `show` of a folder)."""
-    lines = []
+    heads = []
     for e in entries:
         if name_only:
-            lines.append(e.path + b"\n")
+            heads.append(b"")
         elif long:
             size = b"-" if e.kind == "tree" else b"%d" % e.size
-            lines.append(b"%s %s %s %7s\t%s\n" % (e.mode.encode(), e.kind.encode(), e.id.encode(), size, e.path))
+            heads.append(b"%s %s %s %7s\t" % (e.mode.encode(), e.kind.encode(), e.id.encode(), size))
         else:
-            lines.append(b"%s %s %s\t%s\n" % (e.mode.encode(), e.kind.encode(), e.id.encode(), e.path))
-    out.bytes(b"".join(lines))
+            heads.append(b"%s %s %s\t" % (e.mode.encode(), e.kind.encode(), e.id.encode()))
+    out.bytes(path_entries([e.path for e in entries], nul=nul, heads=heads))
 
 
 def tree_json(entries) -> list[dict]:

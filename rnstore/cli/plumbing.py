@@ -15,8 +15,8 @@ from ..errors import InvalidValueError
 from ..objects import KINDS
 from . import _complete as complete
 from .app import app, open_repo
-from ._options import Json
-from ._output import out, print_tree, tree_json
+from ._options import Json, NulTerminated
+from ._output import out, path_entries, print_tree, tree_json
 
 PLUMBING = "Plumbing"
 
@@ -173,8 +173,13 @@ def ls_tree(
     long: Annotated[bool, typer.Option("-l", help="Show sizes.")] = False,
     name_only: Annotated[bool, typer.Option("--name-only", help="Paths only.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    nul: NulTerminated = False,
 ) -> None:
     """List a tree: lines `MODE TYPE ID<TAB>PATH`.
+
+    A path holding a control character, `"` or `\\` is shown in double
+    quotes with C escapes, as git does; `-z` ends entries with NUL instead
+    and never quotes.
 
     Example: rnstore ls-tree -r HEAD
     """
@@ -182,13 +187,14 @@ def ls_tree(
     if json_:
         out.json(tree_json(entries))
     else:
-        print_tree(entries, long=long, name_only=name_only)
+        print_tree(entries, long=long, name_only=name_only, nul=nul)
 
 
 @app.command("ls-files", rich_help_panel=PLUMBING)
 def ls_files(
     stage: Annotated[bool, typer.Option("-s", help="Show mode and id too.")] = False,
     json_: Json = False,
+    nul: NulTerminated = False,
 ) -> None:
     """List the paths in the index.
 
@@ -198,13 +204,9 @@ def ls_files(
         out.json([{"path": os.fsdecode(e.path), "mode": e.mode, "id": e.id, "size": e.size}
                   for e in plumbing.ls_files(open_repo())])
         return
-    lines = []
-    for e in plumbing.ls_files(open_repo()):
-        if stage:
-            lines.append(b"%s %s 0\t%s\n" % (e.mode.encode(), e.id.encode(), e.path))
-        else:
-            lines.append(e.path + b"\n")
-    out.bytes(b"".join(lines))
+    entries = plumbing.ls_files(open_repo())
+    heads = [b"%s %s 0\t" % (e.mode.encode(), e.id.encode()) for e in entries] if stage else None
+    out.bytes(path_entries([e.path for e in entries], nul=nul, heads=heads))
 
 
 @app.command("write-tree", rich_help_panel=PLUMBING)
@@ -226,13 +228,20 @@ def read_tree(treeish: Annotated[str, typer.Argument(metavar="TREE-ISH")]) -> No
 
 
 @app.command("mktree", rich_help_panel=PLUMBING)
-def mktree() -> None:
+def mktree(
+    nul: Annotated[bool, typer.Option("-z", help="Read NUL-ended entries, as `ls-tree -z` prints.")] = False,
+) -> None:
     """Read `ls-tree` lines on stdin, validate them, store one tree; print its id.
+
+    Names quoted as `ls-tree` quotes them are read back; with `-z` names
+    are taken as they are.
 
     Example: rnstore ls-tree HEAD | rnstore mktree
     """
-    lines = (line.decode("utf-8", "surrogateescape") for line in sys.stdin.buffer)
-    out.line(plumbing.mktree(open_repo(), lines))
+    data = sys.stdin.buffer.read()
+    entries = data.split(b"\0" if nul else b"\n")
+    lines = (entry.decode("utf-8", "surrogateescape") for entry in entries)
+    out.line(plumbing.mktree(open_repo(), lines, quoted=not nul))
 
 
 @app.command("commit-tree", rich_help_panel=PLUMBING)

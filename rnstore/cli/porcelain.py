@@ -11,13 +11,14 @@ import typer
 from ..config import SETTINGS, _setting
 from ..errors import InvalidValueError, MissingObjectError
 from ..objects import meta_count
+from ..quoting import quote_path_text
 from ..repo import DOTDIR, Repository
 from ..units import format_size, plural
 from ._command import LogCommand, ValueCommand, after_dashdash
 from . import _complete as complete
 from .app import app, open_repo
 from ._options import PROGRESS, STAGING, Excludes, Json, Nested, NoIgnore, StrictIgnore, sharing, staging_options
-from ._output import first_line, out, print_tree, progress, tree_json
+from ._output import first_line, out, path_entries, print_tree, progress, tree_json
 
 
 @app.command("init")
@@ -109,6 +110,7 @@ def status(
     porcelain: Annotated[bool, typer.Option("--porcelain", help="git's `XY path` format, paths from the workspace root (for scripts).")] = False,
     ignored: Annotated[bool, typer.Option("--ignored", help="Also list what .rnignore hides.")] = False,
     json_: Json = False,
+    nul: Annotated[bool, typer.Option("-z", help="End each entry with NUL, paths unquoted; implies --porcelain.")] = False,
     exclude: Excludes = None,
     no_ignore: NoIgnore = False,
     strict_ignore: StrictIgnore = False,
@@ -117,6 +119,9 @@ def status(
 
     A tracked file that a rule now ignores is shown as "now ignored", with the
     rule: the next `add` of its folder drops it from the index.
+
+    A path holding a control character, `"` or `\\` is shown in double
+    quotes with C escapes, as git does.
 
     Example: rnstore status -s
     """
@@ -135,6 +140,7 @@ def status(
             document["ignored"] = result.ignored
         out.json(document)
         return
+    porcelain = porcelain or (nul and not short)
     shown = (lambda path: path) if porcelain else (lambda path: os.fsencode(_here(repo, path)))
     if porcelain or short:
         codes: dict[bytes, list[str]] = {}
@@ -144,10 +150,12 @@ def status(
             codes.setdefault(change.raw_path, [" ", " "])[1] = change.status
         for path, _rule in result.raw_now_ignored:  # what the next `add .` does to the index
             codes.setdefault(path, [" ", " "])[1] = "D"
-        lines = [("".join(codes[p])).encode() + b" " + shown(p) for p in sorted(codes)]
-        lines += [b"?? " + shown(p) for p in result.raw_untracked]
-        lines += [b"!! " + shown(p) for p in result.raw_ignored]
-        out.bytes(b"".join(line + b"\n" for line in lines))
+        heads = [("".join(codes[p])).encode() + b" " for p in sorted(codes)]
+        paths = [shown(p) for p in sorted(codes)]
+        for head, listed in ((b"?? ", result.raw_untracked), (b"!! ", result.raw_ignored)):
+            heads += [head] * len(listed)
+            paths += [shown(p) for p in listed]
+        out.bytes(path_entries(paths, nul=nul, heads=heads))
         return
     where = f"On branch {result.branch}" if result.branch else f"HEAD detached at {result.head[:12]}"
     lines = [where]
@@ -157,14 +165,14 @@ def status(
     for title, changes in (("Changes to be committed:", result.staged),
                            ("Changes not staged for commit:", result.unstaged)):
         if changes:
-            lines += ["", title] + [f"  {names[c.status] + ':':<12}{_here(repo, c.raw_path)}" for c in changes]
+            lines += ["", title] + [f"  {names[c.status] + ':':<12}{_shown_here(repo, c.raw_path)}" for c in changes]
     if result.raw_now_ignored:
         lines += ["", "Tracked but now ignored (the next `rnstore add` of their folder drops them):"]
-        lines += [f"  {'now ignored:':<14}{_here(repo, p)}  ({rule})" for p, rule in result.raw_now_ignored]
+        lines += [f"  {'now ignored:':<14}{_shown_here(repo, p)}  ({rule})" for p, rule in result.raw_now_ignored]
     if result.raw_untracked:
-        lines += ["", "Untracked files:"] + [f"  {_here(repo, p)}" for p in result.raw_untracked]
+        lines += ["", "Untracked files:"] + [f"  {_shown_here(repo, p)}" for p in result.raw_untracked]
     if ignored and result.raw_ignored:
-        lines += ["", "Ignored files:"] + [f"  {_here(repo, p)}" for p in result.raw_ignored]
+        lines += ["", "Ignored files:"] + [f"  {_shown_here(repo, p)}" for p in result.raw_ignored]
     if result.clean:
         lines += ["", "nothing to commit, workspace clean"]
     out.line("\n".join(lines))
@@ -176,6 +184,11 @@ def _here(repo, path: bytes) -> str:
     full = os.path.join(os.fsencode(repo.root), path)
     shown = os.fsdecode(os.path.relpath(full, os.fsencode(os.getcwd())))
     return shown + "/" if path.endswith(b"/") and not shown.endswith("/") else shown
+
+
+def _shown_here(repo, path: bytes) -> str:
+    """_here, quoted as git quotes a path in a human listing."""
+    return quote_path_text(_here(repo, path))
 
 
 @app.command("commit")
@@ -292,7 +305,7 @@ def _stat_lines(repo, result) -> list[str]:
     stats = []
     for entry in result.entries:
         lines, added, removed = difflib_.unified(repo, result, entry)
-        stats.append((entry.path, added, removed, lines is None))
+        stats.append((quote_path_text(entry.path), added, removed, lines is None))
     width = max((len(p) for p, *_ in stats), default=0)
     chunks = []
     for path, added, removed, binary in stats:
@@ -362,6 +375,7 @@ def diff(
     cached: Annotated[bool, typer.Option("--cached", "--staged", help="What is staged: the index against REV (default HEAD).")] = False,
     name_status: Annotated[bool, typer.Option("--name-status", help="Status letter and path only.")] = False,
     name_only: Annotated[bool, typer.Option("--name-only", help="Paths only.")] = False,
+    nul: Annotated[bool, typer.Option("-z", help="With --name-only or --name-status: end each entry with NUL, paths unquoted.")] = False,
     stat: Annotated[bool, typer.Option("--stat", help="Lines added and removed per file.")] = False,
     json_: Json = False,
     exclude: Excludes = None,
@@ -386,8 +400,8 @@ def diff(
         out.json([e.as_json() for e in result.entries])
         return
     if name_status or name_only:
-        out.bytes(b"".join((b"" if name_only else e.status.encode() + b"\t") + e.raw_path + b"\n"
-                           for e in result.entries))
+        heads = [b"" if name_only else e.status.encode() + b"\t" for e in result.entries]
+        out.bytes(path_entries([e.raw_path for e in result.entries], nul=nul, heads=heads))
         return
     if stat:
         out.bytes("".join(_stat_lines(repo, result)).encode("utf-8", "surrogateescape"))
@@ -395,11 +409,11 @@ def diff(
     chunks = []
     for entry in result.entries:
         lines, _added, _removed = difflib_.unified(repo, result, entry)
-        path = entry.path
+        old, new = quote_path_text("a/" + entry.path), quote_path_text("b/" + entry.path)
         if lines is None:
-            chunks.append(f"Binary files a/{path} and b/{path} differ\n")
+            chunks.append(f"Binary files {old} and {new} differ\n")
         else:
-            chunks.append(f"diff a/{path} b/{path} ({entry.status})\n")
+            chunks.append(f"diff {old} {new} ({entry.status})\n")
             chunks.extend(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
                           for line in lines)
     out.bytes("".join(chunks).encode("utf-8", "surrogateescape"))

@@ -15,7 +15,7 @@ from ._command import after_dashdash
 from . import _complete as complete
 from .app import app, open_repo
 from ._options import NoProgress, Quiet
-from ._output import out, progress
+from ._output import out, printable, progress
 
 
 def _count(n: int, what: str) -> str:
@@ -59,7 +59,7 @@ def checkout(
     for path in result.raw_excluded:
         out.warn(f"not written: '{os.fsdecode(path)}' (a .rnstore name in the snapshot)")
     for path in result.raw_removed:
-        out.summary(f"removed '{os.fsdecode(path)}' (not in the snapshot)")
+        out.summary(f"removed '{printable(os.fsdecode(path))}' (not in the snapshot)")
     short = result.snapshot[:12]
     counts = [_count(len(result.raw_written), "written"), _count(len(result.raw_deleted), "deleted")]
     if result.raw_skipped and result.form != "switch":
@@ -82,7 +82,7 @@ def checkout(
     if result.raw_missing:
         where = Path(result.root)
         for path, oid, why in result.raw_missing:
-            sys.stderr.write(f"{why}: {where / os.fsdecode(path)} ({oid})\n")
+            sys.stderr.write(f"{why}: {printable(str(where / os.fsdecode(path)))} ({oid})\n")
         sys.stderr.write(f"error: {plural(len(result.raw_missing), 'file')} not restored: their objects are "
                          f"missing or corrupt; every other file was restored\n"
                          "hint: `rnstore fsck` lists the damage\n")
