@@ -197,7 +197,7 @@ _ANSWER_HEADER = b"rnstore du cache 1\n"
 _MAX_ANSWER = 64 << 20
 _ROOT_RUN = attrgetter("kind", "name", "workspace", "in_store")
 _ID = attrgetter("id")
-_FIRST, _FILES = itemgetter(0), itemgetter(1)
+_SUBTREES, _SUBTREE_SIZES, _FILES, _FILE_SIZES = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
 
 
 def _answer_key(repo: WorkspaceView, roots, tags: dict, journal: list) -> tuple[str, str] | None:
@@ -357,7 +357,11 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
         raise _Unusual  # the cache outlived objects the store lost: mark from the store
     usage = StoreUsage(objects=len(ids), stored_bytes=sum(sizes))
     stored_blobs = list(stored_ids & seen_blobs)
-    blob_size = dict(chain.from_iterable(map(_FILES, map(parsed.__getitem__, seen_trees))))  # as trees list them
+    # the cache may hold trees no root reaches: the marker's count has not read them
+    reached_trees = list(seen_trees)
+    entries = list(map(parsed.__getitem__, reached_trees))
+    blob_size = dict(zip(chain.from_iterable(map(_FILES, entries)),  # as trees list them
+                         chain.from_iterable(map(_FILE_SIZES, entries))))
     usage.blobs, usage.blob_stored_bytes = len(stored_blobs), sum(map(stored_size.__getitem__, stored_blobs))
     listed_sizes = list(map(blob_size.get, stored_blobs))
     usage.logical_bytes = sum(map(int, filter(None, listed_sizes)))
@@ -395,15 +399,14 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
         alone = (trees - shared_trees) & stored_ids
         alone |= (blobs - shared_blobs) & stored_ids
         exclusive[unit] = sum(map(stored_size.__getitem__, alone)) + stored_size.get(unit[1], 0)
-    reached_trees = list(seen_trees)  # the cache may hold trees no root reaches: the marker's count has not read them
-    entries = list(map(parsed.__getitem__, reached_trees))
-    subtrees = dict(zip(reached_trees, map(tuple, map(map, repeat(_FIRST), map(_FIRST, entries)))))
+    subtrees = dict(zip(reached_trees, map(_SUBTREES, entries)))
     files_in = dict(zip(reached_trees, map(len, map(_FILES, entries))))
 
     def tree_size(tree: str) -> int | None:
         if tree not in seen_trees:
             return None
-        return sum(map(int, map(itemgetter(1), chain(*parsed[tree]))))
+        entries = parsed[tree]
+        return sum(map(int, chain(_SUBTREE_SIZES(entries), _FILE_SIZES(entries))))
     return _Counted(usage, exclusive, loader.snapshots, subtrees, files_in, tree_size)
 
 
