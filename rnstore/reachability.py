@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from itertools import chain, repeat
-from operator import itemgetter
+from itertools import chain, compress, repeat
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
@@ -506,6 +506,7 @@ def mark_reachable(repo: WorkspaceView, roots: list[Root], on_problem: ProblemSi
 
 
 _SUBTREES, _FILES = itemgetter(0), itemgetter(2)
+_ROOT_ID, _ROOT_KIND = attrgetter("id"), attrgetter("kind")
 
 
 def walk_trees(level: set[str], entries_of: Callable[[str], TreeEntries],
@@ -585,7 +586,7 @@ def mark_in_bulk(repo: WorkspaceView, roots: list[Root], *, save: bool = True) -
         trees, blobs = walk_trees({snapshot.tree for snapshot in loader.snapshots.values()}, entries_of)
     except ObjectError:
         return None
-    blobs.update(root.id for root in roots if root.kind == BLOB)
+    blobs.update(compress(map(_ROOT_ID, roots), map(BLOB.__eq__, map(_ROOT_KIND, roots))))  # C loops: an index's
     snapshots = set(loader.snapshots)
     if not (trees.isdisjoint(blobs) and snapshots.isdisjoint(blobs) and snapshots.isdisjoint(trees)):
         return None
