@@ -159,7 +159,7 @@ def du(repo: WorkspaceView, revs: Iterable[str] = (), *, progress: Progress = NO
         finally:
             progress.finish()
         usage = counted.usage
-        live_ids = {r.id for r in scan.roots if r.name == "live snapshot"}
+        live_ids = set(compress(map(_ID, scan.roots), map("live snapshot".__eq__, map(_NAME, scan.roots))))
         usage.live_snapshots = len(live_ids)
         snapshots = counted.snapshots
         usage.referenced_bytes = sum(counted.tree_size(snapshots[oid].tree) or 0
@@ -196,7 +196,7 @@ _ANSWER_HEADER = b"rnstore du cache 1\n"
 #: A larger file is not read (it would hold a million snapshots).
 _MAX_ANSWER = 64 << 20
 _ROOT_RUN = attrgetter("kind", "name", "workspace", "in_store")
-_ID = attrgetter("id")
+_ID, _NAME = attrgetter("id"), attrgetter("name")
 _SUBTREES, _SUBTREE_SIZES, _FILES, _FILE_SIZES = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
 
 
@@ -356,23 +356,31 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
     if not loader.from_cache <= stored_ids:
         raise _Unusual  # the cache outlived objects the store lost: mark from the store
     usage = StoreUsage(objects=len(ids), stored_bytes=sum(sizes))
-    stored_blobs = list(stored_ids & seen_blobs)
+    stored_blobs = stored_ids & seen_blobs
     # the cache may hold trees no root reaches: the marker's count has not read them
     reached_trees = list(seen_trees)
     entries = list(map(parsed.__getitem__, reached_trees))
     blob_size = dict(zip(chain.from_iterable(map(_FILES, entries)),  # as trees list them
                          chain.from_iterable(map(_FILE_SIZES, entries))))
-    usage.blobs, usage.blob_stored_bytes = len(stored_blobs), sum(map(stored_size.__getitem__, stored_blobs))
-    listed_sizes = list(map(blob_size.get, stored_blobs))
-    usage.logical_bytes = sum(map(int, filter(None, listed_sizes)))
-    if None in listed_sizes:  # staged only: in no tree
-        for oid in compress(stored_blobs, map(is_, listed_sizes, repeat(None))):
+    usage.blobs = len(stored_blobs)
+    if len(stored_blobs) == len(seen_blobs) == len(blob_size):  # every blob reached is stored, and in a tree
+        usage.logical_bytes = sum(map(int, blob_size.values()))
+    else:
+        stored_blobs = list(stored_blobs)
+        listed_sizes = list(map(blob_size.get, stored_blobs))
+        usage.logical_bytes = sum(map(int, filter(None, listed_sizes)))
+        for oid in compress(stored_blobs, map(is_, listed_sizes, repeat(None))):  # staged only: in no tree
             usage.logical_bytes += _header(store, oid)[1] or 0
-    usage.trees = len(stored_ids & seen_trees)
-    usage.snapshots = len(stored_ids & all_snapshots)
+    stored_trees = stored_ids & seen_trees
+    stored_snapshots = stored_ids & all_snapshots
+    usage.trees, usage.snapshots = len(stored_trees), len(stored_snapshots)
     unreachable = stored_ids - seen_trees
     unreachable -= seen_blobs
     unreachable -= all_snapshots
+    # every stored copy is of a blob, a tree or a snapshot reached, or of none (the kinds are disjoint):
+    # the reached blobs' bytes are what the others leave, summed over far fewer copies
+    usage.blob_stored_bytes = usage.stored_bytes - sum(map(stored_size.__getitem__, chain(
+        stored_trees, stored_snapshots, unreachable)))
     if unreachable:
         for oid in (oid for oid in ids if oid in unreachable):  # in the listing's order, as the marker's count
             size = stored_size[oid]
