@@ -506,7 +506,7 @@ def mark_reachable(repo: WorkspaceView, roots: list[Root], on_problem: ProblemSi
 
 
 _SUBTREES, _FILES = itemgetter(0), itemgetter(2)
-_ROOT_ID, _ROOT_KIND = attrgetter("id"), attrgetter("kind")
+_ROOT_ID, _ROOT_KIND, _ROOT_NAME = attrgetter("id"), attrgetter("kind"), attrgetter("name")
 
 
 def walk_trees(level: set[str], entries_of: Callable[[str], TreeEntries],
@@ -567,7 +567,7 @@ def mark_in_bulk(repo: WorkspaceView, roots: list[Root], *, save: bool = True) -
     object that cannot be read, an id reached as two kinds: the Marker
     marks then, and says what is wrong. Otherwise it reaches what a Marker
     reaches: both follow the same entries of the same trees."""
-    if any(root.kind not in (SNAPSHOT, BLOB) or root.name == "last seen roots" for root in roots):
+    if not {*map(_ROOT_KIND, roots)} <= {SNAPSHOT, BLOB} or "last seen roots" in map(_ROOT_NAME, roots):
         return None
     cache = ReachCache.load(repo.store_root, shared=repo.group_shared)
     loader = StoreLoader(repo.store, cache, sizes=False)
