@@ -92,9 +92,10 @@ def plan_repack(store: ObjectStore, stored: list[OnDisk], reached: Container[str
                 packs.setdefault(where, []).extend(copies)
         else:  # larger frames stay loose files (FORMAT.md, "Pack files")
             loose += [copy for copy in run if copy.size <= MAX_FRAME]
-    packed = set(map(_ID, chain.from_iterable(packs.values())))
-    # the loose objects the new pack takes (a copy of a packed object just goes)
-    moving = sum(1 for copy in loose if copy.id in reached and copy.id not in packed)
+    # the loose objects the new pack takes (a copy of a packed object just goes); the packs' ids
+    # are only looked up in the few loose ones, not made a set of their own
+    also_packed = set(map(_ID, loose)).intersection(map(_ID, chain.from_iterable(packs.values())))
+    moving = sum(1 for copy in loose if copy.id in reached and copy.id not in also_packed)
     counts = {where: len(copies) for where, copies in packs.items()}
     merged = list(counts) if full else _geometric_merge(moving, counts)
     if most_packs:
@@ -105,9 +106,11 @@ def plan_repack(store: ObjectStore, stored: list[OnDisk], reached: Container[str
         merged = []  # one pack merged alone would only be copied
     plan.merged_packs = sorted(merged)
     plan.kept_packs = sorted(set(packs) - set(merged))
-    in_kept = set(map(_ID, chain.from_iterable(map(packs.__getitem__, plan.kept_packs))))
+    candidates = [*loose, *chain.from_iterable(map(packs.__getitem__, plan.merged_packs))]
+    in_kept = set(map(_ID, candidates)).intersection(map(_ID, chain.from_iterable(map(packs.__getitem__,
+                                                                                 plan.kept_packs))))
     chosen: set[str] = set()
-    for copy in [*loose, *(c for where in plan.merged_packs for c in packs[where])]:
+    for copy in candidates:
         if copy.id not in reached:
             if copy.packed and collectable is not None and collectable(copy):
                 plan.collectable.append(copy)
