@@ -162,8 +162,8 @@ _EMPTY_TREE_ID = hashlib.sha256(TREE_HEADER).hexdigest()
 
 
 class ReachCache:
-    """The records of one cache file, checked as they are used, and the
-    records to add."""
+    """The records of one cache file, checked as they are read (version 3:
+    a tree is parsed then too) or used (version 2), and the records to add."""
 
     def __init__(self, path: Path, data: bytes = b"", *, shared: bool = False):
         self.path = path
