@@ -159,7 +159,7 @@ def du(repo: WorkspaceView, revs: Iterable[str] = (), *, progress: Progress = NO
         finally:
             progress.finish()
         usage = counted.usage
-        live_ids = {r.id for r in scan.roots if r.name == "live snapshot"}
+        live_ids = set(compress(map(_ID, scan.roots), map("live snapshot".__eq__, map(_NAME, scan.roots))))
         usage.live_snapshots = len(live_ids)
         snapshots = counted.snapshots
         usage.referenced_bytes = sum(counted.tree_size(snapshots[oid].tree) or 0
@@ -195,9 +195,10 @@ ANSWER_FILE = "du-cache"
 _ANSWER_HEADER = b"rnstore du cache 1\n"
 #: A larger file is not read (it would hold a million snapshots).
 _MAX_ANSWER = 64 << 20
-_ROOT_RUN = attrgetter("kind", "name", "workspace", "in_store")
-_ID = attrgetter("id")
-_FIRST, _FILES = itemgetter(0), itemgetter(1)
+#: (kind, name, workspace, in_store) of a Root: a tuple slice, not four attribute lookups per index file
+_ROOT_RUN = itemgetter(slice(1, 5))
+_ID, _NAME = attrgetter("id"), attrgetter("name")
+_SUBTREES, _SUBTREE_SIZES, _FILES, _FILE_SIZES = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
 
 
 def _answer_key(repo: WorkspaceView, roots, tags: dict, journal: list) -> tuple[str, str] | None:
@@ -356,19 +357,31 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
     if not loader.from_cache <= stored_ids:
         raise _Unusual  # the cache outlived objects the store lost: mark from the store
     usage = StoreUsage(objects=len(ids), stored_bytes=sum(sizes))
-    stored_blobs = list(stored_ids & seen_blobs)
-    blob_size = dict(chain.from_iterable(map(_FILES, map(parsed.__getitem__, seen_trees))))  # as trees list them
-    usage.blobs, usage.blob_stored_bytes = len(stored_blobs), sum(map(stored_size.__getitem__, stored_blobs))
-    listed_sizes = list(map(blob_size.get, stored_blobs))
-    usage.logical_bytes = sum(map(int, filter(None, listed_sizes)))
-    if None in listed_sizes:  # staged only: in no tree
-        for oid in compress(stored_blobs, map(is_, listed_sizes, repeat(None))):
+    stored_blobs = stored_ids & seen_blobs
+    # the cache may hold trees no root reaches: the marker's count has not read them
+    reached_trees = list(seen_trees)
+    entries = list(map(parsed.__getitem__, reached_trees))
+    blob_size = dict(zip(chain.from_iterable(map(_FILES, entries)),  # as trees list them
+                         chain.from_iterable(map(_FILE_SIZES, entries))))
+    usage.blobs = len(stored_blobs)
+    if len(stored_blobs) == len(seen_blobs) == len(blob_size):  # every blob reached is stored, and in a tree
+        usage.logical_bytes = sum(map(int, blob_size.values()))
+    else:
+        stored_blobs = list(stored_blobs)
+        listed_sizes = list(map(blob_size.get, stored_blobs))
+        usage.logical_bytes = sum(map(int, filter(None, listed_sizes)))
+        for oid in compress(stored_blobs, map(is_, listed_sizes, repeat(None))):  # staged only: in no tree
             usage.logical_bytes += _header(store, oid)[1] or 0
-    usage.trees = len(stored_ids & seen_trees)
-    usage.snapshots = len(stored_ids & all_snapshots)
+    stored_trees = stored_ids & seen_trees
+    stored_snapshots = stored_ids & all_snapshots
+    usage.trees, usage.snapshots = len(stored_trees), len(stored_snapshots)
     unreachable = stored_ids - seen_trees
     unreachable -= seen_blobs
     unreachable -= all_snapshots
+    # every stored copy is of a blob, a tree or a snapshot reached, or of none (the kinds are disjoint):
+    # the reached blobs' bytes are what the others leave, summed over far fewer copies
+    usage.blob_stored_bytes = usage.stored_bytes - sum(map(stored_size.__getitem__, chain(
+        stored_trees, stored_snapshots, unreachable)))
     if unreachable:
         for oid in (oid for oid in ids if oid in unreachable):  # in the listing's order, as the marker's count
             size = stored_size[oid]
@@ -395,15 +408,14 @@ def _count_in_bulk(repo: WorkspaceView, roots, progress: Progress) -> _Counted:
         alone = (trees - shared_trees) & stored_ids
         alone |= (blobs - shared_blobs) & stored_ids
         exclusive[unit] = sum(map(stored_size.__getitem__, alone)) + stored_size.get(unit[1], 0)
-    reached_trees = list(seen_trees)  # the cache may hold trees no root reaches: the marker's count has not read them
-    entries = list(map(parsed.__getitem__, reached_trees))
-    subtrees = dict(zip(reached_trees, map(tuple, map(map, repeat(_FIRST), map(_FIRST, entries)))))
+    subtrees = dict(zip(reached_trees, map(_SUBTREES, entries)))
     files_in = dict(zip(reached_trees, map(len, map(_FILES, entries))))
 
     def tree_size(tree: str) -> int | None:
         if tree not in seen_trees:
             return None
-        return sum(map(int, map(itemgetter(1), chain(*parsed[tree]))))
+        entries = parsed[tree]
+        return sum(map(int, chain(_SUBTREE_SIZES(entries), _FILE_SIZES(entries))))
     return _Counted(usage, exclusive, loader.snapshots, subtrees, files_in, tree_size)
 
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from itertools import chain, repeat
-from operator import itemgetter
+from itertools import chain, compress, repeat
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
@@ -399,14 +399,12 @@ class StoreLoader:
         if entries is None:
             return self._tree_from_store(oid)
         self.from_cache.add(oid)
-        subtrees, files = entries
-        sub_ids, sub_sizes = zip(*subtrees) if subtrees else ((), ())
-        file_ids, file_sizes = zip(*files) if files else ((), ())
+        sub_ids, sub_sizes, file_ids, file_sizes = entries
         if self.sizes:
             file_sizes = tuple(map(int, file_sizes))
             self.tree_size[oid] = sum(map(int, sub_sizes)) + sum(file_sizes)
             self.blob_size.update(zip(file_ids, file_sizes))
-            self.subtrees[oid] = sub_ids
+            self.subtrees[oid] = tuple(sub_ids)
             self.files_in[oid] = len(file_ids)
         return (*zip(sub_ids, repeat(TREE)), *zip(file_ids, repeat(BLOB)))
 
@@ -507,7 +505,8 @@ def mark_reachable(repo: WorkspaceView, roots: list[Root], on_problem: ProblemSi
     return marker
 
 
-_FIRST, _FILES = itemgetter(0), itemgetter(1)
+_SUBTREES, _FILES = itemgetter(0), itemgetter(2)
+_ROOT_ID, _ROOT_KIND, _ROOT_NAME = attrgetter("id"), attrgetter("kind"), attrgetter("name")
 
 
 def walk_trees(level: set[str], entries_of: Callable[[str], TreeEntries],
@@ -524,18 +523,23 @@ def walk_trees(level: set[str], entries_of: Callable[[str], TreeEntries],
             level -= skip
         trees |= level
         entries = list(map(entries_of, level))
-        files.update(map(_FIRST, chain.from_iterable(map(_FILES, entries))))
-        level = set(map(_FIRST, chain.from_iterable(map(_FIRST, entries))))
+        files.update(chain.from_iterable(map(_FILES, entries)))
+        level = set(chain.from_iterable(map(_SUBTREES, entries)))
     return trees, files
 
 
 def tree_entries_from_store(loader: StoreLoader, tree: str) -> TreeEntries:
-    """(sub-trees, files and links) of a tree, (id, size) each, read from
-    the store (and added to the loader's cache)."""
-    subtrees, files = [], []
+    """(sub-tree ids, their sizes, file and link ids, their sizes) of a
+    tree, read from the store (and added to the loader's cache)."""
+    sub_ids, sub_sizes, file_ids, file_sizes = [], [], [], []
     for entry in loader._from_store(tree, TREE, decode_tree).entries:
-        (subtrees if entry.mode == MODE_TREE else files).append((entry.id, entry.size))
-    return subtrees, files
+        if entry.mode == MODE_TREE:
+            sub_ids.append(entry.id)
+            sub_sizes.append(entry.size)
+        else:
+            file_ids.append(entry.id)
+            file_sizes.append(entry.size)
+    return sub_ids, sub_sizes, file_ids, file_sizes
 
 
 class BulkMarks:
@@ -563,7 +567,7 @@ def mark_in_bulk(repo: WorkspaceView, roots: list[Root], *, save: bool = True) -
     object that cannot be read, an id reached as two kinds: the Marker
     marks then, and says what is wrong. Otherwise it reaches what a Marker
     reaches: both follow the same entries of the same trees."""
-    if any(root.kind not in (SNAPSHOT, BLOB) or root.name == "last seen roots" for root in roots):
+    if not {*map(_ROOT_KIND, roots)} <= {SNAPSHOT, BLOB} or "last seen roots" in map(_ROOT_NAME, roots):
         return None
     cache = ReachCache.load(repo.store_root, shared=repo.group_shared)
     loader = StoreLoader(repo.store, cache, sizes=False)
@@ -582,7 +586,7 @@ def mark_in_bulk(repo: WorkspaceView, roots: list[Root], *, save: bool = True) -
         trees, blobs = walk_trees({snapshot.tree for snapshot in loader.snapshots.values()}, entries_of)
     except ObjectError:
         return None
-    blobs.update(root.id for root in roots if root.kind == BLOB)
+    blobs.update(compress(map(_ROOT_ID, roots), map(BLOB.__eq__, map(_ROOT_KIND, roots))))  # C loops: an index's
     snapshots = set(loader.snapshots)
     if not (trees.isdisjoint(blobs) and snapshots.isdisjoint(blobs) and snapshots.isdisjoint(trees)):
         return None

@@ -52,8 +52,11 @@ import hashlib
 import os
 import re
 import struct
+from binascii import hexlify
+from itertools import chain, compress
+from operator import not_
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from .fsutil import atomic_write, open_state
 from .objects import SNAPSHOT, TREE, TREE_HEADER, binary_tree, hex_tree
@@ -89,14 +92,28 @@ LEVEL = 1
 _SUBTREE = re.compile("\x00040000 ([0-9a-f]{64}) (0|[1-9][0-9]{0,19}) ")
 _FILE = re.compile("\x00(?:100644|100755|120000) ([0-9a-f]{64}) (0|[1-9][0-9]{0,19}) ")
 
-TreeEntries = tuple[list[tuple[str, str]], list[tuple[str, str]]]
+#: A tree entry in binary form (version 3's STORED), as a reader takes it:
+#: one of the four modes, the id's 32 bytes, then " SIZE NAME" NUL with SIZE
+#: as _SUBTREE and _FILE read it. Matched from the record's first byte, each
+#: match ends at the first NUL after the id (NAME holds none), so the matches
+#: cover STORED whole exactly when hex_tree rebuilds a payload whose every
+#: entry parse_tree_entries takes.
+_STORED_ENTRY = re.compile(rb"(040000 |100644 |100755 |120000 )(.{32})( (0|[1-9][0-9]{0,19}) [^\x00]*\x00)", re.S)
+_STORED_SUBTREE = b"040000 "
+_EMPTY_TREE = ((), (), (), ())
+
+TreeEntries = tuple[Sequence[str], Sequence, Sequence[str], Sequence]
+"""(sub-tree ids, their sizes, file and link ids, their sizes) of a tree;
+a size is an int or its decimal digits (str or bytes): int() reads each."""
+
+TreePairs = tuple[list[tuple[str, str]], list[tuple[str, str]]]
 """(sub-trees, files and links) of a tree: (id, size as decimal text) each."""
 
 Record = tuple[str, str, bytes]
 """(kind, id, payload) of one record."""
 
 
-def parse_tree_entries(payload: bytes) -> TreeEntries | None:
+def parse_tree_entries(payload: bytes) -> TreePairs | None:
     """The entries of a tree payload, or None if one of them does not parse:
     every NUL but the last starts a match of one pattern or the other, so
     as many matches as entries means every entry matched from its start."""
@@ -107,15 +124,57 @@ def parse_tree_entries(payload: bytes) -> TreeEntries | None:
     return (subtrees, files) if len(subtrees) + len(files) == text.count("\x00") - 1 else None
 
 
+def _columns(pairs: TreePairs) -> TreeEntries:
+    subtrees, files = pairs
+    sub_ids, sub_sizes = zip(*subtrees) if subtrees else ((), ())
+    file_ids, file_sizes = zip(*files) if files else ((), ())
+    return sub_ids, sub_sizes, file_ids, file_sizes
+
+
+def stored_tree_entries(content: bytes, start: int, end: int) -> tuple[str, TreeEntries] | None:
+    """(id, entries) of the tree whose version 3 STORED is content[start:end],
+    or None where hex_tree(STORED) would rebuild nothing or a payload that
+    parse_tree_entries refuses: the id is the SHA-256 of the payload rebuilt,
+    without building an entry or a text per entry (du and gc read every
+    tree of the cache so)."""
+    found = _STORED_ENTRY.findall(content, start, end)
+    if not found:
+        return (_EMPTY_TREE_ID, _EMPTY_TREE) if start == end else None
+    modes, raws, rests, sizes = zip(*found)
+    hexes = list(map(hexlify, raws))
+    body = b"".join(chain.from_iterable(zip(modes, hexes, rests)))
+    # each id grew by 32 bytes: anything else means bytes no entry matched (findall skips them)
+    if len(body) != end - start + 32 * len(found):
+        return None
+    digest = _TREE_HEADER_HASHED.copy()
+    digest.update(body)
+    ids = list(map(bytes.decode, hexes))
+    if _STORED_SUBTREE not in modes:
+        return digest.hexdigest(), ((), (), ids, sizes)
+    is_subtree = list(map(_STORED_SUBTREE.__eq__, modes))
+    is_file = list(map(not_, is_subtree))
+    return digest.hexdigest(), (list(compress(ids, is_subtree)), list(compress(sizes, is_subtree)),
+                                list(compress(ids, is_file)), list(compress(sizes, is_file)))
+
+
+_TREE_HEADER_HASHED = hashlib.sha256(TREE_HEADER)
+_EMPTY_TREE_ID = hashlib.sha256(TREE_HEADER).hexdigest()
+
+
 class ReachCache:
-    """The records of one cache file, checked as they are used, and the
-    records to add."""
+    """The records of one cache file, checked as they are read (version 3:
+    a tree is parsed then too) or used (version 2), and the records to add."""
 
     def __init__(self, path: Path, data: bytes = b"", *, shared: bool = False):
         self.path = path
         self.shared = shared
-        self._data = memoryview(b"")   # the records of every block, decompressed, one after another
-        #: id -> (kind, start, end) of its payload in _data
+        #: version 3: id -> (kind, STORED) of each record, its id the hash of the payload it rebuilds
+        self._stored: dict[str, tuple[str, bytes]] = {}
+        #: version 3: id -> entries of each tree record (those that parse: the others are rejected)
+        self._trees: dict[str, TreeEntries] = {}
+        #: version 2: the records of every block, decompressed, one after another
+        self._data = memoryview(b"")
+        #: version 2: id -> (kind, start, end) of its payload in _data, checked as it is used
         self._where: dict[str, tuple[str, int, int]] = {}
         self._checked: set[str] = set()
         self.rejected = 0          # records whose payload did not hash to their id, or did not parse
@@ -180,51 +239,59 @@ class ReachCache:
             except (zstandard.ZstdError, MemoryError):  # no room for it: no cache, as if damaged
                 self.damaged = True
                 break
-            whole = True
-            if version == 3:  # made into version 2's records, which name their id, to be indexed as those
-                content, whole = self._records_from_version_3(content)
-            if not self._index_records(content, total) or not whole:
-                self.damaged = True
-                contents.append(content)
-                break
-            contents.append(content)
             total += len(content)
+            if version == 3:
+                whole = self._index_version_3(content)
+            else:
+                whole = self._index_records(content, total - len(content))
+                contents.append(content)
+            if not whole:
+                self.damaged = True
+                break
             self.blocks += 1
-        self._data = memoryview(b"".join(contents)) if len(contents) != 1 else memoryview(contents[0])
+        if contents:
+            self._data = memoryview(b"".join(contents)) if len(contents) != 1 else memoryview(contents[0])
 
-    def _records_from_version_3(self, content: bytes) -> tuple[bytes, bool]:
-        """One version 3 block's records as version 2's (KIND ID LENGTH
-        PAYLOAD), each id the SHA-256 of the payload rebuilt (so already
-        checked), and False if a record is unknown or runs past the block's
-        end (those before it are kept). A tree whose binary form does not
-        rebuild is left out, as a record that does not hash to its id is."""
-        parts, at, end = [], 0, len(content)
+    def _index_version_3(self, content: bytes) -> bool:
+        """Read one version 3 block's records: each tree parsed and its id
+        computed (stored_tree_entries; one that does not rebuild or parse
+        is rejected, as a record that does not hash to its id), each
+        snapshot's id its payload's hash; False if a record is unknown or
+        runs past the block's end (those before it are kept)."""
+        at, end = 0, len(content)
         head, head_size, sha256 = _RECORD_HEAD_3.unpack_from, _RECORD_HEAD_3.size, hashlib.sha256
-        whole = True
+        stored, trees, tree_of = self._stored, self._trees, stored_tree_entries
         while at < end:
             if at + head_size > end:
-                whole = False
-                break
+                return False
             kind_byte, length = head(content, at)
             start = at + head_size
             kind = _BYTE_KIND.get(kind_byte[0])
             if kind is None or start + length > end:
-                whole = False
-                break
+                return False
             at = start + length
-            payload = hex_tree(content[start:at]) if kind == TREE else content[start:at]
-            if payload is None:
-                self.rejected += 1
-                continue
-            raw_id = sha256(payload).digest()
-            parts += (_RECORD_HEAD.pack(kind_byte, raw_id, len(payload)), payload)
-            self._checked.add(raw_id.hex())
-        return b"".join(parts), whole
+            if kind == TREE:
+                parsed = tree_of(content, start, at)
+                if parsed is None:
+                    self.rejected += 1
+                    continue
+                oid, entries = parsed
+                if oid in stored:
+                    self.duplicates += 1
+                    continue
+                trees[oid] = entries
+            else:
+                oid = sha256(content[start:at]).hexdigest()
+                if oid in stored:
+                    self.duplicates += 1
+                    continue
+            stored[oid] = (kind, content[start:at])
+        return True
 
     def _index_records(self, content: bytes, base: int) -> bool:
-        """Note where each record of one block lies (at `base` in _data);
-        False if one is unknown or runs past the block's end (those before
-        it are kept)."""
+        """Note where each record of one version 2 block lies (at `base` in
+        _data); False if one is unknown or runs past the block's end (those
+        before it are kept)."""
         at, end, where = 0, len(content), self._where
         head, head_size = _RECORD_HEAD.unpack_from, _RECORD_HEAD.size
         while at < end:
@@ -244,11 +311,16 @@ class ReachCache:
         return True
 
     def __len__(self) -> int:
-        return len(self._where)
+        return len(self._where) + len(self._stored)
 
     def payload(self, kind: str, oid: str) -> bytes | None:
         """The cached payload of object `oid` of `kind`, once it is known to
         hash to `oid`; None if there is none (or it does not)."""
+        record = self._stored.get(oid)
+        if record is not None:  # version 3: its id is its hash
+            if record[0] != kind:
+                return None
+            return hex_tree(record[1]) if kind == TREE else record[1]
         found = self._where.get(oid)
         if found is None or found[0] != kind:
             return None
@@ -263,38 +335,44 @@ class ReachCache:
 
     def tree_entries(self, oid: str) -> TreeEntries | None:
         """The entries of tree `oid` from its checked payload, or None."""
+        entries = self._trees.get(oid)
+        if entries is not None or not self._where:
+            return entries
         payload = self.payload(TREE, oid)
         if payload is None:
             return None
-        entries = parse_tree_entries(payload)
-        if entries is None:
+        pairs = parse_tree_entries(payload)
+        if pairs is None:
             del self._where[oid]
             self.rejected += 1
-        return entries
+            return None
+        return _columns(pairs)
 
     def all_tree_entries(self) -> dict[str, TreeEntries]:
         """tree_entries() of every tree the cache holds, in one pass (du
         reads nearly all of them): the trees whose payload does not hash to
-        their id or does not parse are left out, as tree_entries leaves them."""
+        their id or does not parse are left out, as tree_entries leaves
+        them. The caller does not change the dict."""
+        if not self._where:
+            return self._trees
         found: dict[str, TreeEntries] = {}
         data, where, checked, sha256 = self._data, self._where, self._checked, hashlib.sha256
         for oid, (kind, start, end) in list(where.items()):
             if kind != TREE:
                 continue
             payload = data[start:end].tobytes()
-            # a version 3 record's id is its payload's hash, computed as the file was read
-            entries = parse_tree_entries(payload) if oid in checked or sha256(payload).hexdigest() == oid else None
-            if entries is None:
+            pairs = parse_tree_entries(payload) if oid in checked or sha256(payload).hexdigest() == oid else None
+            if pairs is None:
                 del where[oid]
                 self.rejected += 1
                 continue
             checked.add(oid)
-            found[oid] = entries
+            found[oid] = _columns(pairs)
         return found
 
     def add(self, kind: str, oid: str, payload: bytes) -> None:
         """A payload read from the store (and decoded there): saved by `save`."""
-        if oid not in self._where:
+        if oid not in self._where and oid not in self._stored:
             self._new[oid] = (kind, payload)
 
     def save(self, used: set[str]) -> None:
@@ -305,19 +383,21 @@ class ReachCache:
         records a tree it wrote again) than reached. Failures are ignored:
         the cache is an optimisation (a store the user may only read, a full disk)."""
         try:
-            live = sum(1 for oid in self._where if oid in used)
+            live = sum(map(used.__contains__, self._where)) + sum(map(used.__contains__, self._stored))
             if self._new or self.damaged or self.rejected or self.blocks > MAX_BLOCKS or self.version < 3 \
-                    or len(self._where) - live + self.duplicates > live:
+                    or len(self) - live + self.duplicates > live:
                 data = self._data
-                kept = [(kind, oid, data[start:end]) for oid, (kind, start, end) in self._where.items()
+                kept = [(kind, _stored_form(kind, data[start:end])) for oid, (kind, start, end) in self._where.items()
                         if oid in used]
-                kept += [(kind, oid, payload) for oid, (kind, payload) in self._new.items() if oid in used]
+                kept += [record for oid, record in self._stored.items() if oid in used]
+                kept += [(kind, _stored_form(kind, payload)) for oid, (kind, payload) in self._new.items()
+                         if oid in used]
                 if kept or self.blocks:
                     atomic_write(self.path, [HEADER, _block(kept)], durable=False, shared=self.shared)
         except OSError:
             pass
         finally:  # written or not, it is no longer needed: its memory goes back at once
-            self._data, self._where, self._new = memoryview(b""), {}, {}
+            self._data, self._where, self._new, self._stored, self._trees = memoryview(b""), {}, {}, {}, {}
 
 
 #: Payload bytes a commit keeps for the cache; the trees past that are read
@@ -356,7 +436,7 @@ def append_records(store_root: Path, records: Iterable[Record], *, shared: bool 
         return
     path = store_root / CACHE_FILE
     try:
-        block = _block(records)
+        block = _block([(kind, _stored_form(kind, payload)) for kind, _oid, payload in records])
         try:
             fd = open_state(path, os.O_RDWR | os.O_APPEND)
         except FileNotFoundError:
@@ -374,18 +454,22 @@ def append_records(store_root: Path, records: Iterable[Record], *, shared: bool 
         pass
 
 
-def _block(records: Iterable[tuple[str, str, bytes | memoryview]]) -> bytes:
-    """LENGTH FRAME for these (kind, id, payload) records, in version 3's
-    form: no id (it is the payload's SHA-256), a tree's ids binary. A tree
-    payload that has no binary form is left out (it would not be used).
-    Every tree here parsed already (commit encoded it, du and gc decoded or
+def _stored_form(kind: str, payload: bytes | memoryview) -> bytes | None:
+    """A record's STORED for this payload: a tree's in binary form (None
+    if it has none: it would not be used), a snapshot's as it is. Every
+    tree here parsed already (commit encoded it, du and gc decoded or
     parsed it), so its form is not checked again: one that did not rebuild
     would only fail its reader's hash."""
+    return binary_tree(payload, check=False) if kind == TREE else bytes(payload)
+
+
+def _block(records: Iterable[tuple[str, bytes | None]]) -> bytes:
+    """LENGTH FRAME for these (kind, STORED) records, in version 3's form
+    (no id: it is the payload's SHA-256); a STORED of None is left out."""
     import zstandard
     pack = _RECORD_HEAD_3.pack
     parts = []
-    for kind, _oid, payload in records:
-        stored = binary_tree(payload, check=False) if kind == TREE else payload
+    for kind, stored in records:
         if stored is not None:
             parts += (pack(_KIND_BYTE[kind], len(stored)), stored)
     frame = zstandard.ZstdCompressor(level=LEVEL, write_content_size=True).compress(b"".join(parts))
@@ -409,4 +493,5 @@ def _read_all(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-__all__ = ["ReachCache", "RecordingStore", "CACHE_FILE", "append_records", "parse_tree_entries"]
+__all__ = ["ReachCache", "RecordingStore", "CACHE_FILE", "append_records", "parse_tree_entries",
+           "stored_tree_entries", "TreeEntries"]

@@ -25,12 +25,16 @@ between its first object and the ref that names it meanwhile (gc.py, rule
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain, groupby
+from operator import attrgetter
 from typing import TYPE_CHECKING, Callable, Container, Iterator, Mapping
 
 from .errors import CorruptObjectError, MissingObjectError, ObjectError
 from .objects import BLOB, MODE_TREE, SNAPSHOT, TREE
 from .packs import MAX_FRAME
 from .progress import NO_PROGRESS, Progress
+
+_ID, _WHERE, _PACKED = attrgetter("id"), attrgetter("where"), attrgetter("packed")
 
 if TYPE_CHECKING:  # store.py loads zstandard: gc.py (and so this) is imported by every porcelain command
     from .store import ObjectStore, OnDisk
@@ -81,14 +85,17 @@ def plan_repack(store: ObjectStore, stored: list[OnDisk], reached: Container[str
         return plan
     packs: dict[str, list[OnDisk]] = {}
     loose: list[OnDisk] = []
-    for copy in stored:
-        if copy.packed:
-            packs.setdefault(copy.where, []).append(copy)
-        elif copy.size <= MAX_FRAME:  # larger frames stay loose files (FORMAT.md, "Pack files")
-            loose.append(copy)
-    packed = {copy.id for copies in packs.values() for copy in copies}
-    # the loose objects the new pack takes (a copy of a packed object just goes)
-    moving = sum(1 for copy in loose if copy.id in reached and copy.id not in packed)
+    # a run of copies at a time (stored_objects lists a pack's together), in C loops
+    for is_packed, run in groupby(stored, key=_PACKED):
+        if is_packed:
+            for where, copies in groupby(run, key=_WHERE):
+                packs.setdefault(where, []).extend(copies)
+        else:  # larger frames stay loose files (FORMAT.md, "Pack files")
+            loose += [copy for copy in run if copy.size <= MAX_FRAME]
+    # the loose objects the new pack takes (a copy of a packed object just goes); the packs' ids
+    # are only looked up in the few loose ones, not made a set of their own
+    also_packed = set(map(_ID, loose)).intersection(map(_ID, chain.from_iterable(packs.values())))
+    moving = sum(1 for copy in loose if copy.id in reached and copy.id not in also_packed)
     counts = {where: len(copies) for where, copies in packs.items()}
     merged = list(counts) if full else _geometric_merge(moving, counts)
     if most_packs:
@@ -99,9 +106,11 @@ def plan_repack(store: ObjectStore, stored: list[OnDisk], reached: Container[str
         merged = []  # one pack merged alone would only be copied
     plan.merged_packs = sorted(merged)
     plan.kept_packs = sorted(set(packs) - set(merged))
-    in_kept = {copy.id for where in plan.kept_packs for copy in packs[where]}
+    candidates = [*loose, *chain.from_iterable(map(packs.__getitem__, plan.merged_packs))]
+    in_kept = set(map(_ID, candidates)).intersection(map(_ID, chain.from_iterable(map(packs.__getitem__,
+                                                                                 plan.kept_packs))))
     chosen: set[str] = set()
-    for copy in [*loose, *(c for where in plan.merged_packs for c in packs[where])]:
+    for copy in candidates:
         if copy.id not in reached:
             if copy.packed and collectable is not None and collectable(copy):
                 plan.collectable.append(copy)

@@ -1259,7 +1259,21 @@ class DiskStore(ObjectStore):
             return pack.length(bytes.fromhex(oid))
 
     def stored_objects(self) -> Iterator[OnDisk]:
-        """Loose files first, then packed frames."""
+        """Loose files first, then packed frames (the packs are read once
+        the loose files are listed). The copies of a pack are passed on in
+        C loops, not through a generator: gc lists every copy of the store."""
+        return itertools.chain.from_iterable(self._stored_parts())
+
+    def _stored_parts(self) -> Iterator[Iterable[OnDisk]]:
+        yield self._loose_stored()
+        for path, pack in self._load_packs().items():
+            mtime = _current_mtime(path, pack)
+            ids, lengths = pack.ids_and_lengths()
+            # tuple.__new__ as OnDisk._make does, without a Python call per object
+            yield map(tuple.__new__, itertools.repeat(OnDisk), zip(
+                ids, lengths, itertools.repeat(mtime), itertools.repeat(path), itertools.repeat(True)))
+
+    def _loose_stored(self) -> Iterator[OnDisk]:
         for oid in self._loose_ids():
             if not is_object_id(oid):
                 continue
@@ -1269,12 +1283,6 @@ class DiskStore(ObjectStore):
             except FileNotFoundError:
                 continue
             yield OnDisk(oid, st.st_size, st.st_mtime, path)
-        for path, pack in self._load_packs().items():
-            mtime = _current_mtime(path, pack)
-            ids, lengths = pack.ids_and_lengths()
-            # tuple.__new__ as OnDisk._make does, without a Python call per object
-            yield from map(tuple.__new__, itertools.repeat(OnDisk), zip(
-                ids, lengths, itertools.repeat(mtime), itertools.repeat(path), itertools.repeat(True)))
 
     def stored_copies(self) -> tuple[list[str], list[int]]:
         ids, sizes = [], []

@@ -11,9 +11,9 @@ import zstandard
 
 from helpers.space import HOUR, age_objects, commit, make_repo, object_files, reachable
 from rnstore.errors import CorruptStoreError
-from rnstore.objects import SNAPSHOT, TREE
+from rnstore.objects import SNAPSHOT, TREE, hex_tree
 from rnstore.reachability import Root, collect_roots, mark_in_bulk, mark_reachable
-from rnstore.reachcache import CACHE_FILE, HEADER, ReachCache
+from rnstore.reachcache import CACHE_FILE, HEADER_2, ReachCache
 from rnstore.repo import Repository
 
 
@@ -51,23 +51,29 @@ def _drop_cache(repo):
 def _keep_half(repo):
     """A cache holding every other record: the rest is read from the store."""
     cache = ReachCache.load(repo.store_root)
-    kept = set(sorted(cache._where)[::2])
+    kept = set(sorted(cache._stored)[::2])
     cache._new = {}
     cache.rejected = 1  # so that save rewrites it
     cache.save(kept)
 
 
 def _swap_payloads(repo):
-    """Two tree records swap payloads: neither hashes to its id any more."""
+    """Two tree records swap payloads: neither hashes to its id any more.
+    In version 2, whose records name their id (a record of version 3 is
+    named by its own hash, so it cannot lie so); readers go on reading it."""
     cache = ReachCache.load(repo.store_root)
-    records = [(kind, oid, cache._data[start:end].tobytes()) for oid, (kind, start, end) in cache._where.items()]
+    assert cache.version == 3
+    records = [(kind, oid, hex_tree(stored) if kind == TREE else stored)
+               for oid, (kind, stored) in cache._stored.items()]
     a, b = [n for n, (kind, _, _) in enumerate(records) if kind == TREE][:2]
     records[a], records[b] = (TREE, records[a][1], records[b][2]), (TREE, records[b][1], records[a][2])
-    body = b"".join(b"t" + bytes.fromhex(oid) + struct.pack(">I", len(payload)) + payload if kind == TREE
-                    else b"s" + bytes.fromhex(oid) + struct.pack(">I", len(payload)) + payload
+    body = b"".join((b"t" if kind == TREE else b"s") + bytes.fromhex(oid) + struct.pack(">I", len(payload)) + payload
                     for kind, oid, payload in records)
     frame = zstandard.ZstdCompressor(write_content_size=True).compress(body)
-    (repo.store_root / CACHE_FILE).write_bytes(HEADER + struct.pack(">I", len(frame)) + frame)
+    (repo.store_root / CACHE_FILE).write_bytes(HEADER_2 + struct.pack(">I", len(frame)) + frame)
+    lying = ReachCache.load(repo.store_root)
+    assert not lying.damaged and len(lying) == len(records)
+    assert lying.tree_entries(records[a][1]) is None and lying.rejected == 1  # found out as it is used
 
 
 @pytest.mark.parametrize("cache", ["as commits left it", "none", "half", "lying records"])

@@ -28,7 +28,7 @@ from rnstore.errors import CorruptStoreError
 from rnstore.objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, TreeEntry, decode_tree, encode_tree_unchecked
 from rnstore.reachability import collect_roots, mark_reachable
 from rnstore.reachcache import (CACHE_FILE, MAX_BLOCKS, ReachCache, append_records, binary_tree, hex_tree,
-                               parse_tree_entries)
+                               parse_tree_entries, stored_tree_entries)
 from rnstore.repo import Repository
 
 HEADER = b"rnstore reachability cache 3\n"
@@ -715,3 +715,33 @@ def test_binary_tree_refuses_what_is_no_tree():
     assert binary_tree(b"garbage") is None
     assert binary_tree(b"rntree 1\n100644 " + b"z" * 64 + b" 1 a\0") is None
     assert binary_tree(b"rntree 1\n") == b"" and hex_tree(b"") == b"rntree 1\n"
+
+
+_raw_entries = st.lists(st.tuples(  # mostly sound: the rest is each way an entry can be refused
+    st.sampled_from([b"040000", b"100644", b"100755", b"120000"] * 6 + [b"000000", b"04000", b"1006440"]),
+    st.sampled_from([32] * 12 + [31, 33]).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+    st.sampled_from([b"0", b"7", b"1234", b"1" * 20] * 12 + [b"01", b"", b"-1", b"1" * 21, b"12a"]),
+    st.binary(max_size=6).filter(lambda name: b"\0" not in name) | st.binary(max_size=3)), max_size=6)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_raw_entries, st.binary(max_size=4), st.binary(max_size=4), st.integers(0, 10 ** 6),
+       st.just(b"") | st.binary(min_size=1, max_size=3))
+def test_stored_trees_read_directly_as_rebuilding_then_parsing_reads_them(entries, before, after, at, junk):
+    """stored_tree_entries takes a version 3 tree exactly when hex_tree
+    rebuilds a payload that parse_tree_entries takes, with its hash as the
+    id and the same entries in the same order; whatever the bytes around it."""
+    stored = b"".join(mode + b" " + raw + b" " + size + b" " + name + b"\0" for mode, raw, size, name in entries)
+    at %= len(stored) + 1
+    stored = stored[:at] + junk + stored[at:]
+    content = before + stored + after
+    got = stored_tree_entries(content, len(before), len(before) + len(stored))
+    payload = tree_from_stored(stored)
+    pairs = parse_tree_entries(payload) if payload is not None else None
+    if pairs is None:
+        assert got is None
+        return
+    oid, (sub_ids, sub_sizes, file_ids, file_sizes) = got
+    assert oid == sha(payload)
+    assert list(zip(sub_ids, map(int, sub_sizes))) == [(i, int(n)) for i, n in pairs[0]]
+    assert list(zip(file_ids, map(int, file_sizes))) == [(i, int(n)) for i, n in pairs[1]]
