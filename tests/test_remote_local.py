@@ -363,6 +363,12 @@ def test_a_clone_moves_the_blobs_its_fetch_verified_into_place(tmp_path, monkeyp
     assert not [p.name for p in (tmp_path / "b" / ".rnstore").iterdir() if p.name.startswith(".tmp")]
     b = Repository.open(tmp_path / "b")
     assert b.fsck().ok
+    # the index holds each file's own stat key, as the clone's checkout kept it
+    index = b.read_index()
+    assert len(index) == len(tree_bytes(tmp_path / "a"))
+    for entry in index:
+        st = os.lstat(os.path.join(os.fsencode(tmp_path / "b"), entry.path))
+        assert entry.stat == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino), entry.path
     status = b.status()
     assert not status.staged and not status.unstaged and not status.untracked
 
