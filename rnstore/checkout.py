@@ -66,7 +66,7 @@ from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidVa
                      MissingObjectError, NotWritableError, ObjectError, RefConflictError)
 from .fsutil import TMP_PREFIX, left_by_dead_process
 from .index import Index, IndexEntry, StatKey
-from .objects import BLOB, MODE_EXEC, MODE_LINK, MODE_TREE
+from .objects import BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Tree, decode_tree
 from .progress import NO_PROGRESS, Progress
 from .refs import HEAD, HEADS, check_ref_name
 from .revparse import resolve_snapshot
@@ -141,7 +141,8 @@ def checkout(repo: WorkspaceView, rev: str | None, paths: Iterable[str | os.Path
     have, MissingObjectError/CorruptObjectError naming the affected paths;
     with `skip_missing`, files whose objects are missing or corrupt are
     left out and listed in the result's `missing` instead. `fetched`: blobs
-    a clone has just verified, moved into place rather than read again."""
+    a clone has just verified, moved into place rather than read again, and
+    its trees, decoded from memory rather than read from the store."""
     paths = list(paths or [])
     prefixes = relative_pathspecs(repo.root, paths, cwd) if paths else None
     if rev is None:
@@ -272,8 +273,8 @@ def _remove_stale_staging(folder: Path, *, locked: bool) -> None:
 
 
 def _plan_snapshot(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes] | None, force: bool,
-                   skip_missing: bool) -> tuple[Index, dict[bytes, FlatEntry | None], list[bytes], "_Plan",
-                                                CheckoutResult]:
+                   skip_missing: bool, fetched: "FetchedBlobs | None" = None
+                   ) -> tuple[Index, dict[bytes, FlatEntry | None], list[bytes], "_Plan", CheckoutResult]:
     """What making the files under `prefixes` (every file when None) match
     the snapshot takes: the index read, each path's desired entry (None:
     delete it), the folders whose content cannot be known (skip_missing),
@@ -281,7 +282,10 @@ def _plan_snapshot(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes] 
     `force`; nothing is written yet."""
     tree = repo.store.get_snapshot(snapshot_id).tree
     unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
-    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id, unreadable)
+    trees = repo.store if fetched is None else fetched.trees_over(repo.store)
+    entries, excluded = _select(trees, tree, prefixes, snapshot_id, unreadable)
+    if fetched is not None:
+        fetched.trees.clear()  # read: not held through the writes
     unknown = [path for path, _, _ in unreadable or ()]  # folders whose content cannot be known
     index = repo.read_index()
     desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
@@ -302,7 +306,8 @@ def _switch(repo: WorkspaceView, rev: str, snapshot_id: str, force: bool, progre
             skip_missing: bool = False, fetched: "FetchedBlobs | None" = None) -> CheckoutResult:
     branch_ref, head = repo.refs.head()
     attach = _branch_named(repo, rev)
-    index, desired, unknown, plan, result = _plan_snapshot(repo, snapshot_id, None, force, skip_missing)
+    index, desired, unknown, plan, result = _plan_snapshot(repo, snapshot_id, None, force, skip_missing,
+                                                           fetched)
     placed, failed = _execute_keeping_going(repo, plan, result, force, progress, skip_missing, fetched)
     untouched = Index(e for e in index if under(e.path, unknown))  # left as they were
     repo.write_index(_new_index(untouched, desired, index.entries, plan, placed))
@@ -1118,9 +1123,14 @@ class FetchedBlobs:
     instead of reading it back from the store, decompressing and hashing
     it a second time. A blob that several paths name is moved once; the
     other paths, and whatever is not here, are written from the store as
-    usual. `close` removes what was not used."""
+    usual. `close` removes what was not used.
+
+    `trees` takes the payloads of the trees (and snapshots) the fetch
+    verified, by id: the checkout's plan decodes them from there instead
+    of reading the store's copies back."""
 
     def __init__(self, folder: Path):
+        self.trees: dict[str, bytes] = {}
         self.folder = folder
         os.mkdir(folder, 0o700)
         self._fd = os.open(folder, O_DIR)
@@ -1161,9 +1171,31 @@ class FetchedBlobs:
             st = os.stat(name, dir_fd=stage_fd, follow_symlinks=False)
         return st
 
+    def trees_over(self, store) -> "_FetchedTrees":
+        """A source of trees (get_tree) reading `trees` first, then `store`."""
+        return _FetchedTrees(self.trees, store)
+
     def close(self) -> None:
+        self.trees.clear()
         os.close(self._fd)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _FetchedTrees:
+    """get_tree() from payloads a fetch verified against their ids, or from
+    the store for any other tree."""
+
+    def __init__(self, payloads: dict[str, bytes], store):
+        self._payloads, self._store = payloads, store
+
+    def get_tree(self, oid: str) -> Tree:
+        payload = self._payloads.get(oid)
+        if payload is None:
+            return self._store.get_tree(oid)
+        try:
+            return decode_tree(payload)
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"object {oid} is corrupt: {exc}", oid) from None
 
 
 def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:

@@ -14,6 +14,7 @@ from helpers.cli import run_cli
 
 from rnstore import Repository
 from rnstore.errors import CorruptObjectError, CorruptStoreError, InvalidValueError
+from rnstore.objects import MODE_TREE
 from rnstore.remote import backend, layout, transfer
 from rnstore.remote.backend import (RemoteError, RetryingBackend, mask_url,
                                     open_backend)
@@ -394,21 +395,59 @@ def test_a_corrupt_frame_late_in_a_clone_stores_nothing_of_what_came_before(tmp_
     assert not (tmp_path / "c").exists()
 
 
-def test_a_clone_of_a_remote_missing_an_object_its_ref_needs_records_no_ref(tmp_path):
+@pytest.mark.parametrize("what", ["blob", "tree"])
+def test_a_clone_of_a_remote_missing_an_object_its_ref_needs_records_no_ref(tmp_path, what):
     url = str(tmp_path / "share")
     a = workspace_with_snapshot(tmp_path / "a", files=30, url=url)
     transfer.push(a, "origin")
     (index_file,) = (tmp_path / "share" / "index").iterdir()
     entries = layout.decode_index(index_file.read_bytes(), index_file.stem)
     head = a.refs.resolve("refs/heads/main")
-    blob = next(e.id for e in a.store.get_tree(a.store.get_tree(a.store.get_snapshot(head).tree)
-                                                .entries[0].id).entries)
+    subtree = a.store.get_tree(a.store.get_snapshot(head).tree).entries[0].id
+    missing = subtree if what == "tree" else next(e.id for e in a.store.get_tree(subtree).entries)
     kept = sorted((bytes.fromhex(oid), loc.offset, loc.length, loc.kind)
-                  for oid, loc in entries.items() if oid != blob)
+                  for oid, loc in entries.items() if oid != missing)
     index_file.write_bytes(layout.encode_index(kept))
     b, error = _fetch_into_new_store(tmp_path, url)
-    assert isinstance(error, RemoteError) and f"missing object {blob}" in str(error)
+    assert isinstance(error, RemoteError) and f"missing object {missing} " in str(error)
     assert b.refs.list() == {}
+
+
+def test_a_clone_decodes_the_trees_its_fetch_verified_and_reads_none_back(tmp_path, monkeypatch):
+    """The closure check and the checkout's plan decode the trees from the
+    payloads the fetch verified: the store is never asked for a tree."""
+    from rnstore.store import ObjectStore
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", files=60, url=url)
+    transfer.push(a, "origin")
+    read = []
+    real = ObjectStore.get_tree
+    monkeypatch.setattr(ObjectStore, "get_tree", lambda self, oid: read.append(oid) or real(self, oid))
+    Repository.clone(url, tmp_path / "b")
+    assert read == []
+    assert tree_bytes(tmp_path / "b") == tree_bytes(tmp_path / "a")
+    assert Repository.open(tmp_path / "b").fsck().ok
+
+
+def test_a_clone_reads_a_tree_the_remote_index_calls_a_blob_from_the_store(tmp_path):
+    """A tree whose bytes were first pushed as a file is a blob in the
+    remote's index: its payload is not kept, and the clone reads it from
+    the store instead, for the closure check and for the checkout."""
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", files=30, url=url)
+    transfer.push(a, "origin")
+    (index_file,) = (tmp_path / "share" / "index").iterdir()
+    entries = layout.decode_index(index_file.read_bytes(), index_file.stem)
+    head = a.refs.resolve("refs/heads/main")
+    subtree = next(e.id for e in a.store.get_tree(a.store.get_snapshot(head).tree).entries
+                   if e.mode == MODE_TREE)
+    assert entries[subtree].kind == "tree"
+    index_file.write_bytes(layout.encode_index(sorted(
+        (bytes.fromhex(oid), loc.offset, loc.length, "blob" if oid == subtree else loc.kind)
+        for oid, loc in entries.items())))
+    Repository.clone(url, tmp_path / "b")
+    assert tree_bytes(tmp_path / "b") == tree_bytes(tmp_path / "a")
+    assert Repository.open(tmp_path / "b").fsck().ok
 
 
 def test_verified_frames_from_several_threads_make_one_pack_or_nothing(tmp_path):
