@@ -581,3 +581,30 @@ def test_a_url_scheme_rnstore_does_not_support_is_refused_at_once(workspace, run
     assert result.stderr.count("error:") == 1 and not (workspace / ".rnstore" / "remotes.json").exists()
     clone = run_cli(["clone", url, str(workspace.parent / "clone")], cwd=workspace.parent)
     assert clone.returncode == 2 and "unsupported remote URL scheme" in clone.stderr, clone
+
+
+def test_lean_service_models_are_the_cli_s_choice_only(tmp_path):
+    """An S3 backend opened by the library leaves botocore as it is; once
+    the CLI has asked for lean models, botocore decodes its S3 model into
+    plain dicts (which keep the order). A fresh interpreter: the patch is
+    process-wide, and botocore caches what it loaded."""
+    import subprocess
+    import sys
+    script = """
+import collections
+from botocore import loaders
+from rnstore.remote import backend
+backend.open_backend("s3://some-bucket/library")
+assert loaders.OrderedDict is collections.OrderedDict
+backend.lean_service_models()
+backend.open_backend("s3://some-bucket/cli")
+assert loaders.OrderedDict is dict
+model = loaders.Loader().load_service_model("s3", "service-2")
+assert type(model) is dict and type(model["shapes"]) is dict
+print("ok")
+"""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
