@@ -30,6 +30,7 @@ def _transfer_process() -> None:
     one_malloc_arena()
     lean_service_models()
 
+
 REMOTES = "Remotes"
 
 RemoteName = Annotated[str, typer.Argument(metavar="NAME", help="The remote (see `rnstore remote`).",

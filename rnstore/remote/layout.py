@@ -155,5 +155,5 @@ def decode_ref(data: bytes, key: str) -> str | None:
     return value
 
 
-__all__ = ["Location", "encode_index", "decode_index", "index_entries", "index_entry", "ref_version_key", "parse_ref_key",
-           "encode_ref", "decode_ref", "pack_key", "index_key"]
+__all__ = ["Location", "encode_index", "decode_index", "index_entries", "index_entry", "ref_version_key",
+           "parse_ref_key", "encode_ref", "decode_ref", "pack_key", "index_key"]

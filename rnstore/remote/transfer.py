@@ -529,10 +529,10 @@ def download_everything(store, remote: Remote, tips: list[str], result: Transfer
     object the remote's indexes list (but snapshots it does not keep
     `live`: they may have lost their files), in large ranges of each pack
     and once, verified and stored; then the tips' closure is checked from
-    the verified payloads of the trees and snapshots, kept in `trees` (a
-    new dict when None), not read back from the store. The indexes stay as
-    their files, read pack by pack: no Location by id for every object (a
-    clone's peak memory)."""
+    the verified payloads of the trees and snapshots, not read back from
+    the store (and left in `trees` when given, for the checkout). The
+    indexes stay as their files, read pack by pack: no Location by id for
+    every object (a clone's peak memory)."""
     progress.start("fetching", unit="object")
     large: dict[str, Location] = {}
 
@@ -636,11 +636,11 @@ def _check_closure(store, remote: Remote, tips: list[str], live: set[str], index
     trees decoded from the verified `payloads` it stored (from the store
     when not there), blobs looked up in `indexes` (no file system call for
     each)."""
-    def read(oid: str, decode):
+    def read(oid: str, decode, stored):
         payload = payloads.get(oid)
         if payload is None:
             _require_stored(store, remote, [oid])
-            return store.get_snapshot(oid) if decode is decode_snapshot else store.get_tree(oid)
+            return stored(oid)
         return _decoded(decode, payload, oid)
 
     seen: set[str] = set()
@@ -651,7 +651,7 @@ def _check_closure(store, remote: Remote, tips: list[str], live: set[str], index
         if sid in seen:
             continue
         seen.add(sid)
-        snapshot = read(sid, decode_snapshot)
+        snapshot = read(sid, decode_snapshot, store.get_snapshot)
         history.extend(p for p in snapshot.parents if p in live)
         stack = [snapshot.tree]
         while stack:
@@ -659,7 +659,7 @@ def _check_closure(store, remote: Remote, tips: list[str], live: set[str], index
             if tree_id in seen:
                 continue
             seen.add(tree_id)
-            entries = read(tree_id, decode_tree).entries
+            entries = read(tree_id, decode_tree, store.get_tree).entries
             stack.extend(entry.id for entry in entries if entry.mode == MODE_TREE)
             blobs.update(entry.id for entry in entries if entry.mode != MODE_TREE)
     for name, data in indexes.items():
