@@ -57,6 +57,7 @@ import os
 import secrets
 import shutil
 import stat
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -65,7 +66,7 @@ from .errors import (BadInputError, ConflictError, CorruptObjectError, InvalidVa
                      MissingObjectError, NotWritableError, ObjectError, RefConflictError)
 from .fsutil import TMP_PREFIX, left_by_dead_process
 from .index import Index, IndexEntry, StatKey
-from .objects import BLOB, MODE_EXEC, MODE_LINK, MODE_TREE
+from .objects import BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Tree, decode_tree
 from .progress import NO_PROGRESS, Progress
 from .refs import HEAD, HEADS, check_ref_name
 from .revparse import resolve_snapshot
@@ -140,7 +141,8 @@ def checkout(repo: WorkspaceView, rev: str | None, paths: Iterable[str | os.Path
     have, MissingObjectError/CorruptObjectError naming the affected paths;
     with `skip_missing`, files whose objects are missing or corrupt are
     left out and listed in the result's `missing` instead. `fetched`: blobs
-    a clone has just verified, moved into place rather than read again."""
+    a clone has just verified, moved into place rather than read again, and
+    its trees, decoded from memory rather than read from the store."""
     paths = list(paths or [])
     prefixes = relative_pathspecs(repo.root, paths, cwd) if paths else None
     if rev is None:
@@ -271,8 +273,8 @@ def _remove_stale_staging(folder: Path, *, locked: bool) -> None:
 
 
 def _plan_snapshot(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes] | None, force: bool,
-                   skip_missing: bool) -> tuple[Index, dict[bytes, FlatEntry | None], list[bytes], "_Plan",
-                                                CheckoutResult]:
+                   skip_missing: bool, fetched: "FetchedBlobs | None" = None
+                   ) -> tuple[Index, dict[bytes, FlatEntry | None], list[bytes], "_Plan", CheckoutResult]:
     """What making the files under `prefixes` (every file when None) match
     the snapshot takes: the index read, each path's desired entry (None:
     delete it), the folders whose content cannot be known (skip_missing),
@@ -280,7 +282,10 @@ def _plan_snapshot(repo: WorkspaceView, snapshot_id: str, prefixes: list[bytes] 
     `force`; nothing is written yet."""
     tree = repo.store.get_snapshot(snapshot_id).tree
     unreadable: list[tuple[bytes, str, str]] | None = [] if skip_missing else None
-    entries, excluded = _select(repo.store, tree, prefixes, snapshot_id, unreadable)
+    trees = repo.store if fetched is None else fetched.trees_over(repo.store)
+    entries, excluded = _select(trees, tree, prefixes, snapshot_id, unreadable)
+    if fetched is not None:
+        fetched.trees.clear()  # read: not held through the writes
     unknown = [path for path, _, _ in unreadable or ()]  # folders whose content cannot be known
     index = repo.read_index()
     desired: dict[bytes, FlatEntry | None] = {e.path: e for e in entries}
@@ -301,7 +306,8 @@ def _switch(repo: WorkspaceView, rev: str, snapshot_id: str, force: bool, progre
             skip_missing: bool = False, fetched: "FetchedBlobs | None" = None) -> CheckoutResult:
     branch_ref, head = repo.refs.head()
     attach = _branch_named(repo, rev)
-    index, desired, unknown, plan, result = _plan_snapshot(repo, snapshot_id, None, force, skip_missing)
+    index, desired, unknown, plan, result = _plan_snapshot(repo, snapshot_id, None, force, skip_missing,
+                                                           fetched)
     placed, failed = _execute_keeping_going(repo, plan, result, force, progress, skip_missing, fetched)
     untouched = Index(e for e in index if under(e.path, unknown))  # left as they were
     repo.write_index(_new_index(untouched, desired, index.entries, plan, placed))
@@ -380,7 +386,7 @@ def _restore_from_index(repo: WorkspaceView, prefixes: list[bytes], force: bool,
 
 def _execute_keeping_going(repo: WorkspaceView, plan: "_Plan", result: CheckoutResult, force: bool,
                            progress: Progress, skip_missing: bool, fetched: "FetchedBlobs | None" = None
-                           ) -> tuple[dict[bytes, StatKey], "_WritesFailed | None"]:
+                           ) -> tuple["_Placed", "_WritesFailed | None"]:
     """_execute in the workspace: writes that fail (after the writability
     check passed) are returned, so that the caller finishes the index and
     HEAD consistently before it reports them."""
@@ -394,7 +400,7 @@ def _execute_keeping_going(repo: WorkspaceView, plan: "_Plan", result: CheckoutR
 class _WritesFailed(Exception):
     """Some writes of the apply step failed; the others were done."""
 
-    def __init__(self, failures: list[tuple[bytes, OSError]], placed: dict[bytes, StatKey]):
+    def __init__(self, failures: list[tuple[bytes, OSError]], placed: "_Placed"):
         super().__init__("writes failed")
         self.failures = failures
         self.placed = placed
@@ -422,25 +428,29 @@ def _branch_named(repo: HistoryView, rev: str) -> str | None:
 
 def _new_index(base: Index, desired: dict[bytes, FlatEntry | None],
                tracked: dict[bytes, IndexEntry], plan: "_Plan",
-               placed: dict[bytes, StatKey]) -> Index:
+               placed: "_Placed") -> Index:
     """`base` plus the desired entries, with the stat cache warm wherever the
-    file on disk is known to hold exactly that content."""
-    for path, wanted in desired.items():
-        if wanted is None:
-            continue
-        if wanted.mode == MODE_TREE:
-            base.set(IndexEntry(path, MODE_TREE, wanted.id, 0))
-            continue
-        before = tracked.get(path)
-        if path in placed:
-            key = placed[path]  # we wrote it; the index write's time guards it
-        elif path in plan.known:
-            key = plan.known[path]  # hashed while planning: identical
-        elif before is not None and (before.mode, before.id) == (wanted.mode, wanted.id):
-            key = before.stat  # identical by the stat cache (or not compared: None)
-        else:
-            key = None
-        base.set(IndexEntry(path, wanted.mode, wanted.id, wanted.size, key))
+    file on disk is known to hold exactly that content. The entries go in
+    in path order, merged in one pass: no overlay entry per path (a
+    clone's index holds every file)."""
+    def entries() -> Iterator[IndexEntry]:
+        for path in sorted(path for path, wanted in desired.items() if wanted is not None):
+            wanted = desired[path]
+            if wanted.mode == MODE_TREE:
+                yield IndexEntry(path, MODE_TREE, wanted.id, 0)
+                continue
+            before = tracked.get(path)
+            if path in placed:
+                key = placed[path]  # we wrote it; the index write's time guards it
+            elif path in plan.known:
+                key = plan.known[path]  # hashed while planning: identical
+            elif before is not None and (before.mode, before.id) == (wanted.mode, wanted.id):
+                key = before.stat  # identical by the stat cache (or not compared: None)
+            else:
+                key = None
+            yield IndexEntry(path, wanted.mode, wanted.id, wanted.size, key)
+
+    base.update_sorted(entries())
     base.drop_shadowed_folders()
     return base
 
@@ -751,7 +761,7 @@ def _conflict_error(conflicts: list[tuple[bytes, str]], *, target: bool = False)
 
 def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, result: CheckoutResult,
              force: bool, progress: Progress, *, for_index: bool = True,
-             skip_missing: bool = False, fetched: "FetchedBlobs | None" = None) -> dict[bytes, StatKey]:
+             skip_missing: bool = False, fetched: "FetchedBlobs | None" = None) -> "_Placed":
     """Stage every write (verified), then apply the plan. Returns the stat key
     of each path written, for the index (none without `for_index`). With
     `skip_missing`, a write whose object is missing or corrupt is dropped
@@ -775,6 +785,7 @@ def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, r
             os.close(root_fd)
             raise
     progress.start("checkout", len(plan.writes), total)
+    placed = _Placed(len(plan.writes))
     try:
         if plan.writes or fresh:
             # Named before it exists, so Ctrl-C right after mkdir still removes it.
@@ -784,10 +795,10 @@ def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, r
             stage_fd = os.open(stage_path, O_DIR)
             layout = _Layout(plan, root, os.fstat(stage_fd).st_dev, fresh)
             layout.make_folders(stage_fd)
-            damaged, stats = _stage_all(repo.store, plan.writes, layout.names, stage_fd, progress,
-                                        skip_missing=skip_missing,
-                                        want_stats=for_index and layout.in_place_after_rename,
-                                        fetched=fetched)
+            damaged = _stage_all(repo.store, plan.writes, layout.names, stage_fd, progress,
+                                 skip_missing=skip_missing,
+                                 placed=placed if for_index and layout.in_place_after_rename else None,
+                                 fetched=fetched)
             result.raw_missing.extend((path, exc.object_id or entry_id, _why_damaged(exc))
                                       for path, entry_id, exc in damaged)
         result.raw_missing.sort()
@@ -803,10 +814,10 @@ def _execute(repo: ObjectsView, plan: _Plan, root: Path, staging_parent: Path, r
                                     f"written", [str(root)],
                                     hints=["run the checkout again to write into it"]) from None
             stage_path = None
-            placed = _all_placed(plan, layout, result, skip, stats)
+            _all_placed(plan, result, skip, placed if for_index else None)
         else:
-            placed = _apply(plan, root_fd, stage_fd, force, result, for_index, skip,
-                            layout if plan.writes else None, stats if plan.writes else {})
+            _apply(plan, root_fd, stage_fd, force, result, for_index, placed, skip,
+                   layout if plan.writes else None)
     finally:
         for fd in (stage_fd, root_fd):
             if fd is not None:
@@ -929,21 +940,54 @@ def _check_parent_writable(root: Path) -> None:
             [str(parent)], hints=["make it writable (chmod u+w), or choose another target folder"])
 
 
-def _all_placed(plan: "_Plan", layout: _Layout, result: CheckoutResult, skip: set[bytes],
-                stats: dict[int, StatKey]) -> dict[bytes, StatKey]:
-    """The result of a fresh root renamed into place: every write but `skip`."""
-    placed: dict[bytes, StatKey] = {}
+def _all_placed(plan: "_Plan", result: CheckoutResult, skip: set[bytes], placed: "_Placed | None") -> None:
+    """The result of a fresh root renamed into place: every write but `skip`
+    (each in `placed`, whose stat keys _stage_all kept, when given)."""
     written = []
     for number, entry in enumerate(plan.writes):
         if entry.path in skip:
             continue
         written.append(entry.path)
         result.bytes_written += entry.size
-        if number in stats:
-            placed[entry.path] = stats[number]
+        if placed is not None:
+            placed.add(entry.path, number)
     result.raw_written = sorted(written)
     result.raw_folders = sorted(plan.folders)
-    return placed
+
+
+class _Placed:
+    """The stat key of each file or link the checkout put in place, by
+    path, for the index: the writes' numbers by path, and the stat fields
+    of each write in two arrays. A clone writes one per file, where a
+    StatKey of four integers came to ~200 bytes, the largest part of its
+    peak memory."""
+    __slots__ = ("_numbers", "_sizes_inos", "_times")
+
+    def __init__(self, writes: int):
+        self._numbers: dict[bytes, int] = {}
+        self._sizes_inos = array("Q", bytes(16 * writes))  # size and inode of write k at 2k, 2k + 1
+        self._times = array("q", bytes(16 * writes))  # its mtime and ctime
+
+    def keep(self, number: int, st: os.stat_result) -> None:
+        """The stat key of write `number` (from any thread: one item each)."""
+        self._sizes_inos[2 * number] = st.st_size
+        self._sizes_inos[2 * number + 1] = st.st_ino
+        self._times[2 * number] = st.st_mtime_ns
+        self._times[2 * number + 1] = st.st_ctime_ns
+
+    def add(self, path: bytes, number: int) -> None:
+        """Write `number`, whose stat key was kept, is in place at `path`."""
+        self._numbers[path] = number
+
+    def __contains__(self, path: bytes) -> bool:
+        return path in self._numbers
+
+    def __len__(self) -> int:
+        return len(self._numbers)
+
+    def __getitem__(self, path: bytes) -> StatKey:
+        at = 2 * self._numbers[path]
+        return StatKey(self._sizes_inos[at], self._times[at], self._times[at + 1], self._sizes_inos[at + 1])
 
 
 def _check_writable(plan: "_Plan", root_fd: int) -> None:
@@ -993,21 +1037,20 @@ def _why_damaged(exc: ObjectError) -> str:
 
 
 def _stage_all(store, writes: list[FlatEntry], names: list[bytes], stage_fd: int, progress: Progress, *,
-               skip_missing: bool = False, want_stats: bool = False, fetched: "FetchedBlobs | None" = None
-               ) -> tuple[list[tuple[bytes, str, ObjectError]], dict[int, StatKey]]:
+               skip_missing: bool = False, placed: "_Placed | None" = None,
+               fetched: "FetchedBlobs | None" = None) -> list[tuple[bytes, str, ObjectError]]:
     """Stage every write under its name in `names` (files on a few threads,
     then links). Returns, with `skip_missing`, the (path, id, error) of
-    those whose objects are missing or corrupt instead of failing; and with
-    `want_stats`, the stat key of each staged entry by its number."""
-    stats: dict[int, StatKey] = {}
+    those whose objects are missing or corrupt instead of failing. The
+    stat key of each staged entry goes to `placed` when given."""
 
     def fetch(number: int):
         try:
-            st = _fetch(store, writes[number], stage_fd, names[number], want_stats, fetched)
+            st = _fetch(store, writes[number], stage_fd, names[number], placed is not None, fetched)
         except ObjectError as exc:
             return exc
         if st is not None:
-            stats[number] = StatKey.of(st)  # not the os.stat_result: a clone holds one per file
+            placed.keep(number, st)
         return None
 
     damaged: list[tuple[bytes, str, ObjectError]] = []
@@ -1026,7 +1069,7 @@ def _stage_all(store, writes: list[FlatEntry], names: list[bytes], stage_fd: int
         raise failed
     if damaged and not skip_missing:
         raise _object_error([(path, exc) for path, _, exc in damaged])
-    return sorted(damaged, key=lambda item: item[0]), stats
+    return sorted(damaged, key=lambda item: item[0])
 
 
 #: Threads staging files: decompression, hashing and writing release the GIL.
@@ -1080,9 +1123,14 @@ class FetchedBlobs:
     instead of reading it back from the store, decompressing and hashing
     it a second time. A blob that several paths name is moved once; the
     other paths, and whatever is not here, are written from the store as
-    usual. `close` removes what was not used."""
+    usual. `close` removes what was not used.
+
+    `trees` takes the payloads of the trees (and snapshots) the fetch
+    verified, by id: the checkout's plan decodes them from there instead
+    of reading the store's copies back."""
 
     def __init__(self, folder: Path):
+        self.trees: dict[str, bytes] = {}
         self.folder = folder
         os.mkdir(folder, 0o700)
         self._fd = os.open(folder, O_DIR)
@@ -1123,9 +1171,31 @@ class FetchedBlobs:
             st = os.stat(name, dir_fd=stage_fd, follow_symlinks=False)
         return st
 
+    def trees_over(self, store) -> "_FetchedTrees":
+        """A source of trees (get_tree) reading `trees` first, then `store`."""
+        return _FetchedTrees(self.trees, store)
+
     def close(self) -> None:
+        self.trees.clear()
         os.close(self._fd)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _FetchedTrees:
+    """get_tree() from payloads a fetch verified against their ids, or from
+    the store for any other tree."""
+
+    def __init__(self, payloads: dict[str, bytes], store):
+        self._payloads, self._store = payloads, store
+
+    def get_tree(self, oid: str) -> Tree:
+        payload = self._payloads.get(oid)
+        if payload is None:
+            return self._store.get_tree(oid)
+        try:
+            return decode_tree(payload)
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"object {oid} is corrupt: {exc}", oid) from None
 
 
 def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
@@ -1140,16 +1210,15 @@ def _object_error(damaged: list[tuple[bytes, ObjectError]]) -> ObjectError:
 
 
 def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
-           result: CheckoutResult, for_index: bool, skip: set[bytes] = frozenset(),
-           layout: _Layout | None = None, stats: dict[int, StatKey] | None = None
-           ) -> dict[bytes, StatKey]:
+           result: CheckoutResult, for_index: bool, placed: _Placed, skip: set[bytes] = frozenset(),
+           layout: _Layout | None = None) -> None:
     """Apply the plan, leaving out the writes in `skip`. An operation that
     fails with an OSError does not stop the others: they are all reported
     at the end (_WritesFailed), each named by its path. Folders staged
     whole (`layout`) are renamed into place where the plan creates them;
-    `stats` holds the lstat of the files staged in them."""
+    `placed` holds the stat keys of the files staged in them, and takes
+    every write put in place (with `for_index`)."""
     dirs = Dirs(root_fd)
-    placed: dict[bytes, StatKey] = {}
     failures: list[tuple[bytes, OSError]] = []
     try:
         gone: list[bytes] = []
@@ -1213,14 +1282,15 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
                 if not moved.get(top):
                     continue  # its folder could not be moved into place (a failure named it)
                 if for_index:
-                    placed[entry.path] = stats[number]
+                    placed.add(entry.path, number)
             else:
                 parent, name = split(entry.path)
                 try:
                     fd = dirs.open(parent, create=True)
                     place(stage_fd, b"%d" % number, fd, name)
                     if for_index:
-                        placed[entry.path] = StatKey.of(os.stat(name, dir_fd=fd, follow_symlinks=False))
+                        placed.keep(number, os.stat(name, dir_fd=fd, follow_symlinks=False))
+                        placed.add(entry.path, number)
                 except OSError as exc:
                     failures.append((entry.path, exc))
                     continue
@@ -1232,7 +1302,6 @@ def _apply(plan: _Plan, root_fd: int, stage_fd: int | None, force: bool,
         dirs.close()
     if failures:
         raise _WritesFailed(failures, placed)
-    return placed
 
 
 __all__ = ["CheckoutResult", "checkout", "materialise"]

@@ -14,6 +14,7 @@ from helpers.cli import run_cli
 
 from rnstore import Repository
 from rnstore.errors import CorruptObjectError, CorruptStoreError, InvalidValueError
+from rnstore.objects import MODE_TREE
 from rnstore.remote import backend, layout, transfer
 from rnstore.remote.backend import (RemoteError, RetryingBackend, mask_url,
                                     open_backend)
@@ -363,6 +364,12 @@ def test_a_clone_moves_the_blobs_its_fetch_verified_into_place(tmp_path, monkeyp
     assert not [p.name for p in (tmp_path / "b" / ".rnstore").iterdir() if p.name.startswith(".tmp")]
     b = Repository.open(tmp_path / "b")
     assert b.fsck().ok
+    # the index holds each file's own stat key, as the clone's checkout kept it
+    index = b.read_index()
+    assert len(index) == len(tree_bytes(tmp_path / "a"))
+    for entry in index:
+        st = os.lstat(os.path.join(os.fsencode(tmp_path / "b"), entry.path))
+        assert entry.stat == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino), entry.path
     status = b.status()
     assert not status.staged and not status.unstaged and not status.untracked
 
@@ -388,21 +395,59 @@ def test_a_corrupt_frame_late_in_a_clone_stores_nothing_of_what_came_before(tmp_
     assert not (tmp_path / "c").exists()
 
 
-def test_a_clone_of_a_remote_missing_an_object_its_ref_needs_records_no_ref(tmp_path):
+@pytest.mark.parametrize("what", ["blob", "tree"])
+def test_a_clone_of_a_remote_missing_an_object_its_ref_needs_records_no_ref(tmp_path, what):
     url = str(tmp_path / "share")
     a = workspace_with_snapshot(tmp_path / "a", files=30, url=url)
     transfer.push(a, "origin")
     (index_file,) = (tmp_path / "share" / "index").iterdir()
     entries = layout.decode_index(index_file.read_bytes(), index_file.stem)
     head = a.refs.resolve("refs/heads/main")
-    blob = next(e.id for e in a.store.get_tree(a.store.get_tree(a.store.get_snapshot(head).tree)
-                                                .entries[0].id).entries)
+    subtree = a.store.get_tree(a.store.get_snapshot(head).tree).entries[0].id
+    missing = subtree if what == "tree" else next(e.id for e in a.store.get_tree(subtree).entries)
     kept = sorted((bytes.fromhex(oid), loc.offset, loc.length, loc.kind)
-                  for oid, loc in entries.items() if oid != blob)
+                  for oid, loc in entries.items() if oid != missing)
     index_file.write_bytes(layout.encode_index(kept))
     b, error = _fetch_into_new_store(tmp_path, url)
-    assert isinstance(error, RemoteError) and f"missing object {blob}" in str(error)
+    assert isinstance(error, RemoteError) and f"missing object {missing} " in str(error)
     assert b.refs.list() == {}
+
+
+def test_a_clone_decodes_the_trees_its_fetch_verified_and_reads_none_back(tmp_path, monkeypatch):
+    """The closure check and the checkout's plan decode the trees from the
+    payloads the fetch verified: the store is never asked for a tree."""
+    from rnstore.store import ObjectStore
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", files=60, url=url)
+    transfer.push(a, "origin")
+    read = []
+    real = ObjectStore.get_tree
+    monkeypatch.setattr(ObjectStore, "get_tree", lambda self, oid: read.append(oid) or real(self, oid))
+    Repository.clone(url, tmp_path / "b")
+    assert read == []
+    assert tree_bytes(tmp_path / "b") == tree_bytes(tmp_path / "a")
+    assert Repository.open(tmp_path / "b").fsck().ok
+
+
+def test_a_clone_reads_a_tree_the_remote_index_calls_a_blob_from_the_store(tmp_path):
+    """A tree whose bytes were first pushed as a file is a blob in the
+    remote's index: its payload is not kept, and the clone reads it from
+    the store instead, for the closure check and for the checkout."""
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", files=30, url=url)
+    transfer.push(a, "origin")
+    (index_file,) = (tmp_path / "share" / "index").iterdir()
+    entries = layout.decode_index(index_file.read_bytes(), index_file.stem)
+    head = a.refs.resolve("refs/heads/main")
+    subtree = next(e.id for e in a.store.get_tree(a.store.get_snapshot(head).tree).entries
+                   if e.mode == MODE_TREE)
+    assert entries[subtree].kind == "tree"
+    index_file.write_bytes(layout.encode_index(sorted(
+        (bytes.fromhex(oid), loc.offset, loc.length, "blob" if oid == subtree else loc.kind)
+        for oid, loc in entries.items())))
+    Repository.clone(url, tmp_path / "b")
+    assert tree_bytes(tmp_path / "b") == tree_bytes(tmp_path / "a")
+    assert Repository.open(tmp_path / "b").fsck().ok
 
 
 def test_verified_frames_from_several_threads_make_one_pack_or_nothing(tmp_path):
@@ -536,3 +581,30 @@ def test_a_url_scheme_rnstore_does_not_support_is_refused_at_once(workspace, run
     assert result.stderr.count("error:") == 1 and not (workspace / ".rnstore" / "remotes.json").exists()
     clone = run_cli(["clone", url, str(workspace.parent / "clone")], cwd=workspace.parent)
     assert clone.returncode == 2 and "unsupported remote URL scheme" in clone.stderr, clone
+
+
+def test_lean_service_models_are_the_cli_s_choice_only(tmp_path):
+    """An S3 backend opened by the library leaves botocore as it is; once
+    the CLI has asked for lean models, botocore decodes its S3 model into
+    plain dicts (which keep the order). A fresh interpreter: the patch is
+    process-wide, and botocore caches what it loaded."""
+    import subprocess
+    import sys
+    script = """
+import collections
+from botocore import loaders
+from rnstore.remote import backend
+backend.open_backend("s3://some-bucket/library")
+assert loaders.OrderedDict is collections.OrderedDict
+backend.lean_service_models()
+backend.open_backend("s3://some-bucket/cli")
+assert loaders.OrderedDict is dict
+model = loaders.Loader().load_service_model("s3", "service-2")
+assert type(model) is dict and type(model["shapes"]) is dict
+print("ok")
+"""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -22,6 +22,15 @@ from .porcelain import start_background_gc
 # Each command imports the library's remote modules itself: they (and fsspec)
 # load for remote commands only, so that every other command starts faster.
 
+
+def _transfer_process() -> None:
+    """Tune this process for a transfer: one malloc arena, and botocore's
+    models as plain dicts (rnstore.remote.backend.lean_service_models)."""
+    from ..remote.backend import lean_service_models
+    one_malloc_arena()
+    lean_service_models()
+
+
 REMOTES = "Remotes"
 
 RemoteName = Annotated[str, typer.Argument(metavar="NAME", help="The remote (see `rnstore remote`).",
@@ -130,7 +139,7 @@ def push(
     Example: rnstore push origin main v1.0
     """
     as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
-    one_malloc_arena()
+    _transfer_process()
     from ..remote.transfer import PushRefusedError, push as push_refs
     if delete:
         from ..remote.collect import delete_refs
@@ -152,7 +161,7 @@ def fetch(name: RemoteName, refs: Refs = None, **shared) -> None:
     Example: rnstore fetch origin && rnstore log origin/main
     """
     as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
-    one_malloc_arena()
+    _transfer_process()
     from ..remote.transfer import fetch as fetch_refs
     result = fetch_refs(open_repo(), name, refs or [], progress=bar)
     _render(result, "received", as_json)
@@ -168,7 +177,7 @@ def pull(name: RemoteName, refs: Refs = None, **shared) -> None:
     Example: rnstore pull origin
     """
     as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
-    one_malloc_arena()
+    _transfer_process()
     from ..remote.transfer import CannotFastForwardError, pull as pull_refs
     repo = open_repo()
     try:
@@ -194,7 +203,7 @@ def clone(
     Example: rnstore clone s3://team-bucket/experiments exp
     """
     as_json, bar = shared["as_json"], progress(shared["quiet"], shared["no_progress"])
-    one_malloc_arena()
+    _transfer_process()
     result = Repository.clone(url, directory, options=options or [], nested=nested, progress=bar)
     _render(result, "received", as_json)
     if not as_json:

@@ -469,6 +469,30 @@ def _backend_defaults(scheme: str) -> dict:
     return {"use_listings_cache": False}
 
 
+#: Set by the CLI (lean_service_models): botocore decodes its models into plain dicts.
+_lean_models = False
+
+
+def lean_service_models() -> None:
+    """Have botocore, when an S3 remote first loads it, decode its service
+    models (S3's API and endpoint rules: ~12 MB in memory) into plain dicts
+    rather than an OrderedDict for every JSON object: the same order (dicts
+    keep it), ~4 MB less, and a faster first client. It patches a module of
+    botocore's, so the CLI asks for it, for its own process; a library
+    caller's botocore is left as it is."""
+    global _lean_models
+    _lean_models = True
+
+
+def _use_lean_models() -> None:
+    try:
+        from botocore import loaders
+    except ImportError:
+        return
+    if getattr(loaders, "OrderedDict", None) is not None:  # the name its JSON decoding uses
+        loaders.OrderedDict = dict
+
+
 def open_backend(url: str, options: dict[str, str] | None = None, *,
                  retry_for: float | None = None) -> RetryingBackend:
     """The backend for a remote URL; MissingExtraError when its fsspec
@@ -493,6 +517,8 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
     except ImportError:
         raise _missing(extra, "fsspec") from None
     merged = {**_backend_defaults(scheme), **_typed(options or {})}
+    if _lean_models and scheme in ("s3", "s3a"):
+        _use_lean_models()
     try:
         # fsspec's instance cache keeps one client (and its connections) per process
         fs, root = url_to_fs(url, **merged)

@@ -53,7 +53,7 @@ from . import layout
 from .backend import RemoteError
 from .layout import Location
 from .remote import STALE, PushMarker, Remote, RemoteRef
-from .transfer import RefUpdate, TransferResult, _ranges, _read_range, _send_pack, open_remote
+from .transfer import _ALL_KINDS, RefUpdate, TransferResult, _ranges, _read_range, _send_pack, open_remote
 
 #: How often a collector rewrites its plan while it runs (well below STALE).
 REFRESH = PushMarker.REFRESH
@@ -371,7 +371,7 @@ def _rewrite(remote: Remote, rewrite: dict[str, dict[str, Location]], *, condemn
             writer = PackWriter(folder, f"{folder}/.tmp-{number}", fsync=False, eager=True)
             kinds = {}
             for item in _ranges(sorted(live.items())):
-                for oid, frame, _ in _read_range(remote, item, False)[0]:
+                for oid, frame, _ in _read_range(remote, item, frozenset())[0]:
                     writer.add(oid, frame)
                     kinds[oid] = live[oid].kind
             _send_pack(remote, writer.finish(), kinds, TransferResult(""), NO_PROGRESS,
@@ -468,7 +468,7 @@ def _mark(remote: Remote, roots: set[str], index: dict[str, Location], trees: di
         wanted = [(oid, index[oid]) for oid, _ in todo if oid not in trees]
         for item in _ranges(wanted):
             try:
-                for oid, _frame, payload in _read_range(remote, item, True)[0]:
+                for oid, _frame, payload in _read_range(remote, item, _ALL_KINDS)[0]:
                     trees[oid] = (index[oid].kind, payload)
             except CorruptObjectError as exc:
                 raise CorruptStoreError(f"remote gc stopped: {exc}; nothing was deleted") from None

@@ -104,6 +104,12 @@ def index_entries(data: bytes, pack: str) -> Iterator[tuple[bytes, int, int, str
     return _checked_entries(entries, pack)
 
 
+def index_entry(data: bytes, row: int) -> tuple[bytes, int, int, str]:
+    """Entry `row` (from 0) of an index file that index_entries() checked."""
+    raw, offset, length, code = _INDEX_ENTRY.unpack_from(data, len(INDEX_MAGIC) + row * _INDEX_ENTRY.size)
+    return raw, offset, length, KINDS_BY_CODE[code]
+
+
 def _checked_entries(entries: memoryview, pack: str) -> Iterator[tuple[bytes, int, int, str]]:
     for raw, offset, length, code in _INDEX_ENTRY.iter_unpack(entries):
         if length == 0 or offset + length > MAX_PACK_SIZE:  # hostile: no pack is that large
@@ -149,5 +155,5 @@ def decode_ref(data: bytes, key: str) -> str | None:
     return value
 
 
-__all__ = ["Location", "encode_index", "decode_index", "index_entries", "ref_version_key", "parse_ref_key",
-           "encode_ref", "decode_ref", "pack_key", "index_key"]
+__all__ = ["Location", "encode_index", "decode_index", "index_entries", "index_entry", "ref_version_key",
+           "parse_ref_key", "encode_ref", "decode_ref", "pack_key", "index_key"]

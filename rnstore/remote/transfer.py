@@ -22,6 +22,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+from array import array
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -54,6 +55,10 @@ LARGE_FRAME = 8 << 20
 READ_GAP = 256 << 10
 READ_LIMIT = 2 << 20
 READERS = 4
+#: The kinds of object whose payloads a fetch keeps, as the remote's index names them: a walk
+#: fetches only what it will decode (whatever the index calls it), a clone every object.
+_ALL_KINDS = frozenset((BLOB, TREE, SNAPSHOT))
+_NOT_BLOBS = frozenset((TREE, SNAPSHOT))
 
 
 class PushRefusedError(RnstoreError):
@@ -423,14 +428,15 @@ def _write_records(repo: ObjectsView, remote: Remote, snapshots: list[str]) -> N
 # -- fetch -------------------------------------------------------------------------------------
 
 def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress: Progress = NO_PROGRESS,
-          deliver: Callable[[str], ContextManager[Callable[[bytes], None]]] | None = None
-          ) -> TransferResult:
+          deliver: Callable[[str], ContextManager[Callable[[bytes], None]]] | None = None,
+          trees: dict[str, bytes] | None = None) -> TransferResult:
     """Download what the local store lacks for the remote's refs (or only
     `refs`), verified, then record them: branches as refs/remotes/NAME/X,
     tags as local tags where no other tag of that name exists. A fetch into
     an empty store (a clone's) also writes each blob it verifies, but the
     large ones, to `deliver(id)`: a block that takes the payload's chunks
-    as they are checked, and fails if the check does."""
+    as they are checked, and fails if the check does; and it puts the
+    payloads of the trees and snapshots it verified in `trees`, by id."""
     remote = open_remote(repo, name)
     result = TransferResult(name)
     with _remote_errors(remote):
@@ -447,7 +453,8 @@ def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress:
         with repo.store_lock(shared=True):
             # a new store fetching every ref (a clone) takes every indexed object, each pack read once
             if not refs and next(iter(repo.store), None) is None:
-                download_everything(repo.store, remote, tips, result, progress, live=live, deliver=deliver)
+                download_everything(repo.store, remote, tips, result, progress, live=live, deliver=deliver,
+                                    trees=trees)
             else:
                 download(repo.store, remote, remote.load_index(), tips, result, progress, live=live)
             _record_fetched(repo, name, {r: current[r].id for r in wanted}, result,
@@ -517,36 +524,53 @@ def download(store, remote: Remote, index: dict[str, Location], tips: list[str],
 
 def download_everything(store, remote: Remote, tips: list[str], result: TransferResult,
                         progress: Progress, *, live: set[str],
-                        deliver=None) -> None:
+                        deliver=None, trees: dict[str, bytes] | None = None) -> None:
     """download() into an empty store fetching every ref (a clone): every
     object the remote's indexes list (but snapshots it does not keep
     `live`: they may have lost their files), in large ranges of each pack
-    and once, verified and stored; then the tips' closure is checked in
-    the store. The indexes stay as their files, read pack by pack: no
-    Location by id for every object (a clone's peak memory)."""
+    and once, verified and stored; then the tips' closure is checked from
+    the verified payloads of the trees and snapshots, not read back from
+    the store (and left in `trees` when given, for the checkout). The
+    indexes stay as their files, read pack by pack: no Location by id for
+    every object (a clone's peak memory)."""
     progress.start("fetching", unit="object")
     large: dict[str, Location] = {}
 
     indexes = remote.index_files()
 
+    def by_offset(name: str, data: bytes) -> Iterator[tuple[str, Location]]:
+        """The pack's objects to read in ranges, in offset order. Only row
+        numbers are held for the whole pack: each (id, Location) is made
+        when its range is (tens of thousands in one pack of small files)."""
+        rows, offsets = array("I"), array("Q")
+        for row, (raw, offset, length, kind) in enumerate(layout.index_entries(data, name)):
+            if kind == SNAPSHOT and raw.hex() not in live:
+                continue
+            if length > LARGE_FRAME:
+                large.setdefault(raw.hex(), Location(name, offset, length, kind))
+            else:
+                rows.append(row)
+                offsets.append(offset)
+        order = sorted(range(len(rows)), key=offsets.__getitem__)
+        rows = array("I", [rows[k] for k in order])
+        del order, offsets
+        for row in rows:
+            raw, offset, length, kind = layout.index_entry(data, row)
+            yield raw.hex(), Location(name, offset, length, kind)
+
     def ranges() -> Iterator[tuple[str, int, int, list]]:
         for name, data in sorted(indexes.items()):
-            located = []
-            for raw, offset, length, kind in layout.index_entries(data, name):
-                oid = raw.hex()
-                if kind == SNAPSHOT and oid not in live:
-                    continue
-                if length > LARGE_FRAME:
-                    large.setdefault(oid, Location(name, offset, length, kind))
-                else:
-                    located.append((oid, Location(name, offset, length, kind)))
-            yield from _ranges(located)
+            yield from _merged(name, by_offset(name, data))
 
     with store.verified_pack() as add:
-        _store_frames(store, _read_ranges(remote, ranges(), result, progress, add=add, deliver=deliver))
+        payloads = _store_frames(store, _read_ranges(remote, ranges(), result, progress, add=add,
+                                                     deliver=deliver, keep=_NOT_BLOBS))
     for oid, location in sorted(large.items()):
         _fetch_large_blob(store, remote, oid, location, result, progress)
-    _check_closure(store, remote, tips, live, indexes)
+    if trees is not None:
+        trees.update(payloads)
+        payloads = trees
+    _check_closure(store, remote, tips, live, indexes, payloads)
     progress.finish()
 
 
@@ -568,7 +592,7 @@ def _download_walking(store, remote: Remote, index: dict[str, Location], tips: l
         absent = [(oid, index.get(oid)) for oid, kind, held in todo if not held]
         payloads = {oid: store.get(oid, kind)[1] for oid, kind, held in todo if held}
         payloads.update(_store_frames(store, _fetch_frames(remote, index, absent, result, progress,
-                                                           add=add, keep_payload=True)))
+                                                           add=add, keep=_ALL_KINDS)))
         level = []
         for oid, kind, _ in todo:
             payload = payloads[oid]
@@ -605,11 +629,20 @@ def _store_frames(store, fetched: Iterator[tuple[str, bytes | None, bytes | None
     return payloads
 
 
-def _check_closure(store, remote: Remote, tips: list[str], live: set[str], indexes: dict[str, bytes]) -> None:
+def _check_closure(store, remote: Remote, tips: list[str], live: set[str], indexes: dict[str, bytes],
+                   payloads: dict[str, bytes]) -> None:
     """Every object the tips reach (and the live parents) is stored, where
     download_everything() put every object `indexes` list: snapshots and
-    trees are read from the store, blobs looked up in `indexes` (no file
-    system call for each)."""
+    trees decoded from the verified `payloads` it stored (from the store
+    when not there), blobs looked up in `indexes` (no file system call for
+    each)."""
+    def read(oid: str, decode, stored):
+        payload = payloads.get(oid)
+        if payload is None:
+            _require_stored(store, remote, [oid])
+            return stored(oid)
+        return _decoded(decode, payload, oid)
+
     seen: set[str] = set()
     blobs: set[str] = set()
     history = list(tips)
@@ -618,8 +651,7 @@ def _check_closure(store, remote: Remote, tips: list[str], live: set[str], index
         if sid in seen:
             continue
         seen.add(sid)
-        _require_stored(store, remote, [sid])
-        snapshot = store.get_snapshot(sid)
+        snapshot = read(sid, decode_snapshot, store.get_snapshot)
         history.extend(p for p in snapshot.parents if p in live)
         stack = [snapshot.tree]
         while stack:
@@ -627,8 +659,7 @@ def _check_closure(store, remote: Remote, tips: list[str], live: set[str], index
             if tree_id in seen:
                 continue
             seen.add(tree_id)
-            _require_stored(store, remote, [tree_id])
-            entries = store.get_tree(tree_id).entries
+            entries = read(tree_id, decode_tree, store.get_tree).entries
             stack.extend(entry.id for entry in entries if entry.mode == MODE_TREE)
             blobs.update(entry.id for entry in entries if entry.mode != MODE_TREE)
     for name, data in indexes.items():
@@ -682,25 +713,25 @@ def _decoded(decode, payload: bytes, oid: str):
 
 
 def _fetch_frames(remote: Remote, index: dict[str, Location], located: list[tuple[str, Location | None]],
-                  result: TransferResult, progress: Progress, *, add, keep_payload: bool = False
+                  result: TransferResult, progress: Progress, *, add, keep: frozenset[str] = frozenset()
                   ) -> Iterator[tuple[str, bytes | None, bytes | None]]:
     """Each object read from the packs in merged ranges, several at once,
     in bounded memory, and verified; frames that fit in a pack handed to
     `add` (from the reading threads), the others returned: (id, frame or
-    None, payload if asked and the object is no blob)."""
+    None, payload if its kind in the remote's index is in `keep`)."""
     _require(remote, index, [oid for oid, location in located if location is None])
-    yield from _read_ranges(remote, _ranges(located), result, progress, add=add, keep_payload=keep_payload)
+    yield from _read_ranges(remote, _ranges(located), result, progress, add=add, keep=keep)
 
 
 def _read_ranges(remote: Remote, ranges: Iterable[tuple[str, int, int, list]], result: TransferResult,
-                 progress: Progress, *, add, keep_payload: bool = False, deliver=None
+                 progress: Progress, *, add, keep: frozenset[str] = frozenset(), deliver=None
                  ) -> Iterator[tuple[str, bytes | None, bytes | None]]:
     """_fetch_frames() of merged ranges (_ranges), taken from `ranges` as
     they are read; each blob's payload handed to `deliver` when given."""
     with ThreadPoolExecutor(READERS) as pool:
         window: deque[Future] = deque()
         for item in ranges:
-            window.append(pool.submit(_read_range, remote, item, keep_payload, add, deliver))
+            window.append(pool.submit(_read_range, remote, item, keep, add, deliver))
             if len(window) >= READERS:  # bounded memory: at most READERS ranges held
                 yield from _collect(window.popleft(), result, progress)
         while window:
@@ -723,26 +754,33 @@ def _ranges(located: list[tuple[str, Location]]) -> list[tuple[str, int, int, li
     ranges = []
     for pack, items in sorted(by_pack.items()):
         items.sort(key=lambda item: item[1].offset)
-        start = end = None
-        members: list = []
-        for oid, location in items:
-            if start is not None and (location.offset - end > READ_GAP
-                                      or location.offset + location.length - start > READ_LIMIT):
-                ranges.append((pack, start, end, members))
-                start, members = None, []
-            if start is None:
-                start = location.offset
-            end = location.offset + location.length
-            members.append((oid, location))
-        if members:
-            ranges.append((pack, start, end, members))
+        ranges.extend(_merged(pack, items))
     return ranges
 
 
-def _read_range(remote: Remote, item, keep_payload: bool, add=None, deliver=None
+def _merged(pack: str, items: Iterable[tuple[str, Location]]) -> Iterator[tuple[str, int, int, list]]:
+    """The ranges of `pack` to read (pack, start, end, members) for `items`,
+    objects of that pack in offset order: neighbours merged across gaps up
+    to READ_GAP, each range kept under READ_LIMIT bytes."""
+    start = end = None
+    members: list = []
+    for oid, location in items:
+        if start is not None and (location.offset - end > READ_GAP
+                                  or location.offset + location.length - start > READ_LIMIT):
+            yield pack, start, end, members
+            start, members = None, []
+        if start is None:
+            start = location.offset
+        end = location.offset + location.length
+        members.append((oid, location))
+    if members:
+        yield pack, start, end, members
+
+
+def _read_range(remote: Remote, item, keep: frozenset[str], add=None, deliver=None
                 ) -> tuple[list[tuple[str, bytes | None, bytes | None]], int]:
     """One merged range of a remote pack, each frame verified: ([(id,
-    frame, payload if asked)], bytes read). Frames that fit in a pack go
+    frame, payload if its kind is in `keep`)], bytes read). Frames that fit in a pack go
     to `add` when given (their frame is then None here); each verified
     blob's payload goes to `deliver` when given."""
     pack, start, end, members = item
@@ -763,9 +801,9 @@ def _read_range(remote: Remote, item, keep_payload: bool, add=None, deliver=None
         size += len(frame)
         if deliver is not None and location.kind == BLOB:
             with deliver(oid) as sink:  # written as it is checked (never whole in memory)
-                payload = _verified_payload(oid, io.BytesIO(frame), key, keep_payload, sink)
+                payload = _verified_payload(oid, io.BytesIO(frame), key, location.kind in keep, sink)
         else:
-            payload = _verified_payload(oid, io.BytesIO(frame), key, keep_payload)
+            payload = _verified_payload(oid, io.BytesIO(frame), key, location.kind in keep)
         if add is not None and len(frame) <= MAX_FRAME:
             packed.append((oid, frame))
             frame = None
@@ -855,7 +893,7 @@ def clone_into(repo: WorkspaceView, url: str, *, options: Iterable[str] = (),
     # checkout moves into place rather than reading them back (one pass)
     fetched = FetchedBlobs(repo.dotdir / f"{TMP_PREFIX}fetched-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        result = fetch(repo, "origin", progress=progress, deliver=fetched.receive)
+        result = fetch(repo, "origin", progress=progress, deliver=fetched.receive, trees=fetched.trees)
         remote = open_remote(repo, "origin")
         with _remote_errors(remote):
             default = remote.default_branch()

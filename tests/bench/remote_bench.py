@@ -46,16 +46,17 @@ def start_moto() -> tuple[int, subprocess.Popen]:
             time.sleep(0.1)
 
 
-def timed(args, cwd, env) -> tuple[float, int]:
-    """(seconds, peak RSS in MB) of one command, which must succeed."""
+def timed(args, cwd, env) -> tuple[float, int, float]:
+    """(seconds, peak RSS in MB, CPU seconds: user + system) of one
+    command, which must succeed."""
     start = time.monotonic()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *args], cwd=cwd, env=env,
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", *args], cwd=cwd, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     elapsed = time.monotonic() - start
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(map(str, args))}\n{proc.stderr[-3000:]}")
-    rss_kb = int(proc.stderr.strip().splitlines()[-1])
-    return elapsed, rss_kb // 1024
+    rss_kb, user, system = proc.stderr.strip().splitlines()[-1].split()
+    return elapsed, int(rss_kb) // 1024, round(float(user) + float(system), 2)
 
 
 def main() -> None:
@@ -91,40 +92,40 @@ def main() -> None:
         ws = work / "rn"
         shutil.copytree(source, ws, symlinks=True)
         subprocess.run([*rn, "init", "-q", "--no-default-ignore"], cwd=ws, env=env, check=True)
-        results["rnstore commit"] = dict(zip(("s", "rss_mb"), timed([*rn, "commit", "-a", "-q", "--force", "-m", "1"], ws, env)))
+        results["rnstore commit"] = dict(zip(("s", "rss_mb", "cpu_s"), timed([*rn, "commit", "-a", "-q", "--force", "-m", "1"], ws, env)))
         subprocess.run([*rn, "remote", "add", "origin", "s3://rnstore-bench/b"], cwd=ws, env=env, check=True)
-        results["rnstore push"] = dict(zip(("s", "rss_mb"), timed([*rn, "push", "-q", "origin"], ws, env)))
+        results["rnstore push"] = dict(zip(("s", "rss_mb", "cpu_s"), timed([*rn, "push", "-q", "origin"], ws, env)))
         first_keys = set(fs.find("rnstore-bench"))
         results["rnstore push"]["keys"] = len(first_keys)
-        results["rnstore clone"] = dict(zip(("s", "rss_mb"), timed(
+        results["rnstore clone"] = dict(zip(("s", "rss_mb", "cpu_s"), timed(
             [*rn, "clone", "-q", "s3://rnstore-bench/b", str(work / "rn-clone")], work, env)))
         shallow = Path(tempfile.mkdtemp(prefix="rnstore-remote-bench-", dir=options.tmpfs)) if options.tmpfs else None
         if shallow is not None:
-            results["rnstore clone (tmpfs)"] = dict(zip(("s", "rss_mb"), timed(
+            results["rnstore clone (tmpfs)"] = dict(zip(("s", "rss_mb", "cpu_s"), timed(
                 [*rn, "clone", "-q", "s3://rnstore-bench/b", str(shallow / "rn-clone")], work, env)))
             shutil.rmtree(shallow / "rn-clone")
         # gen.py edit walks everything under DIR: the workspace's .rnstore goes aside meanwhile
         (ws / ".rnstore").rename(work / "rnstore.aside")
         subprocess.run([sys.executable, str(HERE / "gen.py"), "edit", str(ws)], check=True)
         (work / "rnstore.aside").rename(ws / ".rnstore")
-        results["rnstore commit (edit)"] = dict(zip(("s", "rss_mb"), timed([*rn, "commit", "-a", "-q", "--force", "--allow-empty", "-m", "2"], ws, env)))
-        results["rnstore push (edit)"] = dict(zip(("s", "rss_mb"), timed([*rn, "push", "-q", "origin"], ws, env)))
+        results["rnstore commit (edit)"] = dict(zip(("s", "rss_mb", "cpu_s"), timed([*rn, "commit", "-a", "-q", "--force", "--allow-empty", "-m", "2"], ws, env)))
+        results["rnstore push (edit)"] = dict(zip(("s", "rss_mb", "cpu_s"), timed([*rn, "push", "-q", "origin"], ws, env)))
         results["rnstore push (edit)"]["new_keys"] = len(set(fs.find("rnstore-bench")) - first_keys)
 
         rs = work / "restic"
         shutil.copytree(source, rs, symlinks=True)
         repo = ["restic", "-q", "-r", f"s3:{endpoint}/restic-bench"]
         subprocess.run([*repo, "init"], env=env, check=True, stdout=subprocess.DEVNULL)
-        results["restic backup"] = dict(zip(("s", "rss_mb"), timed([*repo, "backup", "--compression", "auto", "."], rs, env)))
+        results["restic backup"] = dict(zip(("s", "rss_mb", "cpu_s"), timed([*repo, "backup", "--compression", "auto", "."], rs, env)))
         first_restic = set(fs.find("restic-bench"))
-        results["restic restore"] = dict(zip(("s", "rss_mb"), timed(
+        results["restic restore"] = dict(zip(("s", "rss_mb", "cpu_s"), timed(
             [*repo, "restore", "latest", "--target", str(work / "restic-restore")], work, env)))
         if shallow is not None:
-            results["restic restore (tmpfs)"] = dict(zip(("s", "rss_mb"), timed(
+            results["restic restore (tmpfs)"] = dict(zip(("s", "rss_mb", "cpu_s"), timed(
                 [*repo, "restore", "latest", "--target", str(shallow / "restic-restore")], work, env)))
             shutil.rmtree(shallow)
         subprocess.run([sys.executable, str(HERE / "gen.py"), "edit", str(rs)], check=True)
-        results["restic backup (edit)"] = dict(zip(("s", "rss_mb"), timed(
+        results["restic backup (edit)"] = dict(zip(("s", "rss_mb", "cpu_s"), timed(
             [*repo, "backup", "--compression", "auto", "."], rs, env)))
         results["restic backup (edit)"]["new_keys"] = len(set(fs.find("restic-bench")) - first_restic)
 
@@ -142,8 +143,8 @@ def main() -> None:
                 / results["restic backup (edit)"]["s"],
         }
         for name, row in results.items():
-            extra = "".join(f"  {k}={v}" for k, v in row.items() if k not in ("s", "rss_mb"))
-            print(f"{name:<28} {row['s']:7.2f} s  peak RSS {row['rss_mb']:4d} MB{extra}")
+            extra = "".join(f"  {k}={v}" for k, v in row.items() if k not in ("s", "rss_mb", "cpu_s"))
+            print(f"{name:<28} {row['s']:7.2f} s  CPU {row['cpu_s']:6.2f} s  peak RSS {row['rss_mb']:4d} MB{extra}")
         for name, value in ratios.items():
             print(f"{name:<50} {value:5.2f}x")
         Path(options.json).write_text(json.dumps({"tree": options.tree, "results": results,
