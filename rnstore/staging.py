@@ -16,7 +16,8 @@ from .objects import MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .trees import iter_tree, text_paths
 from .units import format_size, plural
-from .worktree import Scan, hash_entry, parallel_map, relative_pathspecs, scan, store_entry, under
+from .worktree import (LISTINGS_FILE, NO_LISTINGS, ListingCache, Scan, hash_entry, parallel_map,
+                       relative_pathspecs, scan, store_entry, under)
 from .views import ObjectsView, WorkspaceView
 
 
@@ -126,7 +127,7 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
     writes the index when `index_changed`)."""
     prefixes = relative_pathspecs(repo.root, list(paths) or ["."], cwd)
     rules = ignore_rules(repo, excludes, no_ignore, strict_ignore)
-    found = scan(repo.root, prefixes, rules)
+    found = scan(repo.root, prefixes, rules, listings=listing_cache(repo))
     unmatched = [p for p in found.missing if not index.holds(p)]
     if unmatched:
         raise InvalidValueError(
@@ -139,6 +140,8 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
         raise _unreadable_error(found.unreadable)
     result.raw_unreadable.extend(found.unreadable)
     to_store, deleted, files, total = _compare(repo, index, sweep, found, force, result)
+    if not dry_run:  # past the limits: a refused or dry run changes nothing, not even a cache
+        found.listings.save()
     del found, sweep  # a record per changed file: only those to store are kept while storing
 
     if dry_run:
@@ -333,6 +336,7 @@ def _against_index(repo: WorkspaceView, index: Index, found: Scan) -> _Workspace
     """Sweep the workspace against the index, hashing only what the stat
     cache cannot vouch for."""
     sweep = index.sweep(found.found)
+    found.listings.save()
     untracked = list(sweep.untracked)
     gone, to_hash = sweep.gone, list(sweep.changed)
     empty = {f.path: f for f in found.empty_folders}
@@ -380,7 +384,7 @@ def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool
     branch = branch_ref[len("refs/heads/"):] if branch_ref else None
     index = repo.read_index()
     rules = ignore_rules(repo, excludes, no_ignore, strict_ignore)
-    found = scan(repo.root, [b""], rules, list_ignored=ignored)
+    found = scan(repo.root, [b""], rules, list_ignored=ignored, listings=listing_cache(repo))
     seen = _against_index(repo, index, found)
     result = Status(branch, head)
     if head is not None and index.tree_id == repo.store.get_snapshot(head).tree:
@@ -397,6 +401,14 @@ def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool
     if seen.refreshed:
         _refresh_index(repo, seen.refreshed)
     return result
+
+
+def listing_cache(repo: WorkspaceView) -> ListingCache:
+    """The workspace's folder listings (see ListingCache), unless the
+    config turns them off."""
+    if not repo.config.get("core.listing_cache"):
+        return NO_LISTINGS
+    return ListingCache.load(repo.dotdir / LISTINGS_FILE)
 
 
 def _separate_now_ignored(repo: WorkspaceView, rules, result: Status) -> None:

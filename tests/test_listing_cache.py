@@ -1,0 +1,218 @@
+"""The listing cache (git's untracked cache): a folder whose stat did not
+change is not listed again, and the cache never hides a change."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import pytest
+
+from rnstore.index import RACY_NS
+from rnstore.repo import Repository
+from rnstore.staging import ignore_rules
+from rnstore.worktree import LISTINGS_FILE, ListingCache, _decode_listings, _encode_listings, scan
+
+from helpers.cli import run_cli
+
+
+def settle() -> None:
+    time.sleep(2 * RACY_NS / 1e9)
+
+
+def workspace(tmp_path) -> Repository:
+    """A snapshot of a few folders, settled, and a status that recorded
+    every folder's listing."""
+    repo = Repository.init(tmp_path / "ws", default_ignore=False)
+    for folder in ("a", "a/deep", "b", "c"):
+        (repo.root / folder).mkdir()
+        for name in ("one.txt", "two.txt"):
+            (repo.root / folder / name).write_text(f"{folder}/{name}\n")
+    (repo.root / "top.txt").write_text("top\n")
+    settle()
+    repo.snapshot("one")
+    settle()
+    assert repo.status().clean
+    return repo
+
+
+def recorded(repo: Repository) -> set[bytes]:
+    return set(ListingCache.load(repo.dotdir / LISTINGS_FILE)._folders)
+
+
+def status_of(repo: Repository) -> tuple[list, list]:
+    status = repo.status()
+    return ([(c.raw_path, c.status) for c in status.unstaged], status.raw_untracked)
+
+
+def test_a_status_records_every_settled_folder(tmp_path):
+    repo = workspace(tmp_path)
+    assert recorded(repo) == {b"", b"a", b"a/deep", b"b", b"c"}
+
+
+def test_the_walk_takes_an_unchanged_folders_names_from_the_cache(tmp_path):
+    """The cache is used: names it holds for an unchanged folder are what
+    the walk sees (here one that is not there: a lie the stat allows)."""
+    repo = workspace(tmp_path)
+    cache = ListingCache.load(repo.dotdir / LISTINGS_FILE)
+    stat_key, keys = cache._folders[b"b"]
+    cache._folders[b"b"] = (stat_key, [*keys, b"zz-only-in-the-cache.txt"])
+    os.utime(repo.dotdir / LISTINGS_FILE)  # written later still: trusted
+    found = scan(repo.root, [b""], ignore_rules(repo), listings=cache)
+    assert b"b/zz-only-in-the-cache.txt" not in [p for p, _, _ in found.found]  # lstat finds nothing
+    assert cache.lookup(b"b", os.lstat(repo.root / "b")) is not None
+
+
+def test_a_new_file_in_a_recorded_folder_is_seen(tmp_path):
+    repo = workspace(tmp_path)
+    (repo.root / "b" / "new.txt").write_text("new\n")
+    assert status_of(repo) == ([], [b"b/new.txt"])
+    assert repo.snapshot("two").files == 10
+
+
+def test_a_new_file_is_seen_though_the_folders_mtime_is_set_back(tmp_path):
+    """utime can put a folder's mtime back, not its ctime."""
+    repo = workspace(tmp_path)
+    before = os.lstat(repo.root / "a")
+    (repo.root / "a" / "new.txt").write_text("new\n")
+    os.utime(repo.root / "a", ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert status_of(repo) == ([], [b"a/new.txt"])
+
+
+def test_a_new_file_made_at_once_after_the_listing_is_seen(tmp_path):
+    """Status lists, then a file appears in the same instant: the next
+    status sees it, however fine or coarse the clock."""
+    repo = workspace(tmp_path)
+    for round_ in range(5):
+        name = f"c/quick{round_}.txt"
+        (repo.root / "c" / "x").write_text("x\n")
+        os.unlink(repo.root / "c" / "x")  # the folder changes just now...
+        repo.status()  # ...is listed in the same tick (not recorded: not settled)
+        (repo.root / name).write_text("quick\n")
+        assert os.fsencode(name) in status_of(repo)[1]
+
+
+def test_a_folder_replaced_by_a_file_and_back_is_seen(tmp_path):
+    repo = workspace(tmp_path)
+    shutil.rmtree(repo.root / "b")
+    (repo.root / "b").write_text("now a file\n")
+    unstaged, untracked = status_of(repo)
+    assert unstaged == [(b"b/one.txt", "D"), (b"b/two.txt", "D")] and untracked == [b"b"]
+    settle()
+    repo.status()
+    os.unlink(repo.root / "b")
+    (repo.root / "b").mkdir()
+    (repo.root / "b" / "three.txt").write_text("three\n")
+    unstaged, untracked = status_of(repo)
+    assert unstaged == [(b"b/one.txt", "D"), (b"b/two.txt", "D")] and untracked == [b"b/three.txt"]
+
+
+def test_a_file_replaced_by_a_folder_and_a_rename_are_seen(tmp_path):
+    repo = workspace(tmp_path)
+    os.unlink(repo.root / "c" / "one.txt")
+    (repo.root / "c" / "one.txt").mkdir()
+    (repo.root / "c" / "one.txt" / "inner").write_text("inner\n")
+    os.rename(repo.root / "a" / "deep" / "two.txt", repo.root / "a" / "deep" / "three.txt")
+    unstaged, untracked = status_of(repo)
+    assert unstaged == [(b"a/deep/two.txt", "D"), (b"c/one.txt", "D")]
+    assert untracked == [b"a/deep/three.txt", b"c/one.txt/inner"]
+
+
+def test_a_folder_removed_and_made_again_at_once_is_seen(tmp_path):
+    """A new folder in the old one's place, even with its inode, has new times."""
+    repo = workspace(tmp_path)
+    shutil.rmtree(repo.root / "a" / "deep")
+    (repo.root / "a" / "deep").mkdir()
+    (repo.root / "a" / "deep" / "one.txt").write_text("a/deep/one.txt\n")
+    (repo.root / "a" / "deep" / "other.txt").write_text("other\n")
+    unstaged, untracked = status_of(repo)
+    assert unstaged == [(b"a/deep/two.txt", "D")] and untracked == [b"a/deep/other.txt"]
+
+
+def test_a_file_replaced_in_the_same_tick_is_seen(tmp_path):
+    """The listing cache leaves the files' own stat cache (racy rule) alone."""
+    repo = workspace(tmp_path)
+    path = repo.root / "a" / "one.txt"
+    st = os.lstat(path)
+    path.write_text("A/ONE.TXT\n")  # as many bytes
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert status_of(repo) == ([(b"a/one.txt", "M")], [])
+
+
+def test_rules_apply_to_a_cached_listing_afresh(tmp_path):
+    """The cache holds a folder's names before any ignore rule: a new
+    --exclude hides a name, and dropping it shows the name again."""
+    repo = workspace(tmp_path)
+    (repo.root / "c" / "log.tmp").write_text("log\n")
+    settle()
+    assert status_of(repo)[1] == [b"c/log.tmp"]  # recorded with log.tmp
+    assert repo.status(excludes=["*.tmp"]).raw_untracked == []
+    assert status_of(repo)[1] == [b"c/log.tmp"]
+    (repo.root / ".rnignore").write_text("*.tmp\n")
+    assert status_of(repo)[1] == [b".rnignore"]
+
+
+def test_a_changed_folder_is_listed_until_it_settles():
+    cache = ListingCache()
+    now = time.time_ns()
+
+    class Stat:
+        st_mtime_ns, st_ctime_ns, st_ino = now, now, 7
+
+    cache.record(b"x", Stat, [b"f"])
+    assert b"x" not in cache._folders  # changed within RACY_NS of the walk: not recorded
+
+    class Settled:
+        st_mtime_ns, st_ctime_ns, st_ino = now - 3 * RACY_NS, now - 3 * RACY_NS, 7
+
+    cache.record(b"x", Settled, [b"f"])
+    assert cache._folders[b"x"][1] == [b"f"]
+    cache._written_ns = Settled.st_ctime_ns  # a cache written in that very tick vouches for nothing
+    assert cache.lookup(b"x", Settled) is None
+    cache._written_ns = now
+    assert cache.lookup(b"x", Settled) == [b"f"]
+
+
+def test_the_file_round_trips_and_damage_is_ignored(tmp_path):
+    folders = {b"": ((1, 2, 3), [b"a", b"b/", b"\xff"]), b"b": ((4, 5, 6), []), b"b/c": ((7, 8, 9), [b"x"])}
+    data = b"".join(_encode_listings(folders))
+    assert _decode_listings(data) == folders
+    for damaged in (data[:-1], data + b"\0", data[:20] + bytes([data[20] ^ 1]) + data[21:], b"", b"rnlistings 2\n"):
+        assert _decode_listings(damaged) is None
+    escaping = {b"": ((1, 2, 3), [b"../../etc/"])}
+    assert _decode_listings(b"".join(_encode_listings(escaping))) is None
+
+
+def test_a_damaged_cache_file_changes_nothing(tmp_path):
+    repo = workspace(tmp_path)
+    (repo.root / "b" / "new.txt").write_text("new\n")
+    path = repo.dotdir / LISTINGS_FILE
+    path.write_bytes(path.read_bytes()[:-5])
+    assert status_of(repo) == ([], [b"b/new.txt"])
+    path.write_bytes(b"garbage")
+    proc = run_cli(["status", "--porcelain"], cwd=repo.root)
+    assert proc.returncode == 0 and proc.stdout == b"?? b/new.txt\n", proc.stderr
+
+
+@pytest.mark.parametrize("setting", ["false", "true"])
+def test_the_setting_turns_it_off(tmp_path, setting):
+    repo = workspace(tmp_path)
+    os.unlink(repo.dotdir / LISTINGS_FILE)
+    repo.config.set("core.listing_cache", setting)
+    repo.status()
+    assert (repo.dotdir / LISTINGS_FILE).exists() == (setting == "true")
+
+
+def test_commit_all_uses_and_keeps_it(tmp_path):
+    repo = workspace(tmp_path)
+    (repo.root / "a" / "deep" / "new.txt").write_text("new\n")
+    proc = run_cli(["commit", "-a", "-m", "two", "-q"], cwd=repo.root)
+    assert proc.returncode == 0, proc.stderr
+    shutil.rmtree(repo.root / "c")
+    proc = run_cli(["commit", "-a", "-m", "three", "-q"], cwd=repo.root)
+    assert proc.returncode == 0, proc.stderr
+    assert [e.path for e in repo.read_index()] == [
+        b"a/deep/new.txt", b"a/deep/one.txt", b"a/deep/two.txt", b"a/one.txt", b"a/two.txt",
+        b"b/one.txt", b"b/two.txt", b"top.txt"]
+    assert b"c" not in recorded(repo)  # a whole walk drops the folders it no longer saw
