@@ -93,11 +93,15 @@ def under(path: bytes, prefixes: list[bytes]) -> bool:
 
 
 def scan(root: Path, prefixes: list[bytes], rules, *, list_ignored: bool = False,
-         listings: "ListingCache | None" = None) -> Scan:
+         listings: "ListingCache | None" = None,
+         root_keys: tuple[bytes | None, bytes | None] = (None, None)) -> Scan:
     """Everything under the given paths that the ignore rules keep (and,
     with `list_ignored`, what they hide, in Scan.hidden). The walk happens
     as Scan.found is consumed; it reads an unchanged folder's names from
-    `listings` instead of listing it, and records the folders it lists."""
+    `listings` instead of listing it, and records the folders it lists.
+    A walk of the whole workspace may be limited to the root folder's keys
+    from root_keys[0] (included) to root_keys[1] (excluded; None: no bound):
+    a name, with "/" after a folder's."""
     result = Scan()
     result.listings = NO_LISTINGS if listings is None else listings
     if b"" in prefixes:
@@ -127,7 +131,7 @@ def scan(root: Path, prefixes: list[bytes], rules, *, list_ignored: bool = False
             starts.append((prefix, prefix, st))
     starts.sort()
     if len(starts) == 1 and starts[0][2] is None:
-        result.found = _walk(root_b, starts[0][1], rules, result, list_ignored)
+        result.found = _walk(root_b, starts[0][1], rules, result, list_ignored, root_keys)
     else:
         result.found = _found_under(root_b, starts, rules, result, list_ignored)
     return result
@@ -169,15 +173,21 @@ def _mode_or_skip(result: Scan, path: bytes, st: os.stat_result) -> str | None:
 _SLASH = ord("/")
 
 
-def _walk(root_b: bytes, folder: bytes, rules, result: Scan, list_ignored: bool = False
+def _walk(root_b: bytes, folder: bytes, rules, result: Scan, list_ignored: bool = False,
+          keys: tuple[bytes | None, bytes | None] = (None, None)
           ) -> Iterator[tuple[bytes, str, os.stat_result]]:
     """(path, mode, lstat result) of each file and link below `folder`, in
     path-byte order: each listing is sorted with a folder's name as
-    "name/", which is where the paths below it sort."""
+    "name/", which is where the paths below it sort. `keys` bounds the
+    keys taken from `folder` itself (see scan)."""
     # The hot loop of every add, status and commit.
     S_ISREG, S_IXUSR = stat.S_ISREG, stat.S_IXUSR
-    stack = [(iter(_listing(root_b, folder, rules, result, list_ignored)),
-              folder + b"/" if folder else b"")]
+    top = _listing(root_b, folder, rules, result, list_ignored)
+    low, high = keys
+    if low is not None or high is not None:
+        top = [(key, st) for key, st in top
+               if (low is None or key >= low) and (high is None or key < high)]
+    stack = [(iter(top), folder + b"/" if folder else b"")]
     while stack:
         entries, prefix = stack[-1]
         for key, st in entries:
@@ -333,6 +343,8 @@ class ListingCache:
         self.whole_walk = False  # the walk covered every folder: unvisited ones are gone
         self._visited: set[bytes] = set()
         self._changed = False
+        #: what this walk recorded: folder -> its entry, or None (dropped)
+        self._learned: dict[bytes, tuple[tuple[int, int, int], list[bytes]] | None] = {}
 
     @classmethod
     def load(cls, path: Path) -> "ListingCache":
@@ -374,11 +386,29 @@ class ListingCache:
         taken before the listing; not if it changed too recently."""
         self._visited.add(folder)
         if max(st.st_mtime_ns, st.st_ctime_ns) >= self.settle_ns:
-            if self._folders.pop(folder, None) is not None:
-                self._changed = True
+            self._learn(folder, None)
             return
-        self._folders[folder] = ((st.st_mtime_ns, st.st_ctime_ns, st.st_ino), keys)
+        self._learn(folder, ((st.st_mtime_ns, st.st_ctime_ns, st.st_ino), keys))
+
+    def _learn(self, folder: bytes, entry: tuple[tuple[int, int, int], list[bytes]] | None) -> None:
+        if entry is None:
+            if self._folders.pop(folder, None) is None:
+                return
+        else:
+            self._folders[folder] = entry
+        self._learned[folder] = entry
         self._changed = True
+
+    def learned(self) -> tuple[set[bytes], dict]:
+        """What this walk saw and recorded, for another process's cache."""
+        return self._visited, self._learned
+
+    def merge(self, learned: tuple[set[bytes], dict]) -> None:
+        """Take in what learned() gave in another process."""
+        visited, recorded = learned
+        self._visited |= visited
+        for folder, entry in recorded.items():
+            self._learn(folder, entry)
 
     def save(self) -> None:
         """Write the cache if the walk learned something (quietly not, when

@@ -216,3 +216,108 @@ def test_commit_all_uses_and_keeps_it(tmp_path):
         b"a/deep/new.txt", b"a/deep/one.txt", b"a/deep/two.txt", b"a/one.txt", b"a/two.txt",
         b"b/one.txt", b"b/two.txt", b"top.txt"]
     assert b"c" not in recorded(repo)  # a whole walk drops the folders it no longer saw
+
+
+# -- a walk split over two processes (staging.scan_and_sweep) --------------------------
+
+@pytest.fixture
+def split_walks(monkeypatch):
+    """Every whole walk forks, as the CLI's do past SPLIT_WALK_ENTRIES; the
+    forks are counted."""
+    import rnstore.alloc
+    import rnstore.staging
+    forks = []
+    real_fork = os.fork
+
+    def fork():
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(rnstore.alloc, "_walks_may_fork", True)
+    monkeypatch.setattr(rnstore.staging, "SPLIT_WALK_ENTRIES", 1)
+    monkeypatch.setattr(os, "fork", fork)
+    return forks
+
+
+def busy_workspace(tmp_path) -> Repository:
+    """Changes of every kind on both sides of the split, and at the root."""
+    repo = Repository.init(tmp_path / "ws", default_ignore=False)
+    for folder in ("a", "b", "c", "d", "e", "f"):
+        for sub in ("x", "y"):
+            (repo.root / folder / sub).mkdir(parents=True)
+            for name in ("one.txt", "two.txt", "three.txt"):
+                (repo.root / folder / sub / name).write_text(f"{folder}/{sub}/{name}\n")
+    (repo.root / "a.txt").write_text("root file\n")
+    (repo.root / "g.txt").write_text("root file\n")
+    settle()
+    repo.snapshot("one")
+    settle()
+    repo.status()  # the listing cache, recorded
+    (repo.root / "a" / "x" / "new.txt").write_text("new\n")
+    (repo.root / "f" / "y" / "new.txt").write_text("new\n")
+    (repo.root / "b" / "x" / "one.txt").write_text("changed\n")
+    (repo.root / "e" / "y" / "two.txt").write_text("changed too\n")
+    os.unlink(repo.root / "c" / "x" / "three.txt")
+    shutil.rmtree(repo.root / "f" / "x")
+    (repo.root / "d" / "empty").mkdir()
+    (repo.root / "e" / "empty").mkdir()
+    os.mkfifo(repo.root / "e" / "fifo")
+    (repo.root / "h.log").write_text("ignored\n")  # hidden names at the root, on both sides
+    (repo.root / "0.log").write_text("ignored\n")
+    (repo.root / "zz").mkdir()
+    (repo.root / "zz" / "new.txt").write_text("new\n")
+    (repo.root / ".rnignore").write_text("*.log\n")
+    return repo
+
+
+def status_fields(status) -> tuple:
+    return ([(c.raw_path, c.status) for c in status.unstaged], status.raw_untracked, status.raw_ignored)
+
+
+def test_a_split_walk_sees_what_one_walk_sees(tmp_path, split_walks):
+    repo = busy_workspace(tmp_path)
+    split_walks.clear()
+    split = status_fields(repo.status(ignored=True))
+    assert len(split_walks) == 1
+    import rnstore.alloc
+    rnstore.alloc._walks_may_fork = False
+    assert status_fields(repo.status(ignored=True)) == split
+    assert split[0] == [(b"b/x/one.txt", "M"), (b"c/x/three.txt", "D"), (b"e/y/two.txt", "M"),
+                        (b"f/x/one.txt", "D"), (b"f/x/three.txt", "D"), (b"f/x/two.txt", "D")]
+    assert split[1] == [b".rnignore", b"a/x/new.txt", b"d/empty", b"e/empty", b"f/y/new.txt", b"zz/new.txt"]
+    assert split[2] == [b"0.log", b"h.log"]
+
+
+def test_a_split_add_stages_what_one_add_stages(tmp_path, split_walks):
+    repo = busy_workspace(tmp_path)
+    split_walks.clear()
+    result = repo.add([repo.root])
+    assert len(split_walks) == 1
+    assert (sorted(result.raw_added), sorted(result.raw_modified), sorted(result.raw_deleted)) == (
+        [b".rnignore", b"a/x/new.txt", b"d/empty", b"e/empty", b"f/y/new.txt", b"zz/new.txt"],
+        [b"b/x/one.txt", b"e/y/two.txt"],
+        [b"c/x/three.txt", b"f/x/one.txt", b"f/x/three.txt", b"f/x/two.txt"])
+    assert [path for path, _ in result.raw_skipped] == [b"e/fifo"]
+    assert (result.files, result.unchanged) == (38, 32)
+    assert repo.status().clean is False and repo.status().staged
+
+
+def test_a_split_walk_whose_child_fails_is_walked_whole_here(tmp_path, split_walks, monkeypatch):
+    import rnstore.staging
+    parent = os.getpid()
+    real = rnstore.staging._scan_parts
+
+    def failing_in_the_child(found):
+        if os.getpid() != parent:
+            raise MemoryError("the child fails")
+        return real(found)
+
+    monkeypatch.setattr(rnstore.staging, "_scan_parts", failing_in_the_child)
+    repo = busy_workspace(tmp_path)
+    split_walks.clear()
+    split = status_fields(repo.status())
+    assert len(split_walks) == 1
+    monkeypatch.setattr(rnstore.staging, "SPLIT_WALK_ENTRIES", 10**9)
+    assert status_fields(repo.status()) == split
