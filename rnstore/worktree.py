@@ -103,9 +103,9 @@ def scan(root: Path, prefixes: list[bytes], rules, *, list_ignored: bool = False
     from root_keys[0] (included) to root_keys[1] (excluded; None: no bound):
     a name, with "/" after a folder's."""
     result = Scan()
-    result.listings = NO_LISTINGS if listings is None else listings
-    if b"" in prefixes:
-        result.listings.whole_walk = True
+    if listings is not None:
+        result.listings = listings
+        listings.whole_walk = b"" in prefixes
     root_b = os.fsencode(root)
     starts: list[tuple[bytes, bytes, os.stat_result | None]] = []  # (sort key, path, lstat of a file)
     for prefix in sorted(set(prefixes)):

@@ -321,3 +321,33 @@ def test_a_split_walk_whose_child_fails_is_walked_whole_here(tmp_path, split_wal
     assert len(split_walks) == 1
     monkeypatch.setattr(rnstore.staging, "SPLIT_WALK_ENTRIES", 10**9)
     assert status_fields(repo.status()) == split
+
+
+@pytest.mark.torture
+def test_the_cli_splits_a_large_walk_and_sees_every_change(tmp_path):
+    """End to end past SPLIT_WALK_ENTRIES: status and commit -a through the
+    CLI (which lets walks fork) agree with a walk in one process."""
+    import rnstore.staging
+    repo = Repository.init(tmp_path / "ws", default_ignore=False)
+    repo.config.set("limits.max_files", "1000000")
+    per_folder = 500
+    folders = rnstore.staging.SPLIT_WALK_ENTRIES // per_folder + 2
+    for k in range(folders):
+        folder = repo.root / f"d{k:03}"
+        folder.mkdir()
+        for i in range(per_folder):
+            (folder / f"f{i}").write_bytes(b"")
+    settle()
+    assert run_cli(["commit", "-a", "-m", "one", "-q"], cwd=repo.root).returncode == 0
+    settle()
+    assert run_cli(["status", "--porcelain"], cwd=repo.root).stdout == b""
+    (repo.root / "d000" / "new").write_text("new\n")
+    (repo.root / f"d{folders - 1:03}" / "f7").write_text("changed\n")
+    os.unlink(repo.root / f"d{folders // 2:03}" / "f3")
+    proc = run_cli(["status", "--porcelain"], cwd=repo.root)
+    assert proc.stdout.splitlines() == [f" D d{folders // 2:03}/f3".encode(), f" M d{folders - 1:03}/f7".encode(),
+                                        b"?? d000/new"], proc.stderr
+    assert status_of(repo) == ([(f"d{folders // 2:03}/f3".encode(), "D"), (f"d{folders - 1:03}/f7".encode(), "M")],
+                               [b"d000/new"])
+    assert run_cli(["commit", "-a", "-m", "two", "-q"], cwd=repo.root).returncode == 0
+    assert repo.status().clean and repo.read_index().totals()[0] == folders * per_folder
