@@ -336,7 +336,10 @@ class ListingCache:
 
     def __init__(self, path: Path | None = None):
         self.path = path
-        self._folders: dict[bytes, tuple[tuple[int, int, int], list[bytes]]] = {}
+        #: folder -> ((mtime, ctime, inode), its keys each followed by a NUL):
+        #: one bytes object a folder, not one a name (a first snapshot of
+        #: 200,000 files records them all)
+        self._folders: dict[bytes, tuple[tuple[int, int, int], bytes]] = {}
         self._written_ns = -(1 << 63)  # nothing read: nothing trusted
         #: a walk began: folders changed since settle_ns are not recorded
         self.settle_ns = time.time_ns() - RACY_NS
@@ -344,7 +347,7 @@ class ListingCache:
         self._visited: set[bytes] = set()
         self._changed = False
         #: what this walk recorded: folder -> its entry, or None (dropped)
-        self._learned: dict[bytes, tuple[tuple[int, int, int], list[bytes]] | None] = {}
+        self._learned: dict[bytes, tuple[tuple[int, int, int], bytes] | None] = {}
 
     @classmethod
     def load(cls, path: Path) -> "ListingCache":
@@ -378,7 +381,7 @@ class ListingCache:
         written = self._written_ns
         if (st.st_mtime_ns, st.st_ctime_ns, st.st_ino) == (mtime, ctime, ino) \
                 and mtime < written and ctime < written:
-            return keys
+            return keys[:-1].split(b"\0") if keys else []
         return None
 
     def record(self, folder: bytes, st: os.stat_result, keys: list[bytes]) -> None:
@@ -388,9 +391,10 @@ class ListingCache:
         if max(st.st_mtime_ns, st.st_ctime_ns) >= self.settle_ns:
             self._learn(folder, None)
             return
-        self._learn(folder, ((st.st_mtime_ns, st.st_ctime_ns, st.st_ino), keys))
+        self._learn(folder, ((st.st_mtime_ns, st.st_ctime_ns, st.st_ino),
+                             b"\0".join(keys) + b"\0" if keys else b""))
 
-    def _learn(self, folder: bytes, entry: tuple[tuple[int, int, int], list[bytes]] | None) -> None:
+    def _learn(self, folder: bytes, entry: tuple[tuple[int, int, int], bytes] | None) -> None:
         if entry is None:
             if self._folders.pop(folder, None) is None:
                 return
@@ -446,20 +450,20 @@ _LISTING_COUNTS = struct.Struct("<IQQ")
 _LISTINGS_MAX_BYTES = 1 << 30
 
 
-def _encode_listings(folders: dict[bytes, tuple[tuple[int, int, int], list[bytes]]]) -> Iterator[bytes]:
+def _encode_listings(folders: dict[bytes, tuple[tuple[int, int, int], bytes]]) -> Iterator[bytes]:
     """The file's bytes in chunks, the checksum last (FORMAT.md)."""
     order = sorted(folders)
     stats = array("q")
-    inos, counts = array("Q"), array("Q")
+    inos, lengths = array("Q"), array("Q")
     for folder in order:
         (mtime, ctime, ino), keys = folders[folder]
         stats.extend((mtime, ctime))
         inos.append(ino)
-        counts.append(len(keys))
+        lengths.append(len(keys))
     paths = b"".join(folder + b"\0" for folder in order)
-    names = b"".join(b"".join(key + b"\0" for key in folders[folder][1]) for folder in order)
+    names = b"".join(folders[folder][1] for folder in order)
     columns = []
-    for column in (stats, inos, counts):
+    for column in (stats, inos, lengths):
         if sys.byteorder != "little":
             column.byteswap()
         columns.append(column.tobytes())
@@ -481,7 +485,7 @@ def _valid_keys(area: bytes) -> bool:
             and not any(bad in framed for bad in (b"\0.\0", b"\0..\0", b"\0./\0", b"\0../\0")))
 
 
-def _decode_listings(data: bytes) -> dict[bytes, tuple[tuple[int, int, int], list[bytes]]] | None:
+def _decode_listings(data: bytes) -> dict[bytes, tuple[tuple[int, int, int], bytes]] | None:
     """The listings in `data`, or None when it is not a whole, valid file."""
     head = len(LISTINGS_HEADER) + _LISTING_COUNTS.size
     if not data.startswith(LISTINGS_HEADER) or len(data) < head + 32:
@@ -492,8 +496,8 @@ def _decode_listings(data: bytes) -> dict[bytes, tuple[tuple[int, int, int], lis
     if hashlib.sha256(memoryview(data)[:-32]).digest() != data[-32:]:
         return None
     at = head
-    stats, inos, counts = array("q"), array("Q"), array("Q")
-    for column, size in ((stats, 16 * count), (inos, 8 * count), (counts, 8 * count)):
+    stats, inos, lengths = array("q"), array("Q"), array("Q")
+    for column, size in ((stats, 16 * count), (inos, 8 * count), (lengths, 8 * count)):
         column.frombytes(data[at:at + size])
         if sys.byteorder != "little":
             column.byteswap()
@@ -502,14 +506,15 @@ def _decode_listings(data: bytes) -> dict[bytes, tuple[tuple[int, int, int], lis
     if not _valid_keys(area):
         return None
     paths = data[at:at + paths_size].split(b"\0")
-    names = area.split(b"\0")
-    if paths.pop() != b"" or names.pop() != b"" or len(paths) != count or len(names) != sum(counts):
+    if paths.pop() != b"" or len(paths) != count or sum(lengths) != names_size:
         return None
     folders = {}
     start = 0
     for k, folder in enumerate(paths):
-        end = start + counts[k]
-        folders[folder] = ((stats[2 * k], stats[2 * k + 1], inos[k]), names[start:end])
+        end = start + lengths[k]
+        if end > start and area[end - 1] != 0:  # a folder's keys end where a key does
+            return None
+        folders[folder] = ((stats[2 * k], stats[2 * k + 1], inos[k]), area[start:end])
         start = end
     return folders
 

@@ -57,7 +57,7 @@ def test_the_walk_takes_an_unchanged_folders_names_from_the_cache(tmp_path):
     repo = workspace(tmp_path)
     cache = ListingCache.load(repo.dotdir / LISTINGS_FILE)
     stat_key, keys = cache._folders[b"b"]
-    cache._folders[b"b"] = (stat_key, [*keys, b"zz-only-in-the-cache.txt"])
+    cache._folders[b"b"] = (stat_key, keys + b"zz-only-in-the-cache.txt\0")
     os.utime(repo.dotdir / LISTINGS_FILE)  # written later still: trusted
     found = scan(repo.root, [b""], ignore_rules(repo), listings=cache)
     assert b"b/zz-only-in-the-cache.txt" not in [p for p, _, _ in found.found]  # lstat finds nothing
@@ -166,22 +166,27 @@ def test_a_changed_folder_is_listed_until_it_settles():
     class Settled:
         st_mtime_ns, st_ctime_ns, st_ino = now - 3 * RACY_NS, now - 3 * RACY_NS, 7
 
-    cache.record(b"x", Settled, [b"f"])
-    assert cache._folders[b"x"][1] == [b"f"]
+    cache.record(b"x", Settled, [b"f", b"g/"])
+    assert cache._folders[b"x"][1] == b"f\0g/\0"
     cache._written_ns = Settled.st_ctime_ns  # a cache written in that very tick vouches for nothing
     assert cache.lookup(b"x", Settled) is None
     cache._written_ns = now
-    assert cache.lookup(b"x", Settled) == [b"f"]
+    assert cache.lookup(b"x", Settled) == [b"f", b"g/"]
+    cache.record(b"x", Settled, [])
+    assert cache.lookup(b"x", Settled) == []
 
 
 def test_the_file_round_trips_and_damage_is_ignored(tmp_path):
-    folders = {b"": ((1, 2, 3), [b"a", b"b/", b"\xff"]), b"b": ((4, 5, 6), []), b"b/c": ((7, 8, 9), [b"x"])}
+    folders = {b"": ((1, 2, 3), b"a\0b/\0\xff\0"), b"b": ((4, 5, 6), b""), b"b/c": ((7, 8, 9), b"x\0")}
     data = b"".join(_encode_listings(folders))
     assert _decode_listings(data) == folders
     for damaged in (data[:-1], data + b"\0", data[:20] + bytes([data[20] ^ 1]) + data[21:], b"", b"rnlistings 2\n"):
         assert _decode_listings(damaged) is None
-    escaping = {b"": ((1, 2, 3), [b"../../etc/"])}
+    escaping = {b"": ((1, 2, 3), b"../../etc/\0")}
     assert _decode_listings(b"".join(_encode_listings(escaping))) is None
+    # lengths that part the keys inside a key
+    split_inside = {b"": ((1, 2, 3), b"ab"), b"x": ((4, 5, 6), b"c\0")}
+    assert _decode_listings(b"".join(_encode_listings(split_inside))) is None
 
 
 def test_a_damaged_cache_file_changes_nothing(tmp_path):
