@@ -142,8 +142,7 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
         raise _unreadable_error(found.unreadable)
     result.raw_unreadable.extend(found.unreadable)
     to_store, deleted, files, total = _compare(repo, index, sweep, found, force, result)
-    if not dry_run:  # past the limits: a refused or dry run changes nothing, not even a cache
-        found.listings.save()
+    listings = found.listings
     del found, sweep  # a record per changed file: only those to store are kept while storing
 
     if dry_run:
@@ -168,6 +167,7 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
     index.drop_shadowed_folders()
     result.files, result.bytes = index.totals()
     result.index_changed = bool(result.changed or to_store or index.outdated)
+    listings.save()  # only now: a refused, failed or dry run changes nothing, not even a cache
     return result
 
 
