@@ -200,6 +200,16 @@ def test_a_damaged_cache_file_changes_nothing(tmp_path):
     assert proc.returncode == 0 and proc.stdout == b"?? b/new.txt\n", proc.stderr
 
 
+def test_an_add_of_one_folder_keeps_the_others_records_and_sees_its_changes(tmp_path):
+    repo = workspace(tmp_path)
+    (repo.root / "a" / "deep" / "new.txt").write_text("new\n")
+    (repo.root / "b" / "new.txt").write_text("new\n")
+    result = repo.add([repo.root / "a"])
+    assert result.raw_added == [b"a/deep/new.txt"]
+    assert {b"", b"b", b"c"} <= recorded(repo)  # not walked: kept
+    assert status_of(repo) == ([], [b"b/new.txt"])
+
+
 @pytest.mark.parametrize("setting", ["false", "true"])
 def test_the_setting_turns_it_off(tmp_path, setting):
     repo = workspace(tmp_path)
