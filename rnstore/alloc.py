@@ -1,4 +1,5 @@
-"""The cycle-collector pause the CLI runs its commands under.
+"""The cycle-collector pause the CLI runs its commands under, and the other
+process-wide choices a CLI process makes and a library leaves to its host.
 
 A command builds an index entry, a scan record and a tree entry per file:
 hundreds of thousands of small tuples, none in a cycle, that the collector
@@ -47,3 +48,18 @@ def one_malloc_arena() -> None:
         ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
     except (OSError, AttributeError):
         pass
+
+
+_walks_may_fork = False
+
+
+def let_walks_fork() -> None:
+    """Let a walk of a large workspace fork a second process to walk half of
+    it (staging.py). For a CLI process only: a library caller's process
+    (its threads, its memory) is not ours to fork."""
+    global _walks_may_fork
+    _walks_may_fork = True
+
+
+def walks_may_fork() -> bool:
+    return _walks_may_fork

@@ -85,6 +85,8 @@ SETTINGS: dict[str, Setting] = {
     "gc.threshold": Setting("10", lambda text: parse_percent(text, "gc.threshold"),
                             "gc rewrites a pack only when at least this percent of it is garbage (0-100)"),
     "core.fsync": Setting("true", _bool, "make objects and refs durable before reporting"),
+    "core.listing_cache": Setting("true", _bool, "list only the folders whose times changed "
+                                  "(false where a file system leaves folder times as they were)"),
     "core.lock_wait": Setting("10m", parse_duration, "how long to wait for a held lock",
                               parse_stored_duration),
     "pack.deltas": Setting("true", _bool, "store packed blobs and trees as deltas against similar ones"),

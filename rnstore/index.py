@@ -428,13 +428,16 @@ class Index:
         return entry if cached[1] < written_ns and cached[2] < written_ns else None
 
     def sweep(self, found: Iterable[tuple[bytes, str, os.stat_result]],
-              in_reach: Callable[[bytes], bool] | None = None) -> Sweep:
+              in_reach: Callable[[bytes], bool] | None = None,
+              rows: tuple[int, int] | None = None) -> Sweep:
         """Walk `found` (path, mode, lstat result) in path-byte order, as
         worktree.scan yields it, alongside the sorted entries: one pass,
         nothing kept per unchanged file. A file is unchanged when its entry
         has its mode and a stat cache that vouches for it (lookup_fresh's
         rule). Entries passed over are gone if `in_reach` (None: all are)
-        says the walk covered them, and otherwise kept."""
+        says the walk covered them, and otherwise kept. `rows` (start,
+        stop) limits the sweep to those entries, for a walk of the paths
+        they hold (see halves)."""
         self._fold()
         result = Sweep()
         changed, untracked, gone = result.changed, result.untracked, result.gone
@@ -442,11 +445,11 @@ class Index:
         paths, modes, sizes = base.paths, base.modes, base.sizes
         mtimes, ctimes, inos = base.mtimes, base.ctimes, base.inos
         codes = _CODES
-        count = len(paths)
+        first, count = (0, len(paths)) if rows is None else rows
         # no stat is trusted from an index never written (or written in the future)
         written = -(1 << 63) if self.written_ns is None else self.written_ns
         dropped: list[int] = []  # rows not kept: changed, or gone
-        outside = i = 0
+        outside, i = 0, first
         # The hot loop of every status and commit -a: locals and plain
         # comparisons, the common case first; a no-op makes no object per file.
         for path, mode, st in found:
@@ -474,13 +477,27 @@ class Index:
                 dropped.append(i)
             else:
                 outside += 1
-        result.unchanged = count - outside - len(dropped)
+        result.unchanged = count - first - outside - len(dropped)
         files, total = self.totals()
         for i in dropped:
             if modes[i] not in _TREE_CODES:
                 files, total = files - 1, total - sizes[i]
         result.kept_files, result.kept_bytes = files, total
         return result
+
+    def halves(self) -> tuple[bytes, int] | None:
+        """Where to split a walk of the whole workspace in two of about as
+        many entries: a key of the root folder (a name, with "/" after a
+        folder's) and the first entry at or after it, which sort alike; None
+        when one side would be empty."""
+        self._fold()
+        paths = self._base.paths
+        if len(paths) < 2:
+            return None
+        top, slash, _ = paths[len(paths) // 2].partition(b"/")
+        key = top + slash
+        row = bisect.bisect_left(paths, key)
+        return (key, row) if 0 < row < len(paths) else None
 
     def build_tree(self, store, *, base: str | None = None) -> str:
         """Store the trees for the entries (trees.build_sorted_tree, with

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .alloc import walks_may_fork
 from .config import SETTINGS
 from .errors import InvalidValueError, LimitExceededError, LockTimeoutError, UnreadableFileError
 from .ignore import IgnoreRules
@@ -16,7 +18,8 @@ from .objects import MODE_LINK, MODE_TREE
 from .progress import NO_PROGRESS, Progress
 from .trees import iter_tree, text_paths
 from .units import format_size, plural
-from .worktree import Scan, hash_entry, parallel_map, relative_pathspecs, scan, store_entry, under
+from .worktree import (LISTINGS_FILE, NO_LISTINGS, ListingCache, Scan, hash_entry, parallel_map,
+                       relative_pathspecs, scan, store_entry, under)
 from .views import ObjectsView, WorkspaceView
 
 
@@ -126,19 +129,20 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
     writes the index when `index_changed`)."""
     prefixes = relative_pathspecs(repo.root, list(paths) or ["."], cwd)
     rules = ignore_rules(repo, excludes, no_ignore, strict_ignore)
-    found = scan(repo.root, prefixes, rules)
+    everything = b"" in prefixes
+    found, sweep = scan_and_sweep(repo, index, prefixes, rules,
+                                  in_reach=None if everything else (lambda path: under(path, prefixes)))
     unmatched = [p for p in found.missing if not index.holds(p)]
     if unmatched:
         raise InvalidValueError(
             f"pathspec '{os.fsdecode(unmatched[0])}' did not match any files",
             hints=["check the spelling; `rnstore status` lists what is there"])
     result = AddResult(raw_skipped=found.skipped, raw_ignored=found.ignored, dry_run=dry_run)
-    everything = b"" in prefixes
-    sweep = index.sweep(found.found, None if everything else (lambda path: under(path, prefixes)))
     if found.unreadable and not ignore_errors:
         raise _unreadable_error(found.unreadable)
     result.raw_unreadable.extend(found.unreadable)
     to_store, deleted, files, total = _compare(repo, index, sweep, found, force, result)
+    listings = found.listings
     del found, sweep  # a record per changed file: only those to store are kept while storing
 
     if dry_run:
@@ -163,6 +167,7 @@ def stage(repo: WorkspaceView, index: Index, paths: Iterable[str | os.PathLike],
     index.drop_shadowed_folders()
     result.files, result.bytes = index.totals()
     result.index_changed = bool(result.changed or to_store or index.outdated)
+    listings.save()  # only now: a refused, failed or dry run changes nothing, not even a cache
     return result
 
 
@@ -329,10 +334,11 @@ class _Workspace:
     refreshed: list[IndexEntry]
 
 
-def _against_index(repo: WorkspaceView, index: Index, found: Scan) -> _Workspace:
-    """Sweep the workspace against the index, hashing only what the stat
-    cache cannot vouch for."""
-    sweep = index.sweep(found.found)
+def _against_index(repo: WorkspaceView, index: Index, found: Scan, sweep: Sweep | None = None) -> _Workspace:
+    """Sweep the workspace against the index (unless `sweep` is that
+    sweep, done), hashing only what the stat cache cannot vouch for."""
+    if sweep is None:
+        sweep = index.sweep(found.found)
     untracked = list(sweep.untracked)
     gone, to_hash = sweep.gone, list(sweep.changed)
     empty = {f.path: f for f in found.empty_folders}
@@ -380,8 +386,10 @@ def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool
     branch = branch_ref[len("refs/heads/"):] if branch_ref else None
     index = repo.read_index()
     rules = ignore_rules(repo, excludes, no_ignore, strict_ignore)
-    found = scan(repo.root, [b""], rules, list_ignored=ignored)
-    seen = _against_index(repo, index, found)
+    found, sweep = scan_and_sweep(repo, index, [b""], rules, list_ignored=ignored)
+    found.listings.save()
+    seen = _against_index(repo, index, found, sweep)
+    del sweep
     result = Status(branch, head)
     if head is not None and index.tree_id == repo.store.get_snapshot(head).tree:
         result.staged = []  # the index still builds HEAD's tree: no need to read it all
@@ -397,6 +405,128 @@ def status(repo: WorkspaceView, *, excludes: Iterable[str] = (), no_ignore: bool
     if seen.refreshed:
         _refresh_index(repo, seen.refreshed)
     return result
+
+
+#: a walk of fewer entries is not split: on `medium` (28,620 files) the fork,
+#: the root listed twice and the halves joined cost more time than they save
+SPLIT_WALK_ENTRIES = 50_000
+
+
+def scan_and_sweep(repo: WorkspaceView, index: Index, prefixes: list[bytes], rules, *,
+                   list_ignored: bool = False, in_reach: Callable[[bytes], bool] | None = None
+                   ) -> tuple[Scan, Sweep]:
+    """scan() the workspace (with its listing cache) and sweep it against
+    the index. A walk of a whole large workspace is split in two at a
+    folder of the root, when the CLI allows it (alloc.walks_may_fork): a
+    forked process walks the second half while this one walks the first.
+    The lstat of every file is most of a walk's time, and a process of
+    its own is the only way Python makes that parallel (git's
+    core.preloadIndex uses threads)."""
+    listings = listing_cache(repo)
+    halves = _halves(index, prefixes)
+    if halves is None:
+        found = scan(repo.root, prefixes, rules, list_ignored=list_ignored, listings=listings)
+        return found, index.sweep(found.found, in_reach)
+    key, row = halves
+
+    def upper_half() -> tuple[Scan, Sweep]:
+        found = scan(repo.root, [b""], rules, list_ignored=list_ignored, listings=listings,
+                     root_keys=(key, None))
+        return found, index.sweep(found.found, rows=(row, len(index)))
+
+    import pickle  # only for a split walk
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: walk the upper half, send it back, and leave without cleaning up
+        code = 1
+        try:
+            os.close(reader)
+            found, sweep = upper_half()
+            payload = pickle.dumps((_scan_parts(found), found.listings.learned(), sweep),
+                                   protocol=pickle.HIGHEST_PROTOCOL)
+            with open(writer, "wb") as out:
+                out.write(payload)
+            code = 0
+        except BaseException:  # noqa: BLE001 - the parent walks this half itself
+            pass
+        finally:
+            os._exit(code)
+    os.close(writer)
+    upper = None
+    try:
+        found = scan(repo.root, [b""], rules, list_ignored=list_ignored, listings=listings,
+                     root_keys=(None, key))
+        sweep = index.sweep(found.found, rows=(0, row))
+        with open(reader, "rb") as child:
+            reader = None
+            payload = child.read()
+        _, status = os.waitpid(pid, 0)
+        pid = None
+        if status == 0 and payload:
+            upper = pickle.loads(payload)
+    finally:
+        if reader is not None:
+            os.close(reader)
+        if pid is not None:  # interrupted: the child goes too
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            os.waitpid(pid, 0)
+    if upper is None:  # the child failed: this half too, here
+        other, other_sweep = upper_half()
+        upper = (_scan_parts(other), other.listings.learned(), other_sweep)
+    parts, learned, upper_sweep = upper
+    _join_scans(found, parts, key)
+    listings.merge(learned)
+    return found, _join_sweeps(index, sweep, upper_sweep)
+
+
+def _halves(index: Index, prefixes: list[bytes]) -> tuple[bytes, int] | None:
+    import threading  # (loaded already wherever a fork is possible)
+    if prefixes != [b""] or len(index) < SPLIT_WALK_ENTRIES or not walks_may_fork() \
+            or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2 or threading.active_count() != 1:
+        return None
+    return index.halves()
+
+
+_SCAN_LISTS = ("empty_folders", "skipped", "unreadable", "hidden")
+
+
+def _scan_parts(found: Scan) -> tuple[list, ...]:
+    return tuple(getattr(found, name) for name in _SCAN_LISTS)
+
+
+def _join_scans(lower: Scan, parts: tuple[list, ...], key: bytes) -> None:
+    """Add the upper half's lists to the lower half's scan, in path order.
+    Both listed the root: what each said of root names outside its half goes."""
+    def path_of(item) -> bytes:
+        return item if isinstance(item, bytes) else item[0]
+
+    for name, upper in zip(_SCAN_LISTS, parts):
+        mine = getattr(lower, name)
+        mine[:] = [item for item in mine if path_of(item) < key or path_of(item) == b""]
+        mine.extend(item for item in upper if path_of(item) >= key)
+
+
+def _join_sweeps(index: Index, lower: Sweep, upper: Sweep) -> Sweep:
+    lower.changed.extend(upper.changed)
+    lower.untracked.extend(upper.untracked)
+    lower.gone.extend(upper.gone)
+    lower.unchanged += upper.unchanged
+    # each half counted the whole index's totals less what it dropped
+    files, total = index.totals()
+    lower.kept_files += upper.kept_files - files
+    lower.kept_bytes += upper.kept_bytes - total
+    return lower
+
+
+def listing_cache(repo: WorkspaceView) -> ListingCache:
+    """The workspace's folder listings (see ListingCache), unless the
+    config turns them off."""
+    if not repo.config.get("core.listing_cache"):
+        return NO_LISTINGS
+    return ListingCache.load(repo.dotdir / LISTINGS_FILE)
 
 
 def _separate_now_ignored(repo: WorkspaceView, rules, result: Status) -> None:

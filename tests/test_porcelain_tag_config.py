@@ -10,7 +10,7 @@ from helpers.porcelain import (assert_error, commit, new_workspace, ok, run_para
                                 write_files)
 
 KEYS = ["compression.level", "compression.large_level", "limits.max_bytes", "limits.max_files", "gc.prune", "gc.interval", "gc.auto",
-        "gc.auto_loose", "gc.auto_packs", "gc.threshold", "core.fsync", "core.lock_wait", "pack.deltas", "pack.depth", "user.name"]
+        "gc.auto_loose", "gc.auto_packs", "gc.threshold", "core.fsync", "core.listing_cache", "core.lock_wait", "pack.deltas", "pack.depth", "user.name"]
 
 
 @pytest.fixture

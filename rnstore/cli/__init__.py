@@ -15,7 +15,7 @@ import sys
 import threading
 
 from .._version import __version__
-from ..alloc import cycle_collector_paused
+from ..alloc import cycle_collector_paused, let_walks_fork
 
 
 def _interrupted_outside_the_command(signum, frame):
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(f"rnstore {__version__}\n")
         sys.exit(0)
     _keep_large_buffers_out_of_the_heap()
+    let_walks_fork()
     code = 130
     try:
         code = run(args)  # turns SIGINT into KeyboardInterrupt while the command runs
