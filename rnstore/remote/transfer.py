@@ -475,7 +475,9 @@ def _record_fetched(repo: WorkspaceView, name: str, fetched: dict[str, str], res
         if ref.startswith(HEADS):
             local = f"{REMOTES}{name}/{ref[len(HEADS):]}"
             old = tracked.get(local)
-            if old != oid:
+            if old == oid:  # listed, as push lists them: --json names every ref it looked at
+                result.refs.append(RefUpdate(local, old, oid, "up-to-date"))
+            else:
                 repo.refs.update(local, oid, ANY)
                 result.refs.append(RefUpdate(local, old, oid, "updated" if old else "created"))
         elif ref.startswith(TAGS):
@@ -483,7 +485,9 @@ def _record_fetched(repo: WorkspaceView, name: str, fetched: dict[str, str], res
             if old is None:
                 repo.refs.update(ref, oid, None)
                 result.refs.append(RefUpdate(ref, None, oid, "created"))
-            elif old != oid:
+            elif old == oid:
+                result.refs.append(RefUpdate(ref, old, oid, "up-to-date"))
+            else:
                 result.refs.append(RefUpdate(ref, old, oid, "refused",
                                              f"local tag {short_name(ref)} names {old[:12]}; kept"))
     if prune:
