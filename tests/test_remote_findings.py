@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from helpers.cli import run_cli
 from helpers.remote import workspace_with_snapshot
 
 from rnstore.remote import transfer
+from rnstore.remote.backend import open_backend
 
 
 def test_fetch_json_lists_refs_already_up_to_date_as_push_does(tmp_path):
@@ -28,3 +31,38 @@ def test_fetch_json_lists_refs_already_up_to_date_as_push_does(tmp_path):
     assert [r["status"] for r in json.loads(pushed.stdout)["refs"]] == ["up-to-date"]
     assert b.refs.resolve("refs/remotes/origin/main") == main
 
+
+@pytest.mark.parametrize("option, needle", [
+    ("client_kwargs=eu-west-1", "option 'client_kwargs' of remote s3://b/p takes nested options"),
+    ("config_kwargs=5", "option 'config_kwargs' of remote s3://b/p takes nested options"),
+    ("no_such_option=5", "unknown option 'no_such_option' for remote s3://b/p"),
+    ("anon=maybe", "option 'anon' of remote s3://b/p takes true or false, not 'maybe'"),
+    ("max_concurrency=x", "option 'max_concurrency' of remote s3://b/p takes a whole number, not 'x'"),
+    ("client_kwargs..x=1", "backend option 'client_kwargs..x' is not KEY or KEY.SUBKEY"),
+])
+def test_a_wrong_s3_option_is_one_error_naming_it_and_nothing_is_recorded(tmp_path, option, needle):
+    """Such options were recorded, then every push failed with botocore's
+    TypeError text ("AioSession.__init__() got an unexpected keyword
+    argument 'client_kwargs.region_name'", "'str' object has no attribute 'copy'")."""
+    pytest.importorskip("s3fs")
+    workspace_with_snapshot(tmp_path / "a")
+    result = run_cli(["remote", "add", "-o", option, "origin", "s3://b/p"], tmp_path / "a")
+    assert result.returncode == 2 and result.stderr.splitlines()[0].startswith(f"error: {needle}"), result.stderr
+    assert result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
+    assert run_cli(["remote"], tmp_path / "a").out == ""
+
+
+def test_nested_s3_options_reach_the_backend(tmp_path, s3_server):
+    bucket = s3_server.new_bucket()
+    url = f"s3://{bucket}/team"
+    workspace_with_snapshot(tmp_path / "a")
+    env = s3_server.env
+    for option in ("client_kwargs.region_name=eu-west-1", "config_kwargs.read_timeout=30"):
+        added = run_cli(["remote", "add", "-o", option, option.split(".")[0], url], tmp_path / "a", env=env)
+        assert added.returncode == 0, added.stderr
+    for name in ("client_kwargs", "config_kwargs"):
+        pushed = run_cli(["push", name], tmp_path / "a", env=env)
+        assert pushed.returncode == 0, pushed.stderr
+    backend = open_backend(url, {"client_kwargs.region_name": "eu-west-1", "config_kwargs.read_timeout": "30"})
+    config = backend.inner.fs.config_kwargs  # merged with rnstore's own timeouts, not in their place
+    assert config["read_timeout"] == 30 and "connect_timeout" in config
