@@ -10,8 +10,10 @@ import pytest
 from helpers.cli import run_cli
 from helpers.remote import workspace_with_snapshot
 
+from rnstore import Repository
 from rnstore.remote import transfer
 from rnstore.remote.backend import open_backend
+from rnstore.remote.remote import Remote
 
 
 def test_fetch_json_lists_refs_already_up_to_date_as_push_does(tmp_path):
@@ -66,3 +68,27 @@ def test_nested_s3_options_reach_the_backend(tmp_path, s3_server):
     backend = open_backend(url, {"client_kwargs.region_name": "eu-west-1", "config_kwargs.read_timeout": "30"})
     config = backend.inner.fs.config_kwargs  # merged with rnstore's own timeouts, not in their place
     assert config["read_timeout"] == 30 and "connect_timeout" in config
+
+
+def test_a_clone_of_a_remote_with_only_tags_says_nothing_was_checked_out(tmp_path):
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", url=url)
+    tagged = a.tag("v1")
+    transfer.push(a, "origin", ["v1"])
+    result = run_cli(["clone", url, "b"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("warning: the remote has no branch, only tags (v1): nothing was checked out, and main has "
+            "no snapshot yet; `rnstore checkout v1` checks out a tag") in result.stderr.splitlines()
+    as_json = run_cli(["clone", "--json", url, "c"], tmp_path)
+    assert "only tags (v1)" in json.loads(as_json.stdout)["warnings"][0]
+    assert run_cli(["checkout", "v1"], tmp_path / "b").returncode == 0
+    assert Repository.open(tmp_path / "b").refs.head()[1] == tagged
+
+
+def test_a_clone_of_an_empty_remote_says_so(tmp_path):
+    url = str(tmp_path / "share")
+    Remote(open_backend(url)).ensure()
+    result = run_cli(["clone", url, "b"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("warning: the remote is empty: nothing was checked out, and main has no snapshot yet"
+            in result.stderr.splitlines())

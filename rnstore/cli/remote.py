@@ -197,6 +197,8 @@ def clone(
     one_malloc_arena()
     result = Repository.clone(url, directory, options=options or [], nested=nested, progress=bar)
     _render(result, "received", as_json)
+    for warning in result.warnings:
+        out.warn(warning)
     if not as_json:
         out.summary(f"cloned into {result.path}")
 

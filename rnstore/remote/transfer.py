@@ -88,6 +88,7 @@ class TransferResult:
     refs: list[RefUpdate] = field(default_factory=list)
     fast_forwarded: str | None = None   # pull: the snapshot the branch moved to
     path: str | None = None             # clone: the new workspace
+    warnings: list[str] = field(default_factory=list)  # clone: nothing checked out, and why
 
     @property
     def refused(self) -> list[RefUpdate]:
@@ -872,10 +873,24 @@ def clone_into(repo: WorkspaceView, url: str, *, options: Iterable[str] = (),
             repo.refs.update(HEADS + branch, oid, None)
             repo.refs.set_head_symbolic(HEADS + branch)
             checkout(repo, branch, force=True, progress=progress, fetched=fetched)
+        else:
+            result.warnings.extend(_nothing_checked_out(repo, result))
     finally:
         fetched.close()
     result.path = str(repo.root)
     return result
+
+
+def _nothing_checked_out(repo: WorkspaceView, result: TransferResult) -> list[str]:
+    """What a clone of a remote without branches says (git: "You appear to
+    have cloned an empty repository", "remote HEAD refers to nonexistent ref")."""
+    branch = short_name(repo.refs.head()[0] or HEADS + "main")
+    tags = sorted(short_name(r.ref) for r in result.refs if r.ref.startswith(TAGS) and r.new)
+    if not tags:
+        return [f"the remote is empty: nothing was checked out, and {branch} has no snapshot yet"]
+    shown = ", ".join(tags[:3]) + (f" and {len(tags) - 3} more" if len(tags) > 3 else "")
+    return [f"the remote has no branch, only tags ({shown}): nothing was checked out, and "
+            f"{branch} has no snapshot yet; `rnstore checkout {tags[0]}` checks out a tag"]
 
 
 # -- helpers -----------------------------------------------------------------------------------
