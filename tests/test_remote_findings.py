@@ -92,3 +92,25 @@ def test_a_clone_of_an_empty_remote_says_so(tmp_path):
     assert result.returncode == 0, result.stderr
     assert ("warning: the remote is empty: nothing was checked out, and main has no snapshot yet"
             in result.stderr.splitlines())
+
+
+def test_a_damaged_ref_version_says_how_to_recover_and_the_advice_works(tmp_path):
+    url = tmp_path / "share"
+    a = workspace_with_snapshot(tmp_path / "a", url=str(url))
+    transfer.push(a, "origin")
+    (tmp_path / "a" / "new.txt").write_text("new\n")
+    second = a.snapshot("second")
+    transfer.push(a, "origin")
+    damaged = url / "refs" / "heads" / "main" / "00000000000000000003"
+    damaged.write_bytes(b'{"id": "not an id"}\n')   # another program's, or bit rot: rnstore writes whole
+    for args, cwd in ((["push", "origin"], tmp_path / "a"), (["fetch", "origin"], tmp_path / "a"),
+                      (["clone", str(url), "c"], tmp_path)):
+        result = run_cli(args, cwd)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.splitlines()[0].startswith(
+            "error: remote ref refs/heads/main/00000000000000000003 is damaged"), result.stderr
+        assert result.stderr.splitlines()[1].startswith("hint: delete that key on the remote"), result.stderr
+    damaged.unlink()   # as the hint says: the ref names its previous version's snapshot again
+    clone = run_cli(["clone", str(url), "c"], tmp_path)
+    assert clone.returncode == 0, clone.stderr
+    assert Repository.open(tmp_path / "c").refs.head()[1] == second.id

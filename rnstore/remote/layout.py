@@ -143,9 +143,17 @@ def decode_ref(data: bytes, key: str) -> str | None:
         document = json.loads(data)
         value = document["id"]
     except (ValueError, KeyError, TypeError, RecursionError):
-        raise CorruptStoreError(f"remote ref {key} is damaged") from None
+        value = False
     if value is not None and not (isinstance(value, str) and is_object_id(value)):
-        raise CorruptStoreError(f"remote ref {key} is damaged")
+        # rnstore never writes one (a version is created whole), so nothing tells
+        # what the ref should be: the user decides, and no command guesses
+        ref = key.rpartition("/")[0]
+        raise CorruptStoreError(
+            f"remote ref {key} is damaged: which snapshot {ref} names is unknown, so push, fetch "
+            "and clone stop here", hints=[
+                f"delete that key on the remote: {ref} then names what its previous version "
+                "named (or is gone, if it had none); then push it again from a workspace that "
+                "has the right snapshot"])
     return value
 
 
