@@ -4,6 +4,12 @@ hostile remote contents): each test fails on the code before its fix."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +120,52 @@ def test_a_damaged_ref_version_says_how_to_recover_and_the_advice_works(tmp_path
     clone = run_cli(["clone", str(url), "c"], tmp_path)
     assert clone.returncode == 0, clone.stderr
     assert Repository.open(tmp_path / "c").refs.head()[1] == second.id
+
+
+def _dead_pid() -> int:
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    return finished.pid
+
+
+def _leave_a_killed_clones_folder(workspace, age: float = 0) -> Path:
+    """What `clone` killed with kill -9 leaves: its fetch's private folder
+    in .rnstore, named with its (now dead) pid, holding verified blobs."""
+    leftover = workspace / ".rnstore" / f".tmp-fetched-{_dead_pid()}-beef0123"
+    leftover.mkdir()
+    (leftover / ("ab" * 32)).write_bytes(b"x" * 100)
+    if age:
+        for path in (leftover / ("ab" * 32), leftover):
+            os.utime(path, (time.time() - age, time.time() - age))
+    return leftover
+
+
+def test_gc_removes_the_folder_a_killed_clone_left_once_its_writer_is_gone(tmp_path):
+    url = str(tmp_path / "share")
+    transfer.push(workspace_with_snapshot(tmp_path / "a", url=url), "origin")
+    assert run_cli(["clone", "-q", url, "b"], tmp_path).returncode == 0
+    old = _leave_a_killed_clones_folder(tmp_path / "b", age=3 * 3600)
+    live = tmp_path / "b" / ".rnstore" / f".tmp-fetched-{os.getpid()}-beef0123"   # a clone still running
+    live.mkdir()
+    result = run_cli(["gc", "--json", "--prune", "now"], tmp_path / "b")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["freed_temp_bytes"] == 100
+    assert not old.exists() and live.is_dir()
+
+
+def test_a_clone_into_a_killed_clones_folder_says_so_and_changes_nothing(tmp_path):
+    url = str(tmp_path / "share")
+    transfer.push(workspace_with_snapshot(tmp_path / "a", url=url), "origin")
+    half = tmp_path / "b"
+    Repository.init(half, default_ignore=False)
+    transfer.add_remote(Repository.open(half), "origin", url)
+    leftover = _leave_a_killed_clones_folder(half)
+    before = sorted(p.name for p in (half / ".rnstore").iterdir())
+    result = run_cli(["clone", url, "b"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: b holds a clone that did not finish (it was killed); nothing was changed",
+        "hint: if nothing in it is yours, remove it (rm -rf b) and clone again"]
+    assert sorted(p.name for p in (half / ".rnstore").iterdir()) == before and leftover.is_dir()
+    shutil.rmtree(half)
+    assert run_cli(["clone", "-q", url, "b"], tmp_path).returncode == 0

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import BinaryIO, Callable, ContextManager, Iterable, Iterator
 
 from .. import codec
-from ..checkout import FetchedBlobs, checkout, fast_forward
+from ..checkout import FETCHED_PREFIX, FetchedBlobs, checkout, fast_forward
 from ..views import ObjectsView, WorkspaceView
 from ..errors import CorruptObjectError, InvalidValueError, RnstoreError
 from ..fsutil import TMP_PREFIX
@@ -858,7 +858,7 @@ def clone_into(repo: WorkspaceView, url: str, *, options: Iterable[str] = (),
     add_remote(repo, "origin", url, options)
     # the fetch verifies every blob: those it writes out as files here, the
     # checkout moves into place rather than reading them back (one pass)
-    fetched = FetchedBlobs(repo.dotdir / f"{TMP_PREFIX}fetched-{os.getpid()}-{secrets.token_hex(4)}")
+    fetched = FetchedBlobs(repo.dotdir / f"{FETCHED_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
     try:
         result = fetch(repo, "origin", progress=progress, deliver=fetched.receive)
         remote = open_remote(repo, "origin")
