@@ -118,6 +118,9 @@ def fsck(repo: WorkspaceView, *, quick: bool = False, progress: Progress = NO_PR
                 continue
         for path, why in store.damaged_packs().items():
             report(CORRUPT, os.path.basename(path), f"pack {path} cannot be read: {why}")
+        for path, name in store.misnamed_packs().items():  # its objects read: each is verified by id
+            report(CORRUPT, os.path.basename(path), f"pack {path} is misnamed: its index's checksum names "
+                                                    f"it {name}")
         checked = _check_objects(store, listed, quick, report, progress)
         kinds, sizes, decoded, failed, chains = checked
         dependents = _broken_chains(listed, chains, failed, report)

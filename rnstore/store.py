@@ -41,7 +41,7 @@ from .fsutil import (RACY_NS, TMP_PREFIX, NotRegularFileError, fsync_dir, make_f
                      open_regular_stat, remove_quietly, share, sync_filesystem, write_new_file)
 from .objects import (BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree,
                       is_object_id)
-from .packs import MAX_FRAME, DamagedPackError, Pack, PackWriter, list_packs, write_pack
+from .packs import MAX_FRAME, SUFFIX as PACK_SUFFIX, DamagedPackError, Pack, PackWriter, list_packs, write_pack
 
 #: Files up to this size are read, hashed and compressed in memory.
 SMALL_FILE = 4 << 20
@@ -205,6 +205,12 @@ class ObjectStore(abc.ABC):
     def damaged_packs(self) -> dict[str, str]:
         """Containers of objects that cannot be read at all (where -> why):
         their objects are not listed. fsck reports them."""
+
+    def misnamed_packs(self) -> dict[str, str]:
+        """Packs whose file name is not their index's checksum (where -> the
+        name it should have): their objects read as any, each verified
+        against its id; fsck reports them."""
+        return {}
 
     #: Whether the store keeps packs that gc may consolidate (repack).
     keeps_packs = False
@@ -928,6 +934,10 @@ class DiskStore(ObjectStore):
         """Pack files that cannot be read (path -> why), as of the last look."""
         self._load_packs()
         return dict(self._damaged)
+
+    def misnamed_packs(self) -> dict[str, str]:
+        return {path: pack.checksum + PACK_SUFFIX for path, pack in self._load_packs().items()
+                if os.path.basename(path) != pack.checksum + PACK_SUFFIX}
 
     # -- frame primitives ------------------------------------------------------------
 
