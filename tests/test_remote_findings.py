@@ -169,3 +169,35 @@ def test_a_clone_into_a_killed_clones_folder_says_so_and_changes_nothing(tmp_pat
     assert sorted(p.name for p in (half / ".rnstore").iterdir()) == before and leftover.is_dir()
     shutil.rmtree(half)
     assert run_cli(["clone", "-q", url, "b"], tmp_path).returncode == 0
+
+
+def test_branches_main_and_main_slash_x_on_one_remote(tmp_path):
+    """A push of `main/x` beside the remote's `main` used to succeed, and then
+    every fetch and clone of the remote failed (exit 2: "cannot create
+    refs/remotes/origin/main/x"). Now such a push is refused, and a remote
+    that holds both anyway (another program's, or an older push) is fetched
+    and cloned, the clashing ref listed as refused."""
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", url=url)
+    transfer.push(a, "origin")
+    other = Repository.init(tmp_path / "b", branch="main/x", default_ignore=False)
+    (tmp_path / "b" / "x.txt").write_text("x\n")
+    other.snapshot("x")
+    transfer.add_remote(other, "origin", url)
+    refused = run_cli(["push", "origin"], tmp_path / "b")
+    assert refused.returncode == 1
+    assert "hint: the remote has main: a branch or tag cannot also be a folder of others" in refused.stderr
+    assert not (tmp_path / "share" / "refs" / "heads" / "main" / "x").exists()
+    # as another program (or an older rnstore) leaves it: its objects pushed under a tag
+    other.tag("tx")
+    transfer.push(other, "origin", ["tx"])
+    Remote(open_backend(url)).swap_ref(transfer.RemoteRef("refs/heads/main/x", 0, None),
+                                       other.refs.resolve("refs/heads/main/x"))
+    fetched = run_cli(["fetch", "--json", "origin"], tmp_path / "a")
+    assert fetched.returncode == 0, fetched.stderr
+    statuses = {r["ref"]: r["status"] for r in json.loads(fetched.stdout)["refs"]}
+    assert statuses == {"refs/remotes/origin/main": "up-to-date", "refs/remotes/origin/main/x": "refused",
+                        "refs/tags/tx": "created"}
+    cloned = run_cli(["clone", url, "c"], tmp_path)
+    assert cloned.returncode == 0, cloned.stderr
+    assert Repository.open(tmp_path / "c").refs.head() == ("refs/heads/main", a.refs.resolve("refs/heads/main"))

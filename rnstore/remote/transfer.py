@@ -35,7 +35,8 @@ from ..fsutil import TMP_PREFIX
 from ..objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
 from ..packs import MAX_FRAME, Pack, PackWriter
 from ..progress import NO_PROGRESS, Progress
-from ..refs import ANY, HEADS, REMOTES, TAGS, check_ref_name, short_name, valid_ref_name
+from ..refs import (ANY, HEADS, REMOTES, TAGS, RefClashError, check_ref_name, clashing_ref, short_name,
+                    valid_ref_name)
 from . import layout, settings
 from .backend import RemoteError, ShortReadError, open_backend
 from .layout import Location
@@ -157,6 +158,12 @@ def push(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, force: boo
             accepted = []
             for ref, new in targets:
                 state = current.get(ref) or RemoteRef(ref, 0, None)
+                clash = clashing_ref(ref, [r for r, s in current.items() if s.id is not None])
+                if clash is not None:  # every fetch and clone of the remote would then fail
+                    result.refs.append(RefUpdate(ref, state.id, new, "refused", (
+                        f"the remote has {short_name(clash)}: a branch or tag cannot also be a "
+                        "folder of others; push it under another name")))
+                    continue
                 verdict = _verdict(repo, ref, state.id, new, force)
                 if verdict in ("refused", "up-to-date"):
                     result.refs.append(RefUpdate(ref, state.id, new, verdict, _why_refused(ref, state.id)
@@ -479,13 +486,11 @@ def _record_fetched(repo: WorkspaceView, name: str, fetched: dict[str, str], res
             if old == oid:  # listed, as push lists them: --json names every ref it looked at
                 result.refs.append(RefUpdate(local, old, oid, "up-to-date"))
             else:
-                repo.refs.update(local, oid, ANY)
-                result.refs.append(RefUpdate(local, old, oid, "updated" if old else "created"))
+                _recorded(repo, result, RefUpdate(local, old, oid, "updated" if old else "created"), ANY)
         elif ref.startswith(TAGS):
             old = repo.refs.resolve(ref)
             if old is None:
-                repo.refs.update(ref, oid, None)
-                result.refs.append(RefUpdate(ref, None, oid, "created"))
+                _recorded(repo, result, RefUpdate(ref, None, oid, "created"), None)
             elif old == oid:
                 result.refs.append(RefUpdate(ref, old, oid, "up-to-date"))
             else:
@@ -497,6 +502,18 @@ def _record_fetched(repo: WorkspaceView, name: str, fetched: dict[str, str], res
             if branch not in remote_refs:
                 repo.refs.delete(local)
                 result.refs.append(RefUpdate(local, old, None, "deleted"))
+
+
+def _recorded(repo: WorkspaceView, result: TransferResult, update: RefUpdate, expected) -> None:
+    """Move a local ref as `update` says and list it; a ref that clashes
+    with a local one (the remote holds `main` and `main/x`, which no local
+    refs folder can hold both) is listed as refused and skipped, so one
+    such ref does not stop the rest."""
+    try:
+        repo.refs.update(update.ref, update.new, expected)
+    except RefClashError as exc:
+        update.status, update.reason = "refused", f"{str(exc).split(': ', 1)[-1]}; skipped"
+    result.refs.append(update)
 
 
 def download(store, remote: Remote, index: dict[str, Location], tips: list[str],
@@ -865,7 +882,7 @@ def clone_into(repo: WorkspaceView, url: str, *, options: Iterable[str] = (),
         with _remote_errors(remote):
             default = remote.default_branch()
         branches = sorted(r.ref[len(f"{REMOTES}origin/"):] for r in result.refs
-                          if r.ref.startswith(REMOTES) and r.new)
+                          if r.ref.startswith(REMOTES) and r.new and r.status != "refused")
         branch = default if default in branches else ("main" if "main" in branches else
                                                       (branches[0] if branches else None))
         if branch is not None:
