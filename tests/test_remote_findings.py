@@ -201,3 +201,22 @@ def test_branches_main_and_main_slash_x_on_one_remote(tmp_path):
     cloned = run_cli(["clone", url, "c"], tmp_path)
     assert cloned.returncode == 0, cloned.stderr
     assert Repository.open(tmp_path / "c").refs.head() == ("refs/heads/main", a.refs.resolve("refs/heads/main"))
+
+
+def test_a_remote_tag_on_a_tree_is_named_with_the_way_out(tmp_path):
+    """It stopped every clone and fetch with "object ... is corrupt: not a
+    snapshot", which named neither the ref nor what to do."""
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", url=url)
+    transfer.push(a, "origin")
+    tree = a.store.get_snapshot(a.refs.resolve("refs/heads/main")).tree
+    Remote(open_backend(url)).swap_ref(transfer.RemoteRef("refs/tags/t1", 0, None), tree)
+    for args, cwd in ((["clone", url, "c"], tmp_path), (["fetch", "origin"], tmp_path / "a")):
+        result = run_cli(args, cwd)
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            f"error: remote ref refs/tags/t1 names {tree}, which cannot be read as a snapshot: not a snapshot",
+            "hint: nothing was recorded; if that ref should not be there, `rnstore push --delete origin t1` "
+            "removes it, and the others can be fetched"]
+    assert run_cli(["push", "--delete", "origin", "t1"], tmp_path / "a").returncode == 0
+    assert run_cli(["clone", "-q", url, "c"], tmp_path).returncode == 0

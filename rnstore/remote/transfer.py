@@ -454,13 +454,31 @@ def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress:
         tips = [current[r].id for r in wanted]
         with repo.store_lock(shared=True):
             # a new store fetching every ref (a clone) takes every indexed object, each pack read once
-            if not refs and next(iter(repo.store), None) is None:
-                download_everything(repo.store, remote, tips, result, progress, live=live, deliver=deliver)
-            else:
-                download(repo.store, remote, remote.load_index(), tips, result, progress, live=live)
+            try:
+                if not refs and next(iter(repo.store), None) is None:
+                    download_everything(repo.store, remote, tips, result, progress, live=live, deliver=deliver)
+                else:
+                    download(repo.store, remote, remote.load_index(), tips, result, progress, live=live)
+            except CorruptObjectError as exc:
+                raise _named_by_ref(exc, name, {r: current[r].id for r in wanted}) from None
             _record_fetched(repo, name, {r: current[r].id for r in wanted}, result,
                             prune=not refs, remote_refs=current)
     return result
+
+
+def _named_by_ref(exc: CorruptObjectError, name: str, tips: dict[str, str]) -> CorruptObjectError:
+    """A snapshot a remote ref names that cannot be read (damaged, or no
+    snapshot at all: a tag on a tree) said as the ref's fault, with the way
+    out: without that ref, the others can be fetched."""
+    refs = [ref for ref, oid in tips.items() if oid == exc.object_id]
+    if not refs:
+        return exc
+    why = str(exc).rsplit(": ", 1)[-1]
+    return exc.reworded(
+        f"remote ref {refs[0]} names {exc.object_id}, which cannot be read as a snapshot: {why}",
+        exc.object_id, hints=[f"nothing was recorded; if that ref should not be there, `rnstore push "
+                              f"--delete {name} {short_name(refs[0])}` removes it, and the others can be "
+                              "fetched"])
 
 
 def _select_refs(current: dict[str, RemoteRef], names: list[str]) -> list[str]:
