@@ -220,3 +220,21 @@ def test_a_remote_tag_on_a_tree_is_named_with_the_way_out(tmp_path):
             "removes it, and the others can be fetched"]
     assert run_cli(["push", "--delete", "origin", "t1"], tmp_path / "a").returncode == 0
     assert run_cli(["clone", "-q", url, "c"], tmp_path).returncode == 0
+
+
+def test_a_remote_ref_whose_name_is_too_long_for_a_local_file_is_skipped(tmp_path):
+    """An object store (or a remote folder) takes names no local ref file
+    can have (its temporary file adds about 20 bytes to the name): one such
+    ref stopped every fetch and clone with "File name too long"."""
+    url = str(tmp_path / "share")
+    a = workspace_with_snapshot(tmp_path / "a", url=url)
+    transfer.push(a, "origin")
+    long = "refs/heads/" + "b" * 240
+    Remote(open_backend(url)).swap_ref(transfer.RemoteRef(long, 0, None), a.refs.resolve("refs/heads/main"))
+    result = run_cli(["clone", "--json", url, "c"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    refs = {r["ref"]: (r["status"], r["reason"]) for r in json.loads(result.stdout)["refs"]}
+    assert refs["refs/remotes/origin/" + "b" * 240] == (
+        "refused", "its name is too long for this file system; skipped")
+    assert refs["refs/remotes/origin/main"][0] == "created"
+    assert (tmp_path / "c" / "d0").is_dir()

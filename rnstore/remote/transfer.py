@@ -15,6 +15,7 @@ sees it, and only then record the remote's branches as refs/remotes/NAME/X.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -525,12 +526,16 @@ def _record_fetched(repo: WorkspaceView, name: str, fetched: dict[str, str], res
 def _recorded(repo: WorkspaceView, result: TransferResult, update: RefUpdate, expected) -> None:
     """Move a local ref as `update` says and list it; a ref that clashes
     with a local one (the remote holds `main` and `main/x`, which no local
-    refs folder can hold both) is listed as refused and skipped, so one
-    such ref does not stop the rest."""
+    refs folder can hold both), or whose name is too long for a file here,
+    is listed as refused and skipped, so one such ref does not stop the rest."""
     try:
         repo.refs.update(update.ref, update.new, expected)
     except RefClashError as exc:
         update.status, update.reason = "refused", f"{str(exc).split(': ', 1)[-1]}; skipped"
+    except OSError as exc:  # a name an object store takes and this file system does not
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        update.status, update.reason = "refused", "its name is too long for this file system; skipped"
     result.refs.append(update)
 
 
