@@ -17,6 +17,7 @@ from helpers.cli import run_cli
 from helpers.remote import workspace_with_snapshot
 
 from rnstore import Repository
+from rnstore.errors import CorruptStoreError
 from rnstore.remote import transfer
 from rnstore.remote.backend import open_backend
 from rnstore.remote.remote import Remote
@@ -238,3 +239,25 @@ def test_a_remote_ref_whose_name_is_too_long_for_a_local_file_is_skipped(tmp_pat
         "refused", "its name is too long for this file system; skipped")
     assert refs["refs/remotes/origin/main"][0] == "created"
     assert (tmp_path / "c" / "d0").is_dir()
+
+
+def test_a_huge_remote_head_or_ref_version_is_never_read(tmp_path, monkeypatch):
+    """A hostile remote's HEAD or ref version of hundreds of MB was read
+    whole into memory (a 300 MB HEAD: a clone peaked at 648 MB)."""
+    url = tmp_path / "share"
+    a = workspace_with_snapshot(tmp_path / "a", url=str(url))
+    transfer.push(a, "origin")
+    (url / "HEAD").write_bytes(b"ref: refs/heads/main\n" + b" " * (1 << 20))
+    version = url / "refs" / "heads" / "main" / "00000000000000000002"
+    version.write_bytes(json.dumps({"id": None, "previous": None, "by": "x" * (1 << 20)}).encode())
+    from rnstore.remote.backend import FsspecBackend
+    real_get = FsspecBackend.get
+    read = []
+    monkeypatch.setattr(FsspecBackend, "get", lambda self, key: read.append(key) or real_get(self, key))
+    with pytest.raises(CorruptStoreError, match=r"main/00000000000000000002 is damaged \(1048\d+ bytes"):
+        Remote(open_backend(str(url))).refs()
+    assert Remote(open_backend(str(url))).default_branch() is None
+    assert "HEAD" not in read and not any(key.endswith("00000000000000000002") for key in read)
+    version.unlink()
+    assert Repository.clone(str(url), tmp_path / "c").refs[0].status == "created"
+    assert Repository.open(tmp_path / "c").refs.head()[0] == "refs/heads/main"
