@@ -216,7 +216,7 @@ def test_a_remote_tag_on_a_tree_is_named_with_the_way_out(tmp_path):
         result = run_cli(args, cwd)
         assert result.returncode == 1
         assert result.stderr.splitlines() == [
-            f"error: remote ref refs/tags/t1 names {tree}, which cannot be read as a snapshot: not a snapshot",
+            f"error: remote ref refs/tags/t1 names {tree}, which is not a snapshot",
             "hint: nothing was recorded; if that ref should not be there, `rnstore push --delete origin t1` "
             "removes it, and the others can be fetched"]
     assert run_cli(["push", "--delete", "origin", "t1"], tmp_path / "a").returncode == 0

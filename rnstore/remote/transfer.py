@@ -468,15 +468,15 @@ def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress:
 
 
 def _named_by_ref(exc: CorruptObjectError, name: str, tips: dict[str, str]) -> CorruptObjectError:
-    """A snapshot a remote ref names that cannot be read (damaged, or no
-    snapshot at all: a tag on a tree) said as the ref's fault, with the way
-    out: without that ref, the others can be fetched."""
+    """A remote ref naming an intact object that is no snapshot (a tag on a
+    tree: objects.decode_snapshot's "not a snapshot") said as the ref's
+    fault, with the way out: without that ref, the others can be fetched.
+    A damaged object keeps its own error, which names its pack."""
     refs = [ref for ref, oid in tips.items() if oid == exc.object_id]
-    if not refs:
+    if not refs or not str(exc).endswith(": not a snapshot"):
         return exc
-    why = str(exc).rsplit(": ", 1)[-1]
     return exc.reworded(
-        f"remote ref {refs[0]} names {exc.object_id}, which cannot be read as a snapshot: {why}",
+        f"remote ref {refs[0]} names {exc.object_id}, which is not a snapshot",
         exc.object_id, hints=[f"nothing was recorded; if that ref should not be there, `rnstore push "
                               f"--delete {name} {short_name(refs[0])}` removes it, and the others can be "
                               "fetched"])
