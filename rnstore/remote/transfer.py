@@ -32,7 +32,6 @@ from .. import codec
 from ..checkout import FETCHED_PREFIX, FetchedBlobs, checkout, fast_forward
 from ..views import ObjectsView, WorkspaceView
 from ..errors import CorruptObjectError, InvalidValueError, RnstoreError
-from ..fsutil import TMP_PREFIX
 from ..objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
 from ..packs import MAX_FRAME, Pack, PackWriter
 from ..progress import NO_PROGRESS, Progress
