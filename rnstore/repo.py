@@ -23,6 +23,7 @@ was last registered (registry.py).
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from functools import cached_property
 from pathlib import Path
@@ -169,9 +170,10 @@ class Repository:
         target = Path(os.path.abspath(directory))  # `..` resolved, as the user means it
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             if _unfinished_clone(target):
+                remove = f"rm -rf {shlex.quote(str(directory))}"
                 raise InvalidValueError(
                     f"{directory} holds a clone that did not finish (it was killed); nothing was changed",
-                    hints=[f"if nothing in it is yours, remove it (rm -rf {directory}) and clone again"])
+                    hints=[f"if nothing in it is yours, remove it (`{remove}`) and clone again"])
             raise InvalidValueError(f"{directory} exists and is not an empty folder")
         made = not target.exists()
         try:

@@ -42,7 +42,8 @@ def test_fetch_json_lists_refs_already_up_to_date_as_push_does(tmp_path):
 
 
 @pytest.mark.parametrize("option, needle", [
-    ("client_kwargs=eu-west-1", "option 'client_kwargs' of remote s3://b/p takes nested options"),
+    ("client_kwargs=eu-west-1", "option 'client_kwargs' of remote s3://b/p takes nested options "
+                                "(client_kwargs.KEY=VALUE)"),
     ("config_kwargs=5", "option 'config_kwargs' of remote s3://b/p takes nested options"),
     ("no_such_option=5", "unknown option 'no_such_option' for remote s3://b/p"),
     ("anon=maybe", "option 'anon' of remote s3://b/p takes true or false, not 'maybe'"),
@@ -166,7 +167,7 @@ def test_a_clone_into_a_killed_clones_folder_says_so_and_changes_nothing(tmp_pat
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "error: b holds a clone that did not finish (it was killed); nothing was changed",
-        "hint: if nothing in it is yours, remove it (rm -rf b) and clone again"]
+        "hint: if nothing in it is yours, remove it (`rm -rf b`) and clone again"]
     assert sorted(p.name for p in (half / ".rnstore").iterdir()) == before and leftover.is_dir()
     shutil.rmtree(half)
     assert run_cli(["clone", "-q", url, "b"], tmp_path).returncode == 0

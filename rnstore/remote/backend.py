@@ -574,7 +574,7 @@ def _check_options(scheme: str, options: dict, describe: str) -> None:
         if nested != isinstance(value, dict):
             raise BadInputError(
                 f"option '{key}' of remote {describe} takes " + (
-                    f"nested options, as -o {key}.KEY=VALUE" if nested else "a value, not nested options"))
+                    f"nested options ({key}.KEY=VALUE)" if nested else "a value, not nested options"))
         if isinstance(default, bool) and not isinstance(value, bool):
             raise BadInputError(f"option '{key}' of remote {describe} takes true or false, not '{value}'")
         if type(default) is int and type(value) is not int:

@@ -474,11 +474,11 @@ def _named_by_ref(exc: CorruptObjectError, name: str, tips: dict[str, str]) -> C
     refs = [ref for ref, oid in tips.items() if oid == exc.object_id]
     if not refs or not str(exc).endswith(": not a snapshot"):
         return exc
+    delete = f"rnstore push --delete {name} {short_name(refs[0])}"
     return exc.reworded(
         f"remote ref {refs[0]} names {exc.object_id}, which is not a snapshot",
-        exc.object_id, hints=[f"nothing was recorded; if that ref should not be there, `rnstore push "
-                              f"--delete {name} {short_name(refs[0])}` removes it, and the others can be "
-                              "fetched"])
+        exc.object_id, hints=[f"nothing was recorded; if that ref should not be there, `{delete}` removes "
+                              "it, and the others can be fetched"])
 
 
 def _select_refs(current: dict[str, RemoteRef], names: list[str]) -> list[str]:
