@@ -1116,6 +1116,11 @@ def _fetch(store, entry: FlatEntry, stage_fd: int, name: bytes, want_stat: bool,
         os.close(fd)
 
 
+#: A clone's FetchedBlobs folder in `.rnstore` (one left behind means the
+#: clone was killed: gc removes it, a clone into that folder again refuses).
+FETCHED_PREFIX = TMP_PREFIX + "fetched-"
+
+
 class FetchedBlobs:
     """Blobs a clone's fetch has just verified against their ids, written
     out as files named by id in a private folder of the workspace's

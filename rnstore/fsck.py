@@ -118,6 +118,9 @@ def fsck(repo: WorkspaceView, *, quick: bool = False, progress: Progress = NO_PR
                 continue
         for path, why in store.damaged_packs().items():
             report(CORRUPT, os.path.basename(path), f"pack {path} cannot be read: {why}")
+        for path, name in store.misnamed_packs().items():  # its objects read: each is verified by id
+            report(CORRUPT, os.path.basename(path), f"pack {path} is misnamed: its index's checksum names "
+                                                    f"it {name}")
         checked = _check_objects(store, listed, quick, report, progress)
         kinds, sizes, decoded, failed, chains = checked
         dependents = _broken_chains(listed, chains, failed, report)
@@ -351,11 +354,11 @@ def _check_objects(store, listed: dict[str, int], quick: bool, report, progress:
         except ObjectError as exc:
             return kind, None, None, exc, ()
 
-    ids = sorted(listed)
+    ids = store.in_read_order(listed)  # a chain of deltas read from its base up: each base rebuilt once
     # the total is known before the first read: the bar's ETA is real
     progress.start("fsck: checking objects", len(ids), sum(listed.values()), unit="object")
     try:
-        for oid, result, error in parallel_map(check, ids):
+        for oid, result, error in _in_order(store, parallel_map(check, ids)):
             progress.advance(1, listed[oid])
             if error is not None:  # an OSError reading the file
                 failed.add(oid)
@@ -379,6 +382,11 @@ def _check_objects(store, listed: dict[str, int], quick: bool, report, progress:
     finally:
         progress.finish()
     return kinds, sizes, decoded, failed, chains
+
+
+def _in_order(store, results):
+    with store.reading_in_order():
+        yield from results
 
 
 __all__ = ["fsck", "FsckResult", "Problem", "MISSING", "HASH_MISMATCH", "CORRUPT", "DANGLING"]

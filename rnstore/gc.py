@@ -52,6 +52,8 @@ its garbage with it, until more of it is garbage or a repack merges it
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -391,14 +393,27 @@ def _workspace_temp_files(repo: WorkspaceView, scan: RootScan) -> list[Path]:
     folders.add(repo.dotdir)
     for dotdir in sorted(folders):
         for folder, subfolders, files in os.walk(dotdir):
-            subfolders[:] = [d for d in subfolders if d != "objects"]
             found.extend(Path(folder, f) for f in files if f.startswith(TMP_PREFIX))
+            # a temporary folder (a clone's .tmp-fetched-PID-*) goes whole, unread
+            found.extend(Path(folder, d) for d in subfolders if d.startswith(TMP_PREFIX))
+            subfolders[:] = [d for d in subfolders if d != "objects" and not d.startswith(TMP_PREFIX)]
     registrations = repo.store_root / registry.WORKSPACES
     if registrations.is_dir():
         found.extend(p for p in registrations.iterdir() if p.name.startswith(TMP_PREFIX))
     # These writers do not hold the store lock, so a temporary file whose
     # writer still runs may be in use, whatever its age.
     return [p for p in found if not _writer_alive(p.name)]
+
+
+def _folder_size(path: Path) -> int:
+    size = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                size += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return size
 
 
 def _writer_alive(name: str) -> bool:
@@ -447,15 +462,16 @@ def _sweep(repo: WorkspaceView, marker: Marker | BulkMarks, scan: RootScan, stat
         stats.freed_temp_bytes += sum(t.size for t in stale)
         for path in _workspace_temp_files(repo, scan):
             try:
-                st = os.stat(path)
+                st = os.lstat(path)
             except FileNotFoundError:
                 continue
             if grace > 0 and st.st_mtime >= cutoff:
                 continue
+            folder = stat.S_ISDIR(st.st_mode)
             stats.deleted_temp_files += 1
-            stats.freed_temp_bytes += st.st_size
+            stats.freed_temp_bytes += _folder_size(path) if folder else st.st_size
             if not stats.dry_run:
-                remove_quietly(path)
+                shutil.rmtree(path, ignore_errors=True) if folder else remove_quietly(path)
     finally:
         progress.finish()
     return doomed, left

@@ -193,13 +193,9 @@ def log(repo: WorkspaceView, rev: str | None = None, *, limit: int | None = None
         entries = [entry(oid, snap) for oid, snap in snapshots if keep(snap)]
         return Log(entries[:limit] if limit is not None else entries)
 
-    if rev is None:
-        head = repo.refs.head()[1]
-        if head is None:
-            return Log([])
-        start = head
-    else:
-        start = resolve_snapshot(repo, rev)
+    # an unborn branch is an error, as `rev-parse HEAD` says (git: "your
+    # current branch does not have any commits yet")
+    start = resolve_snapshot(repo, "HEAD" if rev is None else rev)
     result = Log([])
     seen = {start}
     queue: list = []

@@ -74,7 +74,7 @@ class Pack:
     """A published pack, open for reading. The file stays open, so a pack
     that gc replaces meanwhile can still be read to the end."""
 
-    def __init__(self, path: str, file, index: bytes, mtime: float, version: int):
+    def __init__(self, path: str, file, index: bytes, mtime: float, version: int, *, checksum: str = ""):
         self.path = path
         self._file = file
         self._fd = file.fileno()
@@ -88,6 +88,7 @@ class Pack:
         self._ids: list[bytes] | None = None
         self._lookups = 0
         self.version = version
+        self.checksum = checksum  # of the index: the file's name, in a pack as written
         self._by_offset: tuple[list[int], list[int]] | None = None  # offsets sorted, their slots
 
     @classmethod
@@ -116,7 +117,7 @@ class Pack:
             if hashlib.sha256(index).digest() != digest:
                 raise DamagedPackError("index checksum mismatch")
             _check_index(index, offset)
-            return cls(path, file, index, st.st_mtime, _VERSIONS[magic])
+            return cls(path, file, index, st.st_mtime, _VERSIONS[magic], checksum=digest.hex())
         except BaseException:
             file.close()
             raise

@@ -237,16 +237,30 @@ def check_no_symlink_between(dotdir: Path, folder: str) -> None:
             raise unsafe_state_file(path)
 
 
+class RefClashError(InvalidValueError):
+    """A ref that cannot be made because another ref is its folder, or
+    lies below it (`main` and `main/x`)."""
+
+
+def clashing_ref(ref: str, others) -> str | None:
+    """A ref among `others` that `ref` cannot live beside, as a file and a
+    folder of the same name (`main` and `main/x`); None if none."""
+    below = ref + "/"
+    parts = ref.split("/")
+    above = {"/".join(parts[:depth]) for depth in range(2, len(parts))}
+    return next((other for other in others if other in above or other.startswith(below)), None)
+
+
 def _clash(dotdir: Path, ref: str) -> InvalidValueError:
     """A ref whose name is a folder of other refs, or lies below a ref."""
     parts = ref.split("/")
     for depth in range(2, len(parts)):
         prefix = "/".join(parts[:depth])
         if (dotdir / prefix).is_file():
-            return InvalidValueError(
+            return RefClashError(
                 f"cannot create {ref}: {prefix} exists, and a ref cannot also be a folder of refs",
                 hints=[f"delete {short_name(prefix)} first, or choose another name"])
-    return InvalidValueError(
+    return RefClashError(
         f"cannot create {ref}: refs below it exist ({ref}/...), and a ref cannot also be a folder",
         hints=["choose another name"])
 

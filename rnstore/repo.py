@@ -23,6 +23,7 @@ was last registered (registry.py).
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from functools import cached_property
 from pathlib import Path
@@ -168,6 +169,11 @@ class Repository:
         from .remote.transfer import clone_into  # remote modules load when a remote is used (start-up)
         target = Path(os.path.abspath(directory))  # `..` resolved, as the user means it
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            if _unfinished_clone(target):
+                remove = f"rm -rf {shlex.quote(str(directory))}"
+                raise InvalidValueError(
+                    f"{directory} holds a clone that did not finish (it was killed); nothing was changed",
+                    hints=[f"if nothing in it is yours, remove it (`{remove}`) and clone again"])
             raise InvalidValueError(f"{directory} exists and is not an empty folder")
         made = not target.exists()
         try:
@@ -456,6 +462,19 @@ class Repository:
                     roots = workspace_roots(self, lambda kind, oid, detail: None)
                     registry.record_roots(path, [(r.kind, r.id) for r in roots], durable=self.durable,
                                           shared=self.group_shared)
+
+
+def _unfinished_clone(folder: Path) -> bool:
+    """Whether `folder` holds a clone killed before it finished: its
+    fetch's private folder is still there, and the process is gone."""
+    from .checkout import FETCHED_PREFIX
+    from .fsutil import pid_alive
+    try:
+        names = os.listdir(folder / DOTDIR)
+    except OSError:
+        return False
+    pids = [name[len(FETCHED_PREFIX):].split("-", 1)[0] for name in names if name.startswith(FETCHED_PREFIX)]
+    return any(pid.isdigit() and not pid_alive(int(pid)) for pid in pids)
 
 
 def _store_marker(store_root: Path) -> str | None:

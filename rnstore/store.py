@@ -31,6 +31,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
 
@@ -41,7 +42,7 @@ from .fsutil import (RACY_NS, TMP_PREFIX, NotRegularFileError, fsync_dir, make_f
                      open_regular_stat, remove_quietly, share, sync_filesystem, write_new_file)
 from .objects import (BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree,
                       is_object_id)
-from .packs import MAX_FRAME, DamagedPackError, Pack, PackWriter, list_packs, write_pack
+from .packs import MAX_FRAME, SUFFIX as PACK_SUFFIX, DamagedPackError, Pack, PackWriter, list_packs, write_pack
 
 #: Files up to this size are read, hashed and compressed in memory.
 SMALL_FILE = 4 << 20
@@ -205,6 +206,24 @@ class ObjectStore(abc.ABC):
     def damaged_packs(self) -> dict[str, str]:
         """Containers of objects that cannot be read at all (where -> why):
         their objects are not listed. fsck reports them."""
+
+    def in_read_order(self, ids: Iterable[str]) -> list[str]:
+        """`ids` in an order that reads chains of deltas from the bottom up
+        (each pack's objects by offset: a base lies before its deltas)."""
+        return sorted(ids)
+
+    @contextlib.contextmanager
+    def reading_in_order(self) -> Iterator[None]:
+        """Around reads of many objects in_read_order (fsck): large delta
+        bases are kept, one a thread, so each is rebuilt about once."""
+        with self._bases.keeping_large():
+            yield
+
+    def misnamed_packs(self) -> dict[str, str]:
+        """Packs whose file name is not their index's checksum (where -> the
+        name it should have): their objects read as any, each verified
+        against its id; fsck reports them."""
+        return {}
 
     #: Whether the store keeps packs that gc may consolidate (repack).
     keeps_packs = False
@@ -703,9 +722,13 @@ class _BaseCache:
         self._bytes = 0
         self._lock = threading.Lock()
         self.rebuilt = threading.local()
+        self._keep_large = 0  # inside keeping_large()
 
     def get(self, oid: str) -> tuple[bytes, int] | None:
         """(payload, depth of its chain: 0 when stored whole), if kept."""
+        large = getattr(self.rebuilt, "large", None) if self._keep_large else None
+        if large is not None and large[0] == oid:
+            return large[1]
         with self._lock:
             found = self._payloads.get(oid)
             if found is not None:
@@ -714,6 +737,8 @@ class _BaseCache:
 
     def add(self, oid: str, payload: bytes, depth: int) -> None:
         if len(payload) > self.ENTRY_LIMIT:
+            if self._keep_large:
+                self.rebuilt.large = (oid, (payload, depth))  # replaces this thread's last one
             return
         with self._lock:
             if oid in self._payloads:
@@ -728,6 +753,21 @@ class _BaseCache:
         with self._lock:
             self._payloads.clear()
             self._bytes = 0
+
+    @contextlib.contextmanager
+    def keeping_large(self) -> Iterator[None]:
+        """Meanwhile, each thread keeps the last base it read that is too
+        large for the cache: a reader going up chains in pack order (a
+        delta after its base) then rebuilds each large base about once,
+        not once per delta above it (fsck of 40 versions of a 64 MiB
+        file). Memory: one such payload (at most codec.DELTA_MAX_SIZE) a
+        reading thread, until it ends (this one's: dropped at the end)."""
+        self._keep_large += 1
+        try:
+            yield
+        finally:
+            self._keep_large -= 1
+            self.rebuilt.large = None
 
 
 class _ChainError(CorruptObjectError):
@@ -928,6 +968,21 @@ class DiskStore(ObjectStore):
         """Pack files that cannot be read (path -> why), as of the last look."""
         self._load_packs()
         return dict(self._damaged)
+
+    def in_read_order(self, ids: Iterable[str]) -> list[str]:
+        wanted = set(ids)
+        ordered = []
+        for pack in self._load_packs().values():
+            for raw, _, _ in sorted(pack.locations(), key=itemgetter(1)):
+                oid = raw.hex()
+                if oid in wanted:
+                    ordered.append(oid)
+                    wanted.discard(oid)
+        return ordered + sorted(wanted)
+
+    def misnamed_packs(self) -> dict[str, str]:
+        return {path: pack.checksum + PACK_SUFFIX for path, pack in self._load_packs().items()
+                if os.path.basename(path) != pack.checksum + PACK_SUFFIX}
 
     # -- frame primitives ------------------------------------------------------------
 

@@ -191,7 +191,7 @@ def test_a_remote_branch_with_an_invalid_name_is_skipped_not_fatal(workspace, ru
     result = run_cli(["fetch", "--json", "origin"], cwd=clone)
     assert result.returncode == 0, result
     statuses = {update["ref"]: update["status"] for update in json.loads(result.stdout)["refs"]}
-    assert statuses == {f"refs/heads/{branch}": "refused"}, statuses
+    assert statuses == {f"refs/heads/{branch}": "refused", "refs/remotes/origin/main": "up-to-date"}, statuses
 
 
 def test_a_remote_of_another_format_is_refused_by_every_command(workspace, run_cli):

@@ -105,10 +105,17 @@ def test_show_unknown_revision_exits_2(history, run_cli):
 
 
 def test_log_on_an_empty_workspace(tmp_path, run_cli):
+    """On an unborn branch `log` fails as `rev-parse HEAD` does (git: "your
+    current branch 'main' does not have any commits yet"); `--all` lists
+    nothing, as git's."""
     new_workspace(tmp_path, default_ignore=True)
-    plain, every = run_parallel(run_cli, [(["log", "--json"], tmp_path),
-                                          (["log", "--all", "--oneline"], tmp_path)])
-    assert json.loads(ok(plain).stdout) == []
+    plain, as_json, head, every = run_parallel(run_cli, [
+        (["log"], tmp_path), (["log", "--json"], tmp_path), (["rev-parse", "HEAD"], tmp_path),
+        (["log", "--all", "--oneline"], tmp_path)])
+    expected = assert_error(head, 2, "refs/heads/main has no snapshot yet")
+    for result in (plain, as_json):
+        assert assert_error(result, head.returncode) == expected
+        assert result.stdout == b""
     assert ok(every).stdout == b""
 
 

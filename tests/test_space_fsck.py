@@ -183,3 +183,20 @@ def test_fsck_library_result(repo):
     assert not result.ok
     assert [(p.kind, p.id) for p in result.problems] == [("missing", blob)]
     assert result.as_json()["problems"][0]["kind"] == "missing"
+
+
+def test_a_pack_whose_name_is_not_its_checksum_is_corrupt_and_gc_keeps_it(repo):
+    """It was accepted silently. Its objects still read (each is verified
+    against its id), so nothing is lost: fsck names it, gc leaves it be."""
+    repo.gc(prune="now", aggressive=True)
+    [pack] = list(repo.store_root.rglob("*.pack"))
+    pack_folder = pack.parent
+    misnamed = pack_folder / ("0" * 64 + ".pack")
+    pack.rename(misnamed)
+    code, document = fsck_json(repo)
+    assert code == 1
+    assert kinds(document) == {("corrupt", misnamed.name)}
+    assert f"checksum names it {pack.name}" in document["problems"][0]["detail"]
+    assert Repository.open(repo.root).gc(prune="now").deleted_objects == 0
+    assert misnamed.exists() and Repository.open(repo.root).fsck(quick=True).ok is False
+    assert [e.snapshot.message for e in Repository.open(repo.root).log()] == ["two", "one"]

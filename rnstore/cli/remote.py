@@ -206,6 +206,8 @@ def clone(
     _transfer_process()
     result = Repository.clone(url, directory, options=options or [], nested=nested, progress=bar)
     _render(result, "received", as_json)
+    for warning in result.warnings:
+        out.warn(warning)
     if not as_json:
         out.summary(f"cloned into {result.path}")
 

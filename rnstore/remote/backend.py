@@ -516,7 +516,8 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
         from fsspec.core import url_to_fs
     except ImportError:
         raise _missing(extra, "fsspec") from None
-    merged = {**_backend_defaults(scheme), **_typed(options or {})}
+    merged = _merged(_backend_defaults(scheme), _typed(options or {}))
+    _check_options(scheme, merged, describe)
     if _lean_models and scheme in ("s3", "s3a"):
         _use_lean_models()
     try:
@@ -539,17 +540,71 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
 
 
 def _typed(options: dict[str, str]) -> dict:
-    """-o values are strings; the few that backends expect typed are converted."""
+    """-o values are strings; the few that backends expect typed are
+    converted, and a dotted key (client_kwargs.region_name) is nested."""
     typed: dict = {}
     for key, value in options.items():
         low = value.lower()
-        if low in ("true", "false"):
-            typed[key] = low == "true"
-        elif value.isdigit():
-            typed[key] = int(value)
-        else:
-            typed[key] = value
+        converted = low == "true" if low in ("true", "false") else int(value) if value.isdigit() else value
+        *outer, last = key.split(".")
+        if "" in (*outer, last):
+            raise BadInputError(f"backend option '{key}' is not KEY or KEY.SUBKEY")
+        into = typed
+        for part in outer:
+            into = into.setdefault(part, {})
+            if not isinstance(into, dict):
+                raise BadInputError(f"backend option '{key}' nests under '{part}', which is given a value")
+        if isinstance(into.get(last), dict):
+            raise BadInputError(f"backend option '{key}' is given both a value and nested options")
+        into[last] = converted
     return typed
+
+
+def _merged(defaults: dict, options: dict) -> dict:
+    """The options over the defaults, nested options merged key by key."""
+    merged = dict(defaults)
+    for key, value in options.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merged(merged[key], value) if both else value
+    return merged
+
+
+#: Top-level options an S3 remote takes besides S3FileSystem's own: s3fs
+#: hands the rest to aiobotocore's AioSession, which takes only these.
+_S3_SESSION_OPTIONS = {"profile", "session_vars", "event_hooks", "include_builtin_handlers"}
+#: Options every fsspec file system takes (its listings cache and instance cache).
+_FSSPEC_OPTIONS = {"use_listings_cache", "listings_expiry_time", "max_paths", "skip_instance_cache"}
+
+
+def _check_options(scheme: str, options: dict, describe: str) -> None:
+    """A wrong -o option as one clear error naming it, at `remote add`,
+    not as a TypeError from inside the backend at the first request. Types
+    are judged by the backend's own defaults: a flag takes true or false,
+    a count a whole number, `*_kwargs` nested options (KEY.SUBKEY=VALUE)."""
+    import inspect
+    from fsspec import get_filesystem_class
+    try:
+        parameters = inspect.signature(get_filesystem_class(scheme).__init__).parameters
+    except (ImportError, ValueError, TypeError):
+        return  # url_to_fs says what is missing
+    for key, value in options.items():
+        parameter = parameters.get(key)
+        if parameter is None or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+            if scheme in ("s3", "s3a") and key not in _S3_SESSION_OPTIONS | _FSSPEC_OPTIONS:
+                raise BadInputError(f"unknown option '{key}' for remote {describe}",
+                                    hints=["S3 options: s3fs.S3FileSystem's (endpoint_url, anon, "
+                                           "client_kwargs.region_name, config_kwargs.KEY, ...)"])
+            continue
+        default = parameter.default
+        nested = key.endswith("_kwargs") or isinstance(default, dict)
+        if nested != isinstance(value, dict):
+            raise BadInputError(
+                f"option '{key}' of remote {describe} takes " + (
+                    f"nested options ({key}.KEY=VALUE)" if nested else "a value, not nested options"))
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise BadInputError(f"option '{key}' of remote {describe} takes true or false, not '{value}'")
+        if type(default) is int and type(value) is not int:
+            raise BadInputError(f"option '{key}' of remote {describe} takes a whole number, not '{value}'")
 
 
 def _missing(extra: str | None, package: str) -> MissingExtraError:

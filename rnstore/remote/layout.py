@@ -149,10 +149,27 @@ def decode_ref(data: bytes, key: str) -> str | None:
         document = json.loads(data)
         value = document["id"]
     except (ValueError, KeyError, TypeError, RecursionError):
-        raise CorruptStoreError(f"remote ref {key} is damaged") from None
+        value = False
     if value is not None and not (isinstance(value, str) and is_object_id(value)):
-        raise CorruptStoreError(f"remote ref {key} is damaged")
+        raise damaged_ref(key)
     return value
+
+
+#: A ref version takes about 200 bytes; a reader refuses one over this
+#: size unread (a hostile remote cannot make it hold gigabytes).
+REF_VERSION_LIMIT = 64 << 10
+
+
+def damaged_ref(key: str, why: str = "") -> CorruptStoreError:
+    # rnstore never writes one (a version is created whole), so nothing tells
+    # what the ref should be: the user decides, and no command guesses
+    ref = key.rpartition("/")[0]
+    return CorruptStoreError(
+        f"remote ref {key} is damaged{f' ({why})' if why else ''}: which snapshot {ref} names is "
+        "unknown, so push, fetch and clone stop here", hints=[
+            f"delete that key on the remote: {ref} then names what its previous version "
+            "named (or is gone, if it had none); then push it again from a workspace that "
+            "has the right snapshot"])
 
 
 __all__ = ["Location", "encode_index", "decode_index", "index_entries", "index_entry", "ref_version_key",

@@ -79,15 +79,19 @@ class Remote:
         """Every ref's latest version (deleted ones included, with id None):
         one listing, then one read per ref, in parallel."""
         latest: dict[str, int] = {}
-        for key in self.backend.list(layout.REFS):
+        sizes: dict[str, int] = {}
+        for key, info in self.backend.list(layout.REFS).items():
             parsed = layout.parse_ref_key(key)
             if parsed is not None and parsed[1] > latest.get(parsed[0], -1):
                 latest[parsed[0]] = parsed[1]
+                sizes[parsed[0]] = info.size
         return dict(zip(sorted(latest), self._map(
-            lambda ref: self._read_ref(ref, latest[ref]), sorted(latest))))
+            lambda ref: self._read_ref(ref, latest[ref], sizes[ref]), sorted(latest))))
 
-    def _read_ref(self, ref: str, version: int) -> RemoteRef:
+    def _read_ref(self, ref: str, version: int, size: int) -> RemoteRef:
         key = layout.ref_version_key(ref, version)
+        if size > layout.REF_VERSION_LIMIT:
+            raise layout.damaged_ref(key, f"{size} bytes, where a ref version takes a few hundred")
         try:
             data = self.backend.get(key)
         except FileNotFoundError:
@@ -98,11 +102,15 @@ class Remote:
 
     def ref(self, ref: str) -> RemoteRef:
         """One ref's latest version (version 0 and id None if it never existed)."""
-        versions = [parsed[1] for parsed in map(layout.parse_ref_key, self.backend.list(ref + "/"))
-                    if parsed is not None and parsed[0] == ref]
-        if not versions:
+        sizes: dict[int, int] = {}  # version -> its key's size
+        for key, info in self.backend.list(ref + "/").items():
+            parsed = layout.parse_ref_key(key)
+            if parsed is not None and parsed[0] == ref:
+                sizes[parsed[1]] = info.size
+        if not sizes:
             return RemoteRef(ref, 0, None)
-        return self._read_ref(ref, max(versions))
+        latest = max(sizes)
+        return self._read_ref(ref, latest, sizes[latest])
 
     def swap_ref(self, current: RemoteRef, new_id: str | None) -> bool:
         """Compare-and-swap: create the ref's next version, which only one
@@ -117,6 +125,11 @@ class Remote:
         return False
 
     def default_branch(self) -> str | None:
+        """The branch HEAD names; None when there is none (or HEAD is too
+        large to be one: a hostile remote's, never read)."""
+        info = self.backend.stat(layout.HEAD)
+        if info is None or info.size > layout.REF_VERSION_LIMIT:
+            return None
         try:
             text = self.backend.get(layout.HEAD).decode("utf-8", "replace").strip()
         except FileNotFoundError:

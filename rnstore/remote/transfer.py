@@ -15,6 +15,7 @@ sees it, and only then record the remote's branches as refs/remotes/NAME/X.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -29,14 +30,14 @@ from dataclasses import asdict, dataclass, field
 from typing import BinaryIO, Callable, ContextManager, Iterable, Iterator
 
 from .. import codec
-from ..checkout import FetchedBlobs, checkout, fast_forward
+from ..checkout import FETCHED_PREFIX, FetchedBlobs, checkout, fast_forward
 from ..views import ObjectsView, WorkspaceView
 from ..errors import CorruptObjectError, InvalidValueError, RnstoreError
-from ..fsutil import TMP_PREFIX
 from ..objects import BLOB, MODE_TREE, SNAPSHOT, TREE, decode_snapshot, decode_tree
 from ..packs import MAX_FRAME, Pack, PackWriter
 from ..progress import NO_PROGRESS, Progress
-from ..refs import ANY, HEADS, REMOTES, TAGS, check_ref_name, short_name, valid_ref_name
+from ..refs import (ANY, HEADS, REMOTES, TAGS, RefClashError, check_ref_name, clashing_ref, short_name,
+                    valid_ref_name)
 from . import layout, settings
 from .backend import RemoteError, ShortReadError, open_backend
 from .layout import Location
@@ -93,6 +94,7 @@ class TransferResult:
     refs: list[RefUpdate] = field(default_factory=list)
     fast_forwarded: str | None = None   # pull: the snapshot the branch moved to
     path: str | None = None             # clone: the new workspace
+    warnings: list[str] = field(default_factory=list)  # clone: nothing checked out, and why
 
     @property
     def refused(self) -> list[RefUpdate]:
@@ -161,6 +163,12 @@ def push(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, force: boo
             accepted = []
             for ref, new in targets:
                 state = current.get(ref) or RemoteRef(ref, 0, None)
+                clash = clashing_ref(ref, [r for r, s in current.items() if s.id is not None])
+                if clash is not None:  # every fetch and clone of the remote would then fail
+                    result.refs.append(RefUpdate(ref, state.id, new, "refused", (
+                        f"the remote has {short_name(clash)}: a branch or tag cannot also be a "
+                        "folder of others; push it under another name")))
+                    continue
                 verdict = _verdict(repo, ref, state.id, new, force)
                 if verdict in ("refused", "up-to-date"):
                     result.refs.append(RefUpdate(ref, state.id, new, verdict, _why_refused(ref, state.id)
@@ -452,14 +460,32 @@ def fetch(repo: WorkspaceView, name: str, refs: Iterable[str] = (), *, progress:
         tips = [current[r].id for r in wanted]
         with repo.store_lock(shared=True):
             # a new store fetching every ref (a clone) takes every indexed object, each pack read once
-            if not refs and next(iter(repo.store), None) is None:
-                download_everything(repo.store, remote, tips, result, progress, live=live, deliver=deliver,
-                                    trees=trees)
-            else:
-                download(repo.store, remote, remote.load_index(), tips, result, progress, live=live)
+            try:
+                if not refs and next(iter(repo.store), None) is None:
+                    download_everything(repo.store, remote, tips, result, progress, live=live, deliver=deliver,
+                                        trees=trees)
+                else:
+                    download(repo.store, remote, remote.load_index(), tips, result, progress, live=live)
+            except CorruptObjectError as exc:
+                raise _named_by_ref(exc, name, {r: current[r].id for r in wanted}) from None
             _record_fetched(repo, name, {r: current[r].id for r in wanted}, result,
                             prune=not refs, remote_refs=current)
     return result
+
+
+def _named_by_ref(exc: CorruptObjectError, name: str, tips: dict[str, str]) -> CorruptObjectError:
+    """A remote ref naming an intact object that is no snapshot (a tag on a
+    tree: objects.decode_snapshot's "not a snapshot") said as the ref's
+    fault, with the way out: without that ref, the others can be fetched.
+    A damaged object keeps its own error, which names its pack."""
+    refs = [ref for ref, oid in tips.items() if oid == exc.object_id]
+    if not refs or not str(exc).endswith(": not a snapshot"):
+        return exc
+    delete = f"rnstore push --delete {name} {short_name(refs[0])}"
+    return exc.reworded(
+        f"remote ref {refs[0]} names {exc.object_id}, which is not a snapshot",
+        exc.object_id, hints=[f"nothing was recorded; if that ref should not be there, `{delete}` removes "
+                              "it, and the others can be fetched"])
 
 
 def _select_refs(current: dict[str, RemoteRef], names: list[str]) -> list[str]:
@@ -482,15 +508,17 @@ def _record_fetched(repo: WorkspaceView, name: str, fetched: dict[str, str], res
         if ref.startswith(HEADS):
             local = f"{REMOTES}{name}/{ref[len(HEADS):]}"
             old = tracked.get(local)
-            if old != oid:
-                repo.refs.update(local, oid, ANY)
-                result.refs.append(RefUpdate(local, old, oid, "updated" if old else "created"))
+            if old == oid:  # listed, as push lists them: --json names every ref it looked at
+                result.refs.append(RefUpdate(local, old, oid, "up-to-date"))
+            else:
+                _recorded(repo, result, RefUpdate(local, old, oid, "updated" if old else "created"), ANY)
         elif ref.startswith(TAGS):
             old = repo.refs.resolve(ref)
             if old is None:
-                repo.refs.update(ref, oid, None)
-                result.refs.append(RefUpdate(ref, None, oid, "created"))
-            elif old != oid:
+                _recorded(repo, result, RefUpdate(ref, None, oid, "created"), None)
+            elif old == oid:
+                result.refs.append(RefUpdate(ref, old, oid, "up-to-date"))
+            else:
                 result.refs.append(RefUpdate(ref, old, oid, "refused",
                                              f"local tag {short_name(ref)} names {old[:12]}; kept"))
     if prune:
@@ -499,6 +527,22 @@ def _record_fetched(repo: WorkspaceView, name: str, fetched: dict[str, str], res
             if branch not in remote_refs:
                 repo.refs.delete(local)
                 result.refs.append(RefUpdate(local, old, None, "deleted"))
+
+
+def _recorded(repo: WorkspaceView, result: TransferResult, update: RefUpdate, expected) -> None:
+    """Move a local ref as `update` says and list it; a ref that clashes
+    with a local one (the remote holds `main` and `main/x`, which no local
+    refs folder can hold both), or whose name is too long for a file here,
+    is listed as refused and skipped, so one such ref does not stop the rest."""
+    try:
+        repo.refs.update(update.ref, update.new, expected)
+    except RefClashError as exc:
+        update.status, update.reason = "refused", f"{str(exc).split(': ', 1)[-1]}; skipped"
+    except OSError as exc:  # a name an object store takes and this file system does not
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        update.status, update.reason = "refused", "its name is too long for this file system; skipped"
+    result.refs.append(update)
 
 
 def download(store, remote: Remote, index: dict[str, Location], tips: list[str],
@@ -891,14 +935,14 @@ def clone_into(repo: WorkspaceView, url: str, *, options: Iterable[str] = (),
     add_remote(repo, "origin", url, options)
     # the fetch verifies every blob: those it writes out as files here, the
     # checkout moves into place rather than reading them back (one pass)
-    fetched = FetchedBlobs(repo.dotdir / f"{TMP_PREFIX}fetched-{os.getpid()}-{secrets.token_hex(4)}")
+    fetched = FetchedBlobs(repo.dotdir / f"{FETCHED_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
     try:
         result = fetch(repo, "origin", progress=progress, deliver=fetched.receive, trees=fetched.trees)
         remote = open_remote(repo, "origin")
         with _remote_errors(remote):
             default = remote.default_branch()
         branches = sorted(r.ref[len(f"{REMOTES}origin/"):] for r in result.refs
-                          if r.ref.startswith(REMOTES) and r.new)
+                          if r.ref.startswith(REMOTES) and r.new and r.status != "refused")
         branch = default if default in branches else ("main" if "main" in branches else
                                                       (branches[0] if branches else None))
         if branch is not None:
@@ -906,10 +950,24 @@ def clone_into(repo: WorkspaceView, url: str, *, options: Iterable[str] = (),
             repo.refs.update(HEADS + branch, oid, None)
             repo.refs.set_head_symbolic(HEADS + branch)
             checkout(repo, branch, force=True, progress=progress, fetched=fetched)
+        else:
+            result.warnings.extend(_nothing_checked_out(repo, result))
     finally:
         fetched.close()
     result.path = str(repo.root)
     return result
+
+
+def _nothing_checked_out(repo: WorkspaceView, result: TransferResult) -> list[str]:
+    """What a clone of a remote without branches says (git: "You appear to
+    have cloned an empty repository", "remote HEAD refers to nonexistent ref")."""
+    branch = short_name(repo.refs.head()[0] or HEADS + "main")
+    tags = sorted(short_name(r.ref) for r in result.refs if r.ref.startswith(TAGS) and r.new)
+    if not tags:
+        return [f"the remote is empty: nothing was checked out, and {branch} has no snapshot yet"]
+    shown = ", ".join(tags[:3]) + (f" and {len(tags) - 3} more" if len(tags) > 3 else "")
+    return [f"the remote has no branch, only tags ({shown}): nothing was checked out, and "
+            f"{branch} has no snapshot yet; `rnstore checkout {tags[0]}` checks out a tag"]
 
 
 # -- helpers -----------------------------------------------------------------------------------
