@@ -35,6 +35,16 @@ TMP_PREFIX = ".tmp-"
 #: may not show the last change yet: far above the coarse clock tick that
 #: stamps file times (<= 10 ms).
 RACY_NS = 100_000_000
+
+
+def settled_before(time_ns: int, moment_ns: int) -> bool:
+    """Whether a file or folder whose newest time is `time_ns` can have
+    changed no later than RACY_NS before `moment_ns`. A time on a whole
+    second most likely comes from a coarse clock (FAT's 2 s, 1 s on some
+    network and older file systems), which stamps every change within its
+    tick with the tick's start: such a time stands for up to 2 s after it."""
+    coarse_tick = 2_000_000_000 if time_ns % 1_000_000_000 == 0 else 0
+    return time_ns + coarse_tick < moment_ns - RACY_NS
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: Opening a state file: never through a symlink, never blocking on a FIFO.
 _STATE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
 
 from .errors import CorruptStoreError
-from .fsutil import RACY_NS, atomic_write, open_state
+from .fsutil import RACY_NS, atomic_write, open_state, settled_before  # noqa: F401 (RACY_NS: the stat cache's rule, named here)
 from .objects import MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, MODES_BY_BYTES, is_object_id
 from .trees import all_safe_paths, build_sorted_tree, is_safe_path
 
@@ -143,7 +143,7 @@ def stat_key_if_settled(st: os.stat_result, hashed_at_ns: int | None = None) -> 
     """The stat key to cache for a file hashed at `hashed_at_ns`, or None when
     the file changed too recently to trust its timestamps (racy git)."""
     now = time.time_ns() if hashed_at_ns is None else hashed_at_ns
-    if max(st.st_mtime_ns, st.st_ctime_ns) >= now - RACY_NS:
+    if not settled_before(max(st.st_mtime_ns, st.st_ctime_ns), now):
         return None
     return StatKey.of(st)
 

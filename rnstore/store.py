@@ -38,8 +38,8 @@ from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
 from . import codec
 from .errors import (BrokenDeltaError, CorruptObjectError, InvalidValueError, MissingObjectError,
                      StoreWriteError)
-from .fsutil import (RACY_NS, TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, open_regular,
-                     open_regular_stat, remove_quietly, share, sync_filesystem, write_new_file)
+from .fsutil import (TMP_PREFIX, NotRegularFileError, fsync_dir, make_folder, open_regular,
+                     open_regular_stat, remove_quietly, settled_before, share, sync_filesystem, write_new_file)
 from .objects import (BLOB, KINDS, SNAPSHOT, TREE, Snapshot, Tree, decode_snapshot, decode_tree,
                       is_object_id)
 from .packs import MAX_FRAME, SUFFIX as PACK_SUFFIX, DamagedPackError, Pack, PackWriter, list_packs, write_pack
@@ -381,7 +381,7 @@ class ObjectStore(abc.ABC):
                 except SizeChangedError:
                     continue
                 unchanged = _same_change(os.fstat(fd), before)
-                if unchanged and max(before.st_mtime_ns, before.st_ctime_ns) >= started - RACY_NS:
+                if unchanged and not settled_before(max(before.st_mtime_ns, before.st_ctime_ns), started):
                     unchanged = _hash_fd(fd, before.st_size) == oid and _same_change(os.fstat(fd), before)
             finally:
                 os.close(fd)
@@ -924,7 +924,7 @@ class DiskStore(ObjectStore):
         stamp, listed_at = self._listing
         if stamp is None or stamp != self._folder_stamp():
             return False
-        return stamp[1] < listed_at - RACY_NS
+        return settled_before(stamp[1], listed_at)
 
     def _pack_of(self, oid: str, *, reload: bool = False) -> Pack | None:
         """The pack holding `oid` among those loaded (loading them the first

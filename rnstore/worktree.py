@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 from .errors import InvalidValueError
-from .fsutil import RACY_NS, atomic_write, open_regular_stat
+from .fsutil import atomic_write, open_regular_stat, settled_before
 from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
 from .index import Found, StatKey, stat_key_if_settled
 from .objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_bytes, hash_stream
@@ -341,8 +341,8 @@ class ListingCache:
         #: 200,000 files records them all)
         self._folders: dict[bytes, tuple[tuple[int, int, int], bytes]] = {}
         self._written_ns = -(1 << 63)  # nothing read: nothing trusted
-        #: a walk began: folders changed since settle_ns are not recorded
-        self.settle_ns = time.time_ns() - RACY_NS
+        #: a walk began: folders that may have changed since RACY_NS before it are not recorded
+        self.walk_began_ns = time.time_ns()
         self.whole_walk = False  # the walk covered every folder: unvisited ones are gone
         self._visited: set[bytes] = set()
         self._changed = False
@@ -388,7 +388,7 @@ class ListingCache:
         """Remember the keys just listed for `folder`, whose stat `st` was
         taken before the listing; not if it changed too recently."""
         self._visited.add(folder)
-        if max(st.st_mtime_ns, st.st_ctime_ns) >= self.settle_ns:
+        if not settled_before(max(st.st_mtime_ns, st.st_ctime_ns), self.walk_began_ns):
             self._learn(folder, None)
             return
         self._learn(folder, ((st.st_mtime_ns, st.st_ctime_ns, st.st_ino),

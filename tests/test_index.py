@@ -301,6 +301,20 @@ def test_stat_key_depends_on_hashing_time(tmp_path):
     assert key == StatKey(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
+def test_a_time_on_a_whole_second_stands_for_its_whole_coarse_tick(tmp_path):
+    """FAT stamps a change with its 2 s tick's start, and some network file
+    systems with the second's: a file hashed 1.5 s after such a time may
+    have changed after it was hashed and kept the time."""
+    (tmp_path / "f").write_bytes(b"x")
+    st = os.lstat(tmp_path / "f")
+    second = 1_700_000_000 * 1_000_000_000
+    coarse = os.stat_result(tuple(st)[:7] + (1_700_000_000,) * 3 + (1_700_000_000.0,) * 3 + (second,) * 3)
+    assert stat_key_if_settled(coarse, second + 1_500_000_000) is None
+    assert stat_key_if_settled(coarse, second + 2_000_000_000 + RACY_NS + 1) is not None
+    fine = os.stat_result(tuple(st)[:7] + (1_700_000_000,) * 3 + (1_700_000_000.0,) * 3 + (second + 1,) * 3)
+    assert stat_key_if_settled(fine, second + 1_500_000_000) is not None
+
+
 def test_old_mtime_but_new_ctime_is_still_racy(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"x")

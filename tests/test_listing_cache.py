@@ -176,6 +176,27 @@ def test_a_changed_folder_is_listed_until_it_settles():
     assert cache.lookup(b"x", Settled) == []
 
 
+def test_a_folder_on_a_coarse_clock_is_recorded_only_once_its_whole_tick_is_past():
+    """A time on a whole second (FAT, some network file systems) stands for
+    any change up to 2 s later: a folder listed within that tick of the walk
+    could change again after its listing and keep the same times."""
+    cache = ListingCache()
+    settle = cache.walk_began_ns - RACY_NS
+    tick = (settle // 1_000_000_000 - 1) * 1_000_000_000  # 1-2 s before the settle point
+
+    class Coarse:
+        st_mtime_ns, st_ctime_ns, st_ino = tick, tick, 7
+
+    cache.record(b"x", Coarse, [b"f"])
+    assert b"x" not in cache._folders
+
+    class Older:
+        st_mtime_ns, st_ctime_ns, st_ino = tick - 2_000_000_000, tick - 2_000_000_000, 7
+
+    cache.record(b"x", Older, [b"f"])
+    assert cache._folders[b"x"][1] == b"f\0"
+
+
 def test_the_file_round_trips_and_damage_is_ignored(tmp_path):
     folders = {b"": ((1, 2, 3), b"a\0b/\0\xff\0"), b"b": ((4, 5, 6), b""), b"b/c": ((7, 8, 9), b"x\0")}
     data = b"".join(_encode_listings(folders))
