@@ -395,14 +395,20 @@ def test_a_corrupt_frame_late_in_a_clone_stores_nothing_of_what_came_before(tmp_
     assert not (tmp_path / "c").exists()
 
 
-@pytest.mark.parametrize("what", ["blob", "tree"])
-def test_a_clone_of_a_remote_missing_an_object_its_ref_needs_records_no_ref(tmp_path, what):
+def _pushed_with_its_index(tmp_path):
+    """A workspace `a` pushed to a share: (a, url, the share's one index
+    file, its entries, a's head)."""
     url = str(tmp_path / "share")
     a = workspace_with_snapshot(tmp_path / "a", files=30, url=url)
     transfer.push(a, "origin")
     (index_file,) = (tmp_path / "share" / "index").iterdir()
     entries = layout.decode_index(index_file.read_bytes(), index_file.stem)
-    head = a.refs.resolve("refs/heads/main")
+    return a, url, index_file, entries, a.refs.resolve("refs/heads/main")
+
+
+@pytest.mark.parametrize("what", ["blob", "tree"])
+def test_a_clone_of_a_remote_missing_an_object_its_ref_needs_records_no_ref(tmp_path, what):
+    a, url, index_file, entries, head = _pushed_with_its_index(tmp_path)
     subtree = a.store.get_tree(a.store.get_snapshot(head).tree).entries[0].id
     missing = subtree if what == "tree" else next(e.id for e in a.store.get_tree(subtree).entries)
     kept = sorted((bytes.fromhex(oid), loc.offset, loc.length, loc.kind)
@@ -433,12 +439,7 @@ def test_a_clone_reads_a_tree_the_remote_index_calls_a_blob_from_the_store(tmp_p
     """A tree whose bytes were first pushed as a file is a blob in the
     remote's index: its payload is not kept, and the clone reads it from
     the store instead, for the closure check and for the checkout."""
-    url = str(tmp_path / "share")
-    a = workspace_with_snapshot(tmp_path / "a", files=30, url=url)
-    transfer.push(a, "origin")
-    (index_file,) = (tmp_path / "share" / "index").iterdir()
-    entries = layout.decode_index(index_file.read_bytes(), index_file.stem)
-    head = a.refs.resolve("refs/heads/main")
+    a, url, index_file, entries, head = _pushed_with_its_index(tmp_path)
     subtree = next(e.id for e in a.store.get_tree(a.store.get_snapshot(head).tree).entries
                    if e.mode == MODE_TREE)
     assert entries[subtree].kind == "tree"
