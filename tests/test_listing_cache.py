@@ -221,6 +221,25 @@ def test_a_damaged_cache_file_changes_nothing(tmp_path):
     assert proc.returncode == 0 and proc.stdout == b"?? b/new.txt\n", proc.stderr
 
 
+@pytest.mark.parametrize("keys", [b"two.txt\0one.txt\0", b"one.txt\0one.txt\0two.txt\0"])
+def test_keys_out_of_order_are_not_used(tmp_path, keys):
+    """A whole file (its checksum right) whose folder's keys are not
+    sorted, or name a file twice, and whose stat holds: the walk sweeps
+    the keys alongside the index in one pass, so a key out of order made
+    a tracked file look deleted (and `add` drop it from the index). Such
+    a folder is listed again."""
+    repo = workspace(tmp_path)
+    cache = ListingCache.load(repo.dotdir / LISTINGS_FILE)
+    stat_key, _ = cache._folders[b"b"]
+    cache._folders[b"b"] = (stat_key, keys)
+    cache._changed = True
+    cache.save()
+    assert ListingCache.load(repo.dotdir / LISTINGS_FILE)._folders[b"b"][1] == keys  # written as it is
+    assert status_of(repo) == ([], [])
+    repo.add([repo.root])
+    assert [e.path for e in repo.read_index() if e.path.startswith(b"b/")] == [b"b/one.txt", b"b/two.txt"]
+
+
 def test_an_add_of_one_folder_keeps_the_others_records_and_sees_its_changes(tmp_path):
     repo = workspace(tmp_path)
     (repo.root / "a" / "deep" / "new.txt").write_text("new\n")
