@@ -406,3 +406,22 @@ def test_the_cli_splits_a_large_walk_and_sees_every_change(tmp_path):
                                [b"d000/new"])
     assert run_cli(["commit", "-a", "-m", "two", "-q"], cwd=repo.root).returncode == 0
     assert repo.status().clean and repo.read_index().totals()[0] == folders * per_folder
+
+
+def test_a_split_walk_warns_of_a_bad_root_pattern_once(tmp_path, split_walks):
+    """Both processes of a split walk list the root: its .rnignore is read
+    before the fork, so a bad pattern there is said once, not twice."""
+    busy_workspace(tmp_path)
+    (tmp_path / "ws" / ".rnignore").write_text("*.log\nfoo\\\n")
+    said = tmp_path / "said.txt"
+
+    def notify(line: str) -> None:
+        with open(said, "a") as fh:  # the child's lines too
+            fh.write(line + "\n")
+
+    repo = Repository.open(tmp_path / "ws", notify=notify)
+    split_walks.clear()
+    status = repo.status()
+    assert len(split_walks) == 1 and b"zz/new.txt" in status.raw_untracked
+    assert said.read_text().splitlines() == [
+        "warning: .rnignore:2: invalid pattern 'foo\\' (a trailing backslash escapes nothing); skipped"]
