@@ -20,3 +20,14 @@ def test_an_option_on_a_local_folder_remote_is_refused(tmp_path, url):
         f"error: remote {url} is a local folder, which takes no -o options (given: auto_mkdir)")
     assert run_cli(["remote"], tmp_path / "a").out == ""
     assert run_cli(["remote", "add", "origin", url], tmp_path / "a").returncode == 0
+
+
+def test_a_digit_that_is_no_decimal_digit_is_one_error(tmp_path):
+    """'²'.isdigit() is true but int('²') fails: the value was taken for a
+    whole number, and `remote add` ended in an internal error."""
+    pytest.importorskip("s3fs")
+    workspace_with_snapshot(tmp_path / "a")
+    added = run_cli(["remote", "add", "-o", "max_concurrency=²", "origin", "s3://b/p"], tmp_path / "a")
+    assert added.returncode == 2, added.stderr
+    assert added.stderr.splitlines()[0] == (
+        "error: option 'max_concurrency' of remote s3://b/p takes a whole number, not '²'")
