@@ -110,7 +110,7 @@ def add_remote(repo: WorkspaceView, name: str, url: str, options: Iterable[str] 
     settings.check_name(name)
     parsed = settings.parse_options(options)
     if parsed and split_url(url)[0] == "file":  # (they would be recorded, then ignored)
-        raise InvalidValueError(f"remote {mask_url(url)} is a local folder, which takes no -o options "
+        raise InvalidValueError(f"remote {mask_url(url)} is a local folder, which takes no backend options "
                                 f"(given: {', '.join(parsed)})")
     open_backend(url, parsed)  # a bad URL or a missing extra fails now, not at the first push
     with repo.lock():
