@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,10 +123,13 @@ def _content(repo: ObjectsView, entry_id: str | None, mode: str | None, path: by
 
 
 def _as_lines(data: bytes | None) -> list[str] | None:
+    """The text's lines, each with its "\\n" (None: binary). A line ends at
+    "\\n" only, as in git: str.splitlines would also cut at a form feed,
+    a lone "\\r" or U+2028, and the diff would say "No newline" there."""
     if data is None or b"\0" in data:
         return None
     try:
-        return data.decode("utf-8").splitlines(keepends=True)
+        return [line.decode("utf-8") for line in io.BytesIO(data)]
     except UnicodeDecodeError:
         return None
 

@@ -172,6 +172,11 @@ class IgnoreRules:
             self._files[folder] = rules
         return self._files[folder]
 
+    def read_root_rules(self) -> None:
+        """Read the root's rule file now: before a walk forks, so that its
+        two processes do not each read it (and each warn of a bad pattern)."""
+        self._chain(b"")
+
     def has_no_rule_file(self, folder: bytes) -> None:
         """The walk listed `folder` and found no `.rnignore` in it: spare
         `_rules_in` the attempt to open one."""

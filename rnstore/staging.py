@@ -435,6 +435,7 @@ def scan_and_sweep(repo: WorkspaceView, index: Index, prefixes: list[bytes], rul
         return found, index.sweep(found.found, rows=(row, len(index)))
 
     import pickle  # only for a split walk
+    rules.read_root_rules()  # both halves list the root
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: walk the upper half, send it back, and leave without cleaning up

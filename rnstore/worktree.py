@@ -381,7 +381,11 @@ class ListingCache:
         written = self._written_ns
         if (st.st_mtime_ns, st.st_ctime_ns, st.st_ino) == (mtime, ctime, ino) \
                 and mtime < written and ctime < written:
-            return keys[:-1].split(b"\0") if keys else []
+            names = keys[:-1].split(b"\0") if keys else []
+            # the walk sweeps them alongside the index in one pass: a key out
+            # of order (or twice) in a hostile file would make a file look deleted
+            if all(map(bytes.__lt__, names, names[1:])):
+                return names
         return None
 
     def record(self, folder: bytes, st: os.stat_result, keys: list[bytes]) -> None:

@@ -221,6 +221,25 @@ def test_a_damaged_cache_file_changes_nothing(tmp_path):
     assert proc.returncode == 0 and proc.stdout == b"?? b/new.txt\n", proc.stderr
 
 
+@pytest.mark.parametrize("keys", [b"two.txt\0one.txt\0", b"one.txt\0one.txt\0two.txt\0"])
+def test_keys_out_of_order_are_not_used(tmp_path, keys):
+    """A whole file (its checksum right) whose folder's keys are not
+    sorted, or name a file twice, and whose stat holds: the walk sweeps
+    the keys alongside the index in one pass, so a key out of order made
+    a tracked file look deleted (and `add` drop it from the index). Such
+    a folder is listed again."""
+    repo = workspace(tmp_path)
+    cache = ListingCache.load(repo.dotdir / LISTINGS_FILE)
+    stat_key, _ = cache._folders[b"b"]
+    cache._folders[b"b"] = (stat_key, keys)
+    cache._changed = True
+    cache.save()
+    assert ListingCache.load(repo.dotdir / LISTINGS_FILE)._folders[b"b"][1] == keys  # written as it is
+    assert status_of(repo) == ([], [])
+    repo.add([repo.root])
+    assert [e.path for e in repo.read_index() if e.path.startswith(b"b/")] == [b"b/one.txt", b"b/two.txt"]
+
+
 def test_an_add_of_one_folder_keeps_the_others_records_and_sees_its_changes(tmp_path):
     repo = workspace(tmp_path)
     (repo.root / "a" / "deep" / "new.txt").write_text("new\n")
@@ -387,3 +406,22 @@ def test_the_cli_splits_a_large_walk_and_sees_every_change(tmp_path):
                                [b"d000/new"])
     assert run_cli(["commit", "-a", "-m", "two", "-q"], cwd=repo.root).returncode == 0
     assert repo.status().clean and repo.read_index().totals()[0] == folders * per_folder
+
+
+def test_a_split_walk_warns_of_a_bad_root_pattern_once(tmp_path, split_walks):
+    """Both processes of a split walk list the root: its .rnignore is read
+    before the fork, so a bad pattern there is said once, not twice."""
+    busy_workspace(tmp_path)
+    (tmp_path / "ws" / ".rnignore").write_text("*.log\nfoo\\\n")
+    said = tmp_path / "said.txt"
+
+    def notify(line: str) -> None:
+        with open(said, "a") as fh:  # the child's lines too
+            fh.write(line + "\n")
+
+    repo = Repository.open(tmp_path / "ws", notify=notify)
+    split_walks.clear()
+    status = repo.status()
+    assert len(split_walks) == 1 and b"zz/new.txt" in status.raw_untracked
+    assert said.read_text().splitlines() == [
+        "warning: .rnignore:2: invalid pattern 'foo\\' (a trailing backslash escapes nothing); skipped"]

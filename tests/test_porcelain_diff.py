@@ -85,3 +85,20 @@ def test_diff_bad_usage(two, run_cli):
                                             (["diff", "nosuchrev"], two)])
     assert_error(three, 2)
     assert_error(unknown, 2, "nosuchrev")
+
+
+def test_a_line_ends_only_at_a_newline_as_in_git(tmp_path, run_cli):
+    """A form feed, a lone carriage return or a Unicode line separator
+    inside a line is part of it (git splits at \\n only): no line is cut
+    in two, and no "No newline at end of file" lands mid-file."""
+    ws = new_workspace(tmp_path / "ws")
+    old = "page one\x0cpage two\nold\rstyle\nsep\u2028arator\n"
+    write_files(ws, {"f.txt": old})
+    commit(run_cli, ws, "one", "-a")
+    write_files(ws, {"f.txt": old + "added\n"})
+    text = ok(run_cli(["diff"], cwd=ws)).out
+    assert "No newline" not in text
+    assert [line for line in text.split("\n") if line[:1] in ("+", "-") and not line.startswith(("+++", "---"))] == [
+        "+added"]
+    stat = ok(run_cli(["diff", "--stat"], cwd=ws)).out.splitlines()
+    assert stat[-1].strip() == "1 file changed, 1 insertion(+), 0 deletions(-)"

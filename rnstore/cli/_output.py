@@ -33,6 +33,7 @@ FLAGS_FOR_API_WORDS: list[tuple[str, str]] = [
     ('format="dir"', "--format dir"),
     ("format=NAME", "--format NAME"),
     ("a backend option is", "-o takes"),
+    ("takes no backend options", "takes no -o options"),
     ("in excludes", "in --exclude"),
 ]
 

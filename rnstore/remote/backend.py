@@ -545,7 +545,8 @@ def _typed(options: dict[str, str]) -> dict:
     typed: dict = {}
     for key, value in options.items():
         low = value.lower()
-        converted = low == "true" if low in ("true", "false") else int(value) if value.isdigit() else value
+        whole = value.isascii() and value.isdigit()  # ('²'.isdigit() too, which int() refuses)
+        converted = low == "true" if low in ("true", "false") else int(value) if whole else value
         *outer, last = key.split(".")
         if "" in (*outer, last):
             raise BadInputError(f"backend option '{key}' is not KEY or KEY.SUBKEY")

@@ -39,7 +39,7 @@ from ..progress import NO_PROGRESS, Progress
 from ..refs import (ANY, HEADS, REMOTES, TAGS, RefClashError, check_ref_name, clashing_ref, short_name,
                     valid_ref_name)
 from . import layout, settings
-from .backend import RemoteError, ShortReadError, open_backend
+from .backend import RemoteError, ShortReadError, mask_url, open_backend, split_url
 from .layout import Location
 from .remote import Remote, RemoteRef
 
@@ -109,6 +109,9 @@ class TransferResult:
 def add_remote(repo: WorkspaceView, name: str, url: str, options: Iterable[str] = ()) -> settings.RemoteSettings:
     settings.check_name(name)
     parsed = settings.parse_options(options)
+    if parsed and split_url(url)[0] == "file":  # (they would be recorded, then ignored)
+        raise InvalidValueError(f"remote {mask_url(url)} is a local folder, which takes no backend options "
+                                f"(given: {', '.join(parsed)})")
     open_backend(url, parsed)  # a bad URL or a missing extra fails now, not at the first push
     with repo.lock():
         remotes = settings.load(repo.dotdir)
