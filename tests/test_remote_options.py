@@ -31,3 +31,14 @@ def test_a_digit_that_is_no_decimal_digit_is_one_error(tmp_path):
     assert added.returncode == 2, added.stderr
     assert added.stderr.splitlines()[0] == (
         "error: option 'max_concurrency' of remote s3://b/p takes a whole number, not '²'")
+
+
+def test_a_password_or_user_name_of_digits_stays_text():
+    """Values that look like numbers or flags are typed for the backend
+    (ports, timeouts, flags), but never a credential's: `-o password=123456`
+    reached the SSH client as an int, `-o username=007` as 7."""
+    from rnstore.remote.backend import _typed
+    typed = _typed({"password": "123456", "username": "007", "passphrase": "true",
+                    "client_kwargs.aws_secret_access_key": "42", "port": "2222", "use_ssl": "false"})
+    assert typed == {"password": "123456", "username": "007", "passphrase": "true",
+                     "client_kwargs": {"aws_secret_access_key": "42"}, "port": 2222, "use_ssl": False}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import re
 import stat
 import time
 from dataclasses import dataclass
@@ -539,6 +540,10 @@ def open_backend(url: str, options: dict[str, str] | None = None, *,
                            describe, retry_for=retry_for)
 
 
+#: options whose values are always text: names, passwords and keys
+_CREDENTIAL_WORDS = re.compile(r"pass|user|secret|token|key|credential|account|login", re.I)
+
+
 def _typed(options: dict[str, str]) -> dict:
     """-o values are strings; the few that backends expect typed are
     converted, and a dotted key (client_kwargs.region_name) is nested."""
@@ -548,6 +553,8 @@ def _typed(options: dict[str, str]) -> dict:
         whole = value.isascii() and value.isdigit()  # ('²'.isdigit() too, which int() refuses)
         converted = low == "true" if low in ("true", "false") else int(value) if whole else value
         *outer, last = key.split(".")
+        if _CREDENTIAL_WORDS.search(last):
+            converted = value  # a password of digits (or "true") is still a password
         if "" in (*outer, last):
             raise BadInputError(f"backend option '{key}' is not KEY or KEY.SUBKEY")
         into = typed
