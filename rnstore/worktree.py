@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
-from .errors import InvalidValueError
-from .fsutil import atomic_write, open_regular_stat, settled_before
+from .errors import CorruptStoreError, InvalidValueError
+from .fsutil import atomic_write, open_regular_stat, open_state, settled_before
 from .ignore import ALWAYS_EXCLUDED, IGNORE_FILE
 from .index import Found, StatKey, stat_key_if_settled
 from .objects import EMPTY_TREE_ID, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, hash_bytes, hash_stream
@@ -248,20 +248,17 @@ def _kept_keys(full: bytes, current: bytes, folder_fd: int | None, rules, result
     """_listing's keys, before their lstat: the folder's names from the
     listing cache when it vouches for them, else from the folder."""
     listings = result.listings
-    keys = None
+    keys = folder_st = None
     if folder_fd is not None and listings.active:
         try:
             folder_st = os.fstat(folder_fd)  # before the listing: a change after it shows next time
-        except OSError:
-            folder_st = None
-        if folder_st is not None:
             keys = listings.lookup(current, folder_st)
-            if keys is None:
-                keys = _listed_keys(full, current, result)
-                if keys is not None:
-                    listings.record(current, folder_st, keys)
-    else:
+        except OSError:
+            pass
+    if keys is None:
         keys = _listed_keys(full, current, result)
+        if keys is not None and folder_st is not None:
+            listings.record(current, folder_st, keys)
     if keys is None:
         return []
     if current and not keys:
@@ -353,12 +350,12 @@ class ListingCache:
     def load(cls, path: Path) -> "ListingCache":
         cache = cls(path)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        except OSError:
+            fd = open_state(path, os.O_RDONLY)
+        except (OSError, CorruptStoreError):  # absent, or a symlink or FIFO in its place: no cache
             return cache
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > _LISTINGS_MAX_BYTES:
+            if st.st_size > _LISTINGS_MAX_BYTES:
                 return cache
             with open(fd, "rb", closefd=False) as fh:
                 data = fh.read()
